@@ -1,0 +1,227 @@
+"""MedMNIST files: find them, download them atomically, verify their MD5 once, and load them.
+
+Facts about each dataset (task, labels, channels, URLs, MD5s) come from ``medmnist.INFO``; nothing is
+copied here. The arrays are read straight from the npz (see :mod:`medft_bench.data.arrays`) rather than
+through medmnist's per-sample PIL ``Dataset``, which also rejects files of non-official length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from medft_bench.data.arrays import DataBundle, load_npz
+from medft_bench.errors import DataError, DatasetNotFoundError, unknown
+
+SIZES = (28, 64, 128, 224)
+ROOT_ENV = "MEDFT_DATA_ROOT"
+VERIFIED_CACHE = ".medft_verified.json"
+DOWNLOAD_TIMEOUT_S = 20.0
+
+# The study's modality for each flag (MedMNIST's own descriptions are long prose).
+MODALITY = {
+    "pathmnist": "histology", "chestmnist": "x-ray", "dermamnist": "dermoscopy", "octmnist": "oct",
+    "pneumoniamnist": "x-ray", "retinamnist": "fundus", "breastmnist": "ultrasound",
+    "bloodmnist": "microscopy", "tissuemnist": "microscopy", "organamnist": "ct", "organcmnist": "ct",
+    "organsmnist": "ct",
+}
+
+
+def _info_table() -> dict[str, dict[str, Any]]:
+    from medmnist import INFO  # imported lazily: importing medmnist creates ~/.medmnist
+
+    return INFO
+
+
+def flags() -> list[str]:
+    """The twelve 2D MedMNIST flags (3D volumes are not image classification in 2D)."""
+    return [f for f in _info_table() if not f.endswith("3d")]
+
+
+def info(flag: str) -> dict[str, Any]:
+    """``medmnist.INFO[flag]``, with a clear error for an unknown flag."""
+    if flag not in flags():
+        raise unknown("MedMNIST dataset", flag, flags())
+    return _info_table()[flag]
+
+
+def n_labels(flag: str) -> int:
+    return len(info(flag)["label"])
+
+
+def check_size(size: int) -> None:
+    if size not in SIZES:
+        raise DataError(f"MedMNIST has no {size} px files; available sizes: {', '.join(map(str, SIZES))}")
+
+
+def file_name(flag: str, size: int, *, official: bool = True) -> str:
+    """``<flag>.npz`` at 28 px, else ``<flag>_<size>.npz``; ``official=False`` allows any size (synthetic)."""
+    if official:
+        check_size(size)
+    return f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+
+
+def url_and_md5(flag: str, size: int) -> tuple[str, str]:
+    meta = info(flag)
+    check_size(size)
+    suffix = "" if size == 28 else f"_{size}"
+    return meta[f"url{suffix}"], meta[f"MD5{suffix}"]
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The data root: the argument, else ``$MEDFT_DATA_ROOT``, else medmnist's default root."""
+    if root is not None:
+        return Path(root).expanduser()
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).expanduser()
+    from medmnist.info import DEFAULT_ROOT
+
+    return Path(DEFAULT_ROOT).expanduser()
+
+
+def md5sum(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _read_cache(root: Path) -> dict[str, Any]:
+    try:
+        return json.loads((root / VERIFIED_CACHE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def file_md5(path: Path) -> str:
+    """The MD5 of ``path``, hashed only when the file is new or changed since it was last hashed.
+
+    Hashes are remembered in ``.medft_verified.json`` next to the file, keyed by name, size and mtime, so a
+    multi-GB 224 px file is not re-hashed on every run.
+    """
+    cache = _read_cache(path.parent)
+    entry = cache.get(path.name)
+    stamp = _stamp(path)
+    if entry and "md5" in entry and all(entry.get(k) == v for k, v in stamp.items()):
+        return entry["md5"]
+    digest = md5sum(path)
+    cache[path.name] = {"md5": digest, **stamp}
+    with contextlib.suppress(OSError):  # a read-only root only costs a re-hash next time
+        _write_json_atomic(path.parent / VERIFIED_CACHE, cache)
+    return digest
+
+
+def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
+    """Fetch ``url`` into ``dest`` atomically: stream to a temporary file, check the MD5, then rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    h = hashlib.md5()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+            expected_len = resp.headers.get("Content-Length")
+            got = 0
+            while block := resp.read(1 << 20):
+                out.write(block)
+                h.update(block)
+                got += len(block)
+        if expected_len is not None and got != int(expected_len):
+            raise OSError(f"transfer interrupted: {got} of {expected_len} bytes")
+        if h.hexdigest() != md5:
+            raise OSError(f"MD5 mismatch: got {h.hexdigest()}, expected {md5}")
+        os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    file_md5(dest)  # remembers the hash so the next load does not re-hash
+
+
+def _not_found(flag: str, size: int, path: Path, url: str, md5: str, why: str) -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        f"MedMNIST {flag} at {size} px is not available ({why}). Download {url} (MD5 {md5}) and place it "
+        f"at {path}, or point --data-root / ${ROOT_ENV} at the folder that holds {path.name}."
+    )
+
+
+def ensure_file(
+    flag: str,
+    size: int = 28,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download_missing: bool = True,
+    url: str | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> tuple[Path, bool]:
+    """The path of ``flag`` at ``size`` px, downloading it if missing and allowed.
+
+    Returns the path and whether its MD5 matches the official one. A file with another MD5 (for example a
+    synthetic file in MedMNIST format) is still returned, flagged as unverified, so it is never overwritten.
+    """
+    off_url, md5 = url_and_md5(flag, size)
+    url = url or off_url
+    path = resolve_root(root) / file_name(flag, size)
+    if path.is_file():
+        return path, file_md5(path) == md5
+    if not download_missing or os.environ.get("MEDFT_OFFLINE") == "1":
+        raise _not_found(flag, size, path, url, md5, "the file is missing and downloading is off")
+    try:
+        download(url, path, md5, timeout=timeout)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise _not_found(flag, size, path, url, md5, f"download failed: {exc}") from None
+    return path, True
+
+
+def load_medmnist(
+    flag: str,
+    size: int = 28,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download_missing: bool = True,
+    url: str | None = None,
+) -> DataBundle:
+    """Load a MedMNIST 2D dataset into uint8 tensors, fetching and verifying the file as needed."""
+    path, verified = ensure_file(flag, size, root, download_missing=download_missing, url=url)
+    bundle = read_file(flag, path, size)
+    bundle.identity["md5_verified"] = verified
+    return bundle
+
+
+def read_file(flag: str, path: Path, size: int) -> DataBundle:
+    """Read a file in MedMNIST ``flag``'s format (official or synthetic) into a :class:`DataBundle`."""
+    meta = info(flag)
+    splits = load_npz(path, task=meta["task"], n_labels=n_labels(flag), n_channels=meta["n_channels"])
+    got = splits["train"].images.shape[-1]
+    if got != size:
+        raise DataError(f"{path}: images are {got} px but {size} px were asked for")
+    return DataBundle(
+        name=flag,
+        task=meta["task"],
+        n_classes=n_labels(flag),
+        n_channels=meta["n_channels"],
+        modality=MODALITY.get(flag, ""),
+        label_names=dict(meta["label"]),
+        **splits,
+        identity={"source": "medmnist", "file": str(path), "md5": file_md5(path), "md5_verified": False,
+                  "synthetic": False, "source_size": size},
+    )

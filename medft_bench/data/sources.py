@@ -1,0 +1,63 @@
+"""One entry point for every dataset source: MedMNIST files, synthetic MedMNIST-format files, folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from medft_bench.data import medmnist as mm
+from medft_bench.data import synthetic
+from medft_bench.data.arrays import DataBundle
+
+CACHE_ENV = "MEDFT_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where generated files (synthetic data, feature caches) live: ``$MEDFT_CACHE_DIR`` or ~/.cache."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medft-bench")
+
+
+def synthetic_root(splits: dict[str, int], seed: int) -> Path:
+    tag = "-".join(f"{k}{splits[k]}" for k in sorted(splits))
+    return cache_dir() / "synthetic" / f"v{synthetic.GENERATOR_VERSION}-seed{seed}-{tag}"
+
+
+def load_synthetic(flag: str, size: int, splits: dict[str, int] | None = None, seed: int = 0) -> DataBundle:
+    """Synthetic data in the format of MedMNIST ``flag``, written once and read through the real loader."""
+    splits = {**synthetic.DEFAULT_SPLITS, **(splits or {})}
+    root = synthetic_root(splits, seed)
+    path = root / mm.file_name(flag, size, official=False)
+    if not path.is_file():
+        synthetic.write_synthetic_medmnist(flag, size, root, splits, seed)
+    bundle = mm.read_file(flag, path, size)
+    bundle.identity.update(
+        source="synthetic", synthetic=True, generator_version=synthetic.GENERATOR_VERSION, data_seed=seed
+    )
+    return bundle
+
+
+def load_dataset(
+    name: str,
+    size: int = 28,
+    *,
+    synthetic_data: bool = False,
+    root: str | os.PathLike[str] | None = None,
+    synthetic_splits: dict[str, int] | None = None,
+    download: bool = True,
+) -> DataBundle:
+    """Load dataset ``name`` at ``size`` px: MedMNIST (real or synthetic) or a registered folder dataset."""
+    from medft_bench.data import folders
+
+    if name in folders.registry():
+        if synthetic_data:
+            raise ValueError(f"{name} is a folder dataset; synthetic data exists only for MedMNIST flags")
+        return folders.load_folder_dataset(name, size, root)
+    if synthetic_data:
+        return load_synthetic(name, size, synthetic_splits)
+    return mm.load_medmnist(name, size, root, download_missing=download)
+
+
+def dataset_names() -> list[str]:
+    from medft_bench.data import folders
+
+    return mm.flags() + sorted(folders.registry())

@@ -1,0 +1,33 @@
+"""Errors a user can act on. Each message names the problem and what to do about it."""
+
+
+class MedftError(Exception):
+    """Base class: the CLI and the pytest plugin print these as one line, without a traceback."""
+
+
+class DataError(MedftError):
+    """A dataset file is missing, unreadable or malformed."""
+
+
+class DatasetNotFoundError(DataError):
+    """The dataset file is not on disk and could not be downloaded."""
+
+
+class UnknownNameError(MedftError, KeyError):
+    """An unknown dataset, backbone, strategy or tier name."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsError(MedftError):
+    """Pretrained weights are missing or cannot be loaded."""
+
+
+class RecordError(MedftError):
+    """A result record is malformed or does not match the schema."""
+
+
+def unknown(kind: str, name: str, valid: "list[str] | tuple[str, ...]") -> UnknownNameError:
+    """An error for an unknown ``kind`` name that lists the valid ones."""
+    return UnknownNameError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")

@@ -1,0 +1,94 @@
+"""The strategy interface: the questions the engine asks, never "which strategy are you?".
+
+A strategy answers: which stages are there (epochs, learning rate)? At each epoch, which parameters train,
+with which per-parameter learning-rate multipliers, and which modules run in eval mode? Anything to add
+to the loss? Anything to load instead of training a stage? Strategies that do not train at all (kNN)
+return predictions from ``predict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from medft_bench.training.context import CellContext
+
+# How normalisation and dropout layers run during training, recorded with every result:
+# train          every module in train mode (BatchNorm statistics update)
+# frozen_eval    BatchNorm layers whose parameters are all frozen run in eval mode (statistics frozen)
+# eval           every BatchNorm layer in eval mode (statistics frozen), as the Auto-RGN reference code
+# backbone_eval  the whole model in eval mode except the head (the frozen backbone of linear probing)
+NORM_MODES = ("train", "frozen_eval", "eval", "backbone_eval")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A run of epochs with its own cosine schedule, early stopping and best-checkpoint restore."""
+
+    name: str
+    epochs: int
+    lr: float
+    min_epochs: int = 0  # early stopping may not end the stage before this many epochs
+    early_stopping: bool = True
+
+
+@dataclass
+class EpochPlan:
+    """What trains during one epoch and how."""
+
+    trainable: frozenset[str]
+    norm_mode: str = "train"
+    lr_scale: Mapping[str, float] = field(default_factory=dict)  # per parameter; 1.0 when absent
+    reset_optimizer: bool = False  # rebuild the optimizer, dropping moment state (Auto-RGN reference)
+    note: dict[str, Any] = field(default_factory=dict)  # recorded in the epoch log
+
+    def __post_init__(self) -> None:
+        if self.norm_mode not in NORM_MODES:
+            raise ValueError(f"unknown norm mode {self.norm_mode!r}; expected one of {NORM_MODES}")
+
+
+class Strategy:
+    """Base class. Subclasses set ``name``, ``description``, ``defaults`` and override what they need."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    in_study: ClassVar[bool] = False  # one of the eight strategies of Davila et al. (2024)
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            valid = ", ".join(sorted(self.defaults)) or "none"
+            raise ValueError(f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; valid: {valid}")
+        self.params: dict[str, Any] = {**self.defaults, **params}
+        self.log: dict[str, Any] = {}  # facts decided while running (e.g. reuse), recorded with the result
+
+    def hparams(self, ctx: CellContext) -> dict[str, Any]:
+        """The effective hyperparameters, recorded with the result (resolve defaults that depend on ctx)."""
+        return dict(self.params)
+
+    def setup(self, ctx: CellContext) -> None:
+        """Called once after the model is built and before training (snapshot w0, add adapters...)."""
+
+    def stages(self, ctx: CellContext) -> list[Stage]:
+        s = ctx.settings
+        return [Stage("train", s.epochs, s.lr)]
+
+    def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
+        raise NotImplementedError
+
+    def start_stage(self, ctx: CellContext, stage: int) -> bool:
+        """Return True when the stage's result was loaded instead of trained (the stage is skipped)."""
+        return False
+
+    def regularizer(self, ctx: CellContext) -> torch.Tensor | None:
+        """A term added to the training loss at every step, or None."""
+        return None
+
+    def predict(self, ctx: CellContext) -> dict[str, torch.Tensor] | None:
+        """Scores per split ("val", "test") for strategies that do not train; None for those that do."""
+        return None

@@ -1,0 +1,1 @@
+"""The training engine: one function runs one cell."""

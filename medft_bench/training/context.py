@@ -1,0 +1,83 @@
+"""What a strategy may see and use while its cell runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from medft_bench.config import CellConfig, TrainSettings
+from medft_bench.data.arrays import DataBundle
+from medft_bench.data.batches import Preprocess, iterate
+from medft_bench.models.factory import Backbone
+
+
+@dataclass
+class CellContext:
+    cfg: CellConfig
+    settings: TrainSettings
+    data: DataBundle
+    backbone: Backbone
+    preprocess: Preprocess
+    device: torch.device
+    amp_dtype: torch.dtype | None = None
+    channels_last: bool = False
+    results_dir: Any = None  # a results.store.ResultStore, for strategies that reuse other cells' results
+    epoch_generator: torch.Generator | None = None  # the current epoch's batch-order generator
+    _initial: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.backbone.model
+
+    @property
+    def param_names(self) -> list[str]:
+        return [n for n, _ in self.model.named_parameters()]
+
+    @property
+    def head_names(self) -> list[str]:
+        return self.backbone.head_param_names()
+
+    @property
+    def blocks(self) -> list[tuple[str, list[str]]]:
+        return self.backbone.blocks
+
+    def named_params(self) -> dict[str, nn.Parameter]:
+        return dict(self.model.named_parameters())
+
+    def initial_params(self) -> dict[str, torch.Tensor]:
+        """A detached copy of every parameter as it was before training (w0), taken on first use."""
+        if self._initial is None:
+            self._initial = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        return self._initial
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def to_input(self, images: torch.Tensor, *, train: bool = False) -> torch.Tensor:
+        x = self.preprocess(images, train=train, generator=self.epoch_generator)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if self.data.multi_label:
+            return nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+        return nn.functional.cross_entropy(logits, labels)
+
+    def train_batches(self, n_batches: int | None = None, *, generator: torch.Generator | None = None
+                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The first ``n_batches`` preprocessed training batches in this epoch's order."""
+        gen = generator
+        if gen is None and self.epoch_generator is not None:
+            gen = torch.Generator().set_state(self.epoch_generator.get_state())  # same order, not consumed
+        for i, (images, labels) in enumerate(iterate(self.data.train, self.settings.batch_size, shuffle=True,
+                                                     generator=gen, device=self.device)):
+            if n_batches is not None and i >= n_batches:
+                return
+            yield self.to_input(images, train=True), labels

@@ -1,0 +1,334 @@
+"""``run_cell``: one benchmark cell from its configuration to a complete result record.
+
+Data flows one way: data -> backbone -> strategy -> train/early-stop/evaluate -> record. The engine asks
+the strategy questions (stages, per-epoch plans, extra loss); it never asks which strategy it is.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medft_bench.config import CellConfig
+from medft_bench.data.batches import Preprocess, batch_indices, iterate
+from medft_bench.data.sources import load_dataset
+from medft_bench.errors import MedftError
+from medft_bench.metrics import compute_metrics, majority_baseline, primary_metric
+from medft_bench.models.factory import create_backbone
+from medft_bench.strategies.base import EpochPlan, Strategy
+from medft_bench.strategies.registry import create_strategy
+from medft_bench.training.context import CellContext
+from medft_bench.training.features import FeatureCache
+from medft_bench.training.progress import EpochProgress
+
+
+class Diverged(Exception):
+    def __init__(self, epoch: int, stage: str) -> None:
+        super().__init__(f"loss became non-finite in epoch {epoch} of stage {stage!r}")
+        self.epoch, self.stage = epoch, stage
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _epoch_generator(seed: int, stage: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + stage * 1_009 + epoch)
+
+
+def _cosine(epoch: int, epochs: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
+
+
+def _apply_modes(ctx: CellContext, plan: EpochPlan) -> None:
+    model = ctx.model
+    if plan.norm_mode == "backbone_eval":
+        model.eval()
+        ctx.backbone.head.train()
+        return
+    model.train()
+    if plan.norm_mode == "train":
+        return
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
+            if plan.norm_mode == "eval" or frozen:
+                m.eval()
+
+
+@dataclass
+class _Tracker:
+    """Everything measured while the cell runs."""
+
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    feature_s: float = 0.0
+    train_images: int = 0
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    max_trainable: int = 0
+    trainable_per_stage: dict[str, int] = field(default_factory=dict)
+    best: dict[str, Any] = field(default_factory=dict)
+    cached_feature_epochs: int = 0
+
+
+class _Runner:
+    def __init__(self, ctx: CellContext, strategy: Strategy, progress: EpochProgress) -> None:
+        self.ctx, self.strategy, self.progress = ctx, strategy, progress
+        self.t = _Tracker()
+        self.monitor = (ctx.settings.monitor if ctx.settings.monitor != "auto" else primary_metric(ctx.data.task))
+        self.opt: torch.optim.Optimizer | None = None
+        self.opt_key: tuple | None = None
+        self.cache = FeatureCache(ctx)
+
+    # -- optimizer -------------------------------------------------------------------------------------
+    def _optimizer(self, plan: EpochPlan) -> torch.optim.Optimizer:
+        s = self.ctx.settings
+        params = self.ctx.named_params()
+        scales: dict[float, list[nn.Parameter]] = {}
+        for n in sorted(plan.trainable, key=list(params).index):
+            scales.setdefault(float(plan.lr_scale.get(n, 1.0)), []).append(params[n])
+        groups = [{"params": ps, "scale": sc} for sc, ps in scales.items() if sc > 0]
+        key = (tuple(sorted(plan.trainable)), tuple(sorted((k, v) for k, v in plan.lr_scale.items())))
+        if self.opt is not None and key == self.opt_key and not plan.reset_optimizer:
+            return self.opt
+        if s.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=s.lr, weight_decay=s.weight_decay)
+        elif s.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=s.lr, weight_decay=s.weight_decay)
+        elif s.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay)
+        else:
+            raise MedftError(f"unknown optimizer {s.optimizer!r}; use adam, adamw or sgd")
+        if self.opt is not None and not plan.reset_optimizer:
+            for p, state in self.opt.state.items():  # keep moments of parameters that keep training
+                if any(p is q for g in groups for q in g["params"]):
+                    opt.state[p] = state
+        self.opt, self.opt_key = opt, key
+        return opt
+
+    # -- one epoch -------------------------------------------------------------------------------------
+    def _head_only(self, plan: EpochPlan) -> bool:
+        return (plan.norm_mode == "backbone_eval" and not self.ctx.settings.augment
+                and set(plan.trainable) <= set(self.ctx.head_names))
+
+    def train_epoch(self, plan: EpochPlan, lr: float, gen: torch.Generator) -> float:
+        ctx = self.ctx
+        named = ctx.named_params()
+        trainable = set(plan.trainable)
+        for n, p in named.items():
+            p.requires_grad_(n in trainable)
+        _apply_modes(ctx, plan)
+        opt = self._optimizer(plan)
+        for g in opt.param_groups:
+            g["lr"] = lr * g["scale"]
+        n_train = sum(p.numel() for n, p in named.items() if n in trainable)
+        self.t.max_trainable = max(self.t.max_trainable, n_train)
+        cached = self._head_only(plan)
+        if cached and not self.cache._feats:
+            _sync(ctx.device)
+            t0 = time.perf_counter()
+            self.cache.get("train")
+            _sync(ctx.device)
+            self.t.feature_s += time.perf_counter() - t0
+        _sync(ctx.device)
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=ctx.device)
+        steps = 0
+        if cached:
+            self.t.cached_feature_epochs += 1
+            feats, labels = self.cache.get("train"), ctx.data.train.labels.to(ctx.device)
+            head = ctx.backbone.head
+            for idx in batch_indices(len(feats), ctx.settings.batch_size, shuffle=True, generator=gen):
+                idx = idx.to(ctx.device)
+                loss = ctx.loss(head(feats[idx]), labels[idx])
+                loss_sum += self._step(opt, loss)
+                steps += 1
+        else:
+            self.cache.clear()
+            for images, labels in iterate(ctx.data.train, ctx.settings.batch_size, shuffle=True, generator=gen,
+                                          device=ctx.device):
+                x = ctx.to_input(images, train=True)
+                with ctx.autocast():
+                    logits = ctx.model(x)
+                loss_sum += self._step(opt, ctx.loss(logits, labels))
+                steps += 1
+        mean_loss = float(loss_sum) / max(1, steps)  # the one host sync of the epoch
+        _sync(ctx.device)
+        self.t.train_s += time.perf_counter() - t0
+        self.t.train_images += len(ctx.data.train)
+        return mean_loss
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+        reg = self.strategy.regularizer(self.ctx)
+        total = loss if reg is None else loss + reg
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        return total.detach()
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def scores(self, split: str) -> np.ndarray:
+        ctx = self.ctx
+        model = ctx.model
+        was = model.training
+        model.eval()
+        out = []
+        try:
+            if self.cache._feats:
+                logits = ctx.backbone.head(self.cache.get(split)).float()
+                out.append(logits)
+            else:
+                for images, _ in iterate(ctx.data.split(split), ctx.settings.eval_batch_size, device=ctx.device):
+                    with ctx.autocast():
+                        out.append(model(ctx.to_input(images)).float())
+        finally:
+            model.train(was)
+        logits = torch.cat(out)
+        probs = torch.sigmoid(logits) if ctx.data.multi_label else torch.softmax(logits, 1)
+        return probs.cpu().numpy()
+
+    def evaluate(self, split: str) -> dict[str, Any]:
+        _sync(self.ctx.device)
+        t0 = time.perf_counter()
+        labels = self.ctx.data.split(split).labels.numpy()
+        m = compute_metrics(self.ctx.data.task, labels, self.scores(split))
+        _sync(self.ctx.device)
+        self.t.eval_s += time.perf_counter() - t0
+        return m
+
+    # -- the cell --------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        ctx, strategy = self.ctx, self.strategy
+        for si, stage in enumerate(strategy.stages(ctx)):
+            if strategy.start_stage(ctx, si):
+                self.t.epochs.append({"stage": stage.name, "skipped": True, **strategy.log.get(stage.name, {})})
+                continue
+            best_score, best_state, bad, best_epoch = -math.inf, None, 0, -1
+            for e in range(stage.epochs):
+                gen = _epoch_generator(ctx.cfg.seed, si, e)
+                ctx.epoch_generator = gen
+                plan = strategy.plan(ctx, si, e)
+                lr = stage.lr * (_cosine(e, stage.epochs) if ctx.settings.scheduler == "cosine" else 1.0)
+                loss = self.train_epoch(plan, lr, gen)
+                if not math.isfinite(loss):
+                    raise Diverged(len(self.t.epochs), stage.name)
+                self.t.trainable_per_stage[stage.name] = max(
+                    self.t.trainable_per_stage.get(stage.name, 0),
+                    sum(p.numel() for n, p in ctx.named_params().items() if n in plan.trainable))
+                val = self.evaluate("val")
+                score = val.get(self.monitor)
+                score = -math.inf if score is None else score
+                self.t.epochs.append({"stage": stage.name, "epoch": e, "lr": lr, "train_loss": loss,
+                                      "val": val, "trainable_tensors": len(plan.trainable),
+                                      "norm_mode": plan.norm_mode, "cached_features": self._head_only(plan),
+                                      **plan.note})
+                self.progress.update(f"{stage.name} loss {loss:.4f} val {self.monitor} {score:.4f}")
+                if score > best_score:
+                    best_score, bad, best_epoch = score, 0, e
+                    best_state = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+                else:
+                    bad += 1
+                if (stage.early_stopping and ctx.settings.patience and bad >= ctx.settings.patience
+                        and e + 1 >= stage.min_epochs):
+                    break
+            if best_state is not None:
+                ctx.model.load_state_dict(best_state)
+                self.t.best[stage.name] = {"epoch": best_epoch, f"val_{self.monitor}": best_score}
+        return {"val": self.evaluate("val"), "test": self.evaluate("test")}
+
+
+def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
+                  store: Any = None) -> tuple[CellContext, Strategy]:
+    """Load data, build the backbone and strategy: everything a cell needs before training."""
+    s = cfg.train
+    strategy = create_strategy(cfg.strategy, **cfg.params())
+    data = load_dataset(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic, root=data_root,
+                        synthetic_splits=dict(cfg.synthetic_splits) or None)
+    if s.max_train_samples:
+        data.train = data.train.subset(s.max_train_samples, seed=0)
+    seed_everything(cfg.seed)
+    backbone = create_backbone(cfg.backbone, data.n_classes, cfg.weights)
+    dev = resolve_device(device)
+    use_amp = s.amp == "bf16" or (s.amp == "auto" and dev.type == "cuda")
+    channels_last = s.channels_last == "on" or (s.channels_last == "auto" and dev.type == "cuda")
+    backbone.model.to(dev)
+    if channels_last:
+        backbone.model.to(memory_format=torch.channels_last)
+    pre = Preprocess(target_size=backbone.target_size(data.image_size), policy=s.preprocess,
+                     interpolation=s.interpolation, mean=backbone.mean, std=backbone.std, augment=s.augment)
+    ctx = CellContext(cfg=cfg, settings=s, data=data, backbone=backbone, preprocess=pre, device=dev,
+                      amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, results_dir=store)
+    return ctx, strategy
+
+
+@dataclass
+class CellResult:
+    """A cell's record and its trained head's weights (saved next to the record, for LP-FT reuse)."""
+
+    record: dict[str, Any]
+    head_state: dict[str, torch.Tensor] | None = None
+
+
+def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
+             store: Any = None, progress: bool | None = None) -> CellResult:
+    """Run one cell and return its record (not yet written: ``results.store`` is the one writer).
+
+    Bad input (unknown names, missing data or weights) raises :class:`MedftError`. A diverged loss or an
+    error during training gives a record with status ``diverged`` or ``failed``.
+    """
+    from medft_bench.results.environment import environment
+    from medft_bench.results.record import build_record
+
+    started = datetime.now(timezone.utc)
+    ctx, strategy = build_context(cfg, data_root=data_root, device=device, store=store)
+    if ctx.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(ctx.device)
+    strategy.setup(ctx)
+    total_epochs = sum(st.epochs for st in strategy.stages(ctx))
+    runner = _Runner(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, progress))
+    status, error, metrics, diverged_epoch = "ok", None, None, None
+    with runner.progress:
+        try:
+            predicted = strategy.predict(ctx)
+            if predicted is None:
+                metrics = runner.run()
+            else:
+                metrics = {split: compute_metrics(ctx.data.task, ctx.data.split(split).labels.numpy(), p)
+                           for split, p in predicted.items()}
+        except Diverged as exc:
+            status, error, diverged_epoch = "diverged", str(exc), exc.epoch
+        except (MedftError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # recorded, so one crashed cell does not hide the others
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
+    head_state = ({k: v.detach().cpu().clone() for k, v in ctx.backbone.head.state_dict().items()}
+                  if status == "ok" else None)
+    record = build_record(
+        cfg=cfg, ctx=ctx, strategy=strategy, tracker=runner.t, metrics=metrics, status=status, error=error,
+        diverged_epoch=diverged_epoch, started=started, finished=datetime.now(timezone.utc),
+        majority=majority_baseline(ctx.data.task, ctx.data.test.labels.numpy()),
+        monitor=runner.monitor, env=environment(ctx.device),
+    )
+    return CellResult(record, head_state)
