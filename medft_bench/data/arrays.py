@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,18 +85,20 @@ def load_npz(path: str | Path, *, task: str, n_labels: int, n_channels: int) -> 
         npz = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
         raise DataError(
             f"{path}: not a readable MedMNIST .npz file ({type(exc).__name__}: {exc}); "
             "the file is truncated or corrupt: delete it and download it again"
         ) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # a bare .npy array saved under an .npz name
+        raise DataError(f"{path}: holds a single {type(npz).__name__}, not an .npz archive of {list(NPZ_KEYS)}")
     with npz:
         missing = [k for k in NPZ_KEYS if k not in npz.files]
         if missing:
             raise DataError(f"{path}: missing arrays {missing}; a MedMNIST file holds exactly {list(NPZ_KEYS)}")
         try:
             arrays = {k: npz[k] for k in NPZ_KEYS}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
             raise DataError(f"{path}: an array could not be read ({exc}); the file is truncated or corrupt") from None
     out: dict[str, Split] = {}
     for split in SPLITS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import urllib.error
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medft_bench.data.arrays import DataBundle, load_npz
-from medft_bench.errors import DataError, DatasetNotFoundError, unknown
+from medft_bench.errors import DataError, DatasetNotFoundError, UnknownNameError, unknown
 
 SIZES = (28, 64, 128, 224)
 ROOT_ENV = "MEDFT_DATA_ROOT"
@@ -31,6 +32,10 @@ MODALITY = {
     "bloodmnist": "microscopy", "tissuemnist": "microscopy", "organamnist": "ct", "organcmnist": "ct",
     "organsmnist": "ct",
 }
+
+
+class UnknownDatasetError(DataError, UnknownNameError):
+    """An unknown MedMNIST flag: a :class:`DataError` that is also an :class:`UnknownNameError`."""
 
 
 def _info_table() -> dict[str, dict[str, Any]]:
@@ -47,7 +52,7 @@ def flags() -> list[str]:
 def info(flag: str) -> dict[str, Any]:
     """``medmnist.INFO[flag]``, with a clear error for an unknown flag."""
     if flag not in flags():
-        raise unknown("MedMNIST dataset", flag, flags())
+        raise UnknownDatasetError(*unknown("MedMNIST dataset", flag, flags()).args)
     return _info_table()[flag]
 
 
@@ -187,7 +192,7 @@ def ensure_file(
         raise _not_found(flag, size, path, url, md5, "the file is missing and downloading is off")
     try:
         download(url, path, md5, timeout=timeout)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise _not_found(flag, size, path, url, md5, f"download failed: {exc}") from None
     return path, True
 
@@ -201,9 +206,13 @@ def load_medmnist(
     url: str | None = None,
 ) -> DataBundle:
     """Load a MedMNIST 2D dataset into uint8 tensors, fetching and verifying the file as needed."""
-    path, verified = ensure_file(flag, size, root, download_missing=download_missing, url=url)
+    _, md5 = url_and_md5(flag, size)
+    path = resolve_root(root) / file_name(flag, size)
+    if not path.is_file():
+        path, _ = ensure_file(flag, size, root, download_missing=download_missing, url=url)
+    # Validate before hashing, so that a malformed file leaves no trace in the verified-MD5 cache.
     bundle = read_file(flag, path, size)
-    bundle.identity["md5_verified"] = verified
+    bundle.identity["md5_verified"] = bundle.identity["md5"] == md5
     return bundle
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from medft_bench.data import medmnist as mm
 from medft_bench.data import synthetic
 from medft_bench.data.arrays import DataBundle
+from medft_bench.errors import unknown
 
 CACHE_ENV = "MEDFT_CACHE_DIR"
 
@@ -52,6 +53,8 @@ def load_dataset(
         if synthetic_data:
             raise ValueError(f"{name} is a folder dataset; synthetic data exists only for MedMNIST flags")
         return folders.load_folder_dataset(name, size, root)
+    if name not in mm.flags():
+        raise mm.UnknownDatasetError(*unknown("dataset", name, dataset_names()).args)
     if synthetic_data:
         return load_synthetic(name, size, synthetic_splits)
     return mm.load_medmnist(name, size, root, download_missing=download)
