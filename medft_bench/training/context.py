@@ -72,7 +72,11 @@ class CellContext:
 
     def train_batches(self, n_batches: int | None = None, *, generator: torch.Generator | None = None
                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The first ``n_batches`` preprocessed training batches in this epoch's order."""
+        """The first ``n_batches`` preprocessed training batches in this epoch's order.
+
+        The batches equal the epoch's first training batches (order and augmentation), drawn from a copy of
+        the epoch's generator, so looking at them does not change the epoch that follows.
+        """
         gen = generator
         if gen is None and self.epoch_generator is not None:
             gen = torch.Generator().set_state(self.epoch_generator.get_state())  # same order, not consumed
@@ -80,4 +84,5 @@ class CellContext:
                                                      generator=gen, device=self.device)):
             if n_batches is not None and i >= n_batches:
                 return
-            yield self.to_input(images, train=True), labels
+            x = self.preprocess(images, train=True, generator=gen)  # augment from the copy, as the epoch will
+            yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), labels

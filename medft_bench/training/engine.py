@@ -260,12 +260,12 @@ class _Runner:
 
 
 def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-                  store: Any = None) -> tuple[CellContext, Strategy]:
+                  store: Any = None, download: bool = True) -> tuple[CellContext, Strategy]:
     """Load data, build the backbone and strategy: everything a cell needs before training."""
     s = cfg.train
     strategy = create_strategy(cfg.strategy, **cfg.params())
     data = load_dataset(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic, root=data_root,
-                        synthetic_splits=dict(cfg.synthetic_splits) or None)
+                        synthetic_splits=dict(cfg.synthetic_splits) or None, download=download)
     if s.max_train_samples:
         data.train = data.train.subset(s.max_train_samples, seed=0)
     seed_everything(cfg.seed)
@@ -292,7 +292,7 @@ class CellResult:
 
 
 def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-             store: Any = None, progress: bool | None = None) -> CellResult:
+             store: Any = None, progress: bool | None = None, download: bool = True) -> CellResult:
     """Run one cell and return its record (not yet written: ``results.store`` is the one writer).
 
     Bad input (unknown names, missing data or weights) raises :class:`MedftError`. A diverged loss or an
@@ -302,7 +302,7 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.devi
     from medft_bench.results.record import build_record
 
     started = datetime.now(timezone.utc)
-    ctx, strategy = build_context(cfg, data_root=data_root, device=device, store=store)
+    ctx, strategy = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
     if ctx.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.device)
     strategy.setup(ctx)

@@ -1,0 +1,61 @@
+"""The benchmark grid as pytest cases: one case per dataset x backbone x strategy x seed of a tier.
+
+Options (``--tier``, ``--datasets``, ...) live in the ``medft_bench.pytest_plugin`` plugin so that they
+work from the repository root; this file turns them into parametrised cases with readable ids.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medft_bench.config import CellConfig
+from medft_bench.errors import MedftError
+from medft_bench.grid import GridOptions, build_grid, parse_shard
+from medft_bench.tiers import get_tier
+
+
+def _csv(value: str | None, cast: type = str) -> list | None:
+    return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else None
+
+
+def grid_from_options(config: pytest.Config) -> list[CellConfig]:
+    opt = config.getoption
+    train = {k: v for k, v in {"epochs": opt("--epochs"), "batch_size": opt("--batch-size"),
+                               "max_train_samples": opt("--max-train-samples")}.items() if v is not None}
+    opts = GridOptions(
+        datasets=_csv(opt("--datasets")), backbones=_csv(opt("--backbones")),
+        strategies=_csv(opt("--strategies")), seeds=_csv(opt("--seeds"), int), img_sizes=_csv(opt("--img-size"), int),
+        weights=opt("--weights"), train=train, shard=parse_shard(opt("--shard")) if opt("--shard") else None,
+    )
+    return build_grid(get_tier(opt("--tier")), opts)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell" not in metafunc.fixturenames:
+        return
+    try:
+        tier = get_tier(metafunc.config.getoption("--tier"))
+        cells = grid_from_options(metafunc.config)
+    except MedftError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    marks = [getattr(pytest.mark, m) for m in tier.marks]
+    params = [pytest.param(c, id=c.cell_id, marks=marks) for c in cells]
+    metafunc.parametrize("cell", params)
+
+
+@pytest.fixture(scope="session")
+def results_dir(pytestconfig: pytest.Config) -> Path:
+    return Path(pytestconfig.getoption("--results-dir"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available() or config.getoption("--allow-cpu"):
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (tier marked gpu); pass --allow-cpu to run it on the CPU anyway")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

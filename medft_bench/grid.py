@@ -1,0 +1,66 @@
+"""The benchmark grid: every dataset x image size x backbone x strategy x seed of a tier, and its shards."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from medft_bench.config import CellConfig
+from medft_bench.errors import MedftError
+from medft_bench.tiers import Tier
+
+
+@dataclass
+class GridOptions:
+    """Overrides of a tier's presets (None keeps the tier's value)."""
+
+    datasets: list[str] | None = None
+    backbones: list[str] | None = None
+    strategies: list[str] | None = None
+    seeds: list[int] | None = None
+    img_sizes: list[int] | None = None
+    weights: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)  # TrainSettings overrides: epochs, max_train_samples...
+    shard: tuple[int, int] | None = None  # (i, n), 1-based
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise MedftError(f"--shard {text!r}: expected i/n, e.g. 2/4 (the second of four shards)") from None
+    if not 1 <= i <= n:
+        raise MedftError(f"--shard {text!r}: i must be between 1 and n")
+    return i, n
+
+
+def in_shard(cell_id: str, shard: tuple[int, int] | None) -> bool:
+    """Deterministic, stable under grid edits: a cell's shard depends only on its id."""
+    if shard is None:
+        return True
+    i, n = shard
+    return int(hashlib.sha256(cell_id.encode()).hexdigest(), 16) % n == i - 1
+
+
+def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
+    from dataclasses import replace
+
+    from medft_bench.strategies.registry import get_strategy, strategy_names
+
+    opts = opts or GridOptions()
+    strategies = opts.strategies or list(tier.strategies or strategy_names())
+    for s in strategies:
+        get_strategy(s)  # unknown names fail here, listing the valid ones
+    cells = []
+    for dataset in opts.datasets or tier.datasets:
+        for size in opts.img_sizes or tier.img_sizes:
+            for backbone in opts.backbones or tier.backbones:
+                for strategy in strategies:
+                    for seed in opts.seeds if opts.seeds is not None else tier.seeds:
+                        cell = tier.cell(dataset, size, backbone, strategy, seed, opts.train)
+                        if opts.weights:
+                            cell = replace(cell, weights=opts.weights)
+                        if in_shard(cell.cell_id, opts.shard):
+                            cells.append(cell)
+    return cells

@@ -1,0 +1,1 @@
+"""Result records: schema, construction, validation, and the one writer (the store)."""

@@ -1,0 +1,141 @@
+"""Building and validating the one result record per cell (schema in ``schema.json``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import resource
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from medft_bench.errors import RecordError
+
+if TYPE_CHECKING:
+    from medft_bench.config import CellConfig
+    from medft_bench.strategies.base import Strategy
+    from medft_bench.training.context import CellContext
+
+SCHEMA_VERSION = 1
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    return json.loads(files("medft_bench.results").joinpath("schema.json").read_text())
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(schema())
+
+
+def validate(record: Any, where: str = "record") -> None:
+    """Raise :class:`RecordError` naming the first problems when ``record`` does not match the schema."""
+    errors = sorted(_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
+    if errors:
+        msgs = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:160]}" for e in errors[:3]]
+        raise RecordError(f"{where} does not match result schema v{SCHEMA_VERSION}: " + "; ".join(msgs))
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: non-finite floats become None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def peak_host_rss_mb() -> float:
+    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, tracker: Any,
+                 metrics: dict[str, Any] | None, status: str, error: str | None, diverged_epoch: int | None,
+                 started: datetime, finished: datetime, majority: dict[str, float], monitor: str,
+                 env: dict[str, Any]) -> dict[str, Any]:
+    from medft_bench.metrics import primary_metric
+    from medft_bench.results.environment import code_version
+
+    dev = ctx.device
+    gpu = dev.type == "cuda"
+    model = ctx.model
+    data = ctx.data
+    trained_epochs = [e for e in tracker.epochs if not e.get("skipped")]
+    best_epoch = None
+    if tracker.best:
+        last = list(tracker.best.values())[-1]
+        best_epoch = last["epoch"]
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "cell_id": cfg.cell_id,
+        "config_hash": cfg.config_hash,
+        "cell": {"tier": cfg.tier, "dataset": cfg.dataset, "img_size": cfg.img_size, "backbone": cfg.backbone,
+                 "strategy": cfg.strategy, "seed": cfg.seed},
+        "config": {
+            "train": asdict(cfg.train),
+            "weights": cfg.weights,
+            "synthetic": cfg.synthetic,
+            "strategy_params": strategy.hparams(ctx),
+            "preprocess": ctx.preprocess.describe(),
+            "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else None,
+            "channels_last": ctx.channels_last,
+            "device": str(dev),
+        },
+        "strategy": {"name": strategy.name, "hparams": strategy.hparams(ctx), "in_study": strategy.in_study,
+                     "norm_modes": sorted({e.get("norm_mode", "") for e in trained_epochs} - {""}),
+                     "log": strategy.log},
+        "weights": dict(ctx.backbone.weights),
+        "data": {
+            **data.identity,
+            "name": data.name,
+            "task": data.task,
+            "n_classes": data.n_classes,
+            "n_channels": data.n_channels,
+            "modality": data.modality,
+            "image_size": data.image_size,
+            "splits": {s: len(data.split(s)) for s in ("train", "val", "test")},
+        },
+        "metrics": None if metrics is None else {
+            **metrics, "primary": primary_metric(data.task), "monitor": monitor, "majority": majority,
+        },
+        "costs": {
+            "train_s": tracker.train_s,
+            "eval_s": tracker.eval_s,
+            "feature_extraction_s": tracker.feature_s,
+            "wall_s": (finished - started).total_seconds(),
+            "train_images_per_s": tracker.train_images / tracker.train_s if tracker.train_s > 0 else None,
+            "peak_gpu_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if gpu else None,
+            "peak_gpu_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if gpu else None,
+            "peak_host_rss_mb": peak_host_rss_mb(),
+            "trainable_params": tracker.max_trainable,
+            "trainable_params_per_stage": tracker.trainable_per_stage,
+            "total_params": sum(p.numel() for p in model.parameters()),
+            "epochs_run": len(trained_epochs),
+            "cached_feature_epochs": tracker.cached_feature_epochs,
+            "best_epoch": best_epoch,
+        },
+        "epochs": tracker.epochs,
+        "environment": env,
+        "code": code_version(),
+        "status": status,
+        "error": error,
+        "diverged_epoch": diverged_epoch,
+        "reused_from": None,
+        "started": started.isoformat(),
+        "finished": finished.isoformat(),
+    }
+    record = _finite(json.loads(json.dumps(record, default=str)))
+    validate(record, cfg.cell_id)
+    return record

@@ -1,0 +1,96 @@
+"""Tier presets: which data, backbones, strategies, seeds and schedule a tier runs.
+
+``smoke`` is CI's and the README's default: synthetic MedMNIST-format data, random weights, minutes on a
+CPU. ``quick`` runs real MedMNIST at 28 px with pretrained weights and a capped budget; ``standard`` the
+study's schedule on all twelve 2D datasets; ``full`` MedMNIST at 224 px and the full-size datasets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from medft_bench.config import CellConfig, TrainSettings, freeze_params
+from medft_bench.errors import unknown
+
+STUDY_BACKBONES = ("resnet50", "densenet121", "vgg19")
+STUDY_SEEDS = (684, 559, 629)  # the study's authors' seeds
+ALL_MEDMNIST = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
+                "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist")
+FOLDER_DATASETS = ("chest_xray_pneumonia", "brain_tumor_mri", "nct_crc_he", "ham10000", "kvasir_v2")
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    datasets: tuple[str, ...]
+    img_sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    weights: str
+    train: TrainSettings
+    backbones: tuple[str, ...] = STUDY_BACKBONES
+    strategies: tuple[str, ...] | None = None  # None: every registered strategy
+    synthetic: bool = False
+    synthetic_splits: tuple[tuple[str, int], ...] = ()
+    marks: tuple[str, ...] = ()
+    strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    description: str = ""
+
+    def cell(self, dataset: str, img_size: int, backbone: str, strategy: str, seed: int,
+             overrides: dict[str, Any] | None = None) -> CellConfig:
+        train = replace(self.train, **(overrides or {}))
+        return CellConfig(
+            tier=self.name, dataset=dataset, backbone=backbone, strategy=strategy, seed=seed, img_size=img_size,
+            weights=self.weights, synthetic=self.synthetic, synthetic_splits=self.synthetic_splits,
+            strategy_params=freeze_params(self.strategy_params.get(strategy, {})), train=train,
+        )
+
+
+TIERS: dict[str, Tier] = {
+    "smoke": Tier(
+        name="smoke",
+        description="synthetic MedMNIST-format data, random weights, 32 px, a few hundred images: CI's check",
+        datasets=("pneumoniamnist",),
+        img_sizes=(32,),
+        seeds=(0,),
+        weights="random",
+        synthetic=True,
+        synthetic_splits=(("train", 160), ("val", 64), ("test", 128)),
+        train=TrainSettings(epochs=2, batch_size=32, eval_batch_size=128, lr=1e-3, patience=0),
+    ),
+    "quick": Tier(
+        name="quick",
+        description="real MedMNIST at 28 px (padded/resized to >= 32), pretrained, capped budget, one seed",
+        datasets=("pneumoniamnist", "chestmnist", "pathmnist", "dermamnist", "bloodmnist", "breastmnist"),
+        img_sizes=(28,),
+        seeds=(0,),
+        weights="pretrained",
+        train=TrainSettings(epochs=10, batch_size=96, max_train_samples=10_000),
+    ),
+    "standard": Tier(
+        name="standard",
+        description="all twelve MedMNIST 2D datasets at 64 and 224 px, the study's schedule, three seeds",
+        datasets=ALL_MEDMNIST,
+        img_sizes=(64, 224),
+        seeds=STUDY_SEEDS,
+        weights="pretrained",
+        train=TrainSettings(epochs=30, batch_size=96),
+        marks=("gpu",),
+    ),
+    "full": Tier(
+        name="full",
+        description="MedMNIST at 224 px and the full-size datasets of the study's modalities (GPU work)",
+        datasets=ALL_MEDMNIST + FOLDER_DATASETS,
+        img_sizes=(224,),
+        seeds=STUDY_SEEDS,
+        weights="pretrained",
+        train=TrainSettings(epochs=30, batch_size=96),
+        marks=("heavy", "gpu"),
+    ),
+}
+
+
+def get_tier(name: str) -> Tier:
+    if name not in TIERS:
+        raise unknown("tier", name, list(TIERS))
+    return TIERS[name]
