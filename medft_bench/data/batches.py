@@ -41,7 +41,8 @@ class Preprocess:
         size = x.shape[-1]
         if size != self.target_size:
             if self.policy == "resize":
-                kw = {"align_corners": False, "antialias": True} if self.interpolation != "nearest" else {}
+                smooth = self.interpolation in ("bilinear", "bicubic")  # the modes that take these options
+                kw = {"align_corners": False, "antialias": True} if smooth else {}
                 x = F.interpolate(x, size=(self.target_size, self.target_size), mode=self.interpolation, **kw)
             elif size < self.target_size:
                 # Normalise first so that the zero padding is the mean colour, as MedMNIST+ pads images.
