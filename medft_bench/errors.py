@@ -30,4 +30,4 @@ class RecordError(MedftError):
 
 def unknown(kind: str, name: str, valid: "list[str] | tuple[str, ...]") -> UnknownNameError:
     """An error for an unknown ``kind`` name that lists the valid ones."""
-    return UnknownNameError(f"unknown {kind} {name!r}; valid {kind}s: {', '.join(sorted(valid))}")
+    return UnknownNameError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")

@@ -111,11 +111,12 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
             **metrics, "primary": primary_metric(data.task), "monitor": monitor, "majority": majority,
         },
         "costs": {
-            "train_s": tracker.train_s,
+            "train_s": tracker.train_s + tracker.feature_s,  # feature extraction is part of training
             "eval_s": tracker.eval_s,
             "feature_extraction_s": tracker.feature_s,
             "wall_s": (finished - started).total_seconds(),
-            "train_images_per_s": tracker.train_images / tracker.train_s if tracker.train_s > 0 else None,
+            "train_images_per_s": tracker.train_images / (tracker.train_s + tracker.feature_s)
+            if tracker.train_s + tracker.feature_s > 0 else None,
             "peak_gpu_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if gpu else None,
             "peak_gpu_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if gpu else None,
             "peak_host_rss_mb": peak_host_rss_mb(),

@@ -1,0 +1,138 @@
+"""Command line: run one cell by hand, or list what exists.
+
+    python -m medft_bench run --tier smoke --dataset pneumoniamnist --backbone resnet50 --strategy lp \\
+        --seed 0 --results-dir results
+    python -m medft_bench list strategies
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from medft_bench.errors import MedftError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m medft_bench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run (or reuse) one benchmark cell and print its summary")
+    r.add_argument("--tier", default="smoke", help="tier preset (smoke, quick, standard, full); default smoke")
+    r.add_argument("--dataset", required=True, help="MedMNIST flag or registered folder dataset")
+    r.add_argument("--backbone", required=True, help="timm model name (resnet50, densenet121, vgg19, ...)")
+    r.add_argument("--strategy", required=True, help="strategy name (python -m medft_bench list strategies)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--results-dir", default="results", help="where the record goes (default results/)")
+    r.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    r.add_argument("--weights", default=None, help="pretrained | random | weights file or directory")
+    r.add_argument("--img-size", type=int, default=None, help="dataset image size (MedMNIST: 28/64/128/224)")
+    r.add_argument("--epochs", type=int, default=None)
+    r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--lr", type=float, default=None)
+    r.add_argument("--max-train-samples", type=int, default=None)
+    r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="strategy parameter (JSON value), e.g. --param block=2; repeatable")
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    r.add_argument("--rerun", action="store_true", help="recompute even when a record exists")
+    r.add_argument("--no-download", action="store_true", help="never download MedMNIST files")
+    r.add_argument("--json", action="store_true", help="print the whole record as JSON")
+    ls = sub.add_parser("list", help="list strategies, tiers, datasets or the study backbones")
+    ls.add_argument("what", choices=["strategies", "tiers", "datasets", "backbones"])
+    return p
+
+
+def _params(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MedftError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from medft_bench.config import freeze_params
+    from medft_bench.data.sources import dataset_names
+    from medft_bench.errors import unknown
+    from medft_bench.runner import run_or_reuse
+    from medft_bench.strategies.registry import get_strategy
+    from medft_bench.tiers import get_tier
+
+    tier = get_tier(args.tier)
+    get_strategy(args.strategy)
+    if args.dataset not in dataset_names():
+        raise unknown("dataset", args.dataset, dataset_names())
+    overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                                   "max_train_samples": args.max_train_samples}.items() if v is not None}
+    cfg = tier.cell(args.dataset, args.img_size or tier.img_sizes[0], args.backbone, args.strategy, args.seed,
+                    overrides)
+    if args.weights:
+        cfg = replace(cfg, weights=args.weights)
+    if args.param:
+        cfg = replace(cfg, strategy_params=freeze_params({**cfg.params(), **_params(args.param)}))
+    out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root, device=args.device,
+                       download=not args.no_download)
+    rec = out.record
+    if args.json:
+        print(json.dumps(rec, indent=1, sort_keys=True))
+        return 0 if rec["status"] == "ok" else 1
+    print(f"{cfg.cell_id}: {rec['status']}{' (reused)' if out.reused else ''}"
+          f"{' [SYNTHETIC data]' if rec['data']['synthetic'] else ''}")
+    if rec["metrics"]:
+        t, primary = rec["metrics"]["test"], rec["metrics"]["primary"]
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in t.items() if v is not None)
+        print(f"  test: {shown}   (primary: {primary}; majority-class acc {rec['metrics']['majority']['acc']:.4f})")
+    c = rec["costs"]
+    print(f"  train {c['train_s']:.1f} s, eval {c['eval_s']:.1f} s, {c['epochs_run']} epochs, "
+          f"{c['trainable_params']:,} of {c['total_params']:,} parameters trained")
+    if rec["error"]:
+        print(f"  error: {rec['error']}")
+    print(f"  record: {out.path}")
+    return 0 if rec["status"] == "ok" else 1
+
+
+def _list(what: str) -> int:
+    if what == "strategies":
+        from medft_bench.strategies.registry import get_strategy, strategy_names
+
+        for name in strategy_names():
+            cls = get_strategy(name)
+            print(f"{name:15s} {'study' if cls.in_study else '     '}  {cls.description}")
+    elif what == "tiers":
+        from medft_bench.tiers import TIERS
+
+        for t in TIERS.values():
+            print(f"{t.name:9s} {t.description}")
+    elif what == "datasets":
+        from medft_bench.data.sources import dataset_names
+
+        print("\n".join(dataset_names()))
+    else:
+        from medft_bench.tiers import STUDY_BACKBONES
+
+        print("\n".join(STUDY_BACKBONES) + "\n(any timm model name works, e.g. resnet18, convnext_tiny)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args) if args.command == "run" else _list(args.what)
+    except MedftError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: no record was written for the running cell", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
