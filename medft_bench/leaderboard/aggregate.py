@@ -1,0 +1,304 @@
+"""From runs to tables: groups that are never averaged together, rows over seeds, cases with ranks and
+deltas against FT.
+
+A *group* is (tier, synthetic data?, weights kind, image size): results from different groups are never
+averaged, ranked or compared. Inside a group a *row* is (dataset, backbone, strategy) over seeds, and a
+*case* is (dataset, backbone): strategies are ranked and compared with FT within a case.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from medft_bench.leaderboard import stats
+from medft_bench.leaderboard.load import WEIGHTS_KINDS, Run
+
+METRIC_NAMES = {"acc": "accuracy", "auc": "AUC", "balanced_acc": "balanced accuracy", "f1_macro": "macro F1",
+                "map": "mAP"}
+METRICS = tuple(METRIC_NAMES)
+TIER_ORDER = ("smoke", "quick", "standard", "full", "heavy")
+BASELINE = "ft"
+
+# The study's eight first (in its order), then anything else alphabetically.
+STRATEGY_LABELS = {
+    "ft": "FT", "lp": "LP", "gu_first_to_last": "GU first-to-last", "gu_last_to_first": "GU last-to-first",
+    "lp_ft": "LP-FT", "l1_sp": "L1-SP", "l2_sp": "L2-SP", "auto_rgn": "Auto-RGN", "auto_snr": "Auto-SNR",
+    "surgical": "surgical", "llrd": "LLRD", "bitfit": "BitFit", "norm_only": "norm-only", "lora": "LoRA",
+    "knn": "kNN",
+}
+STUDY_ORDER = ("ft", "lp", "gu_first_to_last", "gu_last_to_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn")
+BACKBONE_LABELS = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121", "vgg19": "VGG-19",
+                   "resnet18": "ResNet-18"}
+
+
+def norm_name(name: str) -> str:
+    """Canonical spelling of a strategy name: lower case, '-' as '_' (``LP-FT`` == ``lp_ft``)."""
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def strategy_label(name: str) -> str:
+    return STRATEGY_LABELS.get(norm_name(name), name)
+
+
+def backbone_label(name: str) -> str:
+    return BACKBONE_LABELS.get(name.lower().replace("-", "").replace("_", ""), name)
+
+
+def strategy_sort_key(name: str) -> tuple[int, str]:
+    n = norm_name(name)
+    return (STUDY_ORDER.index(n), n) if n in STUDY_ORDER else (len(STUDY_ORDER), n)
+
+
+def tier_sort_key(tier: str) -> tuple[int, str]:
+    return (TIER_ORDER.index(tier), tier) if tier in TIER_ORDER else (len(TIER_ORDER), tier)
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    tier: str
+    synthetic: bool
+    weights: str  # pretrained | random | file
+    img_size: int
+
+    def sort_key(self) -> tuple[Any, ...]:
+        w = WEIGHTS_KINDS.index(self.weights) if self.weights in WEIGHTS_KINDS else len(WEIGHTS_KINDS)
+        return (tier_sort_key(self.tier), self.synthetic, w, self.img_size)
+
+    @property
+    def slug(self) -> str:
+        data = "synthetic" if self.synthetic else "real"
+        return f"{_slug(self.tier)}-{self.img_size}px-{data}-{self.weights}"
+
+    @property
+    def caveat(self) -> str | None:
+        """Why these numbers are no measure of real transfer, or None."""
+        if self.synthetic and self.weights == "random":
+            return "not a measure of real transfer"
+        if self.synthetic:
+            return "synthetic images: not a measure of real performance"
+        if self.weights == "random":
+            return "no pretraining: not a measure of transfer"
+        return None
+
+    @property
+    def label(self) -> str:
+        data = "SYNTHETIC data" if self.synthetic else "real data"
+        weights = {"pretrained": "pretrained weights", "random": "RANDOM weights",
+                   "file": "weights from a local FILE"}.get(self.weights, self.weights)
+        text = f"{self.tier} tier, {self.img_size} px — {data}, {weights}"
+        return f"{text}: {self.caveat}" if self.caveat else text
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "tier"
+
+
+RESERVED_PAGES = ("readme", "index", "references", "summary")
+
+
+def tier_slug(tier: str) -> str:
+    """The tier page's file stem (never one of the index's or references' names)."""
+    slug = _slug(tier)
+    return f"tier-{slug}" if slug.lower() in RESERVED_PAGES else slug
+
+
+@dataclass
+class Row:
+    """One (dataset, backbone, strategy) over seeds, within a group."""
+
+    dataset: str
+    backbone: str
+    strategy: str
+    metric: str
+    task: str
+    modality: str
+    summary: stats.Summary
+    seeds: list[int]  # seeds of the ok runs that have the metric
+    values: list[float]
+    ok: list[Run] = field(repr=False)
+    diverged: list[Run] = field(repr=False)
+    failed: list[Run] = field(repr=False)
+    no_metric: list[Run] = field(repr=False)  # ok runs where the chosen metric is missing (null)
+    majority: list[tuple[Run, str]] = field(repr=False)  # ok runs no better than the majority class
+    others: dict[str, stats.Summary]
+    costs: dict[str, Any]
+
+    @property
+    def case(self) -> tuple[str, str]:
+        return (self.dataset, self.backbone)
+
+    @property
+    def mean(self) -> float | None:
+        return self.summary.mean
+
+
+@dataclass
+class Case:
+    """One (dataset, backbone) within a group: the strategies' means, ranks and deltas against FT."""
+
+    dataset: str
+    backbone: str
+    metric: str
+    modality: str
+    rows: dict[str, Row]  # by strategy, only rows with a mean
+    ranks: dict[str, float]
+    deltas: dict[str, float]  # strategy -> mean - FT mean (fraction of the metric); empty without FT
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.dataset, self.backbone)
+
+    @property
+    def baseline(self) -> Row | None:
+        return next((r for s, r in self.rows.items() if norm_name(s) == BASELINE), None)
+
+
+@dataclass
+class Group:
+    key: GroupKey
+    rows: list[Row]
+    cases: list[Case]
+    strategies: list[str]
+    runs: list[Run] = field(repr=False)
+    avg_ranks: dict[str, tuple[float, int]] = field(default_factory=dict)  # strategy -> (avg rank, n cases)
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> Wilcoxon vs FT
+    claims: list[Any] = field(default_factory=list)
+
+    @property
+    def baseline(self) -> str | None:
+        return next((s for s in self.strategies if norm_name(s) == BASELINE), None)
+
+    @property
+    def metrics_used(self) -> dict[str, list[str]]:
+        """metric -> datasets ranked by it."""
+        out: dict[str, set[str]] = defaultdict(set)
+        for r in self.rows:
+            out[r.metric].add(r.dataset)
+        return {m: sorted(ds) for m, ds in sorted(out.items())}
+
+    def status_counts(self) -> dict[str, int]:
+        counts = {"ok": 0, "diverged": 0, "failed": 0}
+        for run in self.runs:
+            counts[run.status] = counts.get(run.status, 0) + 1
+        return counts
+
+
+def metric_for(run: Run, override: str | None) -> str:
+    """The metric a run's dataset is ranked by: ``override``, else the dataset's primary metric (AUC for
+    multi-label, balanced accuracy otherwise, :func:`medft_bench.metrics.primary_metric`)."""
+    if override:
+        return override
+    if run.metrics and run.metrics.get("primary") in METRICS:
+        return str(run.metrics["primary"])
+    return "auc" if run.task == stats.MULTI_LABEL else "balanced_acc"
+
+
+def _test_value(run: Run, metric: str) -> float | None:
+    value = (run.metrics or {}).get("test", {}).get(metric)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _costs(ok: list[Run]) -> dict[str, Any]:
+    """Mean training and wall-clock seconds, the largest peak memory (GPU allocated when every run has
+    it, else host RSS, labelled), the largest trainable-parameter count."""
+    def vals(key: str) -> list[float]:
+        return [float(r.costs[key]) for r in ok if isinstance(r.costs.get(key), (int, float))]
+
+    gpu = vals("peak_gpu_allocated_mb")
+    use_gpu = bool(ok) and len(gpu) == len(ok)
+    mem = gpu if use_gpu else vals("peak_host_rss_mb")
+    trainable = [int(r.costs["trainable_params"]) for r in ok if isinstance(r.costs.get("trainable_params"), int)]
+    return {
+        "train_s": _mean(vals("train_s")),
+        "wall_s": _mean(vals("wall_s")),
+        "peak_mem_mb": max(mem) if mem else None,
+        "peak_mem_kind": ("gpu" if use_gpu else "host") if mem else None,
+        "trainable_params": max(trainable) if trainable else None,
+        "total_params": max((int(r.costs["total_params"]) for r in ok), default=None),
+    }
+
+
+def build_row(runs: list[Run], metric_override: str | None) -> Row:
+    first = runs[0]
+    metric = metric_for(first, metric_override)
+    ok = sorted((r for r in runs if r.status == "ok"), key=lambda r: r.seed)
+    with_metric = [r for r in ok if _test_value(r, metric) is not None]
+    values = [_test_value(r, metric) for r in with_metric]
+    others = {}
+    for m in METRICS:
+        vs = [v for v in (_test_value(r, m) for r in ok) if v is not None]
+        others[m] = stats.summarize(vs)
+    majority = []
+    for r in ok:
+        why = stats.majority_flag(r.task, (r.metrics or {}).get("test", {}), (r.metrics or {}).get("majority", {}))
+        if why:
+            majority.append((r, why))
+    return Row(
+        dataset=first.dataset, backbone=first.backbone, strategy=first.strategy, metric=metric, task=first.task,
+        modality=first.modality, summary=stats.summarize(values), seeds=[r.seed for r in with_metric],
+        values=values, ok=ok, diverged=sorted((r for r in runs if r.status == "diverged"), key=lambda r: r.seed),
+        failed=sorted((r for r in runs if r.status == "failed"), key=lambda r: r.seed),
+        no_metric=[r for r in ok if _test_value(r, metric) is None], majority=majority, others=others,
+        costs=_costs(ok),
+    )
+
+
+def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = None) -> Group:
+    by_row: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        by_row[(run.dataset, run.backbone, run.strategy)].append(run)
+    rows = [build_row(rs, metric_override) for _, rs in sorted(by_row.items(), key=lambda kv: (
+        kv[0][0], kv[0][1], strategy_sort_key(kv[0][2])))]
+    strategies = sorted({r.strategy for r in rows}, key=strategy_sort_key)
+
+    by_case: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for row in rows:
+        by_case[row.case].append(row)
+    cases = []
+    for (dataset, backbone), rs in sorted(by_case.items()):
+        measured = {r.strategy: r for r in rs if r.mean is not None}
+        ranks = stats.average_ranks({s: r.mean for s, r in measured.items()})
+        base = next((r for s, r in measured.items() if norm_name(s) == BASELINE), None)
+        deltas = {s: r.mean - base.mean for s, r in measured.items()} if base else {}
+        cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas))
+
+    group = Group(key, rows, cases, strategies, sorted(runs, key=lambda r: r.cell_id))
+    for s in strategies:
+        rk = [c.ranks[s] for c in cases if s in c.ranks]
+        if rk:
+            group.avg_ranks[s] = (sum(rk) / len(rk), len(rk))
+    base = group.baseline
+    if base is not None:
+        for s in strategies:
+            if s == base:
+                continue
+            paired = [c for c in cases if s in c.rows and base in c.rows]
+            group.tests[s] = stats.wilcoxon_paired([c.rows[s].mean for c in paired],
+                                                   [c.rows[base].mean for c in paired])
+        adjusted = stats.holm({s: t["p"] for s, t in group.tests.items() if t["p"] is not None})
+        for s, t in group.tests.items():
+            t["p_holm"] = adjusted.get(s)
+    from medft_bench.leaderboard.claims import compute_claims
+
+    group.claims = compute_claims(group)
+    return group
+
+
+def group_key(run: Run) -> GroupKey:
+    return GroupKey(run.tier, run.synthetic, run.weights_kind, run.img_size)
+
+
+def aggregate(runs: list[Run], metric_override: str | None = None) -> list[Group]:
+    """Split runs into groups that are never averaged together, and aggregate each."""
+    if metric_override is not None and metric_override not in METRICS:
+        raise ValueError(f"unknown metric {metric_override!r}; choose one of {', '.join(METRICS)}")
+    by_group: dict[GroupKey, list[Run]] = defaultdict(list)
+    for run in runs:
+        by_group[group_key(run)].append(run)
+    return [build_group(k, by_group[k], metric_override) for k in sorted(by_group, key=GroupKey.sort_key)]

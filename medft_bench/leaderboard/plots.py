@@ -1,0 +1,146 @@
+"""PNG plots (matplotlib, Agg, no pyplot state): Δ-vs-FT heatmap and accuracy-against-cost Pareto view.
+
+Byte-identical for the same input: fixed sizes, fonts and DPI, and no "Software" or time metadata.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from medft_bench.leaderboard.aggregate import Group, strategy_label
+from medft_bench.leaderboard.stats import pareto_front
+from medft_bench.leaderboard.tables import metric_desc
+
+PNG_METADATA = {"Software": None}
+STYLE = {"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 9, "figure.dpi": 100,
+         "savefig.dpi": 100, "path.simplify": False, "image.interpolation": "nearest"}
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
+
+
+def _wrap(text: str, width: int = 95) -> str:
+    import textwrap
+
+    return "\n".join(w for line in text.split("\n") for w in (textwrap.wrap(line, width) or [""]))
+
+
+def delta_heatmap(group: Group, path: Path) -> bool:
+    """Strategies (rows) x cases (columns), Δ against FT in pp. False (nothing written) without FT."""
+    import matplotlib
+    import numpy as np
+
+    base = group.baseline
+    cases = [cs for cs in group.cases if cs.deltas]
+    others = [s for s in group.strategies if s != base]
+    if base is None or not cases or not others:
+        return False
+    data = np.full((len(others), len(cases)), np.nan)
+    for j, cs in enumerate(cases):
+        for i, s in enumerate(others):
+            if s in cs.deltas:
+                data[i, j] = cs.deltas[s] * 100
+    finite = np.abs(data[np.isfinite(data)])
+    lim = max(float(finite.max()) if finite.size else 0.0, 0.5)
+    with matplotlib.rc_context(STYLE):
+        labels = [f"{cs.dataset}\n{cs.backbone}" for cs in cases]
+        ylabels = [strategy_label(s) for s in others]
+        width = max(5.0, 2.4 + 0.9 * len(cases))
+        title = _wrap(f"Δ against FT (pp) — {group.key.label}\n{metric_desc(group)}", int(width * 14))
+        tick_h = 0.45 + 0.045 * max(len(x) for lab in labels for x in lab.split("\n"))  # 30° rotated, inches
+        height = 0.42 * len(others) + tick_h + 0.2 + 0.16 * (title.count("\n") + 1) + 0.3
+        fig = _figure(width, height)
+        ax = fig.add_subplot(1, 1, 1)
+        # fixed margins instead of tight_layout (a second full layout pass, slow): inches -> fractions
+        fig.subplots_adjust(left=(0.25 + 0.065 * max(map(len, ylabels))) / width, right=1 - 0.8 / width,
+                            bottom=tick_h / height, top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / height)
+        cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
+        im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")
+        for i in range(len(others)):
+            for j in range(len(cases)):
+                if np.isfinite(data[i, j]):
+                    ax.text(j, i, f"{data[i, j]:+.1f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(cases)), labels, fontsize=7, rotation=30, ha="right")
+        ax.set_yticks(range(len(others)), ylabels)
+        fig.colorbar(im, ax=ax, label="Δ vs FT (pp)", fraction=0.05, pad=0.02)
+        # (the colour bar takes its room from the axes, inside the right margin)
+        fig.suptitle(title, fontsize=8, y=1 - 0.08 / height, va="top")
+        _save(fig, path)
+    return True
+
+
+def pareto_points(group: Group) -> tuple[dict[str, tuple[float, float]], int, bool]:
+    """strategy -> (mean training seconds, mean metric %) over the cases every strategy has (or, when no
+    case has them all, over each strategy's own cases); also the number of cases and whether they are
+    common to all strategies."""
+    measured = [s for s in group.strategies if any(s in cs.rows for cs in group.cases)]
+    common = [cs for cs in group.cases if all(s in cs.rows for s in measured)]
+    use_common = bool(common)
+    points = {}
+    for s in measured:
+        cases = common if use_common else [cs for cs in group.cases if s in cs.rows]
+        costs = [cs.rows[s].costs["train_s"] for cs in cases if cs.rows[s].costs["train_s"] is not None]
+        scores = [cs.rows[s].mean for cs in cases]
+        if costs and scores:
+            points[s] = (sum(costs) / len(costs), sum(scores) / len(scores) * 100)
+    return points, len(common) if use_common else len(group.cases), use_common
+
+
+def pareto_plot(group: Group, path: Path) -> bool:
+    """Mean metric against mean training time per strategy; the Pareto frontier highlighted."""
+    import matplotlib
+
+    points, n_cases, common = pareto_points(group)
+    if not points:
+        return False
+    front = pareto_front(points)
+    with matplotlib.rc_context(STYLE):
+        fig = _figure(6.4, 4.6)
+        ax = fig.add_subplot(1, 1, 1)
+        fig.subplots_adjust(left=0.11, right=0.96, bottom=0.11)
+        for s, (x, y) in sorted(points.items()):
+            on = s in front
+            ax.scatter([x], [y], s=46 if on else 30, color="#d62728" if on else "#7f7f7f", zorder=3,
+                       edgecolors="black" if on else "none", linewidths=0.6)
+            ax.annotate(strategy_label(s), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        fr = sorted(points[s] for s in front)
+        ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2,
+                label="Pareto frontier (no strategy both cheaper and better)")
+        ax.margins(x=0.18, y=0.12)
+        xs = [p[0] for p in points.values()]
+        if min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel("mean training time per seed (s)")
+        ax.set_ylabel("mean test metric (%)")
+        scope = (f"{n_cases} case{'s' if n_cases != 1 else ''} common to all strategies" if common
+                 else "each strategy's own cases (no case has every strategy)")
+        title = _wrap(f"Accuracy against training cost — {group.key.label}\n{metric_desc(group)}; "
+                      f"means over {scope}", 90)
+        fig.suptitle(title, fontsize=8, y=0.985, va="top")
+        fig.subplots_adjust(top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / 4.6)
+        ax.grid(True, lw=0.3, alpha=0.6)
+        ax.legend(loc="lower right", fontsize=7)
+        _save(fig, path)
+    return True
+
+
+def plot_group(group: Group, out: Path, prefix: str) -> dict[str, str]:
+    """Write the group's plots into ``out``; kind -> file name of those written."""
+    written = {}
+    for kind, fn in (("delta", delta_heatmap), ("pareto", pareto_plot)):
+        name = f"{prefix}-{kind}.png"
+        if fn(group, out / name):
+            written[kind] = name
+    return written
+

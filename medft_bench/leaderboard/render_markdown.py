@@ -1,0 +1,134 @@
+"""Markdown pages: an index (README.md), one page per tier, and the published reference numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medft_bench.leaderboard import references
+from medft_bench.leaderboard.aggregate import METRIC_NAMES, Group, tier_slug
+from medft_bench.leaderboard.load import Inputs
+from medft_bench.leaderboard.metadata import metadata_lines
+from medft_bench.leaderboard.tables import (
+    Table,
+    claims_overview,
+    group_tables,
+    notes_table,
+    problems_table,
+    reference_tables,
+)
+
+INDEX = "README.md"
+REFERENCES = "references.md"
+
+
+def _esc(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table_md(table: Table, level: int = 3) -> str:
+    out = [f"{'#' * level} {table.title}", ""]
+    if table.caption:
+        out += [f"*{_esc(table.caption)}*", ""]
+    out.append("| " + " | ".join(_esc(h) for h in table.headers) + " |")
+    out.append("| " + " | ".join("---:" if a == "r" else "---" for a in table.align) + " |")
+    for row in table.rows:
+        cells = []
+        for cell in row:
+            text = _esc(cell.text)
+            cells.append(f"**{text}**" if cell.style == "best" and text else text)
+        out.append("| " + " | ".join(cells) + " |")
+    if table.notes:
+        out.append("")
+        out += [f"- {_esc(n)}" for n in table.notes]
+    return "\n".join(out) + "\n"
+
+
+def _meta_md(meta: dict[str, Any]) -> str:
+    return "\n".join(f"- **{label}**: {_esc(text)}" for label, text in metadata_lines(meta)) + "\n"
+
+
+def _metric_line(metric: str | None) -> str:
+    if metric:
+        return (f"Every result is ranked by **test {METRIC_NAMES[metric]}** (chosen with `--metric {metric}`) "
+                f"for every dataset.")
+    return ("Results are ranked by each dataset's primary metric: **test AUC** for multi-label datasets "
+            "(ChestMNIST: its ACC is ~0.95 for an all-negative predictor), **test balanced accuracy** for the "
+            "rest. Every table names its metric.")
+
+
+def _banner(group: Group) -> str:
+    return f"> **Caution — {group.key.label}.**\n" if group.key.caveat else ""
+
+
+def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None,
+               plots: dict[str, dict[str, str]]) -> str:
+    out = ["# medft-bench leaderboard", "",
+           "Fine-tuning strategies for medical image classification, measured by this suite and aggregated by "
+           "`python -m medft_bench.leaderboard` from the result records. How to read the tables and the "
+           "statistical rules: `docs/leaderboard.md`.", "",
+           _metric_line(metric), "",
+           "Results of different tiers, image sizes, weights (pretrained, random, local file) and of synthetic "
+           "against real data are never averaged, ranked or compared together: each has its own tables.", "",
+           "## Run metadata", "", _meta_md(meta)]
+    out += ["## Tables", "", "| tier | image size | data | weights | ok | diverged | failed | datasets | backbones "
+            "| strategies | page |", "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for g in groups:
+        st = g.status_counts()
+        data = "**SYNTHETIC**" if g.key.synthetic else "real"
+        weights = {"random": "**RANDOM**", "file": "local file"}.get(g.key.weights, g.key.weights)
+        out.append(f"| {_esc(g.key.tier)} | {g.key.img_size} | {data} | {weights} | {st['ok']} | {st['diverged']} | "
+                   f"{st['failed']} | {len({r.dataset for r in g.rows})} | {len({r.backbone for r in g.rows})} | "
+                   f"{len(g.strategies)} | [{tier_slug(g.key.tier)}.md]({tier_slug(g.key.tier)}.md) |")
+    out += ["", "## The study's claims, recomputed from these results", "",
+            "Davila, Colan & Hasegawa (2024) claim that LP-FT beats FT in more than half of the cases, that "
+            "Auto-RGN gains up to 11% for specific modalities, and that DenseNet-121 gains most from the "
+            "alternatives to FT. Each group recomputes them from its own cells (details on its page); gains "
+            "are in percentage points (pp) of the metric.", "", table_md(claims_overview(groups), level=3)]
+    for extra in (problems_table(inputs), notes_table(inputs)):
+        if extra is not None:
+            out.append(table_md(extra, level=2))
+    out += [f"## {references.TITLE}", "",
+            f"Numbers from MedMNIST v2, MedMNIST+ and others, with their sources and protocols: "
+            f"[{REFERENCES}]({REFERENCES}). They are not results of this suite and enter no table above.", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def tier_page(tier: str, groups: list[Group], meta: dict[str, Any], metric: str | None, all_metrics: bool,
+              plots: dict[str, dict[str, str]]) -> str:
+    out = [f"# Tier `{tier}`", "", f"[All tiers]({INDEX})", "", _metric_line(metric), "",
+           "## Run metadata", "", _meta_md(meta)]
+    for g in groups:
+        out += [f"## {g.key.label}", ""]
+        banner = _banner(g)
+        if banner:
+            out += [banner]
+        for t in group_tables(g, all_metrics):
+            out.append(table_md(t, level=3))
+        files = plots.get(g.key.slug, {})
+        if files:
+            out += [f"### Plots — {g.key.label}", ""]
+            if "delta" in files:
+                out += [f"![Δ against FT — {g.key.label}]({files['delta']})", "",
+                        "Heatmap: Δ against FT in percentage points, strategies × cases (grey: no result).", ""]
+            if "pareto" in files:
+                out += [f"![Accuracy against training cost — {g.key.label}]({files['pareto']})", "",
+                        "Pareto view: mean test metric against mean training time per seed; the red line joins "
+                        "strategies that no other strategy beats on both.", ""]
+    datasets = {r.dataset for g in groups for r in g.rows}
+    refs = reference_tables(datasets)
+    out += [f"## {references.TITLE}", "", f"*{references.load_references()['note']}*", ""]
+    if refs:
+        for t in refs:
+            out.append(table_md(t, level=3))
+    else:
+        out += ["No published per-dataset numbers for these datasets.", ""]
+    out += [f"All reference numbers: [{REFERENCES}]({REFERENCES}).", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def references_page() -> str:
+    refs = references.load_references()
+    out = [f"# {references.TITLE}", "", f"[All tiers]({INDEX})", "", f"*{refs['note']}*", ""]
+    for t in reference_tables(None):
+        out.append(table_md(t, level=2))
+    return "\n".join(out).rstrip() + "\n"

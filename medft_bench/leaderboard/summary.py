@@ -1,0 +1,81 @@
+"""``summary.json``: the aggregated tables, machine-readable (metric values as fractions, not %)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from typing import Any
+
+from medft_bench.leaderboard.aggregate import Group, Row, strategy_label, tier_slug
+from medft_bench.leaderboard.load import Inputs
+from medft_bench.leaderboard.stats import CI_LEVEL, MIN_SEEDS_CI, MIN_WILCOXON_CASES
+
+SUMMARY_SCHEMA = "medft-bench/leaderboard-summary/1"
+
+
+def _row(r: Row) -> dict[str, Any]:
+    s = r.summary
+    return {
+        "dataset": r.dataset, "backbone": r.backbone, "strategy": r.strategy,
+        "strategy_label": strategy_label(r.strategy),
+        "metric": r.metric, "task": r.task, "modality": r.modality,
+        "n": s.n, "seeds": r.seeds, "values": r.values, "mean": s.mean, "std": s.std,
+        "ci95": list(s.ci) if s.ci else None,
+        "other_metrics": {m: {"n": o.n, "mean": o.mean, "std": o.std} for m, o in r.others.items()},
+        "costs": r.costs,
+        "diverged": [x.cell_id for x in r.diverged], "failed": [x.cell_id for x in r.failed],
+        "metric_missing": [x.cell_id for x in r.no_metric],
+        "majority_flags": [{"cell_id": x.cell_id, "reason": why} for x, why in r.majority],
+    }
+
+
+def _group(g: Group, plots: dict[str, str]) -> dict[str, Any]:
+    return {
+        "tier": g.key.tier, "img_size": g.key.img_size, "synthetic": g.key.synthetic, "weights": g.key.weights,
+        "label": g.key.label, "caveat": g.key.caveat, "slug": g.key.slug, "page": f"{tier_slug(g.key.tier)}.md",
+        "plots": plots, "metrics_used": g.metrics_used, "status": g.status_counts(), "strategies": g.strategies,
+        "rows": [_row(r) for r in g.rows],
+        "cases": [{"dataset": c.dataset, "backbone": c.backbone, "metric": c.metric, "modality": c.modality,
+                   "means": {s: r.mean for s, r in c.rows.items()}, "ranks": c.ranks, "delta_vs_ft": c.deltas}
+                  for c in g.cases],
+        "average_ranks": {s: {"rank": v[0], "cases": v[1]} for s, v in g.avg_ranks.items()},
+        "wilcoxon_vs_ft": g.tests,
+        "claims": [asdict(c) for c in g.claims],
+    }
+
+
+def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None,
+                  plots: dict[str, dict[str, str]], files: list[str]) -> dict[str, Any]:
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "inputs": inputs.sources,
+        "metric_option": metric,
+        "rules": {
+            "values": "fractions of 1 (x100 = %); deltas and gains: fractions (x100 = percentage points)",
+            "std": "sample standard deviation over seeds (ddof=1); null for one seed",
+            "ci95": f"mean +/- t({0.5 + CI_LEVEL / 2}, n-1) * std / sqrt(n), only for n >= {MIN_SEEDS_CI}",
+            "ranks": "within a (dataset, backbone) case; higher metric = rank 1; ties get the average rank",
+            "wilcoxon": f"two-sided paired signed-rank test of case means vs FT (scipy), n >= {MIN_WILCOXON_CASES}",
+            "excluded": "diverged and failed cells are listed and excluded from means and ranks",
+        },
+        "metadata": meta,
+        "problems": [asdict(p) for p in inputs.problems],
+        "records_counted_once": [asdict(n) for n in inputs.notes],
+        "groups": [_group(g, plots.get(g.key.slug, {})) for g in groups],
+        "files": files,
+    }
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def dumps(summary: dict[str, Any]) -> str:
+    return json.dumps(_finite(summary), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,0 +1,340 @@
+"""The leaderboard's tables as plain data (text cells with a style), built once and rendered three ways:
+Markdown (:mod:`render_markdown`), rich and plain text (:mod:`render_rich`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from medft_bench.leaderboard import references
+from medft_bench.leaderboard.aggregate import METRIC_NAMES, METRICS, Group, Row, strategy_label
+from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
+from medft_bench.leaderboard.load import Inputs
+from medft_bench.leaderboard.stats import MIN_WILCOXON_CASES, same
+
+DASH = "—"
+MAJORITY_MARK = "†"
+
+
+@dataclass
+class Cell:
+    text: str
+    style: str | None = None  # best | pos | neg | warn | muted
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class Table:
+    key: str
+    title: str
+    headers: list[str]
+    rows: list[list[Cell]]
+    align: list[str]  # "l" or "r" per column
+    caption: str = ""
+    notes: list[str] = field(default_factory=list)
+    wrap: int | None = None  # plain text: wrap text columns at this width
+
+
+def c(text: Any, style: str | None = None) -> Cell:
+    return Cell("" if text is None else str(text), style)
+
+
+def pct(v: float | None) -> str:
+    return DASH if v is None else f"{v * 100:.2f}"
+
+
+def pp(d: float | None) -> str:
+    return DASH if d is None else f"{d * 100:+.2f}"
+
+
+def seconds(v: float | None) -> str:
+    return DASH if v is None else f"{v:.1f}"
+
+
+def count(n: int | None) -> str:
+    if n is None:
+        return DASH
+    if n >= 1_000_000:
+        return f"{n / 1e6:.2f}M"
+    if n >= 1_000:
+        return f"{n / 1e3:.1f}k"
+    return str(n)
+
+
+def memory(row: Row) -> str:
+    mb, kind = row.costs["peak_mem_mb"], row.costs["peak_mem_kind"]
+    return DASH if mb is None else f"{mb:.0f} {'GPU' if kind == 'gpu' else 'host'}"
+
+
+def delta_style(d: float) -> str | None:
+    return None if same(d, 0.0) else ("pos" if d > 0 else "neg")
+
+
+def metric_desc(group: Group) -> str:
+    """Which metric the group's numbers are, e.g. 'test AUC (chestmnist); test balanced accuracy (others)'."""
+    used = group.metrics_used
+    if len(used) == 1:
+        return f"test {METRIC_NAMES[next(iter(used))]}, %"
+    return "; ".join(f"test {METRIC_NAMES[m]}, % ({', '.join(ds)})" for m, ds in used.items())
+
+
+def title(group: Group, what: str) -> str:
+    return f"{what} — {group.key.label}"
+
+
+def results_table(group: Group) -> Table:
+    strategies = group.strategies
+    rows = []
+    by_key = {(r.dataset, r.backbone, r.strategy): r for r in group.rows}
+    for case in _all_cases(group):
+        dataset, backbone = case
+        present = [by_key.get((dataset, backbone, s)) for s in strategies]
+        means = [r.mean for r in present if r is not None and r.mean is not None]
+        best = max(means) if means else None
+        metric = next(r.metric for r in present if r is not None)
+        cells = [c(dataset), c(backbone), c(METRIC_NAMES[metric])]
+        for r in present:
+            if r is None:
+                cells.append(c(""))
+            elif r.mean is None:
+                cells.append(c(_no_mean_reason(r), "warn"))
+            else:
+                sd = DASH if r.summary.std is None else f"{r.summary.std * 100:.2f}"
+                text = f"{pct(r.mean)} ± {sd} ({r.summary.n})" + (f" {MAJORITY_MARK}" if r.majority else "")
+                cells.append(c(text, "best" if best is not None and same(r.mean, best) else None))
+        rows.append(cells)
+    notes = [f"Mean ± sample std (ddof=1; {DASH} for one seed) over seeds, (n) = seeds; best in row highlighted.",
+             f"{MAJORITY_MARK} at least one seed is no better than the majority-class baseline (see flags)."]
+    return Table("results", title(group, "Results by case"), ["dataset", "backbone", "metric",
+                 *map(strategy_label, strategies)], rows, ["l", "l", "l", *["r"] * len(strategies)],
+                 caption=metric_desc(group), notes=notes)
+
+
+def _no_mean_reason(r: Row) -> str:
+    parts = []
+    if r.diverged:
+        parts.append(f"diverged {len(r.diverged)}")
+    if r.failed:
+        parts.append(f"failed {len(r.failed)}")
+    if r.no_metric:
+        parts.append(f"no {r.metric} {len(r.no_metric)}")
+    return ", ".join(parts) or "no result"
+
+
+def _all_cases(group: Group) -> list[tuple[str, str]]:
+    return sorted({(r.dataset, r.backbone) for r in group.rows})
+
+
+def delta_table(group: Group) -> Table | None:
+    base = group.baseline
+    if base is None:
+        return None
+    others = [s for s in group.strategies if s != base]
+    cases = {cs.key: cs for cs in group.cases}
+    rows = []
+    for key in _all_cases(group):
+        cs = cases.get(key)
+        metric = next(r.metric for r in group.rows if (r.dataset, r.backbone) == key)
+        cells = [c(key[0]), c(key[1]), c(METRIC_NAMES[metric])]
+        for s in others:
+            if cs is None or not cs.deltas or s not in cs.deltas:
+                cells.append(c("" if cs is None or s not in cs.rows else "no FT", "muted"))
+            else:
+                d = cs.deltas[s]
+                cells.append(c(pp(d), delta_style(d)))
+        rows.append(cells)
+    return Table("delta", title(group, "Δ against FT by case (percentage points)"),
+                 ["dataset", "backbone", "metric", *map(strategy_label, others)], rows,
+                 ["l", "l", "l", *["r"] * len(others)], caption=metric_desc(group),
+                 notes=["Δ = strategy mean − FT mean over seeds, in percentage points of the case's metric."])
+
+
+def rank_table(group: Group) -> Table:
+    strategies = group.strategies
+    rows = []
+    for cs in group.cases:
+        cells = [c(cs.dataset), c(cs.backbone)]
+        best = min(cs.ranks.values()) if cs.ranks else None
+        for s in strategies:
+            r = cs.ranks.get(s)
+            cells.append(c("" if r is None else f"{r:g}", "best" if r is not None and r == best else None))
+        rows.append(cells)
+    avg = [c("average rank", "muted"), c("")]
+    best_avg = min((v[0] for v in group.avg_ranks.values()), default=None)
+    for s in strategies:
+        v = group.avg_ranks.get(s)
+        avg.append(c(DASH if v is None else f"{v[0]:.2f} ({v[1]})",
+                     "best" if v is not None and same(v[0], best_avg) else None))
+    rows.append(avg)
+    return Table("ranks", title(group, "Ranks within each case (1 = best)"),
+                 ["dataset", "backbone", *map(strategy_label, strategies)], rows,
+                 ["l", "l", *["r"] * len(strategies)], caption=metric_desc(group),
+                 notes=["Higher metric = rank 1; ties share the average of their ranks; strategies without a "
+                        "mean in a case are not ranked there. Last row: average rank over cases (number of "
+                        "cases), as in Lee et al. (ICLR 2023)."])
+
+
+def strategy_table(group: Group) -> Table:
+    base = group.baseline
+    order = sorted(group.strategies, key=lambda s: (group.avg_ranks.get(s, (float("inf"), 0))[0],
+                                                     group.strategies.index(s)))
+    rows = []
+    for s in order:
+        ar = group.avg_ranks.get(s)
+        cells = [c(strategy_label(s)), c(DASH if ar is None else f"{ar[0]:.2f}"), c(0 if ar is None else ar[1])]
+        if base is None or s == base:
+            cells += [c(DASH), c(DASH), c(DASH), c(DASH), c(DASH), c("baseline" if s == base else "no FT")]
+        else:
+            deltas = [cs.deltas[s] for cs in group.cases if s in cs.deltas]
+            wins = sum(1 for d in deltas if d > 0 and not same(d, 0))
+            ties = sum(1 for d in deltas if same(d, 0))
+            mean_d = sum(deltas) / len(deltas) if deltas else None
+            t = group.tests.get(s, {})
+            p = t.get("p")
+            cells += [c(pp(mean_d), delta_style(mean_d) if mean_d is not None else None),
+                      c(f"{wins}/{ties}/{len(deltas) - wins - ties}"),
+                      c(t.get("n", 0)),
+                      c(DASH if p is None else f"{p:.4f}", "pos" if p is not None and p < 0.05 else None),
+                      c(DASH if t.get("p_holm") is None else f"{t['p_holm']:.4f}"),
+                      c(t.get("note") or f"W = {t['statistic']:g}", "muted" if t.get("note") else None)]
+        rows.append(cells)
+    return Table("strategies", title(group, "Strategies against FT"),
+                 ["strategy", "avg rank", "cases", "mean Δ vs FT (pp)", "wins/ties/losses", "paired n",
+                  "Wilcoxon p", "p (Holm)", "test"], rows, ["l", "r", "r", "r", "r", "r", "r", "r", "l"],
+                 caption=metric_desc(group),
+                 notes=[f"Two-sided paired Wilcoxon signed-rank test (scipy) of case means against FT, only with "
+                        f">= {MIN_WILCOXON_CASES} paired cases; p (Holm) adjusts for the strategies tested here."])
+
+
+def details_table(group: Group, all_metrics: bool = False) -> Table:
+    others = list(METRICS) if all_metrics else []
+    headers = ["dataset", "backbone", "strategy", "n", "seeds", "mean", "std", "95% CI",
+               *[f"{METRIC_NAMES[m]}" for m in others],
+               "train (s)", "wall (s)", "peak mem (MB)", "trainable", "diverged", "failed", "flags"]
+    rows = []
+    for r in group.rows:
+        s = r.summary
+        ci = DASH if s.ci is None else f"[{pct(s.ci[0])}, {pct(s.ci[1])}]"
+        flags = []
+        if r.majority:
+            flags.append(f"{MAJORITY_MARK} majority {len(r.majority)}/{len(r.ok)}")
+        if r.no_metric:
+            flags.append(f"no {r.metric} {len(r.no_metric)}")
+        cells = [c(r.dataset), c(r.backbone), c(strategy_label(r.strategy)), c(s.n),
+                 c(",".join(map(str, r.seeds)) or DASH), c(pct(s.mean)),
+                 c(DASH if s.std is None else f"{s.std * 100:.2f}"), c(ci)]
+        for m in others:
+            o = r.others[m]
+            cells.append(c(DASH if o.mean is None else f"{pct(o.mean)} ± "
+                           f"{DASH if o.std is None else f'{o.std * 100:.2f}'}"))
+        cells += [c(seconds(r.costs["train_s"])), c(seconds(r.costs["wall_s"])), c(memory(r)),
+                  c(count(r.costs["trainable_params"])),
+                  c(len(r.diverged), "warn" if r.diverged else None), c(len(r.failed), "warn" if r.failed else None),
+                  c("; ".join(flags), "warn" if flags else None)]
+        rows.append(cells)
+    metric_note = metric_desc(group)
+    if others:
+        metric_note += "; metric columns: test " + ", ".join(METRIC_NAMES[m] for m in others) + " (%, mean ± std)"
+    return Table("details", title(group, "Details: accuracy next to cost"), headers, rows,
+                 ["l", "l", "l", "r", "l", "r", "r", "r", *["r"] * len(others), "r", "r", "r", "r", "r", "r", "l"],
+                 caption=metric_note,
+                 notes=["mean, std and CI in % of the metric; 95% CI = mean ± t(0.975, n−1)·s/√n, only for n >= 3.",
+                        "train/wall: mean seconds per seed; peak mem: largest over seeds, GPU = peak allocated on "
+                        "the GPU, host = peak resident memory of the process (CPU runs); trainable = trainable "
+                        "parameters. Diverged and failed seeds are counted here and excluded from means."])
+
+
+def _claim_style(verdict: str) -> str:
+    if verdict.startswith(NOT_ENOUGH):
+        return "warn"
+    return "neg" if verdict.startswith("not consistent") else "pos"
+
+
+def claims_table(group: Group) -> Table:
+    rows = [[c(cl.statement), c(cl.study), c(cl.ours), c(cl.verdict, _claim_style(cl.verdict))]
+            for cl in group.claims]
+    return Table("claims", title(group, "The study's claims, recomputed"), ["claim", "study", "ours", "verdict"],
+                 rows, ["l", "l", "l", "l"], caption=metric_desc(group),
+                 notes=["Study: " + SOURCE + "; comparisons of means over seeds within this group only.",
+                        *("Claim " + m for m in METHOD)], wrap=56)
+
+
+def claims_overview(groups: list[Group]) -> Table:
+    """One row per group: ours for each claim, next to the study's figure (in the headers)."""
+    rows = []
+    for g in groups:
+        cells = [c(g.key.label)]
+        for cl in g.claims:
+            text = cl.verdict if cl.verdict.startswith(NOT_ENOUGH) else f"{cl.short}: {cl.verdict}"
+            cells.append(c(text, _claim_style(cl.verdict)))
+        rows.append(cells)
+    return Table("claims-overview", "The study's claims, recomputed per group",
+                 ["group", "LP-FT beats FT (study: > 50% of cases)",
+                  "largest Auto-RGN gain over FT (study: up to 11%)",
+                  "best alternative's gain by backbone (study: DenseNet-121 gains most)"],
+                 rows, ["l", "l", "l", "l"], caption="metric: each group's (see its page)",
+                 notes=["Claim " + m for m in METHOD], wrap=48)
+
+
+def incidents_table(group: Group) -> Table | None:
+    rows = []
+    for r in group.rows:
+        for run in [*r.diverged, *r.failed]:
+            epoch = run.record.get("diverged_epoch")
+            rows.append([c(run.cell_id), c(run.status, "warn"), c(DASH if epoch is None else epoch),
+                         c(_short(run.error or "")), c(run.path, "muted")])
+        for run in r.no_metric:
+            rows.append([c(run.cell_id), c("ok", "muted"), c(DASH), c(f"test {r.metric} missing (null)"),
+                         c(run.path, "muted")])
+        for run, why in r.majority:
+            rows.append([c(run.cell_id), c("ok", "muted"), c(DASH), c(f"{MAJORITY_MARK} {why}"), c(run.path, "muted")])
+    if not rows:
+        return None
+    return Table("incidents", title(group, "Diverged, failed and flagged cells"),
+                 ["cell", "status", "diverged at epoch", "reason", "record"], rows, ["l", "l", "r", "l", "l"],
+                 caption="Diverged and failed cells are excluded from means and ranks; flagged cells are kept.",
+                 notes=["Majority-class flag: single-label: test ACC <= the majority class's ACC, or balanced "
+                        "accuracy <= 1/classes; multi-label: test AUC <= 0.5 (balanced accuracy <= 0.5 when "
+                        "AUC is missing), since ACC is ~0.95 for an all-negative ChestMNIST predictor."])
+
+
+def _short(text: str, n: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def group_tables(group: Group, all_metrics: bool = False) -> list[Table]:
+    tables = [results_table(group), delta_table(group), rank_table(group), strategy_table(group),
+              details_table(group, all_metrics), claims_table(group), incidents_table(group)]
+    return [t for t in tables if t is not None]
+
+
+def problems_table(inputs: Inputs) -> Table | None:
+    rows = [[c(p.path), c(p.reason, "warn")] for p in inputs.problems]
+    if not rows:
+        return None
+    return Table("problems", "Files skipped (not valid records)", ["file", "reason"], rows, ["l", "l"],
+                 caption=f"{len(rows)} problem{'s' if len(rows) != 1 else ''}; none of these enter any table.")
+
+
+def notes_table(inputs: Inputs) -> Table | None:
+    rows = [[c(n.kind), c(n.cell_id), c(n.dropped), c(n.kept)] for n in inputs.notes]
+    if not rows:
+        return None
+    return Table("duplicates", "Records counted once", ["kind", "cell", "not counted", "counted"], rows,
+                 ["l", "l", "l", "l"],
+                 caption="duplicate: same config_hash (ok before diverged before failed, then the latest); "
+                         "superseded: same cell and group, another configuration (the latest finished counts).")
+
+
+def reference_tables(datasets: set[str] | None = None) -> list[Table]:
+    out = []
+    for src in references.sources(datasets):
+        cols = src["columns"]
+        rows = [[c(references.format_value(r.get(k), src["decimals"])) for k, _ in cols] for r in src["rows"]]
+        out.append(Table(f"ref-{src['id']}", f"{src['paper']} — {src['table']}", [h for _, h in cols], rows,
+                         ["l" if k in ("dataset", "model", "backbone", "scheme", "strategy") else "r" for k, _ in cols],
+                         caption=f"Protocol: {src['protocol']}"))
+    return out

@@ -1,0 +1,460 @@
+"""The leaderboard on a hand-made grid of schema-valid records (no training): aggregates against hand-computed
+values, ranks with ties, the study's claims, separation of tiers / synthetic data / weights, problems,
+determinism of every output file, the CLI's exit codes and plain output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from scipy import stats as sps
+
+from medft_bench.leaderboard.__main__ import main
+from medft_bench.leaderboard.aggregate import GroupKey, aggregate
+from medft_bench.leaderboard.load import load_inputs
+from medft_bench.leaderboard.stats import average_ranks, holm, majority_flag, pareto_front, summarize
+from medft_bench.results.record import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+MULTI_LABEL = "multi-label, binary-class"
+TASKS = {"chestmnist": MULTI_LABEL, "pneumoniamnist": "binary-class", "breastmnist": "binary-class"}
+MODALITY = {"pathmnist": "histology", "dermamnist": "dermoscopy", "chestmnist": "x-ray"}
+N_CLASSES = {"pathmnist": 9, "dermamnist": 7, "chestmnist": 14}
+MAJORITY = {"pathmnist": {"acc": 0.186, "balanced_acc": 1 / 9}, "dermamnist": {"acc": 0.67, "balanced_acc": 1 / 7},
+            "chestmnist": {"acc": 0.947, "balanced_acc": 0.5}}
+
+
+def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: int = 28, backbone: str = "resnet50",
+                strategy: str = "ft", seed: int = 0, primary: float | None = 0.8, acc: float | None = None,
+                status: str = "ok", weights: str = "pretrained", synthetic: bool = False, train_s: float = 10.0,
+                gpu_mb: float | None = None, rss_mb: float = 1500.0, trainable: int = 1000,
+                finished: str = "2025-03-01T12:00:00+00:00", commit: str = "0123456789abcdef0123",
+                dirty: bool = False, error: str | None = None, extra_hash: str = "") -> dict[str, Any]:
+    """A schema-valid result record for one cell; ``primary`` is the test value of the dataset's primary
+    metric (AUC for multi-label, balanced accuracy otherwise), ``acc`` the test ACC (default primary + 0.2)."""
+    task = TASKS.get(dataset, "multi-class")
+    primary_name = "auc" if task == MULTI_LABEL else "balanced_acc"
+    cell = {"tier": tier, "dataset": dataset, "img_size": img_size, "backbone": backbone, "strategy": strategy,
+            "seed": seed}
+    blob = json.dumps([cell, weights, synthetic, extra_hash], sort_keys=True)
+    config_hash = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    size = "" if img_size == 28 else f"-{img_size}"
+    metrics = None
+    if status == "ok" or (status == "diverged" and primary is not None):
+        test = {"acc": min(0.99, primary + 0.2) if acc is None else acc, "auc": 0.9, "balanced_acc": primary,
+                "f1_macro": 0.5, "map": 0.4}
+        if task == MULTI_LABEL:
+            test.update(auc=primary, balanced_acc=0.55, acc=0.95 if acc is None else acc)
+        metrics = {"val": dict(test), "test": test, "primary": primary_name, "monitor": primary_name,
+                   "majority": MAJORITY.get(dataset, {"acc": 0.5, "balanced_acc": 0.5})}
+    record = {
+        "schema_version": 1,
+        "cell_id": f"{tier}-{dataset}{size}-{backbone}-{strategy}-seed{seed}",
+        "config_hash": config_hash,
+        "cell": cell,
+        "config": {"train": {"epochs": 3, "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "scheduler": "cosine",
+                             "patience": 3},
+                   "weights": weights, "synthetic": synthetic, "strategy_params": {},
+                   "preprocess": {"target_size": 32, "policy": "resize", "mean": [0.5], "std": [0.5]},
+                   "amp": None, "channels_last": False},
+        "strategy": {"name": strategy, "hparams": {}, "in_study": True, "norm_modes": [], "log": {}},
+        "weights": {"source": {"pretrained": "hub", "random": "random"}.get(weights, "file")},
+        "data": {"source": "synthetic" if synthetic else "medmnist", "synthetic": synthetic, "task": task,
+                 "n_classes": N_CLASSES.get(dataset, 2), "splits": {"train": 100, "val": 20, "test": 20},
+                 "md5": "0" * 32, "file": f"/data/{dataset}.npz", "modality": MODALITY.get(dataset, "")},
+        "metrics": metrics,
+        "costs": {"train_s": train_s, "eval_s": 1.0, "wall_s": train_s + 2.0, "train_images_per_s": 100.0,
+                  "peak_gpu_allocated_mb": gpu_mb, "peak_gpu_reserved_mb": gpu_mb, "peak_host_rss_mb": rss_mb,
+                  "trainable_params": trainable, "total_params": 25_000_000, "epochs_run": 3, "best_epoch": 2},
+        "epochs": [],
+        "environment": {"python": "3.11.9", "packages": {"torch": "2.14.1", "timm": "1.0.31"}, "device": "cpu",
+                        "cpu": "Test CPU", "gpu": None},
+        "code": {"version": "0.1.0", "commit": commit, "dirty": dirty},
+        "status": status,
+        "error": error if status != "ok" else None,
+        "diverged_epoch": 2 if status == "diverged" else None,
+        "reused_from": None,
+        "started": "2025-03-01T11:00:00+00:00",
+        "finished": finished,
+    }
+    validate(record, record["cell_id"])
+    return record
+
+
+def write(root: Path, record: dict[str, Any]) -> Path:
+    path = root / record["cell"]["tier"] / f"{record['cell_id']}__{record['config_hash']}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=True))
+    return path
+
+
+# The main group (quick tier, 28 px, real data, pretrained): case means of the test metric, per strategy.
+MEANS = {
+    ("pathmnist", "resnet50"): {"ft": .80, "lp": .70, "lp_ft": .82, "auto_rgn": .85},
+    ("pathmnist", "densenet121"): {"ft": .78, "lp": .72, "lp_ft": .81, "auto_rgn": .80},
+    ("dermamnist", "resnet50"): {"ft": .60, "lp": .55, "lp_ft": .58, "auto_rgn": .62},
+    ("dermamnist", "densenet121"): {"ft": .58, "lp": .55, "lp_ft": .61, "auto_rgn": .55},  # lp = auto_rgn: a tie
+    ("chestmnist", "resnet50"): {"ft": .70, "lp": .65, "lp_ft": .69, "auto_rgn": .72},
+    ("chestmnist", "densenet121"): {"ft": .68, "lp": .66, "lp_ft": .70, "auto_rgn": .79},
+}
+OFFSETS = (-0.01, 0.0, 0.01)  # three seeds: mean = the case mean, sample std = 0.01
+
+
+def build_grid(root: Path) -> dict[str, Path]:
+    """Write the test grid under ``root``; return a few notable paths."""
+    shard1, shard2 = root / "shard1", root / "shard2"
+    paths = {}
+    for (dataset, backbone), by_strategy in MEANS.items():
+        for strategy, mean in by_strategy.items():
+            for seed, off in enumerate(OFFSETS):
+                acc = 0.60 if (dataset, backbone, strategy) == ("dermamnist", "resnet50", "lp") and seed == 0 else None
+                rec = make_record(dataset=dataset, backbone=backbone, strategy=strategy, seed=seed,
+                                  primary=mean + off, acc=acc, train_s={"lp": 2.0, "ft": 10.0}.get(strategy, 12.0),
+                                  trainable={"lp": 9_000}.get(strategy, 23_500_000))
+                paths[f"{dataset}-{backbone}-{strategy}-{seed}"] = write(shard1 if seed < 2 else shard2, rec)
+    # A diverged and a failed seed: counted and listed, never in the means.
+    paths["diverged"] = write(shard2, make_record(dataset="dermamnist", strategy="lp", seed=3, status="diverged",
+                                                  primary=None, error="loss is NaN at epoch 2"))
+    paths["failed"] = write(shard2, make_record(dataset="pathmnist", backbone="densenet121", strategy="auto_rgn",
+                                                seed=3, status="failed", primary=None, error="CUDA out of memory"))
+    # A duplicate of one cell (same config_hash) in the other shard: counts once.
+    dup = json.loads(paths["pathmnist-resnet50-ft-0"].read_text())
+    paths["duplicate"] = write(shard2, dup)
+    # Other groups that must never mix with the main one.
+    write(shard1, make_record(tier="smoke", synthetic=True, weights="random", strategy="ft", seed=0, primary=0.30))
+    write(shard1, make_record(tier="smoke", synthetic=True, weights="random", strategy="lp", seed=0, primary=0.25))
+    write(shard1, make_record(tier="smoke", synthetic=True, weights="random", strategy="lp", seed=1, primary=0.35))
+    write(shard1, make_record(img_size=64, strategy="ft", seed=0, primary=0.99, gpu_mb=2048.0))
+    write(shard1, make_record(weights="random", strategy="ft", seed=0, primary=0.11))
+    write(shard1, make_record(weights="/weights/resnet50.pth", strategy="ft", seed=0, primary=0.12))
+    # Files that are not valid records.
+    paths["broken"] = shard1 / "quick" / "broken.json"
+    paths["broken"].write_text("{not json")
+    bad = make_record(strategy="ft", seed=9)
+    del bad["costs"]
+    paths["bad_schema"] = shard1 / "quick" / "bad_schema.json"
+    paths["bad_schema"].write_text(json.dumps(bad))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """The grid, written once for the module (tests must not change it)."""
+    results = tmp_path_factory.mktemp("grid") / "results"
+    return results, build_grid(results)
+
+
+def main_group(groups):
+    return next(g for g in groups if g.key == GroupKey("quick", False, "pretrained", 28))
+
+
+# ---------------------------------------------------------------------------------------------- statistics
+
+
+def test_summarize_hand_computed():
+    s = summarize([0.79, 0.80, 0.81])
+    assert s.n == 3 and s.mean == pytest.approx(0.80)
+    assert s.std == pytest.approx(0.01)
+    half = 4.302652729749464 * 0.01 / math.sqrt(3)  # t(0.975, 2)
+    assert s.ci == pytest.approx((0.80 - half, 0.80 + half))
+    two = summarize([0.5, 0.7])
+    assert two.std == pytest.approx(math.sqrt(0.02)) and two.ci is None  # n < 3: no CI
+    one = summarize([0.4])
+    assert one.mean == 0.4 and one.std is None and one.ci is None
+    assert summarize([]).mean is None
+
+
+def test_average_ranks_with_ties():
+    assert average_ranks({"ft": 0.58, "lp": 0.55, "lp_ft": 0.61, "auto_rgn": 0.55}) == {
+        "lp_ft": 1.0, "ft": 2.0, "lp": 3.5, "auto_rgn": 3.5}
+    assert average_ranks({"a": 0.1 + 0.2, "b": 0.3, "c": 0.1}) == {"a": 1.5, "b": 1.5, "c": 3.0}  # float noise ties
+
+
+def test_holm_and_pareto():
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "c": 0.06, "b": 0.06})
+    assert pareto_front({"lp": (2, 70), "ft": (10, 80), "slow_bad": (12, 75), "best": (12, 85)}) == {"lp", "ft", "best"}
+
+
+def test_majority_flag_rules():
+    maj = {"acc": 0.67, "balanced_acc": 1 / 7}
+    assert majority_flag("multi-class", {"acc": 0.67, "balanced_acc": 0.3}, maj)  # acc == majority
+    assert majority_flag("multi-class", {"acc": 0.70, "balanced_acc": 0.14}, maj)  # balanced acc at chance
+    assert majority_flag("multi-class", {"acc": 0.70, "balanced_acc": 0.3}, maj) is None
+    chest = {"acc": 0.947, "balanced_acc": 0.5}
+    assert majority_flag(MULTI_LABEL, {"acc": 0.947, "auc": 0.77, "balanced_acc": 0.5}, chest) is None
+    assert majority_flag(MULTI_LABEL, {"acc": 0.95, "auc": 0.5, "balanced_acc": 0.5}, chest)
+    assert majority_flag(MULTI_LABEL, {"acc": 0.95, "auc": None, "balanced_acc": 0.5}, chest)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def test_load_reports_problems_and_dedups(grid):
+    results, paths = grid
+    inputs = load_inputs([results])
+    reasons = {Path(p.path).name: p.reason for p in inputs.problems}
+    assert "not valid JSON" in reasons["broken.json"]
+    assert "costs" in reasons["bad_schema.json"]
+    dup = [n for n in inputs.notes if n.kind == "duplicate"]
+    assert len(dup) == 1 and dup[0].cell_id == "quick-pathmnist-resnet50-ft-seed0"
+    hashes = [r.config_hash for r in inputs.runs]
+    assert len(hashes) == len(set(hashes))
+    assert len(inputs.runs) == 6 * 4 * 3 + 2 + 6
+
+
+def test_benchmark_json_record_paths(grid, tmp_path):
+    results, paths = grid
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"benchmarks": [
+        {"name": "a", "extra_info": {"record_path": str(paths["pathmnist-resnet50-ft-1"])}},
+        {"name": "b", "extra_info": {"record_path": "missing/record.json"}},
+        {"name": "c", "extra_info": {}},
+    ]}))
+    inputs = load_inputs([], [bench])
+    assert [r.cell_id for r in inputs.runs] == ["quick-pathmnist-resnet50-ft-seed1"]
+    reasons = " | ".join(p.reason for p in inputs.problems)
+    assert "record_path missing/record.json not found" in reasons and "no extra_info['record_path']" in reasons
+    both = load_inputs([results], [bench])  # the same record through both routes counts once
+    assert len(both.runs) == len(load_inputs([results]).runs)
+
+
+def test_superseded_configuration_counts_once(tmp_path):
+    old = make_record(seed=0, primary=0.5, finished="2025-01-01T00:00:00+00:00")
+    new = make_record(seed=0, primary=0.7, finished="2025-02-01T00:00:00+00:00", extra_hash="epochs changed")
+    write(tmp_path / "a", old)
+    write(tmp_path / "b", new)
+    inputs = load_inputs([tmp_path])
+    assert [r.record["metrics"]["test"]["balanced_acc"] for r in inputs.runs] == [0.7]
+    assert [n.kind for n in inputs.notes] == ["superseded"]
+
+
+# ---------------------------------------------------------------------------------------------- aggregates
+
+
+def test_groups_are_separated(grid):
+    results, _ = grid
+    groups = aggregate(load_inputs([results]).runs)
+    keys = [g.key for g in groups]
+    assert keys == [GroupKey("smoke", True, "random", 28), GroupKey("quick", False, "pretrained", 28),
+                    GroupKey("quick", False, "pretrained", 64), GroupKey("quick", False, "random", 28),
+                    GroupKey("quick", False, "file", 28)]
+    assert "SYNTHETIC data, RANDOM weights: not a measure of real transfer" in groups[0].key.label
+    main = main_group(groups)
+    row = next(r for r in main.rows if (r.dataset, r.backbone, r.strategy) == ("pathmnist", "resnet50", "ft"))
+    assert row.summary.n == 3 and row.mean == pytest.approx(0.80)  # 64 px / random / file / smoke not mixed in
+    smoke_lp = next(r for r in groups[0].rows if r.strategy == "lp")
+    assert smoke_lp.summary.n == 2 and smoke_lp.mean == pytest.approx(0.30) and smoke_lp.summary.ci is None
+    smoke_ft = next(r for r in groups[0].rows if r.strategy == "ft")
+    assert smoke_ft.summary.n == 1 and smoke_ft.summary.std is None
+
+
+def test_aggregates_hand_computed(grid):
+    results, _ = grid
+    main = main_group(aggregate(load_inputs([results]).runs))
+    half = 4.302652729749464 * 0.01 / math.sqrt(3)
+    for r in main.rows:
+        expected = MEANS[(r.dataset, r.backbone)][r.strategy]
+        assert r.summary.n == 3 and r.seeds == [0, 1, 2]
+        assert r.mean == pytest.approx(expected)
+        assert r.summary.std == pytest.approx(0.01)
+        assert r.summary.ci == pytest.approx((expected - half, expected + half))
+        assert r.metric == ("auc" if r.dataset == "chestmnist" else "balanced_acc")
+    derma_lp = next(r for r in main.rows if (r.dataset, r.backbone, r.strategy) == ("dermamnist", "resnet50", "lp"))
+    assert [x.cell_id for x in derma_lp.diverged] == ["quick-pathmnist-resnet50-lp-seed3".replace("path", "derma")]
+    assert [x.seed for x, _ in derma_lp.majority] == [0]  # acc 0.60 <= majority 0.67
+    failed = next(r for r in main.rows if (r.dataset, r.backbone, r.strategy) == ("pathmnist", "densenet121",
+                                                                                   "auto_rgn"))
+    assert len(failed.failed) == 1 and failed.summary.n == 3
+    assert main.status_counts() == {"ok": 72, "diverged": 1, "failed": 1}
+    ft = next(r for r in main.rows if r.strategy == "ft")
+    assert ft.costs["train_s"] == 10.0 and ft.costs["peak_mem_kind"] == "host" and ft.costs["peak_mem_mb"] == 1500
+
+
+def test_ranks_deltas_and_wilcoxon(grid):
+    results, _ = grid
+    main = main_group(aggregate(load_inputs([results]).runs))
+    cases = {c.key: c for c in main.cases}
+    assert cases[("dermamnist", "densenet121")].ranks == pytest.approx(
+        {"lp_ft": 1.0, "ft": 2.0, "lp": 3.5, "auto_rgn": 3.5})
+    assert cases[("chestmnist", "densenet121")].deltas["auto_rgn"] == pytest.approx(0.11)
+    expected = {s: [] for s in ("ft", "lp", "lp_ft", "auto_rgn")}
+    for means in MEANS.values():
+        for s, r in average_ranks(means).items():
+            expected[s].append(r)
+    for s, rs in expected.items():
+        assert main.avg_ranks[s] == (pytest.approx(sum(rs) / len(rs)), 6)
+    assert main.avg_ranks["lp"][0] == pytest.approx((4 + 4 + 4 + 3.5 + 4 + 4) / 6)
+    keys = sorted(MEANS)
+    for s in ("lp", "lp_ft", "auto_rgn"):
+        pp_diffs = [round((MEANS[k][s] - MEANS[k]["ft"]) * 100) for k in keys]  # integers: exact ties
+        ref = sps.wilcoxon(pp_diffs)
+        assert main.tests[s]["n"] == 6 and main.tests[s]["p"] == pytest.approx(ref.pvalue, abs=1e-9)
+    assert main.tests["lp"]["p"] == pytest.approx(0.03125)  # all six below FT: the smallest exact p for n=6
+    smoke = aggregate(load_inputs([results]).runs)[0]
+    assert smoke.tests["lp"]["note"].startswith("n too small")
+
+
+def test_claims(grid):
+    results, _ = grid
+    main = main_group(aggregate(load_inputs([results]).runs))
+    lpft, rgn, best = main.claims
+    assert (lpft.details["wins"], lpft.details["cases"]) == (4, 6) and lpft.verdict == "consistent"
+    assert "4 of 6 cases (67%)" in lpft.ours
+    mods = {m["modality"]: m for m in rgn.details["modalities"]}
+    assert mods["x-ray"]["gain"] == pytest.approx(0.11) and mods["x-ray"]["backbone"] == "densenet121"
+    assert mods["x-ray"]["relative"] == pytest.approx(0.11 / 0.68)
+    assert mods["histology"]["gain"] == pytest.approx(0.05) and mods["dermoscopy"]["gain"] == pytest.approx(0.02)
+    assert "+11.00 pp" in rgn.ours and "+16.2% rel." in rgn.ours
+    per_bb = {b["backbone"]: b for b in best.details["backbones"]}
+    assert per_bb["resnet50"]["best"] == "auto_rgn" and per_bb["resnet50"]["gain"] == pytest.approx(0.03)
+    assert per_bb["densenet121"]["best"] == "auto_rgn"
+    assert per_bb["densenet121"]["gain"] == pytest.approx((0.02 - 0.03 + 0.11) / 3)
+    assert best.verdict == "consistent"
+    smoke = aggregate(load_inputs([results]).runs)[0]  # no LP-FT, no Auto-RGN, one backbone
+    assert [c.verdict.split(":")[0] for c in smoke.claims] == ["not enough results"] * 3
+
+
+def test_metric_option(grid):
+    results, _ = grid
+    main = main_group(aggregate(load_inputs([results]).runs, metric_override="acc"))
+    assert {r.metric for r in main.rows} == {"acc"}
+    chest_ft = next(r for r in main.rows if (r.dataset, r.strategy) == ("chestmnist", "ft"))
+    assert chest_ft.mean == pytest.approx(0.95)
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_publish_is_deterministic(grid, tmp_path):
+    results, paths = grid
+    out = tmp_path / "board"
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    first = _snapshot(out)
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    assert _snapshot(out) == first  # byte-identical, PNGs included
+
+    names = set(first)
+    assert {"README.md", "quick.md", "smoke.md", "references.md", "summary.json"} <= names
+    pngs = [n for n in names if n.endswith(".png")]
+    assert "quick-28px-real-pretrained-delta.png" in pngs and "quick-28px-real-pretrained-pareto.png" in pngs
+    for n in pngs:
+        assert first[n][:8] == b"\x89PNG\r\n\x1a\n" and len(first[n]) > 1000
+        assert b"Software" not in first[n]
+
+    index = first["README.md"].decode()
+    assert "broken.json" in index and "not valid JSON" in index and "bad_schema.json" in index
+    assert "SYNTHETIC data, RANDOM weights: not a measure of real transfer" in index
+    assert "2025-03-01T12:00:00+00:00" in index and "0123456789ab (clean)" in index
+    quick = first["quick.md"].decode()
+    for png in ("quick-28px-real-pretrained-delta.png", "quick-28px-real-pretrained-pareto.png"):
+        assert f"]({png})" in quick
+    assert "Published reference numbers (not measured by this suite)" in quick
+    assert "quick-dermamnist-resnet50-lp-seed3" in quick and "loss is NaN" in quick
+    assert "quick-pathmnist-densenet121-auto_rgn-seed3" in quick and "CUDA out of memory" in quick
+    assert "**85.00 ± 1.00 (3)**" in quick  # best in row
+    summary = json.loads(first["summary.json"])
+    assert {Path(p["path"]).name for p in summary["problems"]} == {"broken.json", "bad_schema.json"}
+    g = next(g for g in summary["groups"] if g["slug"] == "quick-28px-real-pretrained")
+    row = next(r for r in g["rows"] if (r["dataset"], r["backbone"], r["strategy"]) == ("pathmnist", "resnet50", "ft"))
+    assert row["mean"] == pytest.approx(0.8) and row["n"] == 3 and row["std"] == pytest.approx(0.01)
+
+
+def test_stale_files_removed(tmp_path):
+    results = tmp_path / "results"
+    write(results, make_record(strategy="ft", seed=0, primary=0.8))
+    smoke = write(results, make_record(tier="smoke", synthetic=True, weights="random", seed=0, primary=0.3))
+    out = tmp_path / "board"
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    assert (out / "smoke.md").exists() and (out / "smoke-28px-synthetic-random-pareto.png").exists()
+    smoke.unlink()
+    (out / "notes.txt").write_text("mine")
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    assert not (out / "smoke.md").exists() and not (out / "smoke-28px-synthetic-random-pareto.png").exists()
+    assert (out / "quick.md").exists() and (out / "notes.txt").exists()  # files it did not write are left alone
+
+
+def test_references_are_labelled_and_separate():
+    from medft_bench.leaderboard.references import load_references
+
+    refs = load_references()
+    ids = {s["id"] for s in refs["sources"]}
+    assert {"medmnist_v2_table3", "medmnist_plus_average", "medmnist_plus_densenet121"} <= ids
+    for s in refs["sources"]:
+        assert s["paper"] and s["table"] and s["protocol"] and s["rows"]
+    v2 = next(s for s in refs["sources"] if s["id"] == "medmnist_v2_table3")
+    assert {"dataset": "pathmnist", "model": "ResNet-18 (28)", "auc": 0.983, "acc": 0.907} in v2["rows"]
+    dn = next(s for s in refs["sources"] if s["id"] == "medmnist_plus_densenet121")
+    assert {"dataset": "chestmnist", "scheme": "E2E", "acc_28": 94.77, "acc_224": 94.84, "auc_28": 75.93,
+            "auc_224": 82.22} in dn["rows"]
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_plain_output(grid, tmp_path, capsys):
+    results, _ = grid
+    assert main([str(results), "--out", str(tmp_path / "b"), "--plain", "--all-metrics"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b[" not in out  # no colour codes
+    assert "Results by case — quick tier, 28 px — real data, pretrained weights" in out
+    assert "smoke tier, 28 px — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out
+    assert "85.00 ± 1.00 (3) *" in out and "* best in row" in out
+    assert "broken.json" in out and "macro F1" in out
+    assert "LP-FT beats FT in 4 of 6 cases (67%)" in out
+
+
+def test_cli_no_valid_records(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "junk.json").write_text("[]")
+    assert main([str(empty), "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err
+    first, *rest = err.splitlines()
+    assert first.startswith("python -m medft_bench.leaderboard: error: no valid result records")
+    assert any("junk.json" in line for line in rest) and "Traceback" not in err
+    assert not (tmp_path / "b").exists()
+    assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "b")]) == 1
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_cli_subprocess_exit_code(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    bad = subprocess.run([sys.executable, "-m", "medft_bench.leaderboard", "--out", str(tmp_path / "c")],
+                         capture_output=True, text=True, cwd=elsewhere, timeout=120)  # default results/ is absent
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("python -m medft_bench.leaderboard: error: no valid result records in results")
+
+
+def test_terminal_output_modes(grid):
+    import io
+
+    from rich.console import Console
+
+    from medft_bench.leaderboard.metadata import run_metadata
+    from medft_bench.leaderboard.render_rich import print_report, render_rich
+
+    results, _ = grid
+    inputs = load_inputs([results])
+    groups = aggregate(inputs.runs)
+    meta = run_metadata(inputs.runs)
+    buf = io.StringIO()
+    render_rich(groups, inputs, meta, console=Console(file=buf, force_terminal=True, width=250,
+                                                      color_system="standard"))
+    text = buf.getvalue()
+    assert "\x1b[" in text and "Δ against FT" in text
+    assert "\x1b[32m+3.00" in text or "\x1b[32m+2.00" in text  # a positive delta in green
+    assert "\x1b[31m-" in text  # a negative delta in red
+    plain = io.StringIO()  # not a terminal: plain text without colour codes
+    print_report(groups, inputs, meta, stream=plain)
+    assert "\x1b[" not in plain.getvalue() and "Results by case" in plain.getvalue()
