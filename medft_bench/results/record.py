@@ -12,8 +12,6 @@ from datetime import datetime
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from medft_bench.errors import RecordError
 
 if TYPE_CHECKING:
@@ -65,6 +63,8 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
                  metrics: dict[str, Any] | None, status: str, error: str | None, diverged_epoch: int | None,
                  started: datetime, finished: datetime, majority: dict[str, float], monitor: str,
                  env: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
     from medft_bench.metrics import primary_metric
     from medft_bench.results.environment import code_version
 

@@ -14,13 +14,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import RecordError
 from medft_bench.results.record import validate
+
+if TYPE_CHECKING:  # torch is imported where used: reading records (the leaderboard) needs no torch
+    import torch
 
 REUSABLE = ("ok", "diverged")  # a failed cell is computed again on the next run
 
@@ -85,6 +86,8 @@ class ResultStore:
         path = self.head_path_for(cfg)
         if record is None or record["status"] != "ok" or not path.is_file():
             return None
+        import torch
+
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception:
@@ -96,6 +99,8 @@ class ResultStore:
         path = self.path_for(cfg)
         path.parent.mkdir(parents=True, exist_ok=True)
         if head_state is not None:  # written first: a record on disk implies its head is there too
+            import torch
+
             tmp = path.with_name(f".{path.stem}.{os.getpid()}.head.tmp")
             try:
                 torch.save(head_state, tmp)
