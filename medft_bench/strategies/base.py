@@ -89,6 +89,7 @@ class Strategy:
         """A term added to the training loss at every step, or None."""
         return None
 
-    def predict(self, ctx: CellContext) -> dict[str, torch.Tensor] | None:
-        """Scores per split ("val", "test") for strategies that do not train; None for those that do."""
+    def predict(self, ctx: CellContext) -> dict[str, Any] | None:
+        """Scores per split ("val", "test") as (N, C) probability arrays (numpy) for strategies that do not
+        train; None for those that do."""
         return None

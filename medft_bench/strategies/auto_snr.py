@@ -1,0 +1,186 @@
+"""Auto-SNR (Lee et al., ICLR 2023): freeze, for one epoch, the tensors whose gradient signal-to-noise ratio
+is below a threshold."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from medft_bench.strategies.base import NORM_MODES, EpochPlan, Strategy
+from medft_bench.strategies.registry import register_strategy
+from medft_bench.strategies.selection import apply_modes, batch_gradients, candidate_names
+
+if TYPE_CHECKING:
+    from medft_bench.training.context import CellContext
+
+EPS = 1e-8
+VARIANCES = ("per_example", "first_dim")
+
+
+def _snr(mean: torch.Tensor, var: torch.Tensor) -> float:
+    return float((mean.pow(2) / (var + EPS)).mean())
+
+
+def _per_example_chunks(ctx: CellContext, names: list[str], n_batches: int, chunk_size: int,
+                        max_examples: int | None, impl: str) -> Iterator[dict[str, torch.Tensor]]:
+    """Per-example gradients, ``chunk_size`` examples at a time: {name: (c, *shape)}."""
+    model = ctx.model
+    named = ctx.named_params()
+    params = {n: named[n] for n in names}
+    if impl == "vmap":
+        params = {n: p.detach() for n, p in params.items()}
+        from torch.func import functional_call, grad, vmap
+
+        def loss_one(p: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with ctx.autocast():
+                out = functional_call(model, p, (x.unsqueeze(0),))
+            return ctx.loss(out, y.unsqueeze(0))
+
+        per_example = vmap(grad(loss_one), in_dims=(None, 0, 0), randomness="different")
+    count = 0
+    for x, y in ctx.train_batches(n_batches):
+        if max_examples is not None:
+            if count >= max_examples:
+                return
+            x, y = x[: max_examples - count], y[: max_examples - count]
+        for start in range(0, len(x), chunk_size):
+            xs, ys = x[start : start + chunk_size], y[start : start + chunk_size]
+            if impl == "vmap":
+                yield per_example(params, xs, ys)
+            else:
+                rows = []
+                for i in range(len(xs)):
+                    with ctx.autocast():
+                        out = model(xs[i : i + 1])
+                    rows.append(torch.autograd.grad(ctx.loss(out, ys[i : i + 1]), list(params.values()),
+                                                    allow_unused=True))
+                yield {n: torch.stack([torch.zeros_like(p) if r[j] is None else r[j] for r in rows])
+                       for j, (n, p) in enumerate(params.items())}
+            count += len(xs)
+
+
+def per_example_snr(ctx: CellContext, names: list[str], n_batches: int = 5, chunk_size: int = 8,
+                    max_examples: int | None = None, impl: str = "auto") -> dict[str, float]:
+    """SNR from per-example gradients over the examples of the epoch's first ``n_batches`` batches.
+
+    Per tensor: mean over elements of g_mean^2 / (Var(g) + 1e-8), where g_mean and Var (unbiased) run over
+    the examples. Per-example gradients come ``chunk_size`` at a time, from ``torch.func``
+    (``vmap(grad(...))``, ``impl="vmap"``, the ``auto`` choice on CUDA) or from one backward pass per example
+    (``impl="loop"``, the ``auto`` choice on CPU, where it is about twice as fast as vmap); they are merged
+    into running means and variances (Chan et al.), so memory is ``chunk_size`` gradients at most.
+    Normalisation layers run in eval mode (per-example gradients need fixed statistics). With fewer than 2
+    examples the variance is undefined and every SNR is ``inf``.
+    """
+    if impl == "auto":
+        impl = "vmap" if ctx.device.type == "cuda" else "loop"
+    if impl not in ("vmap", "loop"):
+        raise ValueError(f"impl must be auto, vmap or loop, got {impl!r}")
+    named = ctx.named_params()
+    apply_modes(ctx, "eval", frozenset(names))
+    count = 0
+    mean = {n: torch.zeros_like(named[n], dtype=torch.float32) for n in names}
+    m2 = {n: torch.zeros_like(named[n], dtype=torch.float32) for n in names}
+    for grads in _per_example_chunks(ctx, names, n_batches, chunk_size, max_examples, impl):
+        nb = 0
+        for n, g in grads.items():
+            g = g.detach().float()
+            nb = len(g)
+            mb = g.mean(0)
+            m2b = (g - mb).pow(2).sum(0)
+            delta = mb - mean[n]
+            total = count + nb
+            mean[n] += delta * (nb / total)
+            m2[n] += m2b + delta.pow(2) * (count * nb / total)
+        count += nb
+    for p in named.values():
+        p.grad = None
+    if count < 2:
+        return {n: float("inf") for n in names}
+    return {n: _snr(mean[n], m2[n] / (count - 1)) for n in names}
+
+
+def first_dim_snr(ctx: CellContext, names: list[str], n_batches: int = 5, norm_mode: str = "eval"
+                  ) -> dict[str, float]:
+    """The reference code's SNR: per batch gradient g, mean over elements of g^2 / (Var(g, dim 0) + 1e-8)
+    (unbiased variance along the tensor's first dimension), averaged over the batches. A tensor with a
+    single entry along its first dimension has no variance there: its SNR is ``inf``."""
+    sums = {n: 0.0 for n in names}
+    count = 0
+    for grads in batch_gradients(ctx, names, n_batches, norm_mode):
+        for n, g in zip(names, grads):
+            if g.ndim == 0 or g.shape[0] < 2:
+                sums[n] = float("inf")
+            else:
+                sums[n] += _snr(g, torch.var(g, dim=0, keepdim=True))
+        count += 1
+    if count == 0:
+        raise ValueError("Auto-SNR needs at least one training batch")
+    return {n: v / count for n, v in sums.items()}
+
+
+def gradient_snr(ctx: CellContext, names: list[str], *, variance: str = "per_example", n_batches: int = 5,
+                 chunk_size: int = 8, max_examples: int | None = None, norm_mode: str = "eval", impl: str = "auto"
+                 ) -> dict[str, float]:
+    if variance == "per_example":
+        return per_example_snr(ctx, names, n_batches, chunk_size, max_examples, impl)
+    if variance == "first_dim":
+        return first_dim_snr(ctx, names, n_batches, norm_mode)
+    raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
+
+
+@register_strategy
+class AutoSNR(Strategy):
+    """At every epoch start: per parameter tensor, the gradient's signal-to-noise ratio over the epoch's
+    first ``n_batches`` (5) training batches, mean over elements of g_mean^2 / (Var(g) + 1e-8); tensors with
+    SNR below ``threshold`` (0.95) are frozen for the epoch, the others train at the base learning rate.
+    The head always trains. Adam is rebuilt every epoch, as in the reference code.
+
+    ``variance="per_example"`` (default, as the paper describes it): mean and variance across the individual
+    examples of the 5 batches (per-example gradients, ``chunk_size`` examples at a time, from ``torch.func``
+    on CUDA or one backward per example on CPU, ``impl``; at most ``max_examples`` examples, None = all),
+    with normalisation layers in eval mode while probing.
+    ``variance="first_dim"``: the reference code's variance along each tensor's first dimension of the batch
+    gradient, averaged over the batches. Which one ran is in the record's hparams.
+
+    Like Auto-RGN: normalisation parameters (by module type) are frozen by default (``norm_params``), and
+    BatchNorm runs in eval mode (``norm_mode="eval"``). Each epoch's record notes how many tensors train.
+    """
+
+    name = "auto_snr"
+    description = "Auto-SNR: per epoch, freeze tensors whose gradient signal-to-noise ratio is below 0.95."
+    defaults = {"n_batches": 5, "threshold": 0.95, "variance": "per_example", "chunk_size": 8, "max_examples": None,
+                "impl": "auto", "norm_params": "frozen", "norm_mode": "eval"}
+
+    def hparams(self, ctx: CellContext) -> dict[str, Any]:
+        impl = self.params["impl"]
+        if impl == "auto":
+            impl = "vmap" if ctx.device.type == "cuda" else "loop"
+        return {**self.params, "impl": impl if self.params["variance"] == "per_example" else None,
+                "variance_correction": "unbiased (n-1)", "eps": EPS, "optimizer_reset": "every epoch",
+                "head": "always trains"}
+
+    def snr(self, ctx: CellContext) -> dict[str, float]:
+        names = candidate_names(ctx, self.params["norm_params"])
+        p = self.params
+        return gradient_snr(ctx, names, variance=p["variance"], n_batches=int(p["n_batches"]),
+                            chunk_size=int(p["chunk_size"]), max_examples=p["max_examples"],
+                            norm_mode=p["norm_mode"], impl=p["impl"])
+
+    def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
+        norm_mode = self.params["norm_mode"]
+        if norm_mode not in NORM_MODES:
+            raise ValueError(f"norm_mode must be one of {NORM_MODES}, got {norm_mode!r}")
+        snr = self.snr(ctx)
+        thr = float(self.params["threshold"])
+        trainable = {n for n, v in snr.items() if v >= thr} | set(ctx.head_names)
+        block_of = {p: b for b, ps in ctx.blocks for p in ps}
+        per_block: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+        for n in snr:
+            per_block[block_of.get(n, "?")][0] += n in trainable
+            per_block[block_of.get(n, "?")][1] += 1
+        note = {"snr_trainable_tensors": len(trainable), "snr_frozen_tensors": len(set(snr) - trainable),
+                "snr_block_trainable": {b: f"{t}/{c}" for b, (t, c) in per_block.items()}}
+        return EpochPlan(trainable=frozenset(trainable), norm_mode=norm_mode, reset_optimizer=True, note=note)

@@ -1,0 +1,89 @@
+"""L2-SP (Li, Grandvalet, Davoine, ICML 2018) and L1-SP: penalties pulling weights to their starting point."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+from medft_bench.strategies.base import EpochPlan, Strategy
+from medft_bench.strategies.registry import register_strategy
+from medft_bench.strategies.selection import conv_linear_weight_names, under
+
+if TYPE_CHECKING:
+    from medft_bench.training.context import CellContext
+
+
+class _StartingPoint(Strategy):
+    """Everything trains (BatchNorm in train mode); the loss gets a penalty towards w0.
+
+    ``w_S``: the ``weight`` tensors of every Conv*d and Linear module of the pretrained part (chosen by module
+    type, so ResNet, DenseNet and VGG are treated alike): not the head, not biases, not BatchNorm or other
+    normalisation parameters. ``h``: the ``weight`` tensor(s) of the head's Conv/Linear modules; the head
+    bias is not penalised (the reference code penalises weights only). w0 is the snapshot of the weights
+    taken in ``setup`` (before any training). The penalty is added to the loss at every step (not as
+    optimizer weight decay, which would pull towards zero, not w0).
+    """
+
+    norm: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {"alpha": 0.1, "beta": 0.01}
+
+    def setup(self, ctx: CellContext) -> None:
+        model, head_prefix = ctx.model, ctx.backbone.head_prefix
+        weights = conv_linear_weight_names(model)
+        w0 = ctx.initial_params()
+        named = ctx.named_params()
+        self.sp_names = [n for n in weights if not under(n, head_prefix)]
+        self.head_weight_names = [n for n in weights if under(n, head_prefix)]
+        if not self.head_weight_names:  # a head without Conv/Linear modules: its tensors named *weight
+            self.head_weight_names = [n for n in ctx.head_names if n.rsplit(".", 1)[-1] == "weight"]
+        self._ws = [named[n] for n in self.sp_names]
+        self._w0 = [w0[n] for n in self.sp_names]
+        self._h = [named[n] for n in self.head_weight_names]
+        self.log.update({"sp_tensors": len(self.sp_names), "sp_params": sum(p.numel() for p in self._ws),
+                         "head_penalised": self.head_weight_names})
+
+    def distance(self) -> torch.Tensor:
+        """||w_S - w0_S||^2 (L2-SP) or sum |w_S - w0_S| (L1-SP), without the factor alpha."""
+        if not self._ws:
+            return torch.zeros(())
+        diffs = torch._foreach_sub(self._ws, self._w0)
+        if self.norm == "l2":
+            return torch.stack(torch._foreach_norm(diffs, 2)).pow(2).sum()
+        return torch.stack(torch._foreach_norm(diffs, 1)).sum()
+
+    def head_term(self) -> torch.Tensor:
+        """||h||^2, without the factor beta / 2."""
+        return torch.stack([h.pow(2).sum() for h in self._h]).sum() if self._h else torch.zeros(())
+
+    def regularizer(self, ctx: CellContext) -> torch.Tensor:
+        alpha, beta = float(self.params["alpha"]), float(self.params["beta"])
+        scale = alpha / 2 if self.norm == "l2" else alpha
+        return scale * self.distance() + (beta / 2) * self.head_term()
+
+    def hparams(self, ctx: CellContext) -> dict[str, Any]:
+        return {"alpha": float(self.params["alpha"]), "beta": float(self.params["beta"]), "sp_norm": self.norm,
+                "penalised": "conv/linear weights (not biases, not norm layers); head weights, not head bias"}
+
+    def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
+        return EpochPlan(trainable=frozenset(ctx.param_names), norm_mode="train")
+
+
+@register_strategy
+class L2SP(_StartingPoint):
+    __doc__ = ("L2-SP: loss + (alpha/2) ||w_S - w0_S||^2 + (beta/2) ||h||^2; defaults alpha 0.1, beta 0.01.\n\n"
+               + (_StartingPoint.__doc__ or ""))
+    name = "l2_sp"
+    description = "L2-SP: full fine-tuning with an L2 penalty towards the pretrained weights (alpha 0.1, beta 0.01)."
+    in_study = True
+    norm = "l2"
+
+
+@register_strategy
+class L1SP(_StartingPoint):
+    __doc__ = ("L1-SP: loss + alpha sum |w_S - w0_S| + (beta/2) ||h||^2; defaults alpha 0.1, beta 0.01.\n\n"
+               + (_StartingPoint.__doc__ or ""))
+    name = "l1_sp"
+    description = "L1-SP: full fine-tuning with an L1 penalty towards the pretrained weights (alpha 0.1, beta 0.01)."
+    in_study = True
+    norm = "l1"

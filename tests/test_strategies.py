@@ -1,0 +1,653 @@
+"""Strategies: which parameters train in every stage, penalties, per-epoch probes, reuse, kNN, plug-ins.
+
+Small and fast: timm's ``test_resnet`` (0.37 M parameters; blocks stem, layer1-4, fc), 32 px synthetic
+images, a few dozen samples, one or two epochs. The end-to-end run of every strategy on ResNet-18 is in
+``test_strategies_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medft_bench.config import CellConfig, TrainSettings, freeze_params
+from medft_bench.errors import MedftError
+from medft_bench.models.blocks import check_partition
+from medft_bench.strategies import registry
+from medft_bench.strategies.auto_rgn import rgn_multipliers
+from medft_bench.strategies.base import EpochPlan, Strategy
+from medft_bench.strategies.knn import knn_scores
+from medft_bench.strategies.lp_ft import LinearProbeThenFineTune
+from medft_bench.strategies.registry import create_strategy, get_strategy, register_strategy, strategy_names
+from medft_bench.training.engine import _epoch_generator, _Runner, build_context, run_cell
+from medft_bench.training.progress import EpochProgress
+
+BACKBONE = "test_resnet"
+STUDY = {"ft", "lp", "gu_last_first", "gu_first_last", "lp_ft", "l1_sp", "l2_sp", "auto_rgn"}
+BUILTIN = STUDY | {"auto_snr", "surgical", "llrd", "bitfit", "norm_only", "lora", "knn"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: one thread is faster than two contending ones
+    yield
+    torch.set_num_threads(n)
+
+
+def cfg_for(strategy: str, *, backbone: str = BACKBONE, epochs: int = 2, n_train: int = 64, batch_size: int = 16,
+            params: dict[str, Any] | None = None, **train: Any) -> CellConfig:
+    return CellConfig(tier="unit", dataset="pneumoniamnist", backbone=backbone, strategy=strategy, weights="random",
+                      synthetic=True, img_size=32, synthetic_splits=(("train", n_train), ("val", 32), ("test", 32)),
+                      strategy_params=freeze_params(params or {}),
+                      train=TrainSettings(epochs=epochs, batch_size=batch_size, **train))
+
+
+def context(strategy: str, **kw: Any) -> tuple[Any, Strategy]:
+    ctx, strat = build_context(cfg_for(strategy, **kw), device="cpu")
+    strat.setup(ctx)
+    return ctx, strat
+
+
+def runner_for(ctx: Any, strat: Strategy) -> _Runner:
+    return _Runner(ctx, strat, EpochProgress("test", 1, False))
+
+
+def snapshot(ctx: Any) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in ctx.model.named_parameters()}
+
+
+def buffers(ctx: Any) -> dict[str, torch.Tensor]:
+    return {n: b.detach().clone() for n, b in ctx.model.named_buffers()}
+
+
+def run_epoch(ctx: Any, strat: Strategy, runner: _Runner, stage: int, epoch: int) -> tuple[EpochPlan, set[str]]:
+    """One epoch as the engine runs it; returns the plan and the parameters that changed."""
+    gen = _epoch_generator(ctx.cfg.seed, stage, epoch)
+    ctx.epoch_generator = gen
+    plan = strat.plan(ctx, stage, epoch)
+    before = snapshot(ctx)
+    runner.train_epoch(plan, strat.stages(ctx)[stage].lr, gen)
+    after = snapshot(ctx)
+    return plan, {n for n in after if n not in before or not torch.equal(after[n], before[n])}
+
+
+def blocks_params(blocks: list[tuple[str, list[str]]]) -> set[str]:
+    return {p for _, ps in blocks for p in ps}
+
+
+def own_params(model: nn.Module, types: tuple[type, ...], local: str | None = None) -> set[str]:
+    """Independent of the code under test: direct parameters of modules of ``types``."""
+    return {f"{m}.{p}" if m else p for m, mod in model.named_modules() if isinstance(mod, types)
+            for p, _ in mod.named_parameters(recurse=False) if local is None or p == local}
+
+
+def pretrained_like(ctx: Any) -> None:
+    """timm zero-initialises each residual branch's last BatchNorm scale; with those scales frozen (BitFit,
+    LoRA) the branch stays dead and its other parameters get exactly zero gradients. Pretrained networks
+    have no zero scales: give every BatchNorm scale 1 so that every trainable parameter moves."""
+    with torch.no_grad():
+        for mod in ctx.model.modules():
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.weight.fill_(1.0)
+
+
+def all_bn_buffers_of(ctx: Any, params: set[str]) -> dict[str, torch.Tensor]:
+    """Running statistics of the BatchNorm layers whose parameters are all in ``params``."""
+    out = {}
+    for m, mod in ctx.model.named_modules():
+        if isinstance(mod, nn.BatchNorm2d) and {f"{m}.weight", f"{m}.bias"} <= params:
+            out.update({f"{m}.{b}": t.clone() for b, t in mod.named_buffers(recurse=False)})
+    return out
+
+
+# -- registry ---------------------------------------------------------------------------------------------
+def test_builtin_strategies_registered_with_metadata() -> None:
+    names = strategy_names()
+    assert BUILTIN <= set(names)
+    assert {n for n in names if get_strategy(n).in_study} & BUILTIN == STUDY
+    for n in BUILTIN:
+        cls = get_strategy(n)
+        assert cls.description and cls.name == n
+        assert isinstance(cls.defaults, dict)
+        with pytest.raises(ValueError, match="no parameter"):
+            create_strategy(n, not_a_parameter=1)
+
+
+def test_hparams_resolve_context_defaults_and_serialise() -> None:
+    for n in sorted(BUILTIN):
+        ctx, strat = context(n)
+        hp = strat.hparams(ctx)
+        json.dumps(hp)  # goes into the record
+        assert set(strat.defaults) <= set(hp), n
+    ctx, strat = context("lp_ft", epochs=7)
+    assert strat.hparams(ctx)["ft_epochs"] == 3 and strat.hparams(ctx)["ft_lr"] == pytest.approx(1e-4)
+    ctx, strat = context("gu_last_first", epochs=12)
+    assert strat.hparams(ctx)["epochs_per_block"] == 2  # 12 epochs // 6 blocks
+
+
+# -- gradual unfreezing --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["gu_last_first", "gu_first_last"])
+def test_gradual_unfreezing_trains_k_blocks_plus_head(name: str) -> None:
+    ctx, strat = context(name, epochs=6)  # 6 blocks: one epoch per phase, all unfrozen in the last epoch
+    body, head = ctx.blocks[:-1], set(ctx.blocks[-1][1])
+    assert len(body) == 5 and head == {"fc.weight", "fc.bias"}
+    order = body[::-1] if name == "gu_last_first" else body
+    [stage] = strat.stages(ctx)
+    assert stage.epochs == 6 and stage.min_epochs == 6
+    runner = runner_for(ctx, strat)
+    for e in range(stage.epochs):
+        frozen_stats = all_bn_buffers_of(ctx, set(ctx.param_names) - blocks_params(order[:e]) - head)
+        plan, changed = run_epoch(ctx, strat, runner, 0, e)
+        expected = head | blocks_params(order[:e])
+        assert set(plan.trainable) == expected, e
+        assert changed == expected, e
+        assert plan.norm_mode == "frozen_eval"
+        fully_trainable = [b for b, ps in body if set(ps) <= plan.trainable]
+        assert sorted(fully_trainable) == sorted(b for b, _ in order[:e])
+        assert plan.note["unfrozen_blocks"] == [b for b, _ in order[:e]]
+        after = buffers(ctx)
+        for k, v in frozen_stats.items():  # frozen blocks' BatchNorm statistics stay put
+            assert torch.equal(after[k], v), k
+    first = order[0][0]
+    assert first == ("group4" if name == "gu_last_first" else "group0")
+
+
+def test_gradual_unfreezing_schedule_spreads_over_budget() -> None:
+    ctx, strat = context("gu_last_first", epochs=12)
+    [stage] = strat.stages(ctx)
+    assert stage.min_epochs == 11  # 5 unfreezing steps of 2 epochs, then the first all-unfrozen epoch
+    phases = [strat.plan(ctx, 0, e).note["gu_phase"] for e in range(12)]
+    assert phases == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert strat.log["complete"] is True
+    assert [s["epoch"] for s in strat.log["schedule"]] == [2, 4, 6, 8, 10]
+    ctx, strat = context("gu_first_last", epochs=2)  # fewer epochs than blocks: one epoch per phase
+    [stage] = strat.stages(ctx)
+    assert stage.min_epochs == 2 and strat.log["complete"] is False
+    ctx, strat = context("gu_first_last", epochs=4, params={"epochs_per_block": 3})
+    assert [strat.plan(ctx, 0, e).note["gu_phase"] for e in range(4)] == [0, 0, 0, 1]
+
+
+# -- surgical, llrd, sparse -------------------------------------------------------------------------------
+@pytest.mark.parametrize("block,expected", [(0, "group0"), ("group2", "group2"), (-1, "group4"), ("1", "group1")])
+def test_surgical_trains_one_block_and_head(block: Any, expected: str) -> None:
+    ctx, strat = context("surgical", params={"block": block})
+    runner = runner_for(ctx, strat)
+    plan, changed = run_epoch(ctx, strat, runner, 0, 0)
+    want = set(dict(ctx.blocks)[expected]) | set(ctx.blocks[-1][1])
+    assert set(plan.trainable) == want and changed == want
+    assert strat.hparams(ctx)["block_name"] == expected
+
+
+def test_surgical_rejects_unknown_block() -> None:
+    ctx, strat = context("surgical", params={"block": "nope"})
+    with pytest.raises(MedftError, match="group0"):
+        strat.plan(ctx, 0, 0)
+    ctx, strat = context("surgical", params={"block": 5})  # 5 backbone blocks: 0..4
+    with pytest.raises(MedftError, match="out of range"):
+        strat.plan(ctx, 0, 0)
+
+
+def test_llrd_scales_per_block_from_head() -> None:
+    ctx, strat = context("llrd")
+    plan = strat.plan(ctx, 0, 0)
+    assert set(plan.trainable) == set(ctx.param_names)
+    for k, (_, ps) in enumerate(reversed(ctx.blocks)):
+        for p in ps:
+            assert plan.lr_scale[p] == pytest.approx((1 / 2.6) ** k)
+    runner = runner_for(ctx, strat)
+    runner.train_epoch(plan, 1e-3, _epoch_generator(0, 0, 0))
+    lrs = {id(p): g["lr"] for g in runner.opt.param_groups for p in g["params"]}
+    named = ctx.named_params()
+    assert lrs[id(named["fc.weight"])] == pytest.approx(1e-3)
+    assert lrs[id(named[ctx.blocks[0][1][0]])] == pytest.approx(1e-3 / 2.6**5)
+
+
+def test_bitfit_trains_biases_and_head() -> None:
+    ctx, strat = context("bitfit")
+    pretrained_like(ctx)
+    runner = runner_for(ctx, strat)
+    plan, changed = run_epoch(ctx, strat, runner, 0, 0)
+    want = own_params(ctx.model, (nn.Module,), "bias") | {"fc.weight", "fc.bias"}
+    assert any(".bn" in n or "downsample.1" in n for n in want)  # BatchNorm biases are biases
+    assert set(plan.trainable) == want and changed == want
+    assert not any(n.endswith("weight") for n in want - {"fc.weight"})
+
+
+def test_norm_only_trains_norm_affine_and_head() -> None:
+    ctx, strat = context("norm_only")
+    runner = runner_for(ctx, strat)
+    plan, changed = run_epoch(ctx, strat, runner, 0, 0)
+    want = own_params(ctx.model, (nn.BatchNorm2d,)) | {"fc.weight", "fc.bias"}
+    assert set(plan.trainable) == want and changed == want
+    # by module type, not by name: timm's ConvNeXt uses LayerNorm2d (a LayerNorm subclass) named "norm"
+    ctx, strat = context("norm_only", backbone="test_convnext")
+    plan = strat.plan(ctx, 0, 0)
+    norms = own_params(ctx.model, (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm))
+    assert norms and set(plan.trainable) == norms | set(ctx.head_names)
+
+
+# -- LoRA ---------------------------------------------------------------------------------------------------
+def test_lora_adapters_and_head_train_backbone_stays_identical() -> None:
+    ctx, strat = build_context(cfg_for("lora"), device="cpu")
+    pretrained_like(ctx)
+    model = ctx.model
+    w_before, b_before = snapshot(ctx), buffers(ctx)
+    convs = {m for m, mod in model.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear)) and m != "fc"}
+    x = torch.randn(4, 3, 32, 32)
+    model.eval()
+    y0 = model(x)
+    strat.setup(ctx)
+    model.eval()
+    assert torch.equal(model(x), y0)  # lora_B starts at zero: the same function
+    names = ctx.param_names
+    adapters = {n for n in names if ".lora_A." in n or ".lora_B." in n}
+    assert {n.split(".lora_")[0] for n in adapters} == convs  # every backbone conv, not the head
+    check_partition(model, ctx.blocks)  # blocks follow the renamed parameters
+    runner = runner_for(ctx, strat)
+    for e in range(2):
+        plan, changed = run_epoch(ctx, strat, runner, 0, e)
+        assert set(plan.trainable) == adapters | {"fc.weight", "fc.bias"}
+    after, b_after = snapshot(ctx), buffers(ctx)
+    for n, w in w_before.items():
+        if n.startswith("fc."):
+            assert not torch.equal(after[n], w)
+            continue
+        new = n if n in after else ".base_layer.".join(n.rsplit(".", 1))
+        assert torch.equal(after[new], w), n  # original weights bit-identical
+    for n, b in b_before.items():
+        new = n if n in b_after else ".base_layer.".join(n.rsplit(".", 1))
+        assert torch.equal(b_after[new], b), n  # BatchNorm statistics too
+    lora_b = [n for n in adapters if ".lora_B." in n]
+    lora_a = [n for n in adapters if ".lora_A." in n]
+    assert all(not torch.equal(after[n], torch.zeros_like(after[n])) for n in lora_b)
+    assert sum(p.numel() for n, p in after.items() if n in plan.trainable) == strat.log["adapter_params"] + 194
+    assert lora_a and strat.log["adapted_modules"] == len(convs)
+
+
+# -- L1-SP / L2-SP ---------------------------------------------------------------------------------------------
+def _sp_expected(ctx: Any, w0: dict[str, torch.Tensor], norm: str, alpha: float, beta: float) -> float:
+    total = 0.0
+    for m, mod in ctx.model.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)) and m != "fc":
+            d = (mod.weight.detach() - w0[f"{m}.weight"]).double()
+            total += alpha / 2 * float(d.pow(2).sum()) if norm == "l2" else alpha * float(d.abs().sum())
+    head = ctx.model.fc.weight.detach().double()
+    return total + beta / 2 * float(head.pow(2).sum())
+
+
+@pytest.mark.parametrize("name,norm", [("l2_sp", "l2"), ("l1_sp", "l1")])
+def test_starting_point_penalty_matches_hand_computation(name: str, norm: str) -> None:
+    alpha, beta = 0.3, 0.05
+    ctx, strat = build_context(cfg_for(name, params={"alpha": alpha, "beta": beta}), device="cpu")
+    w0 = snapshot(ctx)
+    strat.setup(ctx)
+    head_only = beta / 2 * float(ctx.model.fc.weight.detach().double().pow(2).sum())
+    reg = strat.regularizer(ctx)
+    assert float(reg.detach()) == pytest.approx(head_only, rel=1e-5)  # zero apart from the head
+    reg.backward()
+    grads = {n: p.grad for n, p in ctx.model.named_parameters()}
+    assert all(g is None or torch.isfinite(g).all() for g in grads.values())  # finite at w = w0 (L1 too)
+    assert grads["conv1.0.weight"] is not None and float(grads["conv1.0.weight"].abs().max()) == 0.0
+    assert grads["bn1.weight"] is None and grads["fc.bias"] is None
+    ctx.model.zero_grad(set_to_none=True)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # biases, BatchNorm and the head bias are not penalised
+        for n, p in ctx.model.named_parameters():
+            if n.endswith("bias") or n in own_params(ctx.model, (nn.BatchNorm2d,)):
+                p.add_(torch.randn(p.shape, generator=g))
+    assert float(strat.regularizer(ctx).detach()) == pytest.approx(head_only, rel=1e-5)
+    with torch.no_grad():
+        for p in ctx.model.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+    expected = _sp_expected(ctx, w0, norm, alpha, beta)
+    assert expected > 2 * head_only
+    assert float(strat.regularizer(ctx).detach()) == pytest.approx(expected, rel=1e-4)
+    plan = strat.plan(ctx, 0, 0)
+    assert set(plan.trainable) == set(ctx.param_names) and plan.norm_mode == "train"
+    n_sp = len([m for m, mod in ctx.model.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]) - 1
+    assert strat.log["sp_tensors"] == n_sp and strat.log["head_penalised"] == ["fc.weight"]
+
+
+def test_starting_point_penalty_is_in_the_training_loss() -> None:
+    losses = []
+    for beta in (0.0, 1e6):  # the engine adds the regularizer to every step's loss
+        ctx, strat = context("l2_sp", params={"alpha": 0.0, "beta": beta})
+        runner = runner_for(ctx, strat)
+        gen = _epoch_generator(0, 0, 0)
+        ctx.epoch_generator = gen
+        losses.append(runner.train_epoch(strat.plan(ctx, 0, 0), 1e-3, gen))
+    assert losses[0] < 10 and losses[1] > 1000
+
+
+# -- Auto-RGN ---------------------------------------------------------------------------------------------------
+def _independent_rgn(ctx: Any, names: list[str], batches: list[tuple[torch.Tensor, torch.Tensor]]
+                     ) -> dict[str, float]:
+    model = ctx.model
+    model.train()
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eval()
+    named = dict(model.named_parameters())
+    sums = {n: 0.0 for n in names}
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        for n in names:
+            sums[n] += float(named[n].grad.norm()) / float(named[n].detach().norm())
+    model.zero_grad(set_to_none=True)
+    mean = {n: v / len(batches) for n, v in sums.items()}
+    top = max(mean.values())
+    return {n: v / top for n, v in mean.items()}
+
+
+def test_auto_rgn_multipliers_match_independent_computation() -> None:
+    ctx, strat = context("auto_rgn", n_train=96, augment=True)  # 6 batches of 16: the probe takes 5
+    pretrained_like(ctx)  # BatchNorm is frozen: no dead residual branches with zero gradients
+    runner = runner_for(ctx, strat)
+    bn = own_params(ctx.model, (nn.BatchNorm2d,))
+    names = [n for n in ctx.param_names if n not in bn]
+    seen = []
+    for e in range(2):
+        gen = _epoch_generator(ctx.cfg.seed, 0, e)
+        ctx.epoch_generator = gen
+        state = gen.get_state()
+        before = snapshot(ctx)
+        plan = strat.plan(ctx, 0, e)
+        assert torch.equal(gen.get_state(), state)  # probing does not consume the epoch's batch order
+        assert all(torch.equal(p, before[n]) for n, p in snapshot(ctx).items())  # nothing stepped
+        assert all(p.grad is None for p in ctx.model.parameters())
+        batches = list(ctx.train_batches(5))
+        assert len(batches) == 5
+        expected = _independent_rgn(ctx, names, batches)
+        assert set(plan.trainable) == set(names)  # BatchNorm parameters frozen (by module type)
+        assert set(plan.lr_scale) == set(names)
+        for n in names:
+            assert plan.lr_scale[n] == pytest.approx(expected[n], rel=1e-4), n
+        assert max(plan.lr_scale.values()) == 1.0
+        assert plan.reset_optimizer and plan.norm_mode == "eval"
+        assert plan.lr_scale == rgn_multipliers(ctx, names)  # the exposed function gives the same
+        seen.append(dict(plan.lr_scale))
+        runner.train_epoch(plan, 1e-3, gen)
+        named = ctx.named_params()
+        lrs = {id(p): g["lr"] for g in runner.opt.param_groups for p in g["params"]}
+        assert min(plan.lr_scale.values()) > 0
+        for n in names:
+            assert lrs[id(named[n])] == pytest.approx(1e-3 * plan.lr_scale[n])
+        assert not runner.opt.state or all(int(s["step"]) == 6 for s in runner.opt.state.values())  # fresh Adam
+    assert seen[0] != seen[1]  # recomputed every epoch
+
+
+def test_train_batches_are_the_epochs_first_batches() -> None:
+    from medft_bench.data.batches import iterate
+
+    ctx, _ = context("ft", augment=True)
+    gen = _epoch_generator(0, 0, 3)
+    ctx.epoch_generator = gen
+    probe = list(ctx.train_batches(2))
+    engine = []
+    for images, labels in iterate(ctx.data.train, 16, shuffle=True, generator=gen):
+        engine.append((ctx.to_input(images, train=True), labels))
+        if len(engine) == 2:
+            break
+    for (a, la), (b, lb) in zip(probe, engine):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+# -- Auto-SNR -----------------------------------------------------------------------------------------------------
+def _bn_eval(model: nn.Module) -> None:
+    model.train()
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.eval()
+
+
+def _independent_snr_per_example(ctx: Any, names: list[str], batches: list[Any]) -> dict[str, float]:
+    model = ctx.model
+    _bn_eval(model)
+    named = dict(model.named_parameters())
+    rows: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    for x, y in batches:
+        for i in range(len(x)):
+            model.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1]).backward()
+            for n in names:
+                rows[n].append(named[n].grad.detach().clone())
+    model.zero_grad(set_to_none=True)
+    out = {}
+    for n in names:
+        g = torch.stack(rows[n]).double()
+        out[n] = float((g.mean(0) ** 2 / (g.var(0, unbiased=True) + 1e-8)).mean())
+    return out
+
+
+def _independent_snr_first_dim(ctx: Any, names: list[str], batches: list[Any]) -> dict[str, float]:
+    model = ctx.model
+    _bn_eval(model)
+    named = dict(model.named_parameters())
+    sums = {n: 0.0 for n in names}
+    for x, y in batches:
+        model.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        for n in names:
+            g = named[n].grad.double()
+            sums[n] += float((g**2 / (torch.var(g, dim=0, keepdim=True) + 1e-8)).mean())
+    model.zero_grad(set_to_none=True)
+    return {n: v / len(batches) for n, v in sums.items()}
+
+
+def test_auto_snr_values_match_independent_computation() -> None:
+    ctx, strat = context("auto_snr", n_train=30, batch_size=6)  # 5 batches of 6
+    ctx.epoch_generator = _epoch_generator(0, 0, 0)
+    names = [n for n in ctx.param_names if n not in own_params(ctx.model, (nn.BatchNorm2d,))]
+    batches = list(ctx.train_batches(5))
+    for p in ctx.model.parameters():
+        p.requires_grad_(True)
+    want = _independent_snr_per_example(ctx, names, batches)
+    for impl in ("loop", "vmap"):
+        strat.params.update(impl=impl, chunk_size=4)  # uneven chunks (4, 2) per batch: tests the running merge
+        got = strat.snr(ctx)
+        assert set(got) == set(names)
+        for n in names:
+            assert got[n] == pytest.approx(want[n], rel=2e-3, abs=1e-7), (impl, n)
+    for p in ctx.model.parameters():
+        p.requires_grad_(True)
+    want = _independent_snr_first_dim(ctx, names, batches)
+    strat.params.update(variance="first_dim")
+    got = strat.snr(ctx)
+    for n in names:
+        assert got[n] == pytest.approx(want[n], rel=2e-3, abs=1e-7), n
+    assert strat.hparams(ctx)["variance"] == "first_dim"
+
+
+def test_auto_snr_freezes_tensors_below_threshold() -> None:
+    ctx, strat = context("auto_snr", params={"variance": "first_dim"})
+    ctx.epoch_generator = _epoch_generator(0, 0, 0)
+    snr = strat.snr(ctx)
+    body = sorted({v for n, v in snr.items() if n not in ctx.head_names})
+    assert len(body) >= 2
+    thr = body[len(body) // 2]  # a threshold with backbone tensors on both sides
+    strat.params["threshold"] = thr
+    runner = runner_for(ctx, strat)
+    plan, changed = run_epoch(ctx, strat, runner, 0, 0)
+    above = {n for n, v in snr.items() if v >= thr}
+    assert set(plan.trainable) == above | set(ctx.head_names)  # the head always trains
+    assert above - set(ctx.head_names) and set(snr) - set(plan.trainable)
+    assert changed == set(plan.trainable)  # frozen tensors did not move
+    assert not plan.lr_scale and plan.reset_optimizer  # the rest at the base learning rate
+    assert len(runner.opt.param_groups) == 1 and runner.opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert plan.note["snr_frozen_tensors"] == len(set(snr) - set(plan.trainable))
+    assert not any(n in plan.trainable for n in own_params(ctx.model, (nn.BatchNorm2d,)))
+
+
+def test_auto_snr_default_threshold_keeps_head() -> None:
+    ctx, strat = context("auto_snr", params={"max_examples": 12})
+    ctx.epoch_generator = _epoch_generator(0, 0, 0)
+    plan = strat.plan(ctx, 0, 0)
+    assert set(ctx.head_names) <= plan.trainable
+    assert strat.hparams(ctx)["variance"] == "per_example" and strat.hparams(ctx)["impl"] == "loop"
+
+
+# -- LP-FT ------------------------------------------------------------------------------------------------------
+def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+                                                              ) -> None:
+    from medft_bench.runner import run_or_reuse
+
+    starts: list[dict[str, torch.Tensor]] = []
+    original = LinearProbeThenFineTune.start_stage
+
+    def spy(self: LinearProbeThenFineTune, ctx: Any, stage: int) -> bool:
+        skipped = original(self, ctx, stage)
+        if stage == 1:
+            starts.append({k: v.detach().clone() for k, v in ctx.backbone.head.state_dict().items()})
+        return skipped
+
+    monkeypatch.setattr(LinearProbeThenFineTune, "start_stage", spy)
+    cfg = cfg_for("lp_ft", epochs=2)
+    lp = run_cell(cfg.with_strategy("lp"))
+    trained = run_cell(cfg)
+    rec = trained.record
+    assert rec["status"] == "ok" and rec["strategy"]["log"]["lp_head"] == "trained"
+    for k, v in lp.head_state.items():  # stage 1 = the LP cell: stage 2 starts from exactly its head
+        assert torch.equal(starts[0][k], v), k
+    assert [e["stage"] for e in rec["epochs"]] == ["lp", "lp", "ft"]
+    assert rec["epochs"][2]["lr"] == pytest.approx(1e-4)
+    per_stage = rec["costs"]["trainable_params_per_stage"]
+    assert per_stage["lp"] == 194 and per_stage["ft"] == rec["costs"]["total_params"]
+    assert rec["costs"]["cached_feature_epochs"] == 2
+
+    lp_out = run_or_reuse(cfg.with_strategy("lp"), tmp_path)
+    out = run_or_reuse(cfg, tmp_path)
+    log = out.record["strategy"]["log"]
+    assert log["lp_head"] == "reused" and log["lp_config_hash"] == lp_out.record["config_hash"]
+    assert out.record["epochs"][0] == {"stage": "lp", "skipped": True, "lp_head": "reused",
+                                       "lp_config_hash": lp_out.record["config_hash"]}
+    assert [e["stage"] for e in out.record["epochs"]] == ["lp", "ft"]
+    for k, v in starts[0].items():  # the reused head is the retrained one, bit for bit
+        assert torch.equal(starts[1][k], v), k
+    assert log["ft_start_head"] == rec["strategy"]["log"]["ft_start_head"]
+    assert out.record["metrics"]["test"] == rec["metrics"]["test"]  # and stage 2 runs identically
+
+
+def test_lp_ft_plans() -> None:
+    ctx, strat = context("lp_ft", epochs=4)
+    lp_stage, ft_stage = strat.stages(ctx)
+    assert (lp_stage.epochs, lp_stage.lr, ft_stage.epochs, ft_stage.lr) == (4, 1e-3, 2, pytest.approx(1e-4))
+    lp_ctx, lp = context("lp", epochs=4)
+    assert lp.stages(lp_ctx)[0].epochs == lp_stage.epochs
+    p0, q0 = strat.plan(ctx, 0, 0), lp.plan(lp_ctx, 0, 0)
+    assert (p0.trainable, p0.norm_mode) == (q0.trainable, q0.norm_mode) == (frozenset(ctx.head_names), "backbone_eval")
+    p1 = strat.plan(ctx, 1, 0)
+    assert p1.trainable == frozenset(ctx.param_names) and p1.norm_mode == "train" and p1.reset_optimizer
+    assert not strat.plan(ctx, 1, 1).reset_optimizer
+    ctx, strat = context("lp_ft", epochs=4, params={"ft_epochs": 3, "ft_lr_scale": 0.5})
+    assert (strat.stages(ctx)[1].epochs, strat.stages(ctx)[1].lr) == (3, pytest.approx(5e-4))
+
+
+# -- kNN --------------------------------------------------------------------------------------------------------
+def test_knn_vote_fractions_by_hand() -> None:
+    train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    query = torch.tensor([[1.0, 0.05], [0.0, 2.0], [-5.0, 0.2]])
+    got = knn_scores(train, labels, query, 3, 3, False)
+    # cosine: q0's neighbours 0, 1, then [0.1, 0.9]; q1's 2, 3, then [0.9, 0.1]; q2's 4, then [0,1], [0.1,0.9]
+    np.testing.assert_allclose(got, [[2 / 3, 1 / 3, 0], [1 / 3, 2 / 3, 0], [0, 2 / 3, 1 / 3]], atol=1e-6)
+    np.testing.assert_allclose(knn_scores(train, labels, 100 * query, 3, 3, False), got, atol=1e-6)  # scale-free
+    np.testing.assert_allclose(knn_scores(train, labels, query, 99, 3, False), [[0.4, 0.4, 0.2]] * 3, atol=1e-6)
+    multi = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 1], [1, 0]], dtype=torch.float32)
+    got = knn_scores(train, multi, query[:1], 3, 2, True)  # neighbours 0, 1, 3
+    np.testing.assert_allclose(got, [[2 / 3, 2 / 3]], atol=1e-6)
+
+
+def test_knn_cell_runs_without_training() -> None:
+    ctx, strat = context("knn", params={"k": 5})
+    assert strat.stages(ctx) == []
+    pred = strat.predict(ctx)
+    assert set(pred) == {"val", "test"}
+    for p in pred.values():
+        assert isinstance(p, np.ndarray) and p.shape == (32, 2)
+        np.testing.assert_allclose(p.sum(1), 1.0)
+        assert set(np.round(p.ravel() * 5, 6)) <= {0, 1, 2, 3, 4, 5}
+    rec = run_cell(cfg_for("knn")).record
+    assert rec["status"] == "ok" and rec["costs"]["epochs_run"] == 0 and rec["costs"]["trainable_params"] == 0
+    assert rec["strategy"]["hparams"]["k"] == 11
+
+
+# -- extensibility ----------------------------------------------------------------------------------------------
+class _HeadBiasOnly(Strategy):
+    name = "test_head_bias_only"
+    description = "test: only the head's bias trains"
+    defaults = {"scale": 1.0}
+
+    def plan(self, ctx: Any, stage: int, epoch: int) -> EpochPlan:
+        return EpochPlan(trainable=frozenset([n for n in ctx.head_names if n.endswith("bias")]),
+                         norm_mode="frozen_eval", lr_scale={n: self.params["scale"] for n in ctx.head_names})
+
+
+def test_strategy_defined_elsewhere_runs_through_run_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    strategy_names()
+    register_strategy(_HeadBiasOnly)
+    assert "test_head_bias_only" in strategy_names()
+    cfg = cfg_for("test_head_bias_only", epochs=1, params={"scale": 2.0})
+    rec = run_cell(cfg).record
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["costs"]["trainable_params"] == 2
+    assert rec["strategy"]["hparams"] == {"scale": 2.0}
+    with pytest.raises(ValueError, match="taken"):
+        register_strategy(type("Other", (_HeadBiasOnly,), {}))
+
+
+def _fake_distribution(root: Any, module: str, entry: str, cls_name: str, strategy_name: str) -> None:
+    (root / f"{module}.py").write_text(textwrap.dedent(f"""
+        from medft_bench.strategies.base import EpochPlan, Strategy
+
+        class {cls_name}(Strategy):
+            name = "{strategy_name}"
+            description = "a plug-in strategy from another package"
+
+            def plan(self, ctx, stage, epoch):
+                return EpochPlan(trainable=frozenset(ctx.head_names))
+        """))
+    dist = root / f"{module}-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[medft_bench.strategies]\n{entry} = {module}:{cls_name}\n")
+
+
+def test_entry_point_plugin_is_discovered(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    _fake_distribution(tmp_path, "medft_fake_plugin", "fake_plugin_strategy", "FakePlugin", "fake_plugin_strategy")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.delitem(sys.modules, "medft_fake_plugin", raising=False)
+    names = strategy_names()
+    assert "fake_plugin_strategy" in names and BUILTIN <= set(names)
+    assert get_strategy("fake_plugin_strategy").__module__ == "medft_fake_plugin"
+    assert create_strategy("fake_plugin_strategy").description.startswith("a plug-in")
+    monkeypatch.delitem(sys.modules, "medft_fake_plugin", raising=False)
+
+
+def test_entry_point_plugin_with_wrong_name_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    _fake_distribution(tmp_path, "medft_fake_plugin2", "declared_name", "FakePlugin2", "actual_name")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_loaded", False)
+    with pytest.raises(MedftError, match="registered as 'declared_name'"):
+        strategy_names()
+    monkeypatch.delitem(sys.modules, "medft_fake_plugin2", raising=False)
+
+
+def test_registry_restored_after_plugin_tests() -> None:
+    names = strategy_names()
+    assert "fake_plugin_strategy" not in names and "test_head_bias_only" not in names
