@@ -335,12 +335,25 @@ def _snapshot(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
 
 
-def test_publish_is_deterministic(grid, tmp_path):
-    results, paths = grid
-    out = tmp_path / "board"
-    assert main([str(results), "--out", str(out), "--quiet"]) == 0
-    first = _snapshot(out)
-    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+@pytest.fixture(scope="module")
+def published(grid, tmp_path_factory) -> tuple[Path, int, str, dict[str, bytes]]:
+    """The CLI run once on the grid, in plain mode: (out dir, exit code, stdout, the files' bytes)."""
+    import contextlib
+    import io
+
+    results, _ = grid
+    out = tmp_path_factory.mktemp("board") / "leaderboard"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main([str(results), "--out", str(out), "--plain", "--all-metrics"])
+    return out, rc, buf.getvalue(), _snapshot(out)
+
+
+def test_publish_is_deterministic(grid, published):
+    results, _ = grid
+    out, rc, _, first = published
+    assert rc == 0
+    assert main([str(results), "--out", str(out), "--quiet", "--all-metrics"]) == 0
     assert _snapshot(out) == first  # byte-identical, PNGs included
 
     names = set(first)
@@ -401,10 +414,9 @@ def test_references_are_labelled_and_separate():
 # ---------------------------------------------------------------------------------------------- CLI
 
 
-def test_cli_plain_output(grid, tmp_path, capsys):
-    results, _ = grid
-    assert main([str(results), "--out", str(tmp_path / "b"), "--plain", "--all-metrics"]) == 0
-    out = capsys.readouterr().out
+def test_cli_plain_output(published):
+    _, rc, out, _ = published
+    assert rc == 0
     assert "\x1b[" not in out  # no colour codes
     assert "Results by case — quick tier, 28 px — real data, pretrained weights" in out
     assert "smoke tier, 28 px — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out

@@ -23,12 +23,14 @@ BASELINE = "ft"
 
 # The study's eight first (in its order), then anything else alphabetically.
 STRATEGY_LABELS = {
-    "ft": "FT", "lp": "LP", "gu_first_to_last": "GU first-to-last", "gu_last_to_first": "GU last-to-first",
+    "ft": "FT", "lp": "LP", "gu_first_last": "GU first-to-last", "gu_last_first": "GU last-to-first",
+    "gu_first_to_last": "GU first-to-last", "gu_last_to_first": "GU last-to-first",
     "lp_ft": "LP-FT", "l1_sp": "L1-SP", "l2_sp": "L2-SP", "auto_rgn": "Auto-RGN", "auto_snr": "Auto-SNR",
     "surgical": "surgical", "llrd": "LLRD", "bitfit": "BitFit", "norm_only": "norm-only", "lora": "LoRA",
     "knn": "kNN",
 }
-STUDY_ORDER = ("ft", "lp", "gu_first_to_last", "gu_last_to_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn")
+STUDY_ORDER = ("ft", "lp", "gu_first_last", "gu_first_to_last", "gu_last_first", "gu_last_to_first", "lp_ft", "l1_sp",
+               "l2_sp", "auto_rgn")
 BACKBONE_LABELS = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121", "vgg19": "VGG-19",
                    "resnet18": "ResNet-18"}
 

@@ -60,17 +60,36 @@ def render_plain(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _rich_table(table: Table) -> Any:
+def _build(table: Table, cols: list[int]) -> Any:
+    from rich import box
     from rich.table import Table as RichTable
     from rich.text import Text
 
     caption = "\n".join([table.caption, *table.notes]) if table.caption else "\n".join(table.notes)
     rt = RichTable(title=Text(table.title, style="bold"), caption=Text(caption, style="dim") if caption else None,
-                   caption_justify="left", show_lines=False, header_style="bold")
-    for header, align in zip(table.headers, table.align):
-        rt.add_column(Text(header), justify="right" if align == "r" else "left", overflow="fold")
+                   caption_justify="left", show_lines=bool(table.wrap), header_style="bold", box=box.SIMPLE_HEAD)
+    for i in cols:
+        header, align = table.headers[i], table.align[i]
+        longest = max((len(row[i].text) for row in table.rows), default=0)
+        wraps = longest > 40  # free text (reasons, paths, claims) wraps; names and numbers stay on one line
+        rt.add_column(Text(header), justify="right" if align == "r" else "left", no_wrap=not wraps,
+                      overflow="fold" if wraps else "ellipsis", min_width=None if wraps else longest)
     for row in table.rows:
-        rt.add_row(*[Text(cell.text, style=RICH_STYLES.get(cell.style or "", "")) for cell in row])
+        rt.add_row(*[Text(row[i].text, style=RICH_STYLES.get(row[i].style or "", "")) for i in cols])
+    return rt
+
+
+def _rich_table(table: Table, console: Any) -> Any:
+    """The rich table; on a terminal too narrow for it, without its optional columns (first first)."""
+    from rich.measure import Measurement
+
+    cols = list(range(len(table.headers)))
+    rt = _build(table, cols)
+    for name in table.optional:
+        if Measurement.get(console, console.options.update(width=10_000), rt).maximum <= console.width:
+            break
+        cols = [i for i in cols if table.headers[i] != name]
+        rt = _build(table, cols)
     return rt
 
 
@@ -87,7 +106,7 @@ def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_m
         if heading:
             console.rule(Text(heading, style="bold magenta" if "SYNTHETIC" in heading or "RANDOM" in heading
                               else "bold"))
-        console.print(_rich_table(table))
+        console.print(_rich_table(table, console))
     if files:
         console.print(Text("Published: " + ", ".join(files), style="dim"))
 

@@ -35,6 +35,7 @@ class Table:
     caption: str = ""
     notes: list[str] = field(default_factory=list)
     wrap: int | None = None  # plain text: wrap text columns at this width
+    optional: list[str] = field(default_factory=list)  # headers a narrow terminal may leave out, first first
 
 
 def c(text: Any, style: str | None = None) -> Cell:
@@ -212,7 +213,7 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
     others = list(METRICS) if all_metrics else []
     headers = ["dataset", "backbone", "strategy", "n", "seeds", "mean", "std", "95% CI",
                *[f"{METRIC_NAMES[m]}" for m in others],
-               "train (s)", "wall (s)", "peak mem (MB)", "trainable", "diverged", "failed", "flags"]
+               "train s", "wall s", "peak MB", "trainable", "div/fail", "flags"]
     rows = []
     for r in group.rows:
         s = r.summary
@@ -231,19 +232,21 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
                            f"{DASH if o.std is None else f'{o.std * 100:.2f}'}"))
         cells += [c(seconds(r.costs["train_s"])), c(seconds(r.costs["wall_s"])), c(memory(r)),
                   c(count(r.costs["trainable_params"])),
-                  c(len(r.diverged), "warn" if r.diverged else None), c(len(r.failed), "warn" if r.failed else None),
+                  c(f"{len(r.diverged)}/{len(r.failed)}", "warn" if r.diverged or r.failed else None),
                   c("; ".join(flags), "warn" if flags else None)]
         rows.append(cells)
     metric_note = metric_desc(group)
     if others:
         metric_note += "; metric columns: test " + ", ".join(METRIC_NAMES[m] for m in others) + " (%, mean ± std)"
     return Table("details", title(group, "Details: accuracy next to cost"), headers, rows,
-                 ["l", "l", "l", "r", "l", "r", "r", "r", *["r"] * len(others), "r", "r", "r", "r", "r", "r", "l"],
+                 ["l", "l", "l", "r", "l", "r", "r", "r", *["r"] * len(others), "r", "r", "r", "r", "r", "l"],
                  caption=metric_note,
                  notes=["mean, std and CI in % of the metric; 95% CI = mean ± t(0.975, n−1)·s/√n, only for n >= 3.",
-                        "train/wall: mean seconds per seed; peak mem: largest over seeds, GPU = peak allocated on "
-                        "the GPU, host = peak resident memory of the process (CPU runs); trainable = trainable "
-                        "parameters. Diverged and failed seeds are counted here and excluded from means."])
+                        "train s / wall s: mean training and wall-clock seconds per seed; peak MB: largest over "
+                        "seeds, GPU = peak allocated on the GPU, host = peak resident memory of the process (CPU "
+                        "runs); trainable: trainable parameters; div/fail: diverged/failed seeds (listed below, "
+                        "excluded from means)."],
+                 optional=["seeds", "wall s", *[f"{METRIC_NAMES[m]}" for m in others], "95% CI", "trainable"])
 
 
 def _claim_style(verdict: str) -> str:
@@ -294,6 +297,7 @@ def incidents_table(group: Group) -> Table | None:
         return None
     return Table("incidents", title(group, "Diverged, failed and flagged cells"),
                  ["cell", "status", "diverged at epoch", "reason", "record"], rows, ["l", "l", "r", "l", "l"],
+                 optional=["record"],
                  caption="Diverged and failed cells are excluded from means and ranks; flagged cells are kept.",
                  notes=["Majority-class flag: single-label: test ACC <= the majority class's ACC, or balanced "
                         "accuracy <= 1/classes; multi-label: test AUC <= 0.5 (balanced accuracy <= 0.5 when "
