@@ -133,6 +133,8 @@ def delta_table(group: Group) -> Table | None:
     if base is None:
         return None
     others = [s for s in group.strategies if s != base]
+    if not others:
+        return None
     cases = {cs.key: cs for cs in group.cases}
     rows = []
     for key in _all_cases(group):
