@@ -394,6 +394,11 @@ def test_stale_files_removed(tmp_path):
     assert main([str(results), "--out", str(out), "--quiet"]) == 0
     assert not (out / "smoke.md").exists() and not (out / "smoke-28px-synthetic-random-pareto.png").exists()
     assert (out / "quick.md").exists() and (out / "notes.txt").exists()  # files it did not write are left alone
+    inside = tmp_path / "results" / "board"  # output inside the results: its summary.json is not a record
+    assert main([str(results), "--out", str(inside), "--quiet"]) == 0
+    first = _snapshot(inside)
+    assert main([str(results), "--out", str(inside), "--quiet"]) == 0
+    assert _snapshot(inside) == first and "summary.json" not in first["README.md"].decode()
 
 
 def test_references_are_labelled_and_separate():

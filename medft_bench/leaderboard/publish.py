@@ -60,7 +60,7 @@ def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | o
     Raises :class:`NoRecordsError` when there is no valid record at all. The same records always give
     byte-identical files; files this function wrote on an earlier run and no longer writes are removed.
     """
-    inputs = load_inputs(list(sources), list(benchmark_jsons))
+    inputs = load_inputs(list(sources), list(benchmark_jsons), exclude=out)
     if not inputs.runs:
         raise NoRecordsError(inputs.sources, inputs.problems)
     groups = aggregate(inputs.runs, metric)
