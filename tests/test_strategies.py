@@ -182,9 +182,18 @@ def test_surgical_trains_one_block_and_head(block: Any, expected: str) -> None:
     ctx, strat = context("surgical", params={"block": block})
     runner = runner_for(ctx, strat)
     plan, changed = run_epoch(ctx, strat, runner, 0, 0)
-    want = set(dict(ctx.blocks)[expected]) | set(ctx.blocks[-1][1])
+    want = set(dict(ctx.blocks)[expected]) | {"fc.weight", "fc.bias"}
     assert set(plan.trainable) == want and changed == want
     assert strat.hparams(ctx)["block_name"] == expected
+
+
+def test_surgical_head_is_the_new_layer_only() -> None:
+    ctx, strat = context("surgical", backbone="vgg19")
+    assert ctx.blocks[-1][0] == "classifier" and len(ctx.blocks[-1][1]) == 6  # fc6, fc7 and the new head
+    plan = strat.plan(ctx, 0, 0)
+    assert set(plan.trainable) == set(ctx.blocks[0][1]) | {"classifier.6.weight", "classifier.6.bias"}
+    strat.params["block"] = "classifier"  # the rest of the last block only when chosen by name
+    assert set(strat.plan(ctx, 0, 0).trainable) == set(ctx.blocks[-1][1])
 
 
 def test_surgical_rejects_unknown_block() -> None:

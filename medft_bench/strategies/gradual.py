@@ -24,9 +24,10 @@ class _GradualUnfreezing(Strategy):
 
     One stage with ``min_epochs`` = the first all-unfrozen epoch: early stopping cannot end the run before
     every block has trained (the learning rate follows one cosine over the whole budget). The head block is
-    the partition's last block (for DenseNet-121 it holds norm5 with the classifier). Frozen blocks'
-    BatchNorm layers run in eval mode (``frozen_eval``); optimizer moments of blocks that keep training
-    are kept when a block is added.
+    the partition's last block, the unit the study's partitions define: for ResNet-50 the new fc, for
+    DenseNet-121 norm5 with the classifier, for VGG-19 the whole three-layer classifier (the pretrained
+    fc6/fc7 train from the first epoch, with the new head). Frozen blocks' BatchNorm layers run in eval mode
+    (``frozen_eval``); optimizer moments of blocks that keep training are kept when a block is added.
     """
 
     direction: ClassVar[str] = ""
