@@ -1,0 +1,15 @@
+"""Shared test setup: offline, with generated data in a per-session cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MEDFT_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    os.environ["MEDFT_CACHE_DIR"] = str(tmp_path_factory.mktemp("medft-cache"))

@@ -1,0 +1,18 @@
+"""Small configurations shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medft_bench.config import CellConfig, TrainSettings
+
+TINY_SPLITS = (("train", 32), ("val", 16), ("test", 16))
+
+
+def tiny_cell(backbone: str = "resnet18", strategy: str = "ft", *, dataset: str = "pneumoniamnist",
+              splits: tuple = TINY_SPLITS, seed: int = 0, params: dict[str, Any] | None = None,
+              **train: Any) -> CellConfig:
+    settings = {"epochs": 1, "batch_size": 16, "eval_batch_size": 64, "patience": 0, **train}
+    return CellConfig(tier="unit", dataset=dataset, backbone=backbone, strategy=strategy, seed=seed, img_size=32,
+                      weights="random", synthetic=True, synthetic_splits=splits,
+                      strategy_params=tuple(sorted((params or {}).items())), train=TrainSettings(**settings))

@@ -1,0 +1,118 @@
+"""One cell end to end: records, what FT and LP change, determinism, divergence, learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medft_bench.results.record import validate
+from medft_bench.strategies import EpochPlan, Strategy, register_strategy
+from medft_bench.strategies import registry as strategy_registry
+from medft_bench.training import engine
+from medft_bench.training.engine import build_context, run_cell
+from tests.helpers import tiny_cell
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _run_keeping_model(cfg, monkeypatch):
+    """run_cell, also returning the model before and after training."""
+    seen = {}
+    real = engine.build_context
+
+    def spy(*a, **kw):
+        ctx, strategy = real(*a, **kw)
+        seen["ctx"], seen["before"] = ctx, _snapshot(ctx.model)
+        return ctx, strategy
+
+    monkeypatch.setattr(engine, "build_context", spy)
+    result = run_cell(cfg, progress=False)
+    return result, seen["ctx"], seen["before"], _snapshot(seen["ctx"].model)
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "densenet121", "vgg19"])
+def test_ft_and_lp_on_study_backbones(backbone: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    lp, ctx, before, after = _run_keeping_model(tiny_cell(backbone, "lp"), monkeypatch)
+    validate(lp.record)
+    assert lp.record["status"] == "ok"
+    head = set(ctx.head_names)
+    for k in before:
+        if k not in head:  # backbone weights and BatchNorm statistics untouched, bit for bit
+            assert torch.equal(before[k], after[k]), k
+    assert any(not torch.equal(before[k], after[k]) for k in head)
+    assert lp.record["costs"]["trainable_params"] == sum(ctx.named_params()[n].numel() for n in head)
+    assert lp.record["costs"]["cached_feature_epochs"] == 1
+
+    ft, ctx, before, after = _run_keeping_model(tiny_cell(backbone, "ft"), monkeypatch)
+    validate(ft.record)
+    assert ft.record["status"] == "ok"
+    changed = [k for k in before if k not in set(ctx.head_names) and not torch.equal(before[k], after[k])]
+    assert len(changed) > len(before) // 2
+    assert ft.record["costs"]["trainable_params"] == ft.record["costs"]["total_params"]
+
+
+def test_record_contents() -> None:
+    rec = run_cell(tiny_cell("resnet18", "lp", epochs=2), progress=False).record
+    assert rec["cell"] == {"tier": "unit", "dataset": "pneumoniamnist", "img_size": 32, "backbone": "resnet18",
+                           "strategy": "lp", "seed": 0}
+    assert rec["data"]["synthetic"] is True and rec["data"]["splits"] == {"train": 32, "val": 16, "test": 16}
+    assert rec["weights"] == {"source": "random"}
+    assert rec["config"]["preprocess"]["target_size"] == 32
+    assert rec["strategy"]["norm_modes"] == ["backbone_eval"]
+    assert rec["costs"]["epochs_run"] == 2 and len(rec["epochs"]) == 2
+    assert rec["metrics"]["majority"]["acc"] >= 0.5
+    assert set(rec["environment"]["packages"]) >= {"torch", "timm", "medmnist"}
+    assert rec["config_hash"] == tiny_cell("resnet18", "lp", epochs=2).config_hash
+
+
+def test_same_seed_same_metrics_on_cpu() -> None:
+    a = run_cell(tiny_cell("resnet18", "ft", epochs=2), progress=False).record
+    b = run_cell(tiny_cell("resnet18", "ft", epochs=2), progress=False).record
+    assert a["metrics"] == b["metrics"]
+    assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
+    c = run_cell(tiny_cell("resnet18", "ft", epochs=2, seed=1), progress=False).record
+    assert [e["train_loss"] for e in a["epochs"]] != [e["train_loss"] for e in c["epochs"]]
+
+
+class _Explodes(Strategy):
+    name = "test_explodes"
+    defaults = {}
+
+    def plan(self, ctx, stage, epoch):
+        return EpochPlan(trainable=frozenset(ctx.head_names))
+
+    def regularizer(self, ctx):
+        return torch.tensor(float("nan"))
+
+
+def test_nan_loss_is_recorded_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(strategy_registry, "_REGISTRY", dict(strategy_registry._REGISTRY))
+    register_strategy(_Explodes)
+    rec = run_cell(tiny_cell("resnet18", "test_explodes", epochs=3), progress=False).record
+    validate(rec)
+    assert rec["status"] == "diverged" and rec["diverged_epoch"] == 0
+    assert rec["metrics"] is None and "non-finite" in rec["error"]
+
+
+def test_early_stopping_restores_best_checkpoint() -> None:
+    rec = run_cell(tiny_cell("resnet18", "lp", epochs=6, patience=1, lr=0.5), progress=False).record
+    vals = [e["val"]["balanced_acc"] for e in rec["epochs"]]
+    best = rec["costs"]["best_epoch"]
+    assert vals[best] == max(vals)
+    assert rec["metrics"]["val"]["balanced_acc"] == pytest.approx(vals[best])
+    assert len(vals) < 6 or all(vals[i] <= vals[i - 1] for i in range(1, 2)) or len(vals) == 6
+
+
+def test_ft_beats_chance_on_learnable_synthetic_data() -> None:
+    cfg = tiny_cell("resnet18", "ft", splits=(("train", 256), ("val", 64), ("test", 128)), epochs=4, batch_size=32)
+    rec = run_cell(cfg, progress=False).record
+    assert rec["metrics"]["test"]["balanced_acc"] > 0.7, rec["metrics"]["test"]
+
+
+def test_build_context_resizes_to_backbone_minimum() -> None:
+    ctx, _ = build_context(tiny_cell("densenet121", "ft"))
+    assert ctx.preprocess.target_size == 32
+    x = ctx.to_input(ctx.data.train.images[:2])
+    assert x.shape == (2, 3, 32, 32)
