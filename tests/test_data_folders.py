@@ -187,6 +187,14 @@ def test_classes_argument_fixes_label_order(tmp_path: Path) -> None:
     assert (imgs[labels == 0][:, 0].float().mean() - grey_value(2)).abs() < 3
 
 
+def test_explicit_classes_may_pick_a_subset(tmp_path: Path) -> None:
+    make_class_folders(tmp_path / "d", ["a", "b", "c"], {"train": 4, "test": 2})
+    folders.register_folder_dataset("subset", tmp_path / "d", classes=["a", "c"])
+    b = load_dataset("subset", 8)
+    assert b.n_classes == 2 and b.task == "binary-class"
+    assert b.identity["files"] == 12
+
+
 def test_val_carved_from_train_stratified_and_deterministic(tmp_path: Path) -> None:
     root = tmp_path / "d"
     make_class_folders(root, ["x", "y"], {"train": 30, "test": 5})

@@ -215,6 +215,8 @@ def _serve_as_official(monkeypatch: pytest.MonkeyPatch, server: _Server, body: b
 def test_download_lands_under_real_name(monkeypatch, tmp_path, server, payload) -> None:
     body, md5 = payload
     _serve_as_official(monkeypatch, server, body, md5)
+    # The download hashes while streaming: neither it nor later loads hash the file again.
+    monkeypatch.setattr(mm, "md5sum", lambda *a, **k: pytest.fail("re-hashed a file hashed while downloading"))
     root = tmp_path / "root"
     path, verified = mm.ensure_file("pneumoniamnist", 28, root)
     assert path == root / "pneumoniamnist.npz"
@@ -223,6 +225,7 @@ def test_download_lands_under_real_name(monkeypatch, tmp_path, server, payload) 
     assert sorted(os.listdir(root)) == [mm.VERIFIED_CACHE, "pneumoniamnist.npz"]  # no temporary file left
     bundle = mm.load_medmnist("pneumoniamnist", 28, root)
     assert bundle.identity["md5_verified"] is True
+    assert bundle.identity["md5"] == md5
     assert len(server.requests) == 1  # the second call found the file
 
 

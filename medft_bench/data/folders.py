@@ -454,6 +454,13 @@ def _class_items(base: Path, folder: Path, classes: Sequence[str], split: str | 
     return items
 
 
+def _strict(spec: FolderDatasetSpec) -> bool:
+    """Whether folders other than the classes are an error: for the registered layouts (a misnamed class folder)
+    and for inferred classes (every split must use train's folder names). A user's explicit ``classes`` may pick
+    a subset of the folders."""
+    return spec.builtin or spec.classes is None
+
+
 def _find_split_dir(base: Path, names: Iterable[str]) -> Path | None:
     for n in names:
         if (base / n).is_dir():
@@ -481,7 +488,7 @@ def _scan_folders(spec: FolderDatasetSpec, base: Path) -> tuple[list[_Item], tup
         classes = spec.classes or tuple(d.name for d in _visible_dirs(base))
         if len(classes) < 2:
             raise DataError(f"{base}: found {len(classes)} class folder(s) {list(classes)}; need at least 2")
-        return _class_items(base, base, classes, None, spec.builtin), classes, notes
+        return _class_items(base, base, classes, None, _strict(spec)), classes, notes
     classes = spec.classes or tuple(d.name for d in _visible_dirs(dirs["train"]))
     if len(classes) < 2:
         raise DataError(f"{dirs['train']}: found {len(classes)} class folder(s) {list(classes)}; need at least 2")
@@ -492,8 +499,7 @@ def _scan_folders(spec: FolderDatasetSpec, base: Path) -> tuple[list[_Item], tup
         if s == "val" and spec.merge_val_into_train:
             split = None  # merged into the train pool below
             notes["val_dir_merged_into_train"] = True
-        # Classes are inferred from train: every other split must use the same folder names.
-        items += _class_items(base, d, classes, split, check_extra=True)
+        items += _class_items(base, d, classes, split, _strict(spec))
     for it in items:
         if it.split is None:
             it.split = "train"

@@ -132,10 +132,16 @@ def file_md5(path: Path) -> str:
     if entry and "md5" in entry and all(entry.get(k) == v for k, v in stamp.items()):
         return entry["md5"]
     digest = md5sum(path)
-    cache[path.name] = {"md5": digest, **stamp}
+    _remember(path, digest, cache)
+    return digest
+
+
+def _remember(path: Path, digest: str, cache: dict[str, Any] | None = None) -> None:
+    """Record ``path``'s MD5 under its current size and mtime."""
+    cache = _read_cache(path.parent) if cache is None else cache
+    cache[path.name] = {"md5": digest, **_stamp(path)}
     with contextlib.suppress(OSError):  # a read-only root only costs a re-hash next time
         _write_json_atomic(path.parent / VERIFIED_CACHE, cache)
-    return digest
 
 
 def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
@@ -159,7 +165,7 @@ def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOU
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    file_md5(dest)  # remembers the hash so the next load does not re-hash
+    _remember(dest, h.hexdigest())  # hashed while streaming: the next load does not re-hash
 
 
 def _not_found(flag: str, size: int, path: Path, url: str, md5: str, why: str) -> DatasetNotFoundError:
