@@ -51,14 +51,13 @@ def _per_example_chunks(ctx: CellContext, names: list[str], n_batches: int, chun
             if impl == "vmap":
                 yield per_example(params, xs, ys)
             else:
-                rows = []
-                for i in range(len(xs)):
+                for i in range(len(xs)):  # one example at a time: no stacking of gradients
                     with ctx.autocast():
                         out = model(xs[i : i + 1])
-                    rows.append(torch.autograd.grad(ctx.loss(out, ys[i : i + 1]), list(params.values()),
-                                                    allow_unused=True))
-                yield {n: torch.stack([torch.zeros_like(p) if r[j] is None else r[j] for r in rows])
-                       for j, (n, p) in enumerate(params.items())}
+                    grads = torch.autograd.grad(ctx.loss(out, ys[i : i + 1]), list(params.values()),
+                                                allow_unused=True)
+                    yield {n: (torch.zeros_like(p) if g is None else g).unsqueeze(0)
+                           for (n, p), g in zip(params.items(), grads)}
             count += len(xs)
 
 
@@ -88,12 +87,17 @@ def per_example_snr(ctx: CellContext, names: list[str], n_batches: int = 5, chun
         for n, g in grads.items():
             g = g.detach().float()
             nb = len(g)
-            mb = g.mean(0)
-            m2b = (g - mb).pow(2).sum(0)
-            delta = mb - mean[n]
             total = count + nb
-            mean[n] += delta * (nb / total)
-            m2[n] += m2b + delta.pow(2) * (count * nb / total)
+            if nb == 1:  # Welford's update
+                delta = g[0] - mean[n]
+                mean[n].add_(delta, alpha=1 / total)
+                m2[n].addcmul_(delta, g[0] - mean[n])
+                continue
+            mb = g.mean(0)  # Chan et al.'s merge of a chunk's mean and sum of squares
+            m2b = (g - mb).pow_(2).sum(0)
+            delta = mb - mean[n]
+            mean[n].add_(delta, alpha=nb / total)
+            m2[n].add_(m2b).addcmul_(delta, delta, value=count * nb / total)
         count += nb
     for p in named.values():
         p.grad = None

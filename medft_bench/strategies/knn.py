@@ -60,10 +60,13 @@ class KNNProbe(Strategy):
         return EpochPlan(trainable=frozenset(), norm_mode="backbone_eval")
 
     def predict(self, ctx: CellContext) -> dict[str, np.ndarray]:
-        from medft_bench.training.features import extract
+        from medft_bench.training.features import FeatureCache
 
-        train = extract(ctx, "train")
+        # The engine's cache: features come from disk when an LP, LP-FT or kNN cell of the same data and
+        # backbone has taken them already, and are taken once per image otherwise.
+        cache = ctx.feature_cache if ctx.feature_cache is not None else FeatureCache(ctx)
+        train = cache.get("train")
         self.log["embedding_dim"] = int(train.shape[1])
         k = int(self.params["k"])
-        return {split: knn_scores(train, ctx.data.train.labels, extract(ctx, split), k, ctx.data.n_classes,
+        return {split: knn_scores(train, ctx.data.train.labels, cache.get(split), k, ctx.data.n_classes,
                                   ctx.data.multi_label) for split in ("val", "test")}
