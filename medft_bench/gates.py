@@ -5,23 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 MUST_LEARN_ON_SYNTHETIC = ("ft", "lp_ft")
-MARGIN = 0.05
-
-
-def chance_level(record: dict[str, Any]) -> float:
-    """The primary metric of a classifier that ignores the image (AUC 0.5; balanced accuracy 1/C)."""
-    metric = record["metrics"]["primary"]
-    if metric in ("auc",):
-        return 0.5
-    if metric == "balanced_acc":
-        return 1.0 / record["data"]["n_classes"] if record["data"]["task"] != "multi-label, binary-class" else 0.5
-    return record["metrics"]["majority"]["acc"]
+AUC_MARGIN = 0.1
 
 
 def learning_gate(record: dict[str, Any]) -> str | None:
     """A reason the cell must count as failed, or None.
 
-    Synthetic data (smoke tier): FT and LP-FT must beat chance on the primary metric by a clear margin.
+    Synthetic data (smoke tier): FT and LP-FT must beat chance by a clear margin, judged by test AUC (chance
+    0.5 for every task type). AUC is threshold-free: a network trained from random weights for a few steps
+    often ranks the classes well before its decision threshold settles (e.g. VGG-19 without BatchNorm),
+    and what the gate must catch is a pipeline that learns nothing (shuffled labels, broken inputs).
     Real data: every strategy must beat the majority-class baseline (test accuracy; AUC > 0.5 for
     multi-label, where all-negative already scores a high accuracy).
     """
@@ -32,9 +25,9 @@ def learning_gate(record: dict[str, Any]) -> str | None:
     if record["data"]["synthetic"]:
         if record["cell"]["strategy"] not in MUST_LEARN_ON_SYNTHETIC:
             return None
-        value, floor = test[metrics["primary"]], chance_level(record) + MARGIN
-        if value is None or value <= floor:
-            return f"test {metrics['primary']} {value} does not beat chance ({floor - MARGIN:.3f}) by {MARGIN}"
+        auc = test["auc"]
+        if auc is None or auc <= 0.5 + AUC_MARGIN:
+            return f"test AUC {auc} does not beat chance (0.5) by {AUC_MARGIN}"
         return None
     if record["data"]["task"] == "multi-label, binary-class":
         if test["auc"] is None or test["auc"] <= 0.5:

@@ -57,6 +57,8 @@ TIERS: dict[str, Tier] = {
         synthetic=True,
         synthetic_splits=(("train", 160), ("val", 64), ("test", 128)),
         train=TrainSettings(epochs=2, batch_size=32, eval_batch_size=128, lr=1e-3, patience=0),
+        # Per-example gradients cost one backward pass per image on a CPU: the smoke tier probes 16.
+        strategy_params={"auto_snr": {"max_examples": 16}},
     ),
     "quick": Tier(
         name="quick",
