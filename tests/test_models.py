@@ -1,0 +1,116 @@
+"""Backbones: the factory, local weight files through timm's own loading path, and block partitions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from medft_bench.errors import UnknownNameError, WeightsError
+from medft_bench.models import create_backbone
+from medft_bench.models.blocks import check_partition
+
+
+def _body(sd: dict[str, torch.Tensor], head_prefix: str) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in sd.items() if not k.startswith(head_prefix + ".")}
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_local_weight_file_loads_through_timm_and_replaces_head(tmp_path, suffix: str) -> None:
+    torch.manual_seed(1)
+    source = create_backbone("resnet18", 1000, "random")
+    sd = {k: v.contiguous() for k, v in source.model.state_dict().items()}
+    path = tmp_path / f"resnet18{suffix}"
+    save_file(sd, str(path)) if suffix == ".safetensors" else torch.save(sd, path)
+
+    torch.manual_seed(2)
+    loaded = create_backbone("resnet18", 3, str(path))
+    got = loaded.model.state_dict()
+    for k, v in _body(sd, "fc").items():
+        assert torch.equal(got[k], v), k
+    assert loaded.model.get_classifier().out_features == 3
+    assert loaded.weights["source"] == "file" and len(loaded.weights["sha256"]) == 64
+    assert loaded.weights["file"] == str(path)
+
+
+def test_weight_directory_and_tagged_names(tmp_path) -> None:
+    sd = create_backbone("resnet18", 1000, "random").model.state_dict()
+    torch.save(sd, tmp_path / "resnet18.a1_in1k.pth")
+    b = create_backbone("resnet18.a1_in1k", 2, str(tmp_path))
+    assert b.weights["file"].endswith("resnet18.a1_in1k.pth")
+    assert torch.equal(b.model.state_dict()["conv1.weight"], sd["conv1.weight"])
+    with pytest.raises(WeightsError, match="does not exist"):
+        create_backbone("resnet18", 2, str(tmp_path / "empty_dir_missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="no weights for resnet18 in .* looked for"):
+        create_backbone("resnet18", 2, str(tmp_path / "empty"))
+
+
+def test_vgg19_is_torchvision_architecture_and_loads_torchvision_checkpoints(tmp_path) -> None:
+    from torchvision.models import vgg19
+
+    tv = vgg19(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "vgg19.pth")
+    b = create_backbone("vgg19", 7, str(tmp_path / "vgg19.pth"))
+    got = b.model.state_dict()
+    for k, v in tv.state_dict().items():
+        if not k.startswith("classifier.6."):
+            assert torch.equal(got[k], v), k
+    assert b.model.get_classifier().out_features == 7
+    assert isinstance(b.model.classifier[0], torch.nn.Linear)  # not timm's conv-MLP classifier
+    assert [n for n, _ in b.blocks] == ["conv1", "conv2", "conv3", "conv4", "conv5", "classifier"]
+    x = torch.randn(2, 3, 32, 32)
+    assert b.model(x).shape == (2, 7) and b.features(x).shape == (2, 4096)
+
+
+def test_corrupt_weight_file_is_a_clear_error(tmp_path) -> None:
+    bad = tmp_path / "resnet18.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="resnet18"):
+        create_backbone("resnet18", 2, str(bad))
+    with pytest.raises(WeightsError, match="does not exist"):
+        create_backbone("resnet18", 2, str(tmp_path / "nope.pth"))
+
+
+def test_pretrained_offline_fails_fast_and_never_falls_back_to_random(monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(WeightsError, match="--weights"):
+        create_backbone("resnet18", 2, "pretrained")
+    assert time.perf_counter() - t0 < 30
+
+
+def test_unknown_backbone_lists_alternatives() -> None:
+    with pytest.raises(UnknownNameError, match="timm"):
+        create_backbone("resnet_does_not_exist", 2)
+
+
+def test_study_partitions() -> None:
+    r = create_backbone("resnet50", 2)
+    assert [n for n, _ in r.blocks] == ["stem", "layer1", "layer2", "layer3", "layer4", "fc"]
+    d = create_backbone("densenet121", 2)
+    assert [n for n, _ in d.blocks] == ["stem", "denseblock1", "transition1", "denseblock2", "transition2",
+                                        "denseblock3", "transition3", "denseblock4", "norm5+classifier"]
+    for b in (r, d):
+        check_partition(b.model, b.blocks)
+        assert set(b.head_param_names()) <= set(b.blocks[-1][1])
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_b0", "convnext_tiny", "vit_small_patch16_224"])
+def test_generic_partitions_cover_every_parameter_in_order(name: str) -> None:
+    b = create_backbone(name, 4)
+    names = [n for n, _ in b.model.named_parameters()]
+    flat = [p for _, ps in b.blocks for p in ps]
+    assert sorted(flat) == sorted(names) and len(flat) == len(set(flat))
+    assert set(b.head_param_names()) <= set(b.blocks[-1][1])
+    first = {p for p in b.blocks[0][1]}
+    assert any(k in p for p in first for k in ("stem", "conv", "patch_embed", "embed", "cls_token"))
+    assert b.model.get_classifier().out_features == 4
+
+
+def test_target_size() -> None:
+    assert create_backbone("densenet121", 2).target_size(28) == 32
+    assert create_backbone("resnet18", 2).target_size(64) == 64
+    assert create_backbone("vit_small_patch16_224", 2).target_size(28) == 224
