@@ -13,11 +13,15 @@ import pytest
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
 from medft_bench.grid import GridOptions, build_grid, parse_shard
-from medft_bench.tiers import get_tier
+from medft_bench.tiers import Tier, get_tier
 
 
-def _csv(value: str | None, cast: type = str) -> list | None:
-    return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else None
+def _csv(config: pytest.Config, name: str, cast: type = str) -> list | None:
+    value = config.getoption(name)
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else None
+    except ValueError:
+        raise MedftError(f"{name} {value!r}: expected comma-separated {cast.__name__} values") from None
 
 
 def grid_from_options(config: pytest.Config) -> list[CellConfig]:
@@ -25,21 +29,36 @@ def grid_from_options(config: pytest.Config) -> list[CellConfig]:
     train = {k: v for k, v in {"epochs": opt("--epochs"), "batch_size": opt("--batch-size"),
                                "max_train_samples": opt("--max-train-samples")}.items() if v is not None}
     opts = GridOptions(
-        datasets=_csv(opt("--datasets")), backbones=_csv(opt("--backbones")),
-        strategies=_csv(opt("--strategies")), seeds=_csv(opt("--seeds"), int), img_sizes=_csv(opt("--img-size"), int),
+        datasets=_csv(config, "--datasets"), backbones=_csv(config, "--backbones"),
+        strategies=_csv(config, "--strategies"), seeds=_csv(config, "--seeds", int),
+        img_sizes=_csv(config, "--img-size", int),
         weights=opt("--weights"), train=train, shard=parse_shard(opt("--shard")) if opt("--shard") else None,
     )
     return build_grid(get_tier(opt("--tier")), opts)
 
 
+_GRID = pytest.StashKey[tuple[Tier, list[CellConfig]]]()
+
+
+def _grid(config: pytest.Config) -> tuple[Tier, list[CellConfig]]:
+    """The tier and its cells, built once; a bad option is a usage error (exit code 4), not a traceback."""
+    if _GRID not in config.stash:
+        try:
+            config.stash[_GRID] = (get_tier(config.getoption("--tier")), grid_from_options(config))
+        except MedftError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return config.stash[_GRID]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Validated here: a UsageError raised while collecting would be reported as a collection error.
+    _grid(session.config)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" not in metafunc.fixturenames:
         return
-    try:
-        tier = get_tier(metafunc.config.getoption("--tier"))
-        cells = grid_from_options(metafunc.config)
-    except MedftError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    tier, cells = _grid(metafunc.config)
     marks = [getattr(pytest.mark, m) for m in tier.marks]
     params = [pytest.param(c, id=c.cell_id, marks=marks) for c in cells]
     metafunc.parametrize("cell", params)

@@ -1,0 +1,470 @@
+"""The benchmark suite end to end, on the smoke tier's tiny corner (resnet18 x lp,knn, one epoch): id selection,
+records and reuse, --rerun, resume after a SIGKILL, two runs sharing one results directory, sharding, skips
+with instructions, xdist, and bad options.
+
+Runs that need a process of their own (killed runs, concurrent runs, xdist) are ``python -m pytest benchmarks``
+subprocesses; the others run in this process through ``pytester``, which spares each one the seconds of
+importing torch, timm and scikit-learn again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from medft_bench.config import CellConfig
+from medft_bench.errors import MedftError
+from medft_bench.grid import GridOptions, build_grid, in_shard, parse_shard
+from medft_bench.results.record import _validator
+from medft_bench.results.store import ResultStore, load_records, read_record
+from medft_bench.strategies.registry import strategy_names
+from medft_bench.tiers import get_tier
+
+pytest_plugins = ["pytester"]
+
+# pytester's in-process runs forget the modules they were first to import, and an extension module such as torch
+# imported a second time crashes the process (a segfault): everything the suite's cells use is imported here, once.
+importlib.import_module("timm")
+for _module in ("medft_bench.data.folders", "medft_bench.gates", "medft_bench.runner", "medft_bench.training.engine"):
+    importlib.import_module(_module)
+_validator()
+strategy_names()
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--backbones", "resnet18", "--strategies", "lp,knn", "--epochs", "1"]
+TIMEOUT = 600  # a hung lock or run fails the test instead of hanging the suite
+
+# A plug-in for the subprocess (-p medft_killpoint): at one point of a cell it touches $MEDFT_TEST_MARK and then
+# sleeps, so that the test can SIGKILL the run exactly there; or it delays every computed cell ("slow").
+KILLPOINT = textwrap.dedent('''
+    import os
+    import time
+
+    from medft_bench.training import engine
+
+    MODE = os.environ.get("MEDFT_TEST_KILLPOINT", "")
+    MARK = os.environ.get("MEDFT_TEST_MARK", "")
+
+
+    def _hold():
+        open(MARK, "w").close()
+        time.sleep(600)
+
+
+    if MODE == "train":  # after one real training epoch, before validation: mid-cell
+        _train_epoch = engine._Runner.train_epoch
+
+        def train_epoch(self, *args, **kwargs):
+            out = _train_epoch(self, *args, **kwargs)
+            _hold()
+            return out
+
+        engine._Runner.train_epoch = train_epoch
+    elif MODE == "rename":  # the record's temporary file is written, the rename has not happened
+        _replace = os.replace
+
+        def replace(src, dst, *args, **kwargs):
+            name = os.path.basename(str(dst))
+            if name.endswith(".json") and "__" in name and os.path.basename(str(src)).startswith("."):
+                _hold()
+            return _replace(src, dst, *args, **kwargs)
+
+        os.replace = replace
+    elif MODE == "slow":  # every computed cell takes a few seconds longer: concurrent runs overlap
+        _run_cell = engine.run_cell
+
+        def run_cell(*args, **kwargs):
+            time.sleep(float(os.environ.get("MEDFT_TEST_DELAY", "3")))
+            return _run_cell(*args, **kwargs)
+
+        engine.run_cell = run_cell
+''')
+
+
+def tiny_grid() -> list[CellConfig]:
+    return build_grid(get_tier("smoke"), GridOptions(backbones=["resnet18"], strategies=["lp", "knn"],
+                                                     train={"epochs": 1}))
+
+
+def tail(text: str, n: int = 4000) -> str:
+    return text[-n:]
+
+
+def bench_json(path: Path) -> dict[str, dict[str, Any]]:
+    """pytest-benchmark's JSON: {cell id: {"extra_info": ..., "stats": ...}}."""
+    data = json.loads(path.read_text())
+    out = {}
+    for b in data["benchmarks"]:
+        assert b["name"].startswith("test_finetune[") and b["name"].endswith("]"), b["name"]
+        out[b["name"][len("test_finetune["):-1]] = b
+    return out
+
+
+def record_files(results: Path) -> list[str]:
+    """Record file names (the store's own files; dot-prefixed temporary files excluded)."""
+    return sorted(p.name for p in results.rglob("*.json") if not p.name.startswith("."))
+
+
+def assert_one_valid_record_per_cell(results: Path, cells: list[CellConfig]) -> list[dict[str, Any]]:
+    records, problems = load_records([results])
+    assert problems == [], problems
+    assert len(records) == len(cells)
+    store = ResultStore(results)
+    assert record_files(results) == sorted(store.path_for(c).name for c in cells)
+    by_hash = {r["config_hash"]: r for r in records}
+    for c in cells:
+        rec = by_hash[c.config_hash]
+        assert rec["cell_id"] == c.cell_id and rec["status"] == "ok", (c.cell_id, rec["status"], rec["error"])
+        assert rec["metrics"] and rec["finished"] >= rec["started"]
+        assert store.lookup(c) == rec
+    return [by_hash[c.config_hash] for c in cells]
+
+
+# -- running the suite -----------------------------------------------------------------------------------
+
+
+def pytest_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "benchmarks", "-p", "no:cacheprovider", *args]
+
+
+@pytest.fixture(scope="module")
+def env() -> dict[str, str]:
+    """For subprocesses: offline, this session's data cache, none of the outer pytest's (xdist) variables, and
+    one thread per run (the runs share a small machine, where spinning OpenMP threads cost more than they give)."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MEDFT_"))}
+    e.update(HF_HUB_OFFLINE="1", MEDFT_OFFLINE="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+             MEDFT_CACHE_DIR=os.environ["MEDFT_CACHE_DIR"])  # set by tests/conftest.py
+    return e
+
+
+@pytest.fixture(scope="module")
+def killpoint_env(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    plugin_dir = tmp_path_factory.mktemp("plugin")
+    (plugin_dir / "medft_killpoint.py").write_text(KILLPOINT)
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(plugin_dir), env.get("PYTHONPATH")]))}
+
+
+Run = Callable[..., pytest.RunResult]
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Run:
+    """``pytest benchmarks ARGS`` in this process (one torch thread while it runs)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MEDFT_OFFLINE", "1")
+    monkeypatch.delenv("MEDFT_DATA_ROOT", raising=False)
+    for name in [k for k in os.environ if k.startswith("PYTEST_XDIST_")]:  # when these tests run under xdist:
+        monkeypatch.delenv(name)  # pytest-benchmark would turn itself off in the inner run
+
+    def run(*args: str) -> pytest.RunResult:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return pytester.runpytest_inprocess(str(REPO / "benchmarks"), "-p", "no:cacheprovider", *args)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
+def output(result: pytest.RunResult) -> str:
+    return tail(result.stdout.str() + "\n" + result.stderr.str())
+
+
+@pytest.fixture(scope="module")
+def xdist_run(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Any]]:
+    """An ``-n 2`` run of the tiny grid, started in the background when the module's first test begins."""
+    root = tmp_path_factory.mktemp("xdist")
+    with open(root / "log", "w") as log:
+        proc = subprocess.Popen(pytest_cmd("-n", "2", *TINY, "--results-dir", str(root / "results")), cwd=REPO,
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield root, proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+pytestmark = pytest.mark.usefixtures("xdist_run")
+
+
+# -- 5. sharding -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tier", ["smoke", "standard"])
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_shards_partition_the_grid(tier: str, n: int) -> None:
+    grid = [c.cell_id for c in build_grid(get_tier(tier))]
+    assert len(grid) == len(set(grid))
+    shards = [[c.cell_id for c in build_grid(get_tier(tier), GridOptions(shard=(i, n)))] for i in range(1, n + 1)]
+    assert all(shards), [len(s) for s in shards]
+    assert sum(len(s) for s in shards) == len(grid)  # no overlap
+    assert set().union(*shards) == set(grid)  # nothing lost
+    for i, s in enumerate(shards, 1):  # a cell's shard depends on its id only, in the grid's order
+        assert [cid for cid in grid if in_shard(cid, (i, n))] == s
+
+
+def test_parse_shard() -> None:
+    assert parse_shard("1/1") == (1, 1) and parse_shard("2/4") == (2, 4) and parse_shard("4/4") == (4, 4)
+    for bad in ("0/2", "3/2", "x", "1/0", "1-2", "", "1/2/3", "-1/2"):
+        with pytest.raises(MedftError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_shard_option_collects_the_shard(run: Run) -> None:
+    expected = sorted(c.cell_id for c in build_grid(get_tier("smoke"), GridOptions(shard=(2, 3))))
+    result = run("--collect-only", "-q", "--shard", "2/3")
+    assert result.ret == 0, output(result)
+    got = sorted(ln.split("[", 1)[1][:-1] for ln in result.outlines if ln.startswith("benchmarks/"))
+    assert got == expected and 0 < len(got) < len(build_grid(get_tier("smoke")))
+
+
+# -- 1. id selection -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("expr", "keep"), [
+    ("densenet", lambda c: c.backbone == "densenet121"),
+    ("lp_ft and pneumonia", lambda c: c.strategy == "lp_ft" and c.dataset == "pneumoniamnist"),
+    ("not vgg19", lambda c: c.backbone != "vgg19"),
+])
+def test_k_selects_the_expected_cells(run: Run, expr: str, keep: Callable[[CellConfig], bool]) -> None:
+    grid = build_grid(get_tier("smoke"))
+    expected = sorted(f"benchmarks/test_finetune.py::test_finetune[{c.cell_id}]" for c in grid if keep(c))
+    assert 0 < len(expected) < len(grid)
+    result = run("--collect-only", "-q", "-k", expr)
+    assert result.ret == 0, output(result)
+    assert sorted(ln for ln in result.outlines if ln.startswith("benchmarks/")) == expected
+    assert f"{len(expected)}/{len(grid)} tests collected" in result.stdout.str()
+    if expr == "densenet":  # ids read as the docs say
+        assert "benchmarks/test_finetune.py::test_finetune[smoke-pneumoniamnist-32-densenet121-lp_ft-seed0]" in expected
+        assert len(expected) == len(strategy_names())
+
+
+# -- 8. bad options --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message", "valid"), [
+    (("--tier=nope",), "unknown tier 'nope'; valid names:", ("full", "quick", "smoke", "standard")),
+    (("--strategies", "lp,nope"), "unknown strategy 'nope'; valid names:", None),
+    (("--shard", "3/2"), "--shard '3/2'", ()),
+    (("--seeds", "x"), "--seeds 'x'", ()),
+], ids=["tier", "strategies", "shard", "seeds"])
+def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: str, valid: Any) -> None:
+    result = run("--collect-only", "-q", *args)
+    text = output(result)
+    assert result.ret == 4, text  # pytest's usage-error exit code
+    assert "Traceback" not in text and "ERROR collecting" not in text, text
+    (line,) = [ln for ln in result.errlines if ln.startswith("ERROR:")]
+    assert message in line
+    for name in strategy_names() if valid is None else valid:
+        assert name in line
+
+
+# -- 6. skips with instructions, not tracebacks ----------------------------------------------------------
+
+
+def _skip_reason(result: pytest.RunResult) -> str:
+    text = output(result)
+    assert result.ret == 0, text
+    result.assert_outcomes(skipped=1)
+    assert "Traceback" not in text, text
+    (line,) = [ln for ln in result.outlines if ln.startswith("SKIPPED")]
+    return line
+
+
+def test_missing_folder_dataset_skips_with_instructions(run: Run, tmp_path: Path) -> None:
+    empty = tmp_path / "data"
+    empty.mkdir()
+    reason = _skip_reason(run("-rs", "--tier=full", "--allow-cpu", "--datasets", "chest_xray_pneumonia",
+                              "--backbones", "resnet18", "--strategies", "lp", "--seeds", "0",
+                              "--data-root", str(empty), "--results-dir", str(tmp_path / "results")))
+    assert "chest_xray_pneumonia" in reason
+    assert "https://" in reason  # where to get it
+    assert f"Place it at {empty / 'chest_xray_pneumonia'}" in reason  # the expected path
+    assert load_records([tmp_path / "results"]) == ([], [])
+
+
+def test_missing_medmnist_file_skips_with_download_instructions(run: Run, tmp_path: Path) -> None:
+    empty = tmp_path / "data"
+    empty.mkdir()
+    reason = _skip_reason(run("-rs", "--tier=quick", "--datasets", "pneumoniamnist", "--backbones", "resnet18",
+                              "--strategies", "lp", "--data-root", str(empty), "--no-download",
+                              "--results-dir", str(tmp_path / "results")))
+    assert "https://zenodo.org/" in reason and "pneumoniamnist.npz" in reason
+    assert str(empty / "pneumoniamnist.npz") in reason
+    assert not list(empty.iterdir())  # nothing downloaded
+
+
+def test_gpu_tier_on_cpu_skips_without_allow_cpu(run: Run, tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available: the gpu marker does not skip here")
+    reason = _skip_reason(run("-rs", "--tier=standard", "--datasets", "pneumoniamnist", "--backbones", "resnet18",
+                              "--strategies", "lp", "--img-size", "64", "--seeds", "684",
+                              "--results-dir", str(tmp_path / "results")))
+    assert "needs CUDA" in reason and "--allow-cpu" in reason
+    assert not (tmp_path / "results").exists()  # nothing ran
+
+
+# -- 2. records, reuse, --rerun --------------------------------------------------------------------------
+
+
+def test_records_reuse_and_rerun(run: Run, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    cells = tiny_grid()
+    store = ResultStore(results)
+
+    # A run writes one valid record per case.
+    result = run(*TINY, "--results-dir", str(results), "--benchmark-json", str(tmp_path / "run1.json"))
+    assert result.ret == 0, output(result)
+    result.assert_outcomes(passed=len(cells))
+    first = bench_json(tmp_path / "run1.json")
+    assert sorted(first) == sorted(c.cell_id for c in cells)
+    assert_one_valid_record_per_cell(results, cells)
+    for c in cells:
+        extra = first[c.cell_id]["extra_info"]
+        assert extra["reused"] is False and extra["status"] == "ok" and extra["config_hash"] == c.config_hash
+        assert Path(extra["record_path"]) == store.path_for(c)
+    before = {c.cell_id: store.path_for(c).read_bytes() for c in cells}
+    started = {c.cell_id: read_record(store.path_for(c))["started"] for c in cells}
+
+    # Running again reuses every record, untouched, and quickly.
+    result = run(*TINY, "--results-dir", str(results), "--benchmark-json", str(tmp_path / "run2.json"))
+    assert result.ret == 0, output(result)
+    second = bench_json(tmp_path / "run2.json")
+    assert sorted(second) == sorted(before)
+    for c in cells:
+        assert second[c.cell_id]["extra_info"]["reused"] is True
+        assert store.path_for(c).read_bytes() == before[c.cell_id]
+        took, computed = second[c.cell_id]["stats"]["max"], first[c.cell_id]["stats"]["max"]
+        assert took < min(2.0, computed / 2), (took, computed)  # a lookup, not a computation
+    assert_one_valid_record_per_cell(results, cells)
+
+    # --rerun computes every cell again and replaces its record.
+    result = run(*TINY, "--results-dir", str(results), "--rerun", "--benchmark-json", str(tmp_path / "run3.json"))
+    assert result.ret == 0, output(result)
+    third = bench_json(tmp_path / "run3.json")
+    for c, rec in zip(cells, assert_one_valid_record_per_cell(results, cells)):
+        assert third[c.cell_id]["extra_info"]["reused"] is False
+        assert rec["started"] > started[c.cell_id]
+
+
+# -- 3. resume after SIGKILL -----------------------------------------------------------------------------
+
+
+def _run_and_kill(env: dict[str, str], args: list[str], mode: str, mark: Path, log: Path) -> None:
+    """Start a run with the kill-point plug-in, wait until it holds at ``mode``, SIGKILL it."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen(pytest_cmd("-p", "medft_killpoint", *args), cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**env, "MEDFT_TEST_KILLPOINT": mode, "MEDFT_TEST_MARK": str(mark)})
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while not mark.exists():
+                assert proc.poll() is None, f"the run ended before reaching {mode!r}:\n{tail(log.read_text())}"
+                assert time.monotonic() < deadline, f"the run never reached {mode!r}"
+                time.sleep(0.1)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    mark.unlink()
+
+
+def test_resume_after_sigkill(killpoint_env: dict[str, str], run: Run, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    args = ["--backbones", "resnet18", "--strategies", "lp", "--epochs", "1", "--results-dir", str(results)]
+    (cell,) = build_grid(get_tier("smoke"), GridOptions(backbones=["resnet18"], strategies=["lp"],
+                                                        train={"epochs": 1}))
+    store = ResultStore(results)
+    mark = tmp_path / "reached"
+
+    # Killed mid-training: the cell was claimed, nothing was written.
+    _run_and_kill(killpoint_env, args, "train", mark, tmp_path / "train.log")
+    assert (results / ".locks" / f"{cell.cell_id}__{cell.config_hash}.lock").is_file()
+    assert not store.path_for(cell).exists() and not store.head_path_for(cell).exists()
+    assert load_records([results]) == ([], [])
+
+    # Killed between writing the record's temporary file and renaming it: the dot-temp file is never a record.
+    _run_and_kill(killpoint_env, args, "rename", mark, tmp_path / "rename.log")
+    assert not store.path_for(cell).exists()
+    leftovers = [p for p in store.path_for(cell).parent.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers and all(p.name.startswith(".") for p in leftovers)
+    assert load_records([results]) == ([], [])
+    assert store.lookup(cell) is None
+
+    # The next run computes the cell (the dead runs' locks are free) and writes a complete record.
+    result = run(*args, "--benchmark-json", str(tmp_path / "resume.json"))
+    assert result.ret == 0, output(result)
+    assert bench_json(tmp_path / "resume.json")[cell.cell_id]["extra_info"]["reused"] is False
+    (rec,) = assert_one_valid_record_per_cell(results, [cell])
+    assert rec["costs"]["epochs_run"] == 1 and store.load_head(cell) is not None
+
+
+# -- 4. two runs sharing one results directory -----------------------------------------------------------
+
+
+def test_concurrent_runs_compute_each_cell_once(killpoint_env: dict[str, str], tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    cells = tiny_grid()
+    # Each computed cell takes 3 s longer, so the two runs overlap: without the lock, both would compute.
+    env = {**killpoint_env, "MEDFT_TEST_KILLPOINT": "slow", "MEDFT_TEST_DELAY": "3"}
+    procs, logs = [], []
+    for i in range(2):
+        logs.append(open(tmp_path / f"run{i}.log", "w"))  # closed below
+        procs.append(subprocess.Popen(
+            pytest_cmd("-p", "medft_killpoint", *TINY, "--results-dir", str(results),
+                       "--benchmark-json", str(tmp_path / f"run{i}.json")),
+            cwd=REPO, env=env, stdout=logs[-1], stderr=subprocess.STDOUT))
+    try:
+        for p in procs:
+            p.wait(timeout=TIMEOUT)
+    finally:
+        for p, log in zip(procs, logs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    for i, p in enumerate(procs):
+        assert p.returncode == 0, tail((tmp_path / f"run{i}.log").read_text())
+    assert_one_valid_record_per_cell(results, cells)
+    runs = [bench_json(tmp_path / f"run{i}.json") for i in range(2)]
+    for c in cells:
+        reused = sorted(r[c.cell_id]["extra_info"]["reused"] for r in runs)
+        assert reused == [False, True], (c.cell_id, reused)  # computed exactly once, reused by the other run
+        assert {r[c.cell_id]["extra_info"]["config_hash"] for r in runs} == {c.config_hash}
+    assert not list(results.rglob("*.tmp"))
+
+
+# -- 7. xdist --------------------------------------------------------------------------------------------
+
+
+def test_xdist_run_writes_the_same_records_as_a_serial_run(xdist_run: tuple[Path, Any], run: Run,
+                                                           tmp_path: Path) -> None:
+    serial = tmp_path / "serial"
+    result = run(*TINY, "--results-dir", str(serial))
+    assert result.ret == 0, output(result)
+    root, proc = xdist_run
+    proc.wait(timeout=TIMEOUT)
+    log = (root / "log").read_text()
+    assert proc.returncode == 0, tail(log)
+    assert "2 workers" in log or "created: 2/2 workers" in log, tail(log)
+    cells = tiny_grid()
+    assert_one_valid_record_per_cell(root / "results", cells)
+    assert_one_valid_record_per_cell(serial, cells)
+    assert record_files(root / "results") == record_files(serial)
+    hashes = [{r["config_hash"] for r in load_records([d])[0]} for d in (root / "results", serial)]
+    assert hashes[0] == hashes[1] == {c.config_hash for c in cells}
