@@ -52,6 +52,13 @@ def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
     strategies = opts.strategies or list(tier.strategies or strategy_names())
     for s in strategies:
         get_strategy(s)  # unknown names fail here, listing the valid ones
+    from medft_bench.data.sources import dataset_names
+    from medft_bench.errors import unknown
+
+    known = dataset_names()
+    for d in opts.datasets or ():
+        if d not in known:
+            raise unknown("dataset", d, known)
     cells = []
     for dataset in opts.datasets or tier.datasets:
         for size in opts.img_sizes or tier.img_sizes:
