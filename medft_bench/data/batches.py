@@ -5,6 +5,7 @@ Applied to whole batches of tensors (on the GPU when there is one), never per sa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -35,42 +36,89 @@ class Preprocess:
 
     def __call__(self, images: torch.Tensor, *, train: bool = False,
                  generator: torch.Generator | None = None) -> torch.Tensor:
-        x = images.float().div_(255.0)
-        if x.shape[1] != self.channels:
-            x = x.expand(-1, self.channels, -1, -1) if x.shape[1] == 1 else x[:, : self.channels]
+        """``(x / 255 - mean) / std`` per output channel, resized or padded to ``target_size``.
+
+        The affine normalisation is one fused pass (``shift + x * scale``, the 1/255 folded into ``scale``,
+        grey broadcast to three channels) done at the smaller of the two sizes: before upsampling
+        (interpolation weights sum to one, so the two commute), after downsampling. On the CPU the resize
+        is two matrix products with the interpolation's own weights (see ``_resize_matrix``), which is
+        faster than ``F.interpolate`` there and gives the same values up to float rounding.
+        """
+        x = images.float()
+        if x.shape[1] > self.channels:
+            x = x[:, : self.channels]
         size = x.shape[-1]
-        if size != self.target_size:
-            if self.policy == "resize":
-                smooth = self.interpolation in ("bilinear", "bicubic")  # the modes that take these options
-                kw = {"align_corners": False, "antialias": True} if smooth else {}
-                x = F.interpolate(x, size=(self.target_size, self.target_size), mode=self.interpolation, **kw)
-            elif size < self.target_size:
-                # Normalise first so that the zero padding is the mean colour, as MedMNIST+ pads images.
-                x = self._normalise(x)
-                lo = (self.target_size - size) // 2
-                hi = self.target_size - size - lo
-                x = F.pad(x, (lo, hi, lo, hi))
-                return self._augment(x, generator) if train and self.augment else x
-            else:
-                raise ValueError(f"cannot pad {size} px images down to {self.target_size} px; use policy 'resize'")
-        x = self._normalise(x)
+        if size == self.target_size:
+            x = self._normalise(x)
+        elif self.policy == "resize":
+            x = self._resize(self._normalise(x)) if size < self.target_size else self._normalise(self._resize(x))
+        elif size < self.target_size:
+            # Normalised first so that the zero padding is the mean colour, as MedMNIST+ pads images.
+            x = self._normalise(x)
+            lo = (self.target_size - size) // 2
+            hi = self.target_size - size - lo
+            x = F.pad(x, (lo, hi, lo, hi))
+        else:
+            raise ValueError(f"cannot pad {size} px images down to {self.target_size} px; use policy 'resize'")
         return self._augment(x, generator) if train and self.augment else x
 
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":
+            w = _resize_matrix(x.shape[-1], self.target_size, self.interpolation, x.device)
+            return torch.matmul(w, torch.matmul(x, w.T))
+        return _interpolate(x, self.target_size, self.interpolation)
+
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean[: x.shape[1]], device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std[: x.shape[1]], device=x.device).view(1, -1, 1, 1)
-        return (x - mean) / std
+        """uint8-range values to normalised ones; one input channel is broadcast to ``channels``."""
+        c = self.channels if x.shape[1] == 1 else x.shape[1]
+        shift, scale = _affine(self.mean[:c], self.std[:c], x.device)
+        return torch.addcmul(shift, x, scale)
 
     @staticmethod
     def _augment(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n = x.shape[0]
         flip = torch.rand(n, generator=generator) < 0.5
-        x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+        x = torch.where(flip.to(x.device, non_blocking=True).view(-1, 1, 1, 1), x.flip(-1), x)
         shift = int(round(x.shape[-1] * 0.05))
         if shift:
             dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=generator))
             x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
         return x
+
+
+def _interpolate(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    smooth = mode in ("bilinear", "bicubic")  # the modes that take these options
+    kw = {"align_corners": False, "antialias": True} if smooth else {}
+    return F.interpolate(x, size=(size, size), mode=mode, **kw)
+
+
+@functools.lru_cache(maxsize=64)
+def _resize_matrix(src: int, tgt: int, mode: str, device: torch.device) -> torch.Tensor:
+    """(tgt, src): the weight of every input pixel in every output pixel along one axis.
+
+    Every interpolation mode here is linear and separable, so resizing an image is ``W @ x @ W.T``; the
+    weights are ``F.interpolate``'s own response to unit impulses, so the product reproduces it.
+    """
+    with torch.inference_mode(False):
+        eye = torch.eye(src, device=device).view(src, 1, 1, src)
+        return _interpolate_1d(eye, tgt, mode).view(src, tgt).T.contiguous()
+
+
+def _interpolate_1d(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    smooth = mode in ("bilinear", "bicubic")
+    kw = {"align_corners": False, "antialias": True} if smooth else {}
+    return F.interpolate(x, size=(1, size), mode=mode, **kw)
+
+
+@functools.lru_cache(maxsize=64)
+def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``-mean/std`` and ``1/(255 std)`` as (1, C, 1, 1) tensors on ``device``, made once: building them per
+    batch would copy host memory to the GPU every step, a host-device synchronisation in the training loop."""
+    m = torch.tensor(mean, dtype=torch.float64)
+    s = torch.tensor(std, dtype=torch.float64)
+    with torch.inference_mode(False):  # ordinary tensors, usable with and without autograd
+        return ((-m / s).float().view(1, -1, 1, 1).to(device), (1.0 / (255.0 * s)).float().view(1, -1, 1, 1).to(device))
 
 
 def batch_indices(n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,

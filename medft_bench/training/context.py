@@ -28,6 +28,7 @@ class CellContext:
     channels_last: bool = False
     results_dir: Any = None  # a results.store.ResultStore, for strategies that reuse other cells' results
     epoch_generator: torch.Generator | None = None  # the current epoch's batch-order generator
+    feature_cache: Any = None  # the cell's training.features.FeatureCache, set by the engine
     _initial: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property

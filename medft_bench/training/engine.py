@@ -90,6 +90,16 @@ class _Tracker:
     trainable_per_stage: dict[str, int] = field(default_factory=dict)
     best: dict[str, Any] = field(default_factory=dict)
     cached_feature_epochs: int = 0
+    select_s: float = 0.0  # early stopping: keeping the best epoch's weights and restoring them
+    first_steps_s: list[float] = field(default_factory=list)  # with compile: the cell's first two steps
+    feature_cache: dict[str, Any] | None = None
+
+    @property
+    def compile_s(self) -> float | None:
+        """torch.compile's first compilation: the first training step's time beyond the second's."""
+        if len(self.first_steps_s) < 2:
+            return None
+        return max(0.0, self.first_steps_s[0] - self.first_steps_s[1])
 
 
 class _Runner:
@@ -100,6 +110,7 @@ class _Runner:
         self.opt: torch.optim.Optimizer | None = None
         self.opt_key: tuple | None = None
         self.cache = FeatureCache(ctx)
+        ctx.feature_cache = self.cache  # shared with strategies that read features (the kNN probe)
 
     # -- optimizer -------------------------------------------------------------------------------------
     def _optimizer(self, plan: EpochPlan) -> torch.optim.Optimizer:
@@ -145,7 +156,7 @@ class _Runner:
         n_train = sum(p.numel() for n, p in named.items() if n in trainable)
         self.t.max_trainable = max(self.t.max_trainable, n_train)
         cached = self._head_only(plan)
-        if cached and not self.cache._feats:
+        if cached and not self.cache.active:
             _sync(ctx.device)
             t0 = time.perf_counter()
             self.cache.get("train")
@@ -160,19 +171,27 @@ class _Runner:
             feats, labels = self.cache.get("train"), ctx.data.train.labels.to(ctx.device)
             head = ctx.backbone.head
             for idx in batch_indices(len(feats), ctx.settings.batch_size, shuffle=True, generator=gen):
-                idx = idx.to(ctx.device)
+                idx = idx.to(ctx.device, non_blocking=True)
                 loss = ctx.loss(head(feats[idx]), labels[idx])
                 loss_sum += self._step(opt, loss)
                 steps += 1
         else:
             self.cache.clear()
+            timing = ctx.settings.compile and len(self.t.first_steps_s) < 2
             for images, labels in iterate(ctx.data.train, ctx.settings.batch_size, shuffle=True, generator=gen,
                                           device=ctx.device):
+                if timing:  # the first two steps of a compiled cell only: their difference is compile time
+                    _sync(ctx.device)
+                    ts = time.perf_counter()
                 x = ctx.to_input(images, train=True)
                 with ctx.autocast():
                     logits = ctx.model(x)
                 loss_sum += self._step(opt, ctx.loss(logits, labels))
                 steps += 1
+                if timing:
+                    _sync(ctx.device)
+                    self.t.first_steps_s.append(time.perf_counter() - ts)
+                    timing = len(self.t.first_steps_s) < 2
         mean_loss = float(loss_sum) / max(1, steps)  # the one host sync of the epoch
         _sync(ctx.device)
         self.t.train_s += time.perf_counter() - t0
@@ -196,7 +215,7 @@ class _Runner:
         model.eval()
         out = []
         try:
-            if self.cache._feats:
+            if self.cache.active:
                 logits = ctx.backbone.head(self.cache.get(split)).float()
                 out.append(logits)
             else:
@@ -246,15 +265,19 @@ class _Runner:
                                       **plan.note})
                 self.progress.update(f"{stage.name} loss {loss:.4f} val {self.monitor} {score:.4f}")
                 if score > best_score:
+                    t0 = time.perf_counter()
                     best_score, bad, best_epoch = score, 0, e
                     best_state = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
+                    self.t.select_s += time.perf_counter() - t0
                 else:
                     bad += 1
                 if (stage.early_stopping and ctx.settings.patience and bad >= ctx.settings.patience
                         and e + 1 >= stage.min_epochs):
                     break
             if best_state is not None:
+                t0 = time.perf_counter()
                 ctx.model.load_state_dict(best_state)
+                self.t.select_s += time.perf_counter() - t0
                 self.t.best[stage.name] = {"epoch": best_epoch, f"val_{self.monitor}": best_score}
         return {"val": self.evaluate("val"), "test": self.evaluate("test")}
 
@@ -276,6 +299,10 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
     backbone.model.to(dev)
     if channels_last:
         backbone.model.to(memory_format=torch.channels_last)
+    if s.compile:
+        # In place (nn.Module.compile): parameter names, state dicts and the head stay as they are. The
+        # compilation itself happens at the first call; costs["compile_s"] reports it.
+        backbone.model.compile()
     pre = Preprocess(target_size=backbone.target_size(data.image_size), policy=s.preprocess,
                      interpolation=s.interpolation, mean=backbone.mean, std=backbone.std, augment=s.augment)
     ctx = CellContext(cfg=cfg, settings=s, data=data, backbone=backbone, preprocess=pre, device=dev,
@@ -311,18 +338,23 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.devi
     status, error, metrics, diverged_epoch = "ok", None, None, None
     with runner.progress:
         try:
+            t0 = time.perf_counter()
             predicted = strategy.predict(ctx)
             if predicted is None:
                 metrics = runner.run()
             else:
                 metrics = {split: compute_metrics(ctx.data.task, ctx.data.split(split).labels.numpy(), p)
                            for split, p in predicted.items()}
+                # A prediction-only strategy (kNN): getting the training features is its "training".
+                runner.t.feature_s = runner.cache.seconds.get("train", 0.0)
+                runner.t.eval_s = max(0.0, time.perf_counter() - t0 - runner.t.feature_s)
         except Diverged as exc:
             status, error, diverged_epoch = "diverged", str(exc), exc.epoch
         except (MedftError, KeyboardInterrupt):
             raise
         except Exception as exc:  # recorded, so one crashed cell does not hide the others
             status, error = "failed", f"{type(exc).__name__}: {exc}"
+    runner.t.feature_cache = runner.cache.report()
     head_state = ({k: v.detach().cpu().clone() for k, v in ctx.backbone.head.state_dict().items()}
                   if status == "ok" else None)
     record = build_record(
