@@ -139,9 +139,8 @@ def find_weight_file(weights: str | os.PathLike[str], arch: str, tag: str | None
     for c in candidates:
         if c.is_file():
             return c
-    raise WeightsError(
-        f"no weights for {arch} in {path}; looked for: {', '.join(c.name if c.parent == path else str(c) for c in candidates)}"
-    )
+    looked = ", ".join(c.name if c.parent == path else str(c) for c in candidates)
+    raise WeightsError(f"no weights for {arch} in {path}; looked for: {looked}")
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
