@@ -105,6 +105,29 @@ def test_early_stopping_restores_best_checkpoint() -> None:
     assert len(vals) < 6 or all(vals[i] <= vals[i - 1] for i in range(1, 2)) or len(vals) == 6
 
 
+def test_selection_breaks_ties_by_auc() -> None:
+    from medft_bench.training.engine import selection_key
+
+    flat_bad = {"balanced_acc": 0.5, "auc": 0.08}  # one class predicted, ranking inverted
+    flat_good = {"balanced_acc": 0.5, "auc": 0.92}  # one class predicted, ranking right
+    assert selection_key(flat_good, "balanced_acc") > selection_key(flat_bad, "balanced_acc")
+    assert selection_key({"balanced_acc": 0.51, "auc": 0.1}, "balanced_acc") > selection_key(flat_good, "balanced_acc")
+    by_auc = [selection_key({"auc": 0.7, "balanced_acc": b}, "auc") for b in (0.6, 0.5)]
+    assert by_auc[0] > by_auc[1]
+    assert selection_key({"balanced_acc": 0.5, "auc": None}, "balanced_acc") == (0.5, float("-inf"))
+    assert selection_key({"balanced_acc": float("nan")}, "balanced_acc")[0] == float("-inf")
+
+
+def test_selected_epoch_is_the_best_by_the_selection_key() -> None:
+    from medft_bench.training.engine import selection_key
+
+    rec = run_cell(tiny_cell("resnet18", "lp", epochs=4, patience=0, lr=0.5), progress=False).record
+    keys = [selection_key(e["val"], rec["metrics"]["monitor"]) for e in rec["epochs"]]
+    best = rec["costs"]["best_epoch"]
+    assert keys[best] == max(keys) and best == keys.index(max(keys))  # the first of equal keys
+    assert rec["metrics"]["val"]["auc"] == pytest.approx(rec["epochs"][best]["val"]["auc"])
+
+
 def test_ft_beats_chance_on_learnable_synthetic_data() -> None:
     cfg = tiny_cell("resnet18", "ft", splits=(("train", 256), ("val", 64), ("test", 128)), epochs=4, batch_size=32)
     rec = run_cell(cfg, progress=False).record

@@ -114,3 +114,28 @@ def test_target_size() -> None:
     assert create_backbone("densenet121", 2).target_size(28) == 32
     assert create_backbone("resnet18", 2).target_size(64) == 64
     assert create_backbone("vit_small_patch16_224", 2).target_size(28) == 224
+
+
+def test_reused_backbone_is_indistinguishable_from_a_fresh_build() -> None:
+    from medft_bench.models.factory import _LAST_BUILT, create_backbone_reusing
+
+    _LAST_BUILT.clear()
+    fresh = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        b = create_backbone("resnet18", 4, "random")
+        fresh.append((b.model.state_dict(), torch.get_rng_state()))
+    torch.manual_seed(3)
+    first = create_backbone_reusing("resnet18", 4, "random")
+    with torch.no_grad():
+        first.model.fc.weight.add_(1.0)  # a cell's training must not leak into the next cell's copy
+    torch.manual_seed(3)
+    second = create_backbone_reusing("resnet18", 4, "random")
+    assert second.model is not first.model and len(_LAST_BUILT) == 1
+    for k, v in fresh[0][0].items():
+        assert torch.equal(second.model.state_dict()[k], v), k
+    assert torch.equal(torch.get_rng_state(), fresh[0][1])  # the RNG continues as after a fresh build
+    torch.manual_seed(4)  # another seed draws other weights: no reuse
+    other = create_backbone_reusing("resnet18", 4, "random")
+    assert not torch.equal(other.model.fc.weight, second.model.fc.weight)
+    assert second.blocks == create_backbone("resnet18", 4, "random").blocks

