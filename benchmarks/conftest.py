@@ -12,7 +12,7 @@ import pytest
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
-from medft_bench.grid import GridOptions, build_grid, parse_shard
+from medft_bench.grid import GridOptions, build_grid, parse_shard, parse_splits
 from medft_bench.tiers import Tier, get_tier
 
 
@@ -33,6 +33,7 @@ def grid_from_options(config: pytest.Config) -> list[CellConfig]:
         strategies=_csv(config, "--strategies"), seeds=_csv(config, "--seeds", int),
         img_sizes=_csv(config, "--img-size", int),
         weights=opt("--weights"), train=train, shard=parse_shard(opt("--shard")) if opt("--shard") else None,
+        synthetic=parse_splits(opt("--synthetic")) if opt("--synthetic") is not None else None,
     )
     return build_grid(get_tier(opt("--tier")), opts)
 

@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--results-dir", default="results", help="where the record goes (default results/)")
     r.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    r.add_argument("--folder-dataset", action="append", default=[], metavar="NAME=PATH[,key=value...]",
+                   help="register your own image-folder or CSV-manifest dataset (repeatable)")
+    r.add_argument("--synthetic", nargs="?", const="", default=None, metavar="train=N,val=N,test=N",
+                   help="generated MedMNIST-format data instead of the real files (recorded as synthetic)")
     r.add_argument("--weights", default=None, help="pretrained | random | weights file or directory")
     r.add_argument("--img-size", type=int, default=None, help="dataset image size (MedMNIST: 28/64/128/224)")
     r.add_argument("--epochs", type=int, default=None)
@@ -60,22 +64,20 @@ def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from medft_bench.config import freeze_params
-    from medft_bench.data.sources import dataset_names
-    from medft_bench.errors import unknown
+    from medft_bench.data.folders import register_from_option
+    from medft_bench.grid import GridOptions, build_grid, parse_splits
     from medft_bench.runner import run_or_reuse
-    from medft_bench.strategies.registry import get_strategy
     from medft_bench.tiers import get_tier
 
-    tier = get_tier(args.tier)
-    get_strategy(args.strategy)
-    if args.dataset not in dataset_names():
-        raise unknown("dataset", args.dataset, dataset_names())
+    for text in args.folder_dataset:
+        register_from_option(text)
     overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                    "max_train_samples": args.max_train_samples}.items() if v is not None}
-    cfg = tier.cell(args.dataset, args.img_size or tier.img_sizes[0], args.backbone, args.strategy, args.seed,
-                    overrides)
-    if args.weights:
-        cfg = replace(cfg, weights=args.weights)
+    opts = GridOptions(datasets=[args.dataset], backbones=[args.backbone], strategies=[args.strategy],
+                       seeds=[args.seed], img_sizes=[args.img_size] if args.img_size else None, weights=args.weights,
+                       train=overrides, synthetic=parse_splits(args.synthetic) if args.synthetic is not None else None)
+    tier = get_tier(args.tier)
+    cfg = build_grid(tier, opts)[0]  # one cell: the tier's first image size unless --img-size says
     if args.param:
         cfg = replace(cfg, strategy_params=freeze_params({**cfg.params(), **_params(args.param)}))
     out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root, device=args.device,

@@ -23,6 +23,21 @@ class GridOptions:
     weights: str | None = None
     train: dict[str, Any] = field(default_factory=dict)  # TrainSettings overrides: epochs, max_train_samples...
     shard: tuple[int, int] | None = None  # (i, n), 1-based
+    # Generated MedMNIST-format data in place of the real files; the dict holds split sizes ({} = the tier's or
+    # the generator's defaults). Records say synthetic, so the leaderboard keeps them apart.
+    synthetic: dict[str, int] | None = None
+
+
+def parse_splits(text: str) -> dict[str, int]:
+    """``"train=4000,val=500,test=600"`` -> split sizes; ``""`` -> {} (defaults)."""
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, _, value = part.partition("=")
+        if key not in ("train", "val", "test") or not value.isdigit() or int(value) < 1:
+            raise MedftError(f"--synthetic {text!r}: expected split sizes like train=4000,val=500,test=600 "
+                             "(positive integers; splits train, val, test)")
+        out[key] = int(value)
+    return out
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -59,6 +74,14 @@ def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
     for d in opts.datasets or ():
         if d not in known:
             raise unknown("dataset", d, known)
+    if opts.synthetic is not None:
+        from medft_bench.data.medmnist import flags
+
+        folder = [d for d in opts.datasets or tier.datasets if d not in flags()]
+        if folder:
+            raise MedftError(f"--synthetic generates MedMNIST-format data only; {', '.join(folder)} "
+                             "is a folder dataset: pick MedMNIST datasets with --datasets")
+        splits = {**dict(tier.synthetic_splits), **opts.synthetic}
     cells = []
     for dataset in opts.datasets or tier.datasets:
         for size in opts.img_sizes or tier.img_sizes:
@@ -68,6 +91,8 @@ def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
                         cell = tier.cell(dataset, size, backbone, strategy, seed, opts.train)
                         if opts.weights:
                             cell = replace(cell, weights=opts.weights)
+                        if opts.synthetic is not None:
+                            cell = replace(cell, synthetic=True, synthetic_splits=tuple(sorted(splits.items())))
                         if in_shard(cell.cell_id, opts.shard):
                             cells.append(cell)
     return cells

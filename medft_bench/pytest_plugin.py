@@ -20,6 +20,12 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--batch-size", {"default": None, "type": int, "help": "training batch size"}),
     ("--max-train-samples", {"default": None, "type": int, "help": "cap on training images (seeded subset)"}),
     ("--data-root", {"default": None, "help": "folder holding MedMNIST .npz files / folder datasets"}),
+    ("--folder-dataset", {"action": "append", "default": [], "metavar": "NAME=PATH[,key=value...]",
+                          "help": "register your own image-folder or CSV-manifest dataset (repeatable), e.g. "
+                                  "mine=/data/us,channels=1; then --datasets mine"}),
+    ("--synthetic", {"nargs": "?", "const": "", "default": None, "metavar": "train=N,val=N,test=N",
+                     "help": "generated MedMNIST-format data instead of the real files (records say synthetic): "
+                             "a tier's shape without the downloads; optional split sizes"}),
     ("--weights", {"default": None, "help": "pretrained | random | a weights file or directory of weight files"}),
     ("--results-dir", {"default": "results", "help": "where cell records go (default: results/)"}),
     ("--rerun", {"action": "store_true", "default": False, "help": "recompute cells that have a record"}),
@@ -39,6 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs CUDA (skipped on CPU unless --allow-cpu)")
     config.addinivalue_line("markers", "heavy: the full tier (full-size datasets, GPU-hours)")
     config.addinivalue_line("markers", "perf: performance benchmarks (benchmarks/perf)")
+    _register_folder_datasets(config)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw"):
         import torch
@@ -46,6 +53,18 @@ def pytest_configure(config: pytest.Config) -> None:
         if torch.cuda.is_available() and torch.cuda.device_count() > 0:
             # One GPU per xdist worker: gw0 -> cuda:0, gw1 -> cuda:1, ...
             torch.cuda.set_device(int(worker[2:]) % torch.cuda.device_count())
+
+
+def _register_folder_datasets(config: pytest.Config) -> None:
+    """In the main process and in every xdist worker: each builds the grid itself."""
+    from medft_bench.data.folders import register_from_option
+    from medft_bench.errors import MedftError
+
+    for text in config.getoption("--folder-dataset", default=None) or ():
+        try:
+            register_from_option(text)
+        except MedftError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def _nvidia_driver() -> str | None:

@@ -38,10 +38,13 @@ class Tier:
 
     def cell(self, dataset: str, img_size: int, backbone: str, strategy: str, seed: int,
              overrides: dict[str, Any] | None = None) -> CellConfig:
+        from medft_bench.data.medmnist import flags
+
         train = replace(self.train, **(overrides or {}))
+        synthetic = self.synthetic and dataset in flags()  # a folder dataset is the user's own data, never generated
         return CellConfig(
             tier=self.name, dataset=dataset, backbone=backbone, strategy=strategy, seed=seed, img_size=img_size,
-            weights=self.weights, synthetic=self.synthetic, synthetic_splits=self.synthetic_splits,
+            weights=self.weights, synthetic=synthetic, synthetic_splits=self.synthetic_splits if synthetic else (),
             strategy_params=freeze_params(self.strategy_params.get(strategy, {})), train=train,
         )
 
@@ -55,10 +58,11 @@ TIERS: dict[str, Tier] = {
         seeds=(0,),
         weights="random",
         synthetic=True,
-        synthetic_splits=(("train", 160), ("val", 64), ("test", 128)),
+        synthetic_splits=(("train", 96), ("val", 32), ("test", 96)),
         train=TrainSettings(epochs=2, batch_size=32, eval_batch_size=128, lr=1e-3, patience=0),
-        # Per-example gradients cost one backward pass per image on a CPU: the smoke tier probes 16.
-        strategy_params={"auto_snr": {"max_examples": 16}},
+        # The probes of Auto-SNR (one backward pass per example on a CPU) and Auto-RGN (whole batches) are cut to
+        # fit an epoch of 5 batches: by default they would cost more than the epoch they steer.
+        strategy_params={"auto_snr": {"max_examples": 8}, "auto_rgn": {"n_batches": 2}},
     ),
     "quick": Tier(
         name="quick",

@@ -336,6 +336,48 @@ def test_csv_manifest_without_split_is_carved(tmp_path: Path) -> None:
     check_pairing(b)
 
 
+# ------------------------------------------------------------------------------------------ --folder-dataset
+
+
+def test_option_registers_class_folders_with_keys(tmp_path: Path) -> None:
+    make_class_folders(tmp_path / "us", ["benign", "malignant"], {"train": 4, "test": 2}, mode="L")
+    spec = folders.register_from_option(f"us={tmp_path / 'us'},channels=1,modality=ultrasound,classes=malignant|benign")
+    assert (spec.name, spec.layout, spec.channels, spec.modality) == ("us", "folders", 1, "ultrasound")
+    b = load_dataset("us", 8)
+    assert b.label_names == {"0": "malignant", "1": "benign"} and b.n_channels == 1
+
+
+def test_option_picks_the_csv_layout_from_the_path(tmp_path: Path) -> None:
+    rows = []
+    for c, cls in enumerate(("a", "b")):
+        for i in range(6):
+            write_image(tmp_path / "d" / f"{cls}{i}.png", c)
+            rows.append({"path": f"{cls}{i}.png", "label": cls})
+    write_manifest(tmp_path / "d" / "labels.csv", rows, ["path", "label"])
+    by_file = folders.register_from_option(f"byfile={tmp_path / 'd' / 'labels.csv'}")
+    assert (by_file.layout, by_file.manifest, by_file.root) == ("csv", "labels.csv", tmp_path / "d")
+    write_manifest(tmp_path / "d" / "manifest.csv", rows, ["path", "label"])
+    by_dir = folders.register_from_option(f"bydir={tmp_path / 'd'}")
+    assert (by_dir.layout, by_dir.manifest) == ("csv", "manifest.csv")
+    assert load_dataset("bydir", 8).identity["files"] == 12
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("nopath", "expected NAME=PATH"),
+    ("=/x", "expected NAME=PATH"),
+    ("x=", "expected NAME=PATH"),
+    ("x={root},colour=red", "bad item 'colour=red'"),
+    ("x={root},channels=three", "channels='three' is not a valid int"),
+    ("x={root}/missing", "does not exist"),
+    ("pathmnist={root}", "is a MedMNIST flag"),
+])
+def test_option_errors_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "a").mkdir()
+    with pytest.raises(DataError, match="--folder-dataset") as err:
+        folders.register_from_option(text.format(root=tmp_path))
+    assert message in str(err.value)
+
+
 # ------------------------------------------------------------------------------------------ built-in layouts
 
 

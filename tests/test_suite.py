@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -261,7 +262,10 @@ def test_k_selects_the_expected_cells(run: Run, expr: str, keep: Callable[[CellC
     (("--strategies", "lp,nope"), "unknown strategy 'nope'; valid names:", None),
     (("--shard", "3/2"), "--shard '3/2'", ()),
     (("--seeds", "x"), "--seeds 'x'", ()),
-], ids=["tier", "strategies", "shard", "seeds"])
+    (("--synthetic=train=x",), "--synthetic 'train=x'", ()),
+    (("--synthetic", "--tier=full", "--datasets", "ham10000"), "ham10000 is a folder dataset", ()),
+    (("--folder-dataset", "mine"), "--folder-dataset 'mine': expected NAME=PATH", ()),
+], ids=["tier", "strategies", "shard", "seeds", "synthetic-splits", "synthetic-folder", "folder-dataset"])
 def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: str, valid: Any) -> None:
     result = run("--collect-only", "-q", *args)
     text = output(result)
@@ -316,6 +320,45 @@ def test_gpu_tier_on_cpu_skips_without_allow_cpu(run: Run, tmp_path: Path) -> No
                               "--results-dir", str(tmp_path / "results")))
     assert "needs CUDA" in reason and "--allow-cpu" in reason
     assert not (tmp_path / "results").exists()  # nothing ran
+
+
+# -- tiers on generated data, and the user's own folder dataset -----------------------------------------
+
+
+def test_synthetic_option_runs_a_real_tier_on_generated_data(run: Run, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    result = run("--tier=standard", "--allow-cpu", "--synthetic", "train=48,val=16,test=24", "--datasets",
+                 "bloodmnist", "--img-size", "64", "--backbones", "resnet18", "--strategies", "lp",
+                 "--seeds", "684", "--weights", "random", "--epochs", "1", "--results-dir", str(results))
+    assert result.ret == 0, output(result)
+    result.assert_outcomes(passed=1)
+    (rec,), problems = load_records([results])
+    assert not problems
+    assert rec["cell_id"] == "standard-bloodmnist-64-resnet18-lp-seed684"
+    assert rec["config"]["synthetic"] is True and rec["data"]["synthetic"] is True
+    assert [rec["data"]["splits"][k] for k in ("train", "val", "test")] == [48, 16, 24]
+
+
+def test_folder_dataset_option_runs_the_users_data(run: Run, tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 16), ("test", 8)):
+        for c, cls in enumerate(("benign", "malignant")):
+            for i in range(n):
+                img = np.clip(rng.normal(70 + 110 * c, 20, (40, 40)), 0, 255).astype(np.uint8)
+                path = tmp_path / "us" / split / cls / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(path)
+    results = tmp_path / "results"
+    result = run("--folder-dataset", f"mine={tmp_path / 'us'},channels=1,modality=ultrasound", "--datasets", "mine",
+                 "--backbones", "resnet18", "--strategies", "knn", "--results-dir", str(results))
+    assert result.ret == 0, output(result)
+    result.assert_outcomes(passed=1)
+    (rec,), _ = load_records([results])
+    assert rec["cell_id"] == "smoke-mine-32-resnet18-knn-seed0"
+    assert rec["data"]["source"] == "folder" and rec["data"]["synthetic"] is False
+    assert rec["data"]["modality"] == "ultrasound" and rec["config"]["synthetic"] is False
 
 
 # -- 2. records, reuse, --rerun --------------------------------------------------------------------------

@@ -321,6 +321,50 @@ def register_folder_dataset(
     return spec
 
 
+_OPTION_KEYS = {"layout": str, "modality": str, "task": str, "channels": int, "crop": str, "manifest": str,
+                "val_fraction": float, "test_fraction": float, "title": str}
+
+
+def register_from_option(text: str) -> FolderDatasetSpec:
+    """Register a dataset from ``NAME=PATH[,key=value...]`` (the ``--folder-dataset`` option).
+
+    PATH is a class-folder tree, a folder holding ``manifest.csv``, or a CSV manifest file itself; the layout
+    follows from what PATH is unless ``layout=`` says. Keys: ``classes=a|b|c`` and those of
+    :func:`register_folder_dataset` (``channels=1``, ``modality=ultrasound``, ``task=binary-class``, ...).
+    """
+    usage = ("expected NAME=PATH[,key=value...], e.g. mine=/data/ultrasound,channels=1,modality=ultrasound "
+             f"(keys: classes=a|b, {', '.join(_OPTION_KEYS)})")
+    name, sep, rest = text.partition("=")
+    parts = rest.split(",")
+    if not sep or not name.strip() or not parts[0].strip():
+        raise DataError(f"--folder-dataset {text!r}: {usage}")
+    path = Path(parts[0].strip()).expanduser()
+    kwargs: dict[str, Any] = {}
+    for part in parts[1:]:
+        key, eq, value = part.partition("=")
+        key = key.strip()
+        if not eq or (key not in _OPTION_KEYS and key != "classes"):
+            raise DataError(f"--folder-dataset {text!r}: bad item {part!r}; {usage}")
+        try:
+            kwargs[key] = value.split("|") if key == "classes" else _OPTION_KEYS[key](value.strip())
+        except ValueError:
+            raise DataError(f"--folder-dataset {text!r}: {key}={value!r} is not a valid "
+                            f"{_OPTION_KEYS[key].__name__}") from None
+    if not path.exists():
+        raise DatasetNotFoundError(f"--folder-dataset {text!r}: {path} does not exist; give the folder of class "
+                                   "sub-folders, or a CSV manifest with columns path,label[,split][,group]")
+    if path.is_file():
+        kwargs.setdefault("layout", "csv")
+        kwargs.setdefault("manifest", path.name)
+        path = path.parent
+    elif (path / kwargs.get("manifest", "manifest.csv")).is_file():
+        kwargs.setdefault("layout", "csv")
+    try:
+        return register_folder_dataset(name.strip(), path, **kwargs)
+    except ValueError as exc:
+        raise DataError(f"--folder-dataset {text!r}: {exc}") from None
+
+
 def unregister_folder_dataset(name: str) -> None:
     """Forget a user-registered dataset (a no-op for unknown names)."""
     _USER.pop(name, None)
