@@ -37,6 +37,7 @@ def main() -> None:
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds of every side per backbone first")
     p.add_argument("--compile", action="store_true", help="torch.compile the suite's model (TrainSettings.compile)")
     p.add_argument("--allow-cpu", action="store_true", help="run on the CPU anyway (a code-path check only)")
     p.set_defaults(repeats=2)
@@ -139,9 +140,12 @@ def main() -> None:
     rows = []
     for b in backbones:
         create_backbone(b, data.n_classes, "random")  # fail early on an unknown name
-        res = C.interleaved({"suite": lambda r, b=b: suite(b, r),
-                             "plain_fp32": lambda r, b=b: plain(b, r, False),
-                             "plain_bf16_cl": lambda r, b=b: plain(b, r, True)}, args.repeats)
+        sides = {"suite": lambda r, b=b: suite(b, r), "plain_fp32": lambda r, b=b: plain(b, r, False),
+                 "plain_bf16_cl": lambda r, b=b: plain(b, r, True)}
+        for w in range(args.warmup):  # cuDNN picks its kernels on a shape's first use: whichever side came first paid
+            for fn in sides.values():
+                fn(1000 + w)
+        res = C.interleaved(sides, args.repeats)
         vs_fp32 = C.median(C.ratios(res["suite"], res["plain_fp32"], "images_per_s"))
         vs_fast = C.median(C.ratios(res["suite"], res["plain_bf16_cl"], "images_per_s"))
         med = {k: C.median([r["images_per_s"] for r in v]) for k, v in res.items()}
