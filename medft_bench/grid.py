@@ -33,7 +33,7 @@ def parse_splits(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         key, _, value = part.partition("=")
-        if key not in ("train", "val", "test") or not value.isdigit() or int(value) < 1:
+        if key not in ("train", "val", "test") or not (value.isascii() and value.isdigit()) or int(value) < 1:
             raise MedftError(f"--synthetic {text!r}: expected split sizes like train=4000,val=500,test=600 "
                              "(positive integers; splits train, val, test)")
         out[key] = int(value)

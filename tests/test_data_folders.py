@@ -370,9 +370,11 @@ def test_option_picks_the_csv_layout_from_the_path(tmp_path: Path) -> None:
     ("x={root},channels=three", "channels='three' is not a valid int"),
     ("x={root}/missing", "does not exist"),
     ("pathmnist={root}", "is a MedMNIST flag"),
+    ("x={root}/a/m.csv,layout=folders", "is a file, so the layout is csv"),
 ])
 def test_option_errors_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "m.csv").write_text("path,label\n")
     with pytest.raises(DataError, match="--folder-dataset") as err:
         folders.register_from_option(text.format(root=tmp_path))
     assert message in str(err.value)

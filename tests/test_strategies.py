@@ -348,6 +348,17 @@ def test_closed_form_penalty_gradient_equals_autograd(name: str) -> None:
     assert float(expected["conv1.0.weight"].abs().max()) > 0
 
 
+def test_closed_form_penalty_leaves_frozen_parameters_alone() -> None:
+    ctx, strat = build_context(cfg_for("l2_sp"), device="cpu")
+    strat.setup(ctx)
+    frozen = dict(ctx.model.named_parameters())["conv1.0.weight"]
+    frozen.requires_grad_(False)
+    with torch.no_grad():
+        frozen.add_(0.1)  # away from w0: a penalty gradient would be non-zero
+    strat.add_penalty_grad(ctx)
+    assert frozen.grad is None  # the optimizer never clears a frozen parameter's gradient: none may be set
+
+
 def test_starting_point_penalty_is_in_the_training_loss() -> None:
     losses = []
     for beta in (0.0, 1e6):  # the engine adds the penalty to every step's loss
@@ -499,6 +510,23 @@ def test_auto_snr_values_match_independent_computation() -> None:
     for n in names:
         assert got[n] == pytest.approx(want[n], rel=2e-3, abs=1e-7), n
     assert strat.hparams(ctx)["variance"] == "first_dim"
+
+
+def test_auto_snr_is_right_where_gradients_share_storage() -> None:
+    """A ViT's cls_token gradient is a view into pos_embed's at batch 1: the running update must not write into
+    either gradient."""
+    from medft_bench.strategies.auto_snr import per_example_snr
+
+    ctx, _ = context("auto_snr", backbone="vit_tiny_patch16_224", n_train=6, batch_size=3)
+    ctx.epoch_generator = _epoch_generator(0, 0, 0)
+    names = ["cls_token", "pos_embed", "head.weight"]
+    batches = list(ctx.train_batches(2))
+    for p in ctx.model.parameters():
+        p.requires_grad_(True)
+    want = _independent_snr_per_example(ctx, names, batches)
+    got = per_example_snr(ctx, names, n_batches=2, impl="loop")
+    for n in names:
+        assert got[n] == pytest.approx(want[n], rel=2e-3, abs=1e-7), n
 
 
 def test_auto_snr_freezes_tensors_below_threshold() -> None:

@@ -218,6 +218,15 @@ def test_shards_partition_the_grid(tier: str, n: int) -> None:
         assert [cid for cid in grid if in_shard(cid, (i, n))] == s
 
 
+def test_parse_splits() -> None:
+    from medft_bench.grid import parse_splits
+
+    assert parse_splits("") == {} and parse_splits("train=48, test=24") == {"train": 48, "test": 24}
+    for bad in ("train=0", "train=x", "train=\u00b2", "dev=3", "train", "train=-1"):
+        with pytest.raises(MedftError, match="--synthetic"):
+            parse_splits(bad)
+
+
 def test_parse_shard() -> None:
     assert parse_shard("1/1") == (1, 1) and parse_shard("2/4") == (2, 4) and parse_shard("4/4") == (4, 4)
     for bad in ("0/2", "3/2", "x", "1/0", "1-2", "", "1/2/3", "-1/2"):

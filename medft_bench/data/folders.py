@@ -329,8 +329,9 @@ def register_from_option(text: str) -> FolderDatasetSpec:
     """Register a dataset from ``NAME=PATH[,key=value...]`` (the ``--folder-dataset`` option).
 
     PATH is a class-folder tree, a folder holding ``manifest.csv``, or a CSV manifest file itself; the layout
-    follows from what PATH is unless ``layout=`` says. Keys: ``classes=a|b|c`` and those of
-    :func:`register_folder_dataset` (``channels=1``, ``modality=ultrasound``, ``task=binary-class``, ...).
+    follows from what PATH is unless ``layout=`` says. PATH cannot contain a comma (it separates the items).
+    Keys: ``classes=a|b|c`` and those of :func:`register_folder_dataset` (``channels=1``,
+    ``modality=ultrasound``, ``task=binary-class``, ...).
     """
     usage = ("expected NAME=PATH[,key=value...], e.g. mine=/data/ultrasound,channels=1,modality=ultrasound "
              f"(keys: classes=a|b, {', '.join(_OPTION_KEYS)})")
@@ -346,7 +347,10 @@ def register_from_option(text: str) -> FolderDatasetSpec:
         if not eq or (key not in _OPTION_KEYS and key != "classes"):
             raise DataError(f"--folder-dataset {text!r}: bad item {part!r}; {usage}")
         try:
-            kwargs[key] = value.split("|") if key == "classes" else _OPTION_KEYS[key](value.strip())
+            if key == "classes":
+                kwargs[key] = [c.strip() for c in value.split("|")]
+            else:
+                kwargs[key] = _OPTION_KEYS[key](value.strip())
         except ValueError:
             raise DataError(f"--folder-dataset {text!r}: {key}={value!r} is not a valid "
                             f"{_OPTION_KEYS[key].__name__}") from None
@@ -354,6 +358,9 @@ def register_from_option(text: str) -> FolderDatasetSpec:
         raise DatasetNotFoundError(f"--folder-dataset {text!r}: {path} does not exist; give the folder of class "
                                    "sub-folders, or a CSV manifest with columns path,label[,split][,group]")
     if path.is_file():
+        if kwargs.get("layout", "csv") != "csv":
+            raise DataError(f"--folder-dataset {text!r}: {path} is a file, so the layout is csv (a manifest); "
+                            "for layout=folders give the folder of class sub-folders")
         kwargs.setdefault("layout", "csv")
         kwargs.setdefault("manifest", path.name)
         path = path.parent

@@ -207,7 +207,7 @@ def create_backbone(name: str, num_classes: int, weights: str = "random", *, dro
     )
 
 
-_LAST_BUILT: dict[tuple[str, int, str, str], tuple[Backbone, torch.Tensor]] = {}
+_LAST_BUILT: dict[tuple[str, int, str, int, str], tuple[Backbone, torch.Tensor]] = {}
 
 
 def create_backbone_reusing(name: str, num_classes: int, weights: str = "random") -> Backbone:
@@ -220,7 +220,8 @@ def create_backbone_reusing(name: str, num_classes: int, weights: str = "random"
     """
     if weights not in ("random", "pretrained"):
         return create_backbone(name, num_classes, weights)
-    key = (name, num_classes, weights, hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest())
+    builder = id(_BUILDERS.get(name.partition(".")[0]))  # a re-registered builder is another backbone
+    key = (name, num_classes, weights, builder, hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest())
     if key in _LAST_BUILT:
         template, rng_after = _LAST_BUILT[key]
         torch.set_rng_state(rng_after)

@@ -82,16 +82,18 @@ def per_example_snr(ctx: CellContext, names: list[str], n_batches: int = 5, chun
     count = 0
     mean = {n: torch.zeros_like(named[n], dtype=torch.float32) for n in names}
     m2 = {n: torch.zeros_like(named[n], dtype=torch.float32) for n in names}
+    scratch = {n: torch.empty_like(named[n], dtype=torch.float32) for n in names}
     for grads in _per_example_chunks(ctx, names, n_batches, chunk_size, max_examples, impl):
         nb = 0
         for n, g in grads.items():
             g = g.detach().float()
             nb = len(g)
             total = count + nb
-            if nb == 1:  # Welford's update, in place in the example's own gradient (no 139 M-float temporaries):
-                delta = g[0].sub_(mean[n])  # x - mean_old; and x - mean_new = delta * (total - 1) / total
+            if nb == 1:  # Welford's update into one reusable buffer per tensor (no per-example temporaries; the
+                # gradient itself is not written: autograd may return views that share storage, e.g. ViT tokens)
+                delta = torch.sub(g[0], mean[n], out=scratch[n])  # x - mean_old
                 mean[n].add_(delta, alpha=1 / total)
-                m2[n].addcmul_(delta, delta, value=(total - 1) / total)
+                m2[n].addcmul_(delta, delta, value=(total - 1) / total)  # x - mean_new = delta * (total - 1) / total
                 continue
             mb = g.mean(0)  # Chan et al.'s merge of a chunk's mean and sum of squares
             m2b = (g - mb).pow_(2).sum(0)
