@@ -255,7 +255,7 @@ class _Runner:
                 self.t.epochs.append({"stage": stage.name, "skipped": True, **strategy.log.get(stage.name, {})})
                 continue
             best_key: tuple[float, float] = (-math.inf, -math.inf)
-            best_score, best_state, bad, best_epoch = -math.inf, None, 0, -1
+            best_state, bad, best_epoch = None, 0, -1
             for e in range(stage.epochs):
                 gen = _epoch_generator(ctx.cfg.seed, si, e)
                 ctx.epoch_generator = gen
@@ -269,15 +269,14 @@ class _Runner:
                     sum(p.numel() for n, p in ctx.named_params().items() if n in plan.trainable))
                 val = self.evaluate("val")
                 key = selection_key(val, self.monitor)
-                score = key[0]
                 self.t.epochs.append({"stage": stage.name, "epoch": e, "lr": lr, "train_loss": loss,
                                       "val": val, "trainable_tensors": len(plan.trainable),
                                       "norm_mode": plan.norm_mode, "cached_features": self._head_only(plan),
                                       **plan.note})
-                self.progress.update(f"{stage.name} loss {loss:.4f} val {self.monitor} {score:.4f}")
+                self.progress.update(f"{stage.name} loss {loss:.4f} val {self.monitor} {key[0]:.4f}")
                 if key > best_key:
                     t0 = time.perf_counter()
-                    best_key, best_score, bad, best_epoch = key, score, 0, e
+                    best_key, bad, best_epoch = key, 0, e
                     best_state = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
                     self.t.select_s += time.perf_counter() - t0
                 else:
@@ -289,12 +288,9 @@ class _Runner:
                 t0 = time.perf_counter()
                 ctx.model.load_state_dict(best_state)
                 self.t.select_s += time.perf_counter() - t0
-                self.t.best[stage.name] = {"epoch": best_epoch, f"val_{self.monitor}": best_score,
-                                           "tie_break": f"val_{_TIE_BREAK[self.monitor == 'auc']}"}
+                self.t.best[stage.name] = {"epoch": best_epoch, f"val_{self.monitor}": best_key[0],
+                                           "tie_break": f"val_{tie_break_metric(self.monitor)}"}
         return {"val": self.evaluate("val"), "test": self.evaluate("test")}
-
-
-_TIE_BREAK = {False: "auc", True: "balanced_acc"}
 
 
 def selection_key(val: dict[str, Any], monitor: str) -> tuple[float, float]:
@@ -307,7 +303,11 @@ def selection_key(val: dict[str, Any], monitor: str) -> tuple[float, float]:
         v = val.get(name)
         return -math.inf if v is None or not math.isfinite(v) else float(v)
 
-    return get(monitor), get(_TIE_BREAK[monitor == "auc"])
+    return get(monitor), get(tie_break_metric(monitor))
+
+
+def tie_break_metric(monitor: str) -> str:
+    return "balanced_acc" if monitor == "auc" else "auc"
 
 
 def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
