@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import DataError, DatasetNotFoundError, MedftError
+from medft_bench.errors import DataError, DatasetNotFoundError, MedftError, NotApplicable
 from medft_bench.gates import learning_gate
 from medft_bench.runner import run_or_reuse
 
@@ -25,7 +25,7 @@ def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: 
             kwargs={"rerun": opt("--rerun"), "data_root": opt("--data-root"), "download": not opt("--no-download")},
             rounds=1, iterations=1, warmup_rounds=0,
         )
-    except DatasetNotFoundError as exc:
+    except (DatasetNotFoundError, NotApplicable) as exc:
         pytest.skip(str(exc))
     except (DataError, MedftError) as exc:
         pytest.fail(str(exc), pytrace=False)

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from medft_bench.errors import MedftError
+from medft_bench.errors import MedftError, NotApplicable
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,6 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args) if args.command == "run" else _list(args.what)
+    except NotApplicable as exc:
+        print(f"skipped: {exc}", file=sys.stderr)
+        return 0
     except MedftError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ class TrainSettings:
     compile: bool = False
     amp: str = "auto"  # auto = bf16 on CUDA, off on CPU | bf16 | off
     channels_last: str = "auto"  # auto = on for CUDA | on | off
+    head_init: str = "scaled"  # scaled | zero | default: a new head starts neutral (models/head_init.py)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,11 @@ class WeightsError(MedftError):
     """Pretrained weights are missing or cannot be loaded."""
 
 
+class NotApplicable(MedftError):
+    """The strategy does not apply to this backbone or task (e.g. norm-only tuning of a network without
+    normalisation layers): the cell is skipped with this reason, never run as something else."""
+
+
 class RecordError(MedftError):
     """A result record is malformed or does not match the schema."""
 

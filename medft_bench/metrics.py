@@ -8,7 +8,9 @@ otherwise. Balanced accuracy is the study's "accuracy" (macro-averaged recall).
 
 from __future__ import annotations
 
+import math
 import warnings
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
@@ -85,3 +87,20 @@ def majority_baseline(task: str, y_true: np.ndarray) -> dict[str, float]:
     y = y_true.reshape(-1).astype(int)
     counts = np.bincount(y)
     return {"acc": float(counts.max() / len(y)), "balanced_acc": 1.0 / max(1, int((counts > 0).sum()))}
+
+
+def selection_key(val: dict[str, Any], monitor: str) -> tuple[float, float]:
+    """How epochs are compared for checkpoint selection and early stopping: the monitored metric, ties broken
+    by validation AUC (by balanced accuracy when AUC is the monitor). Balanced accuracy is coarse: epochs that
+    all predict one class tie at 1/classes, and without the tie-break the first of them would be kept however
+    well the later ones rank."""
+
+    def get(name: str) -> float:
+        v = val.get(name)
+        return -math.inf if v is None or not math.isfinite(v) else float(v)
+
+    return get(monitor), get(tie_break_metric(monitor))
+
+
+def tie_break_metric(monitor: str) -> str:
+    return "balanced_acc" if monitor == "auc" else "auc"

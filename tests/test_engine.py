@@ -42,8 +42,8 @@ def test_ft_and_lp_on_study_backbones(backbone: str, monkeypatch: pytest.MonkeyP
         if k not in head:  # backbone weights and BatchNorm statistics untouched, bit for bit
             assert torch.equal(before[k], after[k]), k
     assert any(not torch.equal(before[k], after[k]) for k in head)
-    assert lp.record["costs"]["trainable_params"] == sum(ctx.named_params()[n].numel() for n in head)
-    assert lp.record["costs"]["cached_feature_epochs"] == 1
+    assert lp.record["costs"]["trainable_params"] == 0  # solved, not trained by steps
+    assert lp.record["epochs"][0]["converged"] and lp.record["drift"] == {"lp": 0.0}
 
     ft, ctx, before, after = _run_keeping_model(tiny_cell(backbone, "ft"), monkeypatch)
     validate(ft.record)
@@ -51,10 +51,11 @@ def test_ft_and_lp_on_study_backbones(backbone: str, monkeypatch: pytest.MonkeyP
     changed = [k for k in before if k not in set(ctx.head_names) and not torch.equal(before[k], after[k])]
     assert len(changed) > len(before) // 2
     assert ft.record["costs"]["trainable_params"] == ft.record["costs"]["total_params"]
+    assert ft.record["drift"]["train"] > 0 and ft.record["head"]["init"] == "scaled"
 
 
 def test_record_contents() -> None:
-    rec = run_cell(tiny_cell("resnet18", "lp", epochs=2), progress=False).record
+    rec = run_cell(tiny_cell("resnet18", "lp", epochs=2, params={"solver": "adam"}), progress=False).record
     assert rec["cell"] == {"tier": "unit", "dataset": "pneumoniamnist", "img_size": 32, "backbone": "resnet18",
                            "strategy": "lp", "seed": 0}
     assert rec["data"]["synthetic"] is True and rec["data"]["splits"] == {"train": 32, "val": 16, "test": 16}
@@ -64,7 +65,18 @@ def test_record_contents() -> None:
     assert rec["costs"]["epochs_run"] == 2 and len(rec["epochs"]) == 2
     assert rec["metrics"]["majority"]["acc"] >= 0.5
     assert set(rec["environment"]["packages"]) >= {"torch", "timm", "medmnist"}
-    assert rec["config_hash"] == tiny_cell("resnet18", "lp", epochs=2).config_hash
+    assert rec["config_hash"] == tiny_cell("resnet18", "lp", epochs=2, params={"solver": "adam"}).config_hash
+
+
+
+@pytest.mark.parametrize("strategy", ["auto_rgn", "auto_snr", "lp", "knn"])
+def test_probes_solves_and_votes_count_as_training(strategy: str) -> None:
+    costs = run_cell(tiny_cell("resnet18", strategy, epochs=1), progress=False).record["costs"]
+    part = {"auto_rgn": "probe_s", "auto_snr": "probe_s", "lp": "fit_s", "knn": "fit_s"}[strategy]
+    assert costs[part] > 0
+    assert costs["train_s"] >= costs[part] + costs["feature_extraction_s"] - 1e-9
+    if strategy == "knn":  # the vote is training; the features of the evaluated splits are evaluation
+        assert costs["eval_s"] > 0 and costs["feature_extraction_s"] > 0
 
 
 def test_same_seed_same_metrics_on_cpu() -> None:
@@ -97,7 +109,8 @@ def test_nan_loss_is_recorded_as_diverged(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_early_stopping_restores_best_checkpoint() -> None:
-    rec = run_cell(tiny_cell("resnet18", "lp", epochs=6, patience=1, lr=0.5), progress=False).record
+    rec = run_cell(tiny_cell("resnet18", "lp", epochs=6, patience=1, lr=0.5, params={"solver": "adam"}),
+                   progress=False).record
     vals = [e["val"]["balanced_acc"] for e in rec["epochs"]]
     best = rec["costs"]["best_epoch"]
     assert vals[best] == max(vals)
@@ -106,7 +119,7 @@ def test_early_stopping_restores_best_checkpoint() -> None:
 
 
 def test_selection_breaks_ties_by_auc() -> None:
-    from medft_bench.training.engine import selection_key
+    from medft_bench.metrics import selection_key
 
     flat_bad = {"balanced_acc": 0.5, "auc": 0.08}  # one class predicted, ranking inverted
     flat_good = {"balanced_acc": 0.5, "auc": 0.92}  # one class predicted, ranking right
@@ -119,9 +132,10 @@ def test_selection_breaks_ties_by_auc() -> None:
 
 
 def test_selected_epoch_is_the_best_by_the_selection_key() -> None:
-    from medft_bench.training.engine import selection_key
+    from medft_bench.metrics import selection_key
 
-    rec = run_cell(tiny_cell("resnet18", "lp", epochs=4, patience=0, lr=0.5), progress=False).record
+    rec = run_cell(tiny_cell("resnet18", "lp", epochs=4, patience=0, lr=0.5, params={"solver": "adam"}),
+                   progress=False).record
     keys = [selection_key(e["val"], rec["metrics"]["monitor"]) for e in rec["epochs"]]
     best = rec["costs"]["best_epoch"]
     assert keys[best] == max(keys) and best == keys.index(max(keys))  # the first of equal keys

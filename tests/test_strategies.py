@@ -129,9 +129,11 @@ def test_hparams_resolve_context_defaults_and_serialise() -> None:
         json.dumps(hp)  # goes into the record
         assert set(strat.defaults) <= set(hp), n
     ctx, strat = context("lp_ft", epochs=7)
-    assert strat.hparams(ctx)["ft_epochs"] == 3 and strat.hparams(ctx)["ft_lr"] == pytest.approx(1e-4)
+    hp = strat.hparams(ctx)
+    assert (hp["ft_epochs"], hp["ft_min_epochs"], hp["ft_norm_mode"]) == (7, 4, "eval")  # FT's budget, half of it
+    assert hp["ft_lr"] == pytest.approx(1e-4) and hp["lp"]["solver"] == "lbfgs"
     ctx, strat = context("gu_last_first", epochs=12)
-    assert strat.hparams(ctx)["epochs_per_block"] == 2  # 12 epochs // 6 blocks
+    assert strat.hparams(ctx)["epochs_per_block"] == 1  # ULMFiT: one epoch per block
 
 
 # -- gradual unfreezing --------------------------------------------------------------------------------------
@@ -161,14 +163,17 @@ def test_gradual_unfreezing_trains_k_blocks_plus_head(name: str) -> None:
     assert first == ("group4" if name == "gu_last_first" else "group0")
 
 
-def test_gradual_unfreezing_schedule_spreads_over_budget() -> None:
+def test_gradual_unfreezing_follows_ulmfit_schedule() -> None:
     ctx, strat = context("gu_last_first", epochs=12)
     [stage] = strat.stages(ctx)
-    assert stage.min_epochs == 11  # 5 unfreezing steps of 2 epochs, then the first all-unfrozen epoch
+    assert stage.min_epochs == 6  # 5 unfreezing steps of one epoch, then the first all-unfrozen epoch: no more
     phases = [strat.plan(ctx, 0, e).note["gu_phase"] for e in range(12)]
-    assert phases == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert phases == [0, 1, 2, 3, 4, 5, 5, 5, 5, 5, 5, 5]  # then everything until the budget ends
     assert strat.log["complete"] is True
-    assert [s["epoch"] for s in strat.log["schedule"]] == [2, 4, 6, 8, 10]
+    assert [s["epoch"] for s in strat.log["schedule"]] == [1, 2, 3, 4, 5]
+    ctx, strat = context("gu_last_first", epochs=12, params={"epochs_per_block": 2})
+    assert strat.stages(ctx)[0].min_epochs == 11
+    assert [strat.plan(ctx, 0, e).note["gu_phase"] for e in range(12)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     ctx, strat = context("gu_first_last", epochs=2)  # fewer epochs than blocks: one epoch per phase
     [stage] = strat.stages(ctx)
     assert stage.min_epochs == 2 and strat.log["complete"] is False
@@ -374,10 +379,7 @@ def test_starting_point_penalty_is_in_the_training_loss() -> None:
 def _independent_rgn(ctx: Any, names: list[str], batches: list[tuple[torch.Tensor, torch.Tensor]]
                      ) -> dict[str, float]:
     model = ctx.model
-    model.train()
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.eval()
+    model.eval()  # the reference's train_mode: eval
     named = dict(model.named_parameters())
     sums = {n: 0.0 for n in names}
     for x, y in batches:
@@ -386,11 +388,12 @@ def _independent_rgn(ctx: Any, names: list[str], batches: list[tuple[torch.Tenso
             p.requires_grad_(True)
         nn.functional.cross_entropy(model(x), y).backward()
         for n in names:
-            sums[n] += float(named[n].grad.norm()) / float(named[n].detach().norm())
+            norm = float(named[n].detach().norm())
+            sums[n] += float(named[n].grad.norm()) / norm if norm else float("nan")
     model.zero_grad(set_to_none=True)
     mean = {n: v / len(batches) for n, v in sums.items()}
-    top = max(mean.values())
-    return {n: v / top for n, v in mean.items()}
+    top = max(v for v in mean.values() if v == v)
+    return {n: v / top if v == v else 1.0 for n, v in mean.items()}  # zero-norm tensors (the new head's bias): 1
 
 
 def test_auto_rgn_multipliers_match_independent_computation() -> None:
@@ -448,10 +451,7 @@ def test_train_batches_are_the_epochs_first_batches() -> None:
 
 # -- Auto-SNR -----------------------------------------------------------------------------------------------------
 def _bn_eval(model: nn.Module) -> None:
-    model.train()
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            mod.eval()
+    model.eval()  # the reference's train_mode: eval (the whole network)
 
 
 def _independent_snr_per_example(ctx: Any, names: list[str], batches: list[Any]) -> dict[str, float]:
@@ -497,7 +497,7 @@ def test_auto_snr_values_match_independent_computation() -> None:
         p.requires_grad_(True)
     want = _independent_snr_per_example(ctx, names, batches)
     for impl in ("loop", "vmap"):
-        strat.params.update(impl=impl, chunk_size=4)  # uneven chunks (4, 2) per batch: tests the running merge
+        strat.params.update(variance="per_example", impl=impl, chunk_size=4)  # uneven chunks (4, 2) per batch: tests the running merge
         got = strat.snr(ctx)
         assert set(got) == set(names)
         for n in names:
@@ -549,15 +549,41 @@ def test_auto_snr_freezes_tensors_below_threshold() -> None:
     assert not any(n in plan.trainable for n in own_params(ctx.model, (nn.BatchNorm2d,)))
 
 
-def test_auto_snr_default_threshold_keeps_head() -> None:
-    ctx, strat = context("auto_snr", params={"max_examples": 12})
+def test_auto_snr_reference_statistic_by_hand() -> None:
+    from medft_bench.strategies.auto_snr import first_dim_statistic
+
+    # columns (1, 3) and (2, 4): unbiased variance 2 each; (1 + 4 + 9 + 16) / 2 / 4 elements = 3.75
+    assert first_dim_statistic(torch.tensor([[1.0, 2.0], [3.0, 4.0]])) == pytest.approx(3.75, rel=1e-6)
+    assert first_dim_statistic(torch.tensor([1.0, 2.0, 3.0])) == pytest.approx(14 / 3, rel=1e-6)  # variance 1
+    assert first_dim_statistic(torch.zeros(3, 2)) == 0.0  # no gradient: frozen at any positive threshold
+    assert first_dim_statistic(torch.ones(1, 5)) == float("inf")  # no variance along dim 0: trains, as the reference
+
+
+def test_auto_snr_defaults_are_the_reference_and_train_the_backbone() -> None:
+    ctx, strat = context("auto_snr", epochs=3, n_train=96)
+    hp = strat.hparams(ctx)
+    assert (hp["variance"], hp["threshold"], hp["n_batches"], hp["norm_mode"]) == ("first_dim", 0.95, 5, "eval")
+    pretrained_like(ctx)
+    runner = runner_for(ctx, strat)
+    backbone = []
+    for e in range(3):
+        plan, changed = run_epoch(ctx, strat, runner, 0, e)
+        assert set(ctx.head_names) <= plan.trainable and plan.note["snr_threshold"] == 0.95
+        backbone.append(plan.note["snr_backbone_trainable_tensors"])
+        assert changed == set(plan.trainable)
+    assert max(backbone) > 0, backbone  # more than the head trains
+
+
+def test_auto_snr_per_example_threshold_fits_its_scale() -> None:
+    ctx, strat = context("auto_snr", params={"variance": "per_example", "max_examples": 12})
     ctx.epoch_generator = _epoch_generator(0, 0, 0)
+    assert strat.threshold(ctx) == pytest.approx(2 / 12)  # twice pure noise's 1/n, not 0.95
     plan = strat.plan(ctx, 0, 0)
-    assert set(ctx.head_names) <= plan.trainable
-    assert strat.hparams(ctx)["variance"] == "per_example" and strat.hparams(ctx)["impl"] == "loop"
+    assert set(ctx.head_names) <= plan.trainable and plan.note["snr_threshold"] == pytest.approx(2 / 12)
+    hp = strat.hparams(ctx)
+    assert hp["variance"] == "per_example" and hp["impl"] == "loop" and hp["threshold"] == "2/n examples"
 
 
-# -- LP-FT ------------------------------------------------------------------------------------------------------
 def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
                                                               ) -> None:
     from medft_bench.results.store import ResultStore
@@ -567,10 +593,10 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
     original = LinearProbeThenFineTune.start_stage
 
     def spy(self: LinearProbeThenFineTune, ctx: Any, stage: int) -> bool:
-        skipped = original(self, ctx, stage)
+        done = original(self, ctx, stage)
         if stage == 1:
             starts.append({k: v.detach().clone() for k, v in ctx.backbone.head.state_dict().items()})
-        return skipped
+        return done
 
     monkeypatch.setattr(LinearProbeThenFineTune, "start_stage", spy)
     cfg = cfg_for("lp_ft", epochs=2)
@@ -579,23 +605,25 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
     lp = run_cell(cfg.with_strategy("lp"), device="cpu")
     trained = run_cell(cfg, device="cpu")
     rec = trained.record
-    assert rec["status"] == "ok" and rec["strategy"]["log"]["lp_head"] == "trained"
+    assert rec["status"] == "ok" and rec["strategy"]["log"]["lp"]["lp_head"] == "trained"
     for k, v in lp.head_state.items():  # stage 1 = the LP cell: stage 2 starts from exactly its head
         assert torch.equal(starts[0][k], v), k
-    assert [e["stage"] for e in rec["epochs"]] == ["lp", "lp", "ft"]
-    assert rec["epochs"][2]["lr"] == pytest.approx(1e-4)
+    assert [e["stage"] for e in rec["epochs"]] == ["lp", "ft", "ft", "ft"]
+    start = rec["epochs"][1]
+    assert start["start"] and start["val"] == lp.record["metrics"]["val"]  # the LP cell's validation, exactly
+    assert rec["epochs"][2]["lr"] == pytest.approx(1e-4) and rec["epochs"][2]["norm_mode"] == "eval"
     per_stage = rec["costs"]["trainable_params_per_stage"]
-    assert per_stage["lp"] == 194 and per_stage["ft"] == rec["costs"]["total_params"]
-    assert rec["costs"]["cached_feature_epochs"] == 2
+    assert per_stage["ft"] == rec["costs"]["total_params"]
+    assert rec["costs"]["cached_feature_epochs"] == 0 and rec["costs"]["fit_s"] > 0
 
     lp_out = run_or_reuse(cfg.with_strategy("lp"), tmp_path, device="cpu")
     out = run_or_reuse(cfg, tmp_path, device="cpu")
     log = out.record["strategy"]["log"]
-    assert log["lp_head"] == "reused" and log["lp_config_hash"] == lp_out.record["config_hash"]
-    assert out.record["epochs"][0] == {"stage": "lp", "skipped": True, "lp_head": "reused",
-                                       "lp_config_hash": lp_out.record["config_hash"]}
-    assert [e["stage"] for e in out.record["epochs"]] == ["lp", "ft"]
-    for k, v in starts[0].items():  # the reused head is the retrained one, bit for bit
+    assert log["lp"] == {"lp_head": "reused", "lp_config_hash": lp_out.record["config_hash"]}
+    assert out.record["epochs"][0] == {"stage": "lp", "epochs": 0, **log["lp"]}
+    assert [e["stage"] for e in out.record["epochs"]] == ["lp", "ft", "ft", "ft"]
+    assert out.record["epochs"][1]["val"] == lp_out.record["metrics"]["val"]
+    for k, v in starts[0].items():  # the reused head is the refitted one, bit for bit
         assert torch.equal(starts[1][k], v), k
     assert log["ft_start_head"] == rec["strategy"]["log"]["ft_start_head"]
     final = ResultStore(tmp_path).load_head(cfg)  # and stage 2 runs identically (a fresh optimizer in both)
@@ -604,19 +632,31 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
     assert out.record["metrics"]["test"] == rec["metrics"]["test"]
 
 
+def test_lp_ft_stage2_keeps_its_start_when_no_epoch_beats_it() -> None:
+    rec = run_cell(cfg_for("lp_ft", epochs=2, params={"ft_lr_scale": 1000.0}), device="cpu").record  # lr 1: wrecks
+    start = next(e for e in rec["epochs"] if e.get("start"))
+    assert rec["costs"]["best_epoch"] == -1 and rec["drift"]["ft"] == 0.0  # restored: the backbone is w0 again
+    assert rec["metrics"]["val"] == start["val"]
+
+
 def test_lp_ft_plans() -> None:
     ctx, strat = context("lp_ft", epochs=4)
     lp_stage, ft_stage = strat.stages(ctx)
-    assert (lp_stage.epochs, lp_stage.lr, ft_stage.epochs, ft_stage.lr) == (4, 1e-3, 2, pytest.approx(1e-4))
+    assert (lp_stage.epochs, ft_stage.epochs, ft_stage.lr) == (0, 4, pytest.approx(1e-4))
+    assert ft_stage.min_epochs == 2 and ft_stage.eval_at_start
     lp_ctx, lp = context("lp", epochs=4)
     assert lp.stages(lp_ctx)[0].epochs == lp_stage.epochs
-    p0, q0 = strat.plan(ctx, 0, 0), lp.plan(lp_ctx, 0, 0)
-    assert (p0.trainable, p0.norm_mode) == (q0.trainable, q0.norm_mode) == (frozenset(ctx.head_names), "backbone_eval")
     p1 = strat.plan(ctx, 1, 0)
-    assert p1.trainable == frozenset(ctx.param_names) and p1.norm_mode == "train" and p1.reset_optimizer
+    assert p1.trainable == frozenset(ctx.param_names) and p1.norm_mode == "eval" and p1.reset_optimizer
     assert not strat.plan(ctx, 1, 1).reset_optimizer
-    ctx, strat = context("lp_ft", epochs=4, params={"ft_epochs": 3, "ft_lr_scale": 0.5})
-    assert (strat.stages(ctx)[1].epochs, strat.stages(ctx)[1].lr) == (3, pytest.approx(5e-4))
+    ctx, strat = context("lp_ft", epochs=4, params={"ft_epochs": 3, "ft_lr_scale": 0.5, "lp_solver": "adam",
+                                                    "ft_norm_mode": "train"})
+    lp_stage, ft_stage = strat.stages(ctx)
+    assert (lp_stage.epochs, lp_stage.lr, ft_stage.epochs, ft_stage.lr) == (4, 1e-3, 3, pytest.approx(5e-4))
+    p0 = strat.plan(ctx, 0, 0)
+    assert (p0.trainable, p0.norm_mode) == (frozenset(ctx.head_names), "backbone_eval")
+    assert strat.plan(ctx, 1, 0).norm_mode == "train"
+    assert ctx.cfg.with_strategy("lp", strat._lp_params()).params() == {"solver": "adam"}
 
 
 # -- kNN --------------------------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
     model = ctx.model
     data = ctx.data
     trained_epochs = [e for e in tracker.epochs if not e.get("skipped")]
+    train_s = tracker.train_s + tracker.feature_s + tracker.probe_s + tracker.fit_s
     best_epoch = None
     if tracker.best:
         last = list(tracker.best.values())[-1]
@@ -97,6 +98,7 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
                      "norm_modes": sorted({e.get("norm_mode", "") for e in trained_epochs} - {""}),
                      "log": strategy.log},
         "weights": dict(ctx.backbone.weights),
+        "head": dict(ctx.head_init),
         "data": {
             **data.identity,
             "name": data.name,
@@ -111,12 +113,14 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
             **metrics, "primary": primary_metric(data.task), "monitor": monitor, "majority": majority,
         },
         "costs": {
-            "train_s": tracker.train_s + tracker.feature_s,  # feature extraction is part of training
+            # Everything it takes to get the trained model: epochs, frozen features, gradient probes, solves.
+            "train_s": train_s,
             "eval_s": tracker.eval_s,
             "feature_extraction_s": tracker.feature_s,
+            "probe_s": tracker.probe_s,
+            "fit_s": tracker.fit_s,
             "wall_s": (finished - started).total_seconds(),
-            "train_images_per_s": tracker.train_images / (tracker.train_s + tracker.feature_s)
-            if tracker.train_s + tracker.feature_s > 0 else None,
+            "train_images_per_s": tracker.train_images / train_s if tracker.train_images and train_s > 0 else None,
             "peak_gpu_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if gpu else None,
             "peak_gpu_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if gpu else None,
             "peak_host_rss_mb": peak_host_rss_mb(),
@@ -125,11 +129,12 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
             "total_params": sum(p.numel() for p in model.parameters()),
             "epochs_run": len(trained_epochs),
             "cached_feature_epochs": tracker.cached_feature_epochs,
-            "early_stopping_s": getattr(tracker, "select_s", 0.0),
-            "compile_s": getattr(tracker, "compile_s", None),
-            "feature_cache": getattr(tracker, "feature_cache", None),
+            "early_stopping_s": tracker.select_s,
+            "compile_s": tracker.compile_s,
+            "feature_cache": tracker.feature_cache,
             "best_epoch": best_epoch,
         },
+        "drift": dict(tracker.drift),
         "epochs": tracker.epochs,
         "environment": env,
         "code": code_version(),

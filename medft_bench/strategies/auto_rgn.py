@@ -60,7 +60,9 @@ class AutoRGN(Strategy):
     Reference-code quirks, decided here and recorded: normalisation-layer parameters (found by module type:
     BatchNorm, GroupNorm, LayerNorm; the reference drops names containing "bn", which misses DenseNet's
     "norm" and VGG-BN's indices) are frozen by default (``norm_params="frozen"``; ``"train"`` gives them
-    RGN learning rates too), and BatchNorm runs in eval mode (``norm_mode="eval"``, as the reference).
+    RGN learning rates too), and the whole network runs in eval mode while probing and training
+    (``norm_mode="eval"``: BatchNorm statistics frozen and no dropout, as the reference's ``train_mode: eval``,
+    ``anniesch/surgical-finetuning``).
     Tensors with zero norm (RGN undefined) train at multiplier 1. Each epoch's record carries the mean
     multiplier per block.
     """

@@ -108,6 +108,14 @@ def per_example_snr(ctx: CellContext, names: list[str], n_batches: int = 5, chun
     return {n: _snr(mean[n], m2[n] / (count - 1)) for n in names}
 
 
+def first_dim_statistic(g: torch.Tensor) -> float:
+    """The reference code's SNR of one batch gradient: mean over elements of g^2 / (Var(g, dim 0) + 1e-8), the
+    variance unbiased along the first dimension; ``inf`` where that dimension has fewer than 2 entries."""
+    if g.ndim == 0 or g.shape[0] < 2:
+        return float("inf")
+    return _snr(g, torch.var(g, dim=0, keepdim=True))
+
+
 def first_dim_snr(ctx: CellContext, names: list[str], n_batches: int = 5, norm_mode: str = "eval"
                   ) -> dict[str, float]:
     """The reference code's SNR: per batch gradient g, mean over elements of g^2 / (Var(g, dim 0) + 1e-8)
@@ -117,10 +125,7 @@ def first_dim_snr(ctx: CellContext, names: list[str], n_batches: int = 5, norm_m
     count = 0
     for grads in batch_gradients(ctx, names, n_batches, norm_mode):
         for n, g in zip(names, grads):
-            if g.ndim == 0 or g.shape[0] < 2:
-                sums[n] = float("inf")
-            else:
-                sums[n] += _snr(g, torch.var(g, dim=0, keepdim=True))
+            sums[n] += first_dim_statistic(g)
         count += 1
     if count == 0:
         raise ValueError("Auto-SNR needs at least one training batch")
@@ -137,36 +142,65 @@ def gradient_snr(ctx: CellContext, names: list[str], *, variance: str = "per_exa
     raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
 
 
+NOISE_MULTIPLE = 2.0  # per-example variant: a tensor trains when its SNR is at least twice pure noise's 1/n
+
+
 @register_strategy
 class AutoSNR(Strategy):
     """At every epoch start: per parameter tensor, the gradient's signal-to-noise ratio over the epoch's
-    first ``n_batches`` (5) training batches, mean over elements of g_mean^2 / (Var(g) + 1e-8); tensors with
-    SNR below ``threshold`` (0.95) are frozen for the epoch, the others train at the base learning rate.
-    The head always trains. Adam is rebuilt every epoch, as in the reference code.
+    first ``n_batches`` (5) training batches; tensors whose SNR is below ``threshold`` are frozen for the
+    epoch, the others train at the base learning rate, with Adam rebuilt every epoch (the reference code).
 
-    ``variance="per_example"`` (default, as the paper describes it): mean and variance across the individual
-    examples of the 5 batches (per-example gradients, ``chunk_size`` examples at a time, from ``torch.func``
-    on CUDA or one backward per example on CPU, ``impl``; at most ``max_examples`` examples, None = all),
-    with normalisation layers in eval mode while probing.
-    ``variance="first_dim"``: the reference code's variance along each tensor's first dimension of the batch
-    gradient, averaged over the batches. Which one ran is in the record's hparams.
+    ``variance="first_dim"`` (default): the statistic of Lee et al.'s reference code
+    (``anniesch/surgical-finetuning``, ``get_lr_weights`` with ``auto_tune=eb-criterion``): for each batch's
+    gradient g of a tensor, the mean over its elements of g^2 / (Var(g along the tensor's first dimension,
+    unbiased) + 1e-8), averaged over the batches; threshold 0.95. A tensor with one entry along its first
+    dimension has no variance there: the reference's NaN compares false with the threshold, so the tensor
+    trains; here its SNR is ``inf`` (trains too).
 
-    Like Auto-RGN: normalisation parameters (by module type) are frozen by default (``norm_params``), and
-    BatchNorm runs in eval mode (``norm_mode="eval"``). Each epoch's record notes how many tensors train.
+    ``variance="per_example"``: the paper's wording (variance across inputs): mean and unbiased variance of
+    the per-example gradients of the probed examples, then the mean over elements of mean^2 / (var + 1e-8)
+    (``chunk_size`` examples at a time, from ``torch.func`` on CUDA or one backward per example on CPU,
+    ``impl``; at most ``max_examples`` examples, None = all). Its scale differs: for a gradient that is pure
+    noise, mean^2 / var is about 1/n over n examples, whatever the tensor. Its default threshold is therefore
+    ``NOISE_MULTIPLE / n`` (2/n: the signal must at least match the noise of the mean), not 0.95, which
+    would freeze nearly every tensor. A given ``threshold`` is used as is for either variant.
+
+    Departures from the reference, recorded: the new head always trains (the reference fine-tuned a
+    pretrained head of the same label space and could freeze it); normalisation parameters are chosen by
+    module type (``norm_params="frozen"``: BatchNorm, GroupNorm, LayerNorm; the reference drops names
+    containing "bn"). As the reference's ``train_mode: eval``, the whole network runs in eval mode while
+    probing and training (``norm_mode="eval"``: BatchNorm statistics frozen, no dropout). Each epoch's record
+    notes the threshold and how many tensors train, per block.
     """
 
     name = "auto_snr"
     description = "Auto-SNR: per epoch, freeze tensors whose gradient signal-to-noise ratio is below 0.95."
-    defaults = {"n_batches": 5, "threshold": 0.95, "variance": "per_example", "chunk_size": 8, "max_examples": None,
+    defaults = {"n_batches": 5, "threshold": None, "variance": "first_dim", "chunk_size": 8, "max_examples": None,
                 "impl": "auto", "norm_params": "frozen", "norm_mode": "eval"}
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
-        impl = self.params["impl"]
+        p = self.params
+        per_example = p["variance"] == "per_example"
+        impl = p["impl"]
         if impl == "auto":
             impl = "vmap" if ctx.device.type == "cuda" else "loop"
-        return {**self.params, "impl": impl if self.params["variance"] == "per_example" else None,
-                "variance_correction": "unbiased (n-1)", "eps": EPS, "optimizer_reset": "every epoch",
-                "head": "always trains"}
+        threshold = p["threshold"]
+        if threshold is None:
+            threshold = f"{NOISE_MULTIPLE:g}/n examples" if per_example else 0.95
+        out = {"n_batches": p["n_batches"], "threshold": threshold, "variance": p["variance"],
+               "norm_params": p["norm_params"], "norm_mode": p["norm_mode"], "variance_correction": "unbiased (n-1)",
+               "eps": EPS, "optimizer_reset": "every epoch", "head": "always trains",
+               "source": "anniesch/surgical-finetuning get_lr_weights (eb-criterion)"}
+        # Only the per-example variant uses these; None says so in the record.
+        out.update(chunk_size=p["chunk_size"] if per_example else None,
+                   max_examples=p["max_examples"] if per_example else None, impl=impl if per_example else None)
+        return out
+
+    def check(self, ctx: CellContext) -> str | None:
+        if self.params["variance"] not in VARIANCES:
+            return f"variance must be one of {VARIANCES}, got {self.params['variance']!r}"
+        return None
 
     def snr(self, ctx: CellContext) -> dict[str, float]:
         names = candidate_names(ctx, self.params["norm_params"])
@@ -175,18 +209,35 @@ class AutoSNR(Strategy):
                             chunk_size=int(p["chunk_size"]), max_examples=p["max_examples"],
                             norm_mode=p["norm_mode"], impl=p["impl"])
 
+    def threshold(self, ctx: CellContext) -> float:
+        given = self.params["threshold"]
+        if given is not None:
+            return float(given)
+        if self.params["variance"] != "per_example":
+            return 0.95
+        return NOISE_MULTIPLE / max(1, probed_examples(ctx, int(self.params["n_batches"]), self.params["max_examples"]))
+
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         norm_mode = self.params["norm_mode"]
         if norm_mode not in NORM_MODES:
             raise ValueError(f"norm_mode must be one of {NORM_MODES}, got {norm_mode!r}")
         snr = self.snr(ctx)
-        thr = float(self.params["threshold"])
+        thr = self.threshold(ctx)
         trainable = {n for n, v in snr.items() if v >= thr} | set(ctx.head_names)
         block_of = {p: b for b, ps in ctx.blocks for p in ps}
         per_block: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for n in snr:
             per_block[block_of.get(n, "?")][0] += n in trainable
             per_block[block_of.get(n, "?")][1] += 1
-        note = {"snr_trainable_tensors": len(trainable), "snr_frozen_tensors": len(set(snr) - trainable),
+        backbone = set(snr) - set(ctx.head_names)
+        note = {"snr_threshold": thr, "snr_trainable_tensors": len(trainable),
+                "snr_frozen_tensors": len(set(snr) - trainable),
+                "snr_backbone_trainable_tensors": len(backbone & trainable),
                 "snr_block_trainable": {b: f"{t}/{c}" for b, (t, c) in per_block.items()}}
         return EpochPlan(trainable=frozenset(trainable), norm_mode=norm_mode, reset_optimizer=True, note=note)
+
+
+def probed_examples(ctx: CellContext, n_batches: int, max_examples: int | None) -> int:
+    """How many training examples the first ``n_batches`` batches hold (capped at ``max_examples``)."""
+    n = min(len(ctx.data.train), n_batches * ctx.settings.batch_size)
+    return n if max_examples is None else min(n, int(max_examples))

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 # How normalisation and dropout layers run during training, recorded with every result:
 # train          every module in train mode (BatchNorm statistics update)
 # frozen_eval    BatchNorm layers whose parameters are all frozen run in eval mode (statistics frozen)
-# eval           every BatchNorm layer in eval mode (statistics frozen), as the Auto-RGN reference code
+# eval           the whole network in eval mode (BatchNorm statistics frozen, no dropout), as the Auto-RGN
+#                reference code's ``train_mode: eval``
 # backbone_eval  the whole model in eval mode except the head (the frozen backbone of linear probing)
 NORM_MODES = ("train", "frozen_eval", "eval", "backbone_eval")
 
@@ -34,6 +35,9 @@ class Stage:
     lr: float
     min_epochs: int = 0  # early stopping may not end the stage before this many epochs
     early_stopping: bool = True
+    # Evaluate (and log) the validation split before the first epoch; that starting state is then a candidate
+    # for the stage's best checkpoint (kept as epoch -1 when no epoch beats it).
+    eval_at_start: bool = False
 
 
 @dataclass
@@ -71,6 +75,11 @@ class Strategy:
         """The effective hyperparameters, recorded with the result (resolve defaults that depend on ctx)."""
         return dict(self.params)
 
+    def check(self, ctx: CellContext) -> str | None:
+        """Why this strategy does not apply to the cell's backbone or task, or None when it does. A cell whose
+        strategy does not apply is skipped with the reason (``errors.NotApplicable``), never degraded."""
+        return None
+
     def setup(self, ctx: CellContext) -> None:
         """Called once after the model is built and before training (snapshot w0, add adapters...)."""
 
@@ -82,7 +91,9 @@ class Strategy:
         raise NotImplementedError
 
     def start_stage(self, ctx: CellContext, stage: int) -> bool:
-        """Return True when the stage's result was loaded instead of trained (the stage is skipped)."""
+        """Return True when the stage's result is in place without epochs: loaded from another cell, or solved
+        (the linear probe's convex fit). Its time counts as training (``costs.fit_s``); what it decided goes
+        into ``self.log[stage_name]``, which the engine records as the stage's entry."""
         return False
 
     def regularizer(self, ctx: CellContext) -> torch.Tensor | None:

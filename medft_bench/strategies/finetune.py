@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from medft_bench.strategies.base import EpochPlan, Strategy
+import torch
+from torch import nn
+
+from medft_bench.strategies.base import EpochPlan, Stage, Strategy
 from medft_bench.strategies.registry import register_strategy
 
 if TYPE_CHECKING:
@@ -23,15 +26,81 @@ class FullFineTuning(Strategy):
 
 @register_strategy
 class LinearProbe(Strategy):
-    """The backbone is frozen and runs in eval mode; only the new head trains.
+    """The backbone is frozen and runs in eval mode; only the new head trains, on features computed once
+    per image (``training/features.py``).
 
-    Because nothing before the head changes, the engine computes the backbone's features once per image
-    and trains the head on the cached features (see ``training/features.py``).
+    ``solver="lbfgs"`` (default): the head is the solution of the convex probe problem, not an approximation
+    of it: L2-regularised logistic regression on standardised features, fitted to convergence by full-batch
+    L-BFGS for each of ``l2_steps`` log-spaced strengths in [``l2_min``, ``l2_max``], the strength chosen on
+    the validation split by the engine's checkpoint key (the monitored metric, ties by the other metric), the
+    standardisation folded back into the ``Linear`` head (``training/linear_probe.py``; the protocol of Kumar
+    et al. 2022 and of CLIP's probes). The stage has no epochs; ``log["lp"]`` records the chosen strength,
+    the iterations, the final largest gradient entry and every strength's validation score.
+
+    ``solver="adam"``: the study's probe, trained epoch by epoch like every other strategy (the settings'
+    optimizer, learning rate, schedule and early stopping). It can stop far from the optimum on
+    unnormalised features: the kNN probe on the same features is the reference to compare with.
     """
 
     name = "lp"
-    description = "Linear probing: frozen backbone in eval mode, only the new head trains."
+    description = "Linear probing: frozen backbone; the head solved to convergence on cached features (L-BFGS)."
     in_study = True
+    defaults = {"solver": "lbfgs", "l2_min": 1e-6, "l2_max": 1e2, "l2_steps": 17, "max_iter": 1000, "tol": 1e-6}
+    SOLVERS = ("lbfgs", "adam")
+
+    def hparams(self, ctx: CellContext) -> dict[str, Any]:
+        p = self.params
+        if p["solver"] == "adam":  # the grid's settings do not apply: None says so in the record
+            return {"solver": "adam", "epochs": ctx.settings.epochs, "lr": ctx.settings.lr,
+                    **{k: None for k in self.defaults if k != "solver"}}
+        return {"solver": "lbfgs", "l2_min": float(p["l2_min"]), "l2_max": float(p["l2_max"]),
+                "l2_steps": int(p["l2_steps"]), "max_iter": int(p["max_iter"]), "tol": float(p["tol"]),
+                "loss": "sigmoid per label" if ctx.data.multi_label else "softmax cross-entropy",
+                "features": "standardised on train, folded into the head", "selection": "validation"}
+
+    def check(self, ctx: CellContext) -> str | None:
+        if self.params["solver"] not in self.SOLVERS:
+            return f"solver must be one of {self.SOLVERS}, got {self.params['solver']!r}"
+        head = ctx.backbone.head
+        if self.params["solver"] == "lbfgs" and not (isinstance(head, nn.Linear) and head.bias is not None):
+            return (f"the L-BFGS probe needs a Linear head with a bias; {ctx.backbone.name}'s is "
+                    f"{type(head).__name__} (use solver=adam)")
+        return None
+
+    def stages(self, ctx: CellContext) -> list[Stage]:
+        s = ctx.settings
+        return [Stage("lp", s.epochs if self.params["solver"] == "adam" else 0, s.lr)]
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         return EpochPlan(trainable=frozenset(ctx.head_names), norm_mode="backbone_eval")
+
+    def start_stage(self, ctx: CellContext, stage: int) -> bool:
+        if self.params["solver"] == "adam":
+            return False
+        self.log["lp"] = solve_head(ctx, self.params)
+        return True
+
+
+def solve_head(ctx: CellContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Fit ``ctx``'s head by the L-BFGS probe (``params`` as ``LinearProbe``'s) and load it; return the log."""
+    from medft_bench.metrics import compute_metrics, primary_metric, selection_key
+    from medft_bench.training.linear_probe import fit_linear_probe, strengths
+
+    cache = ctx.feature_cache
+    data = ctx.data
+    monitor = ctx.settings.monitor if ctx.settings.monitor != "auto" else primary_metric(data.task)
+    val_labels = data.val.labels.numpy()
+
+    def score(logits: torch.Tensor) -> tuple[float, ...]:
+        probs = torch.sigmoid(logits) if data.multi_label else torch.softmax(logits, 1)
+        return selection_key(compute_metrics(data.task, val_labels, probs.cpu().numpy()), monitor)
+
+    head = ctx.backbone.head
+    fit = fit_linear_probe(cache.get("train"), data.train.labels, cache.get("val"), head.out_features,
+                           multi_label=data.multi_label, score=score,
+                           grid=strengths(float(params["l2_min"]), float(params["l2_max"]), int(params["l2_steps"])),
+                           max_iter=int(params["max_iter"]), tol=float(params["tol"]))
+    with torch.no_grad():
+        head.weight.copy_(fit.weight.to(head.weight))
+        head.bias.copy_(fit.bias.to(head.bias))
+    return {**fit.info, "monitor": monitor}

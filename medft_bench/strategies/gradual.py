@@ -16,14 +16,15 @@ class _GradualUnfreezing(Strategy):
     """Start with only the head block trainable; every ``epochs_per_block`` epochs unfreeze one more block.
 
     Phase k (k = 0, 1, ..., n_blocks - 1) trains the head block plus k backbone blocks; the last phase trains
-    everything and lasts until the epoch budget ends. ``n_blocks`` counts the head block (the study's
-    partitions: 6 blocks for ResNet-50 and VGG-19, 9 for DenseNet-121), so the default phase length
-    ``max(1, epochs // n_blocks)`` fits every phase into the budget whenever ``epochs >= n_blocks`` (30 epochs
-    on ResNet-50: 5 epochs per phase, everything trainable from epoch 25). With fewer epochs than blocks each
-    phase lasts one epoch and the budget ends before the last blocks unfreeze (``log["complete"]`` says so).
+    everything and lasts until the epoch budget ends. The default is ULMFiT's schedule (Howard & Ruder 2018):
+    one epoch per block (``epochs_per_block=1``), then everything until the budget ends (30 epochs on
+    ResNet-50's 6 blocks: everything trainable from epoch 5, for 25 epochs). With fewer epochs than blocks
+    the budget ends before the last blocks unfreeze (``log["complete"]`` says so). ``log["schedule"]`` lists
+    the epoch at which each block unfreezes.
 
-    One stage with ``min_epochs`` = the first all-unfrozen epoch: early stopping cannot end the run before
-    every block has trained (the learning rate follows one cosine over the whole budget). The head block is
+    One stage with ``min_epochs`` = the first all-unfrozen epoch, what the schedule needs and no more:
+    early stopping cannot end the run before every block has trained (the learning rate follows one cosine
+    over the whole budget). The head block is
     the partition's last block, the unit the study's partitions define: for ResNet-50 the new fc, for
     DenseNet-121 norm5 with the classifier, for VGG-19 the whole three-layer classifier (the pretrained
     fc6/fc7 train from the first epoch, with the new head). Frozen blocks' BatchNorm layers run in eval mode
@@ -31,15 +32,14 @@ class _GradualUnfreezing(Strategy):
     """
 
     direction: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {"epochs_per_block": None}  # None: max(1, epochs // n_blocks)
+    defaults: ClassVar[dict[str, Any]] = {"epochs_per_block": 1}
 
     def _order(self, ctx: CellContext) -> list[tuple[str, list[str]]]:
         body = body_blocks(ctx)
         return body[::-1] if self.direction == "last_first" else body
 
     def _length(self, ctx: CellContext) -> int:
-        given = self.params["epochs_per_block"]
-        return int(given) if given else max(1, ctx.settings.epochs // len(ctx.blocks))
+        return max(1, int(self.params["epochs_per_block"]))
 
     def _min_epochs(self, ctx: CellContext) -> int:
         return min(ctx.settings.epochs, self._length(ctx) * len(self._order(ctx)) + 1)

@@ -57,13 +57,18 @@ class LoRA(Strategy):
     description = "LoRA (peft): rank-8 adapters on backbone conv/linear layers plus the head train."
     defaults = {"rank": 8, "alpha": 16, "dropout": 0.0, "target": "conv_linear"}
 
+    def check(self, ctx: CellContext) -> str | None:
+        chosen, skipped = target_modules(ctx.model, ctx.backbone.head_prefix, self.params["target"])
+        if not chosen:
+            return (f"{ctx.backbone.name} has no {self.params['target']} modules outside the head"
+                    + (f" ({len(skipped)} grouped convolutions are not adapted)" if skipped else ""))
+        return None
+
     def setup(self, ctx: CellContext) -> None:
         from peft import LoraConfig, inject_adapter_in_model
 
         model, backbone = ctx.model, ctx.backbone
         chosen, skipped = target_modules(model, backbone.head_prefix, self.params["target"])
-        if not chosen:
-            raise MedftError(f"lora: {backbone.name} has no {self.params['target']} modules outside the head")
         config = LoraConfig(r=int(self.params["rank"]), lora_alpha=self.params["alpha"],
                             lora_dropout=float(self.params["dropout"]),
                             target_modules="^(" + "|".join(map(re.escape, chosen)) + ")$")

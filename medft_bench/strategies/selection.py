@@ -85,12 +85,9 @@ def candidate_names(ctx: CellContext, norm_params: str) -> list[str]:
 
 def apply_modes(ctx: CellContext, norm_mode: str, trainable: frozenset[str]) -> None:
     """Set ``requires_grad`` and train/eval modes as the engine will for an epoch with this plan."""
-    from medft_bench.strategies.base import EpochPlan
-    from medft_bench.training.engine import _apply_modes
-
     for n, p in ctx.named_params().items():
         p.requires_grad_(n in trainable)
-    _apply_modes(ctx, EpochPlan(trainable=trainable, norm_mode=norm_mode))
+    ctx.apply_modes(norm_mode)
 
 
 def batch_gradients(ctx: CellContext, names: list[str], n_batches: int, norm_mode: str

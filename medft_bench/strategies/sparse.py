@@ -28,6 +28,11 @@ class BitFit(Strategy):
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         return {"selects": "every parameter named 'bias' on its module, plus the head", "norm_mode": "train"}
 
+    def check(self, ctx: CellContext) -> str | None:
+        if not set(bias_param_names(ctx.model)) - set(ctx.head_names):
+            return f"{ctx.backbone.name} has no bias parameters outside the head (BitFit would be linear probing)"
+        return None
+
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         return EpochPlan(trainable=frozenset([*bias_param_names(ctx.model), *ctx.head_names]), norm_mode="train")
 
@@ -45,6 +50,12 @@ class NormOnly(Strategy):
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         return {"selects": "affine parameters of normalisation modules (by type), plus the head",
                 "norm_mode": "train"}
+
+    def check(self, ctx: CellContext) -> str | None:
+        if not set(norm_param_names(ctx.model)) - set(ctx.head_names):
+            return (f"{ctx.backbone.name} has no normalisation layers with parameters (norm-only tuning would be "
+                    "linear probing)")
+        return None
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         return EpochPlan(trainable=frozenset([*norm_param_names(ctx.model), *ctx.head_names]), norm_mode="train")

@@ -108,9 +108,19 @@ class L2SP(_StartingPoint):
 
 @register_strategy
 class L1SP(_StartingPoint):
-    __doc__ = ("L1-SP: loss + alpha sum |w_S - w0_S| + (beta/2) ||h||^2; defaults alpha 0.1, beta 0.01.\n\n"
+    __doc__ = ("L1-SP: loss + alpha sum |w_S - w0_S| + (beta/2) ||h||^2; defaults alpha 1e-4, beta 0.01.\n\n"
+               "Why alpha = 1e-4 and not L2-SP's 0.1: the L1 penalty's gradient is alpha sign(w - w0) on every\n"
+               "element, whatever the distance, and Adam normalises each element's update, so a weight moves only\n"
+               "where its data gradient outweighs alpha. Per-element cross-entropy gradients of pretrained CNN\n"
+               "weights are typically 1e-5 to 1e-2; at alpha = 0.1 every penalised weight is pinned at w0 (a\n"
+               "relative drift of 0.55% against FT's 12% in 20 steps was measured). At 1e-4 the weights with a\n"
+               "clear data gradient move and the rest stay at w0, the sparse change L1-SP stands for. It is also\n"
+               "where the two penalties pull equally at a typical fine-tuning displacement of 1e-3 per weight\n"
+               "(L2-SP's pull alpha_2 |w - w0| = 0.1 x 1e-3). Li et al. chose alpha by cross-validation; tune it\n"
+               "(the ``alpha`` parameter) for another optimiser. ``drift`` in the record shows how far it moved.\n\n"
                + (_StartingPoint.__doc__ or ""))
     name = "l1_sp"
-    description = "L1-SP: full fine-tuning with an L1 penalty towards the pretrained weights (alpha 0.1, beta 0.01)."
+    description = "L1-SP: full fine-tuning with an L1 penalty towards the pretrained weights (alpha 1e-4, beta 0.01)."
     in_study = True
     norm = "l1"
+    defaults: ClassVar[dict[str, Any]] = {"alpha": 1e-4, "beta": 0.01}

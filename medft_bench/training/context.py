@@ -29,6 +29,7 @@ class CellContext:
     results_dir: Any = None  # a results.store.ResultStore, for strategies that reuse other cells' results
     epoch_generator: torch.Generator | None = None  # the current epoch's batch-order generator
     feature_cache: Any = None  # the cell's training.features.FeatureCache, set by the engine
+    head_init: dict[str, Any] = field(default_factory=dict)  # how the new head started (models.head_init)
     _initial: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -54,6 +55,28 @@ class CellContext:
         """A detached copy of every parameter as it was before training (w0), taken on first use."""
         if self._initial is None:
             self._initial = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        return self._initial
+
+    def apply_modes(self, norm_mode: str) -> None:
+        """Train/eval modes for an epoch (see ``strategies.base.NORM_MODES``); ``requires_grad`` must be set."""
+        model = self.model
+        if norm_mode in ("backbone_eval", "eval"):
+            # eval: the whole network in eval mode, dropout too (the Auto-RGN reference's ``train_mode: eval``)
+            model.eval()
+            if norm_mode == "backbone_eval":
+                self.backbone.head.train()
+            return
+        model.train()
+        if norm_mode == "train":
+            return
+        for m in model.modules():  # frozen_eval
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in m.parameters(recurse=False)):
+                m.eval()
+
+    @property
+    def initial_snapshot(self) -> dict[str, torch.Tensor] | None:
+        """w0 if ``initial_params`` has taken it, else None (nothing before the head has trained yet)."""
         return self._initial
 
     def autocast(self) -> AbstractContextManager[Any]:

@@ -20,9 +20,10 @@ from torch import nn
 from medft_bench.config import CellConfig
 from medft_bench.data.batches import Preprocess, batch_indices, iterate
 from medft_bench.data.sources import load_dataset
-from medft_bench.errors import MedftError
-from medft_bench.metrics import compute_metrics, majority_baseline, primary_metric
+from medft_bench.errors import MedftError, NotApplicable
+from medft_bench.metrics import compute_metrics, majority_baseline, primary_metric, selection_key, tie_break_metric
 from medft_bench.models.factory import create_backbone_reusing
+from medft_bench.models.head_init import init_head
 from medft_bench.strategies.base import EpochPlan, Strategy
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
@@ -61,22 +62,6 @@ def _cosine(epoch: int, epochs: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
 
 
-def _apply_modes(ctx: CellContext, plan: EpochPlan) -> None:
-    model = ctx.model
-    if plan.norm_mode == "backbone_eval":
-        model.eval()
-        ctx.backbone.head.train()
-        return
-    model.train()
-    if plan.norm_mode == "train":
-        return
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            frozen = not any(p.requires_grad for p in m.parameters(recurse=False))
-            if plan.norm_mode == "eval" or frozen:
-                m.eval()
-
-
 @dataclass
 class _Tracker:
     """Everything measured while the cell runs."""
@@ -91,6 +76,9 @@ class _Tracker:
     best: dict[str, Any] = field(default_factory=dict)
     cached_feature_epochs: int = 0
     select_s: float = 0.0  # early stopping: keeping the best epoch's weights and restoring them
+    probe_s: float = 0.0  # the strategy's per-epoch decisions (Auto-RGN / Auto-SNR gradient probes)
+    fit_s: float = 0.0  # stages done without epochs (the linear probe's solve, a reused head), the kNN vote
+    drift: dict[str, float] = field(default_factory=dict)  # per stage: ||theta - theta0|| / ||theta0||, backbone
     first_steps_s: list[float] = field(default_factory=list)  # with compile: the cell's first two steps
     feature_cache: dict[str, Any] | None = None
 
@@ -158,7 +146,9 @@ class _Runner:
         trainable = set(plan.trainable)
         for n, p in named.items():
             p.requires_grad_(n in trainable)
-        _apply_modes(ctx, plan)
+        ctx.apply_modes(plan.norm_mode)
+        if not trainable <= set(ctx.head_names):
+            ctx.initial_params()  # theta0 for the drift; nothing before the head has trained before this epoch
         opt = self._optimizer(plan)
         for g in opt.param_groups:
             g["lr"] = lr * g["scale"]
@@ -248,18 +238,56 @@ class _Runner:
         return m
 
     # -- the cell --------------------------------------------------------------------------------------
+    def drift(self) -> float:
+        """||theta - theta0|| / ||theta0|| over every parameter before the head (0 when none has trained)."""
+        ctx = self.ctx
+        initial = ctx.initial_snapshot
+        if initial is None:
+            return 0.0
+        head = set(ctx.head_names)
+        named = ctx.named_params()
+        names = [n for n in initial if n not in head and n in named]
+        if not names:
+            return 0.0
+        now = [named[n].detach().float() for n in names]
+        start = [initial[n].float() for n in names]
+        diff = torch.stack(torch._foreach_norm(torch._foreach_sub(now, start))).pow(2).sum().sqrt()
+        base = torch.stack(torch._foreach_norm(start)).pow(2).sum().sqrt()
+        return float(diff / base) if float(base) > 0 else 0.0
+
+    def _timed(self, attr: str, fn: Any, *args: Any) -> Any:
+        _sync(self.ctx.device)
+        t0 = time.perf_counter()
+        out = fn(*args)
+        _sync(self.ctx.device)
+        setattr(self.t, attr, getattr(self.t, attr) + time.perf_counter() - t0)
+        return out
+
     def run(self) -> dict[str, Any]:
         ctx, strategy = self.ctx, self.strategy
         for si, stage in enumerate(strategy.stages(ctx)):
-            if strategy.start_stage(ctx, si):
-                self.t.epochs.append({"stage": stage.name, "skipped": True, **strategy.log.get(stage.name, {})})
+            before = sum(self.cache.seconds.values())
+            done = self._timed("fit_s", strategy.start_stage, ctx, si)
+            extracted = sum(self.cache.seconds.values()) - before  # features a solve needed: extraction time
+            self.t.fit_s -= extracted
+            self.t.feature_s += extracted
+            if done:
+                self.t.epochs.append({"stage": stage.name, "epochs": 0, **strategy.log.get(stage.name, {})})
+                self.t.drift[stage.name] = self.drift()
                 continue
             best_key: tuple[float, float] = (-math.inf, -math.inf)
             best_state, bad, best_epoch = None, 0, -1
+            if stage.eval_at_start:
+                # The state the stage starts from is a checkpoint of the run like any epoch's: when no epoch
+                # beats it on validation, it is the one kept (best epoch -1), and the record says so.
+                val = self.evaluate("val")
+                self.t.epochs.append({"stage": stage.name, "start": True, "val": val})
+                best_key = selection_key(val, self.monitor)
+                best_state = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
             for e in range(stage.epochs):
                 gen = _epoch_generator(ctx.cfg.seed, si, e)
                 ctx.epoch_generator = gen
-                plan = strategy.plan(ctx, si, e)
+                plan = self._timed("probe_s", strategy.plan, ctx, si, e)
                 lr = stage.lr * (_cosine(e, stage.epochs) if ctx.settings.scheduler == "cosine" else 1.0)
                 loss = self.train_epoch(plan, lr, gen)
                 if not math.isfinite(loss):
@@ -290,24 +318,8 @@ class _Runner:
                 self.t.select_s += time.perf_counter() - t0
                 self.t.best[stage.name] = {"epoch": best_epoch, f"val_{self.monitor}": best_key[0],
                                            "tie_break": f"val_{tie_break_metric(self.monitor)}"}
+            self.t.drift[stage.name] = self.drift()
         return {"val": self.evaluate("val"), "test": self.evaluate("test")}
-
-
-def selection_key(val: dict[str, Any], monitor: str) -> tuple[float, float]:
-    """How epochs are compared for checkpoint selection and early stopping: the monitored metric, ties broken
-    by validation AUC (by balanced accuracy when AUC is the monitor). Balanced accuracy is coarse: epochs that
-    all predict one class tie at 1/classes, and without the tie-break the first of them would be kept however
-    well the later ones rank."""
-
-    def get(name: str) -> float:
-        v = val.get(name)
-        return -math.inf if v is None or not math.isfinite(v) else float(v)
-
-    return get(monitor), get(tie_break_metric(monitor))
-
-
-def tie_break_metric(monitor: str) -> str:
-    return "balanced_acc" if monitor == "auc" else "auc"
 
 
 def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
@@ -335,6 +347,10 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
                      interpolation=s.interpolation, mean=backbone.mean, std=backbone.std, augment=s.augment)
     ctx = CellContext(cfg=cfg, settings=s, data=data, backbone=backbone, preprocess=pre, device=dev,
                       amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, results_dir=store)
+    reason = strategy.check(ctx)
+    if reason:
+        raise NotApplicable(f"{cfg.cell_id}: strategy {cfg.strategy!r} does not apply: {reason}")
+    ctx.head_init = init_head(ctx)
     return ctx, strategy
 
 
@@ -373,9 +389,12 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.devi
             else:
                 metrics = {split: compute_metrics(ctx.data.task, ctx.data.split(split).labels.numpy(), p)
                            for split, p in predicted.items()}
-                # A prediction-only strategy (kNN): getting the training features is its "training".
-                runner.t.feature_s = runner.cache.seconds.get("train", 0.0)
-                runner.t.eval_s = max(0.0, time.perf_counter() - t0 - runner.t.feature_s)
+                # A prediction-only strategy (kNN): the training features and the vote are its "training"; the
+                # features of the evaluated splits are its evaluation.
+                seconds = runner.cache.seconds
+                runner.t.feature_s = seconds.get("train", 0.0)
+                runner.t.eval_s = seconds.get("val", 0.0) + seconds.get("test", 0.0)
+                runner.t.fit_s = max(0.0, time.perf_counter() - t0 - sum(seconds.values()))
         except Diverged as exc:
             status, error, diverged_epoch = "diverged", str(exc), exc.epoch
         except (MedftError, KeyboardInterrupt):
