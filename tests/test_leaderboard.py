@@ -23,6 +23,7 @@ from medft_bench.results.record import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI_LABEL = "multi-label, binary-class"
+STUDY = {"ft", "lp", "gu_first_last", "gu_last_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn"}
 TASKS = {"chestmnist": MULTI_LABEL, "pneumoniamnist": "binary-class", "breastmnist": "binary-class"}
 MODALITY = {"pathmnist": "histology", "dermamnist": "dermoscopy", "chestmnist": "x-ray"}
 N_CLASSES = {"pathmnist": 9, "dermamnist": 7, "chestmnist": 14}
@@ -35,7 +36,8 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
                 status: str = "ok", weights: str = "pretrained", synthetic: bool = False, train_s: float = 10.0,
                 gpu_mb: float | None = None, rss_mb: float = 1500.0, trainable: int = 1000,
                 finished: str = "2025-03-01T12:00:00+00:00", commit: str = "0123456789abcdef0123",
-                dirty: bool = False, error: str | None = None, extra_hash: str = "") -> dict[str, Any]:
+                dirty: bool = False, error: str | None = None, extra_hash: str = "", in_study: bool | None = None,
+                drift: dict[str, float] | None = None, best_epoch: int = 2) -> dict[str, Any]:
     """A schema-valid result record for one cell; ``primary`` is the test value of the dataset's primary
     metric (AUC for multi-label, balanced accuracy otherwise), ``acc`` the test ACC (default primary + 0.2)."""
     task = TASKS.get(dataset, "multi-class")
@@ -63,7 +65,8 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
                    "weights": weights, "synthetic": synthetic, "strategy_params": {},
                    "preprocess": {"target_size": 32, "policy": "resize", "mean": [0.5], "std": [0.5]},
                    "amp": None, "channels_last": False},
-        "strategy": {"name": strategy, "hparams": {}, "in_study": True, "norm_modes": [], "log": {}},
+        "strategy": {"name": strategy, "hparams": {}, "in_study": strategy in STUDY if in_study is None else in_study,
+                     "norm_modes": [], "log": {}},
         "weights": {"source": {"pretrained": "hub", "random": "random"}.get(weights, "file")},
         "data": {"source": "synthetic" if synthetic else "medmnist", "synthetic": synthetic, "task": task,
                  "n_classes": N_CLASSES.get(dataset, 2), "splits": {"train": 100, "val": 20, "test": 20},
@@ -71,7 +74,8 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
         "metrics": metrics,
         "costs": {"train_s": train_s, "eval_s": 1.0, "wall_s": train_s + 2.0, "train_images_per_s": 100.0,
                   "peak_gpu_allocated_mb": gpu_mb, "peak_gpu_reserved_mb": gpu_mb, "peak_host_rss_mb": rss_mb,
-                  "trainable_params": trainable, "total_params": 25_000_000, "epochs_run": 3, "best_epoch": 2},
+                  "trainable_params": trainable, "total_params": 25_000_000, "epochs_run": 3,
+                  "best_epoch": best_epoch},
         "epochs": [],
         "environment": {"python": "3.11.9", "packages": {"torch": "2.14.1", "timm": "1.0.31"}, "device": "cpu",
                         "cpu": "Test CPU", "gpu": None},
@@ -83,6 +87,8 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
         "started": "2025-03-01T11:00:00+00:00",
         "finished": finished,
     }
+    if drift is not None:
+        record["drift"] = drift
     validate(record, record["cell_id"])
     return record
 
@@ -305,7 +311,7 @@ def test_claims(grid):
     main = main_group(aggregate(load_inputs([results]).runs))
     lpft, rgn, best = main.claims
     assert (lpft.details["wins"], lpft.details["cases"]) == (4, 6) and lpft.verdict == "consistent"
-    assert "4 of 6 cases (67%)" in lpft.ours
+    assert "4 of 6 cases (67%; n = 6 cases)" in lpft.ours
     mods = {m["modality"]: m for m in rgn.details["modalities"]}
     assert mods["x-ray"]["gain"] == pytest.approx(0.11) and mods["x-ray"]["backbone"] == "densenet121"
     assert mods["x-ray"]["relative"] == pytest.approx(0.11 / 0.68)
@@ -318,6 +324,40 @@ def test_claims(grid):
     assert best.verdict == "consistent"
     smoke = aggregate(load_inputs([results]).runs)[0]  # no LP-FT, no Auto-RGN, one backbone
     assert [c.verdict.split(":")[0] for c in smoke.claims] == ["not enough results"] * 3
+
+
+def test_claims_use_the_study_strategies_on_the_cases_they_share(tmp_path: Path) -> None:
+    means = {("pathmnist", "resnet50"): {"ft": .80, "lp_ft": .70, "lp": .60, "auto_rgn": .81, "lora": .99},
+             ("pathmnist", "vgg19"): {"ft": .80, "lp_ft": .70, "lp": .60, "auto_rgn": .79, "lora": .99},
+             ("dermamnist", "resnet50"): {"ft": .50, "lp_ft": .90, "auto_rgn": .95, "lora": .99},  # no LP here
+             ("dermamnist", "densenet121"): {"ft": .50, "lp_ft": .90, "lp": .60, "auto_rgn": .70}}
+    for (dataset, backbone), by in means.items():
+        for strategy, mean in by.items():
+            write(tmp_path, make_record(dataset=dataset, backbone=backbone, strategy=strategy, primary=mean))
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    assert group.study_strategies == ["ft", "lp", "lp_ft", "auto_rgn"]
+    assert {c.key for c in group.study_cases()} == {("pathmnist", "resnet50"), ("pathmnist", "vgg19"),
+                                                     ("dermamnist", "densenet121")}
+    lpft, rgn, best = group.claims
+    assert (lpft.details["wins"], lpft.details["cases"]) == (1, 3) and "n = 3" in lpft.ours
+    assert rgn.details["cases"] == 3 and "n = 3" in rgn.short
+    per_bb = {b["backbone"]: b for b in best.details["backbones"]}
+    assert per_bb["resnet50"]["best"] == "auto_rgn" and per_bb["resnet50"]["datasets"] == 1  # never LoRA
+    assert per_bb["densenet121"]["best"] == "lp_ft" and "n = 1 dataset" in best.ours
+
+
+def test_details_show_drift_and_a_kept_start(tmp_path: Path) -> None:
+    write(tmp_path, make_record(strategy="ft", drift={"train": 0.12}))
+    write(tmp_path, make_record(strategy="lp_ft", drift={"lp": 0.0, "ft": 0.0}, best_epoch=-1))
+    write(tmp_path, make_record(strategy="lp"))  # an older record without drift
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    from medft_bench.leaderboard.tables import details_table
+
+    table = details_table(group)
+    col = table.headers.index("drift %")
+    rows = {str(r[2]): r for r in table.rows}
+    assert str(rows["FT"][col]) == "12.00" and str(rows["LP-FT"][col]) == "0.00" and str(rows["LP"][col]) == "—"
+    assert "kept stage start 1/1" in str(rows["LP-FT"][-1])
 
 
 def test_metric_option(grid):
@@ -427,7 +467,7 @@ def test_cli_plain_output(published):
     assert "smoke tier, 28 px — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out
     assert "85.00 ± 1.00 (3) *" in out and "* best in row" in out
     assert "broken.json" in out and "macro F1" in out
-    assert "LP-FT beats FT in 4 of 6 cases (67%)" in out
+    assert "LP-FT beats FT in 4 of 6 cases (67%; n = 6 cases)" in out
 
 
 def test_cli_no_valid_records(tmp_path, capsys):

@@ -497,7 +497,8 @@ def test_auto_snr_values_match_independent_computation() -> None:
         p.requires_grad_(True)
     want = _independent_snr_per_example(ctx, names, batches)
     for impl in ("loop", "vmap"):
-        strat.params.update(variance="per_example", impl=impl, chunk_size=4)  # uneven chunks (4, 2) per batch: tests the running merge
+        # uneven chunks (4, 2) per batch: tests the running merge
+        strat.params.update(variance="per_example", impl=impl, chunk_size=4)
         got = strat.snr(ctx)
         assert set(got) == set(names)
         for n in names:

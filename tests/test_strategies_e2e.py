@@ -42,9 +42,11 @@ def test_every_strategy_gives_a_valid_record_on_resnet18(strategy: str) -> None:
     costs = rec["costs"]
     if strategy == "knn":
         assert costs["epochs_run"] == 0 and costs["trainable_params"] == 0
+    elif strategy == "lp":  # solved, no epochs
+        assert costs["epochs_run"] == 0 and costs["trainable_params"] == 1026 and costs["fit_s"] > 0
     else:
         assert costs["epochs_run"] >= 2 and 0 < costs["trainable_params"] <= costs["total_params"]
-        assert all(e.get("skipped") or e["train_loss"] == e["train_loss"] for e in rec["epochs"])  # finite
+        assert all(e["train_loss"] == e["train_loss"] for e in rec["epochs"] if "train_loss" in e)  # finite
     if strategy == "lora":
         assert costs["total_params"] > 11_177_538  # the adapters were added
     if strategy in ("ft", "l2_sp", "l1_sp", "llrd", "lp_ft"):

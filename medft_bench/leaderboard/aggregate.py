@@ -164,6 +164,7 @@ class Group:
     cases: list[Case]
     strategies: list[str]
     runs: list[Run] = field(repr=False)
+    study_strategies: list[str] = field(default_factory=list)  # those of the study's eight present here
     avg_ranks: dict[str, tuple[float, int]] = field(default_factory=dict)  # strategy -> (avg rank, n cases)
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> Wilcoxon vs FT
     claims: list[Any] = field(default_factory=list)
@@ -179,6 +180,11 @@ class Group:
         for r in self.rows:
             out[r.metric].add(r.dataset)
         return {m: sorted(ds) for m, ds in sorted(out.items())}
+
+    def study_cases(self) -> list[Case]:
+        """The cases that every one of the study's strategies present in the group has a result for: what the
+        study's claims are computed on, so that each comparison draws on the same cases."""
+        return [c for c in self.cases if all(s in c.rows for s in self.study_strategies)]
 
     def status_counts(self) -> dict[str, int]:
         counts = {"ok": 0, "diverged": 0, "failed": 0}
@@ -216,7 +222,10 @@ def _costs(ok: list[Run]) -> dict[str, Any]:
     use_gpu = bool(ok) and len(gpu) == len(ok)
     mem = gpu if use_gpu else vals("peak_host_rss_mb")
     trainable = [int(r.costs["trainable_params"]) for r in ok if isinstance(r.costs.get("trainable_params"), int)]
+    drift = [r.drift for r in ok if r.drift is not None]
     return {
+        "drift": _mean(drift),
+        "kept_start": sum(1 for r in ok if r.costs.get("best_epoch") == -1),
         "train_s": _mean(vals("train_s")),
         "wall_s": _mean(vals("wall_s")),
         "peak_mem_mb": max(mem) if mem else None,
@@ -270,7 +279,8 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
         deltas = {s: r.mean - base.mean for s, r in measured.items()} if base else {}
         cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas))
 
-    group = Group(key, rows, cases, strategies, sorted(runs, key=lambda r: r.cell_id))
+    group = Group(key, rows, cases, strategies, sorted(runs, key=lambda r: r.cell_id),
+                  study_strategies=[s for s in strategies if any(r.in_study for r in by_strategy(runs, s))])
     for s in strategies:
         rk = [c.ranks[s] for c in cases if s in c.ranks]
         if rk:
@@ -290,6 +300,10 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
 
     group.claims = compute_claims(group)
     return group
+
+
+def by_strategy(runs: list[Run], strategy: str) -> list[Run]:
+    return [r for r in runs if r.strategy == strategy]
 
 
 def group_key(run: Run) -> GroupKey:

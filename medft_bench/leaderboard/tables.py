@@ -215,7 +215,7 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
     others = list(METRICS) if all_metrics else []
     headers = ["dataset", "backbone", "strategy", "n", "seeds", "mean", "std", "95% CI",
                *[f"{METRIC_NAMES[m]}" for m in others],
-               "train s", "wall s", "peak MB", "trainable", "div/fail", "flags"]
+               "train s", "wall s", "peak MB", "trainable", "drift %", "div/fail", "flags"]
     rows = []
     for r in group.rows:
         s = r.summary
@@ -225,6 +225,8 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
             flags.append(f"{MAJORITY_MARK} majority {len(r.majority)}/{len(r.ok)}")
         if r.no_metric:
             flags.append(f"no {r.metric} {len(r.no_metric)}")
+        if r.costs.get("kept_start"):
+            flags.append(f"kept stage start {r.costs['kept_start']}/{len(r.ok)}")
         cells = [c(r.dataset), c(r.backbone), c(strategy_label(r.strategy)), c(s.n),
                  c(",".join(map(str, r.seeds)) or DASH), c(pct(s.mean)),
                  c(DASH if s.std is None else f"{s.std * 100:.2f}"), c(ci)]
@@ -234,6 +236,7 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
                            f"{DASH if o.std is None else f'{o.std * 100:.2f}'}"))
         cells += [c(seconds(r.costs["train_s"])), c(seconds(r.costs["wall_s"])), c(memory(r)),
                   c(count(r.costs["trainable_params"])),
+                  c(DASH if r.costs.get("drift") is None else f"{r.costs['drift'] * 100:.2f}"),
                   c(f"{len(r.diverged)}/{len(r.failed)}", "warn" if r.diverged or r.failed else None),
                   c("; ".join(flags), "warn" if flags else None)]
         rows.append(cells)
@@ -241,14 +244,17 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
     if others:
         metric_note += "; metric columns: test " + ", ".join(METRIC_NAMES[m] for m in others) + " (%, mean ± std)"
     return Table("details", title(group, "Details: accuracy next to cost"), headers, rows,
-                 ["l", "l", "l", "r", "l", "r", "r", "r", *["r"] * len(others), "r", "r", "r", "r", "r", "l"],
+                 ["l", "l", "l", "r", "l", "r", "r", "r", *["r"] * len(others), "r", "r", "r", "r", "r", "r", "l"],
                  caption=metric_note,
                  notes=["mean, std and CI in % of the metric; 95% CI = mean ± t(0.975, n−1)·s/√n, only for n >= 3.",
                         "train s / wall s: mean training and wall-clock seconds per seed; peak MB: largest over "
                         "seeds, GPU = peak allocated on the GPU, host = peak resident memory of the process (CPU "
-                        "runs); trainable: trainable parameters; div/fail: diverged/failed seeds (listed below, "
-                        "excluded from means)."],
-                 optional=["seeds", "wall s", *[f"{METRIC_NAMES[m]}" for m in others], "95% CI", "trainable"])
+                        "runs); trainable: trainable parameters; drift %: 100·‖θ−θ₀‖/‖θ₀‖ of the backbone (every "
+                        "parameter before the head) at the end, mean over seeds; div/fail: diverged/failed seeds "
+                        "(listed below, excluded from means); kept stage start: the stage's best checkpoint was "
+                        "the state it started from (LP-FT: no fine-tuning epoch beat the probe)."],
+                 optional=["seeds", "wall s", *[f"{METRIC_NAMES[m]}" for m in others], "95% CI", "trainable",
+                           "drift %"])
 
 
 def _claim_style(verdict: str) -> str:

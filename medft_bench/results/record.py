@@ -72,7 +72,7 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
     gpu = dev.type == "cuda"
     model = ctx.model
     data = ctx.data
-    trained_epochs = [e for e in tracker.epochs if not e.get("skipped")]
+    trained_epochs = [e for e in tracker.epochs if "train_loss" in e]  # not solved/reused stages, not starts
     train_s = tracker.train_s + tracker.feature_s + tracker.probe_s + tracker.fit_s
     best_epoch = None
     if tracker.best:

@@ -273,6 +273,10 @@ class _Runner:
             self.t.feature_s += extracted
             if done:
                 self.t.epochs.append({"stage": stage.name, "epochs": 0, **strategy.log.get(stage.name, {})})
+                solved = strategy.plan(ctx, si, 0).trainable  # what the stage set (the probe's head)
+                n = sum(p.numel() for name, p in ctx.named_params().items() if name in solved)
+                self.t.trainable_per_stage[stage.name] = n
+                self.t.max_trainable = max(self.t.max_trainable, n)
                 self.t.drift[stage.name] = self.drift()
                 continue
             best_key: tuple[float, float] = (-math.inf, -math.inf)
