@@ -3,9 +3,9 @@
 The protocol of Kumar et al. (LP-FT, ICLR 2022) and of CLIP's linear probes: features standardised on the
 training split (centred per feature, divided by one global scale), a full-batch convex fit (L-BFGS with a
 strong-Wolfe line search, float64) for every L2 strength of a log-spaced grid, the strength chosen on the
-validation split, the standardisation folded back into a plain ``Linear`` head. Multinomial (softmax) loss for single-label tasks, one sigmoid per label
-for multi-label tasks: the training loss of ``CellContext.loss``, so the solution minimises the very loss
-the epoch-by-epoch probe descends.
+validation split, the standardisation folded back into a plain ``Linear`` head. Multinomial (softmax) loss
+for single-label tasks, one sigmoid per label for multi-label tasks: the training loss of
+``CellContext.loss``, so the solution minimises the very loss the epoch-by-epoch probe descends.
 
 Objective for strength lam, on standardised features z: mean loss(z W^T + b, y) + lam/2 ||W||^2 (the bias
 is not penalised). The grid runs from the strongest strength to the weakest, each fit warm-started from the
