@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from medft_bench.errors import MedftError
+
+SEED_MAX = 2**32 - 1  # numpy's seed range
+MIN_IMG_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -75,3 +81,39 @@ class CellConfig:
 
 def freeze_params(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(params.items()))
+
+
+def _whole(value: Any, low: int, high: int | None = None) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+# setting -> (option, test, the valid range in words). A value outside its range would train nothing, divide by
+# zero or fail inside the cell; it is refused before any cell runs.
+_RANGES: dict[str, tuple[str, Any, str]] = {
+    "epochs": ("--epochs", lambda v: _whole(v, 1), "a whole number >= 1"),
+    "batch_size": ("--batch-size", lambda v: _whole(v, 1), "a whole number >= 1"),
+    "eval_batch_size": ("eval_batch_size", lambda v: _whole(v, 1), "a whole number >= 1"),
+    "lr": ("--lr", _positive, "a finite number > 0"),
+    "max_train_samples": ("--max-train-samples", lambda v: v is None or _whole(v, 1),
+                          "a whole number >= 1 (leave it out for every training image)"),
+    "patience": ("patience", lambda v: _whole(v, 0), "a whole number >= 0 (0: no early stopping)"),
+    "weight_decay": ("weight_decay", lambda v: _positive(v) or v == 0, "a finite number >= 0"),
+    "momentum": ("momentum", lambda v: _positive(v) and v < 1 or v == 0, "a number from 0 to below 1"),
+}
+
+
+def check_numbers(cfg: CellConfig) -> None:
+    """Refuse a number outside its valid range with a :class:`MedftError` that names the option and the range."""
+    checks = [(f"--seed(s) {cfg.seed!r}", _whole(cfg.seed, 0, SEED_MAX), f"a whole number from 0 to {SEED_MAX}"),
+              (f"--img-size {cfg.img_size!r}", _whole(cfg.img_size, MIN_IMG_SIZE), f"a whole number >= {MIN_IMG_SIZE}")]
+    for name, (option, ok, rule) in _RANGES.items():
+        value = getattr(cfg.train, name)
+        checks.append((f"{option} {value!r}", ok(value), rule))
+    for what, ok, rule in checks:
+        if not ok:
+            raise MedftError(f"{what} is out of range: use {rule}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,7 @@ def test_missing_weights_is_one_error_line(tmp_path: Path, capsys: pytest.Captur
     results = tmp_path / "results"
     line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results), "--weights", "/nonexistent"])
     assert "/nonexistent" in line and "weights" in line
-    assert load_records([results]) == ([], [])
+    assert not results.exists()  # refused before any cell ran
 
 
 def test_list_strategies(capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,3 +128,122 @@ def test_list_strategies(capsys: pytest.CaptureFixture[str]) -> None:
     names = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert names == strategy_names()
     assert len(names) == 15 and {"ft", "lp", "lp_ft", "knn", "lora"} <= set(names)
+
+
+# -- issue 13: bad input is refused before any cell runs, in one line --------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch-size", "-3"], "--batch-size -3 is out of range: use a whole number >= 1"),
+    (["--batch-size", "0"], "--batch-size 0 is out of range: use a whole number >= 1"),
+    (["--epochs", "0"], "--epochs 0 is out of range: use a whole number >= 1"),
+    (["--epochs", "-2"], "--epochs -2 is out of range: use a whole number >= 1"),
+    (["--max-train-samples", "0"], "--max-train-samples 0 is out of range: use a whole number >= 1"),
+    (["--max-train-samples", "-1"], "--max-train-samples -1 is out of range: use a whole number >= 1"),
+    (["--img-size", "0"], "--img-size 0 is out of range: use a whole number >= 8"),
+    (["--img-size", "-4"], "--img-size -4 is out of range: use a whole number >= 8"),
+    (["--tier", "quick", "--img-size", "30"], "MedMNIST has no 30 px files; available sizes: 28, 64, 128, 224"),
+    (["--lr", "nan"], "--lr nan is out of range: use a finite number > 0"),
+    (["--lr", "-1"], "--lr -1.0 is out of range: use a finite number > 0"),
+    (["--lr", "inf"], "--lr inf is out of range: use a finite number > 0"),
+    (["--seed", "-1"], "--seed(s) -1 is out of range: use a whole number from 0 to 4294967295"),
+    (["--param", "foo=1"], "bad strategy parameters (--param): strategy 'lp' has no parameter(s) ['foo']; valid: none"),
+    (["--backbone", "x/../../escaped"], "unknown backbone 'x/../../escaped'; valid names: "),
+    (["--weights", "/nonexistent"], "weights path /nonexistent does not exist"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_number_name_or_parameter_is_refused_before_any_cell(args: list[str], message: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results), *args])
+    assert message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing ran, nothing was created anywhere
+
+
+def test_hub_backbone_name_stays_inside_the_results_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    name = "hf-hub:medft-test/no-such-model"  # timm's hub names hold '/': offline, the hub is out of reach
+    line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results), "--backbone", name])
+    assert f"cannot load {name} from the Hugging Face hub" in line
+    created = [p for p in tmp_path.rglob("*")]
+    assert created and all(p == results or results in p.parents for p in created)
+    (lock,) = (results / ".locks").iterdir()
+    assert lock.name.startswith("smoke-pneumoniamnist-32-hf-hub_medft-test_no-such-model-lp-seed0__")
+
+
+@pytest.fixture
+def odd_backbones() -> Iterator[None]:
+    """Backbones registered under names holding '/', ':' and '..': timm's resnet18 built through them."""
+    import timm
+
+    from medft_bench.models.factory import _BUILDERS, register_backbone
+
+    names = ("org/model", "x/../../escaped", "hf-hub:org/model")
+    for name in names:
+        register_backbone(name, head_prefix="fc", hub_loader=lambda m: {})(
+            lambda n: timm.create_model("resnet18", num_classes=n))
+    yield
+    for name in names:
+        _BUILDERS.pop(name)
+
+
+@pytest.mark.usefixtures("odd_backbones")
+@pytest.mark.parametrize("name", ["org/model", "x/../../escaped", "hf-hub:org/model"])
+def test_any_backbone_name_gives_safe_file_names(name: str, tmp_path: Path) -> None:
+    from medft_bench.runner import run_or_reuse
+    from tests.helpers import tiny_cell
+
+    results = tmp_path / "a" / "b" / "results"  # x/../../escaped would land in tmp_path/a
+    cfg = tiny_cell(backbone=name, strategy="lp")
+    out = run_or_reuse(cfg, results)
+    assert out.path.parent == results / "unit" and out.path.is_file() and out.path.with_suffix(".head.pt").is_file()
+    assert "/" not in out.path.name and ":" not in out.path.name
+    record = read_record(out.path)
+    assert record["cell"]["backbone"] == name and record["cell_id"] == cfg.cell_id and record["status"] == "ok"
+    assert all(results in p.parents for p in tmp_path.rglob("*") if p.is_file())
+    assert run_or_reuse(cfg, results).reused  # found again under its safe name
+
+
+# -- issue 13, item 8: a results directory that cannot be written ------------------------------------------
+
+
+def test_results_dir_that_cannot_be_created_is_one_line_before_computing(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(tmp_path / "file" / "results")])
+    assert line.startswith(f"error: cannot write to the results directory {tmp_path / 'file' / 'results'} (")
+    assert "choose a writable --results-dir" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_results_dir_is_one_line_before_computing(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    results.chmod(0o555)
+    try:
+        line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results)])
+    finally:
+        results.chmod(0o755)
+    assert "cannot write to the results directory" in line and "Permission denied" in line
+
+
+def test_full_disk_keeps_the_result_on_screen_and_leaves_no_orphan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from medft_bench.results import store
+
+    def full(path: Path, data: bytes) -> None:
+        path.write_bytes(data[:10])  # a partial temporary file, as a full disk leaves one
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "_write_file", full)
+    results = tmp_path / "results"
+    rc = main(["run", *CELL, "--results-dir", str(results)])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: cannot write the record ") and "(No space left on device)" in line
+    assert "computed but is not stored" in line
+    assert "test: acc " in out and "record: not written" in out  # the computed result is shown, not lost
+    assert [p.name for p in results.rglob("*") if p.is_file() and p.parent.name != ".locks"] == []  # no .head.pt

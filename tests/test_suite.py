@@ -274,7 +274,21 @@ def test_k_selects_the_expected_cells(run: Run, expr: str, keep: Callable[[CellC
     (("--synthetic=train=x",), "--synthetic 'train=x'", ()),
     (("--synthetic", "--tier=full", "--datasets", "ham10000"), "ham10000 is a folder dataset", ()),
     (("--folder-dataset", "mine"), "--folder-dataset 'mine': expected NAME=PATH", ()),
-], ids=["tier", "strategies", "shard", "seeds", "synthetic-splits", "synthetic-folder", "folder-dataset"])
+    (("--batch-size", "-3"), "--batch-size -3 is out of range: use a whole number >= 1", ()),
+    (("--batch-size", "0"), "--batch-size 0 is out of range: use a whole number >= 1", ()),
+    (("--epochs", "0"), "--epochs 0 is out of range: use a whole number >= 1", ()),
+    (("--epochs", "-2"), "--epochs -2 is out of range: use a whole number >= 1", ()),
+    (("--max-train-samples", "0"), "--max-train-samples 0 is out of range: use a whole number >= 1", ()),
+    (("--max-train-samples", "-1"), "--max-train-samples -1 is out of range: use a whole number >= 1", ()),
+    (("--img-size", "0"), "--img-size 0 is out of range: use a whole number >= 8", ()),
+    (("--img-size", "-4"), "--img-size -4 is out of range: use a whole number >= 8", ()),
+    (("--seeds", "0,-1"), "--seed(s) -1 is out of range: use a whole number from 0 to 4294967295", ()),
+    (("--backbones", "resnet18,foo/bar"), "unknown backbone 'foo/bar'; valid names:", ("vgg19", "timm")),
+    (("--weights", "/nonexistent"), "weights path /nonexistent does not exist", ()),
+], ids=["tier", "strategies", "shard", "seeds", "synthetic-splits", "synthetic-folder", "folder-dataset",
+        "batch-size-negative", "batch-size-zero", "epochs-zero", "epochs-negative", "max-train-samples-zero",
+        "max-train-samples-negative", "img-size-zero", "img-size-negative", "seed-negative", "backbone",
+        "weights"])
 def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: str, valid: Any) -> None:
     result = run("--collect-only", "-q", *args)
     text = output(result)
@@ -284,6 +298,46 @@ def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: s
     assert message in line
     for name in strategy_names() if valid is None else valid:
         assert name in line
+
+
+def test_weights_that_do_not_fit_fail_the_case_in_one_line(run: Run, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "resnet18.safetensors"
+    save_file({"foo": torch.zeros(1)}, str(weights))
+    result = run("--backbones", "resnet18", "--strategies", "lp", "--weights", str(weights),
+                 "--results-dir", str(tmp_path / "results"))
+    text = output(result)
+    assert result.ret == 1, text
+    result.assert_outcomes(failed=1)
+    assert "Traceback" not in text and "During handling" not in text, text
+    (line,) = [ln for ln in result.outlines if ln.startswith(f"the weights in {weights} do not fit resnet18")]
+    assert "1 unexpected (foo)" in line
+    assert load_records([tmp_path / "results"]) == ([], [])  # no record: nothing was trained
+
+
+def test_full_disk_fails_the_case_and_keeps_its_numbers(run: Run, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from medft_bench.results import store
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "_write_file", full)  # the in-process run shares this module
+    results = tmp_path / "results"
+    result = run("--backbones", "resnet18", "--strategies", "lp", "--epochs", "1", "--results-dir", str(results),
+                 "--benchmark-json", str(tmp_path / "out.json"))
+    text = output(result)
+    assert result.ret == 1 and "Traceback" not in text, text
+    (line,) = [ln for ln in result.outlines if ln.startswith("cannot write the record ")]
+    assert "(No space left on device)" in line and "computed but is not stored" in line
+    (cell,) = build_grid(get_tier("smoke"), GridOptions(backbones=["resnet18"], strategies=["lp"],
+                                                        train={"epochs": 1}))
+    extra = bench_json(tmp_path / "out.json")[cell.cell_id]["extra_info"]
+    assert extra["record_path"] is None and extra["status"] == "ok" and 0 <= extra["test_auc"] <= 1
+    assert [p for p in results.rglob("*") if p.is_file() and p.parent.name != ".locks"] == []  # no orphaned head
 
 
 # -- 6. skips with instructions, not tracebacks ----------------------------------------------------------

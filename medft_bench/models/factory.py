@@ -134,8 +134,8 @@ def sha256(path: Path) -> str:
 
 def split_name(name: str) -> tuple[str, str]:
     """``(architecture, tag)`` of a backbone name: ``resnet50.tv2_in1k`` -> ``("resnet50", "tv2_in1k")``. A hub
-    name (``hf-hub:org/model``) is one architecture: dots in it belong to the repository's name."""
-    if name.startswith(HUB_PREFIX):
+    name (``hf-hub:org/model``) and a registered name are one architecture: dots in them are part of the name."""
+    if name.startswith(HUB_PREFIX) or name in _BUILDERS:
         return name, ""
     arch, _, tag = name.partition(".")
     return arch, tag
@@ -297,9 +297,12 @@ def check_backbone(name: str, weights: str) -> None:
 
 
 def _from_hub(full: str, exc: Exception) -> WeightsError:
+    why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    if full.startswith(HUB_PREFIX):
+        return WeightsError(f"cannot load {full} from the Hugging Face hub ({why}); a hub model needs the hub, or "
+                            "huggingface_hub's cache, for its configuration even with random weights")
     return WeightsError(
-        f"cannot load pretrained weights for {full} from the hub ({type(exc).__name__}: "
-        f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Without a network, download "
+        f"cannot load pretrained weights for {full} from the hub ({why}). Without a network, download "
         f"the weights elsewhere and pass --weights DIR holding {full}.safetensors (or .pth)."
     )
 
@@ -365,7 +368,7 @@ def create_backbone_reusing(name: str, num_classes: int, weights: str = "random"
     """
     if weights not in ("random", "pretrained"):
         return create_backbone(name, num_classes, weights)
-    builder = id(_BUILDERS.get(name.partition(".")[0]))  # a re-registered builder is another backbone
+    builder = id(_BUILDERS.get(split_name(name)[0]))  # a re-registered builder is another backbone
     key = (name, num_classes, weights, builder, hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest())
     if key in _LAST_BUILT:
         template, rng_after = _LAST_BUILT[key]
