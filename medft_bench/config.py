@@ -53,6 +53,9 @@ class CellConfig:
     synthetic_splits: tuple[tuple[str, int], ...] = ()
     strategy_params: tuple[tuple[str, Any], ...] = ()
     train: TrainSettings = field(default_factory=TrainSettings)
+    # The identity of real data (``md5:<file MD5>`` or ``folder:<fingerprint>``), set by the runner before it
+    # looks for a record: reuse then requires the same data. Empty for synthetic data, which the config defines.
+    data_id: str = ""
 
     @property
     def cell_id(self) -> str:
@@ -64,10 +67,13 @@ class CellConfig:
         return dict(self.strategy_params)
 
     def identity(self) -> dict[str, Any]:
-        """Everything that affects the result (paths to data roots and results do not)."""
+        """Everything that affects the result: the configuration and the data's identity (paths to data roots
+        and results do not count; the same file elsewhere is the same data)."""
         d = asdict(self)
         d["strategy_params"] = {k: v for k, v in self.strategy_params}
         d["synthetic_splits"] = {k: v for k, v in self.synthetic_splits}
+        if not self.data_id:
+            del d["data_id"]  # synthetic cells keep the hashes they had before data identities existed
         return d
 
     @property

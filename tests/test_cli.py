@@ -247,3 +247,75 @@ def test_full_disk_keeps_the_result_on_screen_and_leaves_no_orphan(tmp_path: Pat
     assert "computed but is not stored" in line
     assert "test: acc " in out and "record: not written" in out  # the computed result is shown, not lost
     assert [p.name for p in results.rglob("*") if p.is_file() and p.parent.name != ".locks"] == []  # no .head.pt
+
+
+# -- issue 13, item 3: reuse requires the same data ---------------------------------------------------------
+
+QUICK = ["run", "--tier", "quick", "--dataset", "pneumoniamnist", "--backbone", "resnet18", "--strategy", "lp",
+         "--weights", "random", "--epochs", "1"]
+
+
+def _npz(root: Path, seed: int) -> Path:
+    """A small file in MedMNIST's format under MedMNIST's own name (other seeds: other images)."""
+    from medft_bench.data.synthetic import write_synthetic_medmnist
+
+    return write_synthetic_medmnist("pneumoniamnist", 28, root, {"train": 32, "val": 16, "test": 16}, seed)
+
+
+def _run_cell(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[bool, Path]:
+    """Run one cell in this process: (reused, record path)."""
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    return "(reused)" in out[0], Path(out[-1].split("record: ", 1)[1])
+
+
+def test_reuse_requires_the_same_medmnist_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from medft_bench.data.medmnist import md5sum
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _npz(a, 0), _npz(b, 1)
+    argv = [*QUICK, "--results-dir", str(tmp_path / "results")]
+    reused, rec_a = _run_cell(capsys, [*argv, "--data-root", str(a)])
+    assert not reused
+    reused, rec_b = _run_cell(capsys, [*argv, "--data-root", str(b)])  # another data root holding other data
+    assert not reused and rec_b != rec_a and rec_a.is_file()
+    assert _run_cell(capsys, [*argv, "--data-root", str(a)]) == (True, rec_a)
+    shutil.copytree(b, c)  # the same file elsewhere is the same data
+    assert _run_cell(capsys, [*argv, "--data-root", str(c)]) == (True, rec_b)
+    _npz(a, 2)  # the file changed in place: a new record, and the old one stays
+    reused, rec_a2 = _run_cell(capsys, [*argv, "--data-root", str(a)])
+    assert not reused and rec_a2 not in (rec_a, rec_b) and rec_a.is_file()
+    for rec, root in ((rec_a2, a), (rec_b, b)):
+        assert read_record(rec)["data"]["md5"] == md5sum(root / "pneumoniamnist.npz")
+    assert load_records([tmp_path / "results"])[1] == []
+
+
+def test_reuse_requires_the_same_folder_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from medft_bench.data import folders
+
+    for folder, offset in (("one", 0), ("two", 40)):
+        rng = np.random.default_rng(offset)
+        for c, cls in enumerate(("benign", "malignant")):
+            for i in range(12):
+                img = np.clip(rng.normal(60 + offset + 100 * c, 20, (16, 16)), 0, 255).astype(np.uint8)
+                (tmp_path / folder / cls).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(tmp_path / folder / cls / f"{i}.png")
+    argv = ["run", "--dataset", "mine", "--backbone", "resnet18", "--strategy", "lp", "--results-dir",
+            str(tmp_path / "results")]
+    before = dict(folders._USER)
+    try:
+        reused, one = _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"])
+        assert not reused
+        reused, two = _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'two'},channels=1"])
+        assert not reused and two != one and one.is_file()  # re-pointed: other data, a record of its own
+        assert _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == (True, one)
+    finally:
+        folders._USER.clear()
+        folders._USER.update(before)
+    fingerprints = {read_record(p)["data"]["fingerprint"] for p in (one, two)}
+    assert len(fingerprints) == 2

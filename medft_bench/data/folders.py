@@ -813,6 +813,13 @@ def scan(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, Any
     return {"spec": spec, "base": base, "classes": tuple(classes), "pools": pools, "notes": {**notes, **split_notes}}
 
 
+def fingerprint(name: str, root: str | os.PathLike[str] | None = None) -> str:
+    """The dataset's fingerprint (file list with sizes and mtimes, labels, splits, loading settings), without
+    decoding anything: what its records' reuse is keyed on."""
+    s = scan(name, root)
+    return _fingerprint(s["spec"], s["base"], s["classes"], s["pools"])
+
+
 def load_folder_dataset(name: str, size: int, root: str | os.PathLike[str] | None = None) -> DataBundle:
     """Load folder dataset ``name`` with images resized to ``size`` x ``size`` (decoded once, then cached)."""
     if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 8:
