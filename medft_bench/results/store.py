@@ -53,14 +53,20 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}: JSON has no NaN or Infinity (a metric is a number or null)")
+
+
 def read_record(path: Path) -> dict[str, Any]:
     """Read and validate one record; :class:`RecordError` names the file and the problem."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(), parse_constant=_no_constant)
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # from _no_constant
+        raise RecordError(f"{path}: not valid JSON ({exc})") from None
     validate(record, str(path))
     return record
 
