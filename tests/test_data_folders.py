@@ -625,6 +625,29 @@ def test_malformed_manifest(tmp_path: Path, edit, problem: str) -> None:
     assert str(root / "manifest.csv") in str(err.value)
 
 
+@pytest.mark.parametrize("ref", ["../outside/x.png", "sub/../../outside/x.png", "../../../../etc/passwd",
+                                 "/etc/passwd", "ABSOLUTE"])
+def test_manifest_path_outside_the_root_is_refused(tmp_path: Path, ref: str, decodes: list[Path]) -> None:
+    outside = write_image(tmp_path / "outside" / "x.png", 0)  # a real image: it would load without the check
+    ref = str(outside) if ref == "ABSOLUTE" else ref
+    rows = _rows()
+    rows[2].update(path=ref)
+    root = _csv_case(tmp_path, rows)
+    with pytest.raises(DataError) as err:
+        load_dataset("m", 8)
+    msg = str(err.value)
+    assert "\n" not in msg and f"{root / 'manifest.csv'}: manifest row 3 (line 4): 'path' {ref!r}" in msg
+    assert f"points outside the dataset root {root}" in msg
+    assert decodes == []  # nothing was opened
+
+
+def test_manifest_path_inside_the_root_may_use_dots(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[2].update(path="./sub/../a2.png")
+    _csv_case(tmp_path, rows)
+    assert sum(len(load_dataset("m", 8).split(s)) for s in ("train", "val", "test")) == 8
+
+
 def test_manifest_missing_label_column(tmp_path: Path) -> None:
     rows = [{"path": r["path"], "split": ""} for r in _rows()]
     _csv_case(tmp_path, rows, columns=("path", "split"))

@@ -602,7 +602,13 @@ def _scan_csv(spec: FolderDatasetSpec, base: Path) -> tuple[list[_Item], tuple[s
             if path is None:
                 raise DataError(f"{where}: no image file for {spec.path_column} {ref!r} under {base}")
         else:
-            path = base / ref
+            # Normalised first: a manifest row may not name a file outside the dataset's root ("..", an
+            # absolute path). Links placed inside the root by its owner are followed like any folder.
+            rel = os.path.normpath(ref)
+            if os.path.isabs(rel) or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+                raise DataError(f"{where}: {spec.path_column!r} {ref!r} points outside the dataset root {base}; "
+                                f"give paths relative to {base} that stay inside it")
+            path = base / rel
             if not path.is_file():
                 raise DataError(f"{where}: image file {ref!r} not found (looked for {path})")
         if path in seen:
