@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from medft_bench.config import freeze_params
-    from medft_bench.data.folders import register_from_option
+    from medft_bench.data.folders import default_size_note, register_from_option, registry
     from medft_bench.grid import GridOptions, build_grid, check_cells, parse_splits
     from medft_bench.runner import run_or_reuse
     from medft_bench.tiers import get_tier
@@ -82,23 +82,28 @@ def _run(args: argparse.Namespace) -> int:
     if args.param:
         cfg = replace(cfg, strategy_params=freeze_params({**cfg.params(), **_params(args.param)}))
         check_cells([cfg])
+    note = None
+    if args.img_size is None and cfg.dataset in registry():
+        note = default_size_note(cfg.dataset)
     try:
         out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root, device=args.device,
                            download=not args.no_download)
     except ResultsWriteError as exc:
         if exc.record is not None:  # computed but not stored: show it rather than lose it
-            _show(cfg.cell_id, exc.record, "not written (see the error below)", False, args.json)
+            _show(cfg.cell_id, exc.record, "not written (see the error below)", False, args.json, note)
         raise
-    return _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json)
+    return _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json, note)
 
 
-def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool) -> int:
+def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note: str | None = None) -> int:
     """Print a record's summary (or the whole record as JSON); the exit code its status gives."""
     if as_json:
         print(json.dumps(rec, indent=1, sort_keys=True))
         return 0 if rec["status"] == "ok" else 1
     print(f"{cell_id}: {rec['status']}{' (reused)' if reused else ''}"
           f"{' [SYNTHETIC data]' if rec['data']['synthetic'] else ''}")
+    if note:
+        print(f"  data: {note}")
     if rec["metrics"]:
         t, primary = rec["metrics"]["test"], rec["metrics"]["primary"]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in t.items() if v is not None)

@@ -61,30 +61,32 @@ def in_shard(cell_id: str, shard: tuple[int, int] | None) -> bool:
 def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
     from dataclasses import replace
 
+    from medft_bench.data.folders import default_size
+    from medft_bench.data.medmnist import flags
+    from medft_bench.data.sources import dataset_names
+    from medft_bench.errors import unknown
     from medft_bench.strategies.registry import get_strategy, strategy_names
 
     opts = opts or GridOptions()
     strategies = opts.strategies or list(tier.strategies or strategy_names())
     for s in strategies:
         get_strategy(s)  # unknown names fail here, listing the valid ones
-    from medft_bench.data.sources import dataset_names
-    from medft_bench.errors import unknown
-
     known = dataset_names()
     for d in opts.datasets or ():
         if d not in known:
             raise unknown("dataset", d, known)
+    medmnist = set(flags())
     if opts.synthetic is not None:
-        from medft_bench.data.medmnist import flags
-
-        folder = [d for d in opts.datasets or tier.datasets if d not in flags()]
+        folder = [d for d in opts.datasets or tier.datasets if d not in medmnist]
         if folder:
             raise MedftError(f"--synthetic generates MedMNIST-format data only; {', '.join(folder)} "
                              "is a folder dataset: pick MedMNIST datasets with --datasets")
         splits = {**dict(tier.synthetic_splits), **opts.synthetic}
     cells = []
     for dataset in opts.datasets or tier.datasets:
-        for size in opts.img_sizes or tier.img_sizes:
+        # A tier's sizes are MedMNIST's file sizes; a folder dataset runs at its images' own size unless given.
+        sizes = opts.img_sizes or (tier.img_sizes if dataset in medmnist else [default_size(dataset)])
+        for size in sizes:
             for backbone in opts.backbones or tier.backbones:
                 for strategy in strategies:
                     for seed in opts.seeds if opts.seeds is not None else tier.seeds:

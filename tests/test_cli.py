@@ -309,8 +309,11 @@ def test_reuse_requires_the_same_folder_dataset(tmp_path: Path, capsys: pytest.C
             str(tmp_path / "results")]
     before = dict(folders._USER)
     try:
-        reused, one = _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"])
-        assert not reused
+        assert main([*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == 0
+        out = capsys.readouterr().out.splitlines()  # issue 13, item 9: its images' own size, and said so
+        assert out[0].startswith("smoke-mine-16-resnet18-lp-seed0: ok")
+        assert out[1] == "  data: mine at 16 px: its images' own size (at most 224); --img-size sets another"
+        one = Path(out[-1].split("record: ", 1)[1])
         reused, two = _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'two'},channels=1"])
         assert not reused and two != one and one.is_file()  # re-pointed: other data, a record of its own
         assert _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == (True, one)

@@ -773,3 +773,35 @@ def test_read_only_dataset_and_no_writes_outside_cache(tmp_path: Path) -> None:
     finally:
         for p in [root, *root.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+# -- issue 13, item 9: a folder dataset runs at its images' own size ----------------------------------------
+
+
+@pytest.mark.parametrize(("size", "expected"), [((64, 64), 64), ((40, 24), 24), ((300, 200), 200), ((500, 400), 224),
+                                                ((6, 6), 8)])
+def test_default_size_is_the_images_own(tmp_path: Path, size: tuple[int, int], expected: int) -> None:
+    for c, cls in enumerate(("a", "b")):
+        for i in range(6):
+            write_image(tmp_path / "d" / cls / f"{i}.png", c, size=size)
+    folders.register_folder_dataset("own", tmp_path / "d")
+    assert folders.default_size("own") == expected
+
+
+def test_grid_gives_folder_datasets_their_own_size(tmp_path: Path) -> None:
+    from medft_bench.grid import GridOptions, build_grid
+    from medft_bench.tiers import get_tier
+
+    for c, cls in enumerate(("a", "b")):
+        for i in range(6):
+            write_image(tmp_path / "d" / cls / f"{i}.png", c, size=(64, 64))
+    folders.register_folder_dataset("own64", tmp_path / "d")
+    cells = build_grid(get_tier("quick"), GridOptions(datasets=["own64", "pneumoniamnist"], backbones=["resnet18"],
+                                                      strategies=["lp"]))
+    assert [(c.cell_id, c.img_size) for c in cells] == [("quick-own64-64-resnet18-lp-seed0", 64),
+                                                        ("quick-pneumoniamnist-resnet18-lp-seed0", 28)]
+    given = build_grid(get_tier("quick"), GridOptions(datasets=["own64"], backbones=["resnet18"], strategies=["lp"],
+                                                      img_sizes=[32]))
+    assert [c.img_size for c in given] == [32]
+    full = build_grid(get_tier("full"), GridOptions(datasets=["kvasir_v2"], backbones=["resnet18"], strategies=["lp"]))
+    assert {c.img_size for c in full} == {224}  # built-in datasets: the backbones' input size, as before

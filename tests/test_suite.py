@@ -361,7 +361,7 @@ def test_missing_folder_dataset_skips_with_instructions(run: Run, tmp_path: Path
     assert "chest_xray_pneumonia" in reason
     assert "https://" in reason  # where to get it
     assert f"Place it at {empty / 'chest_xray_pneumonia'}" in reason  # the expected path
-    assert load_records([tmp_path / "results"]) == ([], [])
+    assert not (tmp_path / "results").exists()  # skipped before anything was created
 
 
 def test_missing_medmnist_file_skips_with_download_instructions(run: Run, tmp_path: Path) -> None:
@@ -418,8 +418,11 @@ def test_folder_dataset_option_runs_the_users_data(run: Run, tmp_path: Path) -> 
                  "--backbones", "resnet18", "--strategies", "knn", "--results-dir", str(results))
     assert result.ret == 0, output(result)
     result.assert_outcomes(passed=1)
+    # Its images' own size (40 px), not the tier's MedMNIST size, and the header says so.
+    assert ("medft-bench: folder dataset mine at 40 px: its images' own size (at most 224); --img-size sets "
+            "another") in result.outlines
     (rec,), _ = load_records([results])
-    assert rec["cell_id"] == "smoke-mine-32-resnet18-knn-seed0"
+    assert rec["cell_id"] == "smoke-mine-40-resnet18-knn-seed0" and rec["data"]["image_size"] == 40
     assert rec["data"]["source"] == "folder" and rec["data"]["synthetic"] is False
     assert rec["data"]["modality"] == "ultrasound" and rec["config"]["synthetic"] is False
 

@@ -819,6 +819,43 @@ def scan(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, Any
     return {"spec": spec, "base": base, "classes": tuple(classes), "pools": pools, "notes": {**notes, **split_notes}}
 
 
+MAX_DEFAULT_SIZE = 224  # the input size of the study's ImageNet backbones: larger images are reduced to it
+SIZE_SAMPLE = 64
+_DEFAULT_SIZES: dict[tuple[str, str], int] = {}
+
+
+def default_size(name: str) -> int:
+    """The image size a folder dataset runs at when no size is given: its images' own size, i.e. the median
+    shorter side of up to 64 of them spread over the file list (headers only), at most 224 px (what the
+    study's ImageNet backbones expect) and at least 8 px. A built-in dataset (its images are larger), or one
+    that cannot be scanned here, runs at 224 px; loading it reports what is wrong."""
+    from PIL import Image
+
+    spec = get_spec(name)
+    key = (name, str(spec.root))
+    if key not in _DEFAULT_SIZES:
+        sides: list[int] = []
+        if spec.root is not None:
+            try:
+                paths = sorted((it.path for pool in scan(name)["pools"].values() for it in pool), key=str)
+            except DataError:
+                paths = []
+            for path in paths[:: max(1, len(paths) // SIZE_SAMPLE)][:SIZE_SAMPLE]:
+                with contextlib.suppress(Exception):  # an unreadable image is reported when the data load
+                    with Image.open(path) as im:
+                        sides.append(min(im.size))
+        size = sorted(sides)[len(sides) // 2] if sides else MAX_DEFAULT_SIZE
+        _DEFAULT_SIZES[key] = min(MAX_DEFAULT_SIZE, max(8, size))
+    return _DEFAULT_SIZES[key]
+
+
+def default_size_note(name: str) -> str:
+    """Which size :func:`default_size` chose for ``name`` and why, in words for the user."""
+    why = ("the backbones' input size (its images are larger)" if get_spec(name).builtin
+           else f"its images' own size (at most {MAX_DEFAULT_SIZE})")
+    return f"{name} at {default_size(name)} px: {why}; --img-size sets another"
+
+
 def fingerprint(name: str, root: str | os.PathLike[str] | None = None) -> str:
     """The dataset's fingerprint (file list with sizes and mtimes, labels, splits, loading settings), without
     decoding anything: what its records' reuse is keyed on."""
