@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import DatasetNotFoundError, MedftError, ResultsWriteError
-from medft_bench.gates import learning_gate
+from medft_bench.gates import WeakResultWarning, learning_gate
 from medft_bench.runner import Outcome, run_or_reuse
 
 
@@ -60,8 +61,12 @@ def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: 
     if record["status"] == "diverged":
         pytest.xfail(f"diverged (recorded in {outcome.path}): {record['error']}")
     gate = learning_gate(record)
-    if gate:
+    if gate:  # synthetic data: the pipeline itself is broken
         pytest.fail(f"{cell.cell_id}: {gate} (record: {outcome.path})", pytrace=False)
+    if record.get("weak_result") and not record["data"]["synthetic"]:  # real data: a weak result is a result
+        info["weak_result"] = record["weak_result"]
+        warnings.warn(WeakResultWarning(f"{cell.cell_id}: weak result, no better than the majority class "
+                                        f"({record['weak_result']}); record: {outcome.path}"), stacklevel=1)
 
 
 def _extra_info(info: dict, record: dict) -> None:

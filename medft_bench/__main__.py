@@ -111,6 +111,8 @@ def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note
     c = rec["costs"]
     print(f"  train {c['train_s']:.1f} s, eval {c['eval_s']:.1f} s, {c['epochs_run']} epochs, "
           f"{c['trainable_params']:,} of {c['total_params']:,} parameters trained")
+    if rec.get("weak_result"):
+        print(f"  weak result: no better than the majority class ({rec['weak_result']})")
     if rec["error"]:
         print(f"  error: {rec['error']}")
     print(f"  record: {where}")

@@ -53,8 +53,10 @@ def test_vgg19_is_torchvision_architecture_and_loads_torchvision_checkpoints(tmp
     from torchvision.models import vgg19
 
     tv = vgg19(weights=None)
-    torch.save(tv.state_dict(), tmp_path / "vgg19.pth")
-    b = create_backbone("vgg19", 7, str(tmp_path / "vgg19.pth"))
+    torch.save(tv.state_dict(), tmp_path / "vgg19-dcbb9e9d.pth")  # torchvision's own file name, in a directory
+    b = create_backbone("vgg19", 7, str(tmp_path))
+    assert b.weights["file"] == str(tmp_path / "vgg19-dcbb9e9d.pth")
+    assert b.weights["tensors_loaded"] == len(tv.state_dict()) - 2  # all but the head
     got = b.model.state_dict()
     for k, v in tv.state_dict().items():
         if not k.startswith("classifier.6."):

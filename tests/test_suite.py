@@ -427,6 +427,34 @@ def test_folder_dataset_option_runs_the_users_data(run: Run, tmp_path: Path) -> 
     assert rec["data"]["modality"] == "ultrasound" and rec["config"]["synthetic"] is False
 
 
+def test_weak_result_on_real_data_passes_with_a_warning_and_a_flag(run: Run, tmp_path: Path) -> None:
+    """Issue 13, item 10: both classes hold the same image, so no model beats the majority class."""
+    from PIL import Image
+
+    from medft_bench.leaderboard.aggregate import aggregate
+    from medft_bench.leaderboard.load import load_inputs
+
+    img = np.full((24, 24), 128, np.uint8)
+    for split, n in (("train", 12), ("test", 6)):
+        for cls in ("benign", "malignant"):
+            for i in range(n):
+                path = tmp_path / "same" / split / cls / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(path)
+    results = tmp_path / "results"
+    result = run("--folder-dataset", f"same={tmp_path / 'same'},channels=1", "--datasets", "same", "--backbones",
+                 "resnet18", "--strategies", "ft", "--results-dir", str(results))
+    text = output(result)
+    assert result.ret == 0, text
+    result.assert_outcomes(passed=1, warnings=1)
+    assert "WeakResultWarning: smoke-same-24-resnet18-ft-seed0: weak result, no better than the majority class" in text
+    (rec,), _ = load_records([results])
+    assert rec["status"] == "ok" and rec["data"]["synthetic"] is False
+    assert rec["weak_result"] == "acc 0.500 <= majority 0.500"
+    (group,) = aggregate(load_inputs([results]).runs)
+    assert [why for row in group.rows for _, why in row.majority] == [rec["weak_result"]]  # the leaderboard's flag
+
+
 # -- 2. records, reuse, --rerun --------------------------------------------------------------------------
 
 

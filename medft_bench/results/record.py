@@ -73,6 +73,7 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
                  env: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from medft_bench.gates import weak_result
     from medft_bench.metrics import primary_metric
     from medft_bench.results.environment import code_version
 
@@ -118,6 +119,8 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
         "metrics": None if metrics is None else {
             **metrics, "primary": primary_metric(data.task), "monitor": monitor, "majority": majority,
         },
+        "weak_result": weak_result(data.task, {**metrics, "majority": majority}) if status == "ok" and metrics
+        else None,
         "costs": {
             "train_s": tracker.train_s + tracker.feature_s,  # feature extraction is part of training
             "eval_s": tracker.eval_s,
