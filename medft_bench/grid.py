@@ -102,8 +102,8 @@ def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
 
 def check_cells(cells: list[CellConfig]) -> None:
     """Refuse bad input before any cell runs, with one :class:`MedftError` naming it: a number out of range, a
-    MedMNIST image size without files, an unknown backbone, weights not where ``--weights`` says, or parameters
-    a strategy does not have. Each distinct backbone and strategy is checked once."""
+    MedMNIST image size without files, an unknown backbone, a ``--weights`` path that does not exist, or
+    parameters a strategy does not have. Each distinct backbone and strategy is checked once."""
     from medft_bench.data.medmnist import check_size, flags
     from medft_bench.models.factory import check_backbone
     from medft_bench.strategies.registry import create_strategy

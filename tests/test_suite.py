@@ -316,6 +316,31 @@ def test_weights_that_do_not_fit_fail_the_case_in_one_line(run: Run, tmp_path: P
     assert load_records([tmp_path / "results"]) == ([], [])  # no record: nothing was trained
 
 
+def test_weights_directory_per_backbone(run: Run, tmp_path: Path) -> None:
+    """--weights DIR: the backbone with its file there runs on it; the other fails in one line naming the files
+    it would accept (and -k can leave it out)."""
+    from safetensors.torch import save_file
+
+    from medft_bench.models import create_backbone
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    sd = create_backbone("resnet18", 1000, "random").model.state_dict()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(weights / "resnet18.a1_in1k.safetensors"))
+    args = ("--backbones", "resnet18,resnet34", "--strategies", "lp", "--epochs", "1", "--weights", str(weights),
+            "--results-dir", str(tmp_path / "results"))
+    result = run(*args)
+    text = output(result)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "During handling" not in text and "Traceback" not in text, text
+    (line,) = [ln for ln in result.outlines if ln.startswith("no weights for resnet34.a1_in1k in ")]
+    assert "accepted names: resnet34.a1_in1k.safetensors, " in line
+    (rec,), _ = load_records([tmp_path / "results"])
+    assert rec["weights"]["source"] == "file" and rec["weights"]["tensors_loaded"] == len(sd) - 2
+    assert rec["weights"]["file"] == str(weights / "resnet18.a1_in1k.safetensors")
+    assert run(*args, "-k", "not resnet34").ret == 0
+
+
 def test_full_disk_fails_the_case_and_keeps_its_numbers(run: Run, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import errno

@@ -209,14 +209,18 @@ def _hub_cache_file(folder: Path, pattern: str) -> Path | None:
     return hits[0] if len(hits) == 1 else None
 
 
+def _no_such_path(path: Path) -> WeightsError:
+    return WeightsError(f"weights path {path} does not exist; give a weights file, a directory, 'pretrained' "
+                        "or 'random'")
+
+
 def find_weight_file(weights: str | os.PathLike[str], arch: str, tag: str | None) -> Path:
     """A weights file: ``weights`` itself, or the one for ``arch`` inside a directory of weight files."""
     path = Path(weights).expanduser()
     if path.is_file():
         return path
     if not path.is_dir():
-        raise WeightsError(f"weights path {path} does not exist; give a weights file, a directory, "
-                           "'pretrained' or 'random'")
+        raise _no_such_path(path)
     names = weight_file_names(arch, tag)
     for name in names:
         hit = _hub_cache_file(path, name) if "*" in name else path / name
@@ -281,7 +285,9 @@ def _head_prefixes(cfg: dict[str, Any]) -> tuple[str, ...]:
 
 
 def check_backbone(name: str, weights: str) -> None:
-    """Fail fast, building nothing: an unknown backbone name, or weights that are not where ``weights`` says."""
+    """Fail fast, building nothing: an unknown backbone name, or a weights path that does not exist. (Whether a
+    directory holds this backbone's file is checked when the cell builds it: ``-k`` may deselect the backbones
+    a directory has no file for.)"""
     arch, _ = split_name(name)
     if arch not in _BUILDERS and not arch.startswith(HUB_PREFIX):
         import timm
@@ -293,7 +299,8 @@ def check_backbone(name: str, weights: str) -> None:
     if arch.startswith(HUB_PREFIX):
         raise WeightsError(f"{name}: a hub model's weights come from the hub (--weights pretrained); --weights "
                            "FILE or DIR works with timm model names such as resnet50")
-    find_weight_file(weights, arch, weights_tag(name, weights) or None)
+    if not Path(weights).expanduser().exists():
+        raise _no_such_path(Path(weights).expanduser())
 
 
 def _from_hub(full: str, exc: Exception) -> WeightsError:
