@@ -1,4 +1,4 @@
-"""Backbones: the factory, local weight files through timm's own loading path, and block partitions."""
+"""Backbones: the factory, local weight files (found by name, loaded only when they fit), and block partitions."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def _body(sd: dict[str, torch.Tensor], head_prefix: str) -> dict[str, torch.Tens
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-def test_local_weight_file_loads_through_timm_and_replaces_head(tmp_path, suffix: str) -> None:
+def test_local_weight_file_loads_and_replaces_head(tmp_path, suffix: str) -> None:
     torch.manual_seed(1)
     source = create_backbone("resnet18", 1000, "random")
     sd = {k: v.contiguous() for k, v in source.model.state_dict().items()}
