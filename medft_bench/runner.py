@@ -32,6 +32,10 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
         cfg = replace(cfg, data_id=data_identity(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic,
                                                  root=data_root, download=download))
     store = ResultStore(results_dir)
+    # A reuse needs no lock (records are renamed into place whole), so a read-only results directory still
+    # serves the records it holds; computing takes the lock, and looks again under it.
+    if not rerun and (record := store.lookup(cfg)) is not None:
+        return Outcome(record, store.path_for(cfg), True)
     with store.claim(cfg):
         if not rerun and (record := store.lookup(cfg)) is not None:
             return Outcome(record, store.path_for(cfg), True)

@@ -227,6 +227,25 @@ def test_read_only_results_dir_is_one_line_before_computing(tmp_path: Path,
     assert "cannot write to the results directory" in line and "Permission denied" in line
 
 
+def test_records_are_reused_without_write_access(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from medft_bench.errors import ResultsWriteError
+    from medft_bench.results.store import ResultStore
+
+    results = tmp_path / "results"
+    assert main(["run", *CELL, "--results-dir", str(results)]) == 0
+    capsys.readouterr()
+
+    def read_only(self, cfg):  # what claim() says of a directory it cannot write
+        raise ResultsWriteError(f"cannot write to the results directory {self.root} (Read-only file system)")
+
+    monkeypatch.setattr(ResultStore, "claim", read_only)
+    assert main(["run", *CELL, "--results-dir", str(results)]) == 0
+    assert "ok (reused)" in capsys.readouterr().out.splitlines()[0]
+    line = one_error_line(capsys, ["run", *CELL, "--seed", "1", "--results-dir", str(results)])
+    assert "Read-only file system" in line  # a cell to compute: refused before computing
+
+
 def test_full_disk_keeps_the_result_on_screen_and_leaves_no_orphan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import errno

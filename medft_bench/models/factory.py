@@ -253,9 +253,11 @@ def load_fitting(model: nn.Module, sd: dict[str, torch.Tensor], head: tuple[str,
     """Load ``sd`` into every tensor of ``model`` except its ``head`` (the replaced classifier); return how
     many tensors were loaded.
 
-    Anything that does not fit is refused, never loaded in part: a tensor of the model missing from ``sd``,
-    a tensor of ``sd`` the model does not have, or a shape that differs. (timm loads non-strictly whenever the
-    head is replaced, which would let a wrong file run on random weights.)
+    Anything that does not fit is a :class:`WeightsError` (and the half-loaded model is never returned): a
+    tensor of the model missing from ``sd``, a tensor of ``sd`` the model does not have, or a shape that differs.
+    timm's own file loading is non-strict whenever the head is replaced, which would let a wrong file run on
+    random weights; its model-specific key converters are not applied either, so a file must use timm's names
+    (as the hub's files do).
     """
 
     def in_head(key: str) -> bool:
