@@ -56,6 +56,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     _grid(session.config)
 
 
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Which size a folder dataset runs at when ``--img-size`` does not say: its images' own (see the ids)."""
+    if config.getoption("--img-size") or _GRID not in config.stash:
+        return []
+    from medft_bench.data.folders import default_size_note, registry
+
+    datasets = sorted({c.dataset for c in config.stash[_GRID][1] if c.dataset in registry()})
+    return [f"medft-bench: folder dataset {default_size_note(d)}" for d in datasets]
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "cell" not in metafunc.fixturenames:
         return

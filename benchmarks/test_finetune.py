@@ -7,32 +7,69 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import DataError, DatasetNotFoundError, MedftError, NotApplicable
-from medft_bench.gates import learning_gate
-from medft_bench.runner import run_or_reuse
+from medft_bench.errors import DatasetNotFoundError, MedftError, NotApplicable, ResultsWriteError
+from medft_bench.gates import WeakResultWarning, learning_gate
+from medft_bench.runner import Outcome, run_or_reuse
+
+
+def _run(cell: CellConfig, results_dir: Path, **kwargs: Any) -> Outcome | ResultsWriteError:
+    """``run_or_reuse``; a result computed but not stored comes back as its error, so that the benchmark entry
+    (and its ``extra_info``) is kept in the benchmark JSON instead of being dropped with an exception."""
+    try:
+        return run_or_reuse(cell, results_dir, **kwargs)
+    except ResultsWriteError as exc:
+        if exc.record is None:
+            raise
+        return exc
 
 
 def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: pytest.Config) -> None:
     opt = pytestconfig.getoption
+    problem: MedftError | None = None
     try:
         outcome = benchmark.pedantic(
-            run_or_reuse, args=(cell, results_dir),
+            _run, args=(cell, results_dir),
             kwargs={"rerun": opt("--rerun"), "data_root": opt("--data-root"), "download": not opt("--no-download")},
             rounds=1, iterations=1, warmup_rounds=0,
         )
-    except (DatasetNotFoundError, NotApplicable) as exc:
-        pytest.skip(str(exc))
-    except (DataError, MedftError) as exc:
-        pytest.fail(str(exc), pytrace=False)
-    record = outcome.record
+    except MedftError as exc:
+        problem = exc
+    # Skipped or failed outside the except clause: inside it, pytest would print the message a second time,
+    # after "During handling of the above exception, another exception occurred".
+    if isinstance(problem, (DatasetNotFoundError, NotApplicable)):
+        pytest.skip(str(problem))
+    if problem is not None:
+        pytest.fail(str(problem), pytrace=False)
     info = benchmark.extra_info
+    if isinstance(outcome, ResultsWriteError):
+        info.update(record_path=None, reused=False, error=str(outcome))
+        _extra_info(info, outcome.record)
+        pytest.fail(str(outcome), pytrace=False)
+    record = outcome.record
     info["record_path"] = str(outcome.path)
     info["reused"] = outcome.reused
+    _extra_info(info, record)
+    if record["status"] == "failed":
+        pytest.fail(f"{cell.cell_id} failed: {record['error']} (record: {outcome.path})", pytrace=False)
+    if record["status"] == "diverged":
+        pytest.xfail(f"diverged (recorded in {outcome.path}): {record['error']}")
+    gate = learning_gate(record)
+    if gate:  # synthetic data: the pipeline itself is broken
+        pytest.fail(f"{cell.cell_id}: {gate} (record: {outcome.path})", pytrace=False)
+    if record.get("weak_result") and not record["data"]["synthetic"]:  # real data: a weak result is a result
+        info["weak_result"] = record["weak_result"]
+        warnings.warn(WeakResultWarning(f"{cell.cell_id}: weak result, no better than the majority class "
+                                        f"({record['weak_result']}); record: {outcome.path}"), stacklevel=1)
+
+
+def _extra_info(info: dict, record: dict) -> None:
     info["status"] = record["status"]
     info["config_hash"] = record["config_hash"]
     info["synthetic"] = record["data"]["synthetic"]
@@ -44,10 +81,3 @@ def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: 
     for k in ("train_s", "eval_s", "wall_s", "train_images_per_s", "peak_gpu_allocated_mb",
               "peak_gpu_reserved_mb", "peak_host_rss_mb", "trainable_params", "total_params", "epochs_run"):
         info[k] = record["costs"][k]
-    if record["status"] == "failed":
-        pytest.fail(f"{cell.cell_id} failed: {record['error']} (record: {outcome.path})", pytrace=False)
-    if record["status"] == "diverged":
-        pytest.xfail(f"diverged (recorded in {outcome.path}): {record['error']}")
-    problem = learning_gate(record)
-    if problem:
-        pytest.fail(f"{cell.cell_id}: {problem} (record: {outcome.path})", pytrace=False)

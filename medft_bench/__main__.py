@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from medft_bench.errors import MedftError, NotApplicable
+from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,8 +64,8 @@ def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from medft_bench.config import freeze_params
-    from medft_bench.data.folders import register_from_option
-    from medft_bench.grid import GridOptions, build_grid, parse_splits
+    from medft_bench.data.folders import default_size_note, register_from_option, registry
+    from medft_bench.grid import GridOptions, build_grid, check_cells, parse_splits
     from medft_bench.runner import run_or_reuse
     from medft_bench.tiers import get_tier
 
@@ -74,20 +74,36 @@ def _run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                                    "max_train_samples": args.max_train_samples}.items() if v is not None}
     opts = GridOptions(datasets=[args.dataset], backbones=[args.backbone], strategies=[args.strategy],
-                       seeds=[args.seed], img_sizes=[args.img_size] if args.img_size else None, weights=args.weights,
+                       seeds=[args.seed], img_sizes=None if args.img_size is None else [args.img_size],
+                       weights=args.weights,
                        train=overrides, synthetic=parse_splits(args.synthetic) if args.synthetic is not None else None)
     tier = get_tier(args.tier)
     cfg = build_grid(tier, opts)[0]  # one cell: the tier's first image size unless --img-size says
     if args.param:
         cfg = replace(cfg, strategy_params=freeze_params({**cfg.params(), **_params(args.param)}))
-    out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root, device=args.device,
-                       download=not args.no_download)
-    rec = out.record
-    if args.json:
+        check_cells([cfg])
+    note = None
+    if args.img_size is None and cfg.dataset in registry():
+        note = default_size_note(cfg.dataset)
+    try:
+        out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root, device=args.device,
+                           download=not args.no_download)
+    except ResultsWriteError as exc:
+        if exc.record is not None:  # computed but not stored: show it rather than lose it
+            _show(cfg.cell_id, exc.record, "not written (see the error below)", False, args.json, note)
+        raise
+    return _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json, note)
+
+
+def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note: str | None = None) -> int:
+    """Print a record's summary (or the whole record as JSON); the exit code its status gives."""
+    if as_json:
         print(json.dumps(rec, indent=1, sort_keys=True))
         return 0 if rec["status"] == "ok" else 1
-    print(f"{cfg.cell_id}: {rec['status']}{' (reused)' if out.reused else ''}"
+    print(f"{cell_id}: {rec['status']}{' (reused)' if reused else ''}"
           f"{' [SYNTHETIC data]' if rec['data']['synthetic'] else ''}")
+    if note:
+        print(f"  data: {note}")
     if rec["metrics"]:
         t, primary = rec["metrics"]["test"], rec["metrics"]["primary"]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in t.items() if v is not None)
@@ -95,9 +111,11 @@ def _run(args: argparse.Namespace) -> int:
     c = rec["costs"]
     print(f"  train {c['train_s']:.1f} s, eval {c['eval_s']:.1f} s, {c['epochs_run']} epochs, "
           f"{c['trainable_params']:,} of {c['total_params']:,} parameters trained")
+    if rec.get("weak_result"):
+        print(f"  weak result: no better than the majority class ({rec['weak_result']})")
     if rec["error"]:
         print(f"  error: {rec['error']}")
-    print(f"  record: {out.path}")
+    print(f"  record: {where}")
     return 0 if rec["status"] == "ok" else 1
 
 

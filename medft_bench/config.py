@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+from medft_bench.errors import MedftError
+
+SEED_MAX = 2**32 - 1  # numpy's seed range
+MIN_IMG_SIZE = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class CellConfig:
     synthetic_splits: tuple[tuple[str, int], ...] = ()
     strategy_params: tuple[tuple[str, Any], ...] = ()
     train: TrainSettings = field(default_factory=TrainSettings)
+    # The identity of real data (``md5:<file MD5>`` or ``folder:<fingerprint>``), set by the runner before it
+    # looks for a record: reuse then requires the same data. Empty for synthetic data, which the config defines.
+    data_id: str = ""
 
     @property
     def cell_id(self) -> str:
@@ -59,10 +68,13 @@ class CellConfig:
         return dict(self.strategy_params)
 
     def identity(self) -> dict[str, Any]:
-        """Everything that affects the result (paths to data roots and results do not)."""
+        """Everything that affects the result: the configuration and the data's identity (paths to data roots
+        and results do not count; the same file elsewhere is the same data)."""
         d = asdict(self)
         d["strategy_params"] = {k: v for k, v in self.strategy_params}
         d["synthetic_splits"] = {k: v for k, v in self.synthetic_splits}
+        if not self.data_id:
+            del d["data_id"]  # synthetic cells keep the hashes they had before data identities existed
         return d
 
     @property
@@ -76,3 +88,39 @@ class CellConfig:
 
 def freeze_params(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(params.items()))
+
+
+def _whole(value: Any, low: int, high: int | None = None) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and value >= low
+            and (high is None or value <= high))
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+# setting -> (option, test, the valid range in words). A value outside its range would train nothing, divide by
+# zero or fail inside the cell; it is refused before any cell runs.
+_RANGES: dict[str, tuple[str, Any, str]] = {
+    "epochs": ("--epochs", lambda v: _whole(v, 1), "a whole number >= 1"),
+    "batch_size": ("--batch-size", lambda v: _whole(v, 1), "a whole number >= 1"),
+    "eval_batch_size": ("eval_batch_size", lambda v: _whole(v, 1), "a whole number >= 1"),
+    "lr": ("--lr", _positive, "a finite number > 0"),
+    "max_train_samples": ("--max-train-samples", lambda v: v is None or _whole(v, 1),
+                          "a whole number >= 1 (leave it out for every training image)"),
+    "patience": ("patience", lambda v: _whole(v, 0), "a whole number >= 0 (0: no early stopping)"),
+    "weight_decay": ("weight_decay", lambda v: _positive(v) or v == 0, "a finite number >= 0"),
+    "momentum": ("momentum", lambda v: _positive(v) and v < 1 or v == 0, "a number from 0 to below 1"),
+}
+
+
+def check_numbers(cfg: CellConfig) -> None:
+    """Refuse a number outside its valid range with a :class:`MedftError` that names the option and the range."""
+    checks = [(f"--seed(s) {cfg.seed!r}", _whole(cfg.seed, 0, SEED_MAX), f"a whole number from 0 to {SEED_MAX}"),
+              (f"--img-size {cfg.img_size!r}", _whole(cfg.img_size, MIN_IMG_SIZE), f"a whole number >= {MIN_IMG_SIZE}")]
+    for name, (option, ok, rule) in _RANGES.items():
+        value = getattr(cfg.train, name)
+        checks.append((f"{option} {value!r}", ok(value), rule))
+    for what, ok, rule in checks:
+        if not ok:
+            raise MedftError(f"{what} is out of range: use {rule}")

@@ -33,6 +33,15 @@ class RecordError(MedftError):
     """A result record is malformed or does not match the schema."""
 
 
+class ResultsWriteError(MedftError):
+    """The results directory cannot be written (read-only, a full disk). ``record`` holds a result that was
+    computed but could not be stored, so that the caller can still show it."""
+
+    def __init__(self, message: str, record: "dict | None" = None) -> None:
+        super().__init__(message)
+        self.record = record
+
+
 def unknown(kind: str, name: str, valid: "list[str] | tuple[str, ...]") -> UnknownNameError:
     """An error for an unknown ``kind`` name that lists the valid ones."""
     return UnknownNameError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")

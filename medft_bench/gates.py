@@ -1,39 +1,75 @@
-"""When a finished cell counts as a failure: it did not learn where it must."""
+"""When a finished cell counts as a failure (it did not learn where it must), and when it is only weak.
+
+Two different questions. The *learning gate* guards the pipeline on synthetic data (the smoke tier), where
+the task is learnable by construction: there FT and LP-FT must beat chance, or the case fails. On real data
+no result fails the case: a strategy no better than the majority class is an honest result, reported as a
+*weak result* (a warning, the record's ``weak_result`` and the leaderboard's majority-class flag, all from
+:func:`majority_flag`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+
+class WeakResultWarning(UserWarning):
+    """A cell on real data whose result is no better than the majority class: kept, flagged, not failed."""
+
+
 MUST_LEARN_ON_SYNTHETIC = ("ft", "lp_ft")
 AUC_MARGIN = 0.1
+MULTI_LABEL = "multi-label, binary-class"
 
 
 def learning_gate(record: dict[str, Any]) -> str | None:
     """A reason the cell must count as failed, or None.
 
-    Synthetic data (smoke tier): FT and LP-FT must beat chance by a clear margin, judged by test AUC (chance
-    0.5 for every task type). AUC is threshold-free: a network trained from random weights for a few steps
-    often ranks the classes well before its decision threshold settles (e.g. VGG-19 without BatchNorm),
-    and what the gate must catch is a pipeline that learns nothing (shuffled labels, broken inputs).
-    Real data: every strategy must beat the majority-class baseline (test accuracy; AUC > 0.5 for
-    multi-label, where all-negative already scores a high accuracy).
+    Only on synthetic data: FT and LP-FT must beat chance by a clear margin, judged by test AUC (chance 0.5 for
+    every task type): AUC > 0.5 + ``AUC_MARGIN``. AUC is threshold-free: a network trained from random weights
+    for a few steps often ranks the classes well before its decision threshold settles (e.g. VGG-19 without
+    BatchNorm), and what the gate must catch is a pipeline that learns nothing (shuffled labels, broken inputs).
     """
     metrics = record.get("metrics")
-    if record["status"] != "ok" or not metrics:
+    if record["status"] != "ok" or not metrics or not record["data"]["synthetic"]:
         return None
-    test = metrics["test"]
-    if record["data"]["synthetic"]:
-        if record["cell"]["strategy"] not in MUST_LEARN_ON_SYNTHETIC:
-            return None
-        auc = test["auc"]
-        if auc is None or auc <= 0.5 + AUC_MARGIN:
-            return f"test AUC {auc} does not beat chance (0.5) by {AUC_MARGIN}"
+    if record["cell"]["strategy"] not in MUST_LEARN_ON_SYNTHETIC:
         return None
-    if record["data"]["task"] == "multi-label, binary-class":
-        if test["auc"] is None or test["auc"] <= 0.5:
-            return f"test AUC {test['auc']} is no better than chance (0.5)"
+    auc = metrics["test"]["auc"]
+    if auc is None or auc <= 0.5 + AUC_MARGIN:
+        return f"test AUC {auc} does not beat chance (0.5) by {AUC_MARGIN}"
+    return None
+
+
+def weak_result(task: str, metrics: dict[str, Any] | None) -> str | None:
+    """Why a result's test metrics are no better than the majority-class baseline, or None (see
+    :func:`majority_flag`); None without metrics."""
+    if not metrics:
         return None
-    if test["acc"] <= metrics["majority"]["acc"]:
-        majority = metrics["majority"]["acc"]
-        return f"test accuracy {test['acc']:.4f} is no better than the majority class ({majority:.4f})"
+    return majority_flag(task, metrics.get("test", {}), metrics.get("majority", {}))
+
+
+def majority_flag(task: str, test: dict[str, Any], majority: dict[str, Any]) -> str | None:
+    """Why a result is no better than the majority-class baseline, or None when it is better.
+
+    Single-label (binary, multi-class, ordinal): flagged when test ACC <= the majority class's ACC, or
+    test balanced accuracy <= the majority predictor's (1 / number of classes present).
+    Multi-label: ACC is no use (an all-negative predictor scores about 0.95 on ChestMNIST), so the flag is
+    test AUC <= 0.5 (a ranking no better than a constant score); when AUC is missing, test balanced
+    accuracy <= the all-negative predictor's (0.5).
+    """
+    def le(value: Any, ref: Any) -> bool:
+        return isinstance(value, (int, float)) and isinstance(ref, (int, float)) and value <= ref + 1e-12
+
+    if task == MULTI_LABEL:
+        auc = test.get("auc")
+        if isinstance(auc, (int, float)):
+            return f"AUC {auc:.3f} <= 0.5 (chance)" if le(auc, 0.5) else None
+        bal, ref = test.get("balanced_acc"), majority.get("balanced_acc")
+        return f"balanced acc {bal:.3f} <= all-negative {ref:.3f}" if le(bal, ref) else None
+    acc, ref = test.get("acc"), majority.get("acc")
+    if le(acc, ref):
+        return f"acc {acc:.3f} <= majority {ref:.3f}"
+    bal, bref = test.get("balanced_acc"), majority.get("balanced_acc")
+    if le(bal, bref):
+        return f"balanced acc {bal:.3f} <= majority {bref:.3f}"
     return None

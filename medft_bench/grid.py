@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from medft_bench.config import CellConfig
+from medft_bench.config import CellConfig, check_numbers
 from medft_bench.errors import MedftError
 from medft_bench.tiers import Tier
 
@@ -61,30 +61,32 @@ def in_shard(cell_id: str, shard: tuple[int, int] | None) -> bool:
 def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
     from dataclasses import replace
 
+    from medft_bench.data.folders import default_size
+    from medft_bench.data.medmnist import flags
+    from medft_bench.data.sources import dataset_names
+    from medft_bench.errors import unknown
     from medft_bench.strategies.registry import get_strategy, strategy_names
 
     opts = opts or GridOptions()
     strategies = opts.strategies or list(tier.strategies or strategy_names())
     for s in strategies:
         get_strategy(s)  # unknown names fail here, listing the valid ones
-    from medft_bench.data.sources import dataset_names
-    from medft_bench.errors import unknown
-
     known = dataset_names()
     for d in opts.datasets or ():
         if d not in known:
             raise unknown("dataset", d, known)
+    medmnist = set(flags())
     if opts.synthetic is not None:
-        from medft_bench.data.medmnist import flags
-
-        folder = [d for d in opts.datasets or tier.datasets if d not in flags()]
+        folder = [d for d in opts.datasets or tier.datasets if d not in medmnist]
         if folder:
             raise MedftError(f"--synthetic generates MedMNIST-format data only; {', '.join(folder)} "
                              "is a folder dataset: pick MedMNIST datasets with --datasets")
         splits = {**dict(tier.synthetic_splits), **opts.synthetic}
     cells = []
     for dataset in opts.datasets or tier.datasets:
-        for size in opts.img_sizes or tier.img_sizes:
+        # A tier's sizes are MedMNIST's file sizes; a folder dataset runs at its images' own size unless given.
+        sizes = opts.img_sizes or (tier.img_sizes if dataset in medmnist else [default_size(dataset)])
+        for size in sizes:
             for backbone in opts.backbones or tier.backbones:
                 for strategy in strategies:
                     for seed in opts.seeds if opts.seeds is not None else tier.seeds:
@@ -93,6 +95,36 @@ def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
                             cell = replace(cell, weights=opts.weights)
                         if opts.synthetic is not None:
                             cell = replace(cell, synthetic=True, synthetic_splits=tuple(sorted(splits.items())))
-                        if in_shard(cell.cell_id, opts.shard):
-                            cells.append(cell)
-    return cells
+                        cells.append(cell)
+    check_cells(cells)  # every shard's cells: a bad option fails on every machine alike
+    return [c for c in cells if in_shard(c.cell_id, opts.shard)]
+
+
+def check_cells(cells: list[CellConfig]) -> None:
+    """Refuse bad input before any cell runs, with one :class:`MedftError` naming it: a number out of range, a
+    MedMNIST image size without files, an unknown backbone, a ``--weights`` path that does not exist, or
+    parameters a strategy does not have. Each distinct backbone and strategy is checked once."""
+    from medft_bench.data.medmnist import check_size, flags
+    from medft_bench.models.factory import check_backbone
+    from medft_bench.strategies.registry import create_strategy
+
+    medmnist = set(flags())
+    seen: set[str] = set()
+
+    def once(*key: Any) -> bool:
+        text = repr(key)  # parameter values may be lists (JSON): not hashable
+        new = text not in seen
+        seen.add(text)
+        return new
+
+    for cell in cells:
+        check_numbers(cell)
+        if not cell.synthetic and cell.dataset in medmnist and once("size", cell.img_size):
+            check_size(cell.img_size)
+        if once("backbone", cell.backbone, cell.weights):
+            check_backbone(cell.backbone, cell.weights)
+        if once("strategy", cell.strategy, cell.strategy_params):
+            try:
+                create_strategy(cell.strategy, **cell.params())
+            except (TypeError, ValueError) as exc:  # the strategy's own message names its valid parameters
+                raise MedftError(f"bad strategy parameters (--param): {exc}") from None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from medft_bench.config import CellConfig
+from medft_bench.errors import DataError
 from medft_bench.results.store import ResultStore
 
 
@@ -19,8 +20,22 @@ class Outcome:
 
 def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = False, data_root: Any = None,
                  device: Any = None, progress: bool | None = None, download: bool = True) -> Outcome:
-    """Reuse the stored record of this exact configuration, or run the cell and store its record."""
+    """Reuse the stored record of this exact configuration on the same data, or run the cell and store its record.
+
+    The data's identity (a MedMNIST file's MD5, a folder dataset's fingerprint) is part of the configuration
+    hash: other data (``--data-root`` elsewhere, a re-pointed folder dataset, a changed file) gets a record of
+    its own, and the records of the old data stay.
+    """
+    from medft_bench.data.sources import data_identity, recorded_identity
+
+    if not cfg.data_id:
+        cfg = replace(cfg, data_id=data_identity(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic,
+                                                 root=data_root, download=download))
     store = ResultStore(results_dir)
+    # A reuse needs no lock (records are renamed into place whole), so a read-only results directory still
+    # serves the records it holds; computing takes the lock, and looks again under it.
+    if not rerun and (record := store.lookup(cfg)) is not None:
+        return Outcome(record, store.path_for(cfg), True)
     with store.claim(cfg):
         if not rerun and (record := store.lookup(cfg)) is not None:
             return Outcome(record, store.path_for(cfg), True)
@@ -28,5 +43,8 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
 
         result = run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
                           download=download)
+        if recorded_identity(result.record["data"]) != cfg.data_id:  # never file a result under other data
+            raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
+                            "edited); nothing was recorded: run it again")
         path = store.write(result.record, cfg, result.head_state)
     return Outcome(result.record, path, False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,7 +120,7 @@ def test_missing_weights_is_one_error_line(tmp_path: Path, capsys: pytest.Captur
     results = tmp_path / "results"
     line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results), "--weights", "/nonexistent"])
     assert "/nonexistent" in line and "weights" in line
-    assert load_records([results]) == ([], [])
+    assert not results.exists()  # refused before any cell ran
 
 
 def test_list_strategies(capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,3 +128,216 @@ def test_list_strategies(capsys: pytest.CaptureFixture[str]) -> None:
     names = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert names == strategy_names()
     assert len(names) == 15 and {"ft", "lp", "lp_ft", "knn", "lora"} <= set(names)
+
+
+# -- issue 13: bad input is refused before any cell runs, in one line --------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--batch-size", "-3"], "--batch-size -3 is out of range: use a whole number >= 1"),
+    (["--batch-size", "0"], "--batch-size 0 is out of range: use a whole number >= 1"),
+    (["--epochs", "0"], "--epochs 0 is out of range: use a whole number >= 1"),
+    (["--epochs", "-2"], "--epochs -2 is out of range: use a whole number >= 1"),
+    (["--max-train-samples", "0"], "--max-train-samples 0 is out of range: use a whole number >= 1"),
+    (["--max-train-samples", "-1"], "--max-train-samples -1 is out of range: use a whole number >= 1"),
+    (["--img-size", "0"], "--img-size 0 is out of range: use a whole number >= 8"),
+    (["--img-size", "-4"], "--img-size -4 is out of range: use a whole number >= 8"),
+    (["--tier", "quick", "--img-size", "30"], "MedMNIST has no 30 px files; available sizes: 28, 64, 128, 224"),
+    (["--lr", "nan"], "--lr nan is out of range: use a finite number > 0"),
+    (["--lr", "-1"], "--lr -1.0 is out of range: use a finite number > 0"),
+    (["--lr", "inf"], "--lr inf is out of range: use a finite number > 0"),
+    (["--seed", "-1"], "--seed(s) -1 is out of range: use a whole number from 0 to 4294967295"),
+    (["--param", "foo=1"], "bad strategy parameters (--param): strategy 'lp' has no parameter(s) ['foo']; valid: none"),
+    (["--backbone", "x/../../escaped"], "unknown backbone 'x/../../escaped'; valid names: "),
+    (["--weights", "/nonexistent"], "weights path /nonexistent does not exist"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_bad_number_name_or_parameter_is_refused_before_any_cell(args: list[str], message: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results), *args])
+    assert message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing ran, nothing was created anywhere
+
+
+def test_hub_backbone_name_stays_inside_the_results_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    name = "hf-hub:medft-test/no-such-model"  # timm's hub names hold '/': offline, the hub is out of reach
+    line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results), "--backbone", name])
+    assert f"cannot load {name} from the Hugging Face hub" in line
+    created = [p for p in tmp_path.rglob("*")]
+    assert created and all(p == results or results in p.parents for p in created)
+    (lock,) = (results / ".locks").iterdir()
+    assert lock.name.startswith("smoke-pneumoniamnist-32-hf-hub_medft-test_no-such-model-lp-seed0__")
+
+
+@pytest.fixture
+def odd_backbones() -> Iterator[None]:
+    """Backbones registered under names holding '/', ':' and '..': timm's resnet18 built through them."""
+    import timm
+
+    from medft_bench.models.factory import _BUILDERS, register_backbone
+
+    names = ("org/model", "x/../../escaped", "hf-hub:org/model")
+    for name in names:
+        register_backbone(name, head_prefix="fc", hub_loader=lambda m: {})(
+            lambda n: timm.create_model("resnet18", num_classes=n))
+    yield
+    for name in names:
+        _BUILDERS.pop(name)
+
+
+@pytest.mark.usefixtures("odd_backbones")
+@pytest.mark.parametrize("name", ["org/model", "x/../../escaped", "hf-hub:org/model"])
+def test_any_backbone_name_gives_safe_file_names(name: str, tmp_path: Path) -> None:
+    from medft_bench.runner import run_or_reuse
+    from tests.helpers import tiny_cell
+
+    results = tmp_path / "a" / "b" / "results"  # x/../../escaped would land in tmp_path/a
+    cfg = tiny_cell(backbone=name, strategy="lp")
+    out = run_or_reuse(cfg, results)
+    assert out.path.parent == results / "unit" and out.path.is_file() and out.path.with_suffix(".head.pt").is_file()
+    assert "/" not in out.path.name and ":" not in out.path.name
+    record = read_record(out.path)
+    assert record["cell"]["backbone"] == name and record["cell_id"] == cfg.cell_id and record["status"] == "ok"
+    assert all(results in p.parents for p in tmp_path.rglob("*") if p.is_file())
+    assert run_or_reuse(cfg, results).reused  # found again under its safe name
+
+
+# -- issue 13, item 8: a results directory that cannot be written ------------------------------------------
+
+
+def test_results_dir_that_cannot_be_created_is_one_line_before_computing(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("")
+    line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(tmp_path / "file" / "results")])
+    assert line.startswith(f"error: cannot write to the results directory {tmp_path / 'file' / 'results'} (")
+    assert "choose a writable --results-dir" in line
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_results_dir_is_one_line_before_computing(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    results.chmod(0o555)
+    try:
+        line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results)])
+    finally:
+        results.chmod(0o755)
+    assert "cannot write to the results directory" in line and "Permission denied" in line
+
+
+def test_records_are_reused_without_write_access(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from medft_bench.errors import ResultsWriteError
+    from medft_bench.results.store import ResultStore
+
+    results = tmp_path / "results"
+    assert main(["run", *CELL, "--results-dir", str(results)]) == 0
+    capsys.readouterr()
+
+    def read_only(self, cfg):  # what claim() says of a directory it cannot write
+        raise ResultsWriteError(f"cannot write to the results directory {self.root} (Read-only file system)")
+
+    monkeypatch.setattr(ResultStore, "claim", read_only)
+    assert main(["run", *CELL, "--results-dir", str(results)]) == 0
+    assert "ok (reused)" in capsys.readouterr().out.splitlines()[0]
+    line = one_error_line(capsys, ["run", *CELL, "--seed", "1", "--results-dir", str(results)])
+    assert "Read-only file system" in line  # a cell to compute: refused before computing
+
+
+def test_full_disk_keeps_the_result_on_screen_and_leaves_no_orphan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from medft_bench.results import store
+
+    def full(path: Path, data: bytes) -> None:
+        path.write_bytes(data[:10])  # a partial temporary file, as a full disk leaves one
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "_write_file", full)
+    results = tmp_path / "results"
+    rc = main(["run", *CELL, "--results-dir", str(results)])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: cannot write the record ") and "(No space left on device)" in line
+    assert "computed but is not stored" in line
+    assert "test: acc " in out and "record: not written" in out  # the computed result is shown, not lost
+    assert [p.name for p in results.rglob("*") if p.is_file() and p.parent.name != ".locks"] == []  # no .head.pt
+
+
+# -- issue 13, item 3: reuse requires the same data ---------------------------------------------------------
+
+QUICK = ["run", "--tier", "quick", "--dataset", "pneumoniamnist", "--backbone", "resnet18", "--strategy", "lp",
+         "--weights", "random", "--epochs", "1"]
+
+
+def _npz(root: Path, seed: int) -> Path:
+    """A small file in MedMNIST's format under MedMNIST's own name (other seeds: other images)."""
+    from medft_bench.data.synthetic import write_synthetic_medmnist
+
+    return write_synthetic_medmnist("pneumoniamnist", 28, root, {"train": 32, "val": 16, "test": 16}, seed)
+
+
+def _run_cell(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[bool, Path]:
+    """Run one cell in this process: (reused, record path)."""
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    return "(reused)" in out[0], Path(out[-1].split("record: ", 1)[1])
+
+
+def test_reuse_requires_the_same_medmnist_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    from medft_bench.data.medmnist import md5sum
+
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _npz(a, 0), _npz(b, 1)
+    argv = [*QUICK, "--results-dir", str(tmp_path / "results")]
+    reused, rec_a = _run_cell(capsys, [*argv, "--data-root", str(a)])
+    assert not reused
+    reused, rec_b = _run_cell(capsys, [*argv, "--data-root", str(b)])  # another data root holding other data
+    assert not reused and rec_b != rec_a and rec_a.is_file()
+    assert _run_cell(capsys, [*argv, "--data-root", str(a)]) == (True, rec_a)
+    shutil.copytree(b, c)  # the same file elsewhere is the same data
+    assert _run_cell(capsys, [*argv, "--data-root", str(c)]) == (True, rec_b)
+    _npz(a, 2)  # the file changed in place: a new record, and the old one stays
+    reused, rec_a2 = _run_cell(capsys, [*argv, "--data-root", str(a)])
+    assert not reused and rec_a2 not in (rec_a, rec_b) and rec_a.is_file()
+    for rec, root in ((rec_a2, a), (rec_b, b)):
+        assert read_record(rec)["data"]["md5"] == md5sum(root / "pneumoniamnist.npz")
+    assert load_records([tmp_path / "results"])[1] == []
+
+
+def test_reuse_requires_the_same_folder_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from medft_bench.data import folders
+
+    for folder, offset in (("one", 0), ("two", 40)):
+        rng = np.random.default_rng(offset)
+        for c, cls in enumerate(("benign", "malignant")):
+            for i in range(12):
+                img = np.clip(rng.normal(60 + offset + 100 * c, 20, (16, 16)), 0, 255).astype(np.uint8)
+                (tmp_path / folder / cls).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(tmp_path / folder / cls / f"{i}.png")
+    argv = ["run", "--dataset", "mine", "--backbone", "resnet18", "--strategy", "lp", "--results-dir",
+            str(tmp_path / "results")]
+    before = dict(folders._USER)
+    try:
+        assert main([*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == 0
+        out = capsys.readouterr().out.splitlines()  # issue 13, item 9: its images' own size, and said so
+        assert out[0].startswith("smoke-mine-16-resnet18-lp-seed0: ok")
+        assert out[1] == "  data: mine at 16 px: its images' own size (at most 224); --img-size sets another"
+        one = Path(out[-1].split("record: ", 1)[1])
+        reused, two = _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'two'},channels=1"])
+        assert not reused and two != one and one.is_file()  # re-pointed: other data, a record of its own
+        assert _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == (True, one)
+    finally:
+        folders._USER.clear()
+        folders._USER.update(before)
+    fingerprints = {read_record(p)["data"]["fingerprint"] for p in (one, two)}
+    assert len(fingerprints) == 2

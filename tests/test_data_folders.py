@@ -625,6 +625,29 @@ def test_malformed_manifest(tmp_path: Path, edit, problem: str) -> None:
     assert str(root / "manifest.csv") in str(err.value)
 
 
+@pytest.mark.parametrize("ref", ["../outside/x.png", "sub/../../outside/x.png", "../../../../etc/passwd",
+                                 "/etc/passwd", "ABSOLUTE"])
+def test_manifest_path_outside_the_root_is_refused(tmp_path: Path, ref: str, decodes: list[Path]) -> None:
+    outside = write_image(tmp_path / "outside" / "x.png", 0)  # a real image: it would load without the check
+    ref = str(outside) if ref == "ABSOLUTE" else ref
+    rows = _rows()
+    rows[2].update(path=ref)
+    root = _csv_case(tmp_path, rows)
+    with pytest.raises(DataError) as err:
+        load_dataset("m", 8)
+    msg = str(err.value)
+    assert "\n" not in msg and f"{root / 'manifest.csv'}: manifest row 3 (line 4): 'path' {ref!r}" in msg
+    assert f"points outside the dataset root {root}" in msg
+    assert decodes == []  # nothing was opened
+
+
+def test_manifest_path_inside_the_root_may_use_dots(tmp_path: Path) -> None:
+    rows = _rows()
+    rows[2].update(path="./sub/../a2.png")
+    _csv_case(tmp_path, rows)
+    assert sum(len(load_dataset("m", 8).split(s)) for s in ("train", "val", "test")) == 8
+
+
 def test_manifest_missing_label_column(tmp_path: Path) -> None:
     rows = [{"path": r["path"], "split": ""} for r in _rows()]
     _csv_case(tmp_path, rows, columns=("path", "split"))
@@ -750,3 +773,35 @@ def test_read_only_dataset_and_no_writes_outside_cache(tmp_path: Path) -> None:
     finally:
         for p in [root, *root.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+# -- issue 13, item 9: a folder dataset runs at its images' own size ----------------------------------------
+
+
+@pytest.mark.parametrize(("size", "expected"), [((64, 64), 64), ((40, 24), 24), ((300, 200), 200), ((500, 400), 224),
+                                                ((6, 6), 8)])
+def test_default_size_is_the_images_own(tmp_path: Path, size: tuple[int, int], expected: int) -> None:
+    for c, cls in enumerate(("a", "b")):
+        for i in range(6):
+            write_image(tmp_path / "d" / cls / f"{i}.png", c, size=size)
+    folders.register_folder_dataset("own", tmp_path / "d")
+    assert folders.default_size("own") == expected
+
+
+def test_grid_gives_folder_datasets_their_own_size(tmp_path: Path) -> None:
+    from medft_bench.grid import GridOptions, build_grid
+    from medft_bench.tiers import get_tier
+
+    for c, cls in enumerate(("a", "b")):
+        for i in range(6):
+            write_image(tmp_path / "d" / cls / f"{i}.png", c, size=(64, 64))
+    folders.register_folder_dataset("own64", tmp_path / "d")
+    cells = build_grid(get_tier("quick"), GridOptions(datasets=["own64", "pneumoniamnist"], backbones=["resnet18"],
+                                                      strategies=["lp"]))
+    assert [(c.cell_id, c.img_size) for c in cells] == [("quick-own64-64-resnet18-lp-seed0", 64),
+                                                        ("quick-pneumoniamnist-resnet18-lp-seed0", 28)]
+    given = build_grid(get_tier("quick"), GridOptions(datasets=["own64"], backbones=["resnet18"], strategies=["lp"],
+                                                      img_sizes=[32]))
+    assert [c.img_size for c in given] == [32]
+    full = build_grid(get_tier("full"), GridOptions(datasets=["kvasir_v2"], backbones=["resnet18"], strategies=["lp"]))
+    assert {c.img_size for c in full} == {224}  # built-in datasets: the backbones' input size, as before

@@ -515,3 +515,43 @@ def test_terminal_output_modes(grid):
     plain = io.StringIO()  # not a terminal: plain text without colour codes
     print_report(groups, inputs, meta, stream=plain)
     assert "\x1b[" not in plain.getvalue() and "Results by case" in plain.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- issue 13, item 5
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_metric_is_a_skipped_file_not_a_nan_rank(tmp_path, constant):
+    for strategy, primary in (("ft", 0.6), ("lp", 0.5)):
+        for seed in (0, 1):
+            write(tmp_path / "results", make_record(dataset="dermamnist", strategy=strategy, seed=seed,
+                                                    primary=primary + seed / 100))
+    edited = write(tmp_path / "results", make_record(dataset="dermamnist", strategy="lp_ft", seed=0, primary=0.7))
+    edited.write_text(edited.read_text().replace('"balanced_acc": 0.7', f'"balanced_acc": {constant}'))
+    inputs = load_inputs([tmp_path / "results"])
+    assert [(Path(p.path).name, p.reason) for p in inputs.problems] == [
+        (edited.name, f"not valid JSON (non-finite number {constant}: JSON has no NaN or Infinity (a metric is a "
+                      "number or null))")]
+    assert "lp_ft" not in {r.strategy for r in inputs.runs}
+    (group,) = aggregate(inputs.runs)
+    (case,) = group.cases
+    assert case.ranks == {"ft": 1.0, "lp": 2.0}
+    assert all(math.isfinite(rank) for rank, _ in group.avg_ranks.values())
+    out = tmp_path / "board"
+    assert main([str(tmp_path / "results"), "--out", str(out), "--quiet"]) == 0
+    index = (out / "README.md").read_text()
+    assert edited.name in index and f"non-finite number {constant}" in index
+
+
+def test_schema_refuses_non_finite_and_out_of_range_metrics():
+    from medft_bench.errors import RecordError
+
+    for where, value in ((("metrics", "test", "auc"), float("nan")), (("metrics", "val", "acc"), float("inf")),
+                         (("costs", "train_s"), float("nan")), (("metrics", "test", "balanced_acc"), 85.0)):
+        record = make_record()
+        target = record
+        for key in where[:-1]:
+            target = target[key]
+        target[where[-1]] = value
+        with pytest.raises(RecordError, match="/".join(where)):
+            validate(record)

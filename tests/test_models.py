@@ -1,4 +1,4 @@
-"""Backbones: the factory, local weight files through timm's own loading path, and block partitions."""
+"""Backbones: the factory, local weight files (found by name, loaded only when they fit), and block partitions."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 from medft_bench.errors import UnknownNameError, WeightsError
 from medft_bench.models import create_backbone
 from medft_bench.models.blocks import check_partition
+from medft_bench.models.factory import DEFAULT_TAGS
 
 
 def _body(sd: dict[str, torch.Tensor], head_prefix: str) -> dict[str, torch.Tensor]:
@@ -18,7 +19,7 @@ def _body(sd: dict[str, torch.Tensor], head_prefix: str) -> dict[str, torch.Tens
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
-def test_local_weight_file_loads_through_timm_and_replaces_head(tmp_path, suffix: str) -> None:
+def test_local_weight_file_loads_and_replaces_head(tmp_path, suffix: str) -> None:
     torch.manual_seed(1)
     source = create_backbone("resnet18", 1000, "random")
     sd = {k: v.contiguous() for k, v in source.model.state_dict().items()}
@@ -44,7 +45,7 @@ def test_weight_directory_and_tagged_names(tmp_path) -> None:
     with pytest.raises(WeightsError, match="does not exist"):
         create_backbone("resnet18", 2, str(tmp_path / "empty_dir_missing"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(WeightsError, match="no weights for resnet18 in .* looked for"):
+    with pytest.raises(WeightsError, match="no weights for resnet18.a1_in1k in .* accepted names: "):
         create_backbone("resnet18", 2, str(tmp_path / "empty"))
 
 
@@ -52,8 +53,10 @@ def test_vgg19_is_torchvision_architecture_and_loads_torchvision_checkpoints(tmp
     from torchvision.models import vgg19
 
     tv = vgg19(weights=None)
-    torch.save(tv.state_dict(), tmp_path / "vgg19.pth")
-    b = create_backbone("vgg19", 7, str(tmp_path / "vgg19.pth"))
+    torch.save(tv.state_dict(), tmp_path / "vgg19-dcbb9e9d.pth")  # torchvision's own file name, in a directory
+    b = create_backbone("vgg19", 7, str(tmp_path))
+    assert b.weights["file"] == str(tmp_path / "vgg19-dcbb9e9d.pth")
+    assert b.weights["tensors_loaded"] == len(tv.state_dict()) - 2  # all but the head
     got = b.model.state_dict()
     for k, v in tv.state_dict().items():
         if not k.startswith("classifier.6."):
@@ -139,3 +142,86 @@ def test_reused_backbone_is_indistinguishable_from_a_fresh_build() -> None:
     other = create_backbone_reusing("resnet18", 4, "random")
     assert not torch.equal(other.model.fc.weight, second.model.fc.weight)
     assert second.blocks == create_backbone("resnet18", 4, "random").blocks
+
+
+# -- issue 13, item 1: a weights directory holds the study tag's file under any of timm's names ----------------
+
+
+def _save_body(backbone: str, path, tag_sd: dict | None = None) -> dict[str, torch.Tensor]:
+    sd = tag_sd or {k: v.contiguous() for k, v in create_backbone(backbone, 1000, "random").model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path)) if path.suffix == ".safetensors" else torch.save(sd, path)
+    return sd
+
+
+@pytest.mark.parametrize(("backbone", "name"), [
+    ("resnet50", "resnet50.tv2_in1k.safetensors"),  # the name README and the hub error give
+    ("densenet121", "densenet121.tv_in1k.safetensors"),
+    ("resnet50", "resnet50.tv2_in1k/model.safetensors"),  # a clone of the hub repository timm/resnet50.tv2_in1k
+    ("resnet50", "resnet50-11ad3fa6.pth"),  # the checkpoint's original (torchvision) file name
+    ("densenet121", "models--timm--densenet121.tv_in1k/snapshots/0123abc/model.safetensors"),  # a hub cache
+])
+def test_weight_directory_finds_the_study_tags_file(tmp_path, backbone: str, name: str) -> None:
+    torch.manual_seed(5)
+    sd = _save_body(backbone, tmp_path / name)
+    b = create_backbone(backbone, 2, str(tmp_path))
+    assert b.weights["file"] == str(tmp_path / name) and b.weights["source"] == "file"
+    assert b.weights["tag"] == f"{backbone}.{DEFAULT_TAGS[backbone]}"
+    got = b.model.state_dict()
+    body = _body(sd, b.head_prefix)
+    assert all(torch.equal(got[k], v) for k, v in body.items())
+    assert b.weights["tensors_loaded"] == len(body)
+
+
+def test_weight_directory_without_the_file_lists_the_accepted_names(tmp_path) -> None:
+    (tmp_path / "resnet50.a1_in1k.safetensors").write_bytes(b"")  # another tag's file does not count
+    with pytest.raises(WeightsError) as err:
+        create_backbone("resnet50", 2, str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and f"no weights for resnet50.tv2_in1k in {tmp_path}; accepted names: " in msg
+    for name in ("resnet50.tv2_in1k.safetensors", "resnet50.tv2_in1k.pth", "resnet50.tv2_in1k/model.safetensors",
+                 "models--timm--resnet50.tv2_in1k/snapshots/*/model.safetensors", "resnet50-11ad3fa6.pth",
+                 "resnet50.safetensors"):
+        assert name in msg
+    assert "resnet50.a1_in1k" not in msg.split("accepted names: ")[1]
+
+
+def test_weight_directory_for_other_timm_models_uses_timms_default_tag(tmp_path) -> None:
+    _save_body("resnet18", tmp_path / "resnet18.a1_in1k.safetensors")
+    assert create_backbone("resnet18", 2, str(tmp_path)).weights["tag"] == "resnet18.a1_in1k"
+
+
+# -- issue 13, item 2: a weights file that does not fit is refused, not half-loaded ---------------------------
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (lambda: {"foo": torch.zeros(1)}, r"missing from the file \(conv1\.weight, bn1\.weight, .*1 unexpected \(foo\)"),
+    (lambda: create_backbone("resnet34", 1000, "random").model.state_dict(), r"unexpected \(layer1\.2\."),
+    (lambda: create_backbone("resnet50", 1000, "random").model.state_dict(), r"with another shape .*conv1\.weight|"
+                                                                             r"missing from the file"),
+    (lambda: {k: v for k, v in create_backbone("resnet18", 1000, "random").model.state_dict().items()
+              if k != "layer4.1.conv2.weight"}, r"1 missing from the file \(layer4\.1\.conv2\.weight\)"),
+], ids=["foreign-key", "resnet34", "resnet50", "one-tensor-short"])
+def test_weights_that_do_not_fit_are_refused(tmp_path, content, problem: str) -> None:
+    path = tmp_path / "resnet18.safetensors"
+    save_file({k: v.contiguous() for k, v in content().items()}, str(path))
+    with pytest.raises(WeightsError, match=problem) as err:
+        create_backbone("resnet18", 2, str(path))
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg and "resnet18" in msg and "must load from the file" in msg
+
+
+def test_head_of_any_size_or_none_is_replaced_and_counted(tmp_path) -> None:
+    sd = create_backbone("resnet18", 5, "random").model.state_dict()  # a 5-class head: replaced
+    torch.save({"state_dict": sd, "epoch": 3}, tmp_path / "five.pth")  # a training checkpoint
+    b = create_backbone("resnet18", 2, str(tmp_path / "five.pth"))
+    assert b.weights["tensors_loaded"] == len(sd) - 2 and b.model.fc.out_features == 2
+    save_file(_body(sd, "fc"), str(tmp_path / "headless.safetensors"))
+    headless = create_backbone("resnet18", 2, str(tmp_path / "headless.safetensors"))
+    assert headless.weights["tensors_loaded"] == len(sd) - 2
+
+
+def test_vgg19_file_that_does_not_fit_is_refused(tmp_path) -> None:
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "vgg19.pth")
+    with pytest.raises(WeightsError, match=r"do not fit vgg19: .*missing from the file .*1 with another shape"):
+        create_backbone("vgg19", 2, str(tmp_path))

@@ -274,7 +274,21 @@ def test_k_selects_the_expected_cells(run: Run, expr: str, keep: Callable[[CellC
     (("--synthetic=train=x",), "--synthetic 'train=x'", ()),
     (("--synthetic", "--tier=full", "--datasets", "ham10000"), "ham10000 is a folder dataset", ()),
     (("--folder-dataset", "mine"), "--folder-dataset 'mine': expected NAME=PATH", ()),
-], ids=["tier", "strategies", "shard", "seeds", "synthetic-splits", "synthetic-folder", "folder-dataset"])
+    (("--batch-size", "-3"), "--batch-size -3 is out of range: use a whole number >= 1", ()),
+    (("--batch-size", "0"), "--batch-size 0 is out of range: use a whole number >= 1", ()),
+    (("--epochs", "0"), "--epochs 0 is out of range: use a whole number >= 1", ()),
+    (("--epochs", "-2"), "--epochs -2 is out of range: use a whole number >= 1", ()),
+    (("--max-train-samples", "0"), "--max-train-samples 0 is out of range: use a whole number >= 1", ()),
+    (("--max-train-samples", "-1"), "--max-train-samples -1 is out of range: use a whole number >= 1", ()),
+    (("--img-size", "0"), "--img-size 0 is out of range: use a whole number >= 8", ()),
+    (("--img-size", "-4"), "--img-size -4 is out of range: use a whole number >= 8", ()),
+    (("--seeds", "0,-1"), "--seed(s) -1 is out of range: use a whole number from 0 to 4294967295", ()),
+    (("--backbones", "resnet18,foo/bar"), "unknown backbone 'foo/bar'; valid names:", ("vgg19", "timm")),
+    (("--weights", "/nonexistent"), "weights path /nonexistent does not exist", ()),
+], ids=["tier", "strategies", "shard", "seeds", "synthetic-splits", "synthetic-folder", "folder-dataset",
+        "batch-size-negative", "batch-size-zero", "epochs-zero", "epochs-negative", "max-train-samples-zero",
+        "max-train-samples-negative", "img-size-zero", "img-size-negative", "seed-negative", "backbone",
+        "weights"])
 def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: str, valid: Any) -> None:
     result = run("--collect-only", "-q", *args)
     text = output(result)
@@ -284,6 +298,71 @@ def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: s
     assert message in line
     for name in strategy_names() if valid is None else valid:
         assert name in line
+
+
+def test_weights_that_do_not_fit_fail_the_case_in_one_line(run: Run, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "resnet18.safetensors"
+    save_file({"foo": torch.zeros(1)}, str(weights))
+    result = run("--backbones", "resnet18", "--strategies", "lp", "--weights", str(weights),
+                 "--results-dir", str(tmp_path / "results"))
+    text = output(result)
+    assert result.ret == 1, text
+    result.assert_outcomes(failed=1)
+    assert "Traceback" not in text and "During handling" not in text, text
+    (line,) = [ln for ln in result.outlines if ln.startswith(f"the weights in {weights} do not fit resnet18")]
+    assert "1 unexpected (foo)" in line
+    assert load_records([tmp_path / "results"]) == ([], [])  # no record: nothing was trained
+
+
+def test_weights_directory_per_backbone(run: Run, tmp_path: Path) -> None:
+    """--weights DIR: the backbone with its file there runs on it; the other fails in one line naming the files
+    it would accept (and -k can leave it out)."""
+    from safetensors.torch import save_file
+
+    from medft_bench.models import create_backbone
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    sd = create_backbone("resnet18", 1000, "random").model.state_dict()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(weights / "resnet18.a1_in1k.safetensors"))
+    args = ("--backbones", "resnet18,resnet34", "--strategies", "lp", "--epochs", "1", "--weights", str(weights),
+            "--results-dir", str(tmp_path / "results"))
+    result = run(*args)
+    text = output(result)
+    result.assert_outcomes(passed=1, failed=1)
+    assert "During handling" not in text and "Traceback" not in text, text
+    (line,) = [ln for ln in result.outlines if ln.startswith("no weights for resnet34.a1_in1k in ")]
+    assert "accepted names: resnet34.a1_in1k.safetensors, " in line
+    (rec,), _ = load_records([tmp_path / "results"])
+    assert rec["weights"]["source"] == "file" and rec["weights"]["tensors_loaded"] == len(sd) - 2
+    assert rec["weights"]["file"] == str(weights / "resnet18.a1_in1k.safetensors")
+    assert run(*args, "-k", "not resnet34").ret == 0
+
+
+def test_full_disk_fails_the_case_and_keeps_its_numbers(run: Run, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from medft_bench.results import store
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "_write_file", full)  # the in-process run shares this module
+    results = tmp_path / "results"
+    result = run("--backbones", "resnet18", "--strategies", "lp", "--epochs", "1", "--results-dir", str(results),
+                 "--benchmark-json", str(tmp_path / "out.json"))
+    text = output(result)
+    assert result.ret == 1 and "Traceback" not in text, text
+    (line,) = [ln for ln in result.outlines if ln.startswith("cannot write the record ")]
+    assert "(No space left on device)" in line and "computed but is not stored" in line
+    (cell,) = build_grid(get_tier("smoke"), GridOptions(backbones=["resnet18"], strategies=["lp"],
+                                                        train={"epochs": 1}))
+    extra = bench_json(tmp_path / "out.json")[cell.cell_id]["extra_info"]
+    assert extra["record_path"] is None and extra["status"] == "ok" and 0 <= extra["test_auc"] <= 1
+    assert [p for p in results.rglob("*") if p.is_file() and p.parent.name != ".locks"] == []  # no orphaned head
 
 
 # -- 6. skips with instructions, not tracebacks ----------------------------------------------------------
@@ -307,7 +386,7 @@ def test_missing_folder_dataset_skips_with_instructions(run: Run, tmp_path: Path
     assert "chest_xray_pneumonia" in reason
     assert "https://" in reason  # where to get it
     assert f"Place it at {empty / 'chest_xray_pneumonia'}" in reason  # the expected path
-    assert load_records([tmp_path / "results"]) == ([], [])
+    assert not (tmp_path / "results").exists()  # skipped before anything was created
 
 
 def test_missing_medmnist_file_skips_with_download_instructions(run: Run, tmp_path: Path) -> None:
@@ -364,10 +443,41 @@ def test_folder_dataset_option_runs_the_users_data(run: Run, tmp_path: Path) -> 
                  "--backbones", "resnet18", "--strategies", "knn", "--results-dir", str(results))
     assert result.ret == 0, output(result)
     result.assert_outcomes(passed=1)
+    # Its images' own size (40 px), not the tier's MedMNIST size, and the header says so.
+    assert ("medft-bench: folder dataset mine at 40 px: its images' own size (at most 224); --img-size sets "
+            "another") in result.outlines
     (rec,), _ = load_records([results])
-    assert rec["cell_id"] == "smoke-mine-32-resnet18-knn-seed0"
+    assert rec["cell_id"] == "smoke-mine-40-resnet18-knn-seed0" and rec["data"]["image_size"] == 40
     assert rec["data"]["source"] == "folder" and rec["data"]["synthetic"] is False
     assert rec["data"]["modality"] == "ultrasound" and rec["config"]["synthetic"] is False
+
+
+def test_weak_result_on_real_data_passes_with_a_warning_and_a_flag(run: Run, tmp_path: Path) -> None:
+    """Issue 13, item 10: both classes hold the same image, so no model beats the majority class."""
+    from PIL import Image
+
+    from medft_bench.leaderboard.aggregate import aggregate
+    from medft_bench.leaderboard.load import load_inputs
+
+    img = np.full((24, 24), 128, np.uint8)
+    for split, n in (("train", 12), ("test", 6)):
+        for cls in ("benign", "malignant"):
+            for i in range(n):
+                path = tmp_path / "same" / split / cls / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(img).save(path)
+    results = tmp_path / "results"
+    result = run("--folder-dataset", f"same={tmp_path / 'same'},channels=1", "--datasets", "same", "--backbones",
+                 "resnet18", "--strategies", "ft", "--results-dir", str(results))
+    text = output(result)
+    assert result.ret == 0, text
+    result.assert_outcomes(passed=1, warnings=1)
+    assert "WeakResultWarning: smoke-same-24-resnet18-ft-seed0: weak result, no better than the majority class" in text
+    (rec,), _ = load_records([results])
+    assert rec["status"] == "ok" and rec["data"]["synthetic"] is False
+    assert rec["weak_result"] == "acc 0.500 <= majority 0.500"
+    (group,) = aggregate(load_inputs([results]).runs)
+    assert [why for row in group.rows for _, why in row.majority] == [rec["weak_result"]]  # the leaderboard's flag
 
 
 # -- 2. records, reuse, --rerun --------------------------------------------------------------------------

@@ -602,7 +602,13 @@ def _scan_csv(spec: FolderDatasetSpec, base: Path) -> tuple[list[_Item], tuple[s
             if path is None:
                 raise DataError(f"{where}: no image file for {spec.path_column} {ref!r} under {base}")
         else:
-            path = base / ref
+            # Normalised first: a manifest row may not name a file outside the dataset's root ("..", an
+            # absolute path). Links placed inside the root by its owner are followed like any folder.
+            rel = os.path.normpath(ref)
+            if os.path.isabs(rel) or rel == os.pardir or rel.startswith(os.pardir + os.sep):
+                raise DataError(f"{where}: {spec.path_column!r} {ref!r} points outside the dataset root {base}; "
+                                f"give paths relative to {base} that stay inside it")
+            path = base / rel
             if not path.is_file():
                 raise DataError(f"{where}: image file {ref!r} not found (looked for {path})")
         if path in seen:
@@ -811,6 +817,50 @@ def scan(name: str, root: str | os.PathLike[str] | None = None) -> dict[str, Any
     items, classes, notes = (_scan_csv if spec.layout == "csv" else _scan_folders)(spec, base)
     pools, split_notes = _assign_splits(spec, items, base)
     return {"spec": spec, "base": base, "classes": tuple(classes), "pools": pools, "notes": {**notes, **split_notes}}
+
+
+MAX_DEFAULT_SIZE = 224  # the input size of the study's ImageNet backbones: larger images are reduced to it
+SIZE_SAMPLE = 64
+_DEFAULT_SIZES: dict[tuple[str, str], int] = {}
+
+
+def default_size(name: str) -> int:
+    """The image size a folder dataset runs at when no size is given: its images' own size, i.e. the median
+    shorter side of up to 64 of them spread over the file list (headers only), at most 224 px (what the
+    study's ImageNet backbones expect) and at least 8 px. A built-in dataset (its images are larger), or one
+    that cannot be scanned here, runs at 224 px; loading it reports what is wrong."""
+    from PIL import Image
+
+    spec = get_spec(name)
+    key = (name, str(spec.root))
+    if key not in _DEFAULT_SIZES:
+        sides: list[int] = []
+        if spec.root is not None:
+            try:
+                paths = sorted((it.path for pool in scan(name)["pools"].values() for it in pool), key=str)
+            except DataError:
+                paths = []
+            for path in paths[:: max(1, len(paths) // SIZE_SAMPLE)][:SIZE_SAMPLE]:
+                with contextlib.suppress(Exception):  # an unreadable image is reported when the data load
+                    with Image.open(path) as im:
+                        sides.append(min(im.size))
+        size = sorted(sides)[len(sides) // 2] if sides else MAX_DEFAULT_SIZE
+        _DEFAULT_SIZES[key] = min(MAX_DEFAULT_SIZE, max(8, size))
+    return _DEFAULT_SIZES[key]
+
+
+def default_size_note(name: str) -> str:
+    """Which size :func:`default_size` chose for ``name`` and why, in words for the user."""
+    why = ("the backbones' input size (its images are larger)" if get_spec(name).builtin
+           else f"its images' own size (at most {MAX_DEFAULT_SIZE})")
+    return f"{name} at {default_size(name)} px: {why}; --img-size sets another"
+
+
+def fingerprint(name: str, root: str | os.PathLike[str] | None = None) -> str:
+    """The dataset's fingerprint (file list with sizes and mtimes, labels, splits, loading settings), without
+    decoding anything: what its records' reuse is keyed on."""
+    s = scan(name, root)
+    return _fingerprint(s["spec"], s["base"], s["classes"], s["pools"])
 
 
 def load_folder_dataset(name: str, size: int, root: str | os.PathLike[str] | None = None) -> DataBundle:

@@ -120,19 +120,28 @@ def _write_json_atomic(path: Path, data: Any) -> None:
             tmp.unlink()
 
 
+_MD5_SEEN: dict[tuple[str, int, int], str] = {}
+
+
 def file_md5(path: Path) -> str:
     """The MD5 of ``path``, hashed only when the file is new or changed since it was last hashed.
 
     Hashes are remembered in ``.medft_verified.json`` next to the file, keyed by name, size and mtime, so a
-    multi-GB 224 px file is not re-hashed on every run.
+    multi-GB 224 px file is not re-hashed on every run, and in this process as well, so that a read-only data
+    root does not cost a hash per cell (the runner asks for the MD5 of every cell's file).
     """
+    stamp = _stamp(path)
+    seen = (str(path.resolve()), stamp["size"], stamp["mtime_ns"])
+    if seen in _MD5_SEEN:
+        return _MD5_SEEN[seen]
     cache = _read_cache(path.parent)
     entry = cache.get(path.name)
-    stamp = _stamp(path)
     if entry and "md5" in entry and all(entry.get(k) == v for k, v in stamp.items()):
-        return entry["md5"]
-    digest = md5sum(path)
-    _remember(path, digest, cache)
+        digest = entry["md5"]
+    else:
+        digest = md5sum(path)
+        _remember(path, digest, cache)
+    _MD5_SEEN[seen] = digest
     return digest
 
 
@@ -203,6 +212,15 @@ def ensure_file(
     return path, True
 
 
+def local_file(flag: str, size: int = 28, root: str | os.PathLike[str] | None = None, *,
+               download_missing: bool = True, url: str | None = None) -> Path:
+    """The path of ``flag`` at ``size`` px under the data root, downloaded first when missing and allowed."""
+    path = resolve_root(root) / file_name(flag, size)
+    if not path.is_file():
+        path, _ = ensure_file(flag, size, root, download_missing=download_missing, url=url)
+    return path
+
+
 def load_medmnist(
     flag: str,
     size: int = 28,
@@ -213,9 +231,7 @@ def load_medmnist(
 ) -> DataBundle:
     """Load a MedMNIST 2D dataset into uint8 tensors, fetching and verifying the file as needed."""
     _, md5 = url_and_md5(flag, size)
-    path = resolve_root(root) / file_name(flag, size)
-    if not path.is_file():
-        path, _ = ensure_file(flag, size, root, download_missing=download_missing, url=url)
+    path = local_file(flag, size, root, download_missing=download_missing, url=url)
     # Validate before hashing, so that a malformed file leaves no trace in the verified-MD5 cache.
     bundle = read_file(flag, path, size)
     bundle.identity["md5_verified"] = bundle.identity["md5"] == md5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from medft_bench.data import medmnist as mm
 from medft_bench.data import synthetic
@@ -58,6 +59,30 @@ def load_dataset(
     if synthetic_data:
         return load_synthetic(name, size, synthetic_splits)
     return mm.load_medmnist(name, size, root, download_missing=download)
+
+
+def data_identity(name: str, size: int, *, synthetic_data: bool = False, root: str | os.PathLike[str] | None = None,
+                  download: bool = True) -> str:
+    """What identifies the data a cell would load, cheaply: ``md5:<MD5>`` of a MedMNIST file (remembered by size
+    and mtime, so a file is hashed once), ``folder:<fingerprint>`` of a folder dataset (its file list), or ``""``
+    for synthetic data (defined by the configuration). A missing MedMNIST file is downloaded first when allowed;
+    missing data raises :class:`DatasetNotFoundError` as loading would."""
+    from medft_bench.data import folders
+
+    if synthetic_data:
+        return ""
+    if name in folders.registry():
+        return f"folder:{folders.fingerprint(name, root)}"
+    if name not in mm.flags():
+        raise mm.UnknownDatasetError(*unknown("dataset", name, dataset_names()).args)
+    return f"md5:{mm.file_md5(mm.local_file(name, size, root, download_missing=download))}"
+
+
+def recorded_identity(data: dict[str, Any]) -> str:
+    """The :func:`data_identity` of the data a record's ``data`` section describes."""
+    if data.get("synthetic"):
+        return ""
+    return f"folder:{data['fingerprint']}" if data.get("source") == "folder" else f"md5:{data['md5']}"
 
 
 def dataset_names() -> list[str]:

@@ -5,7 +5,7 @@
 - ranks within a case, higher metric = rank 1, ties share the average of the ranks they span;
 - the paired Wilcoxon signed-rank test of a strategy against FT across cases (at least 6 paired cases);
 - Holm's step-down adjustment of those p-values within one table;
-- the majority-class flag (:func:`majority_flag`);
+- the majority-class flag (:func:`majority_flag`, from :mod:`medft_bench.gates`);
 - the Pareto frontier of (cost, score) points.
 """
 
@@ -14,6 +14,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
+
+# One definition of the flag, shared with the record's weak_result and the pytest case's warning.
+from medft_bench.gates import MULTI_LABEL as MULTI_LABEL
+from medft_bench.gates import majority_flag as majority_flag
 
 MIN_SEEDS_CI = 3
 MIN_WILCOXON_CASES = 6
@@ -109,36 +113,6 @@ def _median(values: list[float]) -> float:
     s = sorted(values)
     mid = len(s) // 2
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
-
-
-MULTI_LABEL = "multi-label, binary-class"
-
-
-def majority_flag(task: str, test: dict[str, Any], majority: dict[str, Any]) -> str | None:
-    """Why a result is no better than the majority-class baseline, or None when it is better.
-
-    Single-label (binary, multi-class, ordinal): flagged when test ACC <= the majority class's ACC, or
-    test balanced accuracy <= the majority predictor's (1 / number of classes present).
-    Multi-label: ACC is no use (an all-negative predictor scores about 0.95 on ChestMNIST), so the flag is
-    test AUC <= 0.5 (a ranking no better than a constant score); when AUC is missing, test balanced
-    accuracy <= the all-negative predictor's (0.5).
-    """
-    def le(value: Any, ref: Any) -> bool:
-        return isinstance(value, (int, float)) and isinstance(ref, (int, float)) and value <= ref + 1e-12
-
-    if task == MULTI_LABEL:
-        auc = test.get("auc")
-        if isinstance(auc, (int, float)):
-            return f"AUC {auc:.3f} <= 0.5 (chance)" if le(auc, 0.5) else None
-        bal, ref = test.get("balanced_acc"), majority.get("balanced_acc")
-        return f"balanced acc {bal:.3f} <= all-negative {ref:.3f}" if le(bal, ref) else None
-    acc, ref = test.get("acc"), majority.get("acc")
-    if le(acc, ref):
-        return f"acc {acc:.3f} <= majority {ref:.3f}"
-    bal, bref = test.get("balanced_acc"), majority.get("balanced_acc")
-    if le(bal, bref):
-        return f"balanced acc {bal:.3f} <= majority {bref:.3f}"
-    return None
 
 
 def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:

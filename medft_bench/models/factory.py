@@ -1,9 +1,10 @@
 """One factory for every backbone: timm by name, plus registered builders (VGG-19 as the study built it).
 
 Weights are described by data, not branches: ``pretrained`` (the library's hub weights, with the study's
-torchvision tags for its own backbones), a local file or a directory of weight files (loaded through
-timm's own ``pretrained_cfg_overlay=dict(file=...)`` path), or ``random`` (explicit opt-in only). A
-missing or unreachable weight file is an error, never a silent fallback to random weights.
+torchvision tags for its own backbones), a local file or a directory of weight files, or ``random``
+(explicit opt-in only). A missing or unreachable weight file is an error, never a silent fallback to random
+weights, and so is a file that does not fit: every tensor of the backbone except the replaced head must
+load from it, with its shape (:func:`load_fitting`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from medft_bench.models.blocks import Blocks, partition
 # The study used torchvision's ImageNet weights; timm hosts the same tensors under these tags.
 DEFAULT_TAGS = {"resnet50": "tv2_in1k", "densenet121": "tv_in1k"}
 WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # a Hugging Face model repository's weight files
+HUB_PREFIX = "hf-hub:"  # timm's names of models on the Hugging Face hub: hf-hub:org/model
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -65,17 +68,22 @@ class BuilderSpec:
     build: Callable[[int], nn.Module]
     hub_loader: Callable[[nn.Module], dict[str, Any]]
     head_prefix: str
+    file_names: Callable[[], tuple[str, ...]] = tuple  # the hub's own names of its weight files
 
 
 _BUILDERS: dict[str, BuilderSpec] = {}
 
 
-def register_backbone(name: str, *, head_prefix: str, hub_loader: Callable[[nn.Module], dict[str, Any]]
+def register_backbone(name: str, *, head_prefix: str, hub_loader: Callable[[nn.Module], dict[str, Any]],
+                      file_names: Callable[[], tuple[str, ...]] = tuple
                       ) -> Callable[[Callable[[int], nn.Module]], Callable[[int], nn.Module]]:
-    """Register a non-timm builder ``fn(num_classes) -> nn.Module`` with a timm-style interface."""
+    """Register a non-timm builder ``fn(num_classes) -> nn.Module`` with a timm-style interface.
+
+    ``file_names``: the names its hub gives the weight files, also accepted in a ``--weights`` directory.
+    """
 
     def deco(fn: Callable[[int], nn.Module]) -> Callable[[int], nn.Module]:
-        _BUILDERS[name] = BuilderSpec(fn, hub_loader, head_prefix)
+        _BUILDERS[name] = BuilderSpec(fn, hub_loader, head_prefix, file_names)
         return fn
 
     return deco
@@ -93,19 +101,17 @@ def _vgg19_hub(model: nn.Module) -> dict[str, Any]:
             f"cannot fetch torchvision VGG-19 weights from {w.url} ({type(exc).__name__}). Place the file at "
             f"{target} (torch's hub cache), or pass --weights with a file or directory holding it."
         ) from None
-    _load_torchvision_sd(model, sd)
+    load_fitting(model, sd, ("classifier.6",), "torchvision's VGG-19 weights", "vgg19")
     return {"source": "hub", "tag": "torchvision.VGG19_Weights.IMAGENET1K_V1", "url": w.url}
 
 
-def _load_torchvision_sd(model: nn.Module, sd: dict[str, torch.Tensor]) -> None:
-    head = {k for k in sd if k.startswith("classifier.6.")}
-    missing, unexpected = model.load_state_dict({k: v for k, v in sd.items() if k not in head}, strict=False)
-    missing = [k for k in missing if not k.startswith("classifier.6.")]
-    if missing or unexpected:
-        raise WeightsError(f"VGG-19 weights do not fit: missing {missing[:5]}, unexpected {unexpected[:5]}")
+def _vgg19_file_names() -> tuple[str, ...]:
+    from torchvision.models import VGG19_Weights
+
+    return (Path(VGG19_Weights.IMAGENET1K_V1.url).name,)
 
 
-@register_backbone("vgg19", head_prefix="classifier.6", hub_loader=_vgg19_hub)
+@register_backbone("vgg19", head_prefix="classifier.6", hub_loader=_vgg19_hub, file_names=_vgg19_file_names)
 def _vgg19(num_classes: int) -> nn.Module:
     from medft_bench.models.vgg import TorchvisionVGG
 
@@ -126,22 +132,102 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """``(architecture, tag)`` of a backbone name: ``resnet50.tv2_in1k`` -> ``("resnet50", "tv2_in1k")``. A hub
+    name (``hf-hub:org/model``) and a registered name are one architecture: dots in them are part of the name."""
+    if name.startswith(HUB_PREFIX) or name in _BUILDERS:
+        return name, ""
+    arch, _, tag = name.partition(".")
+    return arch, tag
+
+
+def weights_tag(name: str, weights: str) -> str:
+    """The tag whose weights (and preprocessing) a backbone uses: the name's own; else, for hub weights and
+    weight directories, the study's tag for its backbones (``DEFAULT_TAGS``); else, for a directory, timm's
+    default tag for the architecture (the file the hub would give). A single weights file has no tag."""
+    arch, tag = split_name(name)
+    if tag or weights == "random" or (weights != "pretrained" and not Path(weights).expanduser().is_dir()):
+        return tag
+    if arch in _BUILDERS or arch.startswith(HUB_PREFIX):
+        return ""
+    if arch in DEFAULT_TAGS:
+        return DEFAULT_TAGS[arch]
+    if weights == "pretrained":
+        return ""  # timm resolves its own default tag on the hub path
+    return getattr(_pretrained_cfg(arch), "tag", None) or ""
+
+
+def _pretrained_cfg(full: str) -> Any:
+    """timm's pretrained config for ``arch[.tag]`` (None for an architecture without pretrained weights)."""
+    from timm.models import get_pretrained_cfg
+
+    try:
+        return get_pretrained_cfg(full, allow_unregistered=True)
+    except RuntimeError:
+        import timm
+
+        arch = full.partition(".")[0]
+        raise WeightsError(f"timm has no pretrained tag {full.partition('.')[2]!r} for {arch}; valid: "
+                           f"{', '.join(timm.list_pretrained(arch + '.*')) or 'none'}") from None
+
+
+def weight_file_names(arch: str, tag: str | None) -> list[str]:
+    """The names accepted for ``arch`` (at ``tag``) inside a weights directory, in the order they are tried.
+
+    ``<arch>.<tag>.safetensors`` (or .pth, .pt, .bin); the files of the hub repository ``timm/<arch>.<tag>``,
+    cloned into ``<arch>.<tag>/`` or ``timm/<arch>.<tag>/`` or cached by huggingface_hub
+    (``models--timm--<arch>.<tag>/snapshots/<revision>/``); the original checkpoint's file name from timm's
+    config (e.g. torchvision's ``resnet50-11ad3fa6.pth``); and the untagged ``<arch>.safetensors`` etc.
+    """
+    names: list[str] = []
+    if arch in _BUILDERS:
+        names += list(_BUILDERS[arch].file_names())
+    elif tag:
+        full = f"{arch}.{tag}"
+        cfg = _pretrained_cfg(full)
+        files = [*HUB_FILES, *([cfg.hf_hub_filename] if cfg is not None and cfg.hf_hub_filename else [])]
+        names += [f"{full}{suf}" for suf in WEIGHT_SUFFIXES]
+        repo = cfg.hf_hub_id if cfg is not None and cfg.hf_hub_id else f"timm/{full}"
+        for folder in dict.fromkeys([full, repo]):
+            names += [f"{folder}/{f}" for f in files]
+        names += [f"models--{repo.replace('/', '--')}/snapshots/*/{f}" for f in files]
+        url_name = Path(cfg.url).name if cfg is not None and cfg.url else ""
+        if url_name.endswith(WEIGHT_SUFFIXES):
+            names.append(url_name)
+    names += [f"{arch}{suf}" for suf in WEIGHT_SUFFIXES] + [f"{arch}/{f}" for f in HUB_FILES]
+    return list(dict.fromkeys(names))
+
+
+def _hub_cache_file(folder: Path, pattern: str) -> Path | None:
+    """The file of a huggingface_hub cache entry: the revision ``refs/main`` names, else the only one."""
+    repo, _, rest = pattern.partition("/snapshots/*/")
+    ref = folder / repo / "refs" / "main"
+    if ref.is_file():
+        hit = folder / repo / "snapshots" / ref.read_text().strip() / rest
+        return hit if hit.is_file() else None
+    hits = sorted(folder.glob(pattern))
+    return hits[0] if len(hits) == 1 else None
+
+
+def _no_such_path(path: Path) -> WeightsError:
+    return WeightsError(f"weights path {path} does not exist; give a weights file, a directory, 'pretrained' "
+                        "or 'random'")
+
+
 def find_weight_file(weights: str | os.PathLike[str], arch: str, tag: str | None) -> Path:
     """A weights file: ``weights`` itself, or the one for ``arch`` inside a directory of weight files."""
     path = Path(weights).expanduser()
     if path.is_file():
         return path
     if not path.is_dir():
-        raise WeightsError(f"weights path {path} does not exist; give a weights file, a directory, "
-                           "'pretrained' or 'random'")
-    stems = [f"{arch}.{tag}" if tag else None, arch]
-    candidates = [path / f"{s}{suf}" for s in stems if s for suf in WEIGHT_SUFFIXES]
-    candidates += [path / s / f for s in stems if s for f in ("model.safetensors", "pytorch_model.bin")]
-    for c in candidates:
-        if c.is_file():
-            return c
-    looked = ", ".join(c.name if c.parent == path else str(c) for c in candidates)
-    raise WeightsError(f"no weights for {arch} in {path}; looked for: {looked}")
+        raise _no_such_path(path)
+    names = weight_file_names(arch, tag)
+    for name in names:
+        hit = _hub_cache_file(path, name) if "*" in name else path / name
+        if hit is not None and hit.is_file():
+            return hit
+    full = f"{arch}.{tag}" if tag else arch
+    raise WeightsError(f"no weights for {full} in {path}; accepted names: {', '.join(names)}")
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -149,11 +235,85 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
-        sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"cannot read weights file {path}: {exc}") from None
-    return sd.get("state_dict", sd) if isinstance(sd, dict) else sd
+        raise WeightsError(f"cannot read weights file {path}: {' '.join(str(exc).split())[:300]}") from None
+    if isinstance(sd, dict):  # a training checkpoint: the weights sit under one of these keys
+        sd = next((sd[k] for k in ("state_dict", "model") if isinstance(sd.get(k), dict)), sd)
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightsError(f"weights file {path} holds no state dict (a mapping of tensor names to tensors)")
+    from timm.models import clean_state_dict
+
+    return clean_state_dict(sd)  # without the prefixes of DDP and torch.compile wrappers
+
+
+def load_fitting(model: nn.Module, sd: dict[str, torch.Tensor], head: tuple[str, ...], what: str, full: str) -> int:
+    """Load ``sd`` into every tensor of ``model`` except its ``head`` (the replaced classifier); return how
+    many tensors were loaded.
+
+    Anything that does not fit is a :class:`WeightsError` (and the half-loaded model is never returned): a
+    tensor of the model missing from ``sd``, a tensor of ``sd`` the model does not have, or a shape that differs.
+    timm's own file loading is non-strict whenever the head is replaced, which would let a wrong file run on
+    random weights; its model-specific key converters are not applied either, so a file must use timm's names
+    (as the hub's files do).
+    """
+
+    def in_head(key: str) -> bool:
+        return any(key == h or key.startswith(h + ".") for h in head)
+
+    body = {k: v for k, v in sd.items() if not in_head(k)}
+    own = model.state_dict()
+    other = {k for k, v in body.items() if k in own and v.shape != own[k].shape}
+    shapes = [f"{k} {tuple(body[k].shape)} vs {tuple(own[k].shape)}" for k in body if k in other]
+    # torch's own rules decide what is missing (e.g. BatchNorm's step counter may be absent). On any misfit the
+    # model is discarded: the error is raised before it is returned.
+    result = model.load_state_dict({k: v for k, v in body.items() if k not in other}, strict=False)
+    missing = [k for k in result.missing_keys if not in_head(k) and k not in other]
+    unexpected = list(result.unexpected_keys)
+    if shapes or missing or unexpected:
+        parts = [f"{len(lst)} {label} ({', '.join(lst[:4])}{', ...' if len(lst) > 4 else ''})"
+                 for lst, label in ((missing, "missing from the file"), (unexpected, "unexpected"),
+                                    (shapes, "with another shape (file vs model)")) if lst]
+        raise WeightsError(f"{what} do not fit {full}: {'; '.join(parts)}. Every tensor except the head "
+                           f"({', '.join(head)}) must load from the file: give the weights of {full}")
+    return len(body)
+
+
+def _head_prefixes(cfg: dict[str, Any]) -> tuple[str, ...]:
+    classifier = cfg.get("classifier", "fc")
+    return tuple(classifier) if isinstance(classifier, (tuple, list)) else (classifier,)
+
+
+def check_backbone(name: str, weights: str) -> None:
+    """Fail fast, building nothing: an unknown backbone name, or a weights path that does not exist. (Whether a
+    directory holds this backbone's file is checked when the cell builds it: ``-k`` may deselect the backbones
+    a directory has no file for.)"""
+    arch, _ = split_name(name)
+    if arch not in _BUILDERS and not arch.startswith(HUB_PREFIX):
+        import timm
+
+        if not timm.is_model(arch):
+            raise unknown("backbone", name, [*_BUILDERS, "any timm model name (timm.list_models())"])
+    if weights in ("pretrained", "random"):
+        return
+    if arch.startswith(HUB_PREFIX):
+        raise WeightsError(f"{name}: a hub model's weights come from the hub (--weights pretrained); --weights "
+                           "FILE or DIR works with timm model names such as resnet50")
+    if not Path(weights).expanduser().exists():
+        raise _no_such_path(Path(weights).expanduser())
+
+
+def _from_hub(full: str, exc: Exception) -> WeightsError:
+    why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    if full.startswith(HUB_PREFIX):
+        return WeightsError(f"cannot load {full} from the Hugging Face hub ({why}); a hub model needs the hub, or "
+                            "huggingface_hub's cache, for its configuration even with random weights")
+    return WeightsError(
+        f"cannot load pretrained weights for {full} from the hub ({why}). Without a network, download "
+        f"the weights elsewhere and pass --weights DIR holding {full}.safetensors (or .pth)."
+    )
 
 
 def create_backbone(name: str, num_classes: int, weights: str = "random", *, drop_rate: float = 0.0) -> Backbone:
@@ -161,42 +321,39 @@ def create_backbone(name: str, num_classes: int, weights: str = "random", *, dro
 
     ``weights``: ``"pretrained"``, ``"random"``, or a path to a weight file or directory of weight files.
     """
-    arch, _, tag = name.partition(".")
-    if weights == "pretrained" and not tag:
-        tag = DEFAULT_TAGS.get(arch, "")
+    arch, _ = split_name(name)
+    tag = weights_tag(name, weights)
     if arch in _BUILDERS:
         return _create_registered(arch, num_classes, weights)
     import timm
 
-    if not timm.is_model(arch):
-        raise unknown("backbone", name, [*_BUILDERS, "any timm model name (timm.list_models())"])
+    check_backbone(name, weights)
+    hub = arch.startswith(HUB_PREFIX)
     full = f"{arch}.{tag}" if tag else arch
     kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_rate": drop_rate}
     info: dict[str, Any]
     if weights == "random":
-        model = timm.create_model(arch, pretrained=False, **kwargs)
+        try:
+            model = timm.create_model(arch, pretrained=False, **kwargs)
+        except Exception as exc:  # a hub name needs its config from the hub even without weights
+            if not hub:
+                raise
+            raise _from_hub(full, exc) from None
         info = {"source": "random"}
     elif weights == "pretrained":
         try:
             model = timm.create_model(full, pretrained=True, **kwargs)
         except Exception as exc:  # hub errors vary by huggingface_hub version; all mean "not reachable"
-            raise WeightsError(
-                f"cannot load pretrained weights for {full} from the hub ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}). Without a network, download "
-                f"the weights elsewhere and pass --weights DIR holding {full}.safetensors (or .pth)."
-            ) from None
+            raise _from_hub(full, exc) from None
         info = {"source": "hub", "tag": full, "hf_hub_id": model.pretrained_cfg.get("hf_hub_id")}
     else:
         file = find_weight_file(weights, arch, tag or None)
-        try:
-            model = timm.create_model(full, pretrained=True, pretrained_cfg_overlay={"file": str(file)}, **kwargs)
-        except Exception as exc:
-            raise WeightsError(f"cannot load weights file {file} into {full}: {exc}") from None
-        info = {"source": "file", "file": str(file), "sha256": sha256(file), "tag": full}
+        sd = _read_state_dict(file)
+        model = timm.create_model(full, pretrained=False, **kwargs)  # the tag's config: mean, std, input size
+        loaded = load_fitting(model, sd, _head_prefixes(model.pretrained_cfg), f"the weights in {file}", full)
+        info = {"source": "file", "file": str(file), "sha256": sha256(file), "tag": full, "tensors_loaded": loaded}
     cfg = model.pretrained_cfg
-    head_prefix = cfg.get("classifier", "fc")
-    if isinstance(head_prefix, (tuple, list)):
-        head_prefix = head_prefix[0]
+    head_prefix = _head_prefixes(cfg)[0]
     if not isinstance(model.get_classifier(), nn.Module) or not list(model.get_classifier().parameters()):
         raise unknown("backbone", name, ["timm models with a classifier head"])
     input_size = int(cfg.get("input_size", (3, 224, 224))[-1])
@@ -220,7 +377,7 @@ def create_backbone_reusing(name: str, num_classes: int, weights: str = "random"
     """
     if weights not in ("random", "pretrained"):
         return create_backbone(name, num_classes, weights)
-    builder = id(_BUILDERS.get(name.partition(".")[0]))  # a re-registered builder is another backbone
+    builder = id(_BUILDERS.get(split_name(name)[0]))  # a re-registered builder is another backbone
     key = (name, num_classes, weights, builder, hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest())
     if key in _LAST_BUILT:
         template, rng_after = _LAST_BUILT[key]
@@ -242,8 +399,8 @@ def _create_registered(arch: str, num_classes: int, weights: str) -> Backbone:
         info = spec.hub_loader(model)
     else:
         file = find_weight_file(weights, arch, None)
-        _load_torchvision_sd(model, _read_state_dict(file))
-        info = {"source": "file", "file": str(file), "sha256": sha256(file), "tag": arch}
+        loaded = load_fitting(model, _read_state_dict(file), (spec.head_prefix,), f"the weights in {file}", arch)
+        info = {"source": "file", "file": str(file), "sha256": sha256(file), "tag": arch, "tensors_loaded": loaded}
     model.reset_classifier(num_classes)
     return _finish(name=arch, model=model, head_prefix=spec.head_prefix, weights=info)
 

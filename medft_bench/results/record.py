@@ -29,14 +29,22 @@ def schema() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _validator() -> Any:
-    from jsonschema import Draft202012Validator
+    """The schema's validator, where a number is finite: JSON has no NaN or Infinity, but Python's json module
+    reads them, and one NaN metric would turn every rank of its case into nan."""
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(schema())
+    base = Draft202012Validator.TYPE_CHECKER
+    checker = base.redefine("number", lambda c, v: base.is_type(v, "number") and math.isfinite(v))
+    return validators.extend(Draft202012Validator, type_checker=checker)(schema())
 
 
 def validate(record: Any, where: str = "record") -> None:
     """Raise :class:`RecordError` naming the first problems when ``record`` does not match the schema."""
-    errors = sorted(_validator().iter_errors(record), key=lambda e: list(e.absolute_path))
+    from jsonschema.exceptions import best_match
+
+    # best_match descends into oneOf: "metrics/test/acc: nan is not ...", not the whole metrics object.
+    errors = sorted((best_match([e]) for e in _validator().iter_errors(record)),
+                    key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         msgs = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:160]}" for e in errors[:3]]
         raise RecordError(f"{where} does not match result schema v{SCHEMA_VERSION}: " + "; ".join(msgs))
@@ -65,6 +73,7 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
                  env: dict[str, Any]) -> dict[str, Any]:
     import torch
 
+    from medft_bench.gates import weak_result
     from medft_bench.metrics import primary_metric
     from medft_bench.results.environment import code_version
 
@@ -112,6 +121,8 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
         "metrics": None if metrics is None else {
             **metrics, "primary": primary_metric(data.task), "monitor": monitor, "majority": majority,
         },
+        "weak_result": weak_result(data.task, {**metrics, "majority": majority}) if status == "ok" and metrics
+        else None,
         "costs": {
             # Everything it takes to get the trained model: epochs, frozen features, gradient probes, solves.
             "train_s": train_s,

@@ -2,7 +2,9 @@
 
 Writes are atomic (temporary file in the same directory, then ``os.replace``), so an interrupted run
 never leaves a partial record, and two processes writing the same directory never corrupt one. A per-cell
-lock lets concurrent runs (pytest-xdist workers, two shells) compute each cell once.
+lock lets concurrent runs (pytest-xdist workers, two shells) compute each cell once. File names are made
+from the cell's id with anything but letters, digits and ``._+=-`` replaced, so a backbone named
+``hf-hub:org/model`` or ``x/../../escaped`` never creates a file outside the results directory.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import RecordError
+from medft_bench.errors import RecordError, ResultsWriteError
 from medft_bench.results.record import validate
 
 if TYPE_CHECKING:  # torch is imported where used: reading records (the leaderboard) needs no torch
@@ -32,27 +35,38 @@ class LoadProblem:
     reason: str
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]")
+MAX_STEM = 160  # with the hash, the suffix and a temporary file's decoration: well under 255 bytes
+
+
+def safe_name(text: str) -> str:
+    """``text`` as one file-name component: characters outside letters, digits and ``._+=-`` become ``_``,
+    a leading dot too (dot files are temporary files here)."""
+    out = _UNSAFE.sub("_", text)[:MAX_STEM]
+    return "_" + out[1:] if out.startswith(".") or not out else out
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"non-finite number {name}: JSON has no NaN or Infinity (a metric is a number or null)")
 
 
 def read_record(path: Path) -> dict[str, Any]:
     """Read and validate one record; :class:`RecordError` names the file and the problem."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(), parse_constant=_no_constant)
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
         raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except ValueError as exc:  # from _no_constant
+        raise RecordError(f"{path}: not valid JSON ({exc})") from None
     validate(record, str(path))
     return record
 
@@ -61,8 +75,13 @@ class ResultStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
+    def stem_for(self, cfg: CellConfig) -> str:
+        """The cell's file name without suffix: its id made safe (:func:`safe_name`), then its config hash,
+        which keeps names unique when two ids differ only in replaced characters."""
+        return f"{safe_name(cfg.cell_id)}__{cfg.config_hash}"
+
     def path_for(self, cfg: CellConfig) -> Path:
-        return self.root / cfg.tier / f"{cfg.cell_id}__{cfg.config_hash}.json"
+        return self.root / safe_name(cfg.tier) / f"{self.stem_for(cfg)}.json"
 
     def head_path_for(self, cfg: CellConfig) -> Path:
         return self.path_for(cfg).with_suffix(".head.pt")
@@ -95,28 +114,57 @@ class ResultStore:
 
     def write(self, record: dict[str, Any], cfg: CellConfig, head_state: dict[str, torch.Tensor] | None = None
               ) -> Path:
+        """Store ``record`` (and the trained head) atomically; :class:`ResultsWriteError` when it cannot be.
+
+        Both files are written to temporary files first and renamed into place only when both are complete:
+        a full disk leaves neither, never a head without its record.
+        """
         validate(record, cfg.cell_id)
         path = self.path_for(cfg)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if head_state is not None:  # written first: a record on disk implies its head is there too
-            import torch
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        head_tmp = path.with_name(f".{path.stem}.{os.getpid()}.head.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if head_state is not None:
+                import torch
 
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.head.tmp")
-            try:
-                torch.save(head_state, tmp)
-                os.replace(tmp, self.head_path_for(cfg))
-            finally:
+                torch.save(head_state, head_tmp)
+            _write_file(tmp, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+            if head_state is not None:  # first: a record on disk implies its head is there too
+                os.replace(head_tmp, self.head_path_for(cfg))
+            os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:200]
+            raise ResultsWriteError(
+                f"cannot write the record {path} ({reason}): the cell's result was computed but is not stored; "
+                "free space or fix the permissions of the results directory (--results-dir) and run again",
+                record=record,
+            ) from None
+        finally:
+            for t in (tmp, head_tmp):
                 with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-        _atomic_write_bytes(path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+                    t.unlink()
         return path
 
     @contextlib.contextmanager
     def claim(self, cfg: CellConfig) -> Iterator[None]:
-        """Hold an exclusive lock on one cell while it is looked up, computed and written."""
+        """Hold an exclusive lock on one cell while it is looked up, computed and written.
+
+        The lock file and the record's folder are created here, before anything is computed: a results
+        directory that cannot be written is a :class:`ResultsWriteError` at once, not after the training.
+        """
         lock_dir = self.root / ".locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{cfg.cell_id}__{cfg.config_hash}.lock", "a+") as fh:
+        folder = self.path_for(cfg).parent
+        try:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            if not os.access(folder, os.W_OK):
+                raise PermissionError(13, "Permission denied", str(folder))
+            fh = open(lock_dir / f"{self.stem_for(cfg)}.lock", "a+")
+        except OSError as exc:
+            raise ResultsWriteError(f"cannot write to the results directory {self.root} ({exc.strerror or exc}: "
+                                    f"{exc.filename}); choose a writable --results-dir") from None
+        with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
