@@ -757,3 +757,41 @@ def test_entry_point_plugin_with_wrong_name_is_an_error(monkeypatch: pytest.Monk
 def test_registry_restored_after_plugin_tests() -> None:
     names = strategy_names()
     assert "fake_plugin_strategy" not in names and "test_head_bias_only" not in names
+
+
+# -- faithfulness: drift, eval mode, strategies that do not apply ------------------------------------------------
+def _drift_after_steps(strategy: str, params: dict[str, Any] | None = None) -> float:
+    ctx, strat = build_context(cfg_for(strategy, n_train=320, params=params), device="cpu")  # 20 steps of 16
+    pretrained_like(ctx)
+    strat.setup(ctx)  # w0 (the penalty's and the drift's) after the BatchNorm scales are set
+    runner = runner_for(ctx, strat)
+    run_epoch(ctx, strat, runner, 0, 0)
+    return runner.drift()
+
+
+def test_l1_sp_moves_the_backbone_and_alpha_point_one_would_pin_it() -> None:
+    ft = _drift_after_steps("ft")
+    l1 = _drift_after_steps("l1_sp")
+    pinned = _drift_after_steps("l1_sp", {"alpha": 0.1})
+    assert ft > 0 and l1 >= 0.25 * ft, (l1, ft)  # the default lets the data move the weights
+    assert pinned < 0.5 * l1, (pinned, l1)  # alpha 0.1 (L2-SP's) holds them near w0 under Adam
+    assert create_strategy("l1_sp").params["alpha"] == 1e-4 and create_strategy("l2_sp").params["alpha"] == 0.1
+
+
+def test_eval_norm_mode_is_the_whole_network_in_eval() -> None:
+    ctx, _ = build_context(cfg_for("auto_rgn", backbone="vgg19"), device="cpu")
+    ctx.apply_modes("eval")
+    assert not any(m.training for m in ctx.model.modules())  # VGG-19's dropout too, as train_mode: eval
+    ctx.apply_modes("backbone_eval")
+    assert ctx.backbone.head.training and not ctx.model.classifier[5].training  # fc7's dropout off for probing
+
+
+def test_a_strategy_that_does_not_apply_is_skipped_with_its_reason() -> None:
+    from medft_bench.errors import NotApplicable
+
+    with pytest.raises(NotApplicable, match="norm_only.*no normalisation layers"):
+        build_context(cfg_for("norm_only", backbone="vgg19"), device="cpu")
+    with pytest.raises(NotApplicable, match="solver must be one of"):
+        build_context(cfg_for("lp", params={"solver": "sgd"}), device="cpu")
+    ctx, strat = build_context(cfg_for("norm_only"), device="cpu")  # ResNet has BatchNorm: it applies
+    assert strat.check(ctx) is None
