@@ -548,8 +548,8 @@ def _run_and_kill(env: dict[str, str], args: list[str], mode: str, mark: Path, l
 
 def test_resume_after_sigkill(killpoint_env: dict[str, str], run: Run, tmp_path: Path) -> None:
     results = tmp_path / "results"
-    args = ["--backbones", "resnet18", "--strategies", "lp", "--epochs", "1", "--results-dir", str(results)]
-    (cell,) = build_grid(get_tier("smoke"), GridOptions(backbones=["resnet18"], strategies=["lp"],
+    args = ["--backbones", "resnet18", "--strategies", "ft", "--epochs", "1", "--results-dir", str(results)]
+    (cell,) = build_grid(get_tier("smoke"), GridOptions(backbones=["resnet18"], strategies=["ft"],
                                                         train={"epochs": 1}))
     store = ResultStore(results)
     mark = tmp_path / "reached"
