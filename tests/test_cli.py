@@ -147,8 +147,9 @@ def test_list_strategies(capsys: pytest.CaptureFixture[str]) -> None:
     (["--lr", "-1"], "--lr -1.0 is out of range: use a finite number > 0"),
     (["--lr", "inf"], "--lr inf is out of range: use a finite number > 0"),
     (["--seed", "-1"], "--seed(s) -1 is out of range: use a whole number from 0 to 4294967295"),
-    (["--param", "foo=1"], "bad strategy parameters (--param): strategy 'lp' has no parameter(s) ['foo']; valid: l2_max"),
+    (["--param", "foo=1"], "bad strategy parameters (--param): strategy 'lp' has no parameter(s) ['foo']; valid: l2"),
     (["--backbone", "x/../../escaped"], "unknown backbone 'x/../../escaped'; valid names: "),
+    (["--param", "solver=sgd"], "lp: solver must be one of ('lbfgs', 'adam'), got 'sgd'"),
     (["--weights", "/nonexistent"], "weights path /nonexistent does not exist"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_number_name_or_parameter_is_refused_before_any_cell(args: list[str], message: str, tmp_path: Path,

@@ -392,8 +392,9 @@ def _independent_rgn(ctx: Any, names: list[str], batches: list[tuple[torch.Tenso
             sums[n] += float(named[n].grad.norm()) / norm if norm else float("nan")
     model.zero_grad(set_to_none=True)
     mean = {n: v / len(batches) for n, v in sums.items()}
-    top = max(v for v in mean.values() if v == v)
-    return {n: v / top if v == v else 1.0 for n, v in mean.items()}  # zero-norm tensors (the new head's bias): 1
+    head = set(ctx.head_names)
+    top = max(v for n, v in mean.items() if v == v and n not in head)  # over the pretrained tensors
+    return {n: v / top if v == v and n not in head else 1.0 for n, v in mean.items()}  # the new head: 1
 
 
 def test_auto_rgn_multipliers_match_independent_computation() -> None:
@@ -420,6 +421,7 @@ def test_auto_rgn_multipliers_match_independent_computation() -> None:
         for n in names:
             assert plan.lr_scale[n] == pytest.approx(expected[n], rel=1e-4), n
         assert max(plan.lr_scale.values()) == 1.0
+        assert plan.note["rgn_argmax"] not in ctx.head_names and plan.lr_scale[plan.note["rgn_argmax"]] == 1.0
         assert plan.reset_optimizer and plan.norm_mode == "eval"
         assert plan.lr_scale == rgn_multipliers(ctx, names)  # the exposed function gives the same
         seen.append(dict(plan.lr_scale))
@@ -431,6 +433,7 @@ def test_auto_rgn_multipliers_match_independent_computation() -> None:
             assert lrs[id(named[n])] == pytest.approx(1e-3 * plan.lr_scale[n])
         assert not runner.opt.state or all(int(s["step"]) == 6 for s in runner.opt.state.values())  # fresh Adam
     assert seen[0] != seen[1]  # recomputed every epoch
+    assert runner.drift() > 1e-3  # the backbone trains: a new head's RGN does not divide its rates away
 
 
 def test_train_batches_are_the_epochs_first_batches() -> None:
@@ -620,7 +623,11 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
     lp_out = run_or_reuse(cfg.with_strategy("lp"), tmp_path, device="cpu")
     out = run_or_reuse(cfg, tmp_path, device="cpu")
     log = out.record["strategy"]["log"]
-    assert log["lp"] == {"lp_head": "reused", "lp_config_hash": lp_out.record["config_hash"]}
+    assert log["lp"] == {"lp_head": "reused", "lp_config_hash": lp_out.record["config_hash"],
+                         "lp_train_s": lp_out.record["costs"]["train_s"]}
+    costs = out.record["costs"]  # the reused probe's cost is LP-FT's too: the same whichever cell ran first
+    assert costs["reused_train_s"] == lp_out.record["costs"]["train_s"] > 0
+    assert costs["train_s"] > costs["reused_train_s"]
     assert out.record["epochs"][0] == {"stage": "lp", "epochs": 0, **log["lp"]}
     assert [e["stage"] for e in out.record["epochs"]] == ["lp", "ft", "ft", "ft"]
     assert out.record["epochs"][1]["val"] == lp_out.record["metrics"]["val"]
@@ -791,7 +798,11 @@ def test_a_strategy_that_does_not_apply_is_skipped_with_its_reason() -> None:
 
     with pytest.raises(NotApplicable, match="norm_only.*no normalisation layers"):
         build_context(cfg_for("norm_only", backbone="vgg19"), device="cpu")
-    with pytest.raises(NotApplicable, match="solver must be one of"):
-        build_context(cfg_for("lp", params={"solver": "sgd"}), device="cpu")
+    with pytest.raises(ValueError, match="solver must be one of"):  # a bad value is a usage error, not a skip
+        create_strategy("lp", solver="sgd")
+    with pytest.raises(ValueError, match="variance must be one of"):
+        create_strategy("auto_snr", variance="per_batch")
+    with pytest.raises(ValueError, match="ft_norm_mode must be one of"):
+        create_strategy("lp_ft", ft_norm_mode="training")
     ctx, strat = build_context(cfg_for("norm_only"), device="cpu")  # ResNet has BatchNorm: it applies
     assert strat.check(ctx) is None

@@ -164,7 +164,7 @@ class Group:
     cases: list[Case]
     strategies: list[str]
     runs: list[Run] = field(repr=False)
-    study_strategies: list[str] = field(default_factory=list)  # those of the study's eight present here
+    study_strategies: list[str] = field(default_factory=list)  # those of the study's eight present (by name)
     avg_ranks: dict[str, tuple[float, int]] = field(default_factory=dict)  # strategy -> (avg rank, n cases)
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> Wilcoxon vs FT
     claims: list[Any] = field(default_factory=list)
@@ -280,7 +280,7 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
         cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas))
 
     group = Group(key, rows, cases, strategies, sorted(runs, key=lambda r: r.cell_id),
-                  study_strategies=[s for s in strategies if any(r.in_study for r in by_strategy(runs, s))])
+                  study_strategies=[s for s in strategies if norm_name(s) in STUDY_ORDER])
     for s in strategies:
         rk = [c.ranks[s] for c in cases if s in c.ranks]
         if rk:
@@ -300,10 +300,6 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
 
     group.claims = compute_claims(group)
     return group
-
-
-def by_strategy(runs: list[Run], strategy: str) -> list[Run]:
-    return [r for r in runs if r.strategy == strategy]
 
 
 def group_key(run: Run) -> GroupKey:

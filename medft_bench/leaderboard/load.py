@@ -129,11 +129,6 @@ class Run:
         return self.record["costs"]
 
     @property
-    def in_study(self) -> bool:
-        """One of the study's eight strategies (as the record's strategy declared it)."""
-        return bool(self.record["strategy"].get("in_study", False))
-
-    @property
     def drift(self) -> float | None:
         """||theta - theta0|| / ||theta0|| of the backbone at the end (the last stage's); None in older records."""
         drift = self.record.get("drift")

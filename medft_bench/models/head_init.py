@@ -15,6 +15,7 @@ Modes (``TrainSettings.head_init``, recorded): ``scaled``, ``zero`` (BiT), ``def
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -62,9 +63,11 @@ def init_head(ctx: CellContext) -> dict[str, Any]:
         for w in weights:
             w.zero_()
         return {"init": mode}
+    t0 = time.perf_counter()
     rms = feature_rms_norm(ctx)
     std = LOGIT_STD / rms if rms > 0 and math.isfinite(rms) else 0.0
     gen = torch.Generator().manual_seed(ctx.cfg.seed + 1)
     for w in weights:
         w.copy_(torch.randn(w.shape, generator=gen) * std)
-    return {"init": mode, "logit_std": LOGIT_STD, "feature_rms_norm": rms, "weight_std": std}
+    return {"init": mode, "logit_std": LOGIT_STD, "feature_rms_norm": rms, "weight_std": std,
+            "seconds": time.perf_counter() - t0}

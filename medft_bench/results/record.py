@@ -82,7 +82,7 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
     model = ctx.model
     data = ctx.data
     trained_epochs = [e for e in tracker.epochs if "train_loss" in e]  # not solved/reused stages, not starts
-    train_s = tracker.train_s + tracker.feature_s + tracker.probe_s + tracker.fit_s
+    train_s = tracker.train_s + tracker.feature_s + tracker.probe_s + tracker.fit_s + strategy.reused_train_s
     best_epoch = None
     if tracker.best:
         last = list(tracker.best.values())[-1]
@@ -130,6 +130,7 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
             "feature_extraction_s": tracker.feature_s,
             "probe_s": tracker.probe_s,
             "fit_s": tracker.fit_s,
+            "reused_train_s": strategy.reused_train_s,
             "wall_s": (finished - started).total_seconds(),
             "train_images_per_s": tracker.train_images / train_s if tracker.train_images and train_s > 0 else None,
             "peak_gpu_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if gpu else None,

@@ -37,16 +37,20 @@ def relative_gradient_norms(ctx: CellContext, names: list[str], n_batches: int =
 
 def rgn_multipliers(ctx: CellContext, names: list[str] | None = None, n_batches: int = 5, norm_mode: str = "eval",
                     norm_params: str = "frozen") -> dict[str, float]:
-    """Learning-rate multipliers RGN_i / max_j RGN_j (the largest is exactly 1).
+    """Learning-rate multipliers RGN_i / max_j RGN_j over the pretrained tensors (the largest is exactly 1); the
+    new head's tensors get 1.
 
-    ``names`` defaults to every parameter less normalisation parameters (``norm_params="frozen"``). A tensor
-    whose norm is zero (RGN undefined, e.g. a zero-initialised bias) gets multiplier 1.
+    Why the maximum leaves the new head out: the reference fine-tuned a pretrained head of the same label space.
+    A new head starts near zero, so its ||g|| / ||theta|| is orders of magnitude above every pretrained
+    tensor's and, as the maximum, would divide the backbone's learning rates down to about 1e-4 of the base:
+    Auto-RGN would be a linear probe. ``names`` defaults to every parameter less normalisation parameters
+    (``norm_params="frozen"``). A tensor whose norm is zero (RGN undefined) gets multiplier 1.
     """
     names = candidate_names(ctx, norm_params) if names is None else names
     rgn = relative_gradient_norms(ctx, names, n_batches, norm_mode)
-    finite = [v for v in rgn.values() if v == v]
-    top = max(finite, default=0.0)
-    return {n: (1.0 if v != v or top <= 0 else v / top) for n, v in rgn.items()}
+    head = set(ctx.head_names)
+    top = max((v for n, v in rgn.items() if v == v and n not in head), default=0.0)
+    return {n: (1.0 if n in head or v != v or top <= 0 else v / top) for n, v in rgn.items()}
 
 
 @register_strategy
@@ -63,8 +67,9 @@ class AutoRGN(Strategy):
     RGN learning rates too), and the whole network runs in eval mode while probing and training
     (``norm_mode="eval"``: BatchNorm statistics frozen and no dropout, as the reference's ``train_mode: eval``,
     ``anniesch/surgical-finetuning``).
-    Tensors with zero norm (RGN undefined) train at multiplier 1. Each epoch's record carries the mean
-    multiplier per block.
+    Tensors with zero norm (RGN undefined) train at multiplier 1. The new head is left out of the maximum and
+    trains at multiplier 1 (see ``rgn_multipliers``: the reference's head was pretrained). Each epoch's record
+    carries the mean multiplier per block and the tensor with the largest RGN among the pretrained ones.
     """
 
     name = "auto_rgn"
@@ -73,7 +78,9 @@ class AutoRGN(Strategy):
     defaults = {"n_batches": 5, "norm_params": "frozen", "norm_mode": "eval"}
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
-        return {**self.params, "norm_params_by": "module type", "optimizer_reset": "every epoch"}
+        return {**self.params, "norm_params_by": "module type", "optimizer_reset": "every epoch",
+                "normalised_by": "max RGN over the pretrained tensors; the new head at 1",
+                "source": "anniesch/surgical-finetuning get_lr_weights (RGN), train_mode: eval"}
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         norm_mode = self.params["norm_mode"]
@@ -85,7 +92,8 @@ class AutoRGN(Strategy):
         per_block: dict[str, list[float]] = defaultdict(list)
         for n, m in mult.items():
             per_block[block_of.get(n, "?")].append(m)
+        body = [n for n in mult if n not in set(ctx.head_names)]
         note = {"rgn_block_mean": {b: sum(v) / len(v) for b, v in per_block.items()},
-                "rgn_argmax": max(mult, key=mult.__getitem__) if mult else None}
+                "rgn_argmax": max(body, key=mult.__getitem__) if body else None}
         return EpochPlan(trainable=frozenset(names), norm_mode=norm_mode, lr_scale=mult, reset_optimizer=True,
                          note=note)

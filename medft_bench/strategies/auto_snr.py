@@ -166,6 +166,13 @@ class AutoSNR(Strategy):
     ``NOISE_MULTIPLE / n`` (2/n: the signal must at least match the noise of the mean), not 0.95, which
     would freeze nearly every tensor. A given ``threshold`` is used as is for either variant.
 
+    A property of the reference statistic worth knowing: the mean of g^2 / Var(g, dim 0) is at least about
+    (k - 1) / k for a first dimension of k entries, whatever the signal, so for tensors with k >= 20 the 0.95
+    threshold is passed by nearly any gradient larger than the 1e-8 in the denominator: the choice is driven
+    by the absolute gradient size as much as by its signal-to-noise ratio. With a new, small head the
+    backbone's gradients are small in the first epoch and more tensors stay frozen then. The record's notes
+    carry the smallest and median backbone statistic of every epoch.
+
     Departures from the reference, recorded: the new head always trains (the reference fine-tuned a
     pretrained head of the same label space and could freeze it); normalisation parameters are chosen by
     module type (``norm_params="frozen"``: BatchNorm, GroupNorm, LayerNorm; the reference drops names
@@ -197,10 +204,10 @@ class AutoSNR(Strategy):
                    max_examples=p["max_examples"] if per_example else None, impl=impl if per_example else None)
         return out
 
-    def check(self, ctx: CellContext) -> str | None:
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         if self.params["variance"] not in VARIANCES:
-            return f"variance must be one of {VARIANCES}, got {self.params['variance']!r}"
-        return None
+            raise ValueError(f"auto_snr: variance must be one of {VARIANCES}, got {self.params['variance']!r}")
 
     def snr(self, ctx: CellContext) -> dict[str, float]:
         names = candidate_names(ctx, self.params["norm_params"])
@@ -230,7 +237,11 @@ class AutoSNR(Strategy):
             per_block[block_of.get(n, "?")][0] += n in trainable
             per_block[block_of.get(n, "?")][1] += 1
         backbone = set(snr) - set(ctx.head_names)
-        note = {"snr_threshold": thr, "snr_trainable_tensors": len(trainable),
+        values = sorted(v for n, v in snr.items() if n in backbone)
+        note = {"snr_threshold": thr,
+                "snr_backbone_min": values[0] if values else None,
+                "snr_backbone_median": values[len(values) // 2] if values else None,
+                "snr_trainable_tensors": len(trainable),
                 "snr_frozen_tensors": len(set(snr) - trainable),
                 "snr_backbone_trainable_tensors": len(backbone & trainable),
                 "snr_block_trainable": {b: f"{t}/{c}" for b, (t, c) in per_block.items()}}

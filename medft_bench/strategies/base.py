@@ -70,6 +70,9 @@ class Strategy:
             raise ValueError(f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; valid: {valid}")
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.log: dict[str, Any] = {}  # facts decided while running (e.g. reuse), recorded with the result
+        # Training seconds of results loaded from other cells (LP-FT's reused probe): part of this cell's cost,
+        # so that a cell costs the same whether or not the cell it reuses ran first.
+        self.reused_train_s: float = 0.0
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         """The effective hyperparameters, recorded with the result (resolve defaults that depend on ctx)."""

@@ -58,9 +58,12 @@ class LinearProbe(Strategy):
                 "loss": "sigmoid per label" if ctx.data.multi_label else "softmax cross-entropy",
                 "features": "standardised on train, folded into the head", "selection": "validation"}
 
-    def check(self, ctx: CellContext) -> str | None:
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         if self.params["solver"] not in self.SOLVERS:
-            return f"solver must be one of {self.SOLVERS}, got {self.params['solver']!r}"
+            raise ValueError(f"lp: solver must be one of {self.SOLVERS}, got {self.params['solver']!r}")
+
+    def check(self, ctx: CellContext) -> str | None:
         head = ctx.backbone.head
         if self.params["solver"] == "lbfgs" and not (isinstance(head, nn.Linear) and head.bias is not None):
             return (f"the L-BFGS probe needs a Linear head with a bias; {ctx.backbone.name}'s is "

@@ -69,6 +69,8 @@ class LinearProbeThenFineTune(Strategy):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
+        if self.params["ft_norm_mode"] not in NORM_MODES:
+            raise ValueError(f"lp_ft: ft_norm_mode must be one of {NORM_MODES}, got {self.params['ft_norm_mode']!r}")
         self._lp = LinearProbe(**self._lp_params())
 
     def _lp_params(self) -> dict[str, Any]:
@@ -94,8 +96,6 @@ class LinearProbeThenFineTune(Strategy):
                 "lp_solver": self.params["lp_solver"], "lp": self._lp.hparams(ctx)}
 
     def check(self, ctx: CellContext) -> str | None:
-        if self.params["ft_norm_mode"] not in NORM_MODES:
-            return f"ft_norm_mode must be one of {NORM_MODES}, got {self.params['ft_norm_mode']!r}"
         return self._lp.check(ctx)
 
     def stages(self, ctx: CellContext) -> list[Stage]:
@@ -117,7 +117,9 @@ class LinearProbeThenFineTune(Strategy):
         if stage != 0:
             return False
         lp_cfg = ctx.cfg.with_strategy("lp", self._lp_params())
-        head = ctx.results_dir.load_head(lp_cfg) if ctx.results_dir is not None else None
+        store = ctx.results_dir
+        lp_record = store.lookup(lp_cfg) if store is not None else None
+        head = store.load_head(lp_cfg) if lp_record is not None else None
         if head is None:
             done = self._lp.start_stage(ctx, 0)
             self.log["lp"] = {"lp_head": "trained", "lp_config_hash": lp_cfg.config_hash,
@@ -127,5 +129,6 @@ class LinearProbeThenFineTune(Strategy):
         ref = next(iter(module.parameters()))
         with torch.no_grad():
             module.load_state_dict({k: v.to(device=ref.device) for k, v in head.items()})
-        self.log["lp"] = {"lp_head": "reused", "lp_config_hash": lp_cfg.config_hash}
+        self.reused_train_s = float(lp_record["costs"]["train_s"])
+        self.log["lp"] = {"lp_head": "reused", "lp_config_hash": lp_cfg.config_hash, "lp_train_s": self.reused_train_s}
         return True

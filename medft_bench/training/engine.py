@@ -383,6 +383,7 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.devi
     strategy.setup(ctx)
     total_epochs = sum(st.epochs for st in strategy.stages(ctx))
     runner = _Runner(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, progress))
+    runner.t.probe_s += ctx.head_init.get("seconds", 0.0)  # the forward pass that set the new head's scale
     status, error, metrics, diverged_epoch = "ok", None, None, None
     with runner.progress:
         try:
