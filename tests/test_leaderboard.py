@@ -360,6 +360,20 @@ def test_details_show_drift_and_a_kept_start(tmp_path: Path) -> None:
     assert "kept stage start 1/1" in str(rows["LP-FT"][-1])
 
 
+def test_frozen_reference_table_flags_an_unconverged_probe_and_lp_ft_below_lp(tmp_path: Path) -> None:
+    from medft_bench.leaderboard.tables import frozen_reference_table
+
+    for strategy, mean in {"knn": .90, "lp": .80, "lp_ft": .78, "ft": .85, "bitfit": .70}.items():
+        write(tmp_path, make_record(strategy=strategy, primary=mean))
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    table = frozen_reference_table(group)
+    [row] = table.rows
+    cells = dict(zip(table.headers, row))
+    assert str(cells["LP − kNN"]) == "-10.00" and cells["LP − kNN"].style == "warn"
+    assert str(cells["LP-FT − LP"]) == "-2.00" and cells["LP-FT − LP"].style == "warn"
+    assert str(cells["below LP"]) == "LP-FT, BitFit"
+
+
 def test_metric_option(grid):
     results, _ = grid
     main = main_group(aggregate(load_inputs([results]).runs, metric_override="acc"))

@@ -7,7 +7,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medft_bench.leaderboard import references
-from medft_bench.leaderboard.aggregate import METRIC_NAMES, METRICS, Group, Row, strategy_label
+from medft_bench.leaderboard.aggregate import (
+    METRIC_NAMES,
+    METRICS,
+    Group,
+    Row,
+    norm_name,
+    strategy_label,
+    strategy_sort_key,
+)
 from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.stats import MIN_WILCOXON_CASES, same
@@ -317,9 +325,46 @@ def _short(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
+FROZEN_GAP = 0.05  # LP this far below kNN on the same features: the probe is suspect, not the features
+
+
+def frozen_reference_table(group: Group) -> Table | None:
+    """Each case against its frozen-feature references, as a reviewer reads a result: the kNN probe and the
+    converged linear probe see the same features; a probe far below kNN has not converged, LP-FT below LP lost
+    what it started from, and a strategy that trains at least the head below LP did worse than not moving the
+    backbone at all."""
+    rows = []
+    for case in group.cases:
+        knn = next((r for s, r in case.rows.items() if norm_name(s) == "knn"), None)
+        lp = next((r for s, r in case.rows.items() if norm_name(s) == "lp"), None)
+        lpft = next((r for s, r in case.rows.items() if norm_name(s) == "lp_ft"), None)
+        if lp is None and knn is None:
+            continue
+        gap = lp.mean - knn.mean if lp is not None and knn is not None else None
+        below = sorted((s for s, r in case.rows.items() if lp is not None and norm_name(s) not in ("lp", "knn")
+                        and r.mean < lp.mean and not same(r.mean, lp.mean)), key=strategy_sort_key)
+        lpft_gap = lpft.mean - lp.mean if lpft is not None and lp is not None else None
+        rows.append([c(case.dataset), c(case.backbone), c(pct(knn.mean if knn else None)),
+                     c(pct(lp.mean if lp else None)),
+                     c(pp(gap), "warn" if gap is not None and gap < -FROZEN_GAP else None),
+                     c(pp(lpft_gap), "warn" if lpft_gap is not None and lpft_gap < 0 and not same(lpft_gap, 0.0)
+                       else None),
+                     c(", ".join(map(strategy_label, below)) or DASH)])
+    if not rows:
+        return None
+    return Table("frozen", title(group, "Against the frozen-feature references"),
+                 ["dataset", "backbone", "kNN", "LP", "LP − kNN", "LP-FT − LP", "below LP"], rows,
+                 ["l", "l", "r", "r", "r", "r", "l"], caption=metric_desc(group),
+                 notes=[f"kNN and LP read the same frozen features. LP − kNN below −{FROZEN_GAP * 100:.0f} pp: the "
+                        "probe, not the features, is suspect. LP-FT − LP below 0: fine-tuning lost what the probe "
+                        "had. below LP: strategies that moved more than the head and ended worse than the probe."],
+                 optional=["below LP"])
+
+
 def group_tables(group: Group, all_metrics: bool = False) -> list[Table]:
     tables = [results_table(group), delta_table(group), rank_table(group), strategy_table(group),
-              details_table(group, all_metrics), claims_table(group), incidents_table(group)]
+              frozen_reference_table(group), details_table(group, all_metrics), claims_table(group),
+              incidents_table(group)]
     return [t for t in tables if t is not None]
 
 
