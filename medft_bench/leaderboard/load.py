@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medft_bench.results.store import load_records
+from medft_bench.results.store import is_record_file, load_records
 
 WEIGHTS_KINDS = ("pretrained", "random", "file")
 STATUS_ORDER = {"ok": 0, "diverged": 1, "failed": 2}
@@ -285,7 +285,7 @@ def _expand(roots: list[str | os.PathLike[str]], problems: list[Problem]) -> lis
         if root.is_file():
             files.append(root)
         elif root.is_dir():
-            files += sorted(p for p in root.rglob("*.json") if not p.name.startswith(".") and p.is_file())
+            files += sorted(p for p in root.rglob("*.json") if is_record_file(p) and p.is_file())
         else:
             problems.append(Problem(str(root), "no such file or directory"))
     return files

@@ -66,6 +66,9 @@ class LinearProbeThenFineTune(Strategy):
     in_study = True
     defaults = {"ft_epochs": None, "ft_lr_scale": 0.1, "ft_min_epochs": None, "ft_norm_mode": "eval",
                 "lp_solver": "lbfgs"}
+    # The sweep is of the settings' lr; stage 2 fine-tunes at lr * ft_lr_scale (0.1), so this grid gives the
+    # fine-tuning stage FT's range, 1e-5..1e-2 (the solved probe of stage 1 has no learning rate).
+    lr_grid = (1e-4, 1e-3, 1e-2, 1e-1)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
