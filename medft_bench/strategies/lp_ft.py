@@ -14,6 +14,7 @@ from medft_bench.strategies.finetune import LinearProbe
 from medft_bench.strategies.registry import register_strategy
 
 if TYPE_CHECKING:
+    from medft_bench.config import CellConfig
     from medft_bench.training.context import CellContext
 
 
@@ -119,11 +120,16 @@ class LinearProbeThenFineTune(Strategy):
             return False
         if stage != 0:
             return False
-        lp_cfg = ctx.cfg.with_strategy("lp", self._lp_params())
-        head = ctx.results_dir.load_head(lp_cfg) if ctx.results_dir is not None else None
+        lp_cfg: CellConfig | None = ctx.cfg.with_strategy("lp", self._lp_params())
+        if ctx.cfg.protocol != "study":
+            # A tuned trial: the solved probe has no learning rate, so the study's LP cell holds this very head
+            # (shared by every trial); an epoch-by-epoch probe trains at the trial's rate and is never reused.
+            lp_cfg = (None if self._lp.tuning_grid()
+                      else dataclasses.replace(lp_cfg, protocol="study", lr_grid=()))
+        head = ctx.results_dir.load_head(lp_cfg) if ctx.results_dir is not None and lp_cfg is not None else None
         if head is None:
             done = self._lp.start_stage(ctx, 0)
-            self.log["lp"] = {"lp_head": "trained", "lp_config_hash": lp_cfg.config_hash,
+            self.log["lp"] = {"lp_head": "trained", "lp_config_hash": lp_cfg.config_hash if lp_cfg else None,
                               **self._lp.log.get("lp", {})}
             return done
         module = ctx.backbone.head
