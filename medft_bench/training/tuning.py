@@ -130,6 +130,7 @@ class _Sweep:
             "best_epoch": list(t.best.values())[-1]["epoch"] if t.best else None,
             "wall_s": time.perf_counter() - t0, "train_s": t.train_s + t.feature_s + t.probe_s + t.fit_s,
             **{f"tracked_{k}": getattr(t, k) for k in _SUMMED},
+            "feature_cache": runner.cache.report(),
             "epochs": t.epochs,
         }
         return _Trial(json.loads(json.dumps(_finite(summary), default=str)), ctx, strategy, runner)
@@ -234,7 +235,7 @@ def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.dev
         "shared": "data loaded once; backbone built once, each trial from a copy and the same random state; "
                   "frozen features of the starting backbone extracted once",
         "trials": [{**{k: s[k] for k in ("trial_hash", "lr", "status", "error", "val", "key", "epochs_run",
-                                         "best_epoch", "train_s", "wall_s", "resumed")},
+                                         "best_epoch", "train_s", "wall_s", "resumed", "feature_cache")},
                     "eval_s": s["tracked_eval_s"]} for s in summaries],
     }
     head_state = ({k: v.detach().cpu().clone() for k, v in ctx.backbone.head.state_dict().items()}
