@@ -31,6 +31,7 @@ import torch
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
 from medft_bench.metrics import majority_baseline, selection_key, tie_break_metric
+from medft_bench.results.record import _finite
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
 from medft_bench.training.engine import CellResult, Diverged, _Runner, _sync, _Tracker, build_context, run_cell
@@ -134,16 +135,6 @@ class _Sweep:
             "epochs": t.epochs,
         }
         return _Trial(json.loads(json.dumps(_finite(summary), default=str)), ctx, strategy, runner)
-
-
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 def _no_grid_note(cfg: CellConfig) -> str:
