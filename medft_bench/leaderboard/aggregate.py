@@ -104,9 +104,11 @@ class GroupKey:
         data = "SYNTHETIC data" if self.synthetic else "real data"
         weights = {"pretrained": "pretrained weights", "random": "RANDOM weights",
                    "file": "weights from a local FILE"}.get(self.weights, self.weights)
-        text = f"{self.tier} tier, {self.img_size} px — {data}, {weights}"
-        if protocol:
-            text += ", " + PROTOCOL_LABELS.get(self.protocol, f"{self.protocol} protocol")
+        # Only a tuned group names its protocol (study titles stay as they were: the study's is the default),
+        # before the dash, so that the caveat stays next to the data and weights it is about.
+        shown = (", " + PROTOCOL_LABELS.get(self.protocol, f"{self.protocol} protocol")
+                 if protocol and self.protocol != "study" else "")
+        text = f"{self.tier} tier, {self.img_size} px{shown} — {data}, {weights}"
         return f"{text}: {self.caveat}" if self.caveat else text
 
     @property
