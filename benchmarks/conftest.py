@@ -28,12 +28,15 @@ def grid_from_options(config: pytest.Config) -> list[CellConfig]:
     opt = config.getoption
     train = {k: v for k, v in {"epochs": opt("--epochs"), "batch_size": opt("--batch-size"),
                                "max_train_samples": opt("--max-train-samples")}.items() if v is not None}
+    from medft_bench.config import parse_lr_grid
+
     opts = GridOptions(
         datasets=_csv(config, "--datasets"), backbones=_csv(config, "--backbones"),
         strategies=_csv(config, "--strategies"), seeds=_csv(config, "--seeds", int),
         img_sizes=_csv(config, "--img-size", int),
         weights=opt("--weights"), train=train, shard=parse_shard(opt("--shard")) if opt("--shard") else None,
         synthetic=parse_splits(opt("--synthetic")) if opt("--synthetic") is not None else None,
+        protocol=opt("--protocol"), lr_grid=parse_lr_grid(opt("--lr-grid")) if opt("--lr-grid") else None,
     )
     return build_grid(get_tier(opt("--tier")), opts)
 

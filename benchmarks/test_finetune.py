@@ -73,6 +73,9 @@ def _extra_info(info: dict, record: dict) -> None:
     info["status"] = record["status"]
     info["config_hash"] = record["config_hash"]
     info["synthetic"] = record["data"]["synthetic"]
+    info["protocol"] = record["cell"].get("protocol", "study")
+    if record.get("tuning"):  # the tuned protocol: the rate chosen on validation; train_s below is the sweep's
+        info["chosen_lr"] = record["tuning"]["chosen_lr"]
     if record["metrics"]:
         info["primary_metric"] = record["metrics"]["primary"]
         for split in ("val", "test"):

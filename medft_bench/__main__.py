@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=int, default=None)
     r.add_argument("--lr", type=float, default=None)
     r.add_argument("--max-train-samples", type=int, default=None)
+    r.add_argument("--protocol", default="study", metavar="study|tuned",
+                   help="study (default): the tier's fixed learning rate; tuned: a learning-rate sweep, the best "
+                        "trial on validation evaluated on test")
+    r.add_argument("--lr-grid", default=None, metavar="LR,LR,...",
+                   help="with --protocol tuned: the learning rates to try (default: the tier's, else the strategy's)")
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="strategy parameter (JSON value), e.g. --param block=2; repeatable")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
@@ -63,7 +68,7 @@ def _params(items: list[str]) -> dict:
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from medft_bench.config import freeze_params
+    from medft_bench.config import freeze_params, parse_lr_grid
     from medft_bench.data.folders import default_size_note, register_from_option, registry
     from medft_bench.grid import GridOptions, build_grid, check_cells, parse_splits
     from medft_bench.runner import run_or_reuse
@@ -76,7 +81,8 @@ def _run(args: argparse.Namespace) -> int:
     opts = GridOptions(datasets=[args.dataset], backbones=[args.backbone], strategies=[args.strategy],
                        seeds=[args.seed], img_sizes=None if args.img_size is None else [args.img_size],
                        weights=args.weights,
-                       train=overrides, synthetic=parse_splits(args.synthetic) if args.synthetic is not None else None)
+                       train=overrides, synthetic=parse_splits(args.synthetic) if args.synthetic is not None else None,
+                       protocol=args.protocol, lr_grid=parse_lr_grid(args.lr_grid) if args.lr_grid else None)
     tier = get_tier(args.tier)
     cfg = build_grid(tier, opts)[0]  # one cell: the tier's first image size unless --img-size says
     if args.param:
@@ -108,6 +114,15 @@ def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note
         t, primary = rec["metrics"]["test"], rec["metrics"]["primary"]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in t.items() if v is not None)
         print(f"  test: {shown}   (primary: {primary}; majority-class acc {rec['metrics']['majority']['acc']:.4f})")
+    tuning = rec.get("tuning")
+    if tuning and tuning["grid"]:
+        trials = ", ".join(f"{t['lr']:g}" + ("" if t["status"] == "ok" else f" ({t['status']})")
+                           for t in tuning["trials"])
+        chosen = "none chosen" if tuning["chosen_lr"] is None else f"lr {tuning['chosen_lr']:g} chosen on validation"
+        print(f"  tuned: {chosen} of {trials} ({len(tuning['trials'])} trials; model {tuning['model']}); "
+              "train s below is the whole sweep's")
+    elif tuning:
+        print(f"  tuned: {tuning.get('note', 'no learning rate to tune')}")
     c = rec["costs"]
     print(f"  train {c['train_s']:.1f} s, eval {c['eval_s']:.1f} s, {c['epochs_run']} epochs, "
           f"{c['trainable_params']:,} of {c['total_params']:,} parameters trained")

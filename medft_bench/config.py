@@ -12,6 +12,9 @@ from medft_bench.errors import MedftError
 
 SEED_MAX = 2**32 - 1  # numpy's seed range
 MIN_IMG_SIZE = 8
+# study: the study's fixed settings (one learning rate per cell). tuned: a learning-rate sweep per cell, each
+# trial trained on train and scored on validation, the test split evaluated once, for the chosen trial.
+PROTOCOLS = ("study", "tuned")
 
 
 @dataclass(frozen=True)
@@ -57,12 +60,16 @@ class CellConfig:
     # The identity of real data (``md5:<file MD5>`` or ``folder:<fingerprint>``), set by the runner before it
     # looks for a record: reuse then requires the same data. Empty for synthetic data, which the config defines.
     data_id: str = ""
+    protocol: str = "study"  # study | tuned (PROTOCOLS)
+    # The tuned protocol's learning rates when given (a tier's or --lr-grid); empty: the strategy's own grid.
+    lr_grid: tuple[float, ...] = ()
 
     @property
     def cell_id(self) -> str:
-        """Readable id, the same as the pytest case id: tier-dataset[-size]-backbone-strategy-seedN."""
+        """Readable id, the same as the pytest case id: tier-dataset[-size]-backbone-strategy[-tuned]-seedN."""
         size = "" if self.img_size == 28 else f"-{self.img_size}"
-        return f"{self.tier}-{self.dataset}{size}-{self.backbone}-{self.strategy}-seed{self.seed}"
+        protocol = "" if self.protocol == "study" else f"-{self.protocol}"
+        return f"{self.tier}-{self.dataset}{size}-{self.backbone}-{self.strategy}{protocol}-seed{self.seed}"
 
     def params(self) -> dict[str, Any]:
         return dict(self.strategy_params)
@@ -75,6 +82,10 @@ class CellConfig:
         d["synthetic_splits"] = {k: v for k, v in self.synthetic_splits}
         if not self.data_id:
             del d["data_id"]  # synthetic cells keep the hashes they had before data identities existed
+        if self.protocol == "study" and not self.lr_grid:
+            del d["protocol"], d["lr_grid"]  # study cells keep the hashes they had before protocols existed
+        else:
+            d["lr_grid"] = list(self.lr_grid)
         return d
 
     @property
@@ -124,3 +135,25 @@ def check_numbers(cfg: CellConfig) -> None:
     for what, ok, rule in checks:
         if not ok:
             raise MedftError(f"{what} is out of range: use {rule}")
+    check_protocol(cfg.protocol)
+    if cfg.lr_grid and cfg.protocol != "tuned":
+        raise MedftError("--lr-grid applies to the tuned protocol only: add --protocol tuned")
+    if not all(_positive(v) for v in cfg.lr_grid):
+        raise MedftError(f"--lr-grid {','.join(map(str, cfg.lr_grid))} is out of range: use finite numbers > 0")
+
+
+def check_protocol(name: str | None) -> None:
+    """Refuse an unknown protocol name with one line that lists the valid ones (None: the tier's default)."""
+    if name is not None and name not in PROTOCOLS:
+        raise MedftError(f"unknown protocol {name!r}; use one of {', '.join(PROTOCOLS)}")
+
+
+def parse_lr_grid(text: str) -> tuple[float, ...]:
+    """``"1e-4,1e-3"`` -> (1e-4, 1e-3), sorted ascending and without repeats; a bad value is a usage error."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise MedftError(f"--lr-grid {text!r}: expected comma-separated learning rates, e.g. 1e-4,1e-3") from None
+    if not values or not all(_positive(v) for v in values):
+        raise MedftError(f"--lr-grid {text!r}: expected finite learning rates > 0, e.g. 1e-4,1e-3")
+    return tuple(sorted(set(values)))

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from medft_bench.config import CellConfig, check_numbers
+from medft_bench.config import CellConfig, check_numbers, check_protocol
 from medft_bench.errors import MedftError
 from medft_bench.tiers import Tier
 
@@ -26,6 +26,9 @@ class GridOptions:
     # Generated MedMNIST-format data in place of the real files; the dict holds split sizes ({} = the tier's or
     # the generator's defaults). Records say synthetic, so the leaderboard keeps them apart.
     synthetic: dict[str, int] | None = None
+    # study | tuned: every cell under that protocol; None: the study's cells plus the tier's tuned_cells.
+    protocol: str | None = None
+    lr_grid: tuple[float, ...] | None = None  # the tuned protocol's learning rates (None: the tier's/strategy's)
 
 
 def parse_splits(text: str) -> dict[str, int]:
@@ -68,6 +71,9 @@ def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
     from medft_bench.strategies.registry import get_strategy, strategy_names
 
     opts = opts or GridOptions()
+    check_protocol(opts.protocol)
+    if opts.lr_grid and opts.protocol != "tuned":
+        raise MedftError("--lr-grid applies to the tuned protocol only: add --protocol tuned")
     strategies = opts.strategies or list(tier.strategies or strategy_names())
     for s in strategies:
         get_strategy(s)  # unknown names fail here, listing the valid ones
@@ -89,13 +95,20 @@ def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
         for size in sizes:
             for backbone in opts.backbones or tier.backbones:
                 for strategy in strategies:
+                    if opts.protocol is not None:
+                        protocols = [opts.protocol]
+                    else:
+                        protocols = ["study", *(["tuned"] if (backbone, strategy) in tier.tuned_cells else [])]
                     for seed in opts.seeds if opts.seeds is not None else tier.seeds:
-                        cell = tier.cell(dataset, size, backbone, strategy, seed, opts.train)
-                        if opts.weights:
-                            cell = replace(cell, weights=opts.weights)
-                        if opts.synthetic is not None:
-                            cell = replace(cell, synthetic=True, synthetic_splits=tuple(sorted(splits.items())))
-                        cells.append(cell)
+                        for protocol in protocols:
+                            cell = tier.cell(dataset, size, backbone, strategy, seed, opts.train, protocol)
+                            if opts.weights:
+                                cell = replace(cell, weights=opts.weights)
+                            if opts.synthetic is not None:
+                                cell = replace(cell, synthetic=True, synthetic_splits=tuple(sorted(splits.items())))
+                            if opts.lr_grid:
+                                cell = replace(cell, lr_grid=tuple(opts.lr_grid))
+                            cells.append(cell)
     check_cells(cells)  # every shard's cells: a bad option fails on every machine alike
     return [c for c in cells if in_shard(c.cell_id, opts.shard)]
 

@@ -16,6 +16,12 @@ OPTIONS: list[tuple[str, dict[str, Any]]] = [
     ("--strategies", {"default": None, "help": "comma-separated strategy names (default: all registered)"}),
     ("--seeds", {"default": None, "help": "comma-separated seeds (default: the tier's)"}),
     ("--img-size", {"default": None, "help": "comma-separated image sizes of the dataset files"}),
+    ("--protocol", {"default": None, "metavar": "study|tuned",
+                    "help": "study: the study's fixed learning rate; tuned: each strategy at its best learning rate "
+                            "on validation (a sweep per cell). Default: the study's cells plus the tier's tuned "
+                            "cells (smoke: FT and LP-FT on ResNet-50)"}),
+    ("--lr-grid", {"default": None, "metavar": "LR,LR,...",
+                   "help": "the tuned protocol's learning rates (default: the tier's, else each strategy's own)"}),
     ("--epochs", {"default": None, "type": int, "help": "epoch budget per cell"}),
     ("--batch-size", {"default": None, "type": int, "help": "training batch size"}),
     ("--max-train-samples", {"default": None, "type": int, "help": "cap on training images (seeded subset)"}),

@@ -39,10 +39,17 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
     with store.claim(cfg):
         if not rerun and (record := store.lookup(cfg)) is not None:
             return Outcome(record, store.path_for(cfg), True)
-        from medft_bench.training.engine import run_cell  # imported only to compute: a reuse is a lookup
+        # Imported only to compute: a reuse is a lookup.
+        if cfg.protocol == "tuned":  # a sweep of trials, each kept as it finishes (an interruption resumes)
+            from medft_bench.training.tuning import run_tuned
 
-        result = run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
-                          download=download)
+            result = run_tuned(cfg, data_root=data_root, device=device, store=store, progress=progress,
+                               download=download, rerun=rerun)
+        else:
+            from medft_bench.training.engine import run_cell
+
+            result = run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
+                              download=download)
         if recorded_identity(result.record["data"]) != cfg.data_id:  # never file a result under other data
             raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
                             "edited); nothing was recorded: run it again")

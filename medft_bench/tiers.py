@@ -35,9 +35,15 @@ class Tier:
     marks: tuple[str, ...] = ()
     strategy_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     description: str = ""
+    # The tuned protocol: the learning rates every strategy sweeps on this tier (empty: each strategy's own
+    # grid), per-strategy exceptions, and the (backbone, strategy) pairs a default run (no --protocol) runs
+    # under the tuned protocol as well as the study's.
+    tuned_lr_grid: tuple[float, ...] = ()
+    tuned_lr_grids: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    tuned_cells: tuple[tuple[str, str], ...] = ()
 
     def cell(self, dataset: str, img_size: int, backbone: str, strategy: str, seed: int,
-             overrides: dict[str, Any] | None = None) -> CellConfig:
+             overrides: dict[str, Any] | None = None, protocol: str = "study") -> CellConfig:
         from medft_bench.data.medmnist import flags
 
         train = replace(self.train, **(overrides or {}))
@@ -45,7 +51,8 @@ class Tier:
         return CellConfig(
             tier=self.name, dataset=dataset, backbone=backbone, strategy=strategy, seed=seed, img_size=img_size,
             weights=self.weights, synthetic=synthetic, synthetic_splits=self.synthetic_splits if synthetic else (),
-            strategy_params=freeze_params(self.strategy_params.get(strategy, {})), train=train,
+            strategy_params=freeze_params(self.strategy_params.get(strategy, {})), train=train, protocol=protocol,
+            lr_grid=tuple(self.tuned_lr_grids.get(strategy, self.tuned_lr_grid)) if protocol == "tuned" else (),
         )
 
 
@@ -65,6 +72,12 @@ TIERS: dict[str, Tier] = {
         # The gradient probes of Auto-SNR and Auto-RGN are cut to 2 of an epoch's 6 batches (5 would cost most
         # of the epoch they steer).
         strategy_params={"auto_snr": {"n_batches": 2}, "auto_rgn": {"n_batches": 2}},
+        # CI's check of the tuned protocol: two rates per strategy (LP-FT's fine-tuning stage runs at a tenth
+        # of them, so its pair is a decade up: stage 2 sweeps 1e-4 and 1e-3), and FT and LP-FT on ResNet-50
+        # tuned in every default run (about a minute on a CPU).
+        tuned_lr_grid=(1e-4, 1e-3),
+        tuned_lr_grids={"lp_ft": (1e-3, 1e-2)},
+        tuned_cells=(("resnet50", "ft"), ("resnet50", "lp_ft")),
     ),
     "quick": Tier(
         name="quick",

@@ -242,6 +242,26 @@ def test_shard_option_collects_the_shard(run: Run) -> None:
     assert got == expected and 0 < len(got) < len(build_grid(get_tier("smoke")))
 
 
+@pytest.mark.parametrize("protocol", [None, "study", "tuned"])
+def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> None:
+    """Default: the study's cells plus the tier's tuned ones (smoke: FT and LP-FT on ResNet-50); --protocol X:
+    every cell under X, the tuned ones with '-tuned' in their ids (study ids as they were)."""
+    args = () if protocol is None else ("--protocol", protocol)
+    result = run("--collect-only", "-q", *args)
+    assert result.ret == 0, output(result)
+    got = sorted(ln.split("[", 1)[1][:-1] for ln in result.outlines if ln.startswith("benchmarks/"))
+    study = sorted(c.cell_id for c in build_grid(get_tier("smoke"), GridOptions(protocol="study")))
+    tuned = [cid for cid in got if "-tuned-" in cid]
+    if protocol is None:
+        assert tuned == ["smoke-pneumoniamnist-32-resnet50-ft-tuned-seed0",
+                         "smoke-pneumoniamnist-32-resnet50-lp_ft-tuned-seed0"]
+        assert sorted(set(got) - set(tuned)) == study
+    elif protocol == "study":
+        assert got == study and not tuned
+    else:
+        assert got == tuned and sorted(cid.replace("-tuned", "") for cid in got) == study
+
+
 # -- 1. id selection -------------------------------------------------------------------------------------
 
 
@@ -285,10 +305,13 @@ def test_k_selects_the_expected_cells(run: Run, expr: str, keep: Callable[[CellC
     (("--seeds", "0,-1"), "--seed(s) -1 is out of range: use a whole number from 0 to 4294967295", ()),
     (("--backbones", "resnet18,foo/bar"), "unknown backbone 'foo/bar'; valid names:", ("vgg19", "timm")),
     (("--weights", "/nonexistent"), "weights path /nonexistent does not exist", ()),
+    (("--protocol", "nope"), "unknown protocol 'nope'; use one of", ("study", "tuned")),
+    (("--lr-grid", "1e-3"), "--lr-grid applies to the tuned protocol only", ()),
+    (("--protocol", "tuned", "--lr-grid", "0,1e-3"), "--lr-grid '0,1e-3': expected finite learning rates", ()),
 ], ids=["tier", "strategies", "shard", "seeds", "synthetic-splits", "synthetic-folder", "folder-dataset",
         "batch-size-negative", "batch-size-zero", "epochs-zero", "epochs-negative", "max-train-samples-zero",
         "max-train-samples-negative", "img-size-zero", "img-size-negative", "seed-negative", "backbone",
-        "weights"])
+        "weights", "protocol", "lr-grid-study", "lr-grid-zero"])
 def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: str, valid: Any) -> None:
     result = run("--collect-only", "-q", *args)
     text = output(result)

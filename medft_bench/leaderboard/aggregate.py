@@ -1,9 +1,12 @@
 """From runs to tables: groups that are never averaged together, rows over seeds, cases with ranks and
 deltas against FT.
 
-A *group* is (tier, synthetic data?, weights kind, image size): results from different groups are never
-averaged, ranked or compared. Inside a group a *row* is (dataset, backbone, strategy) over seeds, and a
-*case* is (dataset, backbone): strategies are ranked and compared with FT within a case.
+A *group* is (tier, synthetic data?, weights kind, image size, protocol): results from different groups are
+never averaged, ranked or compared; the one exception is :func:`survival`, which sets a strategy's mean Δ
+against FT under the study's protocol next to its Δ under the tuned protocol, each computed within its group.
+
+Inside a group a *row* is (dataset, backbone, strategy) over seeds, and a *case* is (dataset, backbone):
+strategies are ranked and compared with FT within a case.
 """
 
 from __future__ import annotations
@@ -57,21 +60,34 @@ def tier_sort_key(tier: str) -> tuple[int, str]:
     return (TIER_ORDER.index(tier), tier) if tier in TIER_ORDER else (len(TIER_ORDER), tier)
 
 
+PROTOCOL_ORDER = ("study", "tuned")
+PROTOCOL_LABELS = {"study": "study protocol (one learning rate)",
+                   "tuned": "TUNED protocol (each strategy at its best learning rate on validation)"}
+
+
 @dataclass(frozen=True)
 class GroupKey:
     tier: str
     synthetic: bool
     weights: str  # pretrained | random | file
     img_size: int
+    protocol: str = "study"  # study | tuned
 
     def sort_key(self) -> tuple[Any, ...]:
         w = WEIGHTS_KINDS.index(self.weights) if self.weights in WEIGHTS_KINDS else len(WEIGHTS_KINDS)
-        return (tier_sort_key(self.tier), self.synthetic, w, self.img_size)
+        p = PROTOCOL_ORDER.index(self.protocol) if self.protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
+        return (tier_sort_key(self.tier), self.synthetic, w, self.img_size, p, self.protocol)
 
     @property
     def slug(self) -> str:
         data = "synthetic" if self.synthetic else "real"
-        return f"{_slug(self.tier)}-{self.img_size}px-{data}-{self.weights}"
+        protocol = "" if self.protocol == "study" else f"-{_slug(self.protocol)}"  # study slugs stay as they were
+        return f"{_slug(self.tier)}-{self.img_size}px-{data}-{self.weights}{protocol}"
+
+    @property
+    def setting(self) -> tuple[str, bool, str, int]:
+        """Everything but the protocol: groups of one setting under two protocols are compared by survival()."""
+        return (self.tier, self.synthetic, self.weights, self.img_size)
 
     @property
     def caveat(self) -> str | None:
@@ -84,13 +100,25 @@ class GroupKey:
             return "no pretraining: not a measure of transfer"
         return None
 
-    @property
-    def label(self) -> str:
+    def _label(self, protocol: bool) -> str:
         data = "SYNTHETIC data" if self.synthetic else "real data"
         weights = {"pretrained": "pretrained weights", "random": "RANDOM weights",
                    "file": "weights from a local FILE"}.get(self.weights, self.weights)
-        text = f"{self.tier} tier, {self.img_size} px — {data}, {weights}"
+        # Only a tuned group names its protocol (study titles stay as they were: the study's is the default),
+        # before the dash, so that the caveat stays next to the data and weights it is about.
+        shown = (", " + PROTOCOL_LABELS.get(self.protocol, f"{self.protocol} protocol")
+                 if protocol and self.protocol != "study" else "")
+        text = f"{self.tier} tier, {self.img_size} px{shown} — {data}, {weights}"
         return f"{text}: {self.caveat}" if self.caveat else text
+
+    @property
+    def label(self) -> str:
+        return self._label(True)
+
+    @property
+    def setting_label(self) -> str:
+        """The label without the protocol (for tables that compare the two)."""
+        return self._label(False)
 
 
 def _slug(text: str) -> str:
@@ -223,7 +251,9 @@ def _costs(ok: list[Run]) -> dict[str, Any]:
     mem = gpu if use_gpu else vals("peak_host_rss_mb")
     trainable = [int(r.costs["trainable_params"]) for r in ok if isinstance(r.costs.get("trainable_params"), int)]
     drift = [r.drift for r in ok if r.drift is not None]
+    lrs = sorted({r.chosen_lr for r in ok if r.chosen_lr is not None})
     return {
+        "chosen_lr": lrs,  # tuned cells: the learning rates chosen on validation (one per seed, distinct)
         "drift": _mean(drift),
         "kept_start": sum(1 for r in ok if r.costs.get("best_epoch") == -1),
         "train_s": _mean(vals("train_s")),
@@ -303,7 +333,44 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
 
 
 def group_key(run: Run) -> GroupKey:
-    return GroupKey(run.tier, run.synthetic, run.weights_kind, run.img_size)
+    return GroupKey(run.tier, run.synthetic, run.weights_kind, run.img_size, run.protocol)
+
+
+@dataclass
+class Survival:
+    """One strategy's mean Δ against FT under the study's protocol and under the tuned one, on the same cases."""
+
+    strategy: str
+    study: float  # mean Δ vs FT (fraction of the metric) over the matched cases, study protocol
+    tuned: float  # the same cases, tuned protocol
+    cases: list[tuple[str, str]]  # (dataset, backbone) cases where both protocols have the strategy and FT
+
+    @property
+    def flip(self) -> bool:
+        """The sign of the advantage changes with tuning (a zero Δ on either side is no flip)."""
+        return not (stats.same(self.study, 0.0) or stats.same(self.tuned, 0.0)) and (self.study > 0) != (self.tuned > 0)
+
+
+def protocol_pairs(groups: list[Group]) -> list[tuple[Group, Group]]:
+    """(study group, tuned group) of each setting (tier, data, weights, image size) that has both."""
+    study = {g.key.setting: g for g in groups if g.key.protocol == "study"}
+    return [(study[g.key.setting], g) for g in groups if g.key.protocol == "tuned" and g.key.setting in study]
+
+
+def survival(study: Group, tuned: Group) -> list[Survival]:
+    """For each strategy other than FT in both groups: its mean Δ against FT under each protocol, over the cases
+    that have the strategy and FT under both (so that the two means rest on the same cases)."""
+    out = []
+    deltas_s = {c.key: c.deltas for c in study.cases}
+    deltas_t = {c.key: c.deltas for c in tuned.cases}
+    for s in sorted(set(study.strategies) & set(tuned.strategies), key=strategy_sort_key):
+        if norm_name(s) == BASELINE:
+            continue
+        cases = sorted(k for k in deltas_s.keys() & deltas_t.keys() if s in deltas_s[k] and s in deltas_t[k])
+        if cases:
+            out.append(Survival(s, sum(deltas_s[k][s] for k in cases) / len(cases),
+                                sum(deltas_t[k][s] for k in cases) / len(cases), cases))
+    return out
 
 
 def aggregate(runs: list[Run], metric_override: str | None = None) -> list[Group]:

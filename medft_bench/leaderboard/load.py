@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from medft_bench.results.store import load_records
+from medft_bench.results.store import is_record_file, load_records
 
 WEIGHTS_KINDS = ("pretrained", "random", "file")
 STATUS_ORDER = {"ok": 0, "diverged": 1, "failed": 2}
@@ -77,6 +77,18 @@ class Run:
     @property
     def cell_id(self) -> str:
         return str(self.record["cell_id"])
+
+    @property
+    def protocol(self) -> str:
+        """study (records written before protocols existed too) or tuned."""
+        return str(self.cell.get("protocol", "study"))
+
+    @property
+    def chosen_lr(self) -> float | None:
+        """The tuned protocol's chosen learning rate; None for a study cell or one without a sweep."""
+        tuning = self.record.get("tuning") or {}
+        lr = tuning.get("chosen_lr")
+        return float(lr) if isinstance(lr, (int, float)) else None
 
     @property
     def config_hash(self) -> str:
@@ -257,14 +269,14 @@ def load_inputs(roots: list[str | os.PathLike[str]], benchmark_jsons: list[str |
     # One record per cell and kind of run: a later configuration of the same cell supersedes an older one.
     by_cell: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
     for run in unique:
-        by_cell[(run.tier, run.synthetic, run.weights_kind, run.img_size, run.dataset, run.backbone,
+        by_cell[(run.tier, run.synthetic, run.weights_kind, run.img_size, run.protocol, run.dataset, run.backbone,
                  run.strategy, run.seed)].append(run)
     counted: list[Run] = []
     for _, same in sorted(by_cell.items(), key=lambda kv: repr(kv[0])):
         kept = min(same, key=lambda r: (-r.finished_ts, STATUS_ORDER.get(r.status, 9), r.path))
         counted.append(kept)
         notes += [Note("superseded", r.path, kept.path, r.cell_id) for r in same if r is not kept]
-    counted.sort(key=lambda r: (r.tier, r.dataset, r.img_size, r.backbone, r.strategy, r.seed, r.path))
+    counted.sort(key=lambda r: (r.tier, r.dataset, r.img_size, r.backbone, r.strategy, r.protocol, r.seed, r.path))
     return Inputs(counted, sorted(set(problems)), sorted(notes), [str(s) for s in [*roots, *benchmark_jsons]])
 
 
@@ -280,7 +292,7 @@ def _expand(roots: list[str | os.PathLike[str]], problems: list[Problem]) -> lis
         if root.is_file():
             files.append(root)
         elif root.is_dir():
-            files += sorted(p for p in root.rglob("*.json") if not p.name.startswith(".") and p.is_file())
+            files += sorted(p for p in root.rglob("*.json") if is_record_file(p) and p.is_file())
         else:
             problems.append(Problem(str(root), "no such file or directory"))
     return files

@@ -15,6 +15,7 @@ from medft_bench.leaderboard.tables import (
     notes_table,
     problems_table,
     reference_tables,
+    survival_tables,
 )
 
 INDEX = "README.md"
@@ -67,16 +68,20 @@ def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric
            "`python -m medft_bench.leaderboard` from the result records. How to read the tables and the "
            "statistical rules: `docs/leaderboard.md`.", "",
            _metric_line(metric), "",
-           "Results of different tiers, image sizes, weights (pretrained, random, local file) and of synthetic "
-           "against real data are never averaged, ranked or compared together: each has its own tables.", "",
+           "Results of different tiers, image sizes, weights (pretrained, random, local file), protocols (the "
+           "study's fixed learning rate, or each strategy tuned on validation) and of synthetic against real data "
+           "are never averaged, ranked or compared together: each has its own tables.", "",
            "## Run metadata", "", _meta_md(meta)]
-    out += ["## Tables", "", "| tier | image size | data | weights | ok | diverged | failed | datasets | backbones "
-            "| strategies | page |", "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    out += ["## Tables", "", "| tier | image size | data | weights | protocol | ok | diverged | failed | datasets "
+            "| backbones | strategies | page |",
+            "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for g in groups:
         st = g.status_counts()
         data = "**SYNTHETIC**" if g.key.synthetic else "real"
         weights = {"random": "**RANDOM**", "file": "local file"}.get(g.key.weights, g.key.weights)
-        out.append(f"| {_esc(g.key.tier)} | {g.key.img_size} | {data} | {weights} | {st['ok']} | {st['diverged']} | "
+        protocol = "**tuned**" if g.key.protocol == "tuned" else _esc(g.key.protocol)
+        out.append(f"| {_esc(g.key.tier)} | {g.key.img_size} | {data} | {weights} | {protocol} | {st['ok']} | "
+                   f"{st['diverged']} | "
                    f"{st['failed']} | {len({r.dataset for r in g.rows})} | {len({r.backbone for r in g.rows})} | "
                    f"{len(g.strategies)} | [{tier_slug(g.key.tier)}.md]({tier_slug(g.key.tier)}.md) |")
     out += ["", "## The study's claims, recomputed from these results", "",
@@ -84,6 +89,12 @@ def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric
             "Auto-RGN gains up to 11% for specific modalities, and that DenseNet-121 gains most from the "
             "alternatives to FT. Each group recomputes them from its own cells (details on its page); gains "
             "are in percentage points (pp) of the metric.", "", table_md(claims_overview(groups), level=3)]
+    survive = survival_tables(groups)
+    if survive:
+        out += ["## Does it survive tuning?", "",
+                "Each strategy's mean Δ against FT under the study's fixed learning rate next to its Δ when every "
+                "strategy (FT included) runs at its own best learning rate on validation, on the same cases.", ""]
+        out += [table_md(t, level=3) for t in survive]
     for extra in (problems_table(inputs), notes_table(inputs)):
         if extra is not None:
             out.append(table_md(extra, level=2))
@@ -114,6 +125,8 @@ def tier_page(tier: str, groups: list[Group], meta: dict[str, Any], metric: str 
                 out += [f"![Accuracy against training cost — {g.key.label}]({files['pareto']})", "",
                         "Pareto view: mean test metric against mean training time per seed; the red line joins "
                         "strategies that no other strategy beats on both.", ""]
+    for t in survival_tables(groups):
+        out.append(table_md(t, level=2))
     datasets = {r.dataset for g in groups for r in g.rows}
     refs = reference_tables(datasets)
     out += [f"## {references.TITLE}", "", f"*{references.load_references()['note']}*", ""]

@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.metadata import metadata_lines
-from medft_bench.leaderboard.tables import Table, group_tables, notes_table, problems_table
+from medft_bench.leaderboard.tables import Table, group_tables, notes_table, problems_table, survival_tables
 
 RICH_STYLES = {"best": "bold green", "pos": "green", "neg": "red", "warn": "yellow", "muted": "dim"}
 BEST_MARK = " *"
@@ -21,6 +21,8 @@ def _report_tables(groups: list[Group], inputs: Inputs, all_metrics: bool) -> li
     for g in groups:
         for i, t in enumerate(group_tables(g, all_metrics)):
             out.append((g.key.label if i == 0 else None, t))
+    for i, t in enumerate(survival_tables(groups)):
+        out.append(("Study protocol against tuned protocol" if i == 0 else None, t))
     for extra in (problems_table(inputs), notes_table(inputs)):
         if extra is not None:
             out.append(("Inputs", extra))

@@ -7,7 +7,7 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from medft_bench.leaderboard.aggregate import Group, Row, strategy_label, tier_slug
+from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, strategy_label, survival, tier_slug
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.stats import CI_LEVEL, MIN_SEEDS_CI, MIN_WILCOXON_CASES
 
@@ -33,6 +33,7 @@ def _row(r: Row) -> dict[str, Any]:
 def _group(g: Group, plots: dict[str, str]) -> dict[str, Any]:
     return {
         "tier": g.key.tier, "img_size": g.key.img_size, "synthetic": g.key.synthetic, "weights": g.key.weights,
+        "protocol": g.key.protocol,
         "label": g.key.label, "caveat": g.key.caveat, "slug": g.key.slug, "page": f"{tier_slug(g.key.tier)}.md",
         "plots": plots, "metrics_used": g.metrics_used, "status": g.status_counts(), "strategies": g.strategies,
         "rows": [_row(r) for r in g.rows],
@@ -63,6 +64,12 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
         "problems": [asdict(p) for p in inputs.problems],
         "records_counted_once": [asdict(n) for n in inputs.notes],
         "groups": [_group(g, plots.get(g.key.slug, {})) for g in groups],
+        "survival": [{"study_group": a.key.slug, "tuned_group": b.key.slug, "label": a.key.setting_label,
+                      "strategies": [{"strategy": sv.strategy, "strategy_label": strategy_label(sv.strategy),
+                                      "delta_vs_ft_study": sv.study, "delta_vs_ft_tuned": sv.tuned,
+                                      "sign_flip": sv.flip, "cases": [list(k) for k in sv.cases]}
+                                     for sv in survival(a, b)]}
+                     for a, b in protocol_pairs(groups)],
         "files": files,
     }
 

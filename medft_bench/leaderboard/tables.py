@@ -13,8 +13,10 @@ from medft_bench.leaderboard.aggregate import (
     Group,
     Row,
     norm_name,
+    protocol_pairs,
     strategy_label,
     strategy_sort_key,
+    survival,
 )
 from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
 from medft_bench.leaderboard.load import Inputs
@@ -235,6 +237,8 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
             flags.append(f"no {r.metric} {len(r.no_metric)}")
         if r.costs.get("kept_start"):
             flags.append(f"kept stage start {r.costs['kept_start']}/{len(r.ok)}")
+        if r.costs.get("chosen_lr"):
+            flags.append("lr " + ", ".join(f"{lr:g}" for lr in r.costs["chosen_lr"]))
         cells = [c(r.dataset), c(r.backbone), c(strategy_label(r.strategy)), c(s.n),
                  c(",".join(map(str, r.seeds)) or DASH), c(pct(s.mean)),
                  c(DASH if s.std is None else f"{s.std * 100:.2f}"), c(ci)]
@@ -249,6 +253,9 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
                   c("; ".join(flags), "warn" if flags else None)]
         rows.append(cells)
     metric_note = metric_desc(group)
+    tuned_note = (["Tuned protocol: train s is the whole learning-rate sweep (every trial), the cost of using the "
+                   "strategy this way; lr: the learning rate chosen on validation (per seed)."]
+                  if group.key.protocol == "tuned" else [])
     if others:
         metric_note += "; metric columns: test " + ", ".join(METRIC_NAMES[m] for m in others) + " (%, mean ± std)"
     return Table("details", title(group, "Details: accuracy next to cost"), headers, rows,
@@ -260,7 +267,7 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
                         "runs); trainable: trainable parameters; drift %: 100·‖θ−θ₀‖/‖θ₀‖ of the backbone (every "
                         "parameter before the head) at the end, mean over seeds; div/fail: diverged/failed seeds "
                         "(listed below, excluded from means); kept stage start: the stage's best checkpoint was "
-                        "the state it started from (LP-FT: no fine-tuning epoch beat the probe)."],
+                        "the state it started from (LP-FT: no fine-tuning epoch beat the probe).", *tuned_note],
                  optional=["seeds", "wall s", *[f"{METRIC_NAMES[m]}" for m in others], "95% CI", "trainable",
                            "drift %"])
 
@@ -295,6 +302,33 @@ def claims_overview(groups: list[Group]) -> Table:
                   "best alternative's gain by backbone (study: DenseNet-121 gains most)"],
                  rows, ["l", "l", "l", "l"], caption="metric: each group's (see its page)",
                  notes=["Claim " + m for m in METHOD], wrap=48)
+
+
+def survival_table(study: Group, tuned: Group) -> Table | None:
+    """Does a strategy's advantage over FT survive tuning? Its mean Δ against FT under each protocol, on the
+    cases both protocols share; a change of sign is highlighted."""
+    rows = []
+    for sv in survival(study, tuned):
+        verdict = ("sign flip" if sv.flip else "same sign" if not (same(sv.study, 0) or same(sv.tuned, 0))
+                   else "a zero Δ")
+        rows.append([c(strategy_label(sv.strategy)), c(pp(sv.study), delta_style(sv.study)),
+                     c(pp(sv.tuned), delta_style(sv.tuned)), c(pp(sv.tuned - sv.study)), c(len(sv.cases)),
+                     c(verdict, "warn" if sv.flip else None)])
+    if not rows:
+        return None
+    return Table("survival", f"Does it survive tuning? — {study.key.setting_label}",
+                 ["strategy", "mean Δ vs FT, study (pp)", "mean Δ vs FT, tuned (pp)", "change (pp)", "cases",
+                  "verdict"], rows, ["l", "r", "r", "r", "r", "l"], caption=metric_desc(study),
+                 notes=["Δ = strategy mean − FT mean over seeds, per (dataset, backbone) case, within each protocol "
+                        "(FT tuned too under the tuned one), averaged over the cases that have the strategy and FT "
+                        "under both protocols; cases: how many.",
+                        "sign flip: the strategy's advantage over FT (or its deficit) reverses once every strategy "
+                        "runs at its own best learning rate on validation."])
+
+
+def survival_tables(groups: list[Group]) -> list[Table]:
+    """One survival table per setting that has results under both protocols."""
+    return [t for t in (survival_table(a, b) for a, b in protocol_pairs(groups)) if t is not None]
 
 
 def incidents_table(group: Group) -> Table | None:

@@ -70,7 +70,7 @@ def peak_host_rss_mb() -> float:
 def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, tracker: Any,
                  metrics: dict[str, Any] | None, status: str, error: str | None, diverged_epoch: int | None,
                  started: datetime, finished: datetime, majority: dict[str, float], monitor: str,
-                 env: dict[str, Any]) -> dict[str, Any]:
+                 env: dict[str, Any], tuning: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
 
     from medft_bench.gates import weak_result
@@ -92,9 +92,11 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
         "cell_id": cfg.cell_id,
         "config_hash": cfg.config_hash,
         "cell": {"tier": cfg.tier, "dataset": cfg.dataset, "img_size": cfg.img_size, "backbone": cfg.backbone,
-                 "strategy": cfg.strategy, "seed": cfg.seed},
+                 "strategy": cfg.strategy, "seed": cfg.seed,
+                 **({} if cfg.protocol == "study" else {"protocol": cfg.protocol})},
         "config": {
-            "train": asdict(cfg.train),
+            # The settings the kept model trained with: a tuned cell's are its chosen trial's (its lr).
+            "train": asdict(ctx.settings),
             "weights": cfg.weights,
             "synthetic": cfg.synthetic,
             "strategy_params": strategy.hparams(ctx),
@@ -157,6 +159,8 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
         "started": started.isoformat(),
         "finished": finished.isoformat(),
     }
+    if tuning is not None:
+        record["tuning"] = tuning
     record = _finite(json.loads(json.dumps(record, default=str)))
     validate(record, cfg.cell_id)
     return record

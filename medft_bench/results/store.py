@@ -27,6 +27,12 @@ if TYPE_CHECKING:  # torch is imported where used: reading records (the leaderbo
     import torch
 
 REUSABLE = ("ok", "diverged")  # a failed cell is computed again on the next run
+TRIAL_SUFFIX = ".trial.json"  # a tuned cell's trials: not records, never read as results
+
+
+def is_record_file(path: Path) -> bool:
+    """A record's file name: ``*.json``, neither a temporary (dot) file nor a tuned cell's trial file."""
+    return path.suffix == ".json" and not path.name.startswith(".") and not path.name.endswith(TRIAL_SUFFIX)
 
 
 @dataclass
@@ -85,6 +91,37 @@ class ResultStore:
 
     def head_path_for(self, cfg: CellConfig) -> Path:
         return self.path_for(cfg).with_suffix(".head.pt")
+
+    def trial_path(self, cfg: CellConfig, trial_hash: str) -> Path:
+        """Where one trial of a tuned cell is kept: in a folder next to the cell's record, by trial hash."""
+        return self.path_for(cfg).with_suffix(".trials") / f"{trial_hash}{TRIAL_SUFFIX}"
+
+    def read_trial(self, cfg: CellConfig, trial_hash: str) -> dict[str, Any] | None:
+        """A finished trial (ok or diverged) of this exact configuration, or None (absent, broken, failed)."""
+        path = self.trial_path(cfg, trial_hash)
+        try:
+            trial = json.loads(path.read_text(), parse_constant=_no_constant)
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+        if not isinstance(trial, dict) or trial.get("trial_hash") != trial_hash or trial.get("status") not in REUSABLE:
+            return None
+        return trial
+
+    def write_trial(self, cfg: CellConfig, trial: dict[str, Any]) -> Path:
+        """Keep a finished trial atomically, so that an interrupted tuning resumes after it."""
+        path = self.trial_path(cfg, trial["trial_hash"])
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_file(tmp, (json.dumps(trial, indent=1, sort_keys=True, allow_nan=False) + "\n").encode())
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise ResultsWriteError(f"cannot write the trial {path} ({exc.strerror or exc}); choose a writable "
+                                    "--results-dir") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        return path
 
     def lookup(self, cfg: CellConfig) -> dict[str, Any] | None:
         """The stored record for exactly this configuration, when it is valid and reusable."""
@@ -183,7 +220,7 @@ def load_records(roots: list[str | os.PathLike[str]]) -> tuple[list[dict[str, An
         if root.is_file():
             files.append(root)
         elif root.is_dir():
-            files += sorted(p for p in root.rglob("*.json") if not p.name.startswith("."))
+            files += sorted(p for p in root.rglob("*.json") if is_record_file(p))
         else:
             problems.append(LoadProblem(root, "no such file or directory"))
     for path in files:

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 # backbone_eval  the whole model in eval mode except the head (the frozen backbone of linear probing)
 NORM_MODES = ("train", "frozen_eval", "eval", "backbone_eval")
 
+# The tuned protocol's default sweep of the settings' learning rate: log-spaced around the study's 1e-3, the range
+# Lee et al. (2023) and Kumar et al. (2022) searched for fine-tuning.
+TUNED_LR_GRID = (1e-5, 1e-4, 1e-3, 1e-2)
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -62,6 +66,8 @@ class Strategy:
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     in_study: ClassVar[bool] = False  # one of the eight strategies of Davila et al. (2024)
+    # The learning rates (of the settings' ``lr``) the tuned protocol tries; () when nothing trains with one.
+    lr_grid: ClassVar[tuple[float, ...]] = TUNED_LR_GRID
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self.defaults)
@@ -77,6 +83,14 @@ class Strategy:
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         """The effective hyperparameters, recorded with the result (resolve defaults that depend on ctx)."""
         return dict(self.params)
+
+    def tuning_grid(self) -> tuple[float, ...]:
+        """The learning rates the tuned protocol sweeps for this strategy; () when it has none to tune (it then
+        runs exactly as under the study's protocol). A strategy that only predicts (``predict``) has none: its
+        trials could not be scored without its test predictions."""
+        if type(self).predict is not Strategy.predict:
+            return ()
+        return tuple(self.lr_grid)
 
     def check(self, ctx: CellContext) -> str | None:
         """Why this strategy does not apply to the cell's backbone or task, or None when it does. A cell whose

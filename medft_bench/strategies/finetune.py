@@ -48,6 +48,11 @@ class LinearProbe(Strategy):
     defaults = {"solver": "lbfgs", "l2_min": 1e-6, "l2_max": 1e2, "l2_steps": 17, "max_iter": 1000, "tol": 1e-6}
     SOLVERS = ("lbfgs", "adam")
 
+    def tuning_grid(self) -> tuple[float, ...]:
+        # The solved probe has no learning rate (its L2 strength is already chosen on validation); the study's
+        # Adam probe does.
+        return self.lr_grid if self.params["solver"] == "adam" else ()
+
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         p = self.params
         if p["solver"] == "adam":  # the grid's settings do not apply: None says so in the record

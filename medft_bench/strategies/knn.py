@@ -48,6 +48,7 @@ class KNNProbe(Strategy):
     name = "knn"
     description = "kNN probe: 11 nearest training neighbours on frozen embeddings (cosine), majority vote."
     defaults = {"k": 11}
+    lr_grid = ()  # nothing trains
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         return {"k": min(int(self.params["k"]), len(ctx.data.train)), "distance": "cosine (L2-normalised)",

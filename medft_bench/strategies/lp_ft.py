@@ -14,6 +14,7 @@ from medft_bench.strategies.finetune import LinearProbe
 from medft_bench.strategies.registry import register_strategy
 
 if TYPE_CHECKING:
+    from medft_bench.config import CellConfig
     from medft_bench.training.context import CellContext
 
 
@@ -66,6 +67,9 @@ class LinearProbeThenFineTune(Strategy):
     in_study = True
     defaults = {"ft_epochs": None, "ft_lr_scale": 0.1, "ft_min_epochs": None, "ft_norm_mode": "eval",
                 "lp_solver": "lbfgs"}
+    # The sweep is of the settings' lr; stage 2 fine-tunes at lr * ft_lr_scale (0.1), so this grid gives the
+    # fine-tuning stage FT's range, 1e-5..1e-2 (the solved probe of stage 1 has no learning rate).
+    lr_grid = (1e-4, 1e-3, 1e-2, 1e-1)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -116,13 +120,18 @@ class LinearProbeThenFineTune(Strategy):
             return False
         if stage != 0:
             return False
-        lp_cfg = ctx.cfg.with_strategy("lp", self._lp_params())
+        lp_cfg: CellConfig | None = ctx.cfg.with_strategy("lp", self._lp_params())
+        if ctx.cfg.protocol != "study":
+            # A tuned trial: the solved probe has no learning rate, so the study's LP cell holds this very head
+            # (shared by every trial); an epoch-by-epoch probe trains at the trial's rate and is never reused.
+            lp_cfg = (None if self._lp.tuning_grid()
+                      else dataclasses.replace(lp_cfg, protocol="study", lr_grid=()))
         store = ctx.results_dir
-        lp_record = store.lookup(lp_cfg) if store is not None else None
+        lp_record = store.lookup(lp_cfg) if store is not None and lp_cfg is not None else None
         head = store.load_head(lp_cfg) if lp_record is not None else None
         if head is None:
             done = self._lp.start_stage(ctx, 0)
-            self.log["lp"] = {"lp_head": "trained", "lp_config_hash": lp_cfg.config_hash,
+            self.log["lp"] = {"lp_head": "trained", "lp_config_hash": lp_cfg.config_hash if lp_cfg else None,
                               **self._lp.log.get("lp", {})}
             return done
         module = ctx.backbone.head

@@ -97,13 +97,14 @@ _IMPLS: dict[str, dict[str, bool]] = {"fused": {"fused": True}, "foreach": {"for
 
 
 class _Runner:
-    def __init__(self, ctx: CellContext, strategy: Strategy, progress: EpochProgress) -> None:
+    def __init__(self, ctx: CellContext, strategy: Strategy, progress: EpochProgress,
+                 shared_features: dict[str, torch.Tensor] | None = None) -> None:
         self.ctx, self.strategy, self.progress = ctx, strategy, progress
         self.t = _Tracker()
         self.monitor = (ctx.settings.monitor if ctx.settings.monitor != "auto" else primary_metric(ctx.data.task))
         self.opt: torch.optim.Optimizer | None = None
         self.opt_key: tuple | None = None
-        self.cache = FeatureCache(ctx)
+        self.cache = FeatureCache(ctx, shared=shared_features)
         ctx.feature_cache = self.cache  # shared with strategies that read features (the kNN probe)
 
     # -- optimizer -------------------------------------------------------------------------------------
@@ -264,6 +265,13 @@ class _Runner:
         return out
 
     def run(self) -> dict[str, Any]:
+        """Train every stage, then evaluate the kept model on validation and test."""
+        self.train()
+        return {"val": self.evaluate("val"), "test": self.evaluate("test")}
+
+    def train(self) -> None:
+        """Every stage of the strategy: epochs, early stopping, the best checkpoint restored. Touches the
+        training and validation splits only (the tuned protocol's trials rely on it)."""
         ctx, strategy = self.ctx, self.strategy
         for si, stage in enumerate(strategy.stages(ctx)):
             before = sum(self.cache.seconds.values())
@@ -323,7 +331,6 @@ class _Runner:
                 self.t.best[stage.name] = {"epoch": best_epoch, f"val_{self.monitor}": best_key[0],
                                            "tie_break": f"val_{tie_break_metric(self.monitor)}"}
             self.t.drift[stage.name] = self.drift()
-        return {"val": self.evaluate("val"), "test": self.evaluate("test")}
 
 
 def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
@@ -367,11 +374,13 @@ class CellResult:
 
 
 def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-             store: Any = None, progress: bool | None = None, download: bool = True) -> CellResult:
+             store: Any = None, progress: bool | None = None, download: bool = True,
+             tuning: dict[str, Any] | None = None) -> CellResult:
     """Run one cell and return its record (not yet written: ``results.store`` is the one writer).
 
     Bad input (unknown names, missing data or weights) raises :class:`MedftError`. A diverged loss or an
-    error during training gives a record with status ``diverged`` or ``failed``.
+    error during training gives a record with status ``diverged`` or ``failed``. ``tuning``: the record's
+    ``tuning`` entry for a tuned cell whose strategy has no learning rate to tune (it runs as a study cell).
     """
     from medft_bench.results.environment import environment
     from medft_bench.results.record import build_record
@@ -413,6 +422,6 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.devi
         cfg=cfg, ctx=ctx, strategy=strategy, tracker=runner.t, metrics=metrics, status=status, error=error,
         diverged_epoch=diverged_epoch, started=started, finished=datetime.now(timezone.utc),
         majority=majority_baseline(ctx.data.task, ctx.data.test.labels.numpy()),
-        monitor=runner.monitor, env=environment(ctx.device),
+        monitor=runner.monitor, env=environment(ctx.device), tuning=tuning,
     )
     return CellResult(record, head_state)

@@ -92,10 +92,16 @@ class FeatureCache:
     that trains more than the head); the disk key is then recomputed from the backbone's new tensors.
     """
 
-    def __init__(self, ctx: CellContext, mode: str | None = None) -> None:
+    def __init__(self, ctx: CellContext, mode: str | None = None,
+                 shared: dict[str, torch.Tensor] | None = None) -> None:
         self.ctx = ctx
         self.mode = mode or cache_mode(ctx)
         self._feats: dict[str, torch.Tensor] = {}
+        # The tuned protocol's trials start from copies of one backbone: features of that starting backbone,
+        # shared between them. Used (and filled) only until the first clear(), before which nothing before
+        # the head has trained in this trial.
+        self._shared = shared
+        self.shared: list[str] = []  # splits taken from another trial
         self._fingerprint: str | None = None
         self.loaded: list[str] = []  # splits read from disk
         self.extracted: list[str] = []  # splits computed by running the backbone
@@ -106,21 +112,30 @@ class FeatureCache:
         return bool(self._feats)
 
     def get(self, split: str) -> torch.Tensor:
+        if split not in self._feats and self._shared is not None and split in self._shared:
+            self._feats[split] = self._shared[split]
+            self.shared.append(split)
         if split not in self._feats:
             t0 = time.perf_counter()
             self._feats[split] = self._load_or_extract(split)
             if self.ctx.device.type == "cuda":
                 torch.cuda.synchronize(self.ctx.device)
             self.seconds[split] = self.seconds.get(split, 0.0) + time.perf_counter() - t0
+            if self._shared is not None:
+                self._shared[split] = self._feats[split]
         return self._feats[split]
 
     def clear(self) -> None:
         self._feats.clear()
         self._fingerprint = None
+        self._shared = None  # the backbone is about to change: its features are this trial's own from now on
 
     def report(self) -> dict[str, Any]:
-        return {"mode": self.mode, "loaded": list(self.loaded), "extracted": list(self.extracted),
-                "seconds": {k: round(v, 4) for k, v in self.seconds.items()}}
+        out = {"mode": self.mode, "loaded": list(self.loaded), "extracted": list(self.extracted),
+               "seconds": {k: round(v, 4) for k, v in self.seconds.items()}}
+        if self.shared:
+            out["shared"] = list(self.shared)
+        return out
 
     # -- disk ------------------------------------------------------------------------------------------
     def key(self, split: str) -> dict[str, Any] | None:

@@ -1,0 +1,240 @@
+"""The tuned protocol: one cell as a sweep of learning rates, the choice made on validation.
+
+Each trial trains the strategy on the training split at one learning rate (the settings' ``lr``; a strategy's
+other rates follow it, e.g. LP-FT's stage 2 at lr x 0.1) and is scored on the validation split by the engine's
+checkpoint key (:func:`medft_bench.metrics.selection_key`). The best trial's model is kept in memory and is
+the only one evaluated on the test split, once. Ties keep the lower learning rate.
+
+Trials share what does not depend on the learning rate: the data (loaded once), the backbone (built or loaded
+once, each trial starting from a copy of it and from the same random state) and the frozen features of that
+starting backbone. A finished trial (ok or diverged) is kept as a small JSON file next to the cell's record,
+keyed by its own hash: an interrupted tuning resumes after it. When the chosen trial finished in an earlier
+process its model is not in memory; it is trained again (same seed, same starting state) and the record says
+``model: retrained``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+from medft_bench.config import CellConfig
+from medft_bench.errors import MedftError
+from medft_bench.metrics import majority_baseline, selection_key, tie_break_metric
+from medft_bench.results.record import _finite
+from medft_bench.strategies.registry import create_strategy
+from medft_bench.training.context import CellContext
+from medft_bench.training.engine import CellResult, Diverged, _Runner, _sync, _Tracker, build_context, run_cell
+from medft_bench.training.progress import EpochProgress
+
+# Summed over trials: the whole sweep is what it costs to use a strategy under this protocol.
+_SUMMED = ("train_s", "eval_s", "feature_s", "probe_s", "fit_s", "select_s", "train_images")
+
+
+def tuning_grid(cfg: CellConfig) -> tuple[float, ...]:
+    """The learning rates a tuned cell tries: the cell's ``lr_grid`` when given, else the strategy's own; ()
+    when the strategy has no learning rate to tune (LP's solved head, kNN)."""
+    own = create_strategy(cfg.strategy, **cfg.params()).tuning_grid()
+    return tuple(sorted(set(cfg.lr_grid or own))) if own else ()
+
+
+def trial_hash(cfg: CellConfig, lr: float) -> str:
+    """A trial's identity: the cell's configuration (data included) and its learning rate."""
+    blob = json.dumps({"cell": cfg.identity(), "trial_lr": lr}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@dataclass
+class _Trial:
+    """A trial run in this process: its summary and, while it may be chosen, its model."""
+
+    summary: dict[str, Any]
+    ctx: CellContext
+    strategy: Any
+    runner: _Runner
+
+
+def key_of(summary: dict[str, Any]) -> tuple[float, ...]:
+    """A trial's selection key (JSON keeps a missing metric's -inf as null)."""
+    return tuple(-math.inf if v is None else float(v) for v in summary["key"] or (None, None))
+
+
+def _monitor(ctx: CellContext) -> str:
+    from medft_bench.metrics import primary_metric
+
+    return ctx.settings.monitor if ctx.settings.monitor != "auto" else primary_metric(ctx.data.task)
+
+
+class _Sweep:
+    """The shared state of one tuned cell's trials."""
+
+    def __init__(self, cfg: CellConfig, ctx: CellContext, progress: bool | None) -> None:
+        self.cfg, self.base, self.progress = cfg, ctx, progress
+        self.rng = _rng_state()  # every trial starts from the random state the backbone was built with
+        self.features: dict[str, torch.Tensor] = {}  # the starting backbone's frozen features
+
+    def run(self, lr: float) -> _Trial:
+        """Train one trial at ``lr`` and score it on validation; the test split is not touched."""
+        cfg, base = self.cfg, self.base
+        _set_rng_state(self.rng)
+        ctx = replace(base, settings=replace(base.settings, lr=lr), backbone=copy.deepcopy(base.backbone),
+                      epoch_generator=None, feature_cache=None, head_init=dict(base.head_init), _initial=None)
+        strategy = create_strategy(cfg.strategy, **cfg.params())
+        t0 = time.perf_counter()
+        strategy.setup(ctx)
+        total_epochs = sum(st.epochs for st in strategy.stages(ctx))
+        runner = _Runner(ctx, strategy, EpochProgress(f"{cfg.cell_id} lr={lr:g}", total_epochs, self.progress),
+                         shared_features=self.features)
+        status, error, val = "ok", None, None
+        with runner.progress:
+            try:
+                runner.train()
+                val = runner.evaluate("val")
+            except Diverged as exc:
+                status, error = "diverged", str(exc)
+            except (MedftError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # the cell fails with it; the trial is run again next time
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
+        _sync(ctx.device)
+        t = runner.t
+        trained = [e for e in t.epochs if "train_loss" in e]
+        summary = {
+            "trial_hash": trial_hash(cfg, lr), "lr": lr, "status": status, "error": error, "val": val,
+            "key": list(selection_key(val, runner.monitor)) if val is not None else None,
+            "monitor": runner.monitor, "epochs_run": len(trained),
+            "best_epoch": list(t.best.values())[-1]["epoch"] if t.best else None,
+            "wall_s": time.perf_counter() - t0, "train_s": t.train_s + t.feature_s + t.probe_s + t.fit_s,
+            **{f"tracked_{k}": getattr(t, k) for k in _SUMMED},
+            "feature_cache": runner.cache.report(),
+            "epochs": t.epochs,
+        }
+        return _Trial(json.loads(json.dumps(_finite(summary), default=str)), ctx, strategy, runner)
+
+
+def _no_grid_note(cfg: CellConfig) -> str:
+    return (f"{cfg.strategy} has no learning rate to tune (a solved head or no training): it runs exactly as "
+            "under the study's protocol")
+
+
+def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
+              store: Any = None, progress: bool | None = None, download: bool = True,
+              rerun: bool = False) -> CellResult:
+    """Run a tuned cell: every trial of its grid (finished ones kept in ``store`` are not run again, unless
+    ``rerun``), the best on validation chosen, its model evaluated on test once. The record's ``costs`` cover
+    every trial; ``tuning`` lists them."""
+    from medft_bench.results.environment import environment
+    from medft_bench.results.record import build_record
+
+    if cfg.protocol != "tuned":
+        raise MedftError(f"{cfg.cell_id}: run_tuned needs protocol 'tuned', got {cfg.protocol!r}")
+    grid = tuning_grid(cfg)
+    if not grid:
+        return run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress, download=download,
+                        tuning={"grid": [], "trials": [], "chosen_lr": None, "model": "single run",
+                                "note": _no_grid_note(cfg)})
+    started = datetime.now(timezone.utc)
+    base, _ = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
+    if base.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(base.device)
+    sweep = _Sweep(cfg, base, progress)
+    summaries: list[dict[str, Any]] = []
+    best: _Trial | None = None  # the best trial run in this process, with its model
+    last: _Trial | None = None  # the last trial run in this process (describes a cell without an ok trial)
+    for lr in grid:
+        done = None if rerun or store is None else store.read_trial(cfg, trial_hash(cfg, lr))
+        if done is not None:
+            summaries.append({**done, "resumed": True})
+            continue
+        trial = sweep.run(lr)
+        if store is not None and trial.summary["status"] != "failed":
+            store.write_trial(cfg, trial.summary)
+        summaries.append({**trial.summary, "resumed": False})
+        if trial.summary["status"] == "ok" and (best is None or key_of(trial.summary) > key_of(best.summary)):
+            best = trial  # the previous best's model is dropped here: one extra model in memory at most
+        last = trial if best is None else None  # needed only while no trial is ok
+
+    failed = [s for s in summaries if s["status"] == "failed"]
+    ok = [s for s in summaries if s["status"] == "ok"]
+    # Ties keep the lower learning rate: the grid is ascending and max() keeps the first of equal keys.
+    chosen = max(ok, key=key_of) if ok else None
+    status, error, metrics, diverged_epoch, model, retrain_s = "ok", None, None, None, None, None
+    final = best or last
+    if failed:
+        status, error = "failed", "; ".join(f"trial lr={s['lr']:g}: {s['error']}" for s in failed)
+    elif chosen is None:
+        status = "diverged"
+        error = "every trial diverged (" + ", ".join(f"lr={s['lr']:g}" for s in summaries) + ")"
+        diverged_epoch = min(s["epochs_run"] for s in summaries)
+    elif best is not None and best.summary["trial_hash"] == chosen["trial_hash"]:
+        model = "kept"
+    else:  # the chosen trial finished in an earlier process: train it again from the same start
+        final = sweep.run(chosen["lr"])
+        model, retrain_s = "retrained", final.summary["wall_s"]
+        if final.summary["status"] != "ok":
+            status, error = "failed", f"retraining the chosen trial lr={chosen['lr']:g}: {final.summary['error']}"
+    test_eval_s = 0.0
+    if status == "ok" and final is not None and final.runner is not None:
+        runner = final.runner
+        before = runner.t.eval_s
+        # The test split, once, for the chosen trial's model; validation metrics are that model's.
+        metrics = {"val": final.summary["val"], "test": runner.evaluate("test")}
+        test_eval_s = runner.t.eval_s - before
+    if final is not None:
+        ctx, strategy, runner = final.ctx, final.strategy, final.runner
+    else:  # every trial was resumed and none is ok: the record describes the cell as configured
+        ctx, strategy, runner = base, create_strategy(cfg.strategy, **cfg.params()), None
+    monitor = runner.monitor if runner is not None else _monitor(base)
+    tracker = copy.copy(runner.t) if runner is not None else _Tracker()
+    for k in _SUMMED:  # the whole sweep's cost, each trial counted once, as it ran (not a retraining)
+        setattr(tracker, k, sum(s[f"tracked_{k}"] for s in summaries))
+    tracker.eval_s += test_eval_s
+    tracker.feature_cache = runner.cache.report() if runner is not None else None
+    tuning = {
+        "grid": list(grid), "chosen_lr": chosen["lr"] if chosen else None,
+        "chosen_trial": chosen["trial_hash"] if chosen else None, "model": model,
+        "selection": f"validation {monitor} of each trial's kept checkpoint (ties: validation "
+                     f"{tie_break_metric(monitor)}, then the lower learning rate); the test split evaluated "
+                     "once, for the chosen trial",
+        "total_train_s": tracker.train_s + tracker.feature_s + tracker.probe_s + tracker.fit_s,
+        "retrain_s": retrain_s,
+        "shared": "data loaded once; backbone built once, each trial from a copy and the same random state; "
+                  "frozen features of the starting backbone extracted once",
+        "trials": [{**{k: s[k] for k in ("trial_hash", "lr", "status", "error", "val", "key", "epochs_run",
+                                         "best_epoch", "train_s", "wall_s", "resumed", "feature_cache")},
+                    "eval_s": s["tracked_eval_s"]} for s in summaries],
+    }
+    head_state = ({k: v.detach().cpu().clone() for k, v in ctx.backbone.head.state_dict().items()}
+                  if status == "ok" else None)
+    record = build_record(
+        cfg=cfg, ctx=ctx, strategy=strategy, tracker=tracker, metrics=metrics, status=status, error=error,
+        diverged_epoch=diverged_epoch, started=started, finished=datetime.now(timezone.utc),
+        majority=majority_baseline(ctx.data.task, ctx.data.test.labels.numpy()),
+        monitor=monitor, env=environment(ctx.device), tuning=tuning,
+    )
+    return CellResult(record, head_state)
