@@ -166,7 +166,7 @@ METHOD = [
     "does not say which of the two it is.",
     "3: per backbone, the study's strategy other than FT with the largest mean Δ against FT over the backbone's "
     "datasets; consistent when DenseNet-121's gain is the largest (needs two backbones or more).",
-    "All three: only the study's eight strategies, on the (dataset, backbone) cases that all of those present "
+    "Claims 1-3: only the study's eight strategies, on the (dataset, backbone) cases that all of those present "
     "share; n is the number of cases (claim 3: datasets per backbone) each figure rests on.",
 ]
 

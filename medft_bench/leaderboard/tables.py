@@ -272,6 +272,11 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
                            "drift %"])
 
 
+def _method_note(text: str) -> str:
+    """'1: ...' -> 'Claim 1: ...'; a note about several claims names them itself."""
+    return f"Claim {text}" if text[:1].isdigit() else text
+
+
 def _claim_style(verdict: str) -> str:
     if verdict.startswith(NOT_ENOUGH):
         return "warn"
@@ -284,7 +289,7 @@ def claims_table(group: Group) -> Table:
     return Table("claims", title(group, "The study's claims, recomputed"), ["claim", "study", "ours", "verdict"],
                  rows, ["l", "l", "l", "l"], caption=metric_desc(group),
                  notes=["Study: " + SOURCE + "; comparisons of means over seeds within this group only.",
-                        *("Claim " + m for m in METHOD)], wrap=56)
+                        *(_method_note(m) for m in METHOD)], wrap=56)
 
 
 def claims_overview(groups: list[Group]) -> Table:
@@ -301,7 +306,7 @@ def claims_overview(groups: list[Group]) -> Table:
                   "largest Auto-RGN gain over FT (study: up to 11%)",
                   "best alternative's gain by backbone (study: DenseNet-121 gains most)"],
                  rows, ["l", "l", "l", "l"], caption="metric: each group's (see its page)",
-                 notes=["Claim " + m for m in METHOD], wrap=48)
+                 notes=[_method_note(m) for m in METHOD], wrap=48)
 
 
 def survival_table(study: Group, tuned: Group) -> Table | None:
