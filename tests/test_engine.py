@@ -73,16 +73,16 @@ def test_record_contents() -> None:
 def test_probes_solves_and_votes_count_as_training(strategy: str) -> None:
     rec = run_cell(tiny_cell("resnet18", strategy, epochs=1), progress=False).record
     costs = rec["costs"]
-    seconds = costs["feature_cache"]["seconds"]
+    seconds = costs["feature_cache"]["seconds"]  # rounded to 1e-4 s in the record: compare to that
     head_init_s = rec["head"]["seconds"]
     if strategy in ("auto_rgn", "auto_snr"):  # the gradient probes: more than the head's one forward pass
         assert costs["probe_s"] > head_init_s
     elif strategy == "lp":  # the solve is fit_s; the features it needed are extraction, not fit
-        assert costs["feature_extraction_s"] == pytest.approx(seconds["train"] + seconds["val"], rel=1e-3)
+        assert costs["feature_extraction_s"] == pytest.approx(seconds["train"] + seconds["val"], abs=2e-4)
         assert costs["fit_s"] >= rec["epochs"][0]["seconds"] > 0
     else:  # the vote is training; the features of the evaluated splits are evaluation
-        assert costs["feature_extraction_s"] == pytest.approx(seconds["train"], rel=1e-3)
-        assert costs["eval_s"] == pytest.approx(seconds["val"] + seconds["test"], rel=1e-3)
+        assert costs["feature_extraction_s"] == pytest.approx(seconds["train"], abs=2e-4)
+        assert costs["eval_s"] == pytest.approx(seconds["val"] + seconds["test"], abs=2e-4)
         assert costs["fit_s"] > 0
     parts = ("feature_extraction_s", "probe_s", "fit_s", "reused_train_s")
     assert costs["train_s"] > sum(costs[p] for p in parts) - 1e-9
