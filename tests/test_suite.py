@@ -244,8 +244,8 @@ def test_shard_option_collects_the_shard(run: Run) -> None:
 
 @pytest.mark.parametrize("protocol", [None, "study", "tuned"])
 def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> None:
-    """Default: the study's cells plus the tier's tuned ones (smoke: FT and LP-FT on ResNet-50); --protocol X:
-    every cell under X, the tuned ones with '-tuned' in their ids (study ids as they were)."""
+    """Default: the study's cells plus the tier's tuned ones (smoke: FT and LP-FT on ResNet-50, FT on VGG-19);
+    --protocol X: every cell under X, the tuned ones with '-tuned' in their ids (study ids as they were)."""
     args = () if protocol is None else ("--protocol", protocol)
     result = run("--collect-only", "-q", *args)
     assert result.ret == 0, output(result)
@@ -254,7 +254,8 @@ def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> N
     tuned = [cid for cid in got if "-tuned-" in cid]
     if protocol is None:
         assert tuned == ["smoke-pneumoniamnist-32-resnet50-ft-tuned-seed0",
-                         "smoke-pneumoniamnist-32-resnet50-lp_ft-tuned-seed0"]
+                         "smoke-pneumoniamnist-32-resnet50-lp_ft-tuned-seed0",
+                         "smoke-pneumoniamnist-32-vgg19-ft-tuned-seed0"]
         assert sorted(set(got) - set(tuned)) == study
     elif protocol == "study":
         assert got == study and not tuned

@@ -24,6 +24,7 @@ from medft_bench.errors import MedftError, NotApplicable
 from medft_bench.metrics import compute_metrics, majority_baseline, primary_metric, selection_key, tie_break_metric
 from medft_bench.models.factory import create_backbone_reusing
 from medft_bench.models.head_init import init_head
+from medft_bench.models.norm_stats import estimate_norm_stats
 from medft_bench.strategies.base import EpochPlan, Strategy
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
@@ -358,11 +359,21 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
                      interpolation=s.interpolation, mean=backbone.mean, std=backbone.std, augment=s.augment)
     ctx = CellContext(cfg=cfg, settings=s, data=data, backbone=backbone, preprocess=pre, device=dev,
                       amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, results_dir=store)
+    if cfg.weights == "random":
+        stats = estimate_norm_stats(ctx, s.random_norm_stats)
+        if stats:
+            backbone.weights["norm_stats"] = stats
     reason = strategy.check(ctx)
     if reason:
         raise NotApplicable(f"{cfg.cell_id}: strategy {cfg.strategy!r} does not apply: {reason}")
     ctx.head_init = init_head(ctx)
     return ctx, strategy
+
+
+def preparation_s(ctx: CellContext) -> float:
+    """Seconds of the forward passes that prepared the cell: a random backbone's BatchNorm statistics and the
+    new head's scale (counted as probing, part of the training cost)."""
+    return ctx.head_init.get("seconds", 0.0) + ctx.backbone.weights.get("norm_stats", {}).get("seconds", 0.0)
 
 
 @dataclass
@@ -392,7 +403,7 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.devi
     strategy.setup(ctx)
     total_epochs = sum(st.epochs for st in strategy.stages(ctx))
     runner = _Runner(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, progress))
-    runner.t.probe_s += ctx.head_init.get("seconds", 0.0)  # the forward pass that set the new head's scale
+    runner.t.probe_s += preparation_s(ctx)
     status, error, metrics, diverged_epoch = "ok", None, None, None
     with runner.progress:
         try:

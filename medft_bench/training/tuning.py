@@ -34,7 +34,16 @@ from medft_bench.metrics import majority_baseline, selection_key, tie_break_metr
 from medft_bench.results.record import _finite
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
-from medft_bench.training.engine import CellResult, Diverged, _Runner, _sync, _Tracker, build_context, run_cell
+from medft_bench.training.engine import (
+    CellResult,
+    Diverged,
+    _Runner,
+    _sync,
+    _Tracker,
+    build_context,
+    preparation_s,
+    run_cell,
+)
 from medft_bench.training.progress import EpochProgress
 
 # Summed over trials: the whole sweep is what it costs to use a strategy under this protocol.
@@ -213,6 +222,7 @@ def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.dev
     tracker = copy.copy(runner.t) if runner is not None else _Tracker()
     for k in _SUMMED:  # the whole sweep's cost, each trial counted once, as it ran (not a retraining)
         setattr(tracker, k, sum(s[f"tracked_{k}"] for s in summaries))
+    tracker.probe_s += preparation_s(base)  # done once, before the first trial
     tracker.eval_s += test_eval_s
     tracker.feature_cache = runner.cache.report() if runner is not None else None
     tuning = {
