@@ -285,6 +285,15 @@ def test_lora_adapters_and_head_train_backbone_stays_identical() -> None:
     assert all(not torch.equal(after[n], torch.zeros_like(after[n])) for n in lora_b)
     assert sum(p.numel() for n, p in after.items() if n in plan.trainable) == strat.log["adapter_params"] + 194
     assert lora_a and strat.log["adapted_modules"] == len(convs)
+    # The drift is that of the merged weights W + (alpha/r) B A against W, the adapters themselves left out.
+    scale = strat.params["alpha"] / strat.params["rank"]
+    delta = 0.0
+    for m in convs:
+        a, b = after[f"{m}.lora_A.default.weight"], after[f"{m}.lora_B.default.weight"]
+        delta += (scale * (b.flatten(1) @ a.flatten(1))).pow(2).sum().item()
+    sq_w0 = sum(w.pow(2).sum().item() for n, w in w_before.items() if not n.startswith("fc."))
+    assert runner.drift() == pytest.approx((delta / sq_w0) ** 0.5, rel=1e-4)
+    assert 0 < runner.drift() < 0.5
 
 
 # -- L1-SP / L2-SP ---------------------------------------------------------------------------------------------

@@ -123,6 +123,12 @@ class Strategy:
         Cheaper than ``regularizer`` for penalties over every weight, where autograd's graph costs passes."""
         return None
 
+    def effective_weights(self, ctx: CellContext) -> dict[str, torch.Tensor]:
+        """The weights the network computes with, by parameter name; the record's ``drift`` compares them with
+        w0. A strategy that reparameterises weights (LoRA: W + BA) returns the merged ones under the original
+        parameters' names and leaves out the extra parameters."""
+        return {n: p.detach() for n, p in ctx.named_params().items()}
+
     def predict(self, ctx: CellContext) -> dict[str, Any] | None:
         """Scores per split ("val", "test") as (N, C) probability arrays (numpy) for strategies that do not
         train; None for those that do."""

@@ -99,6 +99,17 @@ class LoRA(Strategy):
     def adapters(self, ctx: CellContext) -> list[str]:
         return [n for n in ctx.param_names if ".lora_" in n]
 
+    @torch.no_grad()
+    def effective_weights(self, ctx: CellContext) -> dict[str, torch.Tensor]:
+        """Each adapted weight as W + (alpha/r) B A (peft's delta), the adapters themselves left out: the drift
+        is how far the function's weights moved, not how far the adapters did (A starts random)."""
+        out = {n: p.detach() for n, p in ctx.named_params().items() if ".lora_" not in n}
+        for name, module in ctx.model.named_modules():
+            if ADAPTER in getattr(module, "lora_A", {}) and hasattr(module, "get_delta_weight"):
+                key = f"{name}.base_layer.weight"
+                out[key] = out[key] + module.get_delta_weight(ADAPTER).to(out[key].dtype)
+        return out
+
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         return {**self.params, "library": "peft", "adapted_modules": self.log.get("adapted_modules"),
                 "head": "trains fully"}

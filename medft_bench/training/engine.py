@@ -241,17 +241,18 @@ class _Runner:
 
     # -- the cell --------------------------------------------------------------------------------------
     def drift(self) -> float:
-        """||theta - theta0|| / ||theta0|| over every parameter before the head (0 when none has trained)."""
+        """||theta - theta0|| / ||theta0|| over every weight before the head (0 when none has trained), on the
+        weights the network computes with (``Strategy.effective_weights``)."""
         ctx = self.ctx
         initial = ctx.initial_snapshot
         if initial is None:
             return 0.0
         head = set(ctx.head_names)
-        named = ctx.named_params()
+        named = self.strategy.effective_weights(ctx)
         names = [n for n in initial if n not in head and n in named]
         if not names:
             return 0.0
-        now = [named[n].detach().float() for n in names]
+        now = [named[n].float() for n in names]
         start = [initial[n].float() for n in names]
         diff = torch.stack(torch._foreach_norm(torch._foreach_sub(now, start))).pow(2).sum().sqrt()
         base = torch.stack(torch._foreach_norm(start)).pow(2).sum().sqrt()
