@@ -18,6 +18,28 @@ class Outcome:
     reused: bool
 
 
+def with_data_id(cfg: CellConfig, *, data_root: Any = None, download: bool = True) -> CellConfig:
+    """The configuration with its data's identity (part of the hash) filled in."""
+    from medft_bench.data.sources import data_identity
+
+    if cfg.data_id:
+        return cfg
+    return replace(cfg, data_id=data_identity(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic,
+                                              root=data_root, download=download))
+
+
+def run_trial_or_reuse(cfg: CellConfig, lr: float, results_dir: str | Path, *, rerun: bool = False,
+                       data_root: Any = None, device: Any = None, progress: bool | None = None,
+                       download: bool = True) -> dict[str, Any]:
+    """One trial of a tuned cell as its own task (``training.tuning.run_trial``): reused when kept, else run
+    and kept next to the cell's record, where the cell's own run finds it."""
+    from medft_bench.training.tuning import run_trial
+
+    cfg = with_data_id(cfg, data_root=data_root, download=download)
+    return run_trial(cfg, lr, store=ResultStore(results_dir), data_root=data_root, device=device,
+                     progress=progress, download=download, rerun=rerun)
+
+
 def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = False, data_root: Any = None,
                  device: Any = None, progress: bool | None = None, download: bool = True) -> Outcome:
     """Reuse the stored record of this exact configuration on the same data, or run the cell and store its record.
@@ -26,11 +48,9 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
     hash: other data (``--data-root`` elsewhere, a re-pointed folder dataset, a changed file) gets a record of
     its own, and the records of the old data stay.
     """
-    from medft_bench.data.sources import data_identity, recorded_identity
+    from medft_bench.data.sources import recorded_identity
 
-    if not cfg.data_id:
-        cfg = replace(cfg, data_id=data_identity(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic,
-                                                 root=data_root, download=download))
+    cfg = with_data_id(cfg, data_root=data_root, download=download)
     store = ResultStore(results_dir)
     # A reuse needs no lock (records are renamed into place whole), so a read-only results directory still
     # serves the records it holds; computing takes the lock, and looks again under it.

@@ -16,7 +16,7 @@ from medft_bench.errors import MedftError
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.record import validate
 from medft_bench.results.store import ResultStore, load_records
-from medft_bench.runner import run_or_reuse
+from medft_bench.runner import run_or_reuse, run_trial_or_reuse
 from medft_bench.tiers import get_tier
 from medft_bench.training import engine, tuning
 from tests.helpers import tiny_cell
@@ -92,8 +92,10 @@ def test_tuned_record_keeps_every_trial_and_the_whole_cost() -> None:
         assert x["epochs_run"] == 2 and x["val"] is not None and x["train_s"] > 0 and x["key"][0] is not None
     chosen = max(t["trials"], key=lambda x: tuple(x["key"]))
     assert t["chosen_lr"] == chosen["lr"] and rec["metrics"]["val"] == chosen["val"]
-    # The cost of a tuned cell is the whole sweep: every trial's training time, not only the chosen one's.
-    assert rec["costs"]["train_s"] == pytest.approx(sum(x["train_s"] for x in t["trials"]))
+    # The cost of a tuned cell is the whole sweep: every trial's training time, not only the chosen one's, and
+    # the preparation done once before them (a random backbone's BatchNorm statistics, the head's scale).
+    prepared = rec["weights"]["norm_stats"]["seconds"] + rec["head"]["seconds"]
+    assert rec["costs"]["train_s"] == pytest.approx(sum(x["train_s"] for x in t["trials"]) + prepared, abs=1e-3)
     assert rec["costs"]["train_s"] == pytest.approx(t["total_train_s"])
     assert rec["costs"]["train_s"] > max(x["train_s"] for x in t["trials"])
 
@@ -159,6 +161,56 @@ def test_interrupted_tuning_resumes_after_its_finished_trials(tmp_path: Path, mo
         assert ran == [GRID[1]] and rec["tuning"]["model"] == "kept"
     ran.clear()
     assert run_or_reuse(cfg, tmp_path, progress=False).reused and ran == []
+
+
+def test_trials_as_tasks_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each trial run by itself (as a pytest-xdist worker or a cluster task would), then the cell: the cell runs
+    no trial again (only the chosen one's model, which lives in the other process, is retrained)."""
+    ran: list[float] = []
+    real = tuning._Sweep.run
+
+    def counted(self: Any, lr: float) -> Any:
+        ran.append(lr)
+        return real(self, lr)
+
+    monkeypatch.setattr(tuning._Sweep, "run", counted)
+    cfg = tuned()
+    first = [run_trial_or_reuse(cfg, lr, tmp_path, progress=False) for lr in GRID]
+    assert ran == list(GRID) and [t["resumed"] for t in first] == [False, False]
+    assert all(t["status"] == "ok" and t["val"] is not None for t in first)
+    assert "test" not in json.dumps(first[0]["val"])  # validation only
+    assert run_trial_or_reuse(cfg, GRID[0], tmp_path, progress=False)["resumed"]
+    ran.clear()
+    rec = run_or_reuse(cfg, tmp_path, progress=False).record
+    validate(rec)
+    assert [t["resumed"] for t in rec["tuning"]["trials"]] == [True, True]
+    assert ran == [rec["tuning"]["chosen_lr"]] and rec["tuning"]["model"] == "retrained"
+    chosen = next(t for t in first if t["lr"] == rec["tuning"]["chosen_lr"])
+    assert rec["metrics"]["val"] == chosen["val"]  # the retrained model is the trial's model
+
+
+def test_a_trial_outside_the_grid_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MedftError, match="0.5 is not a learning rate of this cell's tuning grid"):
+        run_trial_or_reuse(tuned(), 0.5, tmp_path, progress=False)
+    with pytest.raises(MedftError, match="nothing to tune"):
+        run_trial_or_reuse(tuned("knn"), 1e-3, tmp_path, progress=False)
+
+
+def test_a_trial_being_run_elsewhere_is_waited_for(tmp_path: Path) -> None:
+    import threading
+
+    cfg = replace(tuned(), data_id=run_data_id(tuned()))
+    store = ResultStore(tmp_path)
+    finished = threading.Event()
+    with store.claim(cfg, tuning.trial_hash(cfg, GRID[0])):  # another worker holds this trial
+        worker = threading.Thread(target=lambda: (run_trial_or_reuse(cfg, GRID[0], tmp_path, progress=False),
+                                                  finished.set()))
+        worker.start()
+        assert not finished.wait(1.0)
+        with store.claim(cfg, tuning.trial_hash(cfg, GRID[1])):  # the other trial's lock is another lock
+            pass
+    worker.join(600)
+    assert finished.is_set() and store.read_trial(cfg, tuning.trial_hash(cfg, GRID[0]))["status"] == "ok"
 
 
 def run_data_id(cfg: CellConfig) -> str:

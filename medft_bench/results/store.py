@@ -184,8 +184,9 @@ class ResultStore:
         return path
 
     @contextlib.contextmanager
-    def claim(self, cfg: CellConfig) -> Iterator[None]:
-        """Hold an exclusive lock on one cell while it is looked up, computed and written.
+    def claim(self, cfg: CellConfig, trial_hash: str | None = None) -> Iterator[None]:
+        """Hold an exclusive lock on one cell (or on one trial of a tuned cell) while it is looked up, computed
+        and written.
 
         The lock file and the record's folder are created here, before anything is computed: a results
         directory that cannot be written is a :class:`ResultsWriteError` at once, not after the training.
@@ -197,7 +198,8 @@ class ResultStore:
             folder.mkdir(parents=True, exist_ok=True)
             if not os.access(folder, os.W_OK):
                 raise PermissionError(13, "Permission denied", str(folder))
-            fh = open(lock_dir / f"{self.stem_for(cfg)}.lock", "a+")
+            name = self.stem_for(cfg) + (f".{trial_hash}" if trial_hash else "")
+            fh = open(lock_dir / f"{name}.lock", "a+")
         except OSError as exc:
             raise ResultsWriteError(f"cannot write to the results directory {self.root} ({exc.strerror or exc}: "
                                     f"{exc.filename}); choose a writable --results-dir") from None

@@ -15,6 +15,7 @@ process its model is not in memory; it is trained again (same seed, same startin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -151,6 +152,32 @@ def _no_grid_note(cfg: CellConfig) -> str:
             "under the study's protocol")
 
 
+def _trial_lock(store: Any, cfg: CellConfig, lr: float) -> contextlib.AbstractContextManager[Any]:
+    return store.claim(cfg, trial_hash(cfg, lr)) if store is not None else contextlib.nullcontext()
+
+
+def run_trial(cfg: CellConfig, lr: float, *, store: Any, data_root: Any = None,
+              device: str | torch.device | None = None, progress: bool | None = None, download: bool = True,
+              rerun: bool = False) -> dict[str, Any]:
+    """One trial of a tuned cell as a task of its own (a pytest-xdist worker, a cluster task): trained at
+    ``lr`` from the cell's starting point, scored on validation, kept in ``store``. The cell then finds it
+    done; the test split is not touched. Returns the trial's summary (``resumed``: it was already kept); a
+    failed trial is not kept (the cell runs it again and fails with it)."""
+    grid = tuning_grid(cfg)
+    if cfg.protocol != "tuned" or lr not in grid:
+        raise MedftError(f"{cfg.cell_id}: {lr:g} is not a learning rate of this cell's tuning grid "
+                         f"({', '.join(f'{v:g}' for v in grid) or 'none: nothing to tune'})")
+    th = trial_hash(cfg, lr)
+    with store.claim(cfg, th):
+        if not rerun and (done := store.read_trial(cfg, th)) is not None:
+            return {**done, "resumed": True}
+        base, _ = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
+        summary = _Sweep(cfg, base, progress).run(lr).summary
+        if summary["status"] != "failed":
+            store.write_trial(cfg, summary)
+    return {**summary, "resumed": False}
+
+
 def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
               store: Any = None, progress: bool | None = None, download: bool = True,
               rerun: bool = False) -> CellResult:
@@ -176,13 +203,16 @@ def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.dev
     best: _Trial | None = None  # the best trial run in this process, with its model
     last: _Trial | None = None  # the last trial run in this process (describes a cell without an ok trial)
     for lr in grid:
-        done = None if rerun or store is None else store.read_trial(cfg, trial_hash(cfg, lr))
+        # Under the trial's lock: a trial task running it elsewhere (``run_trial``) finishes it first.
+        with _trial_lock(store, cfg, lr):
+            done = None if rerun or store is None else store.read_trial(cfg, trial_hash(cfg, lr))
+            if done is None:
+                trial = sweep.run(lr)
+                if store is not None and trial.summary["status"] != "failed":
+                    store.write_trial(cfg, trial.summary)
         if done is not None:
             summaries.append({**done, "resumed": True})
             continue
-        trial = sweep.run(lr)
-        if store is not None and trial.summary["status"] != "failed":
-            store.write_trial(cfg, trial.summary)
         summaries.append({**trial.summary, "resumed": False})
         if trial.summary["status"] == "ok" and (best is None or key_of(trial.summary) > key_of(best.summary)):
             best = trial  # the previous best's model is dropped here: one extra model in memory at most
