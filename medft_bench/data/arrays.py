@@ -21,7 +21,7 @@ SPLITS = ("train", "val", "test")
 NPZ_KEYS = tuple(f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels"))
 MULTI_LABEL = "multi-label, binary-class"
 TASKS = ("binary-class", "multi-class", "ordinal-regression", MULTI_LABEL)
-RELEASE_BYTES = 64 << 20  # mapped bytes a split reads between two releases of its pages (see Split._release)
+RELEASE_BYTES = 32 << 20  # mapped bytes a split reads between two releases of its pages (see Split._release)
 
 
 @dataclass
@@ -99,8 +99,13 @@ class Split:
         peak RSS would again grow with the dataset.
         """
         self._touched += nbytes
-        if self._touched >= RELEASE_BYTES and hasattr(mmap, "MADV_DONTNEED"):
-            self._touched = 0
+        if self._touched >= RELEASE_BYTES:
+            self.release()
+
+    def release(self) -> None:
+        """Drop this split's mapped pages from the process's resident set now (a no-op in memory)."""
+        self._touched = 0
+        if self._mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
             self._mapping.madvise(mmap.MADV_DONTNEED)
 
 

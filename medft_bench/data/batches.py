@@ -152,19 +152,22 @@ def iterate(split: Split, batch_size: int, *, shuffle: bool = False, generator: 
         labels = split.labels[idx]
         return staging, labels.pin_memory() if pin else labels
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medft-batches") as pool:
-        ahead: Future | None = None
-        try:
-            first = next(batches, None)
-            if first is None:
-                return
-            ahead = pool.submit(host_batch, first)
-            while ahead is not None:
-                images, labels = ahead.result()
-                nxt = next(batches, None)
-                ahead = None if nxt is None else pool.submit(host_batch, nxt)
-                images = to_channels_first(images.to(device, non_blocking=True))
-                yield images, labels.to(device, non_blocking=True)
-        finally:
-            if ahead is not None:  # the consumer stopped early: let the batch in flight finish, then drop it
-                ahead.cancel()
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medft-batches") as pool:
+            ahead: Future | None = None
+            try:
+                first = next(batches, None)
+                if first is None:
+                    return
+                ahead = pool.submit(host_batch, first)
+                while ahead is not None:
+                    images, labels = ahead.result()
+                    nxt = next(batches, None)
+                    ahead = None if nxt is None else pool.submit(host_batch, nxt)
+                    images = to_channels_first(images.to(device, non_blocking=True))
+                    yield images, labels.to(device, non_blocking=True)
+            finally:
+                if ahead is not None:  # the consumer stopped early: let the batch in flight finish, then drop it
+                    ahead.cancel()
+    finally:
+        split.release()  # a pass is over: none of the split's mapped pages stays in this process's resident set
