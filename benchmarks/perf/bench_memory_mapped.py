@@ -170,6 +170,8 @@ def main() -> None:
     p.add_argument("--today-src", default=None,
                    help="a source tree of the code before the memory-mapped path (its medft_bench/ is imported)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: cell, workers, throughput, generate")
+    p.add_argument("--loaders", default="mapped,other",
+                   help="the cells' loaders: mapped and/or other (today's with --today-src, else in RAM)")
     p.add_argument("--cleanup", action="store_true", help="delete the generated files and conversions at the end")
     p.set_defaults(repeats=2)
     args = p.parse_args()
@@ -196,8 +198,10 @@ def main() -> None:
     results["file_mb"] = {k: f.stat().st_size / 2**20 for k, f in files.items()}
 
     if "cell" not in skip:
-        loaders = {"mapped": (here, 0)}
-        loaders["today" if today else "ram"] = (today, None) if today else (here, 1 << 62)
+        wanted = set(args.loaders.split(","))
+        loaders = {"mapped": (here, 0)} if "mapped" in wanted else {}
+        if "other" in wanted:
+            loaders["today" if today else "ram"] = (today, None) if today else (here, 1 << 62)
         cells: dict[str, Any] = {}
         for loader, (src, min_bytes) in loaders.items():
             for label in ("small", "large"):
@@ -249,11 +253,15 @@ def _report(r: dict[str, Any], has_today: bool) -> None:
         other = "today" if has_today else "ram"
         rows = []
         for loader in ("mapped", other):
+            if f"{loader}/small" not in r["cells"]:
+                continue
             small, large = r["cells"][f"{loader}/small"], r["cells"][f"{loader}/large"]
             growth = large["peak_rss_mb"] - small["peak_rss_mb"]
             rows.append([loader, small["peak_rss_mb"], large["peak_rss_mb"], growth, large["load_s"]])
         print(C.table(rows, ["loader", "peak RSS MB, small", "peak RSS MB, large", "large - small MB",
                              "load s, large"]))
+        if "mapped/large" not in r["cells"]:
+            return
         d = r["cells"]["mapped/large"]["peak_rss_mb"] - r["cells"]["mapped/small"]["peak_rss_mb"]
         r["mapped_growth_mb"] = d
         print(f"memory-mapped growth {d:.0f} MB (target <= 512 MB): {C.verdict(d, 512, higher_is_better=False)}")
