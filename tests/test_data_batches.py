@@ -190,7 +190,7 @@ def test_batch_indices_cover_every_sample_once() -> None:
 
 def test_iterate_yields_uint8_batches_with_labels() -> None:
     images = _images(n=10, c=1)
-    split = Split(images, torch.arange(10))
+    split = Split(images[:, 0].numpy(), torch.arange(10))  # grey, stored (N, H, W) as in MedMNIST
     batches = list(iterate(split, 4, shuffle=True, generator=torch.Generator().manual_seed(0)))
     assert [len(x) for x, _ in batches] == [4, 4, 2]
     for x, y in batches:

@@ -91,7 +91,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 def cache_files(tmp_path: Path) -> list[str]:
     d = tmp_path / "cache" / "folders"
-    return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+    return sorted(p.name for p in d.iterdir() if p.is_file()) if d.is_dir() else []  # not conversions (dirs)
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -805,3 +805,32 @@ def test_grid_gives_folder_datasets_their_own_size(tmp_path: Path) -> None:
     assert [c.img_size for c in given] == [32]
     full = build_grid(get_tier("full"), GridOptions(datasets=["kvasir_v2"], backbones=["resnet18"], strategies=["lp"]))
     assert {c.img_size for c in full} == {224}  # built-in datasets: the backbones' input size, as before
+
+
+# -- issue 17: a large decoded cache is memory-mapped from a conversion removed with its cache -------------------
+
+
+def test_decoded_cache_memory_mapped_and_its_conversion_removed_with_it(tmp_path: Path, decodes: list[Path],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from medft_bench.data import mapped
+
+    monkeypatch.setattr(mapped, "MIN_BYTES", 0)  # every cache counts as large
+    root = tmp_path / "d"
+    make_class_folders(root, ["a", "b"], {"train": 6, "test": 2})
+    folders.register_folder_dataset("big", root)
+    first = load_dataset("big", 16)
+    assert first.train.memory_mapped and first.conversion_s > 0
+    check_pairing(first)
+    cache = Path(first.identity["file"])
+    converted = cache.with_name(cache.name + mapped.SUFFIX)
+    assert sorted(p.name for p in converted.glob("*.npy")) == ["test_images.npy", "train_images.npy",
+                                                               "val_images.npy"]
+    again = load_dataset("big", 16)
+    assert again.conversion_s == 0.0 and again.identity == first.identity
+    for s in ("train", "val", "test"):
+        assert torch.equal(again.split(s).images, first.split(s).images)
+
+    write_image(root / "test" / "b" / "new.png", 1)  # a new file: a new cache, the old one and its arrays go
+    third = load_dataset("big", 16)
+    assert third.conversion_s > 0 and not converted.exists() and not cache.exists()
+    check_pairing(third)

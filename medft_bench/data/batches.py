@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 
-from medft_bench.data.arrays import Split
+from medft_bench.data.arrays import Split, to_channels_first
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,41 @@ def batch_indices(n: int, batch_size: int, *, shuffle: bool, generator: torch.Ge
 def iterate(split: Split, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
             device: torch.device | str = "cpu", drop_last: bool = False
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Batches of (uint8 images, labels) moved to ``device``; formed by indexing, not a DataLoader."""
-    for idx in batch_indices(len(split), batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last):
-        yield (split.images[idx].to(device, non_blocking=True), split.labels[idx].to(device, non_blocking=True))
+    """Batches of (uint8 (B, C, H, W) images, labels) on ``device``; formed by indexing, not a DataLoader.
+
+    The images of a batch are gathered from the split's array (memory-mapped or in memory, see
+    :meth:`Split.gather`) by a helper thread one batch ahead, so the next batch is read while the current one
+    trains; on CUDA they are gathered into pinned memory and copied with ``non_blocking=True``. The copy to
+    channels-first happens on the device. The order (the seeded shuffle) and the values are those of indexing
+    a channels-first tensor of the whole split.
+    """
+    device = torch.device(device)
+    pin = device.type == "cuda"
+    batches = batch_indices(len(split), batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)
+
+    def host_batch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (len(idx), *split.pixels.shape[1:])
+        staging = torch.empty(shape, dtype=torch.uint8, pin_memory=pin)
+        split.gather(idx.numpy(), out=staging.numpy())
+        labels = split.labels[idx]
+        return staging, labels.pin_memory() if pin else labels
+
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="medft-batches") as pool:
+            ahead: Future | None = None
+            try:
+                first = next(batches, None)
+                if first is None:
+                    return
+                ahead = pool.submit(host_batch, first)
+                while ahead is not None:
+                    images, labels = ahead.result()
+                    nxt = next(batches, None)
+                    ahead = None if nxt is None else pool.submit(host_batch, nxt)
+                    images = to_channels_first(images.to(device, non_blocking=True))
+                    yield images, labels.to(device, non_blocking=True)
+            finally:
+                if ahead is not None:  # the consumer stopped early: let the batch in flight finish, then drop it
+                    ahead.cancel()
+    finally:
+        split.release()  # a pass is over: none of the split's mapped pages stays in this process's resident set

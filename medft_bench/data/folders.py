@@ -15,6 +15,8 @@ Every image is decoded once with PIL (converted to grey or RGB, optionally centr
 with bicubic filtering to the requested size) and the uint8 arrays are cached as a MedMNIST-format npz under
 ``cache_dir()/folders/``, keyed by dataset name, size and a fingerprint of the file list (names, sizes, mtimes,
 labels, splits) and of the loading settings. Later loads read the cache; any change to the files rebuilds it.
+A large cache's images are then converted once into memory-mappable arrays next to it
+(:mod:`medft_bench.data.mapped`), removed with the cache they came from.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from medft_bench.data.arrays import SPLITS, DataBundle, load_npz
+from medft_bench.data import mapped
+from medft_bench.data.arrays import SPLITS, DataBundle, open_npz
 from medft_bench.errors import DataError, DatasetNotFoundError
 
 log = logging.getLogger(__name__)
@@ -787,6 +790,8 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
         if stale != path and same.fullmatch(stale.name):  # an older cache of this dataset and size
             with contextlib.suppress(OSError):
                 stale.unlink()
+            mapped.remove_converted(stale)
+    mapped.remove_converted(path)  # converted from the file this one replaces
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:
@@ -892,7 +897,8 @@ def load_folder_dataset(name: str, size: int, root: str | os.PathLike[str] | Non
                 "content_md5": _content_md5(arrays), "loader_version": LOADER_VERSION}
         arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
         _write_cache(cache, arrays)
-    splits = load_npz(cache, task=task, n_labels=len(classes), n_channels=spec.channels)
+    splits, conversion_s = open_npz(cache, task=task, n_labels=len(classes), n_channels=spec.channels, size=size,
+                                    key=f"{fp}:{meta['content_md5']}")
     label_names = {str(i): spec.label_names.get(c, c) for i, c in enumerate(classes)}
     identity = {
         "source": "folder",
@@ -921,6 +927,7 @@ def load_folder_dataset(name: str, size: int, root: str | os.PathLike[str] | Non
         modality=spec.modality,
         label_names=label_names,
         identity=identity,
+        conversion_s=conversion_s,
         **splits,
     )
 

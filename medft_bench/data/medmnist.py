@@ -2,7 +2,8 @@
 
 Facts about each dataset (task, labels, channels, URLs, MD5s) come from ``medmnist.INFO``; nothing is
 copied here. The arrays are read straight from the npz (see :mod:`medft_bench.data.arrays`) rather than
-through medmnist's per-sample PIL ``Dataset``, which also rejects files of non-official length.
+through medmnist's per-sample PIL ``Dataset``, which also rejects files of non-official length; a large file's
+images are converted once into memory-mappable arrays next to it (:mod:`medft_bench.data.mapped`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from medft_bench.data.arrays import DataBundle, load_npz
+from medft_bench.data.arrays import DataBundle, open_npz
 from medft_bench.errors import DataError, DatasetNotFoundError, UnknownNameError, unknown
 
 SIZES = (28, 64, 128, 224)
@@ -241,10 +242,10 @@ def load_medmnist(
 def read_file(flag: str, path: Path, size: int) -> DataBundle:
     """Read a file in MedMNIST ``flag``'s format (official or synthetic) into a :class:`DataBundle`."""
     meta = info(flag)
-    splits = load_npz(path, task=meta["task"], n_labels=n_labels(flag), n_channels=meta["n_channels"])
-    got = splits["train"].images.shape[-1]
-    if got != size:
-        raise DataError(f"{path}: images are {got} px but {size} px were asked for")
+    # The MD5 keys the memory-mappable conversion of a large file; asked for only once the file has passed every
+    # check, so that a malformed file leaves no trace in the verified-MD5 cache.
+    splits, conversion_s = open_npz(path, task=meta["task"], n_labels=n_labels(flag), n_channels=meta["n_channels"],
+                                    size=size, key=lambda: file_md5(path))
     return DataBundle(
         name=flag,
         task=meta["task"],
@@ -253,6 +254,7 @@ def read_file(flag: str, path: Path, size: int) -> DataBundle:
         modality=MODALITY.get(flag, ""),
         label_names=dict(meta["label"]),
         **splits,
+        conversion_s=conversion_s,
         identity={"source": "medmnist", "file": str(path), "md5": file_md5(path), "md5_verified": False,
                   "synthetic": False, "source_size": size},
     )

@@ -146,6 +146,7 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
             "early_stopping_s": tracker.select_s,
             "compile_s": tracker.compile_s,
             "feature_cache": tracker.feature_cache,
+            "data_conversion_s": data.conversion_s,
             "best_epoch": best_epoch,
         },
         "drift": dict(tracker.drift),
