@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MULTI_LABEL = "multi-label, binary-class"
 STUDY = {"ft", "lp", "gu_first_last", "gu_last_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn"}
 TASKS = {"chestmnist": MULTI_LABEL, "pneumoniamnist": "binary-class", "breastmnist": "binary-class"}
+# The labels the built-in strategies declare (Strategy.label), as a record written today carries them.
+LABELS = {"ft": "FT", "lp": "LP", "lp_ft": "LP-FT", "auto_rgn": "Auto-RGN", "gu_first_last": "GU first-to-last",
+          "gu_last_first": "GU last-to-first", "l1_sp": "L1-SP", "l2_sp": "L2-SP", "knn": "kNN",
+          "bitfit": "BitFit"}
 MODALITY = {"pathmnist": "histology", "dermamnist": "dermoscopy", "chestmnist": "x-ray"}
 N_CLASSES = {"pathmnist": 9, "dermamnist": 7, "chestmnist": 14}
 MAJORITY = {"pathmnist": {"acc": 0.186, "balanced_acc": 1 / 9}, "dermamnist": {"acc": 0.67, "balanced_acc": 1 / 7},
@@ -65,7 +69,8 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
                    "weights": weights, "synthetic": synthetic, "strategy_params": {},
                    "preprocess": {"target_size": 32, "policy": "resize", "mean": [0.5], "std": [0.5]},
                    "amp": None, "channels_last": False},
-        "strategy": {"name": strategy, "hparams": {}, "in_study": strategy in STUDY if in_study is None else in_study,
+        "strategy": {"name": strategy, "label": LABELS.get(strategy, strategy), "hparams": {},
+                     "in_study": strategy in STUDY if in_study is None else in_study,
                      "norm_modes": [], "log": {}},
         "weights": {"source": {"pretrained": "hub", "random": "random"}.get(weights, "file")},
         "data": {"source": "synthetic" if synthetic else "medmnist", "synthetic": synthetic, "task": task,

@@ -71,6 +71,12 @@ class Run:
         return str(self.cell["strategy"])
 
     @property
+    def label(self) -> str | None:
+        """The label the strategy declared (``strategy.label``); None in records written before labels."""
+        label = self.record.get("strategy", {}).get("label")
+        return str(label) if label else None
+
+    @property
     def seed(self) -> int:
         return int(self.cell["seed"])
 

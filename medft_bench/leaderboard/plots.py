@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medft_bench.leaderboard.aggregate import Group, strategy_label
+from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.stats import pareto_front
 from medft_bench.leaderboard.tables import metric_desc
 
@@ -55,7 +55,7 @@ def delta_heatmap(group: Group, path: Path) -> bool:
     lim = max(float(finite.max()) if finite.size else 0.0, 0.5)
     with matplotlib.rc_context(STYLE):
         labels = [f"{cs.dataset}\n{cs.backbone}" for cs in cases]
-        ylabels = [strategy_label(s) for s in others]
+        ylabels = [group.label(s) for s in others]
         width = max(5.0, 2.4 + 0.9 * len(cases))
         title = _wrap(f"Δ against FT (pp) — {group.key.label}\n{metric_desc(group)}", int(width * 14))
         tick_h = 0.45 + 0.045 * max(len(x) for lab in labels for x in lab.split("\n"))  # 30° rotated, inches
@@ -113,7 +113,7 @@ def pareto_plot(group: Group, path: Path) -> bool:
             on = s in front
             ax.scatter([x], [y], s=46 if on else 30, color="#d62728" if on else "#7f7f7f", zorder=3,
                        edgecolors="black" if on else "none", linewidths=0.6)
-            ax.annotate(strategy_label(s), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+            ax.annotate(group.label(s), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
         fr = sorted(points[s] for s in front)
         ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2,
                 label="Pareto frontier (no strategy both cheaper and better)")
