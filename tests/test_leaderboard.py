@@ -404,7 +404,7 @@ def published(grid, tmp_path_factory) -> tuple[Path, int, str, dict[str, bytes]]
     out = tmp_path_factory.mktemp("board") / "leaderboard"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = main([str(results), "--out", str(out), "--plain", "--all-metrics"])
+        rc = main([str(results), "--out", str(out), "--plain", "--all-metrics", "--width", "250"])
     return out, rc, buf.getvalue(), _snapshot(out)
 
 

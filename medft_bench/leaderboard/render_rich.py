@@ -173,7 +173,7 @@ def _build(table: Table, cols: list[int], title: str, caption: str) -> Any:
 
     rt = RichTable(title=Text(title, style="bold"), caption=Text(caption, style="dim") if caption else None,
                    caption_justify="left", show_lines=any(c.wrap for c in table.columns),
-                   header_style="bold", box=box.SIMPLE_HEAD)
+                   header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for i in cols:
         col, longest = table.columns[i], _longest(table, i)
         wraps = wrap_width(table, i) is not None
@@ -188,8 +188,10 @@ def rich_tables(table: Table, console: Any) -> list[Any]:
     """The table as rich tables that fit ``console.width``: one, or parts repeating the key columns."""
     from rich.measure import Measurement
 
+    wide = console.options.update_width(10_000)  # measured unconstrained: rich measures a table already shrunk
+
     def fits(cols: list[int]) -> bool:
-        return Measurement.get(console, console.options, _build(table, cols, "", "")).minimum <= console.width
+        return Measurement.get(console, wide, _build(table, cols, "", "")).minimum <= console.width
 
     parts = split_columns(table, fits)
     out = []
