@@ -150,54 +150,64 @@ def _place_labels(fig: Any, ax: Any, points: dict[str, tuple[float, float]], lab
 
 
 def pareto_plot(group: Group, path: Path) -> bool:
-    """Mean metric against mean training time per strategy; the Pareto frontier highlighted."""
+    """Mean metric against mean training time per strategy; the Pareto frontier highlighted. False (nothing
+    written) without a point."""
     import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        fig = pareto_figure(group)
+        if fig is None:
+            return False
+        _save(fig, path)
+    return True
+
+
+def pareto_figure(group: Group) -> Any:
+    """The Pareto view as a matplotlib figure (None without a point); call inside ``rc_context(STYLE)``."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     points, n_cases, common = pareto_points(group)
     if not points:
-        return False
+        return None
     front = pareto_front(points)
-    with matplotlib.rc_context(STYLE):
-        fig = _figure(6.4, 4.6)
-        ax = fig.add_subplot(1, 1, 1)
-        fig.subplots_adjust(left=0.11, right=0.96, bottom=0.11)
-        labelled = False
-        for s, (x, y) in sorted(points.items()):
-            on = s in front
-            label = None
-            if on and not labelled:
-                label, labelled = "on the Pareto frontier (no strategy both cheaper and better)", True
-            ax.scatter([x], [y], s=46 if on else 30, color="#d62728" if on else "#7f7f7f", zorder=3,
-                       edgecolors="black" if on else "none", linewidths=0.6, label=label)
-        fr = sorted(points[s] for s in front)
-        if len(fr) > 1:  # a frontier of one point is a point, not a line
-            ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2)
-        ax.margins(x=0.18, y=0.12)
-        xs = [p[0] for p in points.values()]
-        if min(xs) > 0 and max(xs) / min(xs) > 20:
-            ax.set_xscale("log")
-            # labels on 1-2-5 ticks only: matplotlib's minor labels collide on spans of about a decade
-            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.autoscale_view()
-        low, high = ax.get_ylim()
-        if high > 100:  # a metric in % ends at 100
-            ax.set_ylim(low, 100.0)
-        ax.set_xlabel("mean training time per seed (s)")
-        ax.set_ylabel("mean test metric (%)")
-        scope = (f"{n_cases} case{'s' if n_cases != 1 else ''} common to all strategies" if common
-                 else "each strategy's own cases (no case has every strategy)")
-        title = _wrap(f"Accuracy against training cost — {group.key.label}\n{metric_desc(group)}; "
-                      f"means over {scope}", 90)
-        fig.suptitle(title, fontsize=8, y=0.985, va="top")
-        fig.subplots_adjust(top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / 4.6)
-        ax.grid(True, lw=0.3, alpha=0.6)
-        ax.legend(loc="lower right", fontsize=7)
-        _place_labels(fig, ax, points, {s: group.label(s) for s in points})
-        _save(fig, path)
-    return True
+    fig = _figure(6.4, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    fig.subplots_adjust(left=0.11, right=0.96, bottom=0.11)
+    labelled = False
+    for s, (x, y) in sorted(points.items()):
+        on = s in front
+        label = None
+        if on and not labelled:
+            label, labelled = "on the Pareto frontier (no strategy both cheaper and better)", True
+        ax.scatter([x], [y], s=46 if on else 30, color="#d62728" if on else "#7f7f7f", zorder=3,
+                   edgecolors="black" if on else "none", linewidths=0.6, label=label)
+    fr = sorted(points[s] for s in front)
+    if len(fr) > 1:  # a frontier of one point is a point, not a line
+        ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2)
+    ax.margins(x=0.18, y=0.12)
+    xs = [p[0] for p in points.values()]
+    if min(xs) > 0 and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+        # labels on 1-2-5 ticks only: matplotlib's minor labels collide on spans of about a decade
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.autoscale_view()
+    low, high = ax.get_ylim()
+    if high > 100:  # a metric in % ends at 100
+        ax.set_ylim(low, 100.0)
+    ax.set_xlabel("mean training time per seed (s)")
+    ax.set_ylabel("mean test metric (%)")
+    scope = (f"{n_cases} case{'s' if n_cases != 1 else ''} common to all strategies" if common
+             else "each strategy's own cases (no case has every strategy)")
+    title = _wrap(f"Accuracy against training cost — {group.key.label}\n{metric_desc(group)}; "
+                  f"means over {scope}", 90)
+    fig.suptitle(title, fontsize=8, y=0.985, va="top")
+    fig.subplots_adjust(top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / 4.6)
+    ax.grid(True, lw=0.3, alpha=0.6)
+    ax.legend(loc="lower right", fontsize=7)
+    _place_labels(fig, ax, points, {s: group.label(s) for s in points})
+    return fig
 
 
 def plot_group(group: Group, out: Path, prefix: str) -> dict[str, str]:
