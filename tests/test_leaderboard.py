@@ -828,3 +828,16 @@ def test_html_page_renders_in_headless_chromium(published, tmp_path):
     run = subprocess.run([*args, f"--screenshot={shot}", "--window-size=1400,2000", url], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_recommendations_keep_study_and_tuned_apart(tmp_path):
+    from medft_bench.leaderboard.recommend import recommend
+    from tests.test_tuned import _tuned_record
+
+    for s, study, tuned in (("ft", 0.70, 0.80), ("lp_ft", 0.75, 0.77)):
+        write(tmp_path, make_record(strategy=s, primary=study))
+        write(tmp_path, _tuned_record(strategy=s, primary=tuned, train_s=40.0))
+    study_group, tuned_group = aggregate(load_inputs([tmp_path]).runs)
+    assert [r.best.strategy for r in recommend(study_group)] == ["lp_ft"]
+    (tuned,) = recommend(tuned_group)
+    assert tuned.best.strategy == "ft" and tuned.best.train_s == 40.0  # the whole sweep is the cost
