@@ -725,6 +725,9 @@ def test_default_output_keeps_the_checkout_clean(tmp_path, monkeypatch, capsys):
     assert (results / "leaderboard" / "README.md").is_file() and not (tmp_path / "leaderboard").exists()
     assert f"written to {Path('results') / 'leaderboard'}/" in capsys.readouterr().out
     assert main(["results", "--quiet"]) == 0  # its own output is not read back as records
+    assert main(["results", "--out", "elsewhere", "--quiet"]) == 0  # nor another run's
+    assert load_inputs([results]).problems == []
+    assert "summary.json" not in (tmp_path / "elsewhere" / "README.md").read_text()
     assert main(["results", "--publish", "--quiet"]) == 0
     assert (tmp_path / "leaderboard" / "summary.json").is_file()
     assert "written to leaderboard/" in capsys.readouterr().out

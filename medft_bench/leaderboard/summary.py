@@ -8,11 +8,9 @@ from dataclasses import asdict
 from typing import Any
 
 from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
-from medft_bench.leaderboard.load import Inputs
+from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
 from medft_bench.leaderboard.recommend import Candidate, recommend
 from medft_bench.leaderboard.stats import CI_LEVEL, MIN_SEEDS_CI, MIN_WILCOXON_CASES
-
-SUMMARY_SCHEMA = "medft-bench/leaderboard-summary/1"
 
 
 def _row(r: Row, g: Group) -> dict[str, Any]:
