@@ -795,7 +795,8 @@ def test_compare_two_result_sets(tmp_path, capsys):
     assert [(x.strategy, y.strategy) for x, y in cmp.matched] == [("ft", "ft")]
     assert [(x.strategy, y.strategy) for x, y in cmp.changed] == [("lp", "lp")]
     assert [r.strategy for r in cmp.only_a] == ["lp_ft"] and [r.strategy for r in cmp.only_b] == ["knn"]
-    matched = comparison_tables(cmp, "a", "b")[0]
+    by_strategy, matched, *_ = comparison_tables(cmp, "a", "b")
+    assert [[str(x) for x in row] for row in by_strategy.rows] == [["FT", "1", "1", "+3.00", "+3.00", "+3.00", "+20%"]]
     cells = dict(zip(matched.headers, map(str, matched.rows[0])))
     assert cells["A (a)"] == "80.00" and cells["B (b)"] == "83.00" and cells["B − A (pp)"] == "+3.00"
     assert cells["train s B vs A"] == "+20%"

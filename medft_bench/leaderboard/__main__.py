@@ -70,6 +70,8 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("b", metavar="B", help="the second result directory (or record file)")
     p.add_argument("--metric", choices=METRICS, default=None,
                    help="compare this test metric (default: each dataset's primary metric)")
+    p.add_argument("--all", action="store_true", dest="show_all",
+                   help="list every matched cell, also those whose status and metric are the same in both")
     _output_options(p)
     return p
 
@@ -101,7 +103,7 @@ def compare_main(argv: list[str]) -> int:
             print(f"{PROG} compare: error: no valid result records in {name} ({side.sources[0]})", file=sys.stderr)
             return 1
     if not args.quiet:
-        _print_tables(comparison_tables(cmp, args.a, args.b), args.plain, args.width)
+        _print_tables(comparison_tables(cmp, args.a, args.b, args.show_all), args.plain, args.width)
     print(f"{len(cmp.matched)} matched, {len(cmp.changed)} with another configuration, {len(cmp.only_a)} only in A, "
           f"{len(cmp.only_b)} only in B")
     return 0
