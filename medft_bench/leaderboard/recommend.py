@@ -59,7 +59,8 @@ def _significance(best: Candidate, other: Candidate) -> tuple[bool | None, str, 
     test = stats.wilcoxon_paired([best.by_seed[k] for k in pairs], [other.by_seed[k] for k in pairs])
     if test["p"] is not None:
         return test["p"] < ALPHA, f"Wilcoxon p = {test['p']:.3g}, {len(pairs)} pairs", test["p"]
-    why = (f"{len(pairs)} pairs, too few for Wilcoxon" if len(pairs) < stats.MIN_WILCOXON_CASES
+    n_pairs = f"{len(pairs)} pair{'' if len(pairs) == 1 else 's'}"
+    why = (f"{n_pairs}, too few for Wilcoxon" if len(pairs) < stats.MIN_WILCOXON_CASES
            else f"Wilcoxon: {test['note']}")
     a, b = best.summary.ci, other.summary.ci
     if a is not None and b is not None:
