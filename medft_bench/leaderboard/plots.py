@@ -180,7 +180,7 @@ def pareto_figure(group: Group) -> Any:
         if on and not labelled:
             label, labelled = "on the Pareto frontier (no strategy both cheaper and better)", True
         ax.scatter([x], [y], s=46 if on else 30, color="#d62728" if on else "#7f7f7f", zorder=3,
-                   edgecolors="black" if on else "none", linewidths=0.6, label=label)
+                   edgecolors="black" if on else "none", linewidths=0.6, label=label, clip_on=False)
     fr = sorted(points[s] for s in front)
     if len(fr) > 1:  # a frontier of one point is a point, not a line
         ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2)
