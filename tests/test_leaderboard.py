@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MULTI_LABEL = "multi-label, binary-class"
 STUDY = {"ft", "lp", "gu_first_last", "gu_last_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn"}
 TASKS = {"chestmnist": MULTI_LABEL, "pneumoniamnist": "binary-class", "breastmnist": "binary-class"}
+# The labels the built-in strategies declare (Strategy.label), as a record written today carries them.
+LABELS = {"ft": "FT", "lp": "LP", "lp_ft": "LP-FT", "auto_rgn": "Auto-RGN", "gu_first_last": "GU first-to-last",
+          "gu_last_first": "GU last-to-first", "l1_sp": "L1-SP", "l2_sp": "L2-SP", "knn": "kNN",
+          "bitfit": "BitFit"}
 MODALITY = {"pathmnist": "histology", "dermamnist": "dermoscopy", "chestmnist": "x-ray"}
 N_CLASSES = {"pathmnist": 9, "dermamnist": 7, "chestmnist": 14}
 MAJORITY = {"pathmnist": {"acc": 0.186, "balanced_acc": 1 / 9}, "dermamnist": {"acc": 0.67, "balanced_acc": 1 / 7},
@@ -65,7 +69,8 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
                    "weights": weights, "synthetic": synthetic, "strategy_params": {},
                    "preprocess": {"target_size": 32, "policy": "resize", "mean": [0.5], "std": [0.5]},
                    "amp": None, "channels_last": False},
-        "strategy": {"name": strategy, "hparams": {}, "in_study": strategy in STUDY if in_study is None else in_study,
+        "strategy": {"name": strategy, "label": LABELS.get(strategy, strategy), "hparams": {},
+                     "in_study": strategy in STUDY if in_study is None else in_study,
                      "norm_modes": [], "log": {}},
         "weights": {"source": {"pretrained": "hub", "random": "random"}.get(weights, "file")},
         "data": {"source": "synthetic" if synthetic else "medmnist", "synthetic": synthetic, "task": task,
@@ -399,7 +404,7 @@ def published(grid, tmp_path_factory) -> tuple[Path, int, str, dict[str, bytes]]
     out = tmp_path_factory.mktemp("board") / "leaderboard"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        rc = main([str(results), "--out", str(out), "--plain", "--all-metrics"])
+        rc = main([str(results), "--out", str(out), "--plain", "--all-metrics", "--width", "250"])
     return out, rc, buf.getvalue(), _snapshot(out)
 
 
@@ -569,3 +574,274 @@ def test_schema_refuses_non_finite_and_out_of_range_metrics():
         target[where[-1]] = value
         with pytest.raises(RecordError, match="/".join(where)):
             validate(record)
+
+
+# ------------------------------------------------------------------------------ issue 14: what the user sees
+
+WIDE = ["ft", "lp", "gu_last_first", "gu_first_last", "lp_ft", "l2_sp", "l1_sp", "auto_rgn", "auto_snr", "surgical",
+        "llrd", "bitfit", "norm_only", "lora", "knn"]
+WIDE_LABELS = {"auto_snr": "Auto-SNR", "surgical": "surgical", "llrd": "LLRD", "norm_only": "norm-only",
+               "lora": "LoRA"}
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every strategy on two datasets x two backbones: tables wider than any terminal."""
+    root = tmp_path_factory.mktemp("wide") / "results"
+    for d, dataset in enumerate(("pathmnist", "dermamnist")):
+        for b, backbone in enumerate(("resnet50", "densenet121")):
+            for i, s in enumerate(WIDE):
+                rec = make_record(dataset=dataset, backbone=backbone, strategy=s, primary=0.5 + 0.02 * i + 0.01 * d,
+                                  train_s=1.0 + i + b, drift={"ft": 0.1}, seed=0)
+                rec["strategy"]["label"] = WIDE_LABELS.get(s, rec["strategy"]["label"])
+                write(root, rec)
+    return root
+
+
+@pytest.mark.parametrize("width", [100, 200])
+def test_terminal_tables_fit_the_width_and_keep_every_column(wide, width):
+    import io
+
+    from rich.console import Console
+
+    from medft_bench.leaderboard.metadata import run_metadata
+    from medft_bench.leaderboard.render_rich import plain_table, render_plain, render_rich, rich_tables
+    from medft_bench.leaderboard.tables import details_table, group_tables
+
+    inputs = load_inputs([wide])
+    (group,) = aggregate(inputs.runs)
+    meta = run_metadata(inputs.runs)
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    render_rich(groups=[group], inputs=inputs, meta=meta, all_metrics=True, console=console)
+    rich_text = console.file.getvalue()
+    plain_text = render_plain([group], inputs, meta, all_metrics=True, width=width)
+    for text in (rich_text, plain_text):
+        lines = text.splitlines()
+        assert max(len(line) for line in lines) <= width, max(lines, key=len)
+        assert "…" not in text  # nothing cut short
+    labels = {group.label(s) for s in WIDE}
+    assert len(labels) == 15 and {"LP-FT", "Auto-SNR", "norm-only", "kNN"} <= labels
+    for table in [*group_tables(group, all_metrics=True), details_table(group, all_metrics=True)]:
+        keys = [col.header for col in table.columns if col.key]
+        parts = rich_tables(table, Console(file=io.StringIO(), width=width))
+        shown = [[str(col.header) for col in rt.columns] for rt in parts]
+        assert sorted(h for part in shown for h in part if h not in keys) == sorted(
+            h for h in table.headers if h not in keys), table.key  # every column once, none dropped
+        for part in shown:
+            assert part[:len(keys)] == keys  # the key columns lead every part
+        if len(parts) > 1:
+            assert f"[part 1 of {len(parts)}" in str(parts[0].title)
+        plain = plain_table(table, width)
+        assert max(len(line) for line in plain.splitlines()) <= width
+        for h in table.headers:
+            if " " not in h:  # (headers with spaces may wrap in a wrapping column)
+                assert h in plain, (table.key, h)
+    n_parts = {w: len(rich_tables(group_tables(group)[0], Console(file=io.StringIO(), width=w))) for w in (100, 300)}
+    assert n_parts[100] > n_parts[300] == 1  # 15 strategies: split at 100 columns, whole at 300
+
+
+def test_recommendations_per_modality_and_backbone(tmp_path):
+    from medft_bench.leaderboard.recommend import recommend
+
+    # Two x-ray datasets, three seeds: a strategy's score per seed is its mean over the two datasets.
+    values = {"ft": ((.80, .81, .82), (.70, .71, .72)), "lp_ft": ((.84, .85, .87), (.72, .73, .74)),
+              "lp": ((.83, .845, .85), (.71, .72, .735))}
+    cost = {"ft": 10.0, "lp_ft": 14.0, "lp": 2.0}
+    for strategy, per_dataset in values.items():
+        for dataset, vals in zip(("chestmnist", "pneumoniamnist"), per_dataset):
+            for seed, v in enumerate(vals):
+                rec = make_record(dataset=dataset, strategy=strategy, seed=seed, primary=v, train_s=cost[strategy])
+                rec["data"]["modality"] = "x-ray"
+                write(tmp_path / "results", rec)
+    (group,) = aggregate(load_inputs([tmp_path / "results"]).runs)
+    (rec,) = recommend(group)
+    assert (rec.modality, rec.backbone, rec.datasets) == ("x-ray", "resnet50", ["chestmnist", "pneumoniamnist"])
+    per_seed = {s: [(a + b) / 2 for a, b in zip(*values[s])] for s in values}
+    assert rec.best.strategy == "lp_ft" and rec.runner_up.strategy == "lp"
+    assert rec.best.summary.mean == pytest.approx(sum(per_seed["lp_ft"]) / 3)
+    half = sps.t.ppf(0.975, 2) * sps.tstd(per_seed["lp_ft"]) / math.sqrt(3)
+    assert rec.best.summary.ci_half == pytest.approx(half)
+    diffs = [a - b for a, b in zip([*values["lp_ft"][0], *values["lp_ft"][1]], [*values["lp"][0], *values["lp"][1]])]
+    assert rec.p == pytest.approx(sps.wilcoxon(diffs).pvalue) and rec.significant == (rec.p < 0.05)
+    assert "6 pairs" in rec.test
+    # LP's mean is within the best's CI and cheapest; FT's is not within it.
+    assert sum(per_seed["lp"]) / 3 >= rec.best.summary.ci[0] > sum(per_seed["ft"]) / 3
+    assert rec.cheapest.strategy == "lp" and rec.cheapest.train_s == 2.0
+
+    out = tmp_path / "board"
+    assert main([str(tmp_path / "results"), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (r,) = summary["groups"][0]["recommendations"]
+    assert r["best"]["strategy_label"] == "LP-FT" and r["cheapest_within_ci"]["strategy"] == "lp"
+    assert r["runner_up"]["strategy"] == "lp" and r["p"] == pytest.approx(rec.p)
+    index = (out / "README.md").read_text()
+    assert "## Which strategy for my modality and backbone?" in index and "| x-ray | resnet50 |" in index
+
+
+def test_recommendation_without_ci_says_why(tmp_path):
+    from medft_bench.leaderboard.recommend import recommend
+
+    for s, v in (("ft", 0.8), ("lp", 0.7)):
+        write(tmp_path, make_record(strategy=s, primary=v))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    (rec,) = recommend(group)
+    assert rec.best.strategy == "ft" and rec.cheapest is None and rec.significant is None
+    assert "a CI needs 3" in rec.cheapest_note and "too few for Wilcoxon" in rec.test
+
+
+def test_csv_exports(grid, published):
+    import csv
+
+    results, _ = grid
+    out, rc, _, files = published
+    assert rc == 0
+    records = list(csv.DictReader(io_text(files["records.csv"])))
+    inputs = load_inputs([results])
+    assert len(records) == len(inputs.runs)
+    row = next(r for r in records if r["cell_id"] == "quick-pathmnist-resnet50-auto_rgn-seed2")
+    assert row["group"] == "quick-28px-real-pretrained" and row["strategy_label"] == "Auto-RGN"
+    assert float(row["value"]) == pytest.approx(0.86) and row["metric"] == "balanced_acc" and row["status"] == "ok"
+    assert {r["status"] for r in records} == {"ok", "diverged", "failed"}
+    aggregates = list(csv.DictReader(io_text(files["aggregates.csv"])))
+    groups = aggregate(inputs.runs)
+    assert len(aggregates) == sum(len(g.rows) for g in groups)
+    agg = next(r for r in aggregates if (r["group"], r["dataset"], r["backbone"], r["strategy"])
+               == ("quick-28px-real-pretrained", "pathmnist", "resnet50", "auto_rgn"))
+    assert float(agg["mean"]) == pytest.approx(0.85) and agg["n"] == "3" and float(agg["rank"]) == 1.0
+    assert float(agg["delta_vs_ft"]) == pytest.approx(0.05)
+
+
+def io_text(data: bytes):
+    import io
+
+    return io.StringIO(data.decode("utf-8"))
+
+
+def test_default_output_keeps_the_checkout_clean(tmp_path, monkeypatch, capsys):
+    results = tmp_path / "results"
+    write(results, make_record(strategy="ft", primary=0.8))
+    monkeypatch.chdir(tmp_path)
+    assert main(["results", "--quiet"]) == 0
+    assert (results / "leaderboard" / "README.md").is_file() and not (tmp_path / "leaderboard").exists()
+    assert f"written to {Path('results') / 'leaderboard'}/" in capsys.readouterr().out
+    assert main(["results", "--quiet"]) == 0  # its own output is not read back as records
+    assert main(["results", "--out", "elsewhere", "--quiet"]) == 0  # nor another run's
+    assert load_inputs([results]).problems == []
+    assert "summary.json" not in (tmp_path / "elsewhere" / "README.md").read_text()
+    assert main(["results", "--publish", "--quiet"]) == 0
+    assert (tmp_path / "leaderboard" / "summary.json").is_file()
+    assert "written to leaderboard/" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["results", "--publish", "--out", "x"])
+
+
+def test_labels_come_from_the_records(tmp_path):
+    plugin = make_record(strategy="my_plugin", primary=0.9)
+    plugin["strategy"]["label"] = "My Plug-in"
+    write(tmp_path, plugin)
+    old = make_record(strategy="lp_ft", primary=0.8)
+    del old["strategy"]["label"]  # written before strategies declared labels: the name is shown
+    write(tmp_path, old)
+    write(tmp_path, make_record(strategy="ft", primary=0.7))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    assert [group.label(s) for s in group.strategies] == ["FT", "lp_ft", "My Plug-in"]
+
+    from medft_bench.strategies.registry import get_strategy
+
+    assert get_strategy("lp_ft").display_label() == "LP-FT" and get_strategy("knn").label == "kNN"
+
+
+def test_pareto_labels_do_not_overlap_and_axis_ends_at_100(tmp_path):
+    import matplotlib
+    from matplotlib.text import Text
+
+    from medft_bench.leaderboard.plots import STYLE, pareto_figure
+
+    # A cluster of near-identical points, costs over two decades (log axis), one at 100 %.
+    for i, s in enumerate(WIDE):
+        write(tmp_path, make_record(strategy=s, primary=1.0 if s == "knn" else 0.9 + 0.002 * i,
+                                    train_s=0.5 if s == "knn" else 60.0 + i))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    with matplotlib.rc_context(STYLE):
+        fig = pareto_figure(group)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        (ax,) = fig.axes
+        assert ax.get_ylim()[1] <= 100.0 and ax.get_xscale() == "log"
+        texts = [t for t in ax.texts if t.get_text()]
+        assert sorted(t.get_text() for t in texts) == sorted(group.label(s) for s in WIDE)
+        boxes = [Text.get_window_extent(t, renderer) for t in texts]
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert not a.overlaps(b)
+        assert not [t for t in ax.xaxis.get_minorticklabels() if t.get_text()]  # no minor labels
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == ["on the Pareto frontier (no strategy both cheaper and better)"]
+        assert not ax.lines  # kNN alone is the frontier: no line
+
+
+def test_compare_two_result_sets(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, make_record(strategy="ft", primary=0.80, train_s=10.0))
+    write(b, make_record(strategy="ft", primary=0.83, train_s=12.0))  # same cell and configuration
+    write(a, make_record(strategy="lp", primary=0.70))
+    write(b, make_record(strategy="lp", primary=0.75, extra_hash="epochs=5"))  # another configuration
+    write(a, make_record(strategy="lp_ft", primary=0.82))  # only in A
+    write(b, make_record(strategy="knn", status="failed", primary=None, error="boom"))  # only in B
+
+    from medft_bench.leaderboard.compare import compare, comparison_tables
+
+    cmp = compare([a], [b])
+    assert [(x.strategy, y.strategy) for x, y in cmp.matched] == [("ft", "ft")]
+    assert [(x.strategy, y.strategy) for x, y in cmp.changed] == [("lp", "lp")]
+    assert [r.strategy for r in cmp.only_a] == ["lp_ft"] and [r.strategy for r in cmp.only_b] == ["knn"]
+    by_strategy, matched, *_ = comparison_tables(cmp, "a", "b")
+    assert [[str(x) for x in row] for row in by_strategy.rows] == [["FT", "1", "1", "+3.00", "+3.00", "+3.00", "+20%"]]
+    cells = dict(zip(matched.headers, map(str, matched.rows[0])))
+    assert cells["A (a)"] == "80.00" and cells["B (b)"] == "83.00" and cells["B − A (pp)"] == "+3.00"
+    assert cells["train s B vs A"] == "+20%"
+    assert main(["compare", str(a), str(b), "--plain", "--width", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "1 matched, 1 with another configuration, 1 only in A, 1 only in B" in out
+    assert "Only in B (" in out and "failed" in out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["compare", str(a), str(empty)]) == 1
+    assert "no valid result records in B" in capsys.readouterr().err
+
+
+def test_html_page_renders_in_headless_chromium(published, tmp_path):
+    import shutil
+
+    out, rc, _, files = published
+    html = files["leaderboard.html"].decode()
+    assert html.startswith("<!DOCTYPE html>") and "<script" not in html
+    assert 'src="quick-28px-real-pretrained-pareto.png"' in html and "Which strategy for my modality" in html
+    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)),
+                   None)
+    if browser is None:
+        pytest.skip("no chromium on PATH (apt-get install -y chromium): the HTML page is not opened in a browser")
+    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files"]
+    url = (out / "leaderboard.html").resolve().as_uri()
+    dom = subprocess.run([*args, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count("<table") == html.count("<table") > 10  # every table parsed into the DOM
+    assert "85.00 ± 1.00 (3)" in dom.stdout
+    shot = tmp_path / "page.png"
+    run = subprocess.run([*args, f"--screenshot={shot}", "--window-size=1400,2000", url], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_recommendations_keep_study_and_tuned_apart(tmp_path):
+    from medft_bench.leaderboard.recommend import recommend
+    from tests.test_tuned import _tuned_record
+
+    for s, study, tuned in (("ft", 0.70, 0.80), ("lp_ft", 0.75, 0.77)):
+        write(tmp_path, make_record(strategy=s, primary=study))
+        write(tmp_path, _tuned_record(strategy=s, primary=tuned, train_s=40.0))
+    study_group, tuned_group = aggregate(load_inputs([tmp_path]).runs)
+    assert [r.best.strategy for r in recommend(study_group)] == ["lp_ft"]
+    (tuned,) = recommend(tuned_group)
+    assert tuned.best.strategy == "ft" and tuned.best.train_s == 40.0  # the whole sweep is the cost

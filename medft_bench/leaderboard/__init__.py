@@ -1,9 +1,12 @@
-"""The leaderboard: result records in, Markdown pages, terminal tables, PNG plots and ``summary.json`` out.
+"""The leaderboard: result records in, Markdown pages, an HTML page, terminal tables, PNG plots, CSV and
+``summary.json`` out.
 
 ``python -m medft_bench.leaderboard [RESULTS_DIR ...]``; see ``docs/leaderboard.md``. Modules, in the order
 the data flows: :mod:`.load` (inputs, validation, deduplication) -> :mod:`.aggregate` (groups, rows over
-seeds, cases, ranks) with :mod:`.stats` and :mod:`.claims` -> :mod:`.tables` (display-neutral tables) ->
-:mod:`.render_markdown`, :mod:`.render_rich`, :mod:`.plots`, :mod:`.summary`; :mod:`.publish` runs it all.
+seeds, cases, ranks) with :mod:`.stats`, :mod:`.claims` and :mod:`.recommend` -> :mod:`.tables`
+(display-neutral tables) -> :mod:`.render_markdown`, :mod:`.render_html`, :mod:`.render_rich` (fitted to the
+terminal), :mod:`.plots`, :mod:`.summary`, :mod:`.export` (CSV); :mod:`.publish` runs it all.
+:mod:`.compare` sets two result sets side by side.
 """
 
 from medft_bench.leaderboard.publish import NoRecordsError, Published, publish

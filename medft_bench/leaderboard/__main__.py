@@ -1,4 +1,5 @@
-"""``python -m medft_bench.leaderboard``: publish the leaderboard from result records."""
+"""``python -m medft_bench.leaderboard``: publish the leaderboard from result records;
+``python -m medft_bench.leaderboard compare A/ B/``: compare two result sets by metric."""
 
 from __future__ import annotations
 
@@ -11,37 +12,114 @@ from medft_bench.leaderboard.aggregate import METRICS
 PROG = "python -m medft_bench.leaderboard"
 
 
+MIN_WIDTH = 40
+
+
+def _width(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--width takes a whole number of columns, not {text!r}") from None
+    if value < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(f"--width {value} is too narrow for a table; use {MIN_WIDTH} or more")
+    return value
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--plain", action="store_true", help="plain-text tables even on a terminal")
+    out.add_argument("--quiet", action="store_true", help="no terminal tables (problems are still reported)")
+    p.add_argument("--width", type=_width, default=None, metavar="N",
+                   help="lay the terminal tables out for N columns (default: the terminal's width, else 100); "
+                        "a wider table is split into parts that repeat its key columns")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="Aggregate medft-bench result records into Markdown pages, terminal tables, PNG plots and "
-                    "summary.json. Records of different tiers, image sizes, weights or synthetic/real data are "
-                    "never averaged together.")
+        description="Aggregate medft-bench result records into Markdown pages, an HTML page, terminal tables, PNG "
+                    "plots, CSV and summary.json. Records of different tiers, image sizes, weights, protocols or "
+                    "synthetic/real data are never averaged together. "
+                    f"'{PROG} compare A/ B/' compares two result sets instead (see '{PROG} compare --help').")
     p.add_argument("results", nargs="*", default=None, metavar="RESULTS",
                    help="result directories or record files (default: results/); several are merged, e.g. "
                         "shards from several machines")
     p.add_argument("--benchmark-json", action="append", default=[], metavar="FILE",
                    help="a pytest-benchmark JSON file; its benchmarks' extra_info['record_path'] name records "
                         "to include (repeatable)")
-    p.add_argument("--out", default="leaderboard", metavar="DIR",
-                   help="where to write the Markdown, PNGs and summary.json (default: leaderboard/)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--out", default=None, metavar="DIR",
+                       help="where to write the pages, plots, CSV and summary.json (default: leaderboard/ inside "
+                            "the first RESULTS directory, e.g. results/leaderboard/)")
+    where.add_argument("--publish", action="store_true",
+                       help="write into the repository's published leaderboard/ folder (same as --out leaderboard)")
     p.add_argument("--metric", choices=METRICS, default=None,
                    help="rank every dataset by this test metric (default: AUC for multi-label datasets, "
                         "balanced accuracy for the rest)")
     p.add_argument("--all-metrics", action="store_true", help="show every metric in the details tables")
-    out = p.add_mutually_exclusive_group()
-    out.add_argument("--plain", action="store_true", help="plain-text tables even on a terminal")
-    out.add_argument("--quiet", action="store_true", help="no terminal tables (problems are still reported)")
+    _output_options(p)
     return p
 
 
+def compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} compare",
+        description="Compare two result sets by test metric and training time, cell by cell: cells matched by "
+                    "cell id and configuration hash, cells whose configuration changed, cells only in A, only in B.")
+    p.add_argument("a", metavar="A", help="the first result directory (or record file)")
+    p.add_argument("b", metavar="B", help="the second result directory (or record file)")
+    p.add_argument("--metric", choices=METRICS, default=None,
+                   help="compare this test metric (default: each dataset's primary metric)")
+    p.add_argument("--all", action="store_true", dest="show_all",
+                   help="list every matched cell, also those whose status and metric are the same in both")
+    _output_options(p)
+    return p
+
+
+def _print_tables(tables: list, plain: bool, width: int | None) -> None:
+    from medft_bench.leaderboard.render_rich import plain_table, rich_tables, terminal_width
+
+    if plain or not sys.stdout.isatty():
+        for t in tables:
+            print(plain_table(t, width or terminal_width()))
+        return
+    from rich.console import Console
+
+    console = Console(width=width)
+    for t in tables:
+        for rt in rich_tables(t, console):
+            console.print(rt)
+
+
+def compare_main(argv: list[str]) -> int:
+    args = compare_parser().parse_args(argv)
+    from medft_bench.leaderboard.compare import compare, comparison_tables
+
+    cmp = compare([args.a], [args.b], args.metric)
+    for name, side in (("A", cmp.a), ("B", cmp.b)):
+        for p in side.problems:
+            print(f"{PROG} compare: {name}: skipped {p.path}: {p.reason}", file=sys.stderr)
+        if not side.runs:
+            print(f"{PROG} compare: error: no valid result records in {name} ({side.sources[0]})", file=sys.stderr)
+            return 1
+    if not args.quiet:
+        _print_tables(comparison_tables(cmp, args.a, args.b, args.show_all), args.plain, args.width)
+    print(f"{len(cmp.matched)} matched, {len(cmp.changed)} with another configuration, {len(cmp.only_a)} only in A, "
+          f"{len(cmp.only_b)} only in B")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["compare"]:
+        return compare_main(argv[1:])
     args = parser().parse_args(argv)
     results = args.results if args.results else ([] if args.benchmark_json else ["results"])
-    from medft_bench.leaderboard.publish import NoRecordsError, publish
+    from medft_bench.leaderboard.publish import PUBLISHED, NoRecordsError, publish
 
     try:
-        pub = publish(results, args.benchmark_json, out=args.out, metric=args.metric, all_metrics=args.all_metrics)
+        pub = publish(results, args.benchmark_json, out=PUBLISHED if args.publish else args.out, metric=args.metric,
+                      all_metrics=args.all_metrics)
     except NoRecordsError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         for p in exc.problems:
@@ -50,16 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     except (MedftError, OSError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    files = [str(pub.out / f) for f in pub.files]
+    written = (f"Leaderboard written to {pub.out}/ ({len(pub.files)} files): {pub.out / 'README.md'} (Markdown), "
+               f"{pub.out / 'leaderboard.html'} (one page), summary.json, records.csv, aggregates.csv, plots")
     if args.quiet:
         if pub.inputs.problems:
             print(f"{PROG}: {len(pub.inputs.problems)} file(s) skipped, listed in {pub.out / 'README.md'}",
                   file=sys.stderr)
+        print(written)
         return 0
     from medft_bench.leaderboard.render_rich import print_report
 
     print_report(pub.groups, pub.inputs, pub.meta, plain=True if args.plain else None, all_metrics=args.all_metrics,
-                 files=files)
+                 written=written, width=args.width)
     return 0
 
 

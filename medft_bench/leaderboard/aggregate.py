@@ -25,30 +25,12 @@ TIER_ORDER = ("smoke", "quick", "standard", "full", "heavy")
 BASELINE = "ft"
 
 # The study's eight first (in its order), then anything else alphabetically.
-STRATEGY_LABELS = {
-    "ft": "FT", "lp": "LP", "gu_first_last": "GU first-to-last", "gu_last_first": "GU last-to-first",
-    "gu_first_to_last": "GU first-to-last", "gu_last_to_first": "GU last-to-first",
-    "lp_ft": "LP-FT", "l1_sp": "L1-SP", "l2_sp": "L2-SP", "auto_rgn": "Auto-RGN", "auto_snr": "Auto-SNR",
-    "surgical": "surgical", "llrd": "LLRD", "bitfit": "BitFit", "norm_only": "norm-only", "lora": "LoRA",
-    "knn": "kNN",
-}
-STUDY_ORDER = ("ft", "lp", "gu_first_last", "gu_first_to_last", "gu_last_first", "gu_last_to_first", "lp_ft", "l1_sp",
-               "l2_sp", "auto_rgn")
-BACKBONE_LABELS = {"resnet50": "ResNet-50", "densenet121": "DenseNet-121", "vgg19": "VGG-19",
-                   "resnet18": "ResNet-18"}
+STUDY_ORDER = ("ft", "lp", "gu_first_last", "gu_last_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn")
 
 
 def norm_name(name: str) -> str:
     """Canonical spelling of a strategy name: lower case, '-' as '_' (``LP-FT`` == ``lp_ft``)."""
     return name.strip().lower().replace("-", "_").replace(" ", "_")
-
-
-def strategy_label(name: str) -> str:
-    return STRATEGY_LABELS.get(norm_name(name), name)
-
-
-def backbone_label(name: str) -> str:
-    return BACKBONE_LABELS.get(name.lower().replace("-", "").replace("_", ""), name)
 
 
 def strategy_sort_key(name: str) -> tuple[int, str]:
@@ -196,6 +178,11 @@ class Group:
     avg_ranks: dict[str, tuple[float, int]] = field(default_factory=dict)  # strategy -> (avg rank, n cases)
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> Wilcoxon vs FT
     claims: list[Any] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)  # strategy -> the label its records carry
+
+    def label(self, strategy: str) -> str:
+        """How tables name ``strategy``: the label its strategy declared (in the records), else its name."""
+        return self.labels.get(strategy, strategy)
 
     @property
     def baseline(self) -> str | None:
@@ -310,7 +297,7 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
         cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas))
 
     group = Group(key, rows, cases, strategies, sorted(runs, key=lambda r: r.cell_id),
-                  study_strategies=[s for s in strategies if norm_name(s) in STUDY_ORDER])
+                  study_strategies=[s for s in strategies if norm_name(s) in STUDY_ORDER], labels=_labels(runs))
     for s in strategies:
         rk = [c.ranks[s] for c in cases if s in c.ranks]
         if rk:
@@ -330,6 +317,16 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
 
     group.claims = compute_claims(group)
     return group
+
+
+def _labels(runs: list[Run]) -> dict[str, str]:
+    """strategy -> label, from the records (the latest finished wins should a strategy have been relabelled);
+    records written before strategies declared labels have none (the name is shown)."""
+    out: dict[str, str] = {}
+    for run in sorted(runs, key=lambda r: (r.finished_ts, r.path)):
+        if run.label:
+            out[run.strategy] = run.label
+    return out
 
 
 def group_key(run: Run) -> GroupKey:

@@ -136,9 +136,7 @@ def best_alternative_by_backbone(group: Group) -> Claim:
         return Claim("best_alternative_by_backbone", statement, study,
                      f"{NOT_ENOUGH}: no backbone has FT and another strategy in the same case", NOT_ENOUGH,
                      {"backbones": []})
-    from medft_bench.leaderboard.aggregate import strategy_label
-
-    ours = "; ".join(f"{r['backbone']}: {pp(r['gain'])} ({strategy_label(r['best'])}, n = {r['datasets']} "
+    ours = "; ".join(f"{r['backbone']}: {pp(r['gain'])} ({group.label(r['best'])}, n = {r['datasets']} "
                      f"dataset{'s' if r['datasets'] != 1 else ''})" for r in per_backbone)
     top_gain = max(r["gain"] for r in per_backbone)
     leaders = [r["backbone"] for r in per_backbone if same(r["gain"], top_gain)]
@@ -156,7 +154,7 @@ def best_alternative_by_backbone(group: Group) -> Claim:
     return Claim("best_alternative_by_backbone", statement, study, ours, verdict,
                  {"unit": "fraction of the metric (x100 = percentage points)", "backbones": per_backbone,
                   "largest": leaders},
-                 short=f"largest: {', '.join(leaders)} {pp(top['gain'])} ({strategy_label(top['best'])})")
+                 short=f"largest: {', '.join(leaders)} {pp(top['gain'])} ({group.label(top['best'])})")
 
 
 METHOD = [

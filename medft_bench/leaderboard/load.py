@@ -18,6 +18,7 @@ from typing import Any
 from medft_bench.results.store import is_record_file, load_records
 
 WEIGHTS_KINDS = ("pretrained", "random", "file")
+SUMMARY_SCHEMA = "medft-bench/leaderboard-summary/1"  # the leaderboard's own summary.json: never a record
 STATUS_ORDER = {"ok": 0, "diverged": 1, "failed": 2}
 
 
@@ -69,6 +70,12 @@ class Run:
     @property
     def strategy(self) -> str:
         return str(self.cell["strategy"])
+
+    @property
+    def label(self) -> str | None:
+        """The label the strategy declared (``strategy.label``); None in records written before labels."""
+        label = self.record.get("strategy", {}).get("label")
+        return str(label) if label else None
 
     @property
     def seed(self) -> int:
@@ -285,6 +292,17 @@ def _strip_path(reason: str, path: str) -> str:
     return reason[len(path):].lstrip(": ") or reason if reason.startswith(path) else reason
 
 
+def _is_leaderboard_summary(path: Path) -> bool:
+    """A leaderboard's summary.json (e.g. results/leaderboard/, the default output, found in a later run)."""
+    if path.name != "summary.json":
+        return False
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and doc.get("schema") == SUMMARY_SCHEMA
+
+
 def _expand(roots: list[str | os.PathLike[str]], problems: list[Problem]) -> list[Path]:
     """Record files under ``roots`` (files, or directories searched recursively for ``*.json``)."""
     files: list[Path] = []
@@ -292,7 +310,8 @@ def _expand(roots: list[str | os.PathLike[str]], problems: list[Problem]) -> lis
         if root.is_file():
             files.append(root)
         elif root.is_dir():
-            files += sorted(p for p in root.rglob("*.json") if is_record_file(p) and p.is_file())
+            files += sorted(p for p in root.rglob("*.json") if is_record_file(p) and p.is_file()
+                            and not _is_leaderboard_summary(p))
         else:
             problems.append(Problem(str(root), "no such file or directory"))
     return files

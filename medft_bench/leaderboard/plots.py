@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from medft_bench.leaderboard.aggregate import Group, strategy_label
+from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.stats import pareto_front
 from medft_bench.leaderboard.tables import metric_desc
 
@@ -55,7 +55,7 @@ def delta_heatmap(group: Group, path: Path) -> bool:
     lim = max(float(finite.max()) if finite.size else 0.0, 0.5)
     with matplotlib.rc_context(STYLE):
         labels = [f"{cs.dataset}\n{cs.backbone}" for cs in cases]
-        ylabels = [strategy_label(s) for s in others]
+        ylabels = [group.label(s) for s in others]
         width = max(5.0, 2.4 + 0.9 * len(cases))
         title = _wrap(f"Δ against FT (pp) — {group.key.label}\n{metric_desc(group)}", int(width * 14))
         tick_h = 0.45 + 0.045 * max(len(x) for lab in labels for x in lab.split("\n"))  # 30° rotated, inches
@@ -97,42 +97,117 @@ def pareto_points(group: Group) -> tuple[dict[str, tuple[float, float]], int, bo
     return points, len(common) if use_common else len(group.cases), use_common
 
 
+# Label positions tried around a point, in points (x, y), nearest first: right, left, then below, above and
+# further out (with a leader line).
+_OFFSETS = [(6, 4), (-6, 4), (6, -10), (-6, -10), (0, 9), (0, -14)] + [
+    (dx * r, dy * r) for r in (2, 3, 4, 5) for dx, dy in ((6, 4), (-6, 4), (6, -8), (-6, -8), (0, 7), (0, -9))]
+
+
+def _place_labels(fig: Any, ax: Any, points: dict[str, tuple[float, float]], labels: dict[str, str]) -> None:
+    """Annotate each point with its label where it overlaps no other label, no marker and stays inside the
+    axes: the first free position of _OFFSETS (a leader line when it is not next to the point)."""
+    from matplotlib.text import Text
+
+    renderer = fig.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    pixels = {s: ax.transData.transform(p) for s, p in points.items()}
+    marker = 5.0  # half a marker's size in pixels
+    taken = [(x - marker, y - marker, x + marker, y + marker) for x, y in pixels.values()]
+    legend = ax.get_legend()
+    if legend is not None:
+        lb = legend.get_window_extent(renderer)
+        taken.append((lb.x0, lb.y0, lb.x1, lb.y1))
+
+    def free(b: Any) -> bool:
+        inside = b.x0 >= box.x0 and b.x1 <= box.x1 and b.y0 >= box.y0 and b.y1 <= box.y1
+        return inside and not any(b.x0 < t[2] and b.x1 > t[0] and b.y0 < t[3] and b.y1 > t[1] for t in taken)
+
+    def text_box(ann: Any) -> Any:  # the text alone, not its leader line
+        ann.update_positions(renderer)
+        return Text.get_window_extent(ann, renderer)
+
+    # left to right, then top to bottom: crowded clusters resolve the same way every time
+    for s in sorted(points, key=lambda k: (points[k][0], -points[k][1], k)):
+        ann = None
+        for i, (dx, dy) in enumerate(_OFFSETS):
+            far = i >= 2  # not beside the point: a leader line says which point it names
+            if ann is not None:
+                ann.remove()
+            ann = ax.annotate(labels[s], points[s], textcoords="offset points", xytext=(dx, dy), fontsize=8,
+                              ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom" if dy >= 0
+                              else "top", zorder=4,
+                              arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#555555", "shrinkA": 0,
+                                          "shrinkB": 3} if far else None)
+            b = text_box(ann)
+            if free(b):
+                break
+        else:  # nowhere free: keep the first position rather than none
+            ann.remove()
+            ann = ax.annotate(labels[s], points[s], textcoords="offset points", xytext=_OFFSETS[0], fontsize=8,
+                              zorder=4)
+            b = text_box(ann)
+        taken.append((b.x0, b.y0, b.x1, b.y1))
+
+
 def pareto_plot(group: Group, path: Path) -> bool:
-    """Mean metric against mean training time per strategy; the Pareto frontier highlighted."""
+    """Mean metric against mean training time per strategy; the Pareto frontier highlighted. False (nothing
+    written) without a point."""
     import matplotlib
+
+    with matplotlib.rc_context(STYLE):
+        fig = pareto_figure(group)
+        if fig is None:
+            return False
+        _save(fig, path)
+    return True
+
+
+def pareto_figure(group: Group) -> Any:
+    """The Pareto view as a matplotlib figure (None without a point); call inside ``rc_context(STYLE)``."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     points, n_cases, common = pareto_points(group)
     if not points:
-        return False
+        return None
     front = pareto_front(points)
-    with matplotlib.rc_context(STYLE):
-        fig = _figure(6.4, 4.6)
-        ax = fig.add_subplot(1, 1, 1)
-        fig.subplots_adjust(left=0.11, right=0.96, bottom=0.11)
-        for s, (x, y) in sorted(points.items()):
-            on = s in front
-            ax.scatter([x], [y], s=46 if on else 30, color="#d62728" if on else "#7f7f7f", zorder=3,
-                       edgecolors="black" if on else "none", linewidths=0.6)
-            ax.annotate(strategy_label(s), (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        fr = sorted(points[s] for s in front)
-        ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2,
-                label="Pareto frontier (no strategy both cheaper and better)")
-        ax.margins(x=0.18, y=0.12)
-        xs = [p[0] for p in points.values()]
-        if min(xs) > 0 and max(xs) / min(xs) > 20:
-            ax.set_xscale("log")
-        ax.set_xlabel("mean training time per seed (s)")
-        ax.set_ylabel("mean test metric (%)")
-        scope = (f"{n_cases} case{'s' if n_cases != 1 else ''} common to all strategies" if common
-                 else "each strategy's own cases (no case has every strategy)")
-        title = _wrap(f"Accuracy against training cost — {group.key.label}\n{metric_desc(group)}; "
-                      f"means over {scope}", 90)
-        fig.suptitle(title, fontsize=8, y=0.985, va="top")
-        fig.subplots_adjust(top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / 4.6)
-        ax.grid(True, lw=0.3, alpha=0.6)
-        ax.legend(loc="lower right", fontsize=7)
-        _save(fig, path)
-    return True
+    fig = _figure(6.4, 4.6)
+    ax = fig.add_subplot(1, 1, 1)
+    fig.subplots_adjust(left=0.11, right=0.96, bottom=0.11)
+    labelled = False
+    for s, (x, y) in sorted(points.items()):
+        on = s in front
+        label = None
+        if on and not labelled:
+            label, labelled = "on the Pareto frontier (no strategy both cheaper and better)", True
+        ax.scatter([x], [y], s=46 if on else 30, color="#d62728" if on else "#7f7f7f", zorder=3,
+                   edgecolors="black" if on else "none", linewidths=0.6, label=label, clip_on=False)
+    fr = sorted(points[s] for s in front)
+    if len(fr) > 1:  # a frontier of one point is a point, not a line
+        ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2)
+    ax.margins(x=0.18, y=0.12)
+    xs = [p[0] for p in points.values()]
+    if min(xs) > 0 and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+        # labels on 1-2-5 ticks only: matplotlib's minor labels collide on spans of about a decade
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.autoscale_view()
+    low, high = ax.get_ylim()
+    if high > 100:  # a metric in % ends at 100
+        ax.set_ylim(low, 100.0)
+    ax.set_xlabel("mean training time per seed (s)")
+    ax.set_ylabel("mean test metric (%)")
+    scope = (f"{n_cases} case{'s' if n_cases != 1 else ''} common to all strategies" if common
+             else "each strategy's own cases (no case has every strategy)")
+    title = _wrap(f"Accuracy against training cost — {group.key.label}\n{metric_desc(group)}; "
+                  f"means over {scope}", 90)
+    fig.suptitle(title, fontsize=8, y=0.985, va="top")
+    fig.subplots_adjust(top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / 4.6)
+    ax.grid(True, lw=0.3, alpha=0.6)
+    ax.legend(loc="lower right", fontsize=7)
+    _place_labels(fig, ax, points, {s: group.label(s) for s in points})
+    return fig
 
 
 def plot_group(group: Group, out: Path, prefix: str) -> dict[str, str]:

@@ -9,14 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from medft_bench.errors import MedftError
-from medft_bench.leaderboard import render_markdown, summary
+from medft_bench.leaderboard import export, render_html, render_markdown, summary
 from medft_bench.leaderboard.aggregate import Group, aggregate, tier_slug
 from medft_bench.leaderboard.load import Inputs, Problem, load_inputs
 from medft_bench.leaderboard.metadata import run_metadata
 from medft_bench.leaderboard.plots import plot_group
 
 SUMMARY = "summary.json"
-OWN_SUFFIXES = (".md", ".png", ".json")
+OWN_SUFFIXES = (".md", ".png", ".json", ".csv", ".html")
+PUBLISHED = "leaderboard"  # the repository's committed folder: written only when asked (--publish)
 
 
 class NoRecordsError(MedftError):
@@ -52,14 +53,24 @@ def _previous_files(out: Path) -> list[str]:
     return [f for f in files if isinstance(f, str)]
 
 
+def default_out(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | os.PathLike[str]] = ()) -> Path:
+    """Where the leaderboard goes unless told: ``leaderboard/`` inside the first results directory (a record
+    file's or benchmark JSON's folder), so that a user's checkout stays clean."""
+    first = Path((list(sources) or list(benchmark_jsons) or ["results"])[0])
+    return (first if first.is_dir() or not first.suffix else first.parent) / "leaderboard"
+
+
 def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | os.PathLike[str]] = (),
-            out: str | os.PathLike[str] = "leaderboard", metric: str | None = None,
+            out: str | os.PathLike[str] | None = None, metric: str | None = None,
             all_metrics: bool = False) -> Published:
     """Aggregate every valid record under ``sources`` (and those ``benchmark_jsons`` point to) into ``out``.
 
-    Raises :class:`NoRecordsError` when there is no valid record at all. The same records always give
-    byte-identical files; files this function wrote on an earlier run and no longer writes are removed.
+    ``out`` defaults to :func:`default_out`. Raises :class:`NoRecordsError` when there is no valid record at
+    all. The same records always give byte-identical files; files this function wrote on an earlier run and no
+    longer writes are removed.
     """
+    if out is None:
+        out = default_out(sources, benchmark_jsons)
     inputs = load_inputs(list(sources), list(benchmark_jsons), exclude=out)
     if not inputs.runs:
         raise NoRecordsError(inputs.sources, inputs.problems)
@@ -80,6 +91,9 @@ def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | o
                                                                    all_metrics, plots)
     pages[render_markdown.INDEX] = render_markdown.index_page(groups, inputs, meta, metric, plots)
     pages[render_markdown.REFERENCES] = render_markdown.references_page()
+    pages[render_html.HTML] = render_html.html_page(groups, inputs, meta, all_metrics, plots)
+    pages[export.RECORDS_CSV] = export.records_csv(groups)
+    pages[export.AGGREGATES_CSV] = export.aggregates_csv(groups)
     files = sorted([*pages, *(f for p in plots.values() for f in p.values()), SUMMARY])
     for name, text in sorted(pages.items()):
         _write(out / name, text)

@@ -14,6 +14,7 @@ from medft_bench.leaderboard.tables import (
     group_tables,
     notes_table,
     problems_table,
+    recommendation_tables,
     reference_tables,
     survival_tables,
 )
@@ -31,7 +32,7 @@ def table_md(table: Table, level: int = 3) -> str:
     if table.caption:
         out += [f"*{_esc(table.caption)}*", ""]
     out.append("| " + " | ".join(_esc(h) for h in table.headers) + " |")
-    out.append("| " + " | ".join("---:" if a == "r" else "---" for a in table.align) + " |")
+    out.append("| " + " | ".join("---:" if col.align == "r" else "---" for col in table.columns) + " |")
     for row in table.rows:
         cells = []
         for cell in row:
@@ -72,6 +73,13 @@ def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric
            "study's fixed learning rate, or each strategy tuned on validation) and of synthetic against real data "
            "are never averaged, ranked or compared together: each has its own tables.", "",
            "## Run metadata", "", _meta_md(meta)]
+    recs = recommendation_tables(groups)
+    if recs:
+        out += ["## Which strategy for my modality and backbone?", "",
+                "For each modality and backbone: the best strategy with its mean ± half the 95% CI, the runner-up, "
+                "whether they differ significantly, and the cheapest strategy within the best's CI, at what "
+                "training cost. Each group (tier, data, weights, image size, protocol) is answered on its own.", ""]
+        out += [table_md(t, level=3) for t in recs]
     out += ["## Tables", "", "| tier | image size | data | weights | protocol | ok | diverged | failed | datasets "
             "| backbones | strategies | page |",
             "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]

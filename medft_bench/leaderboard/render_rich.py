@@ -1,23 +1,48 @@
 """Terminal output: rich tables (best in row highlighted, Δ against FT green/red) on a terminal, plain
-text tables (tabulate) when stdout is not a terminal or with ``--plain``."""
+text tables (tabulate) when stdout is not a terminal or with ``--plain``.
+
+Both fit the terminal's width: a table too wide for it is split into parts, each repeating the table's key
+columns (dataset, backbone, ... : what names a row), and free text wraps. No column is ever left out; the
+Markdown pages keep every table whole.
+"""
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.metadata import metadata_lines
-from medft_bench.leaderboard.tables import Table, group_tables, notes_table, problems_table, survival_tables
+from medft_bench.leaderboard.tables import (
+    FREE_TEXT,
+    Table,
+    group_tables,
+    notes_table,
+    problems_table,
+    recommendation_tables,
+    survival_tables,
+)
 
 RICH_STYLES = {"best": "bold green", "pos": "green", "neg": "red", "warn": "yellow", "muted": "dim"}
 BEST_MARK = " *"
+DEFAULT_WIDTH = 100  # plain text when the width is unknown (not a terminal, no COLUMNS)
+MIN_WRAP = 20  # free text never wraps narrower than this
+
+
+def terminal_width() -> int:
+    """The terminal's columns ($COLUMNS first), else DEFAULT_WIDTH."""
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
 def _report_tables(groups: list[Group], inputs: Inputs, all_metrics: bool) -> list[tuple[str | None, Table]]:
     """(section heading or None, table) in display order."""
     out: list[tuple[str | None, Table]] = []
+    for i, t in enumerate(recommendation_tables(groups)):
+        out.append(("Which strategy for my modality and backbone?" if i == 0 else None, t))
     for g in groups:
         for i, t in enumerate(group_tables(g, all_metrics)):
             out.append((g.key.label if i == 0 else None, t))
@@ -29,74 +54,156 @@ def _report_tables(groups: list[Group], inputs: Inputs, all_metrics: bool) -> li
     return out
 
 
-def plain_table(table: Table) -> str:
+def _longest(table: Table, i: int) -> int:
+    return max((len(line) for row in table.rows for line in row[i].text.split("\n")), default=0)
+
+
+def wrap_width(table: Table, i: int) -> int | None:
+    """Where column ``i``'s text wraps: its own setting when its text is longer, FREE_TEXT for long free text,
+    else None (names and numbers stay on one line)."""
+    col, longest = table.columns[i], max(_longest(table, i), len(table.columns[i].header))
+    limit = col.wrap if col.wrap is not None else FREE_TEXT
+    return limit if longest > limit else None
+
+
+def split_columns(table: Table, fits: Callable[[list[int]], bool]) -> list[list[int]]:
+    """Column indices of each part: the key columns, then as many of the others (in order) as ``fits``
+    allows; a column that does not fit even alone with the keys gets a part of its own."""
+    keys = [i for i, col in enumerate(table.columns) if col.key]
+    parts: list[list[int]] = []
+    current: list[int] = []
+    for i in (i for i, col in enumerate(table.columns) if not col.key):
+        if current and not fits(sorted(keys + current + [i])):
+            parts.append(current)
+            current = []
+        current.append(i)
+    parts.append(current)
+    return [sorted(keys + p) for p in parts]
+
+
+def _part_title(table: Table, k: int, n: int) -> str:
+    if n == 1:
+        return table.title
+    keys = ", ".join(col.header for col in table.columns if col.key)
+    return f"{table.title} [part {k} of {n}" + (f"; {keys} repeated]" if keys else "]")
+
+
+# ---------------------------------------------------------------------------------------------- plain text
+
+
+def _tabulate(table: Table, cols: list[int], wraps: dict[int, int | None]) -> str:
     from tabulate import tabulate
 
-    rows = [[cell.text + (BEST_MARK if cell.style == "best" and cell.text else "") for cell in row]
+    rows = [[row[i].text + (BEST_MARK if row[i].style == "best" and row[i].text else "") for i in cols]
             for row in table.rows]
-    align = ["right" if a == "r" else "left" for a in table.align]
-    wrap = [table.wrap if a == "l" else None for a in table.align] if table.wrap else None
-    text = tabulate(rows, headers=table.headers, tablefmt="simple", colalign=align, disable_numparse=True,
-                    maxcolwidths=wrap)
-    lines = [table.title, "=" * min(len(table.title), 100)]
-    if table.caption:
-        lines.append(f"[{table.caption}]")
-    lines.append(text)
+    return tabulate(rows, headers=[table.columns[i].header for i in cols], tablefmt="simple",
+                    colalign=["right" if table.columns[i].align == "r" else "left" for i in cols],
+                    disable_numparse=True, maxcolwidths=[wraps.get(i) for i in cols],
+                    maxheadercolwidths=[wraps.get(i) for i in cols])
+
+
+def _line_width(text: str) -> int:
+    return max((len(line) for line in text.split("\n")), default=0)
+
+
+def _plain_part(table: Table, cols: list[int], width: int, wraps: dict[int, int | None]) -> str:
+    """The part's text; wrapped columns narrow (down to MIN_WRAP) until it fits ``width``."""
+    wraps = dict(wraps)
+    text = _tabulate(table, cols, wraps)
+    while _line_width(text) > width:
+        narrowable = [i for i in cols if (wraps.get(i) or 0) > MIN_WRAP]
+        if not narrowable:
+            break
+        widest = max(narrowable, key=lambda i: wraps[i])
+        wraps[widest] = max(MIN_WRAP, wraps[widest] - (_line_width(text) - width))
+        text = _tabulate(table, cols, wraps)
+    return text
+
+
+def _wrap_lines(text: str, width: int, prefix: str = "", indent: str = "") -> list[str]:
+    return textwrap.wrap(text, width, initial_indent=prefix, subsequent_indent=indent or " " * len(prefix),
+                         break_on_hyphens=False) or [prefix.rstrip()]
+
+
+def plain_table(table: Table, width: int = DEFAULT_WIDTH) -> str:
+    """The table as plain text no wider than ``width`` (split into parts when it must be)."""
+    wraps = {i: wrap_width(table, i) for i in range(len(table.columns))}
+    parts = split_columns(table, lambda cols: _line_width(_plain_part(table, cols, width, wraps)) <= width)
+    lines: list[str] = []
+    for k, cols in enumerate(parts, 1):
+        title = _part_title(table, k, len(parts))
+        title_lines = _wrap_lines(title, width)
+        lines += [*title_lines, "=" * min(max(map(len, title_lines)), width)]
+        if table.caption and k == 1:
+            lines += _wrap_lines(f"[{table.caption}]", width)
+        lines.append(_plain_part(table, cols, width, wraps))
+        if k < len(parts):
+            lines.append("")
     if any(cell.style == "best" for row in table.rows for cell in row):
         lines.append(f"{BEST_MARK.strip()} best in row")
-    lines += [f"- {n}" for n in table.notes]
+    for n in table.notes:
+        lines += _wrap_lines(n, width, "- ")
     return "\n".join(lines) + "\n"
 
 
 def render_plain(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_metrics: bool = False,
-                 files: list[str] | None = None) -> str:
+                 written: str | None = None, width: int = DEFAULT_WIDTH) -> str:
     parts = ["medft-bench leaderboard", ""]
-    parts += [f"{label}: {text}" for label, text in metadata_lines(meta)]
+    for label, text in metadata_lines(meta):
+        parts += _wrap_lines(f"{label}: {text}", width, indent="  ")
     parts.append("")
     for heading, table in _report_tables(groups, inputs, all_metrics):
         if heading:
-            parts += ["#" * min(len(heading), 100), heading, "#" * min(len(heading), 100), ""]
-        parts.append(plain_table(table))
-    if files:
-        parts.append("Published: " + ", ".join(files))
+            heading_lines = _wrap_lines(heading, width)
+            bar = "#" * min(max(map(len, heading_lines)), width)
+            parts += [bar, *heading_lines, bar, ""]
+        parts.append(plain_table(table, width))
+    if written:
+        parts += _wrap_lines(written, width, indent="  ")
     return "\n".join(parts).rstrip() + "\n"
 
 
-def _build(table: Table, cols: list[int]) -> Any:
+# ---------------------------------------------------------------------------------------------- rich
+
+
+def _build(table: Table, cols: list[int], title: str, caption: str) -> Any:
     from rich import box
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    caption = "\n".join([table.caption, *table.notes]) if table.caption else "\n".join(table.notes)
-    rt = RichTable(title=Text(table.title, style="bold"), caption=Text(caption, style="dim") if caption else None,
-                   caption_justify="left", show_lines=bool(table.wrap), header_style="bold", box=box.SIMPLE_HEAD)
+    rt = RichTable(title=Text(title, style="bold"), caption=Text(caption, style="dim") if caption else None,
+                   caption_justify="left", show_lines=any(c.wrap for c in table.columns),
+                   header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for i in cols:
-        header, align = table.headers[i], table.align[i]
-        longest = max((len(row[i].text) for row in table.rows), default=0)
-        wraps = longest > 40  # free text (reasons, paths, claims) wraps; names and numbers stay on one line
-        rt.add_column(Text(header), justify="right" if align == "r" else "left", no_wrap=not wraps,
-                      overflow="fold" if wraps else "ellipsis", min_width=None if wraps else longest)
+        col, longest = table.columns[i], _longest(table, i)
+        wraps = wrap_width(table, i) is not None
+        rt.add_column(Text(col.header), justify="right" if col.align == "r" else "left", no_wrap=not wraps,
+                      overflow="fold", min_width=min(longest, FREE_TEXT // 2) if wraps else longest)
     for row in table.rows:
         rt.add_row(*[Text(row[i].text, style=RICH_STYLES.get(row[i].style or "", "")) for i in cols])
     return rt
 
 
-def _rich_table(table: Table, console: Any) -> Any:
-    """The rich table; on a terminal too narrow for it, without its optional columns (first first)."""
+def rich_tables(table: Table, console: Any) -> list[Any]:
+    """The table as rich tables that fit ``console.width``: one, or parts repeating the key columns."""
     from rich.measure import Measurement
 
-    cols = list(range(len(table.headers)))
-    rt = _build(table, cols)
-    for name in table.optional:
-        if Measurement.get(console, console.options.update(width=10_000), rt).maximum <= console.width:
-            break
-        cols = [i for i in cols if table.headers[i] != name]
-        rt = _build(table, cols)
-    return rt
+    wide = console.options.update_width(10_000)  # measured unconstrained: rich measures a table already shrunk
+
+    def fits(cols: list[int]) -> bool:
+        return Measurement.get(console, wide, _build(table, cols, "", "")).minimum <= console.width
+
+    parts = split_columns(table, fits)
+    out = []
+    for k, cols in enumerate(parts, 1):
+        caption = "\n".join([*([table.caption] if table.caption and k == 1 else []),
+                             *(table.notes if k == len(parts) else [])])
+        out.append(_build(table, cols, _part_title(table, k, len(parts)), caption))
+    return out
 
 
 def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_metrics: bool = False,
-                files: list[str] | None = None, console: Any = None) -> None:
+                written: str | None = None, console: Any = None) -> None:
     from rich.console import Console
     from rich.text import Text
 
@@ -108,21 +215,24 @@ def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_m
         if heading:
             console.rule(Text(heading, style="bold magenta" if "SYNTHETIC" in heading or "RANDOM" in heading
                               else "bold"))
-        console.print(_rich_table(table, console))
-    if files:
-        console.print(Text("Published: " + ", ".join(files), style="dim"))
+        for rt in rich_tables(table, console):
+            console.print(rt)
+    if written:
+        console.print(Text(written, style="bold"))
 
 
 def print_report(groups: list[Group], inputs: Inputs, meta: dict[str, Any], *, plain: bool | None = None,
-                 all_metrics: bool = False, files: list[str] | None = None, stream: TextIO | None = None) -> None:
-    """Rich on a terminal, plain text otherwise (or when ``plain`` is True)."""
+                 all_metrics: bool = False, written: str | None = None, stream: TextIO | None = None,
+                 width: int | None = None) -> None:
+    """Rich on a terminal, plain text otherwise (or when ``plain`` is True), ``width`` columns wide (default:
+    the terminal's, else DEFAULT_WIDTH)."""
     stream = stream or sys.stdout
     if plain is None:
         plain = not (hasattr(stream, "isatty") and stream.isatty())
     if plain:
-        stream.write(render_plain(groups, inputs, meta, all_metrics, files))
+        stream.write(render_plain(groups, inputs, meta, all_metrics, written, width or terminal_width()))
         stream.flush()
         return
     from rich.console import Console
 
-    render_rich(groups, inputs, meta, all_metrics, files, console=Console(file=stream))
+    render_rich(groups, inputs, meta, all_metrics, written, console=Console(file=stream, width=width))

@@ -7,18 +7,17 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, strategy_label, survival, tier_slug
-from medft_bench.leaderboard.load import Inputs
+from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
+from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
+from medft_bench.leaderboard.recommend import Candidate, recommend
 from medft_bench.leaderboard.stats import CI_LEVEL, MIN_SEEDS_CI, MIN_WILCOXON_CASES
 
-SUMMARY_SCHEMA = "medft-bench/leaderboard-summary/1"
 
-
-def _row(r: Row) -> dict[str, Any]:
+def _row(r: Row, g: Group) -> dict[str, Any]:
     s = r.summary
     return {
         "dataset": r.dataset, "backbone": r.backbone, "strategy": r.strategy,
-        "strategy_label": strategy_label(r.strategy),
+        "strategy_label": g.label(r.strategy),
         "metric": r.metric, "task": r.task, "modality": r.modality,
         "n": s.n, "seeds": r.seeds, "values": r.values, "mean": s.mean, "std": s.std,
         "ci95": list(s.ci) if s.ci else None,
@@ -36,14 +35,31 @@ def _group(g: Group, plots: dict[str, str]) -> dict[str, Any]:
         "protocol": g.key.protocol,
         "label": g.key.label, "caveat": g.key.caveat, "slug": g.key.slug, "page": f"{tier_slug(g.key.tier)}.md",
         "plots": plots, "metrics_used": g.metrics_used, "status": g.status_counts(), "strategies": g.strategies,
-        "rows": [_row(r) for r in g.rows],
+        "rows": [_row(r, g) for r in g.rows],
         "cases": [{"dataset": c.dataset, "backbone": c.backbone, "metric": c.metric, "modality": c.modality,
                    "means": {s: r.mean for s, r in c.rows.items()}, "ranks": c.ranks, "delta_vs_ft": c.deltas}
                   for c in g.cases],
         "average_ranks": {s: {"rank": v[0], "cases": v[1]} for s, v in g.avg_ranks.items()},
         "wilcoxon_vs_ft": g.tests,
         "claims": [asdict(c) for c in g.claims],
+        "recommendations": _recommendations(g),
     }
+
+
+def _candidate(c: Candidate | None, g: Group) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    s = c.summary
+    return {"strategy": c.strategy, "strategy_label": g.label(c.strategy), "n": s.n, "mean": s.mean, "std": s.std,
+            "ci95": list(s.ci) if s.ci else None, "train_s": c.train_s}
+
+
+def _recommendations(g: Group) -> list[dict[str, Any]]:
+    return [{"modality": r.modality, "backbone": r.backbone, "datasets": r.datasets, "metric": r.metric,
+             "best": _candidate(r.best, g), "runner_up": _candidate(r.runner_up, g), "significant": r.significant,
+             "test": r.test, "p": r.p, "cheapest_within_ci": _candidate(r.cheapest, g),
+             "cheapest_note": r.cheapest_note}
+            for r in recommend(g)]
 
 
 def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None,
@@ -59,13 +75,18 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
             "ranks": "within a (dataset, backbone) case; higher metric = rank 1; ties get the average rank",
             "wilcoxon": f"two-sided paired signed-rank test of case means vs FT (scipy), n >= {MIN_WILCOXON_CASES}",
             "excluded": "diverged and failed cells are listed and excluded from means and ranks",
+            "recommendations": "per modality x backbone: strategies with a result on every dataset of the modality; "
+                               "score per seed = mean over the datasets; best = highest mean; significant: paired "
+                               "Wilcoxon best vs runner-up over (dataset, seed) pairs (n >= 6, p < 0.05), else "
+                               "disjoint 95% CIs (true) or undecided (null); cheapest_within_ci: least train_s whose "
+                               "mean >= the best's CI lower end (null without a CI)",
         },
         "metadata": meta,
         "problems": [asdict(p) for p in inputs.problems],
         "records_counted_once": [asdict(n) for n in inputs.notes],
         "groups": [_group(g, plots.get(g.key.slug, {})) for g in groups],
         "survival": [{"study_group": a.key.slug, "tuned_group": b.key.slug, "label": a.key.setting_label,
-                      "strategies": [{"strategy": sv.strategy, "strategy_label": strategy_label(sv.strategy),
+                      "strategies": [{"strategy": sv.strategy, "strategy_label": b.label(sv.strategy),
                                       "delta_vs_ft_study": sv.study, "delta_vs_ft_tuned": sv.tuned,
                                       "sign_flip": sv.flip, "cases": [list(k) for k in sv.cases]}
                                      for sv in survival(a, b)]}

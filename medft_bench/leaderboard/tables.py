@@ -14,12 +14,12 @@ from medft_bench.leaderboard.aggregate import (
     Row,
     norm_name,
     protocol_pairs,
-    strategy_label,
     strategy_sort_key,
     survival,
 )
 from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
 from medft_bench.leaderboard.load import Inputs
+from medft_bench.leaderboard.recommend import Candidate, recommend
 from medft_bench.leaderboard.stats import MIN_WILCOXON_CASES, same
 
 DASH = "—"
@@ -35,17 +35,49 @@ class Cell:
         return self.text
 
 
+FREE_TEXT = 40  # a column whose longest text is longer wraps (reasons, paths, claims); names and numbers do not
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column's settings, kept together: its header, alignment, whether it names the row (a key column is
+    repeated in every part when a table too wide for the terminal is split), and where free text wraps."""
+
+    header: str
+    align: str = "l"  # "l" or "r"
+    key: bool = False
+    wrap: int | None = None  # wrap text at this many characters; None: FREE_TEXT when longer than that
+
+    def __post_init__(self) -> None:
+        if self.align not in ("l", "r"):
+            raise ValueError(f"column {self.header!r}: align must be 'l' or 'r', not {self.align!r}")
+
+
+def left(header: str, *, key: bool = False, wrap: int | None = None) -> Column:
+    return Column(header, "l", key, wrap)
+
+
+def right(header: str) -> Column:
+    return Column(header, "r")
+
+
 @dataclass
 class Table:
     key: str
     title: str
-    headers: list[str]
+    columns: list[Column]
     rows: list[list[Cell]]
-    align: list[str]  # "l" or "r" per column
     caption: str = ""
     notes: list[str] = field(default_factory=list)
-    wrap: int | None = None  # plain text: wrap text columns at this width
-    optional: list[str] = field(default_factory=list)  # headers a narrow terminal may leave out, first first
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if len(row) != len(self.columns):
+                raise ValueError(f"table {self.key!r}: a row has {len(row)} cells for {len(self.columns)} columns")
+
+    @property
+    def headers(self) -> list[str]:
+        return [col.header for col in self.columns]
 
 
 def c(text: Any, style: str | None = None) -> Cell:
@@ -118,9 +150,12 @@ def results_table(group: Group) -> Table:
         rows.append(cells)
     notes = [f"Mean ± sample std (ddof=1; {DASH} for one seed) over seeds, (n) = seeds; best in row highlighted.",
              f"{MAJORITY_MARK} at least one seed is no better than the majority-class baseline (see flags)."]
-    return Table("results", title(group, "Results by case"), ["dataset", "backbone", "metric",
-                 *map(strategy_label, strategies)], rows, ["l", "l", "l", *["r"] * len(strategies)],
-                 caption=metric_desc(group), notes=notes)
+    return Table("results", title(group, "Results by case"),
+                 [*CASE_KEYS, *(right(group.label(s)) for s in strategies)], rows, caption=metric_desc(group),
+                 notes=notes)
+
+
+CASE_KEYS = (left("dataset", key=True), left("backbone", key=True), left("metric", key=True))
 
 
 def _no_mean_reason(r: Row) -> str:
@@ -159,8 +194,7 @@ def delta_table(group: Group) -> Table | None:
                 cells.append(c(pp(d), delta_style(d)))
         rows.append(cells)
     return Table("delta", title(group, "Δ against FT by case (percentage points)"),
-                 ["dataset", "backbone", "metric", *map(strategy_label, others)], rows,
-                 ["l", "l", "l", *["r"] * len(others)], caption=metric_desc(group),
+                 [*CASE_KEYS, *(right(group.label(s)) for s in others)], rows, caption=metric_desc(group),
                  notes=["Δ = strategy mean − FT mean over seeds, in percentage points of the case's metric."])
 
 
@@ -182,8 +216,7 @@ def rank_table(group: Group) -> Table:
                      "best" if v is not None and same(v[0], best_avg) else None))
     rows.append(avg)
     return Table("ranks", title(group, "Ranks within each case (1 = best)"),
-                 ["dataset", "backbone", *map(strategy_label, strategies)], rows,
-                 ["l", "l", *["r"] * len(strategies)], caption=metric_desc(group),
+                 [*CASE_KEYS[:2], *(right(group.label(s)) for s in strategies)], rows, caption=metric_desc(group),
                  notes=["Higher metric = rank 1; ties share the average of their ranks; strategies without a "
                         "mean in a case are not ranked there. Last row: average rank over cases (number of "
                         "cases), as in Lee et al. (ICLR 2023)."])
@@ -196,7 +229,7 @@ def strategy_table(group: Group) -> Table:
     rows = []
     for s in order:
         ar = group.avg_ranks.get(s)
-        cells = [c(strategy_label(s)), c(DASH if ar is None else f"{ar[0]:.2f}"), c(0 if ar is None else ar[1])]
+        cells = [c(group.label(s)), c(DASH if ar is None else f"{ar[0]:.2f}"), c(0 if ar is None else ar[1])]
         if base is None or s == base:
             cells += [c(DASH), c(DASH), c(DASH), c(DASH), c(DASH), c("baseline" if s == base else "no FT")]
         else:
@@ -214,18 +247,19 @@ def strategy_table(group: Group) -> Table:
                       c(t.get("note") or f"W = {t['statistic']:g}", "muted" if t.get("note") else None)]
         rows.append(cells)
     return Table("strategies", title(group, "Strategies against FT"),
-                 ["strategy", "avg rank", "cases", "mean Δ vs FT (pp)", "wins/ties/losses", "paired n",
-                  "Wilcoxon p", "p (Holm)", "test"], rows, ["l", "r", "r", "r", "r", "r", "r", "r", "l"],
-                 caption=metric_desc(group),
+                 [left("strategy", key=True), right("avg rank"), right("cases"), right("mean Δ vs FT (pp)"),
+                  right("wins/ties/losses"), right("paired n"), right("Wilcoxon p"), right("p (Holm)"), left("test")],
+                 rows, caption=metric_desc(group),
                  notes=[f"Two-sided paired Wilcoxon signed-rank test (scipy) of case means against FT, only with "
                         f">= {MIN_WILCOXON_CASES} paired cases; p (Holm) adjusts for the strategies tested here."])
 
 
 def details_table(group: Group, all_metrics: bool = False) -> Table:
     others = list(METRICS) if all_metrics else []
-    headers = ["dataset", "backbone", "strategy", "n", "seeds", "mean", "std", "95% CI",
-               *[f"{METRIC_NAMES[m]}" for m in others],
-               "train s", "wall s", "peak MB", "trainable", "drift %", "div/fail", "flags"]
+    columns = [left("dataset", key=True), left("backbone", key=True), left("strategy", key=True), right("n"),
+               left("seeds"), right("mean"), right("std"), right("95% CI"), *(right(METRIC_NAMES[m]) for m in others),
+               right("train s"), right("wall s"), right("peak MB"), right("trainable"), right("drift %"),
+               right("div/fail"), left("flags")]
     rows = []
     for r in group.rows:
         s = r.summary
@@ -239,7 +273,7 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
             flags.append(f"kept stage start {r.costs['kept_start']}/{len(r.ok)}")
         if r.costs.get("chosen_lr"):
             flags.append("lr " + ", ".join(f"{lr:g}" for lr in r.costs["chosen_lr"]))
-        cells = [c(r.dataset), c(r.backbone), c(strategy_label(r.strategy)), c(s.n),
+        cells = [c(r.dataset), c(r.backbone), c(group.label(r.strategy)), c(s.n),
                  c(",".join(map(str, r.seeds)) or DASH), c(pct(s.mean)),
                  c(DASH if s.std is None else f"{s.std * 100:.2f}"), c(ci)]
         for m in others:
@@ -258,18 +292,14 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
                   if group.key.protocol == "tuned" else [])
     if others:
         metric_note += "; metric columns: test " + ", ".join(METRIC_NAMES[m] for m in others) + " (%, mean ± std)"
-    return Table("details", title(group, "Details: accuracy next to cost"), headers, rows,
-                 ["l", "l", "l", "r", "l", "r", "r", "r", *["r"] * len(others), "r", "r", "r", "r", "r", "r", "l"],
-                 caption=metric_note,
+    return Table("details", title(group, "Details: accuracy next to cost"), columns, rows, caption=metric_note,
                  notes=["mean, std and CI in % of the metric; 95% CI = mean ± t(0.975, n−1)·s/√n, only for n >= 3.",
                         "train s / wall s: mean training and wall-clock seconds per seed; peak MB: largest over "
                         "seeds, GPU = peak allocated on the GPU, host = peak resident memory of the process (CPU "
                         "runs); trainable: trainable parameters; drift %: 100·‖θ−θ₀‖/‖θ₀‖ of the backbone (every "
                         "parameter before the head) at the end, mean over seeds; div/fail: diverged/failed seeds "
                         "(listed below, excluded from means); kept stage start: the stage's best checkpoint was "
-                        "the state it started from (LP-FT: no fine-tuning epoch beat the probe).", *tuned_note],
-                 optional=["seeds", "wall s", *[f"{METRIC_NAMES[m]}" for m in others], "95% CI", "trainable",
-                           "drift %"])
+                        "the state it started from (LP-FT: no fine-tuning epoch beat the probe).", *tuned_note])
 
 
 def _method_note(text: str) -> str:
@@ -286,10 +316,11 @@ def _claim_style(verdict: str) -> str:
 def claims_table(group: Group) -> Table:
     rows = [[c(cl.statement), c(cl.study), c(cl.ours), c(cl.verdict, _claim_style(cl.verdict))]
             for cl in group.claims]
-    return Table("claims", title(group, "The study's claims, recomputed"), ["claim", "study", "ours", "verdict"],
-                 rows, ["l", "l", "l", "l"], caption=metric_desc(group),
+    return Table("claims", title(group, "The study's claims, recomputed"),
+                 [left("claim", key=True, wrap=56), left("study", wrap=56), left("ours", wrap=56),
+                  left("verdict", wrap=56)], rows, caption=metric_desc(group),
                  notes=["Study: " + SOURCE + "; comparisons of means over seeds within this group only.",
-                        *(_method_note(m) for m in METHOD)], wrap=56)
+                        *(_method_note(m) for m in METHOD)])
 
 
 def claims_overview(groups: list[Group]) -> Table:
@@ -302,11 +333,10 @@ def claims_overview(groups: list[Group]) -> Table:
             cells.append(c(text, _claim_style(cl.verdict)))
         rows.append(cells)
     return Table("claims-overview", "The study's claims, recomputed per group",
-                 ["group", "LP-FT beats FT (study: > 50% of cases)",
-                  "largest Auto-RGN gain over FT (study: up to 11%)",
-                  "best alternative's gain by backbone (study: DenseNet-121 gains most)"],
-                 rows, ["l", "l", "l", "l"], caption="metric: each group's (see its page)",
-                 notes=[_method_note(m) for m in METHOD], wrap=48)
+                 [left("group", key=True, wrap=48), left("LP-FT beats FT (study: > 50% of cases)", wrap=48),
+                  left("largest Auto-RGN gain over FT (study: up to 11%)", wrap=48),
+                  left("best alternative's gain by backbone (study: DenseNet-121 gains most)", wrap=48)],
+                 rows, caption="metric: each group's (see its page)", notes=[_method_note(m) for m in METHOD])
 
 
 def survival_table(study: Group, tuned: Group) -> Table | None:
@@ -316,14 +346,14 @@ def survival_table(study: Group, tuned: Group) -> Table | None:
     for sv in survival(study, tuned):
         verdict = ("sign flip" if sv.flip else "same sign" if not (same(sv.study, 0) or same(sv.tuned, 0))
                    else "a zero Δ")
-        rows.append([c(strategy_label(sv.strategy)), c(pp(sv.study), delta_style(sv.study)),
+        rows.append([c(tuned.label(sv.strategy)), c(pp(sv.study), delta_style(sv.study)),
                      c(pp(sv.tuned), delta_style(sv.tuned)), c(pp(sv.tuned - sv.study)), c(len(sv.cases)),
                      c(verdict, "warn" if sv.flip else None)])
     if not rows:
         return None
     return Table("survival", f"Does it survive tuning? — {study.key.setting_label}",
-                 ["strategy", "mean Δ vs FT, study (pp)", "mean Δ vs FT, tuned (pp)", "change (pp)", "cases",
-                  "verdict"], rows, ["l", "r", "r", "r", "r", "l"], caption=metric_desc(study),
+                 [left("strategy", key=True), right("mean Δ vs FT, study (pp)"), right("mean Δ vs FT, tuned (pp)"),
+                  right("change (pp)"), right("cases"), left("verdict")], rows, caption=metric_desc(study),
                  notes=["Δ = strategy mean − FT mean over seeds, per (dataset, backbone) case, within each protocol "
                         "(FT tuned too under the tuned one), averaged over the cases that have the strategy and FT "
                         "under both protocols; cases: how many.",
@@ -351,8 +381,8 @@ def incidents_table(group: Group) -> Table | None:
     if not rows:
         return None
     return Table("incidents", title(group, "Diverged, failed and flagged cells"),
-                 ["cell", "status", "diverged at epoch", "reason", "record"], rows, ["l", "l", "r", "l", "l"],
-                 optional=["record"],
+                 [left("cell", key=True), left("status"), right("diverged at epoch"), left("reason"),
+                  left("record")], rows,
                  caption="Diverged and failed cells are excluded from means and ranks; flagged cells are kept.",
                  notes=["Majority-class flag: single-label: test ACC <= the majority class's ACC, or balanced "
                         "accuracy <= 1/classes; multi-label: test AUC <= 0.5 (balanced accuracy <= 0.5 when "
@@ -388,16 +418,15 @@ def frozen_reference_table(group: Group) -> Table | None:
                      c(pp(gap), "warn" if gap is not None and gap < -FROZEN_GAP else None),
                      c(pp(lpft_gap), "warn" if lpft_gap is not None and lpft_gap < 0 and not same(lpft_gap, 0.0)
                        else None),
-                     c(", ".join(map(strategy_label, below)) or DASH)])
+                     c(", ".join(map(group.label, below)) or DASH)])
     if not rows:
         return None
     return Table("frozen", title(group, "Against the frozen-feature references"),
-                 ["dataset", "backbone", "kNN", "LP", "LP − kNN", "LP-FT − LP", "below LP"], rows,
-                 ["l", "l", "r", "r", "r", "r", "l"], caption=metric_desc(group),
+                 [*CASE_KEYS[:2], right("kNN"), right("LP"), right("LP − kNN"), right("LP-FT − LP"),
+                  left("below LP")], rows, caption=metric_desc(group),
                  notes=[f"kNN and LP read the same frozen features. LP − kNN below −{FROZEN_GAP * 100:.0f} pp: the "
                         "probe, not the features, is suspect. LP-FT − LP below 0: fine-tuning lost what the probe "
-                        "had. below LP: strategies that moved more than the head and ended worse than the probe."],
-                 optional=["below LP"])
+                        "had. below LP: strategies that moved more than the head and ended worse than the probe."])
 
 
 def group_tables(group: Group, all_metrics: bool = False) -> list[Table]:
@@ -411,7 +440,7 @@ def problems_table(inputs: Inputs) -> Table | None:
     rows = [[c(p.path), c(p.reason, "warn")] for p in inputs.problems]
     if not rows:
         return None
-    return Table("problems", "Files skipped (not valid records)", ["file", "reason"], rows, ["l", "l"],
+    return Table("problems", "Files skipped (not valid records)", [left("file", key=True), left("reason")], rows,
                  caption=f"{len(rows)} problem{'s' if len(rows) != 1 else ''}; none of these enter any table.")
 
 
@@ -419,8 +448,8 @@ def notes_table(inputs: Inputs) -> Table | None:
     rows = [[c(n.kind), c(n.cell_id), c(n.dropped), c(n.kept)] for n in inputs.notes]
     if not rows:
         return None
-    return Table("duplicates", "Records counted once", ["kind", "cell", "not counted", "counted"], rows,
-                 ["l", "l", "l", "l"],
+    return Table("duplicates", "Records counted once",
+                 [left("kind", key=True), left("cell", key=True), left("not counted"), left("counted")], rows,
                  caption="duplicate: same config_hash (ok before diverged before failed, then the latest); "
                          "superseded: same cell and group, another configuration (the latest finished counts).")
 
@@ -430,7 +459,54 @@ def reference_tables(datasets: set[str] | None = None) -> list[Table]:
     for src in references.sources(datasets):
         cols = src["columns"]
         rows = [[c(references.format_value(r.get(k), src["decimals"])) for k, _ in cols] for r in src["rows"]]
-        out.append(Table(f"ref-{src['id']}", f"{src['paper']} — {src['table']}", [h for _, h in cols], rows,
-                         ["l" if k in ("dataset", "model", "backbone", "scheme", "strategy") else "r" for k, _ in cols],
+        names = ("dataset", "model", "backbone", "scheme", "strategy")
+        columns = [left(h, key=k in names) if k in names else right(h) for k, h in cols]
+        out.append(Table(f"ref-{src['id']}", f"{src['paper']} — {src['table']}", columns, rows,
                          caption=f"Protocol: {src['protocol']}"))
     return out
+
+
+def _scored(group: Group, cand: Candidate | None) -> str:
+    if cand is None:
+        return DASH
+    s = cand.summary
+    spread = f" ± {s.ci_half * 100:.2f}" if s.ci_half is not None else ""
+    return f"{group.label(cand.strategy)} {pct(s.mean)}{spread} (n={s.n})"
+
+
+def _cost_text(cand: Candidate | None) -> str:
+    return DASH if cand is None else f"{seconds(cand.train_s)} s"
+
+
+def recommendation_table(group: Group) -> Table | None:
+    """Which strategy for each modality and backbone of the group, at what cost (see :mod:`recommend`)."""
+    rows = []
+    for rec in recommend(group):
+        best, runner = rec.best, rec.runner_up
+        diff = None if runner is None else best.summary.mean - runner.summary.mean
+        verdict = {True: "yes", False: "no", None: "undecided"}[rec.significant]
+        rows.append([c(rec.modality), c(rec.backbone), c(", ".join(rec.datasets)), c(_scored(group, best)),
+                     c(_cost_text(best)), c(_scored(group, runner)), c(pp(diff)),
+                     c(f"{verdict} ({rec.test})" if runner else rec.test, "pos" if rec.significant else "muted"),
+                     c(_scored(group, rec.cheapest) if rec.cheapest else f"{DASH} ({rec.cheapest_note})",
+                       None if rec.cheapest else "muted"),
+                     c(_cost_text(rec.cheapest))])
+    if not rows:
+        return None
+    return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),
+                 [left("modality", key=True), left("backbone", key=True), left("datasets"), left("best"),
+                  right("train s"), left("runner-up"), right("Δ (pp)"), left("significant?"),
+                  left("cheapest within the best's CI"), right("its train s")], rows, caption=metric_desc(group),
+                 notes=["Per modality and backbone, the strategies with a result on every dataset of the modality; "
+                        "score per seed = mean over those datasets, shown as mean ± half the 95% t interval over "
+                        "seeds (n = seeds; no ± below 3 seeds).",
+                        "significant?: paired Wilcoxon test of best against runner-up over (dataset, seed) pairs "
+                        f"(>= {MIN_WILCOXON_CASES} pairs, p < 0.05); with fewer pairs, disjoint 95% CIs count as "
+                        "significant and overlapping ones leave it undecided.",
+                        "cheapest within the best's CI: the strategy with the least training time per seed whose "
+                        "mean reaches the lower end of the best's 95% CI (tuned protocol: train s is the whole "
+                        "learning-rate sweep)."])
+
+
+def recommendation_tables(groups: list[Group]) -> list[Table]:
+    return [t for t in map(recommendation_table, groups) if t is not None]

@@ -73,6 +73,7 @@ class AutoRGN(Strategy):
     """
 
     name = "auto_rgn"
+    label = "Auto-RGN"
     description = "Auto-RGN: per-tensor lr = base lr x relative gradient norm / max, recomputed every epoch."
     in_study = True
     defaults = {"n_batches": 5, "norm_params": "frozen", "norm_mode": "eval"}

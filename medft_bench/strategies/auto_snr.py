@@ -182,6 +182,7 @@ class AutoSNR(Strategy):
     """
 
     name = "auto_snr"
+    label = "Auto-SNR"
     description = "Auto-SNR: per epoch, freeze tensors whose gradient signal-to-noise ratio is below 0.95."
     defaults = {"n_batches": 5, "threshold": None, "variance": "first_dim", "chunk_size": 8, "max_examples": None,
                 "impl": "auto", "norm_params": "frozen", "norm_mode": "eval"}

@@ -60,14 +60,21 @@ class EpochPlan:
 
 
 class Strategy:
-    """Base class. Subclasses set ``name``, ``description``, ``defaults`` and override what they need."""
+    """Base class. Subclasses set ``name``, ``label``, ``description``, ``defaults`` and override what they need."""
 
     name: ClassVar[str] = ""
+    # How tables and plots name the strategy (e.g. "LP-FT"); written into every record. Empty: the name.
+    label: ClassVar[str] = ""
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
     in_study: ClassVar[bool] = False  # one of the eight strategies of Davila et al. (2024)
     # The learning rates (of the settings' ``lr``) the tuned protocol tries; () when nothing trains with one.
     lr_grid: ClassVar[tuple[float, ...]] = TUNED_LR_GRID
+
+    @classmethod
+    def display_label(cls) -> str:
+        """The label tables show: ``label``, or ``name`` when the strategy declares none."""
+        return cls.label or cls.name
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self.defaults)

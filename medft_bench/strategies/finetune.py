@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 @register_strategy
 class FullFineTuning(Strategy):
     name = "ft"
+    label = "FT"
     description = "Full fine-tuning: every parameter trains with one learning rate."
     in_study = True
 
@@ -43,6 +44,7 @@ class LinearProbe(Strategy):
     """
 
     name = "lp"
+    label = "LP"
     description = "Linear probing: frozen backbone; the head solved to convergence on cached features (L-BFGS)."
     in_study = True
     defaults = {"solver": "lbfgs", "l2_min": 1e-6, "l2_max": 1e2, "l2_steps": 17, "max_iter": 1000, "tol": 1e-6}

@@ -75,6 +75,7 @@ class GradualUnfreezingLastFirst(_GradualUnfreezing):
     __doc__ = "Last-to-first (ULMFiT order): the block nearest the head unfreezes first.\n\n" + (
         _GradualUnfreezing.__doc__ or "")
     name = "gu_last_first"
+    label = "GU last-to-first"
     description = "Gradual unfreezing, head first, then one block per phase from the head towards the stem."
     in_study = True
     direction = "last_first"
@@ -85,6 +86,7 @@ class GradualUnfreezingFirstLast(_GradualUnfreezing):
     __doc__ = "First-to-last: the stem unfreezes first; the head always trains.\n\n" + (
         _GradualUnfreezing.__doc__ or "")
     name = "gu_first_last"
+    label = "GU first-to-last"
     description = "Gradual unfreezing, head always trains, one block per phase from the stem towards the head."
     in_study = True
     direction = "first_last"

@@ -46,6 +46,7 @@ class KNNProbe(Strategy):
     multi-label tasks. k is capped at the training-set size."""
 
     name = "knn"
+    label = "kNN"
     description = "kNN probe: 11 nearest training neighbours on frozen embeddings (cosine), majority vote."
     defaults = {"k": 11}
     lr_grid = ()  # nothing trains

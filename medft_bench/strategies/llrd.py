@@ -22,6 +22,7 @@ class LayerwiseLRDecay(Strategy):
     trains at ``lr * decay**k``. Default ``decay = 1/2.6`` (ULMFiT); 0.65 to 0.75 is typical for ViTs."""
 
     name = "llrd"
+    label = "LLRD"
     description = "Layer-wise lr decay: block k from the head trains at lr x decay^k (decay 1/2.6)."
     defaults = {"decay": 1 / 2.6}
 

@@ -54,6 +54,7 @@ class LoRA(Strategy):
     """
 
     name = "lora"
+    label = "LoRA"
     description = "LoRA (peft): rank-8 adapters on backbone conv/linear layers plus the head train."
     defaults = {"rank": 8, "alpha": 16, "dropout": 0.0, "target": "conv_linear"}
 

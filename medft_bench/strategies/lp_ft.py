@@ -62,6 +62,7 @@ class LinearProbeThenFineTune(Strategy):
     """
 
     name = "lp_ft"
+    label = "LP-FT"
     description = "LP-FT: the converged linear probe (the LP cell's head, reused when stored), then full " \
                   "fine-tuning at a tenth of the learning rate."
     in_study = True

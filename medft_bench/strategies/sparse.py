@@ -22,6 +22,7 @@ class BitFit(Strategy):
     """
 
     name = "bitfit"
+    label = "BitFit"
     description = "BitFit: only bias parameters (conv, linear, norm) plus the head train."
     defaults: dict[str, Any] = {}
 
@@ -44,6 +45,7 @@ class NormOnly(Strategy):
     statistics too."""
 
     name = "norm_only"
+    label = "norm-only"
     description = "Norm-only tuning: normalisation-layer affine parameters plus the head train."
     defaults: dict[str, Any] = {}
 

@@ -101,6 +101,7 @@ class L2SP(_StartingPoint):
     __doc__ = ("L2-SP: loss + (alpha/2) ||w_S - w0_S||^2 + (beta/2) ||h||^2; defaults alpha 0.1, beta 0.01.\n\n"
                + (_StartingPoint.__doc__ or ""))
     name = "l2_sp"
+    label = "L2-SP"
     description = "L2-SP: full fine-tuning with an L2 penalty towards the pretrained weights (alpha 0.1, beta 0.01)."
     in_study = True
     norm = "l2"
@@ -120,6 +121,7 @@ class L1SP(_StartingPoint):
                "(the ``alpha`` parameter) for another optimiser. ``drift`` in the record shows how far it moved.\n\n"
                + (_StartingPoint.__doc__ or ""))
     name = "l1_sp"
+    label = "L1-SP"
     description = "L1-SP: full fine-tuning with an L1 penalty towards the pretrained weights (alpha 1e-4, beta 0.01)."
     in_study = True
     norm = "l1"

@@ -27,6 +27,7 @@ class Surgical(Strategy):
     """
 
     name = "surgical"
+    label = "surgical"
     description = "Surgical fine-tuning: one chosen block (default the first) plus the new head train."
     defaults = {"block": 0}
 

@@ -1,0 +1,144 @@
+"""``python -m medft_bench.leaderboard compare A/ B/``: two result sets side by side, by metric.
+
+Records are matched by cell (``cell_id``) and configuration (``config_hash``): a cell whose configuration is
+the same in both shows its test metric and training time in A and B and their differences; a cell present in
+both under different configurations is listed apart (its numbers are not a like-for-like comparison), as
+are cells only in A and only in B. Each side is read as the leaderboard reads it (schema validation,
+duplicates counted once, :func:`medft_bench.leaderboard.load.load_inputs`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from medft_bench.leaderboard.aggregate import METRIC_NAMES, metric_for, strategy_sort_key
+from medft_bench.leaderboard.load import Inputs, Run, load_inputs
+from medft_bench.leaderboard.stats import same
+from medft_bench.leaderboard.tables import DASH, Cell, Table, c, delta_style, left, pct, pp, right, seconds
+
+CELL = left("cell", key=True, wrap=100)  # cell ids stay on one line
+
+
+@dataclass
+class Comparison:
+    a: Inputs
+    b: Inputs
+    matched: list[tuple[Run, Run]]  # same cell and configuration
+    changed: list[tuple[Run, Run]]  # same cell, another configuration
+    only_a: list[Run]
+    only_b: list[Run]
+    metric: str | None  # the --metric override, or None (each dataset's primary metric)
+
+
+def compare(a: list[str | os.PathLike[str]], b: list[str | os.PathLike[str]], metric: str | None = None) -> Comparison:
+    ins_a, ins_b = load_inputs(list(a)), load_inputs(list(b))
+    by_a = {r.cell_id: r for r in ins_a.runs}
+    by_b = {r.cell_id: r for r in ins_b.runs}
+    both = sorted(by_a.keys() & by_b.keys())
+    return Comparison(ins_a, ins_b,
+                      matched=[(by_a[k], by_b[k]) for k in both if by_a[k].config_hash == by_b[k].config_hash],
+                      changed=[(by_a[k], by_b[k]) for k in both if by_a[k].config_hash != by_b[k].config_hash],
+                      only_a=[by_a[k] for k in sorted(by_a.keys() - by_b.keys())],
+                      only_b=[by_b[k] for k in sorted(by_b.keys() - by_a.keys())], metric=metric)
+
+
+def _value(run: Run, metric: str) -> float | None:
+    if run.status != "ok":
+        return None
+    v = (run.metrics or {}).get("test", {}).get(metric)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def _shown(run: Run, metric: str) -> Cell:
+    v = _value(run, metric)
+    return c(pct(v)) if v is not None else c(run.status if run.status != "ok" else f"no {metric}", "warn")
+
+
+def delta(ra: Run, rb: Run, metric: str | None) -> float | None:
+    """B's test metric minus A's (None unless both have it)."""
+    m = metric_for(ra, metric)
+    va, vb = _value(ra, m), _value(rb, m)
+    return None if va is None or vb is None else vb - va
+
+
+def unchanged(ra: Run, rb: Run, metric: str | None) -> bool:
+    d = delta(ra, rb, metric)
+    return ra.status == rb.status and (d is None or same(d, 0.0))
+
+
+def _pair_rows(pairs: list[tuple[Run, Run]], metric: str | None, hashes: bool) -> list[list[Cell]]:
+    rows = []
+    for ra, rb in pairs:
+        m = metric_for(ra, metric)
+        d = delta(ra, rb, metric)
+        ta, tb = ra.costs.get("train_s"), rb.costs.get("train_s")
+        rel = None if not ta or tb is None else (tb - ta) / ta
+        row = [c(ra.cell_id), *([c(ra.config_hash), c(rb.config_hash)] if hashes else []), c(METRIC_NAMES[m]),
+               _shown(ra, m), _shown(rb, m), c(pp(d), None if d is None else delta_style(d)),
+               c(seconds(ta)), c(seconds(tb)), c(DASH if rel is None else f"{rel * 100:+.0f}%")]
+        rows.append(row)
+    return rows
+
+
+def _only_row(run: Run, metric: str | None) -> list[Cell]:
+    m = metric_for(run, metric)
+    return [c(run.cell_id), c(run.config_hash), c(run.status), c(METRIC_NAMES[m]), _shown(run, m)]
+
+
+def _by_strategy(cmp: Comparison, a_name: str, b_name: str) -> Table | None:
+    groups: dict[str, list[tuple[Run, Run]]] = {}
+    for ra, rb in cmp.matched:
+        groups.setdefault(ra.strategy, []).append((ra, rb))
+    rows = []
+    for s in sorted(groups, key=strategy_sort_key):
+        deltas = [d for ra, rb in groups[s] if (d := delta(ra, rb, cmp.metric)) is not None]
+        changed = sum(1 for ra, rb in groups[s] if not unchanged(ra, rb, cmp.metric))
+        mean = sum(deltas) / len(deltas) if deltas else None
+        ratios = [rb.costs["train_s"] / ra.costs["train_s"] for ra, rb in groups[s]
+                  if ra.costs.get("train_s") and rb.costs.get("train_s") is not None]
+        rel = sum(ratios) / len(ratios) - 1 if ratios else None
+        label = next((rb.label or ra.label for ra, rb in groups[s] if rb.label or ra.label), s)
+        rows.append([c(label), c(len(groups[s])), c(changed), c(pp(mean), None if mean is None else delta_style(mean)),
+                     c(pp(min(deltas)) if deltas else DASH), c(pp(max(deltas)) if deltas else DASH),
+                     c(DASH if rel is None else f"{rel * 100:+.0f}%")])
+    if not rows:
+        return None
+    return Table("by-strategy", f"By strategy: B ({b_name}) against A ({a_name}), same cells and configurations",
+                 [left("strategy", key=True), right("cells"), right("changed"), right("mean B − A (pp)"),
+                  right("min (pp)"), right("max (pp)"), right("train s B vs A")], rows,
+                 caption="test metric in percentage points; train s: mean ratio of the cells' training seconds",
+                 notes=["changed: cells whose status or test metric differs."])
+
+
+def comparison_tables(cmp: Comparison, a_name: str, b_name: str, show_all: bool = False) -> list[Table]:
+    """The by-strategy summary, the matched cells (only those that changed unless ``show_all``; largest
+    difference first), cells under another configuration, cells only in A, only in B."""
+    values = [left("metric"), right(f"A ({a_name})"), right(f"B ({b_name})"), right("B − A (pp)"), right("A train s"),
+              right("B train s"), right("train s B vs A")]
+    unit = "test metric in %, B − A in percentage points; train s: training seconds of the cell"
+    same_cells = [p for p in cmp.matched if show_all or not unchanged(*p, cmp.metric)]
+    same_cells.sort(key=lambda p: (-abs(delta(*p, cmp.metric) or 0.0), p[0].cell_id))
+    hidden = len(cmp.matched) - len(same_cells)
+    summary = _by_strategy(cmp, a_name, b_name)
+    tables = [summary] if summary is not None else []
+    tables.append(Table("matched", f"Same cell, same configuration: {len(cmp.matched)}"
+                        + (f", {len(same_cells)} changed" if not show_all else ""),
+                        [CELL, *values], _pair_rows(same_cells, cmp.metric, False), caption=unit,
+                        notes=["Matched by cell_id and config_hash; largest |B − A| first. A diverged or failed "
+                               "cell shows its status instead of a value."]
+                        + ([f"{hidden} cell(s) with the same status and metric in both are not listed (--all "
+                            "lists them)."] if hidden else [])))
+    if cmp.changed:
+        tables.append(Table("changed", f"Same cell, another configuration: {len(cmp.changed)}",
+                            [CELL, left("config A"), left("config B"), *values],
+                            _pair_rows(cmp.changed, cmp.metric, True), caption=unit,
+                            notes=["The configuration (config_hash: settings, weights, data, strategy parameters) "
+                                   "differs: not a like-for-like comparison."]))
+    for key, runs, where in (("only-a", cmp.only_a, f"A ({a_name})"), ("only-b", cmp.only_b, f"B ({b_name})")):
+        if runs:
+            tables.append(Table(key, f"Only in {where}: {len(runs)}",
+                                [CELL, left("config"), left("status"), left("metric"),
+                                 right("value")],
+                                [_only_row(r, cmp.metric) for r in runs]))
+    return tables
