@@ -251,13 +251,16 @@ def test_full_disk_keeps_the_result_on_screen_and_leaves_no_orphan(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import errno
 
-    from medft_bench.results import store
+    from medft_bench import io
 
-    def full(path: Path, data: bytes) -> None:
-        path.write_bytes(data[:10])  # a partial temporary file, as a full disk leaves one
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    real_fsync = io._fsync
 
-    monkeypatch.setattr(store, "_write_file", full)
+    def full(path: Path) -> None:  # the record's temporary file is written in part when the disk fills
+        if path.name.startswith(".") and ".json." in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_fsync(path)
+
+    monkeypatch.setattr(io, "_fsync", full)
     results = tmp_path / "results"
     rc = main(["run", *CELL, "--results-dir", str(results)])
     out, err = capsys.readouterr()

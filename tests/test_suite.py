@@ -368,12 +368,16 @@ def test_full_disk_fails_the_case_and_keeps_its_numbers(run: Run, tmp_path: Path
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from medft_bench.results import store
+    from medft_bench import io
 
-    def full(path: Path, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    real_fsync = io._fsync
 
-    monkeypatch.setattr(store, "_write_file", full)  # the in-process run shares this module
+    def full(path: Path) -> None:  # the record's temporary file cannot be flushed to a full disk
+        if path.name.startswith(".") and ".json." in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_fsync(path)
+
+    monkeypatch.setattr(io, "_fsync", full)  # the in-process run shares this module
     results = tmp_path / "results"
     result = run("--backbones", "resnet18", "--strategies", "lp", "--epochs", "1", "--results-dir", str(results),
                  "--benchmark-json", str(tmp_path / "out.json"))

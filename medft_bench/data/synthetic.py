@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from medft_bench.data.arrays import MULTI_LABEL, SPLITS
+from medft_bench.io import atomic_path
 
 DEFAULT_SPLITS = {"train": 256, "val": 128, "test": 128}
 LABEL_NOISE = 0.05
@@ -137,13 +138,8 @@ def make_arrays(task: str, n_labels: int, n_channels: int, size: int,
 def write_npz(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
     """Write arrays as an npz atomically (temporary file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a name
+        np.savez_compressed(f, **arrays)
     return path
 
 
