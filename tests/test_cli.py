@@ -112,7 +112,7 @@ def test_missing_folder_dataset_gives_instructions(tmp_path: Path, capsys: pytes
     empty.mkdir()
     line = one_error_line(capsys, ["run", "--tier", "full", "--dataset", "chest_xray_pneumonia", "--backbone",
                                    "resnet18", "--strategy", "lp", "--results-dir", str(tmp_path / "results"),
-                                   "--data-root", str(empty)])
+                                   "--data-root", str(empty), "--allow-cpu"])
     assert "https://" in line and f"Place it at {empty / 'chest_xray_pneumonia'}" in line
 
 
