@@ -40,6 +40,9 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
         if not rerun and (record := store.lookup(cfg)) is not None:
             return Outcome(record, store.path_for(cfg), True)
         # Imported only to compute: a reuse is a lookup.
+        from medft_bench.results.record import reset_host_peak
+
+        reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far
         if cfg.protocol == "tuned":  # a sweep of trials, each kept as it finishes (an interruption resumes)
             from medft_bench.training.tuning import run_tuned
 

@@ -69,3 +69,4 @@ def test_files_that_belong_together_appear_together_or_not_at_all(tmp_path: Path
         h.write_text("head")
         r.write_text("record")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.head.pt", "cell.json"]
+
