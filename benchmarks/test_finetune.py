@@ -16,7 +16,6 @@ import pytest
 from medft_bench.config import CellConfig
 from medft_bench.errors import DatasetNotFoundError, MedftError, NotApplicable, ResultsWriteError
 from medft_bench.gates import WeakResultWarning, learning_gate
-from medft_bench.options import progress_setting
 from medft_bench.pytest_plugin import CELL_PROPERTY
 from medft_bench.runner import Outcome, run_or_reuse
 
@@ -40,7 +39,7 @@ def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: 
         outcome = benchmark.pedantic(
             _run, args=(cell, results_dir),
             kwargs={"rerun": opt("rerun"), "data_root": opt("data_root"), "download": not opt("no_download"),
-                    "device": opt("device"), "progress": progress_setting(opt("progress"))},
+                    "device": opt("device"), "progress": opt("progress")},
             rounds=1, iterations=1, warmup_rounds=0,
         )
     except MedftError as exc:
@@ -90,6 +89,7 @@ def _summary_row(cell: CellConfig, record: dict, status: str) -> dict:
     peak = costs.get("peak_gpu_allocated_mb") or costs.get("peak_host_rss_mb")
     return {"cell": cell.cell_id, "status": status, "metric": primary,
             "value": metrics["test"].get(primary) if metrics else None, "train_s": costs["train_s"],
+            "wall_s": costs["wall_s"],
             "peak_mb": peak, "peak_kind": "gpu" if costs.get("peak_gpu_allocated_mb") else "host"}
 
 

@@ -13,13 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
-from medft_bench.options import (
-    add_options,
-    build_cells,
-    gpu_skip_reason,
-    progress_setting,
-    register_folder_datasets,
-)
+from medft_bench.options import add_options, build_cells, gpu_skip_reason, register_folder_datasets
+from medft_bench.training.progress import resolve_mode
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
@@ -49,20 +44,32 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     rc = 0
+    grid = None
+    if len(cells) > 1 and resolve_mode(args.progress) != "off":
+        from medft_bench.estimate import GridCount
+
+        grid = GridCount(cells, args.results_dir)
     for cfg in cells:
+        if grid is not None:
+            print(grid.start(cfg.cell_id), file=sys.stderr, flush=True)
         note = default_size_note(cfg.dataset) if args.img_size is None and cfg.dataset in registry() else None
         try:
             out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root,
                                device=args.device, download=not args.no_download,
-                               progress=progress_setting(args.progress))
+                               progress=args.progress)
         except NotApplicable as exc:
             print(f"{cfg.cell_id}: skipped: {exc}")
+            if grid is not None:
+                grid.finish(cfg.cell_id, "skipped")
             continue
         except ResultsWriteError as exc:
             if exc.record is not None:  # computed but not stored: show it rather than lose it
                 _show(cfg.cell_id, exc.record, "not written (see the error below)", False, args.json, note)
             raise
         rc = max(rc, _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json, note))
+        if grid is not None:
+            status = "reused" if out.reused else "computed" if out.record["status"] != "failed" else "failed"
+            grid.finish(cfg.cell_id, status, None if out.reused else out.record["costs"]["wall_s"])
     return rc
 
 

@@ -4,7 +4,6 @@ and an estimate of their duration on this machine."""
 from __future__ import annotations
 
 import os
-import statistics
 from typing import Any
 
 
@@ -45,40 +44,9 @@ def tier_rows(results_dir: str | os.PathLike[str]) -> list[tuple[str, str, str, 
     return rows
 
 
-def cell_seconds(cells: list[Any], records: list[dict[str, Any]]) -> tuple[float | None, int]:
-    """Estimated seconds to compute ``cells`` here, and how many of them have a record already (cost 0).
-
-    A cell without a record costs the median wall time of the recorded cells of its tier and backbone, else of
-    its tier; None when the tier has no record at all (nothing on this machine to go by).
-    """
-    by_hash = {r["config_hash"] for r in records}
-    walls: dict[tuple[str, ...], list[float]] = {}
-    for r in records:
-        if r["status"] in ("ok", "diverged") and r["costs"].get("wall_s"):
-            tier, backbone = r["cell"]["tier"], r["cell"]["backbone"]
-            walls.setdefault((tier, backbone), []).append(r["costs"]["wall_s"])
-            walls.setdefault((tier,), []).append(r["costs"]["wall_s"])
-    total, done = 0.0, 0
-    for c in cells:
-        if c.config_hash in by_hash:
-            done += 1
-            continue
-        known = walls.get((c.tier, c.backbone)) or walls.get((c.tier,))
-        if not known:
-            return None, done
-        total += statistics.median(known)
-    return total, done
-
-
-def duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def estimate_text(cells: list[Any], records: list[dict[str, Any]], where: Any) -> str:
+    from medft_bench.estimate import cell_seconds, duration
+
     seconds, done = cell_seconds(cells, records)
     if seconds is None:
         return f"unknown (no record in {where} yet)"

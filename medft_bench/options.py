@@ -78,8 +78,8 @@ OPTIONS: tuple[Option, ...] = (
            {"default": "results", "metavar": "DIR"}),
     Option("--rerun", "recompute cells that have a record", {"action": "store_true", "default": False}),
     Option("--progress", "per-epoch progress: auto (a live line on a terminal, one plain line per epoch "
-           "otherwise), rich, plain or off (default: auto; with pytest, shown with -s)",
-           {"default": "auto", "choices": ("auto", "rich", "plain", "off")}),
+           "otherwise), rich, plain or off (default: $MEDFT_PROGRESS, else auto; with pytest, shown with -s)",
+           {"choices": ("auto", "rich", "plain", "off")}),
     Option("--json", "print each whole record as JSON", {"action": "store_true", "default": False}, only="cli"),
 )
 
@@ -151,11 +151,6 @@ def register_folder_datasets(ns: Any) -> None:
 
     for text in ns.folder_dataset or ():
         register_from_option(text)
-
-
-def progress_setting(value: str | None) -> bool | None:
-    """``--progress`` as the engine's ``progress`` argument: None decides by the terminal, True/False force it."""
-    return {"rich": True, "plain": True, "off": False}.get(value or "auto")
 
 
 def gpu_skip_reason(tier_marks: tuple[str, ...] | list[str], allow_cpu: bool) -> str | None:

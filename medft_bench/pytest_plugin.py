@@ -47,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if isinstance(exc, MedftError):
             raise pytest.UsageError(str(exc)) from None
         raise
-    config.pluginmanager.register(_Summary(), "medft-bench-summary")
+    config.pluginmanager.register(_Summary(config), "medft-bench-summary")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw"):
         import torch
@@ -83,8 +83,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 class _Summary:
     """The grid cases' outcomes, gathered from their reports (under xdist, the controller gets the workers')."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.rows: dict[str, dict[str, Any]] = {}
+        self.grid: Any = None  # GridCount: with -s (no capture), a line as each cell starts
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from medft_bench.training.progress import resolve_mode
+
+        cells = [item.callspec.params["cell"] for item in session.items
+                 if "cell" in getattr(getattr(item, "callspec", None), "params", {})]
+        if cells and self.config.getoption("capture") == "no" and resolve_mode(self.config.getoption("progress")) \
+                != "off":
+            from medft_bench.estimate import GridCount
+
+            self.grid = GridCount(cells, self.config.getoption("results_dir"))
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if self.grid is not None and "[" in nodeid:
+            cell = nodeid.rpartition("[")[2].rstrip("]")
+            if cell in self.grid.estimates:
+                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+                if reporter is not None:
+                    reporter.ensure_newline()
+                    reporter.write_line("medft-bench: " + self.grid.start(cell))
 
     def add(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties).get(CELL_PROPERTY)
@@ -102,6 +124,8 @@ class _Summary:
             return
         if cell not in self.rows or report.when == "call" or report.failed:
             self.rows[cell] = row
+        if self.grid is not None and cell in self.grid.estimates and cell not in self.grid.finished:
+            self.grid.finish(cell, row["status"], row.get("wall_s"))
 
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -19,7 +19,7 @@ class Outcome:
 
 
 def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = False, data_root: Any = None,
-                 device: Any = None, progress: bool | None = None, download: bool = True) -> Outcome:
+                 device: Any = None, progress: bool | str | None = None, download: bool = True) -> Outcome:
     """Reuse the stored record of this exact configuration on the same data, or run the cell and store its record.
 
     The data's identity (a MedMNIST file's MD5, a folder dataset's fingerprint) is part of the configuration
