@@ -62,8 +62,8 @@ class GridCount:
         """The line to show as ``cell_id`` starts."""
         self._started = time.perf_counter()
         k = len(self.finished) + 1
-        so_far = ", ".join(f"{n} {s}" for s, n in self.counts.items()) or "none finished yet"
-        return f"cell {k} of {len(self.order)}: {cell_id} ({so_far}; {self.left()})"
+        so_far = ", ".join(f"{n} {s}" for s, n in self.counts.items()) or "none finished"
+        return f"cell {k}/{len(self.order)} {cell_id} · {so_far} · {self.left()}"
 
     def finish(self, cell_id: str, status: str, seconds: float | None = None) -> None:
         self.finished.add(cell_id)
@@ -77,6 +77,6 @@ class GridCount:
         unknown = sum(1 for v in rest if v is None)
         known = sum(v for v in rest if v is not None)
         if unknown and not self.computed_s:
-            return "time left: unknown yet" if not known else f"over {duration(known)} left"
+            return "time left unknown" if not known else f"over {duration(known)} left"
         known += unknown * (statistics.mean(self.computed_s) if unknown else 0)
         return f"~{duration(known)} left (est.)"

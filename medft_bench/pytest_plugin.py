@@ -106,7 +106,7 @@ class _Summary:
                 reporter = self.config.pluginmanager.get_plugin("terminalreporter")
                 if reporter is not None:
                     reporter.ensure_newline()
-                    reporter.write_line("medft-bench: " + self.grid.start(cell))
+                    reporter.write_line(self.grid.start(cell))
 
     def add(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties).get(CELL_PROPERTY)

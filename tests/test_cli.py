@@ -366,10 +366,10 @@ def test_plain_progress_is_one_line_per_epoch_and_a_count_per_cell(tmp_path: Pat
     assert rc == 0, out + err
     lines = err.splitlines()
     ft, knn = (f"smoke-pneumoniamnist-32-resnet18-{s}-seed0" for s in ("ft", "knn"))
-    assert lines[0] == f"cell 1 of 2: {ft} (none finished yet; time left: unknown yet)"
+    assert lines[0] == f"cell 1/2 {ft} · none finished · time left unknown"
     assert lines[1].startswith(f"{ft}  train epoch 1/2  loss ") and " val balanced_acc " in lines[1]
     assert lines[2].startswith(f"{ft}  train epoch 2/2  loss ") and lines[2].endswith(" ~0:00 left")
-    assert lines[3].startswith(f"cell 2 of 2: {knn} (1 computed; ~") and lines[3].endswith(" left (est.))")
+    assert lines[3].startswith(f"cell 2/2 {knn} · 1 computed · ~") and lines[3].endswith(" left (est.)")
     assert len(lines) == 4  # kNN trains no epoch
     assert [(e.title, e.stage, e.epoch, e.epochs) for e in events] == [(ft, "train", 1, 2), (ft, "train", 2, 2)]
     assert all(e.loss > 0 and 0 <= e.value <= 1 and e.images_per_s > 0 for e in events)
