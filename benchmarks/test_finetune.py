@@ -16,6 +16,7 @@ import pytest
 from medft_bench.config import CellConfig
 from medft_bench.errors import DatasetNotFoundError, MedftError, NotApplicable, ResultsWriteError
 from medft_bench.gates import WeakResultWarning, learning_gate
+from medft_bench.pytest_plugin import CELL_PROPERTY
 from medft_bench.runner import Outcome, run_or_reuse
 
 
@@ -30,20 +31,27 @@ def _run(cell: CellConfig, results_dir: Path, **kwargs: Any) -> Outcome | Result
         return exc
 
 
-def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: pytest.Config) -> None:
+def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: pytest.Config,
+                  record_property) -> None:
     opt = pytestconfig.getoption
     problem: MedftError | None = None
     try:
         outcome = benchmark.pedantic(
             _run, args=(cell, results_dir),
-            kwargs={"rerun": opt("--rerun"), "data_root": opt("--data-root"), "download": not opt("--no-download")},
+            kwargs={"rerun": opt("rerun"), "data_root": opt("data_root"), "download": not opt("no_download"),
+                    "device": opt("device"), "progress": opt("progress")},
             rounds=1, iterations=1, warmup_rounds=0,
         )
     except MedftError as exc:
         problem = exc
     # Skipped or failed outside the except clause: inside it, pytest would print the message a second time,
     # after "During handling of the above exception, another exception occurred".
-    if isinstance(problem, (DatasetNotFoundError, NotApplicable)):
+    if isinstance(problem, DatasetNotFoundError):
+        record_property(CELL_PROPERTY, {"cell": cell.cell_id, "missing": f"{cell.dataset}@{cell.img_size}"})
+        if opt("require_data"):
+            pytest.fail(f"{problem} (--require-data: missing data fails the cell)", pytrace=False)
+        pytest.skip(str(problem))
+    if isinstance(problem, NotApplicable):
         pytest.skip(str(problem))
     if problem is not None:
         pytest.fail(str(problem), pytrace=False)
@@ -51,22 +59,38 @@ def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: 
     if isinstance(outcome, ResultsWriteError):
         info.update(record_path=None, reused=False, error=str(outcome))
         _extra_info(info, outcome.record)
+        record_property(CELL_PROPERTY, _summary_row(cell, outcome.record, "failed"))
         pytest.fail(str(outcome), pytrace=False)
     record = outcome.record
     info["record_path"] = str(outcome.path)
     info["reused"] = outcome.reused
     _extra_info(info, record)
+    row = _summary_row(cell, record, "reused" if outcome.reused else "computed")
+    record_property(CELL_PROPERTY, row)
     if record["status"] == "failed":
         pytest.fail(f"{cell.cell_id} failed: {record['error']} (record: {outcome.path})", pytrace=False)
     if record["status"] == "diverged":
+        row["status"] = "diverged"
         pytest.xfail(f"diverged (recorded in {outcome.path}): {record['error']}")
     gate = learning_gate(record)
     if gate:  # synthetic data: the pipeline itself is broken
         pytest.fail(f"{cell.cell_id}: {gate} (record: {outcome.path})", pytrace=False)
     if record.get("weak_result") and not record["data"]["synthetic"]:  # real data: a weak result is a result
         info["weak_result"] = record["weak_result"]
+        row["status"] = "flagged"
         warnings.warn(WeakResultWarning(f"{cell.cell_id}: weak result, no better than the majority class "
                                         f"({record['weak_result']}); record: {outcome.path}"), stacklevel=1)
+
+
+def _summary_row(cell: CellConfig, record: dict, status: str) -> dict:
+    """What the session summary shows of a cell (plain data: it crosses from xdist workers)."""
+    metrics, costs = record["metrics"], record["costs"]
+    primary = metrics["primary"] if metrics else None
+    peak = costs.get("peak_gpu_allocated_mb") or costs.get("peak_host_rss_mb")
+    return {"cell": cell.cell_id, "status": status, "metric": primary,
+            "value": metrics["test"].get(primary) if metrics else None, "train_s": costs["train_s"],
+            "wall_s": costs["wall_s"],
+            "peak_mb": peak, "peak_kind": "gpu" if costs.get("peak_gpu_allocated_mb") else "host"}
 
 
 def _extra_info(info: dict, record: dict) -> None:

@@ -1,8 +1,8 @@
-"""Command line: run one cell by hand, or list what exists.
+"""Command line: run cells by hand (the options are pytest's: medft_bench.options), or list what exists.
 
-    python -m medft_bench run --tier smoke --dataset pneumoniamnist --backbone resnet50 --strategy lp \\
-        --seed 0 --results-dir results
-    python -m medft_bench list strategies
+    python -m medft_bench run --tier smoke --datasets pneumoniamnist --backbones resnet50 --strategies lp \\
+        --seeds 0 --results-dir results
+    python -m medft_bench list tiers
 """
 
 from __future__ import annotations
@@ -10,95 +10,67 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
+from medft_bench.options import add_options, build_cells, gpu_skip_reason, register_folder_datasets
+from medft_bench.training.progress import resolve_mode
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m medft_bench", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run (or reuse) one benchmark cell and print its summary")
-    r.add_argument("--tier", default="smoke", help="tier preset (smoke, quick, standard, full); default smoke")
-    r.add_argument("--dataset", required=True, help="MedMNIST flag or registered folder dataset")
-    r.add_argument("--backbone", required=True, help="timm model name (resnet50, densenet121, vgg19, ...)")
-    r.add_argument("--strategy", required=True, help="strategy name (python -m medft_bench list strategies)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--results-dir", default="results", help="where the record goes (default results/)")
-    r.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    r.add_argument("--folder-dataset", action="append", default=[], metavar="NAME=PATH[,key=value...]",
-                   help="register your own image-folder or CSV-manifest dataset (repeatable)")
-    r.add_argument("--synthetic", nargs="?", const="", default=None, metavar="train=N,val=N,test=N",
-                   help="generated MedMNIST-format data instead of the real files (recorded as synthetic)")
-    r.add_argument("--weights", default=None, help="pretrained | random | weights file or directory")
-    r.add_argument("--img-size", type=int, default=None, help="dataset image size (MedMNIST: 28/64/128/224)")
-    r.add_argument("--epochs", type=int, default=None)
-    r.add_argument("--batch-size", type=int, default=None)
-    r.add_argument("--lr", type=float, default=None)
-    r.add_argument("--max-train-samples", type=int, default=None)
-    r.add_argument("--protocol", default="study", metavar="study|tuned",
-                   help="study (default): the tier's fixed learning rate; tuned: a learning-rate sweep, the best "
-                        "trial on validation evaluated on test")
-    r.add_argument("--lr-grid", default=None, metavar="LR,LR,...",
-                   help="with --protocol tuned: the learning rates to try (default: the tier's, else the strategy's)")
-    r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="strategy parameter (JSON value), e.g. --param block=2; repeatable")
-    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-    r.add_argument("--rerun", action="store_true", help="recompute even when a record exists")
-    r.add_argument("--no-download", action="store_true", help="never download MedMNIST files")
-    r.add_argument("--json", action="store_true", help="print the whole record as JSON")
-    ls = sub.add_parser("list", help="list strategies, tiers, datasets or the study backbones")
-    ls.add_argument("what", choices=["strategies", "tiers", "datasets", "backbones"])
-    return p
+def _add_run(p: argparse.ArgumentParser) -> None:
+    add_options(p.add_argument, "cli")
 
 
-def _params(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise MedftError(f"--param {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+def _add_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["strategies", "tiers", "datasets", "backbones"],
+                   help="strategies; tiers (cells and an estimated duration); datasets (modality, task, classes, "
+                        "files on disk); backbones (the study's)")
+    p.add_argument("--data-root", default=None, help="with datasets: where to look for the files")
+    p.add_argument("--results-dir", default="results", metavar="DIR",
+                   help="with tiers: the records whose durations estimate a tier's (default: results/)")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from medft_bench.config import freeze_params, parse_lr_grid
-    from medft_bench.data.folders import default_size_note, register_from_option, registry
-    from medft_bench.grid import GridOptions, build_grid, check_cells, parse_splits
+    from medft_bench.data.folders import default_size_note, registry
     from medft_bench.runner import run_or_reuse
-    from medft_bench.tiers import get_tier
 
-    for text in args.folder_dataset:
-        register_from_option(text)
-    overrides = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                                   "max_train_samples": args.max_train_samples}.items() if v is not None}
-    opts = GridOptions(datasets=[args.dataset], backbones=[args.backbone], strategies=[args.strategy],
-                       seeds=[args.seed], img_sizes=None if args.img_size is None else [args.img_size],
-                       weights=args.weights,
-                       train=overrides, synthetic=parse_splits(args.synthetic) if args.synthetic is not None else None,
-                       protocol=args.protocol, lr_grid=parse_lr_grid(args.lr_grid) if args.lr_grid else None)
-    tier = get_tier(args.tier)
-    cfg = build_grid(tier, opts)[0]  # one cell: the tier's first image size unless --img-size says
-    if args.param:
-        cfg = replace(cfg, strategy_params=freeze_params({**cfg.params(), **_params(args.param)}))
-        check_cells([cfg])
-    note = None
-    if args.img_size is None and cfg.dataset in registry():
-        note = default_size_note(cfg.dataset)
-    try:
-        out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root, device=args.device,
-                           download=not args.no_download)
-    except ResultsWriteError as exc:
-        if exc.record is not None:  # computed but not stored: show it rather than lose it
-            _show(cfg.cell_id, exc.record, "not written (see the error below)", False, args.json, note)
-        raise
-    return _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json, note)
+    register_folder_datasets(args)
+    tier, cells = build_cells(args)
+    if not cells:
+        raise MedftError("the options select no cell (an empty shard?)")
+    skip = gpu_skip_reason(tier.marks, args.allow_cpu)
+    if skip:
+        print(f"skipped: {len(cells)} cell{'s' if len(cells) != 1 else ''} of tier {tier.name}: {skip}",
+              file=sys.stderr)
+        return 0
+    rc = 0
+    grid = None
+    if len(cells) > 1 and resolve_mode(args.progress) != "off":
+        from medft_bench.estimate import GridCount
+
+        grid = GridCount(cells, args.results_dir)
+    for cfg in cells:
+        if grid is not None:
+            print(grid.start(cfg.cell_id), file=sys.stderr, flush=True)
+        note = default_size_note(cfg.dataset) if args.img_size is None and cfg.dataset in registry() else None
+        try:
+            out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root,
+                               device=args.device, download=not args.no_download,
+                               progress=args.progress)
+        except NotApplicable as exc:
+            print(f"{cfg.cell_id}: skipped: {exc}")
+            if grid is not None:
+                grid.finish(cfg.cell_id, "skipped")
+            continue
+        except ResultsWriteError as exc:
+            if exc.record is not None:  # computed but not stored: show it rather than lose it
+                _show(cfg.cell_id, exc.record, "not written (see the error below)", False, args.json, note)
+            raise
+        rc = max(rc, _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json, note))
+        if grid is not None:
+            status = "reused" if out.reused else "computed" if out.record["status"] != "failed" else "failed"
+            grid.finish(cfg.cell_id, status, None if out.reused else out.record["costs"]["wall_s"])
+    return rc
 
 
 def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note: str | None = None) -> int:
@@ -134,7 +106,8 @@ def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note
     return 0 if rec["status"] == "ok" else 1
 
 
-def _list(what: str) -> int:
+def _list(args: argparse.Namespace) -> int:
+    what = args.what
     if what == "strategies":
         from medft_bench.strategies.registry import get_strategy, strategy_names
 
@@ -142,14 +115,13 @@ def _list(what: str) -> int:
             cls = get_strategy(name)
             print(f"{name:15s} {'study' if cls.in_study else '     '}  {cls.description}")
     elif what == "tiers":
-        from medft_bench.tiers import TIERS
+        from medft_bench.listing import tier_rows
 
-        for t in TIERS.values():
-            print(f"{t.name:9s} {t.description}")
+        print(_columns(tier_rows(args.results_dir), ("tier", "cells", "estimated time", "description")))
     elif what == "datasets":
-        from medft_bench.data.sources import dataset_names
+        from medft_bench.listing import dataset_rows
 
-        print("\n".join(dataset_names()))
+        print(_columns(dataset_rows(args.data_root), ("dataset", "modality", "task", "classes", "on disk")))
     else:
         from medft_bench.tiers import STUDY_BACKBONES
 
@@ -157,10 +129,33 @@ def _list(what: str) -> int:
     return 0
 
 
+def _columns(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    """Rows as left-aligned text columns (the last one unpadded, it may be long)."""
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    return "\n".join("  ".join([*(v.ljust(w) for v, w in zip(r, widths)), r[-1]]).rstrip() for r in table)
+
+
+# The subcommands: name -> (help, add its arguments, run it). Add one here.
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
+    "run": ("run (or reuse) the cells the options select, one after another, and print each one's summary",
+            _add_run, _run),
+    "list": ("list strategies, tiers, datasets or the study backbones", _add_list, _list),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m medft_bench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (help_text, add, _) in COMMANDS.items():
+        add(sub.add_parser(name, help=help_text, description=help_text))
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args) if args.command == "run" else _list(args.what)
+        return COMMANDS[args.command][2](args)
     except NotApplicable as exc:
         print(f"skipped: {exc}", file=sys.stderr)
         return 0

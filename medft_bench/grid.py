@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from medft_bench.config import CellConfig, check_numbers, check_protocol
+from medft_bench.config import CellConfig, check_numbers, check_protocol, freeze_params
 from medft_bench.errors import MedftError
 from medft_bench.tiers import Tier
 
@@ -29,6 +29,7 @@ class GridOptions:
     # study | tuned: every cell under that protocol; None: the study's cells plus the tier's tuned_cells.
     protocol: str | None = None
     lr_grid: tuple[float, ...] | None = None  # the tuned protocol's learning rates (None: the tier's/strategy's)
+    params: dict[str, Any] = field(default_factory=dict)  # strategy parameters (--param) over the tier's
 
 
 def parse_splits(text: str) -> dict[str, int]:
@@ -61,7 +62,8 @@ def in_shard(cell_id: str, shard: tuple[int, int] | None) -> bool:
     return int(hashlib.sha256(cell_id.encode()).hexdigest(), 16) % n == i - 1
 
 
-def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
+def build_grid(tier: Tier, opts: GridOptions | None = None, *, check: bool = True) -> list[CellConfig]:
+    """The tier's cells under ``opts``; ``check=False`` skips :func:`check_cells` (counting, listing)."""
     from dataclasses import replace
 
     from medft_bench.data.folders import default_size
@@ -108,8 +110,11 @@ def build_grid(tier: Tier, opts: GridOptions | None = None) -> list[CellConfig]:
                                 cell = replace(cell, synthetic=True, synthetic_splits=tuple(sorted(splits.items())))
                             if opts.lr_grid:
                                 cell = replace(cell, lr_grid=tuple(opts.lr_grid))
+                            if opts.params:
+                                cell = replace(cell, strategy_params=freeze_params({**cell.params(), **opts.params}))
                             cells.append(cell)
-    check_cells(cells)  # every shard's cells: a bad option fails on every machine alike
+    if check:
+        check_cells(cells)  # every shard's cells: a bad option fails on every machine alike
     return [c for c in cells if in_shard(c.cell_id, opts.shard)]
 
 

@@ -1,57 +1,53 @@
-"""pytest plugin (registered through the ``pytest11`` entry point, so its options work from the repository
-root as well as from ``benchmarks/``): benchmark options, markers, GPU pinning under xdist, machine info."""
+"""pytest plugin of the benchmark suite: its options, markers, GPU pinning under xdist, machine info, the
+benchmark table's defaults and a summary of the cells at the end of the session.
+
+Loaded only where the benchmarks are: the repository's root ``conftest.py`` names it in ``pytest_plugins``
+(no ``pytest11`` entry point, so installing medft-bench adds nothing to other projects' pytest sessions).
+Elsewhere: ``pytest -p medft_bench.pytest_plugin``. The grid itself (one case per cell) is built in
+``benchmarks/conftest.py``.
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from typing import Any
 
 import pytest
 
-OPTIONS: list[tuple[str, dict[str, Any]]] = [
-    ("--tier", {"default": "smoke", "help": "benchmark tier: smoke (default), quick, standard, full"}),
-    ("--datasets", {"default": None, "help": "comma-separated datasets (default: the tier's)"}),
-    ("--backbones", {"default": None, "help": "comma-separated timm backbone names (default: the tier's)"}),
-    ("--strategies", {"default": None, "help": "comma-separated strategy names (default: all registered)"}),
-    ("--seeds", {"default": None, "help": "comma-separated seeds (default: the tier's)"}),
-    ("--img-size", {"default": None, "help": "comma-separated image sizes of the dataset files"}),
-    ("--protocol", {"default": None, "metavar": "study|tuned",
-                    "help": "study: the study's fixed learning rate; tuned: each strategy at its best learning rate "
-                            "on validation (a sweep per cell). Default: the study's cells plus the tier's tuned "
-                            "cells (smoke: FT and LP-FT on ResNet-50)"}),
-    ("--lr-grid", {"default": None, "metavar": "LR,LR,...",
-                   "help": "the tuned protocol's learning rates (default: the tier's, else each strategy's own)"}),
-    ("--epochs", {"default": None, "type": int, "help": "epoch budget per cell"}),
-    ("--batch-size", {"default": None, "type": int, "help": "training batch size"}),
-    ("--max-train-samples", {"default": None, "type": int, "help": "cap on training images (seeded subset)"}),
-    ("--data-root", {"default": None, "help": "folder holding MedMNIST .npz files / folder datasets"}),
-    ("--folder-dataset", {"action": "append", "default": [], "metavar": "NAME=PATH[,key=value...]",
-                          "help": "register your own image-folder or CSV-manifest dataset (repeatable), e.g. "
-                                  "mine=/data/us,channels=1; then --datasets mine"}),
-    ("--synthetic", {"nargs": "?", "const": "", "default": None, "metavar": "train=N,val=N,test=N",
-                     "help": "generated MedMNIST-format data instead of the real files (records say synthetic): "
-                             "a tier's shape without the downloads; optional split sizes"}),
-    ("--weights", {"default": None, "help": "pretrained | random | a weights file or directory of weight files"}),
-    ("--results-dir", {"default": "results", "help": "where cell records go (default: results/)"}),
-    ("--rerun", {"action": "store_true", "default": False, "help": "recompute cells that have a record"}),
-    ("--shard", {"default": None, "help": "run shard i of n of the grid, e.g. 2/4"}),
-    ("--no-download", {"action": "store_true", "default": False, "help": "never download MedMNIST files"}),
-    ("--allow-cpu", {"action": "store_true", "default": False, "help": "run gpu-marked tiers on the CPU"}),
-]
+from medft_bench.options import add_options, gpu_skip_reason, register_folder_datasets
+
+MARKERS = (
+    "gpu: needs CUDA (skipped on a CPU unless --allow-cpu)",
+    "heavy: the full tier (full-size datasets, GPU-hours)",
+    "perf: performance benchmarks (benchmarks/perf)",
+    "medft_cell: a cell of the benchmark grid (set by the suite; the session summary lists these)",
+)
+# One round per cell: pytest-benchmark's ten timing columns would repeat one number. Sorted by name, so that a
+# cell's rows (study, tuned) stay together. Explicit --benchmark-columns/--benchmark-sort win.
+BENCHMARK_DEFAULTS = {"benchmark_columns": ["mean"], "benchmark_sort": "name"}
+CELL_PROPERTY = "medft_cell"  # the user property each grid case reports its outcome in (crosses xdist)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("medft-bench", "medft-bench benchmark grid")
-    for name, kw in OPTIONS:
-        group.addoption(name, **kw)
+    add_options(parser.getgroup("medft-bench", "medft-bench benchmark grid").addoption, "pytest")
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure reads its options
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "gpu: needs CUDA (skipped on CPU unless --allow-cpu)")
-    config.addinivalue_line("markers", "heavy: the full tier (full-size datasets, GPU-hours)")
-    config.addinivalue_line("markers", "perf: performance benchmarks (benchmarks/perf)")
-    _register_folder_datasets(config)
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    _benchmark_defaults(config)
+    try:
+        register_folder_datasets(config.option)  # in the main process and in every xdist worker
+    except Exception as exc:
+        from medft_bench.errors import MedftError
+
+        if isinstance(exc, MedftError):
+            raise pytest.UsageError(str(exc)) from None
+        raise
+    config.pluginmanager.register(_Summary(config), "medft-bench-summary")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw"):
         import torch
@@ -61,16 +57,124 @@ def pytest_configure(config: pytest.Config) -> None:
             torch.cuda.set_device(int(worker[2:]) % torch.cuda.device_count())
 
 
-def _register_folder_datasets(config: pytest.Config) -> None:
-    """In the main process and in every xdist worker: each builds the grid itself."""
-    from medft_bench.data.folders import register_from_option
-    from medft_bench.errors import MedftError
+def _benchmark_defaults(config: pytest.Config) -> None:
+    """The suite's table defaults, unless the command line says otherwise or the perf benchmarks run."""
+    if not hasattr(config.option, "benchmark_columns") or "perf" in (config.getoption("-m") or ""):
+        return
+    given = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+    for dest, value in BENCHMARK_DEFAULTS.items():
+        flag = "--" + dest.replace("_", "-")
+        if not any(str(a) == flag or str(a).startswith(flag + "=") for a in given):
+            setattr(config.option, dest, value)
 
-    for text in config.getoption("--folder-dataset", default=None) or ():
-        try:
-            register_from_option(text)
-        except MedftError as exc:
-            raise pytest.UsageError(str(exc)) from None
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = gpu_skip_reason(("gpu",), config.getoption("allow_cpu"))
+    if reason is None:
+        return
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# -- the session summary -----------------------------------------------------------------------------------
+
+
+class _Summary:
+    """The grid cases' outcomes, gathered from their reports (under xdist, the controller gets the workers')."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.grid: Any = None  # GridCount: with -s (no capture), a line as each cell starts
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from medft_bench.training.progress import resolve_mode
+
+        cells = [item.callspec.params["cell"] for item in session.items
+                 if "cell" in getattr(getattr(item, "callspec", None), "params", {})]
+        if cells and self.config.getoption("capture") == "no" and resolve_mode(self.config.getoption("progress")) \
+                != "off":
+            from medft_bench.estimate import GridCount
+
+            self.grid = GridCount(cells, self.config.getoption("results_dir"))
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        if self.grid is not None and "[" in nodeid:
+            cell = nodeid.rpartition("[")[2].rstrip("]")
+            if cell in self.grid.estimates:
+                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+                if reporter is not None:
+                    reporter.ensure_newline()
+                    reporter.write_line(self.grid.start(cell))
+
+    def add(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties).get(CELL_PROPERTY)
+        if props is None and CELL_PROPERTY not in report.keywords:
+            return
+        cell = (props or {}).get("cell") or report.nodeid.rpartition("[")[2].rstrip("]")
+        row = dict(props or {"cell": cell})
+        if report.failed:
+            row["status"] = "failed"
+        elif report.skipped and not hasattr(report, "wasxfail"):  # an xfail is a diverged cell: a result
+            row["status"] = "skipped"
+            if "reason" not in row and isinstance(report.longrepr, tuple):
+                row["reason"] = report.longrepr[2].removeprefix("Skipped: ")
+        elif report.when != "call":
+            return
+        if cell not in self.rows or report.when == "call" or report.failed:
+            self.rows[cell] = row
+        if self.grid is not None and cell in self.grid.estimates and cell not in self.grid.finished:
+            self.grid.finish(cell, row["status"], row.get("wall_s"))
+
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.add(report)
+
+    @pytest.hookimpl(trylast=True)  # after pytest-benchmark's timing table: the last word is the cells'
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.rows:
+            for line in summary_lines(list(self.rows.values())):
+                terminalreporter.write_line(line)
+
+
+def summary_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The end-of-session table: one line per cell that ran, skipped cells counted by cause, then the counts."""
+    from collections import Counter
+
+    ran = [r for r in rows if r["status"] != "skipped"]
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    lines = ["", "medft-bench: cells of this session"]
+    if ran:
+        kinds = {r.get("peak_kind") for r in ran if r.get("peak_mb") is not None}
+        table = [("cell", "status", "test metric", "train s", "peak GPU MB" if kinds == {"gpu"} else
+                  "peak host MB" if kinds == {"host"} else "peak MB")]
+        for r in sorted(ran, key=lambda r: r["cell"]):
+            metric = f"{r['metric']} {r['value']:.4f}" if r.get("value") is not None else "-"
+            train = f"{r['train_s']:.1f}" if r.get("train_s") is not None else "-"
+            peak = f"{r['peak_mb']:,.0f}" if r.get("peak_mb") is not None else "-"
+            table.append((r["cell"], r["status"], metric, train, peak))
+        widths = [max(len(row[i]) for row in table) for i in range(5)]
+        for row in table:
+            lines.append("  " + "  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in
+                                          enumerate(zip(row, widths))))
+    counts = Counter(r["status"] for r in rows)
+    order = ("computed", "reused", "flagged", "diverged", "failed")
+    if ran:
+        lines.append("  " + ", ".join(f"{counts[s]} {s}" for s in order if counts[s])
+                     + (f", {len(skipped)} skipped" if skipped else "") + f" ({_n(len(rows), 'cell')})")
+    if skipped:
+        files = {r["missing"] for r in skipped if r.get("missing")}
+        causes = [f"{_n(len(files), 'data file')} missing"] if files else []
+        others = Counter(r.get("reason", "").split(";")[0][:80] for r in skipped if not r.get("missing"))
+        causes += [f"{n} {why}" if len(others) > 1 or files else why for why, n in others.most_common()]
+        lines.append(f"  {_n(len(skipped), 'cell')} skipped: {'; '.join(causes)}, see -rs"
+                     + (" (--require-data fails them instead)" if files else ""))
+    return lines
+
+
+def _n(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _nvidia_driver() -> str | None:

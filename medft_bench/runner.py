@@ -41,7 +41,7 @@ def run_trial_or_reuse(cfg: CellConfig, lr: float, results_dir: str | Path, *, r
 
 
 def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = False, data_root: Any = None,
-                 device: Any = None, progress: bool | None = None, download: bool = True) -> Outcome:
+                 device: Any = None, progress: bool | str | None = None, download: bool = True) -> Outcome:
     """Reuse the stored record of this exact configuration on the same data, or run the cell and store its record.
 
     The data's identity (a MedMNIST file's MD5, a folder dataset's fingerprint) is part of the configuration
@@ -60,6 +60,9 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
         if not rerun and (record := store.lookup(cfg)) is not None:
             return Outcome(record, store.path_for(cfg), True)
         # Imported only to compute: a reuse is a lookup.
+        from medft_bench.results.record import reset_host_peak
+
+        reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far
         if cfg.protocol == "tuned":  # a sweep of trials, each kept as it finishes (an interruption resumes)
             from medft_bench.training.tuning import run_tuned
 

@@ -8,6 +8,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MEDFT_OFFLINE", "1")
+os.environ.setdefault("MEDFT_PROGRESS", "off")  # quiet unit tests; the progress tests ask for it
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -112,7 +112,7 @@ def test_missing_folder_dataset_gives_instructions(tmp_path: Path, capsys: pytes
     empty.mkdir()
     line = one_error_line(capsys, ["run", "--tier", "full", "--dataset", "chest_xray_pneumonia", "--backbone",
                                    "resnet18", "--strategy", "lp", "--results-dir", str(tmp_path / "results"),
-                                   "--data-root", str(empty)])
+                                   "--data-root", str(empty), "--allow-cpu"])
     assert "https://" in line and f"Place it at {empty / 'chest_xray_pneumonia'}" in line
 
 
@@ -251,13 +251,16 @@ def test_full_disk_keeps_the_result_on_screen_and_leaves_no_orphan(tmp_path: Pat
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     import errno
 
-    from medft_bench.results import store
+    from medft_bench import io
 
-    def full(path: Path, data: bytes) -> None:
-        path.write_bytes(data[:10])  # a partial temporary file, as a full disk leaves one
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    real_fsync = io._fsync
 
-    monkeypatch.setattr(store, "_write_file", full)
+    def full(path: Path) -> None:  # the record's temporary file is written in part when the disk fills
+        if path.name.startswith(".") and ".json." in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_fsync(path)
+
+    monkeypatch.setattr(io, "_fsync", full)
     results = tmp_path / "results"
     rc = main(["run", *CELL, "--results-dir", str(results)])
     out, err = capsys.readouterr()
@@ -342,3 +345,32 @@ def test_reuse_requires_the_same_folder_dataset(tmp_path: Path, capsys: pytest.C
         folders._USER.update(before)
     fingerprints = {read_record(p)["data"]["fingerprint"] for p in (one, two)}
     assert len(fingerprints) == 2
+
+
+# -- issue 14, item 1: progress --------------------------------------------------------------------------
+
+
+def test_plain_progress_is_one_line_per_epoch_and_a_count_per_cell(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from medft_bench.training.progress import subscribe
+
+    events = []
+    unsubscribe = subscribe(events.append)
+    try:
+        rc = main(["run", "--tier", "smoke", "--datasets", "pneumoniamnist", "--backbones", "resnet18",
+                   "--strategies", "ft,knn", "--epochs", "2", "--progress", "plain", "--results-dir",
+                   str(tmp_path / "results")])
+    finally:
+        unsubscribe()
+    out, err = capsys.readouterr()
+    assert rc == 0, out + err
+    lines = err.splitlines()
+    ft, knn = (f"smoke-pneumoniamnist-32-resnet18-{s}-seed0" for s in ("ft", "knn"))
+    assert lines[0] == f"cell 1/2 {ft} · none finished · time left unknown"
+    assert lines[1].startswith(f"{ft}  train epoch 1/2  loss ") and " val balanced_acc " in lines[1]
+    assert lines[2].startswith(f"{ft}  train epoch 2/2  loss ") and lines[2].endswith(" ~0:00 left")
+    assert lines[3].startswith(f"cell 2/2 {knn} · 1 computed · ~") and lines[3].endswith(" left (est.)")
+    assert len(lines) == 4  # kNN trains no epoch
+    assert [(e.title, e.stage, e.epoch, e.epochs) for e in events] == [(ft, "train", 1, 2), (ft, "train", 2, 2)]
+    assert all(e.loss > 0 and 0 <= e.value <= 1 and e.images_per_s > 0 for e in events)
+    assert out.splitlines()[0] == f"{ft}: ok [SYNTHETIC data]"  # stdout holds the summaries only

@@ -369,12 +369,16 @@ def test_full_disk_fails_the_case_and_keeps_its_numbers(run: Run, tmp_path: Path
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from medft_bench.results import store
+    from medft_bench import io
 
-    def full(path: Path, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    real_fsync = io._fsync
 
-    monkeypatch.setattr(store, "_write_file", full)  # the in-process run shares this module
+    def full(path: Path) -> None:  # the record's temporary file cannot be flushed to a full disk
+        if path.name.startswith(".") and ".json." in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_fsync(path)
+
+    monkeypatch.setattr(io, "_fsync", full)  # the in-process run shares this module
     results = tmp_path / "results"
     result = run("--backbones", "resnet18", "--strategies", "lp", "--epochs", "1", "--results-dir", str(results),
                  "--benchmark-json", str(tmp_path / "out.json"))
@@ -654,3 +658,39 @@ def test_xdist_run_writes_the_same_records_as_a_serial_run(xdist_run: tuple[Path
     assert record_files(root / "results") == record_files(serial)
     hashes = [{r["config_hash"] for r in load_records([d])[0]} for d in (root / "results", serial)]
     assert hashes[0] == hashes[1] == {c.config_hash for c in cells}
+
+
+# -- issue 14, item 2: a run that reads like a benchmark ------------------------------------------------------
+
+
+def test_session_summary_lists_each_cell_then_the_counts(run: Run, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    result = run(*TINY, "--results-dir", str(results))
+    assert result.ret == 0, output(result)
+    lines = result.outlines
+    start = lines.index("medft-bench: cells of this session")
+    header, *rows = lines[start + 1:start + 4]
+    assert header.split() == ["cell", "status", "test", "metric", "train", "s", "peak", "host", "MB"]
+    for cell, row in zip(tiny_grid(), rows):
+        assert row.split()[:3] == [cell.cell_id, "computed", "balanced_acc"], row
+    assert lines[start + 4].strip() == "2 computed (2 cells)"
+    assert "Mean" in result.stdout.str() and "StdDev" not in result.stdout.str()  # the suite's benchmark columns
+
+    again = run(*TINY, "--results-dir", str(results)).outlines
+    assert again[again.index("medft-bench: cells of this session") + 4].strip() == "2 reused (2 cells)"
+
+
+def test_missing_data_is_one_summary_line_or_a_failure_with_require_data(run: Run, tmp_path: Path) -> None:
+    empty = tmp_path / "data"
+    empty.mkdir()
+    args = ("--tier=quick", "--datasets", "pneumoniamnist,breastmnist", "--backbones", "resnet18", "--strategies",
+            "lp,knn", "--data-root", str(empty), "--no-download")
+    result = run(*args)
+    assert result.ret == 0, output(result)
+    result.assert_outcomes(skipped=4)
+    assert ("  4 cells skipped: 2 data files missing, see -rs (--require-data fails them instead)"
+            in result.outlines), output(result)
+    failed = run(*args, "--require-data")
+    assert failed.ret == 1
+    failed.assert_outcomes(failed=4)
+    assert "  4 failed (4 cells)" in failed.outlines

@@ -39,6 +39,7 @@ import numpy as np
 from medft_bench.data import mapped
 from medft_bench.data.arrays import SPLITS, DataBundle, open_npz
 from medft_bench.errors import DataError, DatasetNotFoundError
+from medft_bench.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -775,15 +776,9 @@ def _content_md5(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path, durable=False) as tmp:  # a decoded cache, fingerprinted by its name
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     prefix = path.name.rsplit("_", 1)[0]
     same = re.compile(re.escape(prefix) + r"_[0-9a-f]{20}\.npz")
     for stale in path.parent.glob(f"{prefix}_*.npz"):

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from medft_bench.data.atomic import atomic_file
+from medft_bench.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +97,11 @@ def _convert(npz: Any, source: Path, folder: Path, names: list[str], key: str) -
     for name in names:
         path = folder / f"{name}.npy"
         # The member is itself a .npy file: a byte-for-byte copy, streamed, its CRC checked by zipfile at the end.
-        with atomic_file(path) as tmp, npz.zip.open(f"{name}.npy") as src, open(tmp, "wb") as dst:
+        with atomic_path(path) as tmp, npz.zip.open(f"{name}.npy") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, COPY_CHUNK)
         files[name] = _stamp(path)
     manifest = {"format": FORMAT_VERSION, "source": source.name, "key": key, "files": files}
-    with atomic_file(folder / MANIFEST) as tmp:
+    with atomic_path(folder / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 

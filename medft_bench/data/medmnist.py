@@ -20,6 +20,7 @@ from typing import Any
 
 from medft_bench.data.arrays import DataBundle, open_npz
 from medft_bench.errors import DataError, DatasetNotFoundError, UnknownNameError, unknown
+from medft_bench.io import atomic_path, atomic_write
 
 SIZES = (28, 64, 128, 224)
 ROOT_ENV = "MEDFT_DATA_ROOT"
@@ -111,16 +112,6 @@ def _read_cache(root: Path) -> dict[str, Any]:
         return {}
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 _MD5_SEEN: dict[tuple[str, int, int], str] = {}
 
 
@@ -151,15 +142,13 @@ def _remember(path: Path, digest: str, cache: dict[str, Any] | None = None) -> N
     cache = _read_cache(path.parent) if cache is None else cache
     cache[path.name] = {"md5": digest, **_stamp(path)}
     with contextlib.suppress(OSError):  # a read-only root only costs a re-hash next time
-        _write_json_atomic(path.parent / VERIFIED_CACHE, cache)
+        atomic_write(path.parent / VERIFIED_CACHE, json.dumps(cache, indent=1, sort_keys=True), durable=False)
 
 
 def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
     """Fetch ``url`` into ``dest`` atomically: stream to a temporary file, check the MD5, then rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     h = hashlib.md5()
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
             expected_len = resp.headers.get("Content-Length")
             got = 0
@@ -171,10 +160,6 @@ def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOU
             raise OSError(f"transfer interrupted: {got} of {expected_len} bytes")
         if h.hexdigest() != md5:
             raise OSError(f"MD5 mismatch: got {h.hexdigest()}, expected {md5}")
-        os.replace(tmp, dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     _remember(dest, h.hexdigest())  # hashed while streaming: the next load does not re-hash
 
 

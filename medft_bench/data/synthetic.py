@@ -19,7 +19,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from medft_bench.data.arrays import MULTI_LABEL, SPLITS
-from medft_bench.data.atomic import atomic_file
+from medft_bench.io import atomic_path
 
 DEFAULT_SPLITS = {"train": 256, "val": 128, "test": 128}
 LABEL_NOISE = 0.05
@@ -210,7 +210,7 @@ def _write_npz_members(path: str | os.PathLike[str],
     """A compressed npz, each member streamed from its chunks (C order, along the first axis): what
     ``np.savez_compressed`` writes, without holding an array in memory."""
     path = Path(path)
-    with atomic_file(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
         for key, shape, dtype, chunks in members:
             with zf.open(f"{key}.npy", "w", force_zip64=True) as out:
                 header = {"descr": npformat.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,

@@ -27,7 +27,10 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(fig: Any, path: Path) -> None:
-    fig.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
+    from medft_bench.io import atomic_path
+
+    with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as f:  # a page never shows half a PNG
+        fig.savefig(f, format="png", dpi=100, metadata=PNG_METADATA)
 
 
 def _wrap(text: str, width: int = 95) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medft_bench.errors import MedftError
+from medft_bench.io import atomic_write
 from medft_bench.leaderboard import export, render_html, render_markdown, summary
 from medft_bench.leaderboard.aggregate import Group, aggregate, tier_slug
 from medft_bench.leaderboard.load import Inputs, Problem, load_inputs
@@ -40,9 +41,7 @@ class Published:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(text.encode("utf-8"))
-    os.replace(tmp, path)
+    atomic_write(path, text)
 
 
 def _previous_files(out: Path) -> list[str]:

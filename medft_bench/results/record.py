@@ -61,10 +61,37 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def peak_host_rss_mb() -> float:
-    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+_CELL_PEAK = {"armed": False}  # a fresh high-water mark was started for the cell being computed
+
+
+def reset_host_peak() -> bool:
+    """Start a fresh peak of resident memory for the next cell (Linux: writing 5 to ``/proc/self/clear_refs``
+    resets the process's VmHWM to its current RSS). False where the system has no such reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        _CELL_PEAK["armed"] = False
+        return False
+    _CELL_PEAK["armed"] = True
+    return True
+
+
+def host_peak() -> tuple[float, str]:
+    """Peak resident memory in MB and what it covers: ``"cell"`` since :func:`reset_host_peak` (VmHWM; the
+    memory the process already held when the cell began is included), else ``"process"`` (ru_maxrss: the
+    process's peak so far, which only grows with run order). A reset serves one reading."""
+    if _CELL_PEAK["armed"]:
+        _CELL_PEAK["armed"] = False
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024, "cell"
+        except (OSError, ValueError, IndexError):
+            pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return (rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024), "process"
 
 
 def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, tracker: Any,
@@ -72,6 +99,8 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
                  started: datetime, finished: datetime, majority: dict[str, float], monitor: str,
                  env: dict[str, Any], tuning: dict[str, Any] | None = None) -> dict[str, Any]:
     import torch
+
+    peak_mb, peak_scope = host_peak()
 
     from medft_bench.gates import weak_result
     from medft_bench.metrics import primary_metric
@@ -138,7 +167,8 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
             "train_images_per_s": tracker.train_images / train_s if tracker.train_images and train_s > 0 else None,
             "peak_gpu_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if gpu else None,
             "peak_gpu_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if gpu else None,
-            "peak_host_rss_mb": peak_host_rss_mb(),
+            "peak_host_rss_mb": peak_mb,
+            "peak_host_scope": peak_scope,
             "trainable_params": tracker.max_trainable,
             "trainable_params_per_stage": tracker.trainable_per_stage,
             "total_params": sum(p.numel() for p in model.parameters()),

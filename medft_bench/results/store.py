@@ -1,6 +1,6 @@
 """The results store: one JSON record per cell, keyed by the cell's config hash; the one writer.
 
-Writes are atomic (temporary file in the same directory, then ``os.replace``), so an interrupted run
+Writes are atomic (:mod:`medft_bench.io`: a temporary file in the same directory, then a rename), so an interrupted run
 never leaves a partial record, and two processes writing the same directory never corrupt one. A per-cell
 lock lets concurrent runs (pytest-xdist workers, two shells) compute each cell once. File names are made
 from the cell's id with anything but letters, digits and ``._+=-`` replaced, so a backbone named
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import RecordError, ResultsWriteError
+from medft_bench.io import atomic_paths, atomic_write
 from medft_bench.results.record import validate
 
 if TYPE_CHECKING:  # torch is imported where used: reading records (the leaderboard) needs no torch
@@ -50,13 +51,6 @@ def safe_name(text: str) -> str:
     a leading dot too (dot files are temporary files here)."""
     out = _UNSAFE.sub("_", text)[:MAX_STEM]
     return "_" + out[1:] if out.startswith(".") or not out else out
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _no_constant(name: str) -> Any:
@@ -110,17 +104,11 @@ class ResultStore:
     def write_trial(self, cfg: CellConfig, trial: dict[str, Any]) -> Path:
         """Keep a finished trial atomically, so that an interrupted tuning resumes after it."""
         path = self.trial_path(cfg, trial["trial_hash"])
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _write_file(tmp, (json.dumps(trial, indent=1, sort_keys=True, allow_nan=False) + "\n").encode())
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(trial, indent=1, sort_keys=True, allow_nan=False) + "\n")
         except OSError as exc:
             raise ResultsWriteError(f"cannot write the trial {path} ({exc.strerror or exc}); choose a writable "
                                     "--results-dir") from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
         return path
 
     def lookup(self, cfg: CellConfig) -> dict[str, Any] | None:
@@ -158,18 +146,15 @@ class ResultStore:
         """
         validate(record, cfg.cell_id)
         path = self.path_for(cfg)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        head_tmp = path.with_name(f".{path.stem}.{os.getpid()}.head.tmp")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if head_state is not None:
-                import torch
+            # The head is renamed into place first: a record on disk implies its head is there too.
+            files = [self.head_path_for(cfg), path] if head_state is not None else [path]
+            with atomic_paths(files) as tmps:
+                if head_state is not None:
+                    import torch
 
-                torch.save(head_state, head_tmp)
-            _write_file(tmp, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
-            if head_state is not None:  # first: a record on disk implies its head is there too
-                os.replace(head_tmp, self.head_path_for(cfg))
-            os.replace(tmp, path)
+                    torch.save(head_state, tmps[0])
+                tmps[-1].write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
         except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:200]
             raise ResultsWriteError(
@@ -177,10 +162,6 @@ class ResultStore:
                 "free space or fix the permissions of the results directory (--results-dir) and run again",
                 record=record,
             ) from None
-        finally:
-            for t in (tmp, head_tmp):
-                with contextlib.suppress(FileNotFoundError):
-                    t.unlink()
         return path
 
     @contextlib.contextmanager

@@ -315,7 +315,7 @@ class _Runner:
                                       "val": val, "trainable_tensors": len(plan.trainable),
                                       "norm_mode": plan.norm_mode, "cached_features": self._head_only(plan),
                                       **plan.note})
-                self.progress.update(f"{stage.name} loss {loss:.4f} val {self.monitor} {key[0]:.4f}")
+                self.progress.epoch(stage.name, loss, self.monitor, key[0], self.t.train_images)
                 if key > best_key:
                     t0 = time.perf_counter()
                     best_key, bad, best_epoch = key, 0, e
@@ -386,7 +386,7 @@ class CellResult:
 
 
 def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-             store: Any = None, progress: bool | None = None, download: bool = True,
+             store: Any = None, progress: bool | str | None = None, download: bool = True,
              tuning: dict[str, Any] | None = None) -> CellResult:
     """Run one cell and return its record (not yet written: ``results.store`` is the one writer).
 

@@ -31,6 +31,7 @@ import torch
 
 from medft_bench.data.batches import iterate
 from medft_bench.errors import MedftError
+from medft_bench.io import atomic_path
 from medft_bench.training.context import CellContext
 
 log = logging.getLogger(__name__)
@@ -204,12 +205,8 @@ def _read(path: Path, key: dict[str, Any]) -> torch.Tensor | None:
 
 
 def _write(path: Path, key: dict[str, Any], feats: torch.Tensor) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
     try:
-        torch.save({"key": json.dumps(_canonical(key), sort_keys=True), "features": feats.detach().cpu()}, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:  # a read-only or full cache costs speed, not the cell
+        with atomic_path(path, durable=False) as tmp:  # checked against its key when read
+            torch.save({"key": json.dumps(_canonical(key), sort_keys=True), "features": feats.detach().cpu()}, tmp)
+    except (OSError, RuntimeError) as exc:  # a read-only or full cache costs speed, not the cell
         log.warning("could not write feature cache %s (%s)", path, exc)
-    finally:
-        tmp.unlink(missing_ok=True)

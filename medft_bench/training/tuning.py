@@ -103,7 +103,7 @@ def _monitor(ctx: CellContext) -> str:
 class _Sweep:
     """The shared state of one tuned cell's trials."""
 
-    def __init__(self, cfg: CellConfig, ctx: CellContext, progress: bool | None) -> None:
+    def __init__(self, cfg: CellConfig, ctx: CellContext, progress: bool | str | None) -> None:
         self.cfg, self.base, self.progress = cfg, ctx, progress
         self.rng = _rng_state()  # every trial starts from the random state the backbone was built with
         self.features: dict[str, torch.Tensor] = {}  # the starting backbone's frozen features
@@ -179,7 +179,7 @@ def run_trial(cfg: CellConfig, lr: float, *, store: Any, data_root: Any = None,
 
 
 def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-              store: Any = None, progress: bool | None = None, download: bool = True,
+              store: Any = None, progress: bool | str | None = None, download: bool = True,
               rerun: bool = False) -> CellResult:
     """Run a tuned cell: every trial of its grid (finished ones kept in ``store`` are not run again, unless
     ``rerun``), the best on validation chosen, its model evaluated on test once. The record's ``costs`` cover

@@ -1,0 +1,72 @@
+"""Atomic file writes: the one place that writes a temporary file next to the target and renames it into place.
+
+A reader sees the old file or the new one, never half of one; an exception (or a crash) while writing leaves
+the old file as it was and removes the temporary file. Temporary files are dot files (``.NAME.PID.RANDOM.tmp``)
+in the target's folder, so that the rename stays on one file system and record loaders skip them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], *, durable: bool = True, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` to write; when the block ends normally, rename it over ``path``.
+
+    ``durable``: flush the file (and the folder's entry) to disk first, so that a power cut after the rename
+    cannot leave an empty file: records and data files; caches that are checked when read can skip it.
+    The block's exception, or the rename's, propagates after the temporary file is removed. Parent folders are
+    created.
+    """
+    with atomic_paths([path], durable=durable, suffix=suffix) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: Sequence[str | os.PathLike[str]], *, durable: bool = True, suffix: str = ".tmp"
+                 ) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for files that belong together: every one is written and flushed before the first is
+    renamed, and they are renamed in the order given (a record last: on disk, it implies the files before it)."""
+    targets = [Path(p) for p in paths]
+    tmps: list[Path] = []
+    try:
+        for path in targets:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(name))
+        yield tmps
+        if durable:
+            for tmp in tmps:
+                _fsync(tmp)
+        for tmp, path in zip(tmps, targets):
+            os.replace(tmp, path)
+        if durable:
+            for folder in dict.fromkeys(p.parent for p in targets):
+                with contextlib.suppress(OSError):  # not every platform or file system syncs a folder
+                    _fsync(folder)
+    finally:
+        for tmp in tmps:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = True) -> Path:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically; see :func:`atomic_path`."""
+    path = Path(path)
+    with atomic_path(path, durable=durable) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

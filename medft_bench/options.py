@@ -1,0 +1,164 @@
+"""The options of a benchmark run, declared once for pytest and the command line.
+
+:func:`add_options` adds them to any ``addoption``-like callable (a pytest option group's ``addoption``, an
+argparse parser's ``add_argument``), and :func:`grid_options` turns the parsed values (an argparse namespace,
+or pytest's ``config.option``) into :class:`~medft_bench.grid.GridOptions`. The singular spellings of the
+selection options (``--dataset``, ``--backbone``, ``--strategy``, ``--seed``) are hidden aliases of the plural ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from medft_bench.errors import MedftError
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    help: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()  # accepted, not shown in --help
+    only: str | None = None  # "pytest" or "cli" when the option means something on one side only
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
+
+
+OPTIONS: tuple[Option, ...] = (
+    # -- what to run
+    Option("--tier", "tier preset: smoke (default; synthetic data, minutes on a CPU), quick, standard, full "
+           "(python -m medft_bench list tiers)", {"default": "smoke"}),
+    Option("--datasets", "comma-separated MedMNIST flags or registered folder datasets (default: the tier's)",
+           {"metavar": "NAME,..."}, aliases=("--dataset",)),
+    Option("--backbones", "comma-separated timm model names, e.g. resnet50,densenet121 (default: the tier's)",
+           {"metavar": "NAME,..."}, aliases=("--backbone",)),
+    Option("--strategies", "comma-separated strategy names (default: every registered one; "
+           "python -m medft_bench list strategies)", {"metavar": "NAME,..."}, aliases=("--strategy",)),
+    Option("--seeds", "comma-separated seeds (default: the tier's)", {"metavar": "N,..."}, aliases=("--seed",)),
+    Option("--img-size", "comma-separated image sizes of the dataset files (MedMNIST: 28, 64, 128, 224; "
+           "default: the tier's, a folder dataset's own size)", {"metavar": "PX,..."}),
+    Option("--protocol", "study: the study's fixed learning rate; tuned: each strategy at its best learning rate "
+           "on validation (a sweep per cell). Default: the study's cells plus the tier's tuned cells "
+           "(smoke: FT and LP-FT on ResNet-50)", {"metavar": "study|tuned"}),
+    Option("--lr-grid", "the tuned protocol's learning rates (default: the tier's, else each strategy's own)",
+           {"metavar": "LR,..."}),
+    Option("--shard", "run only shard i of n of the grid (by a hash of each cell id), e.g. 2/4", {"metavar": "i/n"}),
+    # -- how to train
+    Option("--epochs", "epoch budget per cell (default: the tier's)", {"type": int}),
+    Option("--batch-size", "training batch size (default: the tier's)", {"type": int}),
+    Option("--lr", "learning rate of the study protocol (default: the tier's)", {"type": float}),
+    Option("--max-train-samples", "cap on training images, a seeded subset (default: the tier's)", {"type": int}),
+    Option("--param", "a strategy parameter as KEY=VALUE (VALUE in JSON), e.g. --param block=2; applies to every "
+           "selected strategy; repeatable", {"action": "append", "default": [], "metavar": "KEY=VALUE"}),
+    Option("--weights", "pretrained | random | a weights file or a directory of weight files (default: the tier's)"),
+    Option("--device", "cpu, cuda, cuda:1 (default: cuda when available; under pytest-xdist one GPU per worker)"),
+    Option("--allow-cpu", "run tiers marked gpu (standard, full) on a machine without CUDA instead of skipping them",
+           {"action": "store_true", "default": False}),
+    # -- data
+    Option("--data-root", "folder holding the MedMNIST .npz files and folder datasets (default: $MEDFT_DATA_ROOT, "
+           "else ~/.medmnist)"),
+    Option("--folder-dataset", "register your own image-folder or CSV-manifest dataset (repeatable), e.g. "
+           "mine=/data/us,channels=1; then --datasets mine",
+           {"action": "append", "default": [], "metavar": "NAME=PATH[,key=value...]"}),
+    Option("--synthetic", "generated MedMNIST-format data instead of the real files (records say synthetic): a "
+           "tier's shape without the downloads; optional split sizes",
+           {"nargs": "?", "const": "", "metavar": "train=N,val=N,test=N"}),
+    Option("--no-download", "never download MedMNIST files (a missing file is reported with where to get it)",
+           {"action": "store_true", "default": False}),
+    Option("--require-data", "fail the cells whose data files are missing instead of skipping them",
+           {"action": "store_true", "default": False}, only="pytest"),
+    # -- results and output
+    Option("--results-dir", "where cell records go; a cell with a record there is reused (default: results/)",
+           {"default": "results", "metavar": "DIR"}),
+    Option("--rerun", "recompute cells that have a record", {"action": "store_true", "default": False}),
+    Option("--progress", "per-epoch progress: auto (a live line on a terminal, one plain line per epoch "
+           "otherwise), rich, plain or off (default: $MEDFT_PROGRESS, else auto; with pytest, shown with -s)",
+           {"choices": ("auto", "rich", "plain", "off")}),
+    Option("--json", "print each whole record as JSON", {"action": "store_true", "default": False}, only="cli"),
+)
+
+
+def add_options(addoption: Callable[..., Any], side: str) -> None:
+    """Add the options of ``side`` ("pytest" or "cli") with ``addoption(name, **kwargs)``: pytest's
+    ``group.addoption`` or argparse's ``add_argument``."""
+    for opt in OPTIONS:
+        if opt.only not in (None, side):
+            continue
+        kwargs = {"default": None, **opt.kwargs}
+        addoption(opt.name, dest=opt.dest, help=opt.help, **kwargs)
+        for alias in opt.aliases:
+            addoption(alias, dest=opt.dest, help=argparse.SUPPRESS,
+                      **{k: v for k, v in kwargs.items() if k != "default"}, default=argparse.SUPPRESS)
+
+
+def _csv(name: str, value: str | None, cast: type = str) -> list | None:
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()] if value else None
+    except ValueError:
+        raise MedftError(f"{name} {value!r}: expected comma-separated {cast.__name__} values") from None
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["block=2", "mode=l1"]`` -> {"block": 2, "mode": "l1"} (values as JSON when they parse)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MedftError(f"--param {item!r}: expected KEY=VALUE, e.g. --param block=2")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def grid_options(ns: Any) -> Any:
+    """:class:`~medft_bench.grid.GridOptions` from parsed options (``argparse.Namespace`` or ``config.option``);
+    :class:`MedftError` names a malformed value."""
+    from medft_bench.config import parse_lr_grid
+    from medft_bench.grid import GridOptions, parse_shard, parse_splits
+
+    train = {k: v for k in ("epochs", "batch_size", "lr", "max_train_samples") if (v := getattr(ns, k)) is not None}
+    return GridOptions(
+        datasets=_csv("--datasets", ns.datasets), backbones=_csv("--backbones", ns.backbones),
+        strategies=_csv("--strategies", ns.strategies), seeds=_csv("--seeds", ns.seeds, int),
+        img_sizes=_csv("--img-size", ns.img_size, int), weights=ns.weights, train=train,
+        shard=parse_shard(ns.shard) if ns.shard else None,
+        synthetic=parse_splits(ns.synthetic) if ns.synthetic is not None else None,
+        protocol=ns.protocol, lr_grid=parse_lr_grid(ns.lr_grid) if ns.lr_grid else None,
+        params=parse_params(ns.param or []),
+    )
+
+
+def build_cells(ns: Any) -> tuple[Any, list[Any]]:
+    """The tier and the cells the parsed options select (after :func:`register_folder_datasets`)."""
+    from medft_bench.grid import build_grid
+    from medft_bench.tiers import get_tier
+
+    tier = get_tier(ns.tier)
+    return tier, build_grid(tier, grid_options(ns))
+
+
+def register_folder_datasets(ns: Any) -> None:
+    """Register every ``--folder-dataset NAME=PATH,...`` (in each process that builds the grid)."""
+    from medft_bench.data.folders import register_from_option
+
+    for text in ns.folder_dataset or ():
+        register_from_option(text)
+
+
+def gpu_skip_reason(tier_marks: tuple[str, ...] | list[str], allow_cpu: bool) -> str | None:
+    """Why a cell of a tier marked ``gpu`` does not run here (no CUDA, no ``--allow-cpu``), or None."""
+    if "gpu" not in tier_marks or allow_cpu:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return "needs CUDA (tier marked gpu); pass --allow-cpu to run it on the CPU anyway"

@@ -1,0 +1,72 @@
+"""Atomic writes (medft_bench.io): the old file survives a failed write, and no temporary file is left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medft_bench.io import atomic_path, atomic_write
+
+
+def test_atomic_write_replaces_the_file_and_leaves_nothing_else(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "record.json"
+    assert atomic_write(path, "first") == path  # the folder is created
+    atomic_write(path, b"second\n")
+    assert path.read_bytes() == b"second\n"
+    assert [p.name for p in path.parent.iterdir()] == ["record.json"]
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_an_exception_mid_write_keeps_the_old_file_and_removes_the_temporary(tmp_path: Path, durable: bool) -> None:
+    path = tmp_path / "record.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError, match="disk on fire"), atomic_path(path, durable=durable) as tmp:
+        assert tmp.parent == path.parent and tmp.name.startswith(".record.json.")  # a dot file next to it
+        tmp.write_text("half of the n")
+        raise RuntimeError("disk on fire")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_a_failed_rename_removes_the_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    (target / "inside").mkdir(parents=True)  # a non-empty folder cannot be replaced by a file
+    with pytest.raises(OSError):
+        atomic_write(target, "x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+    assert [p.name for p in target.iterdir()] == ["inside"]
+
+
+def test_temporary_names_differ_between_concurrent_writers(tmp_path: Path) -> None:
+    path = tmp_path / "x.npz"
+    with atomic_path(path) as a, atomic_path(path) as b:
+        assert a != b and a.exists() and b.exists()
+        a.write_text("a")
+        b.write_text("b")
+    assert path.read_text() == "a"  # the outer block renames last
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
+
+
+def test_files_that_belong_together_appear_together_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    from medft_bench import io
+
+    head, record = tmp_path / "cell.head.pt", tmp_path / "cell.json"
+    real = io._fsync
+
+    def full(path: Path) -> None:  # the second file cannot be flushed: the first must not appear either
+        if ".cell.json." in path.name:
+            raise OSError(28, "No space left on device")
+        real(path)
+
+    monkeypatch.setattr(io, "_fsync", full)
+    with pytest.raises(OSError, match="No space"), io.atomic_paths([head, record]) as (h, r):
+        h.write_text("head")
+        r.write_text("record")
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(io, "_fsync", real)
+    with io.atomic_paths([head, record]) as (h, r):
+        h.write_text("head")
+        r.write_text("record")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.head.pt", "cell.json"]
+
