@@ -3,6 +3,7 @@
     python -m medft_bench run --tier smoke --dataset pneumoniamnist --backbone resnet50 --strategy lp \\
         --seed 0 --results-dir results
     python -m medft_bench list strategies
+    python -m medft_bench grid --tier smoke --ray-address local   # a whole grid on Ray or Slurm
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the whole record as JSON")
     ls = sub.add_parser("list", help="list strategies, tiers, datasets or the study backbones")
     ls.add_argument("what", choices=["strategies", "tiers", "datasets", "backbones"])
+    from medft_bench.cluster.cli import add_grid_parser
+
+    add_grid_parser(sub)
     return p
 
 
@@ -160,6 +164,10 @@ def _list(what: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "grid":
+            from medft_bench.cluster.cli import run_grid
+
+            return run_grid(args)
         return _run(args) if args.command == "run" else _list(args.what)
     except NotApplicable as exc:
         print(f"skipped: {exc}", file=sys.stderr)
