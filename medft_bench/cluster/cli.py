@@ -127,9 +127,12 @@ def report(summary: Any) -> int:
               f"{' at the time limit' if summary.timed_out else ''}); run the same command again to resume",
               file=out)
     if summary.overhead_s:
-        mean = sum(summary.overhead_s) / len(summary.overhead_s)
-        print(f"records written: {len(summary.written)}; engine overhead per cell: {mean * 1000:.0f} ms "
-              "(round trip minus the cell's own time)", file=out)
+        import statistics
+
+        o = summary.overhead_s
+        print(f"records written: {len(summary.written)}; engine overhead per cell (round trip minus the cell's "
+              f"own time): median {statistics.median(o) * 1000:.0f} ms, max {max(o) * 1000:.0f} ms (a new worker "
+              "process imports torch)", file=out)
     if summary.interrupted:
         return 130
     return 0 if summary.ok else 1

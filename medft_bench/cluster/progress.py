@@ -26,6 +26,7 @@ class Progress:
     skipped: int = 0
     failed: int = 0  # no record, or a record with status failed
     running: int = 0
+    cancelled: int = 0  # interrupted or out of time: not run, left for the next run
     cell_seconds: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     _last: float = 0.0
@@ -33,7 +34,7 @@ class Progress:
 
     @property
     def queued(self) -> int:
-        return self.total - self.done - self.reused - self.skipped - self.failed - self.running
+        return self.total - self.done - self.reused - self.skipped - self.failed - self.running - self.cancelled
 
     def time_left(self, slots: int) -> float | None:
         """Mean seconds of the cells computed so far x cells left / cells at a time; None before the first."""
@@ -47,13 +48,16 @@ class Progress:
         elapsed = _clock(time.monotonic() - self.started)
         return (f"[{self.engine}] done {self.done} (+{self.reused} reused, {self.skipped} skipped) · running "
                 f"{self.running} · queued {self.queued} · failed {self.failed} · {elapsed} elapsed · left "
-                f"{'?' if left is None else '~' + _clock(left)}")
+                f"{'?' if left is None else '~' + _clock(left)}"
+                + (f" · cancelled {self.cancelled}" if self.cancelled else ""))
 
     def show(self, slots: int, *, force: bool = False) -> None:
         """Print the line when it changed and ``every_s`` passed (always with ``force``)."""
         now = time.monotonic()
         text = self.line(slots)
         body = text.split(" · ")[:4]
+        if force and text == self._last_line:
+            return
         if force or (body != self._last_line.split(" · ")[:4] and now - self._last >= self.every_s) \
                 or now - self._last >= 12 * self.every_s:
             print(text, file=self.stream, flush=True)

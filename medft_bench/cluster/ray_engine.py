@@ -222,7 +222,7 @@ def _drive(queue: list[Job], remote: Any, store: ResultStore, failures: FailureL
             summary.cancelled.append(job.cfg)
         pending.clear()
     summary.cancelled += [j.cfg for j in queue]
-    progress.running = 0
+    progress.running, progress.cancelled = 0, len(summary.cancelled)
     progress.show(capacity, force=True)
 
 
