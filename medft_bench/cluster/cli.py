@@ -46,10 +46,10 @@ def add_grid_parser(sub: Any) -> argparse.ArgumentParser:
                        help="default: 1 on a gpu tier, 0 otherwise or with --allow-cpu")
     slurm.add_argument("--slurm-cpus-per-task", type=int, default=None, help="default: 4 on a GPU tier, else 1")
     slurm.add_argument("--slurm-mem-gb", type=int, default=None)
-    slurm.add_argument("--slurm-time", type=int, default=None, metavar="MINUTES",
-                       help="time limit per array task (default: the partition's)")
+    slurm.add_argument("--slurm-time", type=int, default=240, metavar="MINUTES",
+                       help="time limit per array task (default 240); a cell cut by it leaves no record")
     slurm.add_argument("--slurm-log-dir", default=None,
-                       help="each task's stdout/stderr (default: RESULTS_DIR/.slurm/%%j)")
+                       help="each task's stdout/stderr: JOBID_TASK_0_log.out/.err (default: RESULTS_DIR/.slurm)")
     slurm.add_argument("--slurm-executor", default="slurm", choices=["slurm", "local"],
                        help="local: submitit's local executor (processes on this machine, no Slurm)")
     slurm.add_argument("--slurm-wait", action="store_true", help="wait for the array and report each task")
