@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import signal
 import sys
 import time
@@ -147,8 +148,21 @@ def run_grid_on_slurm(args: argparse.Namespace, *, gpu: bool) -> int:
     return _wait(jobs, parts, FailureLog(args.results_dir), args.slurm_executor)
 
 
+class _OnceSacct(logging.Filter):
+    """A cluster without job accounting (no sacct) makes submitit warn on every poll; once is enough."""
+
+    seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "sacct" not in record.getMessage():
+            return True
+        first, _OnceSacct.seen = not _OnceSacct.seen, True
+        return first
+
+
 def _wait(jobs: list[Any], parts: list[list[CellConfig]], failures: FailureLog, engine: str) -> int:
     bad = 0
+    logging.getLogger("submitit").addFilter(_OnceSacct())
     for job, part in zip(jobs, parts):
         try:
             outcomes = job.result()
