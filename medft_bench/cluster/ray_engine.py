@@ -28,7 +28,8 @@ from medft_bench.results.store import ResultStore
 
 POLL_S = 1.0  # every wait is bounded: Ctrl-C, the time limit and progress are looked at this often
 # Sent to the workers (a cluster started elsewhere does not have the driver's environment).
-FORWARDED_ENV = ("HF_HUB_OFFLINE", "MEDFT_OFFLINE", "MEDFT_CACHE_DIR", "TORCH_HOME", "HF_HOME", EXIT_ONCE_ENV)
+FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME", "MEDFT_OFFLINE", "MEDFT_CACHE_DIR", "MEDFT_DATA_ROOT",
+                 "MEDFT_FEATURE_CACHE", EXIT_ONCE_ENV)
 
 
 @dataclass
