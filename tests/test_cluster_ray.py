@@ -114,3 +114,32 @@ def test_without_retries_a_lost_worker_is_a_failure_with_its_reason(local_ray: A
     # The next run (the worker now survives) computes it and takes it off the list.
     summary = run_grid_on_ray(cells, tmp_path / "res", RayOptions(address="local", timeout_s=TIMEOUT_S))
     assert summary.ok and not FailureLog(tmp_path / "res").cells
+
+
+def test_ctrl_c_on_the_driver_keeps_finished_records_and_cancels_the_rest(tmp_path: Path) -> None:
+    """The command line in its own process (its own Ray instance), interrupted once the first record is in."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "medft_bench", "grid", "--tier", "smoke", "--backbones", "resnet50",
+           "--strategies", "knn,ft", "--protocol", "study", "--ray-address", "local", "--ray-cpus", "1",
+           "--results-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not list(tmp_path.glob("smoke/*knn*.json")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert list(tmp_path.glob("smoke/*knn*.json")), "the first cell did not finish in time"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "not finished: 1 cells (cancelled)" in err
+    records, problems = ResultStore(tmp_path).records()
+    assert not problems and [r["cell"]["strategy"] for r in records] == ["knn"]
