@@ -3,6 +3,7 @@
     python -m medft_bench run --tier smoke --datasets pneumoniamnist --backbones resnet50 --strategies lp \\
         --seeds 0 --results-dir results
     python -m medft_bench list tiers
+    python -m medft_bench grid --tier smoke --ray-address local   # a whole grid on Ray or Slurm
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from medft_bench.cluster.cli import add_grid_arguments, run_grid
 from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
 from medft_bench.options import add_options, build_cells, gpu_skip_reason, register_folder_datasets
 from medft_bench.training.progress import resolve_mode
@@ -141,6 +143,8 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "run": ("run (or reuse) the cells the options select, one after another, and print each one's summary",
             _add_run, _run),
     "list": ("list strategies, tiers, datasets or the study backbones", _add_list, _list),
+    "grid": ("run a whole grid on a Ray cluster or as a Slurm job array (docs/cluster.md)", add_grid_arguments,
+             run_grid),
 }
 
 

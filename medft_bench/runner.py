@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import DataError
 from medft_bench.results.store import ResultStore
+
+if TYPE_CHECKING:
+    from medft_bench.training.engine import CellResult
 
 
 @dataclass
@@ -48,8 +51,6 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
     hash: other data (``--data-root`` elsewhere, a re-pointed folder dataset, a changed file) gets a record of
     its own, and the records of the old data stay.
     """
-    from medft_bench.data.sources import recorded_identity
-
     cfg = with_data_id(cfg, data_root=data_root, download=download)
     store = ResultStore(results_dir)
     # A reuse needs no lock (records are renamed into place whole), so a read-only results directory still
@@ -59,22 +60,34 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
     with store.claim(cfg):
         if not rerun and (record := store.lookup(cfg)) is not None:
             return Outcome(record, store.path_for(cfg), True)
-        # Imported only to compute: a reuse is a lookup.
         from medft_bench.results.record import reset_host_peak
 
         reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far
-        if cfg.protocol == "tuned":  # a sweep of trials, each kept as it finishes (an interruption resumes)
-            from medft_bench.training.tuning import run_tuned
-
-            result = run_tuned(cfg, data_root=data_root, device=device, store=store, progress=progress,
-                               download=download, rerun=rerun)
-        else:
-            from medft_bench.training.engine import run_cell
-
-            result = run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
-                              download=download)
-        if recorded_identity(result.record["data"]) != cfg.data_id:  # never file a result under other data
-            raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
-                            "edited); nothing was recorded: run it again")
+        result = compute_cell(cfg, store, data_root=data_root, device=device, progress=progress,
+                              download=download, rerun=rerun)
         path = store.write(result.record, cfg, result.head_state)
     return Outcome(result.record, path, False)
+
+
+def compute_cell(cfg: CellConfig, store: Any, *, data_root: Any = None, device: Any = None,
+                 progress: bool | None = None, download: bool = True, rerun: bool = False) -> CellResult:
+    """Run one cell (``cfg.data_id`` filled in) and return its record and head, not written: the caller writes
+    them through the store. ``store`` serves the records a strategy reuses (LP-FT's probe) and a tuned cell's
+    trials; a cluster worker passes a store of its own (:mod:`medft_bench.cluster.worker`)."""
+    from medft_bench.data.sources import recorded_identity
+
+    # Imported only to compute: a reuse is a lookup.
+    if cfg.protocol == "tuned":  # a sweep of trials, each kept as it finishes (an interruption resumes)
+        from medft_bench.training.tuning import run_tuned
+
+        result = run_tuned(cfg, data_root=data_root, device=device, store=store, progress=progress,
+                           download=download, rerun=rerun)
+    else:
+        from medft_bench.training.engine import run_cell
+
+        result = run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
+                          download=download)
+    if recorded_identity(result.record["data"]) != cfg.data_id:  # never file a result under other data
+        raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
+                        "edited); nothing was recorded: run it again")
+    return result

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 if TYPE_CHECKING:
+    from medft_bench.config import CellConfig
     from medft_bench.training.context import CellContext
 
 # How normalisation and dropout layers run during training, recorded with every result:
@@ -98,6 +99,11 @@ class Strategy:
         if type(self).predict is not Strategy.predict:
             return ()
         return tuple(self.lr_grid)
+
+    def reused_cells(self, cfg: CellConfig) -> tuple[CellConfig, ...]:
+        """Other cells whose stored results this cell reuses when they exist (LP-FT: the LP cell's head).
+        A cluster driver runs them first and ships their results; without them the cell computes its own."""
+        return ()
 
     def check(self, ctx: CellContext) -> str | None:
         """Why this strategy does not apply to the cell's backbone or task, or None when it does. A cell whose

@@ -83,6 +83,20 @@ class LinearProbeThenFineTune(Strategy):
         solver = self.params["lp_solver"]
         return {} if solver == LinearProbe.defaults["solver"] else {"solver": solver}
 
+    def lp_cell(self, cfg: CellConfig) -> CellConfig | None:
+        """The ``lp`` cell whose stored head stage 1 reuses, or None when no cell holds this probe. A cluster
+        driver runs that cell first (:meth:`reused_cells`)."""
+        lp_cfg = cfg.with_strategy("lp", self._lp_params())
+        if cfg.protocol == "study":
+            return lp_cfg
+        # A tuned trial: the solved probe has no learning rate, so the study's LP cell holds this very head
+        # (shared by every trial); an epoch-by-epoch probe trains at the trial's rate and is never reused.
+        return None if self._lp.tuning_grid() else dataclasses.replace(lp_cfg, protocol="study", lr_grid=())
+
+    def reused_cells(self, cfg: CellConfig) -> tuple[CellConfig, ...]:
+        lp_cfg = self.lp_cell(cfg)
+        return () if lp_cfg is None else (lp_cfg,)
+
     def _ft_epochs(self, ctx: CellContext) -> int:
         given = self.params["ft_epochs"]
         return int(given) if given is not None else ctx.settings.epochs
@@ -121,12 +135,7 @@ class LinearProbeThenFineTune(Strategy):
             return False
         if stage != 0:
             return False
-        lp_cfg: CellConfig | None = ctx.cfg.with_strategy("lp", self._lp_params())
-        if ctx.cfg.protocol != "study":
-            # A tuned trial: the solved probe has no learning rate, so the study's LP cell holds this very head
-            # (shared by every trial); an epoch-by-epoch probe trains at the trial's rate and is never reused.
-            lp_cfg = (None if self._lp.tuning_grid()
-                      else dataclasses.replace(lp_cfg, protocol="study", lr_grid=()))
+        lp_cfg = self.lp_cell(ctx.cfg)
         store = ctx.results_dir
         lp_record = store.lookup(lp_cfg) if store is not None and lp_cfg is not None else None
         head = store.load_head(lp_cfg) if lp_record is not None else None
