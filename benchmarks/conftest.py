@@ -16,6 +16,7 @@ from medft_bench.errors import MedftError
 from medft_bench.options import build_cells
 from medft_bench.tiers import Tier
 
+TRIALS_MODULE = "test_tuning_trials.py"
 _GRID = pytest.StashKey[tuple[Tier, list[CellConfig]]]()
 
 
@@ -45,11 +46,29 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "cell" not in metafunc.fixturenames:
-        return
-    tier, cells = _grid(metafunc.config)
-    marks = [pytest.mark.medft_cell, *(getattr(pytest.mark, m) for m in tier.marks)]
-    metafunc.parametrize("cell", [pytest.param(c, id=c.cell_id, marks=marks) for c in cells])
+    if "cell" in metafunc.fixturenames:
+        tier, cells = _grid(metafunc.config)
+        marks = [pytest.mark.medft_cell, *(getattr(pytest.mark, m) for m in tier.marks)]
+        metafunc.parametrize("cell", [pytest.param(c, id=c.cell_id, marks=marks) for c in cells])
+    if "trial" in metafunc.fixturenames:  # test_tuning_trials.py, collected with --trial-tasks only
+        from medft_bench.training.tuning import tuning_grid
+
+        tier, cells = _grid(metafunc.config)
+        marks = [getattr(pytest.mark, m) for m in tier.marks]
+        trials = [(c, lr) for c in cells if c.protocol == "tuned" for lr in tuning_grid(c)]
+        metafunc.parametrize("trial", [pytest.param(t, id=f"{t[0].cell_id}-lr{t[1]:g}", marks=marks) for t in trials])
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path.name == TRIALS_MODULE and not config.getoption("trial_tasks"):
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Trials first: pytest-xdist hands items out in this order, so a cell starts after its trials are under way
+    # (it waits for a trial another worker holds, then reuses it) instead of running them all itself.
+    items.sort(key=lambda item: item.path.name != TRIALS_MODULE)
 
 
 @pytest.fixture(scope="session")

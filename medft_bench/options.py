@@ -71,6 +71,9 @@ OPTIONS: tuple[Option, ...] = (
            {"nargs": "?", "const": "", "metavar": "train=N,val=N,test=N"}),
     Option("--no-download", "never download MedMNIST files (a missing file is reported with where to get it)",
            {"action": "store_true", "default": False}),
+    Option("--trial-tasks", "run each trial of a tuned cell as a case of its own, before the cells (with "
+           "pytest-xdist the trials spread over the workers; each cell then reuses its kept trials)",
+           {"action": "store_true", "default": False}, only="pytest"),
     Option("--require-data", "fail the cells whose data files are missing instead of skipping them",
            {"action": "store_true", "default": False}, only="pytest"),
     # -- results and output

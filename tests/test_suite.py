@@ -694,3 +694,22 @@ def test_missing_data_is_one_summary_line_or_a_failure_with_require_data(run: Ru
     assert failed.ret == 1
     failed.assert_outcomes(failed=4)
     assert "  4 failed (4 cells)" in failed.outlines
+
+
+def test_trial_tasks_run_before_their_cell_which_reuses_them(run: Run, tmp_path: Path) -> None:
+    """--trial-tasks: each trial of a tuned cell is a case, collected before the cells; the cell chooses among the
+    kept trials and runs none of them again (only the chosen one's model is retrained, in its own process)."""
+    args = ("--protocol", "tuned", "--backbones", "resnet18", "--strategies", "ft", "--epochs", "1",
+            "--lr-grid", "1e-4,1e-3", "--results-dir", str(tmp_path / "results"))
+    plain = run("--collect-only", "-q", *args)
+    assert not [ln for ln in plain.outlines if "test_tuning_trial" in ln]  # opt-in only
+    collected = run("--collect-only", "-q", "--trial-tasks", *args)
+    ids = [ln.split("[", 1)[1][:-1] for ln in collected.outlines if ln.startswith("benchmarks/")]
+    cell = "smoke-pneumoniamnist-32-resnet18-ft-tuned-seed0"
+    assert ids == [f"{cell}-lr0.0001", f"{cell}-lr0.001", cell], ids
+    result = run("--trial-tasks", *args)
+    assert result.ret == 0, output(result)
+    result.assert_outcomes(passed=3)
+    (rec,) = load_records([tmp_path / "results"])[0]
+    assert [t["resumed"] for t in rec["tuning"]["trials"]] == [True, True]
+    assert rec["tuning"]["model"] == "retrained"
