@@ -60,9 +60,6 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
     with store.claim(cfg):
         if not rerun and (record := store.lookup(cfg)) is not None:
             return Outcome(record, store.path_for(cfg), True)
-        from medft_bench.results.record import reset_host_peak
-
-        reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far
         result = compute_cell(cfg, store, data_root=data_root, device=device, progress=progress,
                               download=download, rerun=rerun)
         path = store.write(result.record, cfg, result.head_state)
@@ -75,7 +72,9 @@ def compute_cell(cfg: CellConfig, store: Any, *, data_root: Any = None, device: 
     them through the store. ``store`` serves the records a strategy reuses (LP-FT's probe) and a tuned cell's
     trials; a cluster worker passes a store of its own (:mod:`medft_bench.cluster.worker`)."""
     from medft_bench.data.sources import recorded_identity
+    from medft_bench.results.record import reset_host_peak
 
+    reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far (every path)
     # Imported only to compute: a reuse is a lookup.
     if cfg.protocol == "tuned":  # a sweep of trials, each kept as it finishes (an interruption resumes)
         from medft_bench.training.tuning import run_tuned

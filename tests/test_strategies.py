@@ -375,7 +375,7 @@ def test_closed_form_penalty_leaves_frozen_parameters_alone() -> None:
 
 def test_starting_point_penalty_is_in_the_training_loss() -> None:
     losses = []
-    for beta in (0.0, 1e6):  # the engine adds the penalty to every step's loss
+    for beta in (0.0, 1e8):  # the engine adds the penalty to every step's loss (the new head starts small)
         ctx, strat = context("l2_sp", params={"alpha": 0.0, "beta": beta})
         runner = runner_for(ctx, strat)
         gen = _epoch_generator(0, 0, 0)
