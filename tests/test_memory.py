@@ -18,8 +18,16 @@ def test_peak_host_memory_is_the_cells_own_after_a_reset() -> None:
     assert scope == "cell" and first >= 300
     assert reset_host_peak()
     second, scope = host_peak()
-    assert scope == "cell" and second < first - 200  # the earlier peak is gone from this reading
+    # The reading restarts from the resident memory at the reset, not from the earlier peak (whether the 300 MB
+    # went back to the system depends on the allocator and on the rest of the process, so compare with VmRSS).
+    assert scope == "cell" and second <= _rss_mb() + 50
+    assert second < first or _rss_mb() >= first - 50
     assert host_peak()[1] == "process"  # a reset serves one reading
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
 
 
 def test_a_computed_record_says_what_its_peak_covers(tmp_path) -> None:
