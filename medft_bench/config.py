@@ -40,8 +40,9 @@ class TrainSettings:
     amp: str = "auto"  # auto = bf16 on CUDA, off on CPU | bf16 | off
     channels_last: str = "auto"  # auto = on for CUDA | on | off
     head_init: str = "scaled"  # scaled | zero | default: a new head starts neutral (models/head_init.py)
-    # Random weights only: training batches that estimate the BatchNorm running statistics (models/norm_stats.py)
-    random_norm_stats: int = 4
+    # Random weights only: training batches that calibrate the network (models/calibration.py): BatchNorm
+    # statistics, or unit-variance layer scaling (LSUV) for a network without BatchNorm
+    random_calibration: int = 4
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class CellConfig:
         d["strategy_params"] = {k: v for k, v in self.strategy_params}
         d["synthetic_splits"] = {k: v for k, v in self.synthetic_splits}
         if self.weights != "random":
-            del d["train"]["random_norm_stats"]  # pretrained cells keep their hashes: the setting does not apply
+            del d["train"]["random_calibration"]  # pretrained cells keep their hashes: the setting does not apply
         if not self.data_id:
             del d["data_id"]  # synthetic cells keep the hashes they had before data identities existed
         if self.protocol == "study" and not self.lr_grid:
@@ -126,8 +127,8 @@ _RANGES: dict[str, tuple[str, Any, str]] = {
     "patience": ("patience", lambda v: _whole(v, 0), "a whole number >= 0 (0: no early stopping)"),
     "weight_decay": ("weight_decay", lambda v: _positive(v) or v == 0, "a finite number >= 0"),
     "momentum": ("momentum", lambda v: _positive(v) and v < 1 or v == 0, "a number from 0 to below 1"),
-    "random_norm_stats": ("random_norm_stats", lambda v: _whole(v, 0),
-                          "a whole number >= 0 (0: keep a random network's initial BatchNorm statistics)"),
+    "random_calibration": ("random_calibration", lambda v: _whole(v, 0),
+                           "a whole number >= 0 (0: keep a random network's initialisation uncalibrated)"),
 }
 
 

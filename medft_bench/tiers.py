@@ -65,10 +65,13 @@ TIERS: dict[str, Tier] = {
         seeds=(0,),
         weights="random",
         synthetic=True,
-        synthetic_splits=(("train", 96), ("val", 32), ("test", 96)),
-        # 24 Adam steps (4 epochs of 6 batches). Random weights get BatchNorm statistics from 4 training batches
-        # (models/norm_stats.py): with timm's initial ones, ResNet-50's eval-mode features have a norm of about
-        # 0.7 and no new head trained by Adam leaves the majority class in 24 steps.
+        # Training costs what 96 images cost; validation and test are forward passes only, so they are larger:
+        # with 32 and 96 images a selection or a difference between cells was one image (3 % and 1 %).
+        synthetic_splits=(("train", 96), ("val", 96), ("test", 480)),
+        # 24 Adam steps (4 epochs of 6 batches). Random weights are calibrated on training images first
+        # (models/calibration.py): BatchNorm statistics, LSUV for VGG-19. Uncalibrated, ResNet-50's eval-mode
+        # features have a norm of about 0.7, VGG-19's an RMS of 0.02, and no new head trained by Adam leaves the
+        # majority class in 24 steps.
         train=TrainSettings(epochs=4, batch_size=16, eval_batch_size=128, lr=1e-3, patience=0),
         # The gradient probes of Auto-SNR and Auto-RGN are cut to 2 of an epoch's 6 batches (5 would cost most
         # of the epoch they steer).

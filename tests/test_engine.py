@@ -59,8 +59,8 @@ def test_record_contents() -> None:
     assert rec["cell"] == {"tier": "unit", "dataset": "pneumoniamnist", "img_size": 32, "backbone": "resnet18",
                            "strategy": "lp", "seed": 0}
     assert rec["data"]["synthetic"] is True and rec["data"]["splits"] == {"train": 32, "val": 16, "test": 16}
-    assert rec["weights"]["source"] == "random" and set(rec["weights"]) == {"source", "norm_stats"}
-    assert rec["weights"]["norm_stats"]["batches"] == 2  # random weights: BatchNorm statistics from training images
+    assert rec["weights"]["source"] == "random" and set(rec["weights"]) == {"source", "calibration"}
+    assert rec["weights"]["calibration"]["batches"] == 2  # random weights: BatchNorm statistics from training images
     assert rec["config"]["preprocess"]["target_size"] == 32
     assert rec["strategy"]["norm_modes"] == ["backbone_eval"]
     assert rec["costs"]["epochs_run"] == 2 and len(rec["epochs"]) == 2

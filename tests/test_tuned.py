@@ -94,7 +94,7 @@ def test_tuned_record_keeps_every_trial_and_the_whole_cost() -> None:
     assert t["chosen_lr"] == chosen["lr"] and rec["metrics"]["val"] == chosen["val"]
     # The cost of a tuned cell is the whole sweep: every trial's training time, not only the chosen one's, and
     # the preparation done once before them (a random backbone's BatchNorm statistics, the head's scale).
-    prepared = rec["weights"]["norm_stats"]["seconds"] + rec["head"]["seconds"]
+    prepared = rec["weights"]["calibration"]["seconds"] + rec["head"]["seconds"]
     assert rec["costs"]["train_s"] == pytest.approx(sum(x["train_s"] for x in t["trials"]) + prepared, abs=1e-3)
     assert rec["costs"]["train_s"] == pytest.approx(t["total_train_s"])
     assert rec["costs"]["train_s"] > max(x["train_s"] for x in t["trials"])

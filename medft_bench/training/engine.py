@@ -22,9 +22,9 @@ from medft_bench.data.batches import Preprocess, batch_indices, iterate
 from medft_bench.data.sources import load_dataset
 from medft_bench.errors import MedftError, NotApplicable
 from medft_bench.metrics import compute_metrics, majority_baseline, primary_metric, selection_key, tie_break_metric
+from medft_bench.models.calibration import calibrate
 from medft_bench.models.factory import create_backbone_reusing
 from medft_bench.models.head_init import init_head
-from medft_bench.models.norm_stats import estimate_norm_stats
 from medft_bench.strategies.base import EpochPlan, Strategy
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
@@ -361,9 +361,9 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
     ctx = CellContext(cfg=cfg, settings=s, data=data, backbone=backbone, preprocess=pre, device=dev,
                       amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, results_dir=store)
     if cfg.weights == "random":
-        stats = estimate_norm_stats(ctx, s.random_norm_stats)
-        if stats:
-            backbone.weights["norm_stats"] = stats
+        done = calibrate(ctx, s.random_calibration)
+        if done:
+            backbone.weights["calibration"] = done
     reason = strategy.check(ctx)
     if reason:
         raise NotApplicable(f"{cfg.cell_id}: strategy {cfg.strategy!r} does not apply: {reason}")
@@ -372,9 +372,9 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
 
 
 def preparation_s(ctx: CellContext) -> float:
-    """Seconds of the forward passes that prepared the cell: a random backbone's BatchNorm statistics and the
-    new head's scale (counted as probing, part of the training cost)."""
-    return ctx.head_init.get("seconds", 0.0) + ctx.backbone.weights.get("norm_stats", {}).get("seconds", 0.0)
+    """Seconds of the forward passes that prepared the cell: a random backbone's calibration and the new
+    head's scale (counted as probing, part of the training cost)."""
+    return ctx.head_init.get("seconds", 0.0) + ctx.backbone.weights.get("calibration", {}).get("seconds", 0.0)
 
 
 @dataclass
