@@ -748,7 +748,7 @@ def _decode_all(paths: list[Path], size: int, channels: int, crop: str) -> np.nd
 
 
 def cache_root() -> Path:
-    from medft_bench.data.sources import cache_dir
+    from medft_bench.cache import cache_dir
 
     return cache_dir() / "folders"
 

@@ -6,17 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medft_bench.cache import cache_dir
 from medft_bench.data import medmnist as mm
 from medft_bench.data import synthetic
 from medft_bench.data.arrays import DataBundle
 from medft_bench.errors import unknown
-
-CACHE_ENV = "MEDFT_CACHE_DIR"
-
-
-def cache_dir() -> Path:
-    """Where generated files (synthetic data, feature caches) live: ``$MEDFT_CACHE_DIR`` or ~/.cache."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medft-bench")
 
 
 def synthetic_root(splits: dict[str, int], seed: int) -> Path:
