@@ -12,7 +12,7 @@ from typing import Any
 from medft_bench.data.folders.spec import BACKBONE_SIZE, FolderDatasetSpec
 
 
-def _cfg(name: str, labels: dict[str, str], **kwargs: Any) -> FolderDatasetSpec:
+def _cfg(name: str, *, labels: dict[str, str], **kwargs: Any) -> FolderDatasetSpec:
     """A catalogue entry: the defaults shared by the built-in datasets, overridden by ``kwargs``."""
     return FolderDatasetSpec(**{
         "name": name,
@@ -29,9 +29,9 @@ def _cfg(name: str, labels: dict[str, str], **kwargs: Any) -> FolderDatasetSpec:
 BUILTIN: dict[str, FolderDatasetSpec] = {s.name: s for s in (
     _cfg(
         "chest_xray_pneumonia",
-        {"NORMAL": "normal", "PNEUMONIA": "pneumonia"},
         title="Chest X-Ray Images (Pneumonia), paediatric chest radiographs",
         modality="x-ray",
+        labels={"NORMAL": "normal", "PNEUMONIA": "pneumonia"},
         task="binary-class",
         channels=1,
         split_dirs={"train": ("train",), "val": ("val",), "test": ("test",)},
@@ -48,9 +48,10 @@ BUILTIN: dict[str, FolderDatasetSpec] = {s.name: s for s in (
     ),
     _cfg(
         "brain_tumor_mri",
-        {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour", "pituitary": "pituitary tumour"},
         title="Brain Tumor MRI (4 classes: glioma, meningioma, pituitary, no tumour)",
         modality="mri",
+        labels={"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour",
+                "pituitary": "pituitary tumour"},
         channels=1,
         split_dirs={"train": ("Training",), "test": ("Testing",)},
         crop="center",
@@ -64,11 +65,11 @@ BUILTIN: dict[str, FolderDatasetSpec] = {s.name: s for s in (
     ),
     _cfg(
         "nct_crc_he",
-        {"ADI": "adipose", "BACK": "background", "DEB": "debris", "LYM": "lymphocytes", "MUC": "mucus",
-         "MUS": "smooth muscle", "NORM": "normal colon mucosa", "STR": "cancer-associated stroma",
-         "TUM": "colorectal adenocarcinoma epithelium"},
         title="NCT-CRC-HE-100K (train) and CRC-VAL-HE-7K (test), colorectal histology patches",
         modality="histology",
+        labels={"ADI": "adipose", "BACK": "background", "DEB": "debris", "LYM": "lymphocytes", "MUC": "mucus",
+                "MUS": "smooth muscle", "NORM": "normal colon mucosa", "STR": "cancer-associated stroma",
+                "TUM": "colorectal adenocarcinoma epithelium"},
         split_dirs={"train": ("NCT-CRC-HE-100K", "NCT-CRC-HE-100K-NONORM"), "test": ("CRC-VAL-HE-7K",)},
         url="https://zenodo.org/records/1214456 (NCT-CRC-HE-100K.zip, CRC-VAL-HE-7K.zip)",
         citation="Kather et al., Predicting survival from colorectal cancer histology slides using deep "
@@ -81,11 +82,11 @@ BUILTIN: dict[str, FolderDatasetSpec] = {s.name: s for s in (
     ),
     _cfg(
         "ham10000",
-        {"akiec": "actinic keratoses and intraepithelial carcinoma", "bcc": "basal cell carcinoma",
-         "bkl": "benign keratosis-like lesions", "df": "dermatofibroma", "mel": "melanoma",
-         "nv": "melanocytic nevi", "vasc": "vascular lesions"},
         title="HAM10000 dermoscopic images of pigmented skin lesions",
         modality="dermoscopy",
+        labels={"akiec": "actinic keratoses and intraepithelial carcinoma",
+                "bcc": "basal cell carcinoma", "bkl": "benign keratosis-like lesions", "df": "dermatofibroma",
+                "mel": "melanoma", "nv": "melanocytic nevi", "vasc": "vascular lesions"},
         layout="csv",
         manifest="HAM10000_metadata.csv",
         path_column="image_id",
@@ -105,11 +106,11 @@ BUILTIN: dict[str, FolderDatasetSpec] = {s.name: s for s in (
     ),
     _cfg(
         "kvasir_v2",
-        {"dyed-lifted-polyps": "dyed lifted polyps", "dyed-resection-margins": "dyed resection margins",
-         "esophagitis": "esophagitis", "normal-cecum": "normal cecum", "normal-pylorus": "normal pylorus",
-         "normal-z-line": "normal Z-line", "polyps": "polyps", "ulcerative-colitis": "ulcerative colitis"},
         title="Kvasir v2, gastrointestinal endoscopy",
         modality="endoscopy",
+        labels={"dyed-lifted-polyps": "dyed lifted polyps", "dyed-resection-margins": "dyed resection margins",
+                "esophagitis": "esophagitis", "normal-cecum": "normal cecum", "normal-pylorus": "normal pylorus",
+                "normal-z-line": "normal Z-line", "polyps": "polyps", "ulcerative-colitis": "ulcerative colitis"},
         url="https://datasets.simula.no/kvasir/ (kvasir-dataset-v2.zip)",
         citation="Pogorelov et al., KVASIR: A Multi-Class Image Dataset for Computer Aided Gastrointestinal "
                  "Disease Detection, ACM MMSys 2017, pp. 164-169",
