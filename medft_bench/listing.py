@@ -24,7 +24,7 @@ def dataset_rows(data_root: str | os.PathLike[str] | None = None) -> list[tuple[
         try:
             disk = f"yes: {folders.locate(spec, data_root)}"
         except DataError:
-            disk = f"no (see {spec.url})" if spec.url else "no"
+            disk = f"no (see {spec.source})"
         classes = str(len(spec.classes)) if spec.classes else "from the folders"
         rows.append((name, spec.modality, spec.task, classes, disk))
     return rows

@@ -14,3 +14,11 @@ os.environ.setdefault("MEDFT_PROGRESS", "off")  # quiet unit tests; the progress
 @pytest.fixture(autouse=True, scope="session")
 def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["MEDFT_CACHE_DIR"] = str(tmp_path_factory.mktemp("medft-cache"))
+
+
+@pytest.fixture
+def folder_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Folder datasets the test registers are forgotten after it: the registry is restored as it was."""
+    from medft_bench.data.folders import registration
+
+    monkeypatch.setattr(registration, "_USER", dict(registration._USER))

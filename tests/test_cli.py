@@ -315,11 +315,10 @@ def test_reuse_requires_the_same_medmnist_file(tmp_path: Path, capsys: pytest.Ca
     assert load_records([tmp_path / "results"])[1] == []
 
 
-def test_reuse_requires_the_same_folder_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reuse_requires_the_same_folder_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                folder_registry: None) -> None:
     import numpy as np
     from PIL import Image
-
-    from medft_bench.data import folders
 
     for folder, offset in (("one", 0), ("two", 40)):
         rng = np.random.default_rng(offset)
@@ -330,19 +329,14 @@ def test_reuse_requires_the_same_folder_dataset(tmp_path: Path, capsys: pytest.C
                 Image.fromarray(img).save(tmp_path / folder / cls / f"{i}.png")
     argv = ["run", "--dataset", "mine", "--backbone", "resnet18", "--strategy", "lp", "--results-dir",
             str(tmp_path / "results")]
-    before = dict(folders._USER)
-    try:
-        assert main([*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == 0
-        out = capsys.readouterr().out.splitlines()  # issue 13, item 9: its images' own size, and said so
-        assert out[0].startswith("smoke-mine-16-resnet18-lp-seed0: ok")
-        assert out[1] == "  data: mine at 16 px: its images' own size (at most 224); --img-size sets another"
-        one = Path(out[-1].split("record: ", 1)[1])
-        reused, two = _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'two'},channels=1"])
-        assert not reused and two != one and one.is_file()  # re-pointed: other data, a record of its own
-        assert _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == (True, one)
-    finally:
-        folders._USER.clear()
-        folders._USER.update(before)
+    assert main([*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == 0
+    out = capsys.readouterr().out.splitlines()  # issue 13, item 9: its images' own size, and said so
+    assert out[0].startswith("smoke-mine-16-resnet18-lp-seed0: ok")
+    assert out[1] == "  data: mine at 16 px: its images' own size (at most 224); --img-size sets another"
+    one = Path(out[-1].split("record: ", 1)[1])
+    reused, two = _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'two'},channels=1"])
+    assert not reused and two != one and one.is_file()  # re-pointed: other data, a record of its own
+    assert _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == (True, one)
     fingerprints = {read_record(p)["data"]["fingerprint"] for p in (one, two)}
     assert len(fingerprints) == 2
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import torch
 from PIL import Image
 
 from medft_bench.data import folders
+from medft_bench.data.folders import decoding
 from medft_bench.data.sources import dataset_names, load_dataset
 from medft_bench.errors import DataError, DatasetNotFoundError, UnknownNameError
 
@@ -21,26 +21,22 @@ BUILTIN = ("chest_xray_pneumonia", "brain_tumor_mri", "nct_crc_he", "ham10000", 
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, folder_registry: None) -> None:
     monkeypatch.setenv("MEDFT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv(folders.ROOT_ENV, raising=False)
-    before = dict(folders._USER)
-    yield
-    folders._USER.clear()
-    folders._USER.update(before)
 
 
 @pytest.fixture
 def decodes(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every image decode, recorded (the real decoder still runs)."""
     calls: list[Path] = []
-    real = folders._decode_image
+    real = decoding._decode_image
 
     def counting(path: Path, *args, **kwargs):
         calls.append(path)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(folders, "_decode_image", counting)
+    monkeypatch.setattr(decoding, "_decode_image", counting)
     return calls
 
 
@@ -200,8 +196,8 @@ def test_val_carved_from_train_stratified_and_deterministic(tmp_path: Path) -> N
     make_class_folders(root, ["x", "y"], {"train": 30, "test": 5})
     folders.register_folder_dataset("carve", root)
     first = folders.scan("carve")
-    pools = first["pools"]
-    assert first["notes"]["val_carved"] == 0.1
+    pools = first.pools
+    assert first.notes["val_carved"] == 0.1
     assert [len(pools[s]) for s in ("train", "val", "test")] == [54, 6, 10]
     for cls in ("x", "y"):  # stratified: 3 of each class's 30
         assert sum(it.label == cls for it in pools["val"]) == 3
@@ -210,7 +206,7 @@ def test_val_carved_from_train_stratified_and_deterministic(tmp_path: Path) -> N
     assert not train_files & val_files
     assert train_files | val_files == {p for p in (root / "train").rglob("*.png")}
     assert all("/test/" not in str(p) for p in val_files)
-    again = folders.scan("carve")["pools"]
+    again = folders.scan("carve").pools
     assert [it.path for it in again["val"]] == [it.path for it in pools["val"]]
     b = load_dataset("carve", 8)
     assert [len(b.split(s)) for s in ("train", "val", "test")] == [54, 6, 10]
@@ -222,9 +218,9 @@ def test_carving_does_not_depend_on_location(tmp_path: Path) -> None:
     make_class_folders(tmp_path / "one", ["x", "y"], {"": 20})
     make_class_folders(tmp_path / "two" / "deeper", ["x", "y"], {"": 20})
     folders.register_folder_dataset("same", tmp_path / "one")
-    a = folders.scan("same")["pools"]
+    a = folders.scan("same").pools
     folders.register_folder_dataset("same", tmp_path / "two" / "deeper")
-    b = folders.scan("same")["pools"]
+    b = folders.scan("same").pools
     for s in ("train", "val", "test"):
         assert [p.path.name for p in a[s]] == [p.path.name for p in b[s]]
 
@@ -463,11 +459,11 @@ def test_ham10000_lesions_stay_in_one_split(tmp_path: Path) -> None:
         for r in csv.DictReader(f):
             lesion_of[r["image_id"]] = r["lesion_id"]
     where: dict[str, set[str]] = {}
-    for split, items in s["pools"].items():
+    for split, items in s.pools.items():
         for it in items:
             where.setdefault(lesion_of[it.path.stem], set()).add(split)
     assert all(len(v) == 1 for v in where.values())
-    counts = {k: len(v) for k, v in s["pools"].items()}
+    counts = {k: len(v) for k, v in s.pools.items()}
     assert counts == {"train": 7 * 8, "val": 7 * 2, "test": 7 * 2}  # of 6 lesions per class: 4 / 1 / 1
 
 

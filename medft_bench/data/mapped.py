@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from medft_bench.cache import cache_dir
 from medft_bench.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,6 @@ def arrays_dir(source: Path) -> Path:
     here = source.with_name(source.name + SUFFIX)
     if here.is_dir() or os.access(source.parent, os.W_OK):
         return here
-    from medft_bench.data.sources import cache_dir
-
     tag = hashlib.sha1(str(source.resolve()).encode()).hexdigest()[:12]
     return cache_dir() / "arrays" / f"{source.name}-{tag}{SUFFIX}"
 

@@ -6,17 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from medft_bench.cache import cache_dir
+from medft_bench.data import folders, synthetic
 from medft_bench.data import medmnist as mm
-from medft_bench.data import synthetic
 from medft_bench.data.arrays import DataBundle
 from medft_bench.errors import unknown
-
-CACHE_ENV = "MEDFT_CACHE_DIR"
-
-
-def cache_dir() -> Path:
-    """Where generated files (synthetic data, feature caches) live: ``$MEDFT_CACHE_DIR`` or ~/.cache."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "medft-bench")
 
 
 def synthetic_root(splits: dict[str, int], seed: int) -> Path:
@@ -48,8 +42,6 @@ def load_dataset(
     download: bool = True,
 ) -> DataBundle:
     """Load dataset ``name`` at ``size`` px: MedMNIST (real or synthetic) or a registered folder dataset."""
-    from medft_bench.data import folders
-
     if name in folders.registry():
         if synthetic_data:
             raise ValueError(f"{name} is a folder dataset; synthetic data exists only for MedMNIST flags")
@@ -67,12 +59,10 @@ def data_identity(name: str, size: int, *, synthetic_data: bool = False, root: s
     and mtime, so a file is hashed once), ``folder:<fingerprint>`` of a folder dataset (its file list), or ``""``
     for synthetic data (defined by the configuration). A missing MedMNIST file is downloaded first when allowed;
     missing data raises :class:`DatasetNotFoundError` as loading would."""
-    from medft_bench.data import folders
-
     if synthetic_data:
         return ""
     if name in folders.registry():
-        return f"folder:{folders.fingerprint(name, root)}"
+        return f"folder:{folders.fingerprint(folders.scan(name, root))}"
     if name not in mm.flags():
         raise mm.UnknownDatasetError(*unknown("dataset", name, dataset_names()).args)
     return f"md5:{mm.file_md5(mm.local_file(name, size, root, download_missing=download))}"
@@ -86,6 +76,4 @@ def recorded_identity(data: dict[str, Any]) -> str:
 
 
 def dataset_names() -> list[str]:
-    from medft_bench.data import folders
-
     return mm.flags() + sorted(folders.registry())

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from medft_bench.cache import cache_dir
 from medft_bench.data.batches import iterate
 from medft_bench.errors import MedftError
 from medft_bench.io import atomic_path
@@ -81,8 +82,6 @@ def backbone_fingerprint(ctx: CellContext) -> str:
 
 
 def features_dir() -> Path:
-    from medft_bench.data.sources import cache_dir
-
     return cache_dir() / "features"
 
 
