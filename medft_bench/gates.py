@@ -9,6 +9,7 @@ no result fails the case: a strategy no better than the majority class is an hon
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -73,3 +74,29 @@ def majority_flag(task: str, test: dict[str, Any], majority: dict[str, Any]) -> 
     if le(bal, bref):
         return f"balanced acc {bal:.3f} <= majority {bref:.3f}"
     return None
+
+
+# A first trained epoch whose mean training loss is this many times a neutral head's is a blow-up, not learning.
+BLOW_UP_FACTOR = 10.0
+
+
+def blow_up(record: dict[str, Any]) -> str | None:
+    """Why a cell's first trained epoch shows its weights blown up, or None.
+
+    Every new head starts neutral (a first loss of about ln C, ln 2 per label for multi-label; LP-FT's solved
+    head below that), so a first-epoch mean training loss above ``BLOW_UP_FACTOR`` times that comes from the
+    steps themselves: the learning rate threw the network far off (e.g. Adam at 1e-3 on a random VGG-19, whose
+    fc6 has 25,088 inputs and no normalisation). Said next to a majority-class flag, it tells a reader that the
+    head is not the cause.
+    """
+    trained = [e for e in record.get("epochs") or [] if isinstance(e.get("train_loss"), (int, float))]
+    if not trained:
+        return None
+    data = record.get("data") or {}
+    n = data.get("n_classes") or 2
+    neutral = math.log(2) if data.get("task") == MULTI_LABEL else math.log(max(2, n))
+    first = trained[0]
+    if first["train_loss"] <= BLOW_UP_FACTOR * neutral:
+        return None
+    return (f"blew up: first-epoch training loss {first['train_loss']:.1f} (stage {first.get('stage', '?')}, "
+            f"lr {first.get('lr', float('nan')):g}) against a neutral head's {neutral:.2f}")

@@ -1,4 +1,5 @@
-"""Atomic file writes: the one place that writes a temporary file next to the target and renames it into place.
+"""JSON-ready data, and atomic file writes: the one place that writes a temporary file next to the target and
+renames it into place.
 
 A reader sees the old file or the new one, never half of one; an exception (or a crash) while writing leaves
 the old file as it was and removes the temporary file. Temporary files are dot files (``.NAME.PID.RANDOM.tmp``)
@@ -8,10 +9,13 @@ in the target's folder, so that the rename stays on one file system and record l
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -70,3 +74,19 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON data: objects JSON cannot hold become their ``str``, non-finite floats None (JSON
+    has no NaN, and Python's json module would write one that other readers refuse)."""
+    return json.loads(json.dumps(_finite(obj), default=str, allow_nan=False))
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -1,4 +1,5 @@
-"""The one front door onto the engine used by the CLI and the pytest cases: reuse, or run and write."""
+"""The one front door onto the engine used by the CLI, the pytest cases and the cluster workers: reuse, or run
+and write. The engine returns a typed outcome (``training.outcome.CellRun``); this module makes it a record."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from medft_bench.errors import DataError
 from medft_bench.results.store import ResultStore
 
 if TYPE_CHECKING:
-    from medft_bench.training.engine import CellResult
+    import torch
+
+
+@dataclass
+class CellResult:
+    """A cell's record and its trained head's weights (saved next to the record, for LP-FT's reuse)."""
+
+    record: dict[str, Any]
+    head_state: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -75,18 +84,30 @@ def compute_cell(cfg: CellConfig, store: Any, *, data_root: Any = None, device: 
     from medft_bench.results.record import reset_host_peak
 
     reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far (every path)
-    # Imported only to compute: a reuse is a lookup.
-    if cfg.protocol == "tuned":  # a sweep of trials, each kept as it finishes (an interruption resumes)
-        from medft_bench.training.tuning import run_tuned
-
-        result = run_tuned(cfg, data_root=data_root, device=device, store=store, progress=progress,
-                           download=download, rerun=rerun)
-    else:
-        from medft_bench.training.engine import run_cell
-
-        result = run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
-                          download=download)
+    result = run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress, download=download,
+                      rerun=rerun)
     if recorded_identity(result.record["data"]) != cfg.data_id:  # never file a result under other data
         raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
                         "edited); nothing was recorded: run it again")
     return result
+
+
+def run_cell(cfg: CellConfig, *, data_root: Any = None, device: Any = None, store: Any = None,
+             progress: bool | str | None = None, download: bool = True, rerun: bool = False) -> CellResult:
+    """Run one cell under its protocol and return its record and head, neither written nor looked up first:
+    the study's (``training.engine.train_cell``) or the tuned one (``training.tuning.tune_cell``: a sweep of
+    trials, each kept in ``store`` as it finishes, so that an interruption resumes)."""
+    from medft_bench.results.record import build_record
+
+    # Imported only to compute: a reuse is a lookup.
+    if cfg.protocol == "tuned":
+        from medft_bench.training.tuning import tune_cell
+
+        run = tune_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
+                        download=download, rerun=rerun)
+    else:
+        from medft_bench.training.engine import train_cell
+
+        run = train_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
+                         download=download)
+    return CellResult(build_record(run), run.head_state())

@@ -11,7 +11,8 @@ import torch
 from medft_bench.config import check_numbers
 from medft_bench.errors import MedftError
 from medft_bench.models.calibration import _training_batches, batch_norms, lsuv_layers
-from medft_bench.training.engine import build_context, run_cell
+from medft_bench.runner import run_cell
+from medft_bench.training.engine import build_context
 from medft_bench.training.features import extract
 from tests.helpers import tiny_cell
 

@@ -14,7 +14,7 @@ from medft_bench.cluster.plan import plan_grid
 from medft_bench.cluster.progress import Progress
 from medft_bench.cluster.worker import Shipped, ShippedStore
 from medft_bench.grid import GridOptions, build_grid
-from medft_bench.results.store import ResultStore
+from medft_bench.results.store import ResultStore, load_records
 from medft_bench.tiers import get_tier
 
 
@@ -61,7 +61,7 @@ def test_the_failure_list_is_kept_and_never_read_as_a_record(tmp_path: Path) -> 
     log.add(cfg, "WorkerCrashedError: gone", engine="ray", attempts=3)
     again = FailureLog(tmp_path)
     assert again.cells[cfg.config_hash]["reason"] == "WorkerCrashedError: gone"
-    records, problems = ResultStore(tmp_path).records()
+    records, problems = load_records([tmp_path])
     assert records == [] and problems == []
     again.clear(cfg)
     assert FailureLog(tmp_path).cells == {}

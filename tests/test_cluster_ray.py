@@ -13,7 +13,7 @@ import pytest
 from medft_bench.cluster.failures import FILE_NAME, FailureLog
 from medft_bench.cluster.worker import EXIT_ONCE_ENV
 from medft_bench.grid import GridOptions, build_grid
-from medft_bench.results.store import ResultStore, read_record
+from medft_bench.results.store import ResultStore, load_records, read_record
 from medft_bench.runner import run_or_reuse
 from medft_bench.tiers import get_tier
 
@@ -141,5 +141,5 @@ def test_ctrl_c_on_the_driver_keeps_finished_records_and_cancels_the_rest(tmp_pa
             proc.communicate()
     assert proc.returncode == 130, err[-2000:]
     assert "not finished: 1 cells (cancelled)" in err
-    records, problems = ResultStore(tmp_path).records()
+    records, problems = load_records([tmp_path])
     assert not problems and [r["cell"]["strategy"] for r in records] == ["knn"]

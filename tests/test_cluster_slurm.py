@@ -15,7 +15,7 @@ from medft_bench.__main__ import main
 from medft_bench.cluster.plan import plan_grid
 from medft_bench.cluster.slurm import run_part, split
 from medft_bench.grid import GridOptions, build_grid
-from medft_bench.results.store import ResultStore
+from medft_bench.results.store import ResultStore, load_records
 from medft_bench.tiers import get_tier
 from tests.helpers import tiny_cell
 
@@ -61,7 +61,7 @@ def test_the_local_executor_runs_the_array(tmp_path: Path) -> None:
     args = [*GRID, "--strategies", "lp,lp_ft,knn", "--slurm-tasks", "2", "--slurm-executor", "local",
             "--results-dir", str(tmp_path)]
     assert main(args) == 0
-    records = {r["cell"]["strategy"]: r for r in ResultStore(tmp_path).records()[0]}
+    records = {r["cell"]["strategy"]: r for r in load_records([tmp_path])[0]}
     assert sorted(records) == ["knn", "lp", "lp_ft"] and all(r["status"] == "ok" for r in records.values())
     assert records["lp_ft"]["strategy"]["log"]["lp"]["lp_head"] == "reused"  # LP ran first in its task
     logs = sorted((tmp_path / ".slurm").glob("*_log.out"))
@@ -78,7 +78,7 @@ def test_a_real_single_node_slurm_runs_the_array(tmp_path: Path) -> None:
         pytest.skip("no Slurm here (start one with scripts/slurm-single-node.sh start DIR; export SLURM_CONF)")
     pytest.importorskip("submitit")
     assert main([*GRID, "--strategies", "knn", "--results-dir", str(tmp_path)]) == 0
-    records, problems = ResultStore(tmp_path).records()
+    records, problems = load_records([tmp_path])
     assert not problems and [r["status"] for r in records] == ["ok"]
     out = list((tmp_path / ".slurm").glob("*_0_log.out"))
     assert len(out) == 1 and "resnet50-knn" in out[0].read_text()

@@ -217,7 +217,7 @@ def test_a_stopped_iteration_does_not_hang(tmp_path: Path, always_map: None) -> 
 @pytest.mark.slow
 def test_a_training_run_is_bit_identical_mapped_or_in_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The same cell, its data memory-mapped or in memory: the same losses, metrics and checkpoints choice."""
-    from medft_bench.training.engine import run_cell
+    from medft_bench.runner import run_cell
     from tests.helpers import tiny_cell
 
     monkeypatch.setenv("MEDFT_CACHE_DIR", str(tmp_path))  # a fresh synthetic file: the first run converts it

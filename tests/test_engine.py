@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from medft_bench.results.record import validate
+from medft_bench.runner import run_cell
 from medft_bench.strategies import EpochPlan, Strategy, register_strategy
 from medft_bench.strategies import registry as strategy_registry
 from medft_bench.training import engine
-from medft_bench.training.engine import build_context, run_cell
+from medft_bench.training.engine import build_context
 from tests.helpers import tiny_cell
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from medft_bench.results.record import validate
-from medft_bench.training.engine import build_context, run_cell
+from medft_bench.runner import run_cell
+from medft_bench.training.engine import build_context
 from tests.helpers import tiny_cell
 
 

@@ -7,8 +7,9 @@ import torch
 
 from medft_bench.errors import MedftError
 from medft_bench.results.record import validate
+from medft_bench.runner import run_cell
 from medft_bench.training import features
-from medft_bench.training.engine import build_context, run_cell
+from medft_bench.training.engine import build_context
 from medft_bench.training.features import FeatureCache, extract
 from tests.helpers import tiny_cell
 

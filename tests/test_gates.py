@@ -47,3 +47,21 @@ def test_docs_describe_the_gate_gates_py_checks() -> None:
             in running)
     assert "On real data no result fails the case" in running
     assert "`weak_result`" in " ".join((ROOT / "docs" / "record.md").read_text().split())
+
+
+def test_a_blown_up_first_epoch_is_named_next_to_the_majority_flag() -> None:
+    from medft_bench.gates import BLOW_UP_FACTOR, blow_up
+
+    def run(first_loss: float, task: str = "binary-class", n: int = 2) -> dict[str, Any]:
+        return {"data": {"task": task, "n_classes": n},
+                "epochs": [{"stage": "lp"}, {"stage": "ft", "start": True},
+                           {"stage": "ft", "epoch": 0, "lr": 1e-3, "train_loss": first_loss},
+                           {"stage": "ft", "epoch": 1, "lr": 1e-3, "train_loss": 0.1}]}
+
+    ln2 = 0.6931471805599453
+    assert blow_up(run(BLOW_UP_FACTOR * ln2 * 0.99)) is None  # a slow start is not a blow-up
+    said = blow_up(run(129.7))
+    assert said is not None and "129.7" in said and "stage ft" in said and "lr 0.001" in said
+    assert blow_up(run(12.0, n=8)) is None  # 10 x ln 8 = 20.8
+    assert blow_up(run(7.5, task="multi-label, binary-class", n=14)) is not None  # ln 2 per label
+    assert blow_up({"data": {}, "epochs": [{"stage": "lp"}]}) is None  # nothing trained

@@ -11,7 +11,8 @@ import torch
 from scipy.optimize import minimize
 
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
-from medft_bench.training.engine import build_context, run_cell
+from medft_bench.runner import run_cell
+from medft_bench.training.engine import build_context
 from medft_bench.training.linear_probe import fit_linear_probe, fit_strength, objective, standardise, strengths
 
 

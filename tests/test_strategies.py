@@ -20,13 +20,14 @@ from torch import nn
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
 from medft_bench.errors import MedftError
 from medft_bench.models.blocks import check_partition
+from medft_bench.runner import run_cell
 from medft_bench.strategies import registry
 from medft_bench.strategies.auto_rgn import rgn_multipliers
 from medft_bench.strategies.base import EpochPlan, Strategy
 from medft_bench.strategies.knn import knn_scores
 from medft_bench.strategies.lp_ft import LinearProbeThenFineTune
 from medft_bench.strategies.registry import create_strategy, get_strategy, register_strategy, strategy_names
-from medft_bench.training.engine import _epoch_generator, _Runner, build_context, run_cell
+from medft_bench.training.engine import Trainer, _epoch_generator, build_context
 from medft_bench.training.progress import EpochProgress
 
 BACKBONE = "test_resnet"
@@ -57,8 +58,8 @@ def context(strategy: str, **kw: Any) -> tuple[Any, Strategy]:
     return ctx, strat
 
 
-def runner_for(ctx: Any, strat: Strategy) -> _Runner:
-    return _Runner(ctx, strat, EpochProgress("test", 1, False))
+def runner_for(ctx: Any, strat: Strategy) -> Trainer:
+    return Trainer(ctx, strat, EpochProgress("test", 1, False))
 
 
 def snapshot(ctx: Any) -> dict[str, torch.Tensor]:
@@ -69,7 +70,7 @@ def buffers(ctx: Any) -> dict[str, torch.Tensor]:
     return {n: b.detach().clone() for n, b in ctx.model.named_buffers()}
 
 
-def run_epoch(ctx: Any, strat: Strategy, runner: _Runner, stage: int, epoch: int) -> tuple[EpochPlan, set[str]]:
+def run_epoch(ctx: Any, strat: Strategy, runner: Trainer, stage: int, epoch: int) -> tuple[EpochPlan, set[str]]:
     """One epoch as the engine runs it; returns the plan and the parameters that changed."""
     gen = _epoch_generator(ctx.cfg.seed, stage, epoch)
     ctx.epoch_generator = gen

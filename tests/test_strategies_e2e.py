@@ -9,7 +9,7 @@ import torch
 
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
 from medft_bench.results.record import validate
-from medft_bench.training.engine import run_cell
+from medft_bench.runner import run_cell
 
 BUILTIN = ["ft", "lp", "gu_last_first", "gu_first_last", "lp_ft", "l2_sp", "l1_sp", "auto_rgn", "auto_snr",
            "surgical", "llrd", "bitfit", "norm_only", "lora", "knn"]

@@ -65,14 +65,14 @@ KILLPOINT = textwrap.dedent('''
 
 
     if MODE == "train":  # after one real training epoch, before validation: mid-cell
-        _train_epoch = engine._Runner.train_epoch
+        _train_epoch = engine.Trainer.train_epoch
 
         def train_epoch(self, *args, **kwargs):
             out = _train_epoch(self, *args, **kwargs)
             _hold()
             return out
 
-        engine._Runner.train_epoch = train_epoch
+        engine.Trainer.train_epoch = train_epoch
     elif MODE == "rename":  # the record's temporary file is written, the rename has not happened
         _replace = os.replace
 
@@ -84,13 +84,13 @@ KILLPOINT = textwrap.dedent('''
 
         os.replace = replace
     elif MODE == "slow":  # every computed cell takes a few seconds longer: concurrent runs overlap
-        _run_cell = engine.run_cell
+        _train_cell = engine.train_cell
 
-        def run_cell(*args, **kwargs):
+        def train_cell(*args, **kwargs):
             time.sleep(float(os.environ.get("MEDFT_TEST_DELAY", "3")))
-            return _run_cell(*args, **kwargs)
+            return _train_cell(*args, **kwargs)
 
-        engine.run_cell = run_cell
+        engine.train_cell = train_cell
 ''')
 
 

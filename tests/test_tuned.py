@@ -16,7 +16,7 @@ from medft_bench.errors import MedftError
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.record import validate
 from medft_bench.results.store import ResultStore, load_records
-from medft_bench.runner import run_or_reuse, run_trial_or_reuse
+from medft_bench.runner import run_cell, run_or_reuse, run_trial_or_reuse
 from medft_bench.tiers import get_tier
 from medft_bench.training import engine, tuning
 from tests.helpers import tiny_cell
@@ -73,8 +73,8 @@ def test_choice_on_validation_and_test_evaluated_once(monkeypatch: pytest.Monkey
         calls.append((split, lr))
         return _fake_metrics((val if split == "val" else test)[lr])
 
-    monkeypatch.setattr(engine._Runner, "evaluate", evaluate)
-    rec = tuning.run_tuned(tuned(), progress=False).record
+    monkeypatch.setattr(engine.Trainer, "evaluate", evaluate)
+    rec = run_cell(tuned(), progress=False).record
     validate(rec)
     assert rec["status"] == "ok" and rec["tuning"]["chosen_lr"] == 1e-3 and rec["tuning"]["model"] == "kept"
     assert [c for c in calls if c[0] == "test"] == [("test", 1e-3)]
@@ -83,7 +83,7 @@ def test_choice_on_validation_and_test_evaluated_once(monkeypatch: pytest.Monkey
 
 
 def test_tuned_record_keeps_every_trial_and_the_whole_cost() -> None:
-    rec = tuning.run_tuned(tuned(epochs=2), progress=False).record
+    rec = run_cell(tuned(epochs=2), progress=False).record
     validate(rec)
     t = rec["tuning"]
     assert rec["cell"]["protocol"] == "tuned" and t["grid"] == list(GRID)
@@ -113,7 +113,7 @@ def test_trials_share_the_backbone_and_the_frozen_features(monkeypatch: pytest.M
 
     monkeypatch.setattr(factory, "create_backbone", spy)
     factory._LAST_BUILT.clear()
-    rec = tuning.run_tuned(tuned("lp_ft", grid=(1e-3, 1e-2)), progress=False).record
+    rec = run_cell(tuned("lp_ft", grid=(1e-3, 1e-2)), progress=False).record
     assert builds == ["resnet18"] and rec["status"] == "ok"
     first, second = (x["feature_cache"] for x in rec["tuning"]["trials"])
     assert first["extracted"] and set(second["shared"]) == set(first["extracted"]) and not second["extracted"]
@@ -223,8 +223,8 @@ def run_data_id(cfg: CellConfig) -> str:
 
 
 def test_knn_runs_as_under_study_and_says_so() -> None:
-    study = engine.run_cell(tiny_cell("resnet18", "knn"), progress=False).record
-    rec = tuning.run_tuned(tuned("knn"), progress=False).record
+    study = run_cell(tiny_cell("resnet18", "knn"), progress=False).record
+    rec = run_cell(tuned("knn"), progress=False).record
     validate(rec)
     assert rec["tuning"]["grid"] == [] and "runs exactly as under the study's protocol" in rec["tuning"]["note"]
     assert rec["metrics"]["test"] == study["metrics"]["test"]

@@ -36,8 +36,8 @@ def main() -> None:
 
     from medft_bench.config import CellConfig
     from medft_bench.data.sources import load_dataset
+    from medft_bench.runner import run_cell
     from medft_bench.tiers import get_tier
-    from medft_bench.training.engine import run_cell
 
     splits = {k: max(16, round(v * args.scale)) for k, v in OFFICIAL.items()}
     settings = get_tier("quick").train

@@ -38,6 +38,7 @@ def main() -> None:
 
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
+    from medft_bench.runner import run_cell
     from medft_bench.training import engine, features
 
     splits = {"train": args.train, "val": args.val, "test": args.test}
@@ -49,19 +50,19 @@ def main() -> None:
                           synthetic_splits=tuple(sorted(splits.items())), train=settings)
 
     load_dataset(args.dataset, args.img_size, synthetic_data=True, synthetic_splits=splits)  # write it untimed
-    real_head_only = engine._Runner._head_only
+    real_head_only = engine.Trainer._head_only
 
     def run(strategy: str, seed: int, mode: str, cached: bool = True) -> dict[str, Any]:
         import os
 
         os.environ[features.MODE_ENV] = mode
-        engine._Runner._head_only = real_head_only if cached else (lambda self, plan: False)
+        engine.Trainer._head_only = real_head_only if cached else (lambda self, plan: False)
         try:
             t0 = time.perf_counter()
-            rec = engine.run_cell(cell(strategy, seed), progress=False).record
+            rec = run_cell(cell(strategy, seed), progress=False).record
             wall = time.perf_counter() - t0
         finally:
-            engine._Runner._head_only = real_head_only
+            engine.Trainer._head_only = real_head_only
         assert rec["status"] == "ok", rec["error"]
         c, test = rec["costs"], rec["metrics"]["test"]
         return {"wall_s": wall, "train_s": c["train_s"], "eval_s": c["eval_s"],

@@ -60,7 +60,7 @@ def main() -> None:
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
     from medft_bench.models.factory import create_backbone
-    from medft_bench.training.engine import run_cell
+    from medft_bench.runner import run_cell
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = dev.type == "cuda"

@@ -40,7 +40,7 @@ def main() -> None:
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
     from medft_bench.models.factory import create_backbone
-    from medft_bench.training.engine import run_cell
+    from medft_bench.runner import run_cell
 
     splits = {"train": args.train, "val": 64, "test": 64}
     data = load_dataset(args.dataset, args.img_size, synthetic_data=True, synthetic_splits=splits)

@@ -36,7 +36,7 @@ def main() -> None:
 
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
-    from medft_bench.training.engine import run_cell
+    from medft_bench.runner import run_cell
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, patience=0)

@@ -15,28 +15,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from medft_bench.gates import blow_up
 from medft_bench.leaderboard import stats
+from medft_bench.leaderboard.claims import compute_claims
 from medft_bench.leaderboard.load import WEIGHTS_KINDS, Run
+from medft_bench.leaderboard.names import STUDY_ORDER, canonical_name, strategy_sort_key
 
 METRIC_NAMES = {"acc": "accuracy", "auc": "AUC", "balanced_acc": "balanced accuracy", "f1_macro": "macro F1",
                 "map": "mAP"}
 METRICS = tuple(METRIC_NAMES)
 TIER_ORDER = ("smoke", "quick", "standard", "full", "heavy")
 BASELINE = "ft"
-
-# The study's eight first (in its order), then anything else alphabetically.
-STUDY_ORDER = ("ft", "lp", "gu_first_last", "gu_last_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn")
-
-
-def norm_name(name: str) -> str:
-    """Canonical spelling of a strategy name: lower case, '-' as '_' (``LP-FT`` == ``lp_ft``)."""
-    return name.strip().lower().replace("-", "_").replace(" ", "_")
-
-
-def strategy_sort_key(name: str) -> tuple[int, str]:
-    n = norm_name(name)
-    return (STUDY_ORDER.index(n), n) if n in STUDY_ORDER else (len(STUDY_ORDER), n)
-
 
 def tier_sort_key(tier: str) -> tuple[int, str]:
     return (TIER_ORDER.index(tier), tier) if tier in TIER_ORDER else (len(TIER_ORDER), tier)
@@ -164,7 +153,7 @@ class Case:
 
     @property
     def baseline(self) -> Row | None:
-        return next((r for s, r in self.rows.items() if norm_name(s) == BASELINE), None)
+        return next((r for s, r in self.rows.items() if canonical_name(s) == BASELINE), None)
 
 
 @dataclass
@@ -186,7 +175,7 @@ class Group:
 
     @property
     def baseline(self) -> str | None:
-        return next((s for s in self.strategies if norm_name(s) == BASELINE), None)
+        return next((s for s in self.strategies if canonical_name(s) == BASELINE), None)
 
     @property
     def metrics_used(self) -> dict[str, list[str]]:
@@ -266,7 +255,8 @@ def build_row(runs: list[Run], metric_override: str | None) -> Row:
     for r in ok:
         why = stats.majority_flag(r.task, (r.metrics or {}).get("test", {}), (r.metrics or {}).get("majority", {}))
         if why:
-            majority.append((r, why))
+            cause = blow_up(r.record)
+            majority.append((r, why if cause is None else f"{why}; {cause}"))
     return Row(
         dataset=first.dataset, backbone=first.backbone, strategy=first.strategy, metric=metric, task=first.task,
         modality=first.modality, summary=stats.summarize(values), seeds=[r.seed for r in with_metric],
@@ -292,12 +282,12 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
     for (dataset, backbone), rs in sorted(by_case.items()):
         measured = {r.strategy: r for r in rs if r.mean is not None}
         ranks = stats.average_ranks({s: r.mean for s, r in measured.items()})
-        base = next((r for s, r in measured.items() if norm_name(s) == BASELINE), None)
+        base = next((r for s, r in measured.items() if canonical_name(s) == BASELINE), None)
         deltas = {s: r.mean - base.mean for s, r in measured.items()} if base else {}
         cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas))
 
     group = Group(key, rows, cases, strategies, sorted(runs, key=lambda r: r.cell_id),
-                  study_strategies=[s for s in strategies if norm_name(s) in STUDY_ORDER], labels=_labels(runs))
+                  study_strategies=[s for s in strategies if canonical_name(s) in STUDY_ORDER], labels=_labels(runs))
     for s in strategies:
         rk = [c.ranks[s] for c in cases if s in c.ranks]
         if rk:
@@ -313,8 +303,6 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
         adjusted = stats.holm({s: t["p"] for s, t in group.tests.items() if t["p"] is not None})
         for s, t in group.tests.items():
             t["p_holm"] = adjusted.get(s)
-    from medft_bench.leaderboard.claims import compute_claims
-
     group.claims = compute_claims(group)
     return group
 
@@ -361,7 +349,7 @@ def survival(study: Group, tuned: Group) -> list[Survival]:
     deltas_s = {c.key: c.deltas for c in study.cases}
     deltas_t = {c.key: c.deltas for c in tuned.cases}
     for s in sorted(set(study.strategies) & set(tuned.strategies), key=strategy_sort_key):
-        if norm_name(s) == BASELINE:
+        if canonical_name(s) == BASELINE:
             continue
         cases = sorted(k for k in deltas_s.keys() & deltas_t.keys() if s in deltas_s[k] and s in deltas_t[k])
         if cases:

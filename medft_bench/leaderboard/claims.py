@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from medft_bench.leaderboard.names import canonical_name
 from medft_bench.leaderboard.stats import same
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ class Claim:
     short: str = NOT_ENOUGH  # ours, in a few words
 
 
-def pp(delta: float) -> str:
+def delta_pp(delta: float) -> str:
     return f"{delta * 100:+.2f} pp"
 
 
@@ -42,9 +43,7 @@ def rel(delta: float, base: float) -> str:
 
 
 def _find(group: Group, name: str) -> str | None:
-    from medft_bench.leaderboard.aggregate import norm_name
-
-    return next((s for s in group.strategies if norm_name(s) == name), None)
+    return next((s for s in group.strategies if canonical_name(s) == name), None)
 
 
 def _is_densenet121(backbone: str) -> bool:
@@ -96,9 +95,9 @@ def auto_rgn_by_modality(group: Group) -> Claim:
                      "dataset": best.dataset,
                      "backbone": best.backbone, "metric": best.metric, "cases": len(by_mod[mod])})
     top = max(rows, key=lambda r: (r["gain"], r["modality"]))
-    per_mod = "; ".join(f"{r['modality']} {pp(r['gain'])} ({r['dataset']}/{r['backbone']}, n = {r['cases']})"
+    per_mod = "; ".join(f"{r['modality']} {delta_pp(r['gain'])} ({r['dataset']}/{r['backbone']}, n = {r['cases']})"
                         for r in rows)
-    ours = (f"largest gain {pp(top['gain'])} ({rel(top['gain'], top['ft'])}) on {top['modality']} "
+    ours = (f"largest gain {delta_pp(top['gain'])} ({rel(top['gain'], top['ft'])}) on {top['modality']} "
             f"({top['dataset']}/{top['backbone']}); per modality: {per_mod}; n = {len(cases)} cases")
     improved = [r["modality"] for r in rows if r["gain"] > 0 and not same(r["gain"], 0.0)]
     if improved:
@@ -108,7 +107,7 @@ def auto_rgn_by_modality(group: Group) -> Claim:
     return Claim("auto_rgn_gain_by_modality", statement, study, ours, verdict,
                  {"unit": "fraction of the metric (x100 = percentage points)", "modalities": rows,
                   "cases": len(cases)},
-                 short=f"{pp(top['gain'])} ({rel(top['gain'], top['ft'])}), {top['modality']}, n = {len(cases)}")
+                 short=f"{delta_pp(top['gain'])} ({rel(top['gain'], top['ft'])}), {top['modality']}, n = {len(cases)}")
 
 
 def best_alternative_by_backbone(group: Group) -> Claim:
@@ -136,7 +135,7 @@ def best_alternative_by_backbone(group: Group) -> Claim:
         return Claim("best_alternative_by_backbone", statement, study,
                      f"{NOT_ENOUGH}: no backbone has FT and another strategy in the same case", NOT_ENOUGH,
                      {"backbones": []})
-    ours = "; ".join(f"{r['backbone']}: {pp(r['gain'])} ({group.label(r['best'])}, n = {r['datasets']} "
+    ours = "; ".join(f"{r['backbone']}: {delta_pp(r['gain'])} ({group.label(r['best'])}, n = {r['datasets']} "
                      f"dataset{'s' if r['datasets'] != 1 else ''})" for r in per_backbone)
     top_gain = max(r["gain"] for r in per_backbone)
     leaders = [r["backbone"] for r in per_backbone if same(r["gain"], top_gain)]
@@ -154,7 +153,7 @@ def best_alternative_by_backbone(group: Group) -> Claim:
     return Claim("best_alternative_by_backbone", statement, study, ours, verdict,
                  {"unit": "fraction of the metric (x100 = percentage points)", "backbones": per_backbone,
                   "largest": leaders},
-                 short=f"largest: {', '.join(leaders)} {pp(top['gain'])} ({group.label(top['best'])})")
+                 short=f"largest: {', '.join(leaders)} {delta_pp(top['gain'])} ({group.label(top['best'])})")
 
 
 METHOD = [

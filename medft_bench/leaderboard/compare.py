@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from medft_bench.leaderboard.aggregate import METRIC_NAMES, metric_for, strategy_sort_key
+from medft_bench.leaderboard.aggregate import METRIC_NAMES, metric_for
 from medft_bench.leaderboard.load import Inputs, Run, load_inputs
+from medft_bench.leaderboard.names import strategy_sort_key
 from medft_bench.leaderboard.stats import same
-from medft_bench.leaderboard.tables import DASH, Cell, Table, c, delta_style, left, pct, pp, right, seconds
+from medft_bench.leaderboard.tables import DASH, Cell, Table, cell, delta_style, left, pct, pp, right, seconds
 
 CELL = left("cell", key=True, wrap=100)  # cell ids stay on one line
 
@@ -52,7 +53,7 @@ def _value(run: Run, metric: str) -> float | None:
 
 def _shown(run: Run, metric: str) -> Cell:
     v = _value(run, metric)
-    return c(pct(v)) if v is not None else c(run.status if run.status != "ok" else f"no {metric}", "warn")
+    return cell(pct(v)) if v is not None else cell(run.status if run.status != "ok" else f"no {metric}", "warn")
 
 
 def delta(ra: Run, rb: Run, metric: str | None) -> float | None:
@@ -74,16 +75,17 @@ def _pair_rows(pairs: list[tuple[Run, Run]], metric: str | None, hashes: bool) -
         d = delta(ra, rb, metric)
         ta, tb = ra.costs.get("train_s"), rb.costs.get("train_s")
         rel = None if not ta or tb is None else (tb - ta) / ta
-        row = [c(ra.cell_id), *([c(ra.config_hash), c(rb.config_hash)] if hashes else []), c(METRIC_NAMES[m]),
-               _shown(ra, m), _shown(rb, m), c(pp(d), None if d is None else delta_style(d)),
-               c(seconds(ta)), c(seconds(tb)), c(DASH if rel is None else f"{rel * 100:+.0f}%")]
+        row = [cell(ra.cell_id), *([cell(ra.config_hash), cell(rb.config_hash)] if hashes else []),
+               cell(METRIC_NAMES[m]),
+               _shown(ra, m), _shown(rb, m), cell(pp(d), None if d is None else delta_style(d)),
+               cell(seconds(ta)), cell(seconds(tb)), cell(DASH if rel is None else f"{rel * 100:+.0f}%")]
         rows.append(row)
     return rows
 
 
 def _only_row(run: Run, metric: str | None) -> list[Cell]:
     m = metric_for(run, metric)
-    return [c(run.cell_id), c(run.config_hash), c(run.status), c(METRIC_NAMES[m]), _shown(run, m)]
+    return [cell(run.cell_id), cell(run.config_hash), cell(run.status), cell(METRIC_NAMES[m]), _shown(run, m)]
 
 
 def _by_strategy(cmp: Comparison, a_name: str, b_name: str) -> Table | None:
@@ -99,9 +101,10 @@ def _by_strategy(cmp: Comparison, a_name: str, b_name: str) -> Table | None:
                   if ra.costs.get("train_s") and rb.costs.get("train_s") is not None]
         rel = sum(ratios) / len(ratios) - 1 if ratios else None
         label = next((rb.label or ra.label for ra, rb in groups[s] if rb.label or ra.label), s)
-        rows.append([c(label), c(len(groups[s])), c(changed), c(pp(mean), None if mean is None else delta_style(mean)),
-                     c(pp(min(deltas)) if deltas else DASH), c(pp(max(deltas)) if deltas else DASH),
-                     c(DASH if rel is None else f"{rel * 100:+.0f}%")])
+        rows.append([cell(label), cell(len(groups[s])), cell(changed),
+                     cell(pp(mean), None if mean is None else delta_style(mean)),
+                     cell(pp(min(deltas)) if deltas else DASH), cell(pp(max(deltas)) if deltas else DASH),
+                     cell(DASH if rel is None else f"{rel * 100:+.0f}%")])
     if not rows:
         return None
     return Table("by-strategy", f"By strategy: B ({b_name}) against A ({a_name}), same cells and configurations",

@@ -88,7 +88,7 @@ def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | o
         tier_runs = [r for g in tier_groups for r in g.runs]
         pages[f"{tier_slug(tier)}.md"] = render_markdown.tier_page(tier, tier_groups, run_metadata(tier_runs), metric,
                                                                    all_metrics, plots)
-    pages[render_markdown.INDEX] = render_markdown.index_page(groups, inputs, meta, metric, plots)
+    pages[render_markdown.INDEX] = render_markdown.index_page(groups, inputs, meta, metric)
     pages[render_markdown.REFERENCES] = render_markdown.references_page()
     pages[render_html.HTML] = render_html.html_page(groups, inputs, meta, all_metrics, plots)
     pages[export.RECORDS_CSV] = export.records_csv(groups)

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medft_bench.leaderboard import stats
-from medft_bench.leaderboard.aggregate import Group, Row, strategy_sort_key
+from medft_bench.leaderboard.aggregate import Group, Row
+from medft_bench.leaderboard.names import strategy_sort_key
 
 ALPHA = 0.05
 

@@ -62,7 +62,7 @@ def _table(table: Table) -> str:
     return "\n".join(out)
 
 
-def _plots(group: Group, files: dict[str, str]) -> str:
+def _plots(files: dict[str, str]) -> str:
     captions = {"delta": "Δ against FT in percentage points, strategies × cases (grey: no result).",
                 "pareto": "Mean test metric against mean training time per seed; the red line joins strategies "
                           "that no other strategy beats on both."}
@@ -97,7 +97,7 @@ def html_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_met
         out += [_table(t) for t in group_tables(g, all_metrics)]
         files = plots.get(g.key.slug, {})
         if files:
-            out += [f"<h3>Plots — {escape(g.key.label)}</h3>", _plots(g, files)]
+            out += [f"<h3>Plots — {escape(g.key.label)}</h3>", _plots(files)]
     survive = survival_tables(groups)
     if survive:
         out.append("<h2>Does it survive tuning?</h2>")

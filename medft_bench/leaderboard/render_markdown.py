@@ -62,8 +62,7 @@ def _banner(group: Group) -> str:
     return f"> **Caution — {group.key.label}.**\n" if group.key.caveat else ""
 
 
-def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None,
-               plots: dict[str, dict[str, str]]) -> str:
+def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None) -> str:
     out = ["# medft-bench leaderboard", "",
            "Fine-tuning strategies for medical image classification, measured by this suite and aggregated by "
            "`python -m medft_bench.leaderboard` from the result records. How to read the tables and the "

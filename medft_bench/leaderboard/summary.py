@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict
 from typing import Any
 
+from medft_bench.io import json_safe
 from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
 from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
 from medft_bench.leaderboard.recommend import Candidate, recommend
@@ -95,15 +95,5 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
     }
 
 
-def _finite(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
 def dumps(summary: dict[str, Any]) -> str:
-    return json.dumps(_finite(summary), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+    return json.dumps(json_safe(summary), indent=1, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"

@@ -12,13 +12,12 @@ from medft_bench.leaderboard.aggregate import (
     METRICS,
     Group,
     Row,
-    norm_name,
     protocol_pairs,
-    strategy_sort_key,
     survival,
 )
 from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
 from medft_bench.leaderboard.load import Inputs
+from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
 from medft_bench.leaderboard.recommend import Candidate, recommend
 from medft_bench.leaderboard.stats import MIN_WILCOXON_CASES, same
 
@@ -80,8 +79,9 @@ class Table:
         return [col.header for col in self.columns]
 
 
-def c(text: Any, style: str | None = None) -> Cell:
-    return Cell("" if text is None else str(text), style)
+def cell(value: Any, style: str | None = None) -> Cell:
+    """A table cell showing ``value`` (None: empty) in ``style``."""
+    return Cell("" if value is None else str(value), style)
 
 
 def pct(v: float | None) -> str:
@@ -137,16 +137,16 @@ def results_table(group: Group) -> Table:
         means = [r.mean for r in present if r is not None and r.mean is not None]
         best = max(means) if means else None
         metric = next(r.metric for r in present if r is not None)
-        cells = [c(dataset), c(backbone), c(METRIC_NAMES[metric])]
+        cells = [cell(dataset), cell(backbone), cell(METRIC_NAMES[metric])]
         for r in present:
             if r is None:
-                cells.append(c(""))
+                cells.append(cell(""))
             elif r.mean is None:
-                cells.append(c(_no_mean_reason(r), "warn"))
+                cells.append(cell(_no_mean_reason(r), "warn"))
             else:
                 sd = DASH if r.summary.std is None else f"{r.summary.std * 100:.2f}"
                 text = f"{pct(r.mean)} ± {sd} ({r.summary.n})" + (f" {MAJORITY_MARK}" if r.majority else "")
-                cells.append(c(text, "best" if best is not None and same(r.mean, best) else None))
+                cells.append(cell(text, "best" if best is not None and same(r.mean, best) else None))
         rows.append(cells)
     notes = [f"Mean ± sample std (ddof=1; {DASH} for one seed) over seeds, (n) = seeds; best in row highlighted.",
              f"{MAJORITY_MARK} at least one seed is no better than the majority-class baseline (see flags)."]
@@ -185,13 +185,13 @@ def delta_table(group: Group) -> Table | None:
     for key in _all_cases(group):
         cs = cases.get(key)
         metric = next(r.metric for r in group.rows if (r.dataset, r.backbone) == key)
-        cells = [c(key[0]), c(key[1]), c(METRIC_NAMES[metric])]
+        cells = [cell(key[0]), cell(key[1]), cell(METRIC_NAMES[metric])]
         for s in others:
             if cs is None or not cs.deltas or s not in cs.deltas:
-                cells.append(c("" if cs is None or s not in cs.rows else "no FT", "muted"))
+                cells.append(cell("" if cs is None or s not in cs.rows else "no FT", "muted"))
             else:
                 d = cs.deltas[s]
-                cells.append(c(pp(d), delta_style(d)))
+                cells.append(cell(pp(d), delta_style(d)))
         rows.append(cells)
     return Table("delta", title(group, "Δ against FT by case (percentage points)"),
                  [*CASE_KEYS, *(right(group.label(s)) for s in others)], rows, caption=metric_desc(group),
@@ -202,17 +202,17 @@ def rank_table(group: Group) -> Table:
     strategies = group.strategies
     rows = []
     for cs in group.cases:
-        cells = [c(cs.dataset), c(cs.backbone)]
+        cells = [cell(cs.dataset), cell(cs.backbone)]
         best = min(cs.ranks.values()) if cs.ranks else None
         for s in strategies:
             r = cs.ranks.get(s)
-            cells.append(c("" if r is None else f"{r:g}", "best" if r is not None and r == best else None))
+            cells.append(cell("" if r is None else f"{r:g}", "best" if r is not None and r == best else None))
         rows.append(cells)
-    avg = [c("average rank", "muted"), c("")]
+    avg = [cell("average rank", "muted"), cell("")]
     best_avg = min((v[0] for v in group.avg_ranks.values()), default=None)
     for s in strategies:
         v = group.avg_ranks.get(s)
-        avg.append(c(DASH if v is None else f"{v[0]:.2f} ({v[1]})",
+        avg.append(cell(DASH if v is None else f"{v[0]:.2f} ({v[1]})",
                      "best" if v is not None and same(v[0], best_avg) else None))
     rows.append(avg)
     return Table("ranks", title(group, "Ranks within each case (1 = best)"),
@@ -229,9 +229,9 @@ def strategy_table(group: Group) -> Table:
     rows = []
     for s in order:
         ar = group.avg_ranks.get(s)
-        cells = [c(group.label(s)), c(DASH if ar is None else f"{ar[0]:.2f}"), c(0 if ar is None else ar[1])]
+        cells = [cell(group.label(s)), cell(DASH if ar is None else f"{ar[0]:.2f}"), cell(0 if ar is None else ar[1])]
         if base is None or s == base:
-            cells += [c(DASH), c(DASH), c(DASH), c(DASH), c(DASH), c("baseline" if s == base else "no FT")]
+            cells += [*(cell(DASH) for _ in range(5)), cell("baseline" if s == base else "no FT")]
         else:
             deltas = [cs.deltas[s] for cs in group.cases if s in cs.deltas]
             wins = sum(1 for d in deltas if d > 0 and not same(d, 0))
@@ -239,12 +239,12 @@ def strategy_table(group: Group) -> Table:
             mean_d = sum(deltas) / len(deltas) if deltas else None
             t = group.tests.get(s, {})
             p = t.get("p")
-            cells += [c(pp(mean_d), delta_style(mean_d) if mean_d is not None else None),
-                      c(f"{wins}/{ties}/{len(deltas) - wins - ties}"),
-                      c(t.get("n", 0)),
-                      c(DASH if p is None else f"{p:.4f}", "pos" if p is not None and p < 0.05 else None),
-                      c(DASH if t.get("p_holm") is None else f"{t['p_holm']:.4f}"),
-                      c(t.get("note") or f"W = {t['statistic']:g}", "muted" if t.get("note") else None)]
+            cells += [cell(pp(mean_d), delta_style(mean_d) if mean_d is not None else None),
+                      cell(f"{wins}/{ties}/{len(deltas) - wins - ties}"),
+                      cell(t.get("n", 0)),
+                      cell(DASH if p is None else f"{p:.4f}", "pos" if p is not None and p < 0.05 else None),
+                      cell(DASH if t.get("p_holm") is None else f"{t['p_holm']:.4f}"),
+                      cell(t.get("note") or f"W = {t['statistic']:g}", "muted" if t.get("note") else None)]
         rows.append(cells)
     return Table("strategies", title(group, "Strategies against FT"),
                  [left("strategy", key=True), right("avg rank"), right("cases"), right("mean Δ vs FT (pp)"),
@@ -273,18 +273,18 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
             flags.append(f"kept stage start {r.costs['kept_start']}/{len(r.ok)}")
         if r.costs.get("chosen_lr"):
             flags.append("lr " + ", ".join(f"{lr:g}" for lr in r.costs["chosen_lr"]))
-        cells = [c(r.dataset), c(r.backbone), c(group.label(r.strategy)), c(s.n),
-                 c(",".join(map(str, r.seeds)) or DASH), c(pct(s.mean)),
-                 c(DASH if s.std is None else f"{s.std * 100:.2f}"), c(ci)]
+        cells = [cell(r.dataset), cell(r.backbone), cell(group.label(r.strategy)), cell(s.n),
+                 cell(",".join(map(str, r.seeds)) or DASH), cell(pct(s.mean)),
+                 cell(DASH if s.std is None else f"{s.std * 100:.2f}"), cell(ci)]
         for m in others:
             o = r.others[m]
-            cells.append(c(DASH if o.mean is None else f"{pct(o.mean)} ± "
+            cells.append(cell(DASH if o.mean is None else f"{pct(o.mean)} ± "
                            f"{DASH if o.std is None else f'{o.std * 100:.2f}'}"))
-        cells += [c(seconds(r.costs["train_s"])), c(seconds(r.costs["wall_s"])), c(memory(r)),
-                  c(count(r.costs["trainable_params"])),
-                  c(DASH if r.costs.get("drift") is None else f"{r.costs['drift'] * 100:.2f}"),
-                  c(f"{len(r.diverged)}/{len(r.failed)}", "warn" if r.diverged or r.failed else None),
-                  c("; ".join(flags), "warn" if flags else None)]
+        cells += [cell(seconds(r.costs["train_s"])), cell(seconds(r.costs["wall_s"])), cell(memory(r)),
+                  cell(count(r.costs["trainable_params"])),
+                  cell(DASH if r.costs.get("drift") is None else f"{r.costs['drift'] * 100:.2f}"),
+                  cell(f"{len(r.diverged)}/{len(r.failed)}", "warn" if r.diverged or r.failed else None),
+                  cell("; ".join(flags), "warn" if flags else None)]
         rows.append(cells)
     metric_note = metric_desc(group)
     tuned_note = (["Tuned protocol: train s is the whole learning-rate sweep (every trial), the cost of using the "
@@ -314,7 +314,7 @@ def _claim_style(verdict: str) -> str:
 
 
 def claims_table(group: Group) -> Table:
-    rows = [[c(cl.statement), c(cl.study), c(cl.ours), c(cl.verdict, _claim_style(cl.verdict))]
+    rows = [[cell(cl.statement), cell(cl.study), cell(cl.ours), cell(cl.verdict, _claim_style(cl.verdict))]
             for cl in group.claims]
     return Table("claims", title(group, "The study's claims, recomputed"),
                  [left("claim", key=True, wrap=56), left("study", wrap=56), left("ours", wrap=56),
@@ -327,10 +327,10 @@ def claims_overview(groups: list[Group]) -> Table:
     """One row per group: ours for each claim, next to the study's figure (in the headers)."""
     rows = []
     for g in groups:
-        cells = [c(g.key.label)]
+        cells = [cell(g.key.label)]
         for cl in g.claims:
             text = cl.verdict if cl.verdict.startswith(NOT_ENOUGH) else f"{cl.short}: {cl.verdict}"
-            cells.append(c(text, _claim_style(cl.verdict)))
+            cells.append(cell(text, _claim_style(cl.verdict)))
         rows.append(cells)
     return Table("claims-overview", "The study's claims, recomputed per group",
                  [left("group", key=True, wrap=48), left("LP-FT beats FT (study: > 50% of cases)", wrap=48),
@@ -346,9 +346,9 @@ def survival_table(study: Group, tuned: Group) -> Table | None:
     for sv in survival(study, tuned):
         verdict = ("sign flip" if sv.flip else "same sign" if not (same(sv.study, 0) or same(sv.tuned, 0))
                    else "a zero Δ")
-        rows.append([c(tuned.label(sv.strategy)), c(pp(sv.study), delta_style(sv.study)),
-                     c(pp(sv.tuned), delta_style(sv.tuned)), c(pp(sv.tuned - sv.study)), c(len(sv.cases)),
-                     c(verdict, "warn" if sv.flip else None)])
+        rows.append([cell(tuned.label(sv.strategy)), cell(pp(sv.study), delta_style(sv.study)),
+                     cell(pp(sv.tuned), delta_style(sv.tuned)), cell(pp(sv.tuned - sv.study)), cell(len(sv.cases)),
+                     cell(verdict, "warn" if sv.flip else None)])
     if not rows:
         return None
     return Table("survival", f"Does it survive tuning? — {study.key.setting_label}",
@@ -371,13 +371,14 @@ def incidents_table(group: Group) -> Table | None:
     for r in group.rows:
         for run in [*r.diverged, *r.failed]:
             epoch = run.record.get("diverged_epoch")
-            rows.append([c(run.cell_id), c(run.status, "warn"), c(DASH if epoch is None else epoch),
-                         c(_short(run.error or "")), c(run.path, "muted")])
+            rows.append([cell(run.cell_id), cell(run.status, "warn"), cell(DASH if epoch is None else epoch),
+                         cell(_short(run.error or "")), cell(run.path, "muted")])
         for run in r.no_metric:
-            rows.append([c(run.cell_id), c("ok", "muted"), c(DASH), c(f"test {r.metric} missing (null)"),
-                         c(run.path, "muted")])
+            rows.append([cell(run.cell_id), cell("ok", "muted"), cell(DASH), cell(f"test {r.metric} missing (null)"),
+                         cell(run.path, "muted")])
         for run, why in r.majority:
-            rows.append([c(run.cell_id), c("ok", "muted"), c(DASH), c(f"{MAJORITY_MARK} {why}"), c(run.path, "muted")])
+            rows.append([cell(run.cell_id), cell("ok", "muted"), cell(DASH), cell(f"{MAJORITY_MARK} {why}"),
+                         cell(run.path, "muted")])
     if not rows:
         return None
     return Table("incidents", title(group, "Diverged, failed and flagged cells"),
@@ -404,21 +405,21 @@ def frozen_reference_table(group: Group) -> Table | None:
     backbone at all."""
     rows = []
     for case in group.cases:
-        knn = next((r for s, r in case.rows.items() if norm_name(s) == "knn"), None)
-        lp = next((r for s, r in case.rows.items() if norm_name(s) == "lp"), None)
-        lpft = next((r for s, r in case.rows.items() if norm_name(s) == "lp_ft"), None)
+        knn = next((r for s, r in case.rows.items() if canonical_name(s) == "knn"), None)
+        lp = next((r for s, r in case.rows.items() if canonical_name(s) == "lp"), None)
+        lpft = next((r for s, r in case.rows.items() if canonical_name(s) == "lp_ft"), None)
         if lp is None and knn is None:
             continue
         gap = lp.mean - knn.mean if lp is not None and knn is not None else None
-        below = sorted((s for s, r in case.rows.items() if lp is not None and norm_name(s) not in ("lp", "knn")
+        below = sorted((s for s, r in case.rows.items() if lp is not None and canonical_name(s) not in ("lp", "knn")
                         and r.mean < lp.mean and not same(r.mean, lp.mean)), key=strategy_sort_key)
         lpft_gap = lpft.mean - lp.mean if lpft is not None and lp is not None else None
-        rows.append([c(case.dataset), c(case.backbone), c(pct(knn.mean if knn else None)),
-                     c(pct(lp.mean if lp else None)),
-                     c(pp(gap), "warn" if gap is not None and gap < -FROZEN_GAP else None),
-                     c(pp(lpft_gap), "warn" if lpft_gap is not None and lpft_gap < 0 and not same(lpft_gap, 0.0)
+        rows.append([cell(case.dataset), cell(case.backbone), cell(pct(knn.mean if knn else None)),
+                     cell(pct(lp.mean if lp else None)),
+                     cell(pp(gap), "warn" if gap is not None and gap < -FROZEN_GAP else None),
+                     cell(pp(lpft_gap), "warn" if lpft_gap is not None and lpft_gap < 0 and not same(lpft_gap, 0.0)
                        else None),
-                     c(", ".join(map(group.label, below)) or DASH)])
+                     cell(", ".join(map(group.label, below)) or DASH)])
     if not rows:
         return None
     return Table("frozen", title(group, "Against the frozen-feature references"),
@@ -437,7 +438,7 @@ def group_tables(group: Group, all_metrics: bool = False) -> list[Table]:
 
 
 def problems_table(inputs: Inputs) -> Table | None:
-    rows = [[c(p.path), c(p.reason, "warn")] for p in inputs.problems]
+    rows = [[cell(p.path), cell(p.reason, "warn")] for p in inputs.problems]
     if not rows:
         return None
     return Table("problems", "Files skipped (not valid records)", [left("file", key=True), left("reason")], rows,
@@ -445,7 +446,7 @@ def problems_table(inputs: Inputs) -> Table | None:
 
 
 def notes_table(inputs: Inputs) -> Table | None:
-    rows = [[c(n.kind), c(n.cell_id), c(n.dropped), c(n.kept)] for n in inputs.notes]
+    rows = [[cell(n.kind), cell(n.cell_id), cell(n.dropped), cell(n.kept)] for n in inputs.notes]
     if not rows:
         return None
     return Table("duplicates", "Records counted once",
@@ -458,7 +459,7 @@ def reference_tables(datasets: set[str] | None = None) -> list[Table]:
     out = []
     for src in references.sources(datasets):
         cols = src["columns"]
-        rows = [[c(references.format_value(r.get(k), src["decimals"])) for k, _ in cols] for r in src["rows"]]
+        rows = [[cell(references.format_value(r.get(k), src["decimals"])) for k, _ in cols] for r in src["rows"]]
         names = ("dataset", "model", "backbone", "scheme", "strategy")
         columns = [left(h, key=k in names) if k in names else right(h) for k, h in cols]
         out.append(Table(f"ref-{src['id']}", f"{src['paper']} — {src['table']}", columns, rows,
@@ -485,12 +486,12 @@ def recommendation_table(group: Group) -> Table | None:
         best, runner = rec.best, rec.runner_up
         diff = None if runner is None else best.summary.mean - runner.summary.mean
         verdict = {True: "yes", False: "no", None: "undecided"}[rec.significant]
-        rows.append([c(rec.modality), c(rec.backbone), c(", ".join(rec.datasets)), c(_scored(group, best)),
-                     c(_cost_text(best)), c(_scored(group, runner)), c(pp(diff)),
-                     c(f"{verdict} ({rec.test})" if runner else rec.test, "pos" if rec.significant else "muted"),
-                     c(_scored(group, rec.cheapest) if rec.cheapest else f"{DASH} ({rec.cheapest_note})",
+        rows.append([cell(rec.modality), cell(rec.backbone), cell(", ".join(rec.datasets)), cell(_scored(group, best)),
+                     cell(_cost_text(best)), cell(_scored(group, runner)), cell(pp(diff)),
+                     cell(f"{verdict} ({rec.test})" if runner else rec.test, "pos" if rec.significant else "muted"),
+                     cell(_scored(group, rec.cheapest) if rec.cheapest else f"{DASH} ({rec.cheapest_note})",
                        None if rec.cheapest else "muted"),
-                     c(_cost_text(rec.cheapest))])
+                     cell(_cost_text(rec.cheapest))])
     if not rows:
         return None
     return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),

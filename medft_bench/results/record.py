@@ -8,16 +8,15 @@ import math
 import resource
 import sys
 from dataclasses import asdict
-from datetime import datetime
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from medft_bench.errors import RecordError
+from medft_bench.io import json_safe
 
 if TYPE_CHECKING:
-    from medft_bench.config import CellConfig
-    from medft_bench.strategies.base import Strategy
     from medft_bench.training.context import CellContext
+    from medft_bench.training.outcome import CellRun
 
 SCHEMA_VERSION = 1
 
@@ -48,17 +47,6 @@ def validate(record: Any, where: str = "record") -> None:
     if errors:
         msgs = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message[:160]}" for e in errors[:3]]
         raise RecordError(f"{where} does not match result schema v{SCHEMA_VERSION}: " + "; ".join(msgs))
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN: non-finite floats become None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 _CELL_PEAK = {"armed": False}  # a fresh high-water mark was started for the cell being computed
@@ -94,28 +82,13 @@ def host_peak() -> tuple[float, str]:
     return (rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024), "process"
 
 
-def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, tracker: Any,
-                 metrics: dict[str, Any] | None, status: str, error: str | None, diverged_epoch: int | None,
-                 started: datetime, finished: datetime, majority: dict[str, float], monitor: str,
-                 env: dict[str, Any], tuning: dict[str, Any] | None = None) -> dict[str, Any]:
-    import torch
+def build_record(run: CellRun) -> dict[str, Any]:
+    """The record of a cell's outcome, validated against the schema (not yet written: ``results.store``)."""
+    from medft_bench.results.environment import code_version, environment
 
     peak_mb, peak_scope = host_peak()
-
-    from medft_bench.gates import weak_result
-    from medft_bench.metrics import primary_metric
-    from medft_bench.results.environment import code_version
-
-    dev = ctx.device
-    gpu = dev.type == "cuda"
-    model = ctx.model
-    data = ctx.data
-    trained_epochs = [e for e in tracker.epochs if "train_loss" in e]  # not solved/reused stages, not starts
-    train_s = tracker.train_s + tracker.feature_s + tracker.probe_s + tracker.fit_s + strategy.reused_train_s
-    best_epoch = None
-    if tracker.best:
-        last = list(tracker.best.values())[-1]
-        best_epoch = last["epoch"]
+    cfg, ctx, strategy = run.cfg, run.ctx, run.strategy
+    hparams = strategy.hparams(ctx)
     record = {
         "schema_version": SCHEMA_VERSION,
         "cell_id": cfg.cell_id,
@@ -123,76 +96,95 @@ def build_record(*, cfg: CellConfig, ctx: CellContext, strategy: Strategy, track
         "cell": {"tier": cfg.tier, "dataset": cfg.dataset, "img_size": cfg.img_size, "backbone": cfg.backbone,
                  "strategy": cfg.strategy, "seed": cfg.seed,
                  **({} if cfg.protocol == "study" else {"protocol": cfg.protocol})},
-        "config": {
-            # The settings the kept model trained with: a tuned cell's are its chosen trial's (its lr).
-            "train": asdict(ctx.settings),
-            "weights": cfg.weights,
-            "synthetic": cfg.synthetic,
-            "strategy_params": strategy.hparams(ctx),
-            "preprocess": ctx.preprocess.describe(),
-            "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else None,
-            "channels_last": ctx.channels_last,
-            "device": str(dev),
-        },
-        "strategy": {"name": strategy.name, "label": strategy.display_label(), "hparams": strategy.hparams(ctx),
+        "config": _config(run, hparams),
+        "strategy": {"name": strategy.name, "label": strategy.display_label(), "hparams": hparams,
                      "in_study": strategy.in_study,
-                     "norm_modes": sorted({e.get("norm_mode", "") for e in trained_epochs} - {""}),
+                     "norm_modes": sorted({e.get("norm_mode", "") for e in run.measured.trained_epochs} - {""}),
                      "log": strategy.log},
         "weights": dict(ctx.backbone.weights),
         "head": dict(ctx.head_init),
-        "data": {
-            **data.identity,
-            "name": data.name,
-            "task": data.task,
-            "n_classes": data.n_classes,
-            "n_channels": data.n_channels,
-            "modality": data.modality,
-            "image_size": data.image_size,
-            "splits": {s: len(data.split(s)) for s in ("train", "val", "test")},
-        },
-        "metrics": None if metrics is None else {
-            **metrics, "primary": primary_metric(data.task), "monitor": monitor, "majority": majority,
-        },
-        "weak_result": weak_result(data.task, {**metrics, "majority": majority}) if status == "ok" and metrics
-        else None,
-        "costs": {
-            # Everything it takes to get the trained model: epochs, frozen features, gradient probes, solves.
-            "train_s": train_s,
-            "eval_s": tracker.eval_s,
-            "feature_extraction_s": tracker.feature_s,
-            "probe_s": tracker.probe_s,
-            "fit_s": tracker.fit_s,
-            "reused_train_s": strategy.reused_train_s,
-            "wall_s": (finished - started).total_seconds(),
-            "train_images_per_s": tracker.train_images / train_s if tracker.train_images and train_s > 0 else None,
-            "peak_gpu_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if gpu else None,
-            "peak_gpu_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if gpu else None,
-            "peak_host_rss_mb": peak_mb,
-            "peak_host_scope": peak_scope,
-            "trainable_params": tracker.max_trainable,
-            "trainable_params_per_stage": tracker.trainable_per_stage,
-            "total_params": sum(p.numel() for p in model.parameters()),
-            "epochs_run": len(trained_epochs),
-            "cached_feature_epochs": tracker.cached_feature_epochs,
-            "early_stopping_s": tracker.select_s,
-            "compile_s": tracker.compile_s,
-            "feature_cache": tracker.feature_cache,
-            "data_conversion_s": data.conversion_s,
-            "best_epoch": best_epoch,
-        },
-        "drift": dict(tracker.drift),
-        "epochs": tracker.epochs,
-        "environment": env,
+        "data": _data(ctx),
+        **_metrics(run),
+        "costs": {**_costs(run), "peak_host_rss_mb": peak_mb, "peak_host_scope": peak_scope},
+        "drift": dict(run.measured.drift),
+        "epochs": run.measured.epochs,
+        "environment": environment(ctx.device),
         "code": code_version(),
-        "status": status,
-        "error": error,
-        "diverged_epoch": diverged_epoch,
+        "status": run.status,
+        "error": run.error,
+        "diverged_epoch": run.diverged_epoch,
         "reused_from": None,
-        "started": started.isoformat(),
-        "finished": finished.isoformat(),
+        "started": run.started.isoformat(),
+        "finished": run.finished.isoformat(),
     }
-    if tuning is not None:
-        record["tuning"] = tuning
-    record = _finite(json.loads(json.dumps(record, default=str)))
+    if run.tuning is not None:
+        record["tuning"] = run.tuning
+    record = json_safe(record)
     validate(record, cfg.cell_id)
     return record
+
+
+def _config(run: CellRun, hparams: dict[str, Any]) -> dict[str, Any]:
+    ctx = run.ctx
+    return {
+        # The settings the kept model trained with: a tuned cell's are its chosen trial's (its lr).
+        "train": asdict(ctx.settings),
+        "weights": run.cfg.weights,
+        "synthetic": run.cfg.synthetic,
+        "strategy_params": hparams,
+        "preprocess": ctx.preprocess.describe(),
+        "amp": str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else None,
+        "channels_last": ctx.channels_last,
+        "device": str(ctx.device),
+    }
+
+
+def _data(ctx: CellContext) -> dict[str, Any]:
+    data = ctx.data
+    return {**data.identity, "name": data.name, "task": data.task, "n_classes": data.n_classes,
+            "n_channels": data.n_channels, "modality": data.modality, "image_size": data.image_size,
+            "splits": {s: len(data.split(s)) for s in ("train", "val", "test")}}
+
+
+def _metrics(run: CellRun) -> dict[str, Any]:
+    """``metrics`` (with the majority-class baseline on the test split) and ``weak_result``."""
+    from medft_bench.gates import weak_result
+    from medft_bench.metrics import majority_baseline, primary_metric
+
+    task = run.ctx.data.task
+    if run.metrics is None:
+        return {"metrics": None, "weak_result": None}
+    majority = majority_baseline(task, run.ctx.data.test.labels.numpy())
+    metrics = {**run.metrics, "primary": primary_metric(task), "monitor": run.monitor, "majority": majority}
+    return {"metrics": metrics, "weak_result": weak_result(task, metrics) if run.status == "ok" else None}
+
+
+def _costs(run: CellRun) -> dict[str, Any]:
+    import torch
+
+    m, dev = run.measured, run.ctx.device
+    gpu = dev.type == "cuda"
+    train_s = m.training_s + run.strategy.reused_train_s
+    return {
+        # Everything it takes to get the trained model: epochs, frozen features, gradient probes, solves.
+        "train_s": train_s,
+        "eval_s": m.eval_s,
+        "feature_extraction_s": m.feature_s,
+        "probe_s": m.probe_s,
+        "fit_s": m.fit_s,
+        "reused_train_s": run.strategy.reused_train_s,
+        "wall_s": (run.finished - run.started).total_seconds(),
+        "train_images_per_s": m.train_images / train_s if m.train_images and train_s > 0 else None,
+        "peak_gpu_allocated_mb": torch.cuda.max_memory_allocated(dev) / 2**20 if gpu else None,
+        "peak_gpu_reserved_mb": torch.cuda.max_memory_reserved(dev) / 2**20 if gpu else None,
+        "trainable_params": m.max_trainable,
+        "trainable_params_per_stage": m.trainable_per_stage,
+        "total_params": sum(p.numel() for p in run.ctx.model.parameters()),
+        "epochs_run": len(m.trained_epochs),
+        "cached_feature_epochs": m.cached_feature_epochs,
+        "early_stopping_s": m.select_s,
+        "compile_s": m.compile_s,
+        "feature_cache": m.feature_cache,
+        "data_conversion_s": run.ctx.data.conversion_s,
+        "best_epoch": m.best_epoch,
+    }

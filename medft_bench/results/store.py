@@ -191,10 +191,6 @@ class ResultStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def records(self) -> tuple[list[dict[str, Any]], list[LoadProblem]]:
-        return load_records([self.root])
-
-
 def load_records(roots: list[str | os.PathLike[str]]) -> tuple[list[dict[str, Any]], list[LoadProblem]]:
     """Every record under ``roots`` (files or directories), and a problem for each file that fails."""
     records, problems = [], []

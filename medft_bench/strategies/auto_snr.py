@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from medft_bench.strategies.base import NORM_MODES, EpochPlan, Strategy
+from medft_bench.strategies.base import EpochPlan, Strategy, check_norm_mode
 from medft_bench.strategies.registry import register_strategy
 from medft_bench.strategies.selection import apply_modes, batch_gradients, candidate_names
 
@@ -209,6 +209,7 @@ class AutoSNR(Strategy):
         super().__init__(**params)
         if self.params["variance"] not in VARIANCES:
             raise ValueError(f"auto_snr: variance must be one of {VARIANCES}, got {self.params['variance']!r}")
+        check_norm_mode(self.params["norm_mode"], "auto_snr: norm_mode")
 
     def snr(self, ctx: CellContext) -> dict[str, float]:
         names = candidate_names(ctx, self.params["norm_params"])
@@ -227,8 +228,6 @@ class AutoSNR(Strategy):
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         norm_mode = self.params["norm_mode"]
-        if norm_mode not in NORM_MODES:
-            raise ValueError(f"norm_mode must be one of {NORM_MODES}, got {norm_mode!r}")
         snr = self.snr(ctx)
         thr = self.threshold(ctx)
         trainable = {n for n, v in snr.items() if v >= thr} | set(ctx.head_names)

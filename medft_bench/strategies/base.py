@@ -45,6 +45,13 @@ class Stage:
     eval_at_start: bool = False
 
 
+def check_norm_mode(value: Any, what: str) -> None:
+    """Refuse a norm mode outside ``NORM_MODES``; ``what`` names the parameter (a strategy's is checked when
+    the strategy is created, before any cell runs)."""
+    if value not in NORM_MODES:
+        raise ValueError(f"{what} must be one of {NORM_MODES}, got {value!r}")
+
+
 @dataclass
 class EpochPlan:
     """What trains during one epoch and how."""
@@ -56,8 +63,7 @@ class EpochPlan:
     note: dict[str, Any] = field(default_factory=dict)  # recorded in the epoch log
 
     def __post_init__(self) -> None:
-        if self.norm_mode not in NORM_MODES:
-            raise ValueError(f"unknown norm mode {self.norm_mode!r}; expected one of {NORM_MODES}")
+        check_norm_mode(self.norm_mode, "norm_mode")
 
 
 class Strategy:

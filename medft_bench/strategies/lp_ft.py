@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from medft_bench.strategies.base import NORM_MODES, EpochPlan, Stage, Strategy
+from medft_bench.strategies.base import EpochPlan, Stage, Strategy, check_norm_mode
 from medft_bench.strategies.finetune import LinearProbe
 from medft_bench.strategies.registry import register_strategy
 
@@ -74,8 +74,7 @@ class LinearProbeThenFineTune(Strategy):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        if self.params["ft_norm_mode"] not in NORM_MODES:
-            raise ValueError(f"lp_ft: ft_norm_mode must be one of {NORM_MODES}, got {self.params['ft_norm_mode']!r}")
+        check_norm_mode(self.params["ft_norm_mode"], "lp_ft: ft_norm_mode")
         self._lp = LinearProbe(**self._lp_params())
 
     def _lp_params(self) -> dict[str, Any]:
@@ -136,7 +135,7 @@ class LinearProbeThenFineTune(Strategy):
         if stage != 0:
             return False
         lp_cfg = self.lp_cell(ctx.cfg)
-        store = ctx.results_dir
+        store = ctx.store
         lp_record = store.lookup(lp_cfg) if store is not None and lp_cfg is not None else None
         head = store.load_head(lp_cfg) if lp_record is not None else None
         if head is None:

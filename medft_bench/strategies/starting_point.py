@@ -26,7 +26,7 @@ class _StartingPoint(Strategy):
     pass (``add_penalty_grad``), equal to autograd's (tested).
     """
 
-    norm: ClassVar[str] = ""
+    sp_kind: ClassVar[str] = ""  # "l1" | "l2": which distance from the starting point is penalised
     defaults: ClassVar[dict[str, Any]] = {"alpha": 0.1, "beta": 0.01}
 
     def setup(self, ctx: CellContext) -> None:
@@ -50,7 +50,7 @@ class _StartingPoint(Strategy):
         if not self._ws:
             return torch.zeros(())
         diffs = torch._foreach_sub(self._ws, self._w0) if diffs is None else diffs
-        if self.norm == "l2":
+        if self.sp_kind == "l2":
             return torch.stack(torch._foreach_norm(diffs, 2)).pow(2).sum()
         return torch.stack(torch._foreach_norm(diffs, 1)).sum()
 
@@ -61,7 +61,7 @@ class _StartingPoint(Strategy):
     def penalty(self, diffs: list[torch.Tensor] | None = None) -> torch.Tensor:
         """The penalty as a differentiable tensor (the definition; training uses ``add_penalty_grad``)."""
         alpha, beta = float(self.params["alpha"]), float(self.params["beta"])
-        scale = alpha / 2 if self.norm == "l2" else alpha
+        scale = alpha / 2 if self.sp_kind == "l2" else alpha
         return scale * self.distance(diffs) + (beta / 2) * self.head_term()
 
     @torch.no_grad()
@@ -72,14 +72,14 @@ class _StartingPoint(Strategy):
         alpha, beta = float(self.params["alpha"]), float(self.params["beta"])
         diffs = torch._foreach_sub(self._ws, self._w0) if self._ws else []
         value = self.penalty(diffs)
-        if self.norm == "l1":
+        if self.sp_kind == "l1":
             torch._foreach_sign_(diffs)
         _add_grads(self._ws, diffs, alpha)
         _add_grads(self._h, list(self._h), beta)
         return value
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
-        return {"alpha": float(self.params["alpha"]), "beta": float(self.params["beta"]), "sp_norm": self.norm,
+        return {"alpha": float(self.params["alpha"]), "beta": float(self.params["beta"]), "sp_kind": self.sp_kind,
                 "penalised": "conv/linear weights (not biases, not norm layers); head weights, not head bias"}
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
@@ -104,7 +104,7 @@ class L2SP(_StartingPoint):
     label = "L2-SP"
     description = "L2-SP: full fine-tuning with an L2 penalty towards the pretrained weights (alpha 0.1, beta 0.01)."
     in_study = True
-    norm = "l2"
+    sp_kind = "l2"
 
 
 @register_strategy
@@ -124,5 +124,5 @@ class L1SP(_StartingPoint):
     label = "L1-SP"
     description = "L1-SP: full fine-tuning with an L1 penalty towards the pretrained weights (alpha 1e-4, beta 0.01)."
     in_study = True
-    norm = "l1"
+    sp_kind = "l1"
     defaults: ClassVar[dict[str, Any]] = {"alpha": 1e-4, "beta": 0.01}

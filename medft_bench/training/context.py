@@ -26,7 +26,7 @@ class CellContext:
     device: torch.device
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
-    results_dir: Any = None  # a results.store.ResultStore, for strategies that reuse other cells' results
+    store: Any = None  # a results.store.ResultStore, for strategies that reuse other cells' results
     epoch_generator: torch.Generator | None = None  # the current epoch's batch-order generator
     feature_cache: Any = None  # the cell's training.features.FeatureCache, set by the engine
     head_init: dict[str, Any] = field(default_factory=dict)  # how the new head started (models.head_init)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,7 +20,7 @@ from medft_bench.config import CellConfig
 from medft_bench.data.batches import Preprocess, batch_indices, iterate
 from medft_bench.data.sources import load_dataset
 from medft_bench.errors import MedftError, NotApplicable
-from medft_bench.metrics import compute_metrics, majority_baseline, primary_metric, selection_key, tie_break_metric
+from medft_bench.metrics import compute_metrics, primary_metric, selection_key, tie_break_metric
 from medft_bench.models.calibration import calibrate
 from medft_bench.models.factory import create_backbone_reusing
 from medft_bench.models.head_init import init_head
@@ -29,6 +28,8 @@ from medft_bench.strategies.base import EpochPlan, Strategy
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
 from medft_bench.training.features import FeatureCache
+from medft_bench.training.measurements import Measurements, sync_device
+from medft_bench.training.outcome import CellRun
 from medft_bench.training.progress import EpochProgress
 
 
@@ -50,11 +51,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _epoch_generator(seed: int, stage: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + stage * 1_009 + epoch)
 
@@ -63,45 +59,19 @@ def _cosine(epoch: int, epochs: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * epoch / max(1, epochs)))
 
 
-@dataclass
-class _Tracker:
-    """Everything measured while the cell runs."""
-
-    train_s: float = 0.0
-    eval_s: float = 0.0
-    feature_s: float = 0.0
-    train_images: int = 0
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    max_trainable: int = 0
-    trainable_per_stage: dict[str, int] = field(default_factory=dict)
-    best: dict[str, Any] = field(default_factory=dict)
-    cached_feature_epochs: int = 0
-    select_s: float = 0.0  # early stopping: keeping the best epoch's weights and restoring them
-    probe_s: float = 0.0  # the strategy's per-epoch decisions (Auto-RGN / Auto-SNR gradient probes)
-    fit_s: float = 0.0  # stages done without epochs (the linear probe's solve, a reused head), the kNN vote
-    drift: dict[str, float] = field(default_factory=dict)  # per stage: ||theta - theta0|| / ||theta0||, backbone
-    first_steps_s: list[float] = field(default_factory=list)  # with compile: the cell's first two steps
-    feature_cache: dict[str, Any] | None = None
-
-    @property
-    def compile_s(self) -> float | None:
-        """torch.compile's first compilation: the first training step's time beyond the second's."""
-        if len(self.first_steps_s) < 2:
-            return None
-        return max(0.0, self.first_steps_s[0] - self.first_steps_s[1])
-
-
 # One multi-tensor kernel per step instead of a Python loop over tensors. On a 2-core CPU, Adam's step over
 # VGG-19's 139 M parameters takes 0.13 s fused against 0.64 s looped (benchmarks/perf/bench_optimizer.py).
 _IMPLS: dict[str, dict[str, bool]] = {"fused": {"fused": True}, "foreach": {"foreach": True},
                                       "loop": {"foreach": False}}
 
 
-class _Runner:
+class Trainer:
+    """Trains a cell's strategy stage by stage and evaluates it, measuring as it goes (``measured``)."""
+
     def __init__(self, ctx: CellContext, strategy: Strategy, progress: EpochProgress,
                  shared_features: dict[str, torch.Tensor] | None = None) -> None:
         self.ctx, self.strategy, self.progress = ctx, strategy, progress
-        self.t = _Tracker()
+        self.measured = Measurements()
         self.monitor = (ctx.settings.monitor if ctx.settings.monitor != "auto" else primary_metric(ctx.data.task))
         self.opt: torch.optim.Optimizer | None = None
         self.opt_key: tuple | None = None
@@ -155,20 +125,20 @@ class _Runner:
         for g in opt.param_groups:
             g["lr"] = lr * g["scale"]
         n_train = sum(p.numel() for n, p in named.items() if n in trainable)
-        self.t.max_trainable = max(self.t.max_trainable, n_train)
+        self.measured.max_trainable = max(self.measured.max_trainable, n_train)
         cached = self._head_only(plan)
         if cached and not self.cache.active:
-            _sync(ctx.device)
+            sync_device(ctx.device)
             t0 = time.perf_counter()
             self.cache.get("train")
-            _sync(ctx.device)
-            self.t.feature_s += time.perf_counter() - t0
-        _sync(ctx.device)
+            sync_device(ctx.device)
+            self.measured.feature_s += time.perf_counter() - t0
+        sync_device(ctx.device)
         t0 = time.perf_counter()
         loss_sum = torch.zeros((), device=ctx.device)
         steps = 0
         if cached:
-            self.t.cached_feature_epochs += 1
+            self.measured.cached_feature_epochs += 1
             feats, labels = self.cache.get("train"), ctx.data.train.labels.to(ctx.device)
             head = ctx.backbone.head
             for idx in batch_indices(len(feats), ctx.settings.batch_size, shuffle=True, generator=gen):
@@ -178,11 +148,11 @@ class _Runner:
                 steps += 1
         else:
             self.cache.clear()
-            timing = ctx.settings.compile and len(self.t.first_steps_s) < 2
+            timing = ctx.settings.compile and len(self.measured.first_steps_s) < 2
             for images, labels in iterate(ctx.data.train, ctx.settings.batch_size, shuffle=True, generator=gen,
                                           device=ctx.device):
                 if timing:  # the first two steps of a compiled cell only: their difference is compile time
-                    _sync(ctx.device)
+                    sync_device(ctx.device)
                     ts = time.perf_counter()
                 x = ctx.to_input(images, train=True)
                 with ctx.autocast():
@@ -190,13 +160,13 @@ class _Runner:
                 loss_sum += self._step(opt, ctx.loss(logits, labels))
                 steps += 1
                 if timing:
-                    _sync(ctx.device)
-                    self.t.first_steps_s.append(time.perf_counter() - ts)
-                    timing = len(self.t.first_steps_s) < 2
+                    sync_device(ctx.device)
+                    self.measured.first_steps_s.append(time.perf_counter() - ts)
+                    timing = len(self.measured.first_steps_s) < 2
         mean_loss = float(loss_sum) / max(1, steps)  # the one host sync of the epoch
-        _sync(ctx.device)
-        self.t.train_s += time.perf_counter() - t0
-        self.t.train_images += len(ctx.data.train)
+        sync_device(ctx.device)
+        self.measured.train_s += time.perf_counter() - t0
+        self.measured.train_images += len(ctx.data.train)
         return mean_loss
 
     def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
@@ -231,12 +201,12 @@ class _Runner:
         return probs.cpu().numpy()
 
     def evaluate(self, split: str) -> dict[str, Any]:
-        _sync(self.ctx.device)
+        sync_device(self.ctx.device)
         t0 = time.perf_counter()
         labels = self.ctx.data.split(split).labels.numpy()
         m = compute_metrics(self.ctx.data.task, labels, self.scores(split))
-        _sync(self.ctx.device)
-        self.t.eval_s += time.perf_counter() - t0
+        sync_device(self.ctx.device)
+        self.measured.eval_s += time.perf_counter() - t0
         return m
 
     # -- the cell --------------------------------------------------------------------------------------
@@ -259,11 +229,11 @@ class _Runner:
         return float(diff / base) if float(base) > 0 else 0.0
 
     def _timed(self, attr: str, fn: Any, *args: Any) -> Any:
-        _sync(self.ctx.device)
+        sync_device(self.ctx.device)
         t0 = time.perf_counter()
         out = fn(*args)
-        _sync(self.ctx.device)
-        setattr(self.t, attr, getattr(self.t, attr) + time.perf_counter() - t0)
+        sync_device(self.ctx.device)
+        setattr(self.measured, attr, getattr(self.measured, attr) + time.perf_counter() - t0)
         return out
 
     def run(self) -> dict[str, Any]:
@@ -279,15 +249,15 @@ class _Runner:
             before = sum(self.cache.seconds.values())
             done = self._timed("fit_s", strategy.start_stage, ctx, si)
             extracted = sum(self.cache.seconds.values()) - before  # features a solve needed: extraction time
-            self.t.fit_s -= extracted
-            self.t.feature_s += extracted
+            self.measured.fit_s -= extracted
+            self.measured.feature_s += extracted
             if done:
-                self.t.epochs.append({"stage": stage.name, "epochs": 0, **strategy.log.get(stage.name, {})})
+                self.measured.epochs.append({"stage": stage.name, "epochs": 0, **strategy.log.get(stage.name, {})})
                 solved = strategy.plan(ctx, si, 0).trainable  # what the stage set (the probe's head)
                 n = sum(p.numel() for name, p in ctx.named_params().items() if name in solved)
-                self.t.trainable_per_stage[stage.name] = n
-                self.t.max_trainable = max(self.t.max_trainable, n)
-                self.t.drift[stage.name] = self.drift()
+                self.measured.trainable_per_stage[stage.name] = n
+                self.measured.max_trainable = max(self.measured.max_trainable, n)
+                self.measured.drift[stage.name] = self.drift()
                 continue
             best_key: tuple[float, float] = (-math.inf, -math.inf)
             best_state, bad, best_epoch = None, 0, -1
@@ -295,7 +265,7 @@ class _Runner:
                 # The state the stage starts from is a checkpoint of the run like any epoch's: when no epoch
                 # beats it on validation, it is the one kept (best epoch -1), and the record says so.
                 val = self.evaluate("val")
-                self.t.epochs.append({"stage": stage.name, "start": True, "val": val})
+                self.measured.epochs.append({"stage": stage.name, "start": True, "val": val})
                 best_key = selection_key(val, self.monitor)
                 best_state = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
             for e in range(stage.epochs):
@@ -305,22 +275,22 @@ class _Runner:
                 lr = stage.lr * (_cosine(e, stage.epochs) if ctx.settings.scheduler == "cosine" else 1.0)
                 loss = self.train_epoch(plan, lr, gen)
                 if not math.isfinite(loss):
-                    raise Diverged(len(self.t.epochs), stage.name)
-                self.t.trainable_per_stage[stage.name] = max(
-                    self.t.trainable_per_stage.get(stage.name, 0),
+                    raise Diverged(len(self.measured.epochs), stage.name)
+                self.measured.trainable_per_stage[stage.name] = max(
+                    self.measured.trainable_per_stage.get(stage.name, 0),
                     sum(p.numel() for n, p in ctx.named_params().items() if n in plan.trainable))
                 val = self.evaluate("val")
                 key = selection_key(val, self.monitor)
-                self.t.epochs.append({"stage": stage.name, "epoch": e, "lr": lr, "train_loss": loss,
+                self.measured.epochs.append({"stage": stage.name, "epoch": e, "lr": lr, "train_loss": loss,
                                       "val": val, "trainable_tensors": len(plan.trainable),
                                       "norm_mode": plan.norm_mode, "cached_features": self._head_only(plan),
                                       **plan.note})
-                self.progress.epoch(stage.name, loss, self.monitor, key[0], self.t.train_images)
+                self.progress.epoch(stage.name, loss, self.monitor, key[0], self.measured.train_images)
                 if key > best_key:
                     t0 = time.perf_counter()
                     best_key, bad, best_epoch = key, 0, e
                     best_state = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
-                    self.t.select_s += time.perf_counter() - t0
+                    self.measured.select_s += time.perf_counter() - t0
                 else:
                     bad += 1
                 if (stage.early_stopping and ctx.settings.patience and bad >= ctx.settings.patience
@@ -329,10 +299,10 @@ class _Runner:
             if best_state is not None:
                 t0 = time.perf_counter()
                 ctx.model.load_state_dict(best_state)
-                self.t.select_s += time.perf_counter() - t0
-                self.t.best[stage.name] = {"epoch": best_epoch, f"val_{self.monitor}": best_key[0],
+                self.measured.select_s += time.perf_counter() - t0
+                self.measured.best[stage.name] = {"epoch": best_epoch, f"val_{self.monitor}": best_key[0],
                                            "tie_break": f"val_{tie_break_metric(self.monitor)}"}
-            self.t.drift[stage.name] = self.drift()
+            self.measured.drift[stage.name] = self.drift()
 
 
 def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
@@ -359,7 +329,7 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
     pre = Preprocess(target_size=backbone.target_size(data.image_size), policy=s.preprocess,
                      interpolation=s.interpolation, mean=backbone.mean, std=backbone.std, augment=s.augment)
     ctx = CellContext(cfg=cfg, settings=s, data=data, backbone=backbone, preprocess=pre, device=dev,
-                      amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, results_dir=store)
+                      amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, store=store)
     if cfg.weights == "random":
         done = calibrate(ctx, s.random_calibration)
         if done:
@@ -377,63 +347,48 @@ def preparation_s(ctx: CellContext) -> float:
     return ctx.head_init.get("seconds", 0.0) + ctx.backbone.weights.get("calibration", {}).get("seconds", 0.0)
 
 
-@dataclass
-class CellResult:
-    """A cell's record and its trained head's weights (saved next to the record, for LP-FT reuse)."""
-
-    record: dict[str, Any]
-    head_state: dict[str, torch.Tensor] | None = None
-
-
-def run_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-             store: Any = None, progress: bool | str | None = None, download: bool = True,
-             tuning: dict[str, Any] | None = None) -> CellResult:
-    """Run one cell and return its record (not yet written: ``results.store`` is the one writer).
+def train_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
+               store: Any = None, progress: bool | str | None = None, download: bool = True,
+               tuning: dict[str, Any] | None = None) -> CellRun:
+    """Run one cell of the study protocol and return its outcome (``medft_bench.runner.run_cell`` makes it a
+    record; ``results.store`` is the one writer).
 
     Bad input (unknown names, missing data or weights) raises :class:`MedftError`. A diverged loss or an
-    error during training gives a record with status ``diverged`` or ``failed``. ``tuning``: the record's
+    error during training gives an outcome with status ``diverged`` or ``failed``. ``tuning``: the record's
     ``tuning`` entry for a tuned cell whose strategy has no learning rate to tune (it runs as a study cell).
     """
-    from medft_bench.results.environment import environment
-    from medft_bench.results.record import build_record
-
     started = datetime.now(timezone.utc)
     ctx, strategy = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
     if ctx.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.device)
     strategy.setup(ctx)
     total_epochs = sum(st.epochs for st in strategy.stages(ctx))
-    runner = _Runner(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, progress))
-    runner.t.probe_s += preparation_s(ctx)
+    trainer = Trainer(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, progress))
+    measured = trainer.measured
+    measured.probe_s += preparation_s(ctx)
     status, error, metrics, diverged_epoch = "ok", None, None, None
-    with runner.progress:
+    with trainer.progress:
         try:
             t0 = time.perf_counter()
             predicted = strategy.predict(ctx)
             if predicted is None:
-                metrics = runner.run()
+                metrics = trainer.run()
             else:
                 metrics = {split: compute_metrics(ctx.data.task, ctx.data.split(split).labels.numpy(), p)
                            for split, p in predicted.items()}
                 # A prediction-only strategy (kNN): the training features and the vote are its "training"; the
                 # features of the evaluated splits are its evaluation.
-                seconds = runner.cache.seconds
-                runner.t.feature_s = seconds.get("train", 0.0)
-                runner.t.eval_s = seconds.get("val", 0.0) + seconds.get("test", 0.0)
-                runner.t.fit_s = max(0.0, time.perf_counter() - t0 - sum(seconds.values()))
+                seconds = trainer.cache.seconds
+                measured.feature_s = seconds.get("train", 0.0)
+                measured.eval_s = seconds.get("val", 0.0) + seconds.get("test", 0.0)
+                measured.fit_s = max(0.0, time.perf_counter() - t0 - sum(seconds.values()))
         except Diverged as exc:
             status, error, diverged_epoch = "diverged", str(exc), exc.epoch
         except (MedftError, KeyboardInterrupt):
             raise
         except Exception as exc:  # recorded, so one crashed cell does not hide the others
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-    runner.t.feature_cache = runner.cache.report()
-    head_state = ({k: v.detach().cpu().clone() for k, v in ctx.backbone.head.state_dict().items()}
-                  if status == "ok" else None)
-    record = build_record(
-        cfg=cfg, ctx=ctx, strategy=strategy, tracker=runner.t, metrics=metrics, status=status, error=error,
-        diverged_epoch=diverged_epoch, started=started, finished=datetime.now(timezone.utc),
-        majority=majority_baseline(ctx.data.task, ctx.data.test.labels.numpy()),
-        monitor=runner.monitor, env=environment(ctx.device), tuning=tuning,
-    )
-    return CellResult(record, head_state)
+    measured.feature_cache = trainer.cache.report()
+    return CellRun(cfg=cfg, ctx=ctx, strategy=strategy, measured=measured, metrics=metrics, status=status,
+                   error=error, diverged_epoch=diverged_epoch, started=started,
+                   finished=datetime.now(timezone.utc), monitor=trainer.monitor, tuning=tuning)

@@ -31,20 +31,13 @@ import torch
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
-from medft_bench.metrics import majority_baseline, selection_key, tie_break_metric
-from medft_bench.results.record import _finite
+from medft_bench.io import json_safe
+from medft_bench.metrics import selection_key, tie_break_metric
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
-from medft_bench.training.engine import (
-    CellResult,
-    Diverged,
-    _Runner,
-    _sync,
-    _Tracker,
-    build_context,
-    preparation_s,
-    run_cell,
-)
+from medft_bench.training.engine import Diverged, Trainer, build_context, preparation_s, train_cell
+from medft_bench.training.measurements import Measurements, sync_device
+from medft_bench.training.outcome import CellRun
 from medft_bench.training.progress import EpochProgress
 
 # Summed over trials: the whole sweep is what it costs to use a strategy under this protocol.
@@ -86,7 +79,7 @@ class _Trial:
     summary: dict[str, Any]
     ctx: CellContext
     strategy: Any
-    runner: _Runner
+    runner: Trainer
 
 
 def key_of(summary: dict[str, Any]) -> tuple[float, ...]:
@@ -118,7 +111,7 @@ class _Sweep:
         t0 = time.perf_counter()
         strategy.setup(ctx)
         total_epochs = sum(st.epochs for st in strategy.stages(ctx))
-        runner = _Runner(ctx, strategy, EpochProgress(f"{cfg.cell_id} lr={lr:g}", total_epochs, self.progress),
+        runner = Trainer(ctx, strategy, EpochProgress(f"{cfg.cell_id} lr={lr:g}", total_epochs, self.progress),
                          shared_features=self.features)
         status, error, val = "ok", None, None
         with runner.progress:
@@ -131,20 +124,18 @@ class _Sweep:
                 raise
             except Exception as exc:  # the cell fails with it; the trial is run again next time
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
-        _sync(ctx.device)
-        t = runner.t
-        trained = [e for e in t.epochs if "train_loss" in e]
+        sync_device(ctx.device)
+        t = runner.measured
         summary = {
             "trial_hash": trial_hash(cfg, lr), "lr": lr, "status": status, "error": error, "val": val,
             "key": list(selection_key(val, runner.monitor)) if val is not None else None,
-            "monitor": runner.monitor, "epochs_run": len(trained),
-            "best_epoch": list(t.best.values())[-1]["epoch"] if t.best else None,
-            "wall_s": time.perf_counter() - t0, "train_s": t.train_s + t.feature_s + t.probe_s + t.fit_s,
+            "monitor": runner.monitor, "epochs_run": len(t.trained_epochs),
+            "best_epoch": t.best_epoch, "wall_s": time.perf_counter() - t0, "train_s": t.training_s,
             **{f"tracked_{k}": getattr(t, k) for k in _SUMMED},
             "feature_cache": runner.cache.report(),
             "epochs": t.epochs,
         }
-        return _Trial(json.loads(json.dumps(_finite(summary), default=str)), ctx, strategy, runner)
+        return _Trial(json_safe(summary), ctx, strategy, runner)
 
 
 def _no_grid_note(cfg: CellConfig) -> str:
@@ -178,20 +169,17 @@ def run_trial(cfg: CellConfig, lr: float, *, store: Any, data_root: Any = None,
     return {**summary, "resumed": False}
 
 
-def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
+def tune_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
               store: Any = None, progress: bool | str | None = None, download: bool = True,
-              rerun: bool = False) -> CellResult:
+              rerun: bool = False) -> CellRun:
     """Run a tuned cell: every trial of its grid (finished ones kept in ``store`` are not run again, unless
     ``rerun``), the best on validation chosen, its model evaluated on test once. The record's ``costs`` cover
     every trial; ``tuning`` lists them."""
-    from medft_bench.results.environment import environment
-    from medft_bench.results.record import build_record
-
     if cfg.protocol != "tuned":
-        raise MedftError(f"{cfg.cell_id}: run_tuned needs protocol 'tuned', got {cfg.protocol!r}")
+        raise MedftError(f"{cfg.cell_id}: tune_cell needs protocol 'tuned', got {cfg.protocol!r}")
     grid = tuning_grid(cfg)
     if not grid:
-        return run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress, download=download,
+        return train_cell(cfg, data_root=data_root, device=device, store=store, progress=progress, download=download,
                         tuning={"grid": [], "trials": [], "chosen_lr": None, "model": "single run",
                                 "note": _no_grid_note(cfg)})
     started = datetime.now(timezone.utc)
@@ -240,28 +228,28 @@ def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.dev
     test_eval_s = 0.0
     if status == "ok" and final is not None and final.runner is not None:
         runner = final.runner
-        before = runner.t.eval_s
+        before = runner.measured.eval_s
         # The test split, once, for the chosen trial's model; validation metrics are that model's.
         metrics = {"val": final.summary["val"], "test": runner.evaluate("test")}
-        test_eval_s = runner.t.eval_s - before
+        test_eval_s = runner.measured.eval_s - before
     if final is not None:
         ctx, strategy, runner = final.ctx, final.strategy, final.runner
     else:  # every trial was resumed and none is ok: the record describes the cell as configured
         ctx, strategy, runner = base, create_strategy(cfg.strategy, **cfg.params()), None
     monitor = runner.monitor if runner is not None else _monitor(base)
-    tracker = copy.copy(runner.t) if runner is not None else _Tracker()
+    measured = copy.copy(runner.measured) if runner is not None else Measurements()
     for k in _SUMMED:  # the whole sweep's cost, each trial counted once, as it ran (not a retraining)
-        setattr(tracker, k, sum(s[f"tracked_{k}"] for s in summaries))
-    tracker.probe_s += preparation_s(base)  # done once, before the first trial
-    tracker.eval_s += test_eval_s
-    tracker.feature_cache = runner.cache.report() if runner is not None else None
+        setattr(measured, k, sum(s[f"tracked_{k}"] for s in summaries))
+    measured.probe_s += preparation_s(base)  # done once, before the first trial
+    measured.eval_s += test_eval_s
+    measured.feature_cache = runner.cache.report() if runner is not None else None
     tuning = {
         "grid": list(grid), "chosen_lr": chosen["lr"] if chosen else None,
         "chosen_trial": chosen["trial_hash"] if chosen else None, "model": model,
         "selection": f"validation {monitor} of each trial's kept checkpoint (ties: validation "
                      f"{tie_break_metric(monitor)}, then the lower learning rate); the test split evaluated "
                      "once, for the chosen trial",
-        "total_train_s": tracker.train_s + tracker.feature_s + tracker.probe_s + tracker.fit_s,
+        "total_train_s": measured.training_s,
         "retrain_s": retrain_s,
         "shared": "data loaded once; backbone built once, each trial from a copy and the same random state; "
                   "frozen features of the starting backbone extracted once",
@@ -269,12 +257,6 @@ def run_tuned(cfg: CellConfig, *, data_root: Any = None, device: str | torch.dev
                                          "best_epoch", "train_s", "wall_s", "resumed", "feature_cache")},
                     "eval_s": s["tracked_eval_s"]} for s in summaries],
     }
-    head_state = ({k: v.detach().cpu().clone() for k, v in ctx.backbone.head.state_dict().items()}
-                  if status == "ok" else None)
-    record = build_record(
-        cfg=cfg, ctx=ctx, strategy=strategy, tracker=tracker, metrics=metrics, status=status, error=error,
-        diverged_epoch=diverged_epoch, started=started, finished=datetime.now(timezone.utc),
-        majority=majority_baseline(ctx.data.task, ctx.data.test.labels.numpy()),
-        monitor=monitor, env=environment(ctx.device), tuning=tuning,
-    )
-    return CellResult(record, head_state)
+    return CellRun(cfg=cfg, ctx=ctx, strategy=strategy, measured=measured, metrics=metrics, status=status,
+                   error=error, diverged_epoch=diverged_epoch, started=started,
+                   finished=datetime.now(timezone.utc), monitor=monitor, tuning=tuning)
