@@ -65,7 +65,10 @@ def run_part(cells: list[CellConfig | Trial], results_dir: str, *, data_root: st
         if text.partition("=")[0] not in registry():
             register_from_option(text)
     out = []
-    print(f"medft-bench: {len(cells)} cells on {socket.gethostname()}", flush=True)
+    trials = sum(isinstance(c, Trial) for c in cells)
+    what = " and ".join(f"{n} {noun}" for n, noun in ((len(cells) - trials, "cells"), (trials, "trials of tuned cells"))
+                        if n) or "nothing"
+    print(f"medft-bench: {what} on {socket.gethostname()}", flush=True)
     for n, item in enumerate(cells):
         t0 = time.perf_counter()
         cfg, lr = (item.cfg, item.lr) if isinstance(item, Trial) else (item, None)
