@@ -114,7 +114,8 @@ def test_worker_trial_tasks_then_the_cell_task_give_the_pytest_paths_record(tmp_
         driver.write_trial(cfg, result.trial)
     shipped = [driver.read_trial(cfg, trial_hash(cfg, lr)) for lr in (1e-3, 1e-2)]
     cell = run_task(cfg, [], settings, trials=shipped)
-    assert cell.kind == "record" and cell.record["tuning"]["model"] == "retrained"
+    assert cell.kind == "record" and cell.record["tuning"]["model"] == "retrained" and cell.trial is None
+    assert cell.head is not None and set(cell.head) == {"weight", "bias"}  # written next to the record
     assert [t["resumed"] for t in cell.record["tuning"]["trials"]] == [True, True]
 
     for lr in (1e-3, 1e-2):  # the pytest path: test_tuning_trial's cases, then the cell's case

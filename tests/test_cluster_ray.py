@@ -100,6 +100,8 @@ def test_a_tuned_cell_runs_as_trial_tasks_then_its_own_and_equals_the_pytest_pat
     assert sorted(on_ray) == sorted(on_pytest) and len(on_ray) == 1
     (key,) = on_pytest
     assert comparable(on_ray[key]) == comparable(on_pytest[key])
+    assert [p.name for p in (tmp_path / "ray" / "smoke").glob("*.head.pt")] == [
+        p.name for p in (tmp_path / "pytest" / "smoke").glob("*.head.pt")] != []
     tuning = on_ray[key]["tuning"]
     assert tuning["model"] == "retrained" and [t["resumed"] for t in tuning["trials"]] == [True, True]
     stored, reference = ResultStore(tmp_path / "ray"), ResultStore(tmp_path / "pytest")
