@@ -53,12 +53,14 @@ def run_trial_or_reuse(cfg: CellConfig, lr: float, results_dir: str | Path, *, r
 
 
 def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = False, data_root: Any = None,
-                 device: Any = None, progress: bool | str | None = None, download: bool = True) -> Outcome:
+                 device: Any = None, progress: bool | str | None = None, download: bool = True,
+                 rerun_trials: bool | None = None) -> Outcome:
     """Reuse the stored record of this exact configuration on the same data, or run the cell and store its record.
 
     The data's identity (a MedMNIST file's MD5, a folder dataset's fingerprint) is part of the configuration
     hash: other data (``--data-root`` elsewhere, a re-pointed folder dataset, a changed file) gets a record of
-    its own, and the records of the old data stay.
+    its own, and the records of the old data stay. ``rerun_trials`` (default: ``rerun``): whether a tuned cell
+    trains its kept trials again; False when this run has just run them as tasks of their own.
     """
     cfg = with_data_id(cfg, data_root=data_root, download=download)
     store = ResultStore(results_dir)
@@ -70,7 +72,7 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
         if not rerun and (record := store.lookup(cfg)) is not None:
             return Outcome(record, store.path_for(cfg), True)
         result = compute_cell(cfg, store, data_root=data_root, device=device, progress=progress,
-                              download=download, rerun=rerun)
+                              download=download, rerun=rerun if rerun_trials is None else rerun_trials)
         path = store.write(result.record, cfg, result.head_state)
     return Outcome(result.record, path, False)
 

@@ -16,3 +16,13 @@ def tiny_cell(backbone: str = "resnet18", strategy: str = "ft", *, dataset: str 
     return CellConfig(tier="unit", dataset=dataset, backbone=backbone, strategy=strategy, seed=seed, img_size=32,
                       weights="random", synthetic=True, synthetic_splits=splits,
                       strategy_params=tuple(sorted((params or {}).items())), train=TrainSettings(**settings))
+
+
+def comparable(value: Any) -> Any:
+    """A record without what differs between two runs of the same cell: timings, memory, host, clock."""
+    if isinstance(value, dict):
+        return {k: comparable(v) for k, v in value.items()
+                if k not in ("started", "finished", "environment", "seconds") and not k.endswith(("_s", "_mb"))}
+    if isinstance(value, list):
+        return [comparable(v) for v in value]
+    return value

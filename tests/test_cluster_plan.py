@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,10 +13,13 @@ from medft_bench.__main__ import main
 from medft_bench.cluster.failures import FailureLog
 from medft_bench.cluster.plan import plan_grid
 from medft_bench.cluster.progress import Progress
-from medft_bench.cluster.worker import Shipped, ShippedStore
+from medft_bench.cluster.worker import Shipped, ShippedStore, WorkerSettings, run_task
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.store import ResultStore, load_records
+from medft_bench.runner import run_or_reuse, run_trial_or_reuse, with_data_id
 from medft_bench.tiers import get_tier
+from medft_bench.training.tuning import trial_hash, tuning_grid
+from tests.helpers import comparable, tiny_cell
 
 
 def _cells(strategies: list[str], protocol: str | None = "study") -> list:
@@ -53,6 +57,76 @@ def test_the_shipped_store_serves_only_what_was_shipped() -> None:
     assert store.lookup(lp) == {"status": "ok"} and store.load_head(lp) is head
     assert store.lookup(other) is None and store.load_head(other) is None
     assert store.read_trial(lp, "x") is None and store.write_trial(lp, {}) is None  # a worker writes nothing
+
+
+def test_a_tuned_cell_is_its_trials_then_itself(tmp_path: Path) -> None:
+    cells = _cells(["lp", "lp_ft", "ft", "knn"], protocol="tuned")  # a tuned LP-FT reuses the study LP cell
+    cells = _cells(["lp"]) + cells
+    plan = plan_grid(cells, ResultStore(tmp_path))
+    by = {j.label: j for j in plan.jobs}
+    ft = next(j for j in plan.jobs if j.cfg.strategy == "ft" and j.trial is None)
+    lp_ft = next(j for j in plan.jobs if j.cfg.strategy == "lp_ft" and j.trial is None)
+    lp = next(j for j in plan.jobs if j.cfg.strategy == "lp" and j.cfg.protocol == "study")
+    assert [t.lr for t in ft.trials] == list(tuning_grid(ft.cfg)) == [1e-4, 1e-3]
+    ft_trials = [by[f"{ft.cfg.cell_id} lr={lr:g}"] for lr in (1e-4, 1e-3)]
+    assert ft.needs == {t.key for t in ft_trials} and all(t.needs == set() for t in ft_trials)
+    lp_ft_trials = [j for j in plan.jobs if j.trial is not None and j.cfg.strategy == "lp_ft"]
+    assert len(lp_ft_trials) == 2 and all(t.needs == {lp.key} for t in lp_ft_trials)  # its trials reuse LP too
+    assert lp_ft.needs == {lp.key} | {t.key for t in lp_ft_trials}
+    assert plan.cells == 5 and len(plan.jobs) == 9  # study LP, tuned LP, LP-FT, FT, kNN; four trials
+    kinds = ["cell" if j.trial is None else "trial" for j in plan.jobs]
+    assert plan.jobs[0] is lp and kinds[1:5] == ["trial"] * 4  # needed cells, then trials, then the rest
+    assert all(not j.trials for j in plan.jobs if j.cfg.strategy in ("lp", "knn"))  # nothing to tune
+
+
+def test_kept_trials_are_not_run_again_unless_rerun(tmp_path: Path) -> None:
+    cfg = with_data_id(_cells(["ft"], protocol="tuned")[0])
+    store = ResultStore(tmp_path)
+    kept = trial_hash(cfg, 1e-4)
+    store.write_trial(cfg, {"trial_hash": kept, "lr": 1e-4, "status": "ok"})
+    plan = plan_grid([cfg], store)
+    assert [j.label for j in plan.jobs] == [f"{cfg.cell_id} lr=0.001", cfg.cell_id]
+    assert [t.trial_hash for t in plan.reused_trials] == [kept]
+    assert plan.jobs[1].needs == {plan.jobs[0].key} and len(plan.jobs[1].trials) == 2  # the kept one is shipped
+    rerun = plan_grid([cfg], store, rerun=True)
+    assert len(rerun.jobs) == 3 and not rerun.reused_trials
+
+
+def test_the_shipped_store_serves_shipped_trials_and_locks_nothing() -> None:
+    cfg = _cells(["ft"], protocol="tuned")[0]
+    store = ShippedStore([], [{"trial_hash": "abc", "status": "ok"}])
+    assert store.read_trial(cfg, "abc") == {"trial_hash": "abc", "status": "ok"}
+    assert store.read_trial(cfg, "other") is None
+    with store.claim(cfg, "abc"):
+        assert store.write_trial(cfg, {"trial_hash": "x"}) is None
+
+
+def test_worker_trial_tasks_then_the_cell_task_give_the_pytest_paths_record(tmp_path: Path) -> None:
+    """What a cluster task runs (no engine): each trial alone, its summary kept by the caller as the driver
+    keeps it, then the cell with the kept trials shipped; against the pytest path with --trial-tasks."""
+    cfg = with_data_id(replace(tiny_cell("resnet18", "ft"), protocol="tuned", lr_grid=(1e-3, 1e-2)))
+    settings = WorkerSettings(threads=torch.get_num_threads())
+    driver = ResultStore(tmp_path / "driver")
+    for lr in (1e-3, 1e-2):
+        result = run_task(cfg, [], settings, lr=lr)
+        assert result.kind == "trial" and result.trial["lr"] == lr and result.trial["status"] == "ok"
+        assert result.record is None  # a trial has no record; the test split is not touched
+        driver.write_trial(cfg, result.trial)
+    shipped = [driver.read_trial(cfg, trial_hash(cfg, lr)) for lr in (1e-3, 1e-2)]
+    cell = run_task(cfg, [], settings, trials=shipped)
+    assert cell.kind == "record" and cell.record["tuning"]["model"] == "retrained" and cell.trial is None
+    assert cell.head is not None and set(cell.head) == {"weight", "bias"}  # written next to the record
+    assert [t["resumed"] for t in cell.record["tuning"]["trials"]] == [True, True]
+
+    for lr in (1e-3, 1e-2):  # the pytest path: test_tuning_trial's cases, then the cell's case
+        run_trial_or_reuse(cfg, lr, tmp_path / "pytest", progress=False)
+    reference = run_or_reuse(cfg, tmp_path / "pytest", progress=False).record
+    assert comparable(cell.record) == comparable(reference)
+    assert cell.record["metrics"]["test"] == reference["metrics"]["test"]
+    kept_by_pytest = ResultStore(tmp_path / "pytest")
+    for lr in (1e-3, 1e-2):  # the same trial files, apart from timings
+        th = trial_hash(cfg, lr)
+        assert comparable(driver.read_trial(cfg, th)) == comparable(kept_by_pytest.read_trial(cfg, th))
 
 
 def test_the_failure_list_is_kept_and_never_read_as_a_record(tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ from medft_bench.cluster.failures import FILE_NAME, FailureLog
 from medft_bench.cluster.worker import EXIT_ONCE_ENV
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.store import ResultStore, load_records, read_record
-from medft_bench.runner import run_or_reuse
+from medft_bench.runner import run_or_reuse, run_trial_or_reuse
 from medft_bench.tiers import get_tier
+from medft_bench.training.tuning import trial_hash, tuning_grid
+from tests.helpers import comparable
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -29,9 +31,9 @@ from medft_bench.cluster.ray_engine import RayOptions, run_grid_on_ray  # noqa: 
 TIMEOUT_S = 300  # every run in this file is bounded: a hang fails the test instead of CI's whole job
 
 
-def smoke_cells(strategies: list[str]) -> list:
+def smoke_cells(strategies: list[str], protocol: str = "study") -> list:
     return build_grid(get_tier("smoke"), GridOptions(backbones=["resnet50"], strategies=strategies,
-                                                     protocol="study"))
+                                                     protocol=protocol))
 
 
 @pytest.fixture(scope="module")
@@ -40,17 +42,6 @@ def local_ray() -> Any:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     yield ray
     ray.shutdown()
-
-
-def _comparable(value: Any) -> Any:
-    """A record without what differs between two runs of the same cell: timings, memory, host, clock."""
-    if isinstance(value, dict):
-        return {k: _comparable(v) for k, v in value.items()
-                if k not in ("started", "finished", "environment", "seconds")
-                and not k.endswith(("_s", "_mb"))}
-    if isinstance(value, list):
-        return [_comparable(v) for v in value]
-    return value
 
 
 def _records(results: Path) -> dict[str, dict]:
@@ -74,7 +65,7 @@ def test_ray_records_equal_the_pytest_paths(local_ray: Any, tmp_path: Path) -> N
     on_ray, on_pytest = _records(tmp_path / "ray"), _records(tmp_path / "pytest")
     assert sorted(on_ray) == sorted(on_pytest) and len(on_ray) == 3  # the same config hashes
     for key, rec in on_pytest.items():
-        assert _comparable(on_ray[key]) == _comparable(rec), rec["cell_id"]
+        assert comparable(on_ray[key]) == comparable(rec), rec["cell_id"]
         assert on_ray[key]["metrics"]["test"] == rec["metrics"]["test"]
     lp_ft = next(r for r in on_ray.values() if r["cell"]["strategy"] == "lp_ft")
     assert lp_ft["strategy"]["log"]["lp"]["lp_head"] == "reused"  # LP ran first; its head was shipped
@@ -83,6 +74,90 @@ def test_ray_records_equal_the_pytest_paths(local_ray: Any, tmp_path: Path) -> N
 
     again = run_grid_on_ray(cells, tmp_path / "ray", opts)  # resume: every cell has its record
     assert len(again.reused) == 3 and not again.written
+
+
+def test_a_tuned_cell_runs_as_trial_tasks_then_its_own_and_equals_the_pytest_path(local_ray: Any,
+                                                                                    tmp_path: Path) -> None:
+    import torch
+
+    cells = smoke_cells(["ft"], protocol="tuned")
+    (cfg,) = cells
+    grid = tuning_grid(cfg)
+    assert grid == (1e-4, 1e-3)  # the smoke tier's tuned grid
+    opts = RayOptions(address="local", cpus_per_cell=1, max_retries=0, timeout_s=TIMEOUT_S)
+    summary = run_grid_on_ray(cells, tmp_path / "ray", opts)
+    assert summary.ok and [c.cell_id for c in summary.written] == [cfg.cell_id], summary
+    assert sorted(lr for _, lr in summary.trials_kept) == list(grid) and not summary.trials_not_kept
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # the pytest path with --trial-tasks: test_tuning_trial's cases, then the cell's case
+        for lr in grid:
+            run_trial_or_reuse(cfg, lr, tmp_path / "pytest", progress=False)
+        run_or_reuse(cfg, tmp_path / "pytest", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    on_ray, on_pytest = _records(tmp_path / "ray"), _records(tmp_path / "pytest")
+    assert sorted(on_ray) == sorted(on_pytest) and len(on_ray) == 1
+    (key,) = on_pytest
+    assert comparable(on_ray[key]) == comparable(on_pytest[key])
+    assert [p.name for p in (tmp_path / "ray" / "smoke").glob("*.head.pt")] == [
+        p.name for p in (tmp_path / "pytest" / "smoke").glob("*.head.pt")] != []
+    tuning = on_ray[key]["tuning"]
+    assert tuning["model"] == "retrained" and [t["resumed"] for t in tuning["trials"]] == [True, True]
+    stored, reference = ResultStore(tmp_path / "ray"), ResultStore(tmp_path / "pytest")
+    for lr in grid:  # the driver kept each trial where the pytest path keeps it, with the same content
+        th = trial_hash(summary.written[0], lr)
+        assert stored.read_trial(summary.written[0], th) is not None
+        assert comparable(stored.read_trial(summary.written[0], th)) == comparable(
+            reference.read_trial(summary.written[0], th))
+
+    again = run_grid_on_ray(cells, tmp_path / "ray", opts)  # resume: the record is there, nothing runs
+    assert len(again.reused) == 1 and not again.written and not again.trials_kept
+
+
+def test_a_killed_trial_task_is_retried_alone(local_ray: Any, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from medft_bench.runner import with_data_id
+
+    markers = tmp_path / "exits"
+    cells = smoke_cells(["ft"], protocol="tuned")
+    cfg = with_data_id(cells[0])
+    low, high = tuning_grid(cfg)
+    markers.mkdir()
+    for spared in (cfg.config_hash, trial_hash(cfg, low)):  # only the trial at the higher rate dies, once
+        (markers / spared).write_text("spared\n")
+    monkeypatch.setenv(EXIT_ONCE_ENV, str(markers))
+    summary = run_grid_on_ray(cells, tmp_path / "res", RayOptions(address="local", max_retries=1,
+                                                                  timeout_s=TIMEOUT_S))
+    assert "first attempt's worker exited" in (markers / trial_hash(cfg, high)).read_text()
+    assert [(c.cell_id, lr, attempt) for c, lr, attempt, _ in summary.trial_retries] == [(cfg.cell_id, high, 1)]
+    assert not summary.retries  # neither the other trial nor the cell ran again
+    assert sorted(lr for _, lr in summary.trials_kept) == [low, high] and len(summary.trials_kept) == 2
+    assert summary.ok and [c.cell_id for c in summary.written] == [cfg.cell_id]
+    record = ResultStore(tmp_path / "res").lookup(cfg)
+    assert record is not None and record["status"] == "ok" and record["tuning"]["chosen_lr"] in (low, high)
+    assert [t["resumed"] for t in record["tuning"]["trials"]] == [True, True]  # both came from their tasks
+
+
+def test_an_interrupted_tuned_cell_resumes_after_its_kept_trials(local_ray: Any, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from medft_bench.runner import with_data_id
+
+    markers = tmp_path / "exits"
+    cells = smoke_cells(["ft"], protocol="tuned")
+    cfg = with_data_id(cells[0])
+    markers.mkdir()
+    for lr in tuning_grid(cfg):  # the trials survive; the cell's task dies and is not retried
+        (markers / trial_hash(cfg, lr)).write_text("spared\n")
+    monkeypatch.setenv(EXIT_ONCE_ENV, str(markers))
+    opts = RayOptions(address="local", max_retries=0, timeout_s=TIMEOUT_S)
+    first = run_grid_on_ray(cells, tmp_path / "res", opts)
+    assert [c.cell_id for c, _ in first.failed] == [cfg.cell_id] and len(first.trials_kept) == 2
+    assert ResultStore(tmp_path / "res").lookup(cfg) is None
+    second = run_grid_on_ray(cells, tmp_path / "res", opts)  # the same command: only the cell runs
+    assert second.trials_reused == 2 and not second.trials_kept and not second.trial_retries
+    assert second.ok and [c.cell_id for c in second.written] == [cfg.cell_id]
+    assert not FailureLog(tmp_path / "res").cells
 
 
 def test_a_lost_worker_is_retried_and_its_cell_completed(local_ray: Any, tmp_path: Path,

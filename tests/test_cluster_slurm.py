@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from medft_bench.__main__ import main
-from medft_bench.cluster.plan import plan_grid
-from medft_bench.cluster.slurm import run_part, split
+from medft_bench.cluster.plan import Trial, plan_grid
+from medft_bench.cluster.slurm import run_part, split, stages
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.store import ResultStore, load_records
 from medft_bench.tiers import get_tier
@@ -23,8 +23,8 @@ GRID = ["grid", "--tier", "smoke", "--backbones", "resnet50", "--protocol", "stu
         "--slurm-time", "10"]
 
 
-def _cells(strategies: list[str]) -> list:
-    return build_grid(get_tier("smoke"), GridOptions(backbones=["resnet50"], strategies=strategies, protocol="study"))
+def _cells(strategies: list[str], protocol: str = "study") -> list:
+    return build_grid(get_tier("smoke"), GridOptions(backbones=["resnet50"], strategies=strategies, protocol=protocol))
 
 
 def test_array_parts_keep_lp_ft_with_its_lp_cell(tmp_path: Path) -> None:
@@ -38,6 +38,27 @@ def test_array_parts_keep_lp_ft_with_its_lp_cell(tmp_path: Path) -> None:
             if cfg.strategy == "lp_ft":  # after its own LP cell, in the same task
                 assert any(c.strategy == "lp" and c.backbone == cfg.backbone for c in part[:i])
     assert [len(p) for p in split(plan.jobs, 100)] == [2, 2, 1, 1]  # one task per group at most
+
+
+def test_trials_run_in_an_array_before_their_cells(tmp_path: Path) -> None:
+    plan = plan_grid(_cells(["lp", "lp_ft", "knn"]) + _cells(["lp_ft", "ft"], protocol="tuned"), ResultStore(tmp_path))
+    arrays = stages(plan.jobs)
+
+    def names(stage: list) -> list[str]:
+        return sorted(f"{j.cfg.strategy}-{j.cfg.protocol}" + (f"@{j.trial.lr:g}" if j.trial else "") for j in stage)
+
+    assert [names(s) for s in arrays] == [
+        ["ft-tuned@0.0001", "ft-tuned@0.001", "knn-study", "lp-study", "lp_ft-study"],  # nothing to wait for
+        ["ft-tuned", "lp_ft-tuned@0.001", "lp_ft-tuned@0.01"],  # after their trials; LP-FT's trials after LP
+        ["lp_ft-tuned"],  # after its trials
+    ]
+    first = split(arrays[0], 100)
+    assert len(first) == 4  # LP with the study LP-FT reusing it; kNN; each trial alone
+    assert [type(x).__name__ for x in next(p for p in first if len(p) == 2)] == ["CellConfig", "CellConfig"]
+    assert sum(isinstance(p[0], Trial) for p in first) == 2
+    assert [len(p) for p in split(arrays[1], 100)] == [1, 1, 1]  # the LP cell ran in the earlier array
+    assert stages([j for j in plan.jobs if j.trial is None and j.cfg.protocol == "study"]) == [
+        [j for j in plan.jobs if j.trial is None and j.cfg.protocol == "study"]]  # no tuned cell: one array
 
 
 def test_the_time_limit_signal_leaves_no_record_and_stops_the_task(tmp_path: Path) -> None:
@@ -68,6 +89,44 @@ def test_the_local_executor_runs_the_array(tmp_path: Path) -> None:
     assert len(logs) == 2 and "resnet50-knn" in "".join(p.read_text() for p in logs)
     plan = plan_grid(_cells(["lp", "lp_ft", "knn"]), ResultStore(tmp_path))
     assert not plan.jobs and len(plan.reused) == 3  # resume: the same command submits nothing
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_the_local_executor_runs_trials_then_the_tuned_cell(tmp_path: Path) -> None:
+    pytest.importorskip("submitit")
+    import torch
+
+    from medft_bench.runner import run_or_reuse, run_trial_or_reuse
+    from medft_bench.training.tuning import trial_hash, tuning_grid
+    from tests.helpers import comparable
+
+    args = [*GRID, "--strategies", "ft", "--protocol", "tuned", "--slurm-executor", "local",
+            "--results-dir", str(tmp_path / "slurm")]
+    args.remove("study")
+    args.remove("--protocol")
+    assert main(args) == 0
+    (record,) = load_records([tmp_path / "slurm"])[0]
+    assert record["status"] == "ok" and record["tuning"]["model"] == "retrained"
+    assert [t["resumed"] for t in record["tuning"]["trials"]] == [True, True]  # kept by the trial tasks
+    logs = sorted((tmp_path / "slurm" / ".slurm").glob("*_log.out"))
+    assert len(logs) == 3  # two trial tasks, then the cell's
+    assert sum("lr=0.0001: written ok" in p.read_text() for p in logs) == 1
+    assert sum("-ft-tuned-seed0: written ok" in p.read_text() for p in logs) == 1
+    (cfg,) = plan_grid(_cells(["ft"], protocol="tuned"), ResultStore(tmp_path / "slurm")).reused
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the array task (one CPU)
+    try:  # the pytest path with --trial-tasks
+        for lr in tuning_grid(cfg):
+            run_trial_or_reuse(cfg, lr, tmp_path / "pytest", progress=False)
+        reference = run_or_reuse(cfg, tmp_path / "pytest", progress=False).record
+    finally:
+        torch.set_num_threads(threads)
+    assert comparable(record) == comparable(reference)
+    for lr in tuning_grid(cfg):
+        th = trial_hash(cfg, lr)
+        assert comparable(ResultStore(tmp_path / "slurm").read_trial(cfg, th)) == comparable(
+            ResultStore(tmp_path / "pytest").read_trial(cfg, th))
 
 
 @pytest.mark.cluster

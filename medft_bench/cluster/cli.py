@@ -90,6 +90,11 @@ def report(summary: Any) -> int:
     out = sys.stderr
     for cfg, attempt, why in summary.retries:
         print(f"retried: {cfg.cell_id} (worker lost on attempt {attempt}: {why[:160]})", file=out)
+    for cfg, lr, attempt, why in summary.trial_retries:
+        print(f"retried: {cfg.cell_id} lr={lr:g} (a trial; worker lost on attempt {attempt}: {why[:160]})",
+              file=out)
+    for cfg, lr, why in summary.trials_not_kept:
+        print(f"trial not kept: {cfg.cell_id} lr={lr:g}: {why[:200]} (its cell ran it)", file=out)
     for cfg, why in summary.failed:
         print(f"failed: {cfg.cell_id}: {why[:300]}", file=out)
     if summary.cancelled:
@@ -100,9 +105,11 @@ def report(summary: Any) -> int:
         import statistics
 
         o = summary.overhead_s
-        print(f"records written: {len(summary.written)}; engine overhead per cell (round trip minus the cell's "
-              f"own time): median {statistics.median(o) * 1000:.0f} ms, max {max(o) * 1000:.0f} ms (a new worker "
-              "process imports torch)", file=out)
+        trials = (f", trials kept: {len(summary.trials_kept)} (+{summary.trials_reused} from an earlier run)"
+                  if summary.trials_kept or summary.trials_reused else "")
+        print(f"records written: {len(summary.written)}{trials}; engine overhead per task (round trip minus the "
+              f"task's own time): median {statistics.median(o) * 1000:.0f} ms, max {max(o) * 1000:.0f} ms (a new "
+              "worker process imports torch)", file=out)
     if summary.interrupted:
         return 130
     return 0 if summary.ok else 1

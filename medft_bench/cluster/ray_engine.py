@@ -1,4 +1,4 @@
-"""The grid on a Ray cluster: one Ray task per cell, the driver the one writer.
+"""The grid on a Ray cluster: one Ray task per cell (and per trial of a tuned cell), the driver the one writer.
 
 Each cell is a task declaring its resources (a GPU when the tier needs one), so Ray packs cells onto the
 cluster. Workers return the record and head (:mod:`medft_bench.cluster.worker`); the driver writes them
@@ -8,6 +8,12 @@ rather than Ray's own ``max_retries``, so that the run can say which cells were 
 cell goes on the failure list (:mod:`medft_bench.cluster.failures`). An exception raised by the cell's
 code is not retried: it would raise again. The driver submits at most as many cells as the cluster can run at
 once, so that "running" means running, and a cell that reuses another (LP-FT, LP) is submitted after it.
+
+A tuned cell with a learning-rate grid is one task per trial, then the cell's own task: each trial task returns
+its summary, which the driver keeps (``ResultStore.write_trial``, the file the pytest path keeps); the cell's
+task, submitted once its trials have finished, gets the kept trials shipped and only chooses among them,
+retrains the chosen one and evaluates it on test. A lost trial task is submitted again alone; trials kept by
+an earlier run are not run again.
 """
 
 from __future__ import annotations
@@ -50,6 +56,12 @@ class GridSummary:
     failed: list[tuple[CellConfig, str]] = field(default_factory=list)  # a failed record, or none (the reason)
     cancelled: list[CellConfig] = field(default_factory=list)
     retries: list[tuple[CellConfig, int, str]] = field(default_factory=list)  # (cell, attempt lost, why)
+    trials_kept: list[tuple[CellConfig, float]] = field(default_factory=list)  # trial tasks kept by this run
+    trials_reused: int = 0  # trials kept by an earlier run
+    # Trial tasks that left nothing to keep (failed, worker lost after its retries, not written): their cell
+    # runs them itself, and fails with a failed one.
+    trials_not_kept: list[tuple[CellConfig, float, str]] = field(default_factory=list)
+    trial_retries: list[tuple[CellConfig, float, int, str]] = field(default_factory=list)  # (cell, lr, attempt, why)
     overhead_s: list[float] = field(default_factory=list)  # per cell: round trip minus the worker's own seconds
     interrupted: bool = False
     timed_out: bool = False
@@ -67,8 +79,9 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
     return tuple(getattr(rex, n) for n in names if hasattr(rex, n))
 
 
-def _ray_cell(cfg: CellConfig, shipped: list[Shipped], settings: WorkerSettings) -> TaskResult:
-    return run_task(cfg, shipped, settings)
+def _ray_cell(cfg: CellConfig, shipped: list[Shipped], settings: WorkerSettings, lr: float | None = None,
+              trials: list[dict[str, Any]] | None = None) -> TaskResult:
+    return run_task(cfg, shipped, settings, lr=lr, trials=trials)
 
 
 def _ship(store: ResultStore, job: Job) -> list[Shipped]:
@@ -77,6 +90,18 @@ def _ship(store: ResultStore, job: Job) -> list[Shipped]:
         record = store.lookup(cfg)
         if record is not None:
             out.append(Shipped(cfg.config_hash, record, store.load_head(cfg)))
+    return out
+
+
+def _ship_trials(store: ResultStore, job: Job, fresh: set[str] | None) -> list[dict[str, Any]]:
+    """A tuned cell's kept trials (with ``--rerun``, ``fresh``: only those this run kept)."""
+    out = []
+    for trial in job.trials:
+        if fresh is not None and trial.trial_hash not in fresh:
+            continue
+        kept = store.read_trial(job.cfg, trial.trial_hash)
+        if kept is not None:
+            out.append(kept)
     return out
 
 
@@ -125,6 +150,7 @@ def run_grid_on_ray(cells: list[CellConfig], results_dir: str | Path, opts: RayO
     failures = FailureLog(results_dir)
     progress = Progress(total=len(plan.jobs) + len(plan.reused) + len(plan.skipped), engine="ray",
                         **({"stream": stream} if stream is not None else {}))
+    summary.trials_reused = len(plan.reused_trials)
     progress.reused, progress.skipped = len(plan.reused), len(plan.skipped)
     if not plan.jobs:
         progress.show(0, force=True)
@@ -145,7 +171,7 @@ def run_grid_on_ray(cells: list[CellConfig], results_dir: str | Path, opts: RayO
         remote = ray.remote(_ray_cell).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell,
                                                max_retries=0, retry_exceptions=False,
                                                **({"runtime_env": {"env_vars": env}} if env else {}))
-        _drive(plan.jobs, remote, store, failures, settings, summary, progress, opts)
+        _drive(plan.jobs, remote, store, failures, settings, summary, progress, opts, rerun=rerun)
     finally:
         if started:
             ray.shutdown()
@@ -153,12 +179,13 @@ def run_grid_on_ray(cells: list[CellConfig], results_dir: str | Path, opts: RayO
 
 
 def _drive(queue: list[Job], remote: Any, store: ResultStore, failures: FailureLog, settings: WorkerSettings,
-           summary: GridSummary, progress: Progress, opts: RayOptions) -> None:
+           summary: GridSummary, progress: Progress, opts: RayOptions, *, rerun: bool = False) -> None:
     import ray
 
     lost = _lost_errors()
     pending: dict[Any, tuple[Job, float]] = {}  # object ref -> (job, submitted at)
-    finished: set[str] = set()
+    finished: set[str] = set()  # job keys
+    fresh: set[str] | None = set() if rerun else None  # with rerun: trial hashes kept by this run
     deadline = None if opts.timeout_s is None else time.monotonic() + opts.timeout_s
     capacity = slots(opts)
 
@@ -171,7 +198,9 @@ def _drive(queue: list[Job], remote: Any, store: ResultStore, failures: FailureL
                 return
             queue.remove(job)
             job.attempts += 1
-            pending[remote.remote(job.cfg, _ship(store, job), settings)] = (job, time.monotonic())
+            lr = job.trial.lr if job.trial is not None else None
+            trials = _ship_trials(store, job, fresh) if job.trials else None
+            pending[remote.remote(job.cfg, _ship(store, job), settings, lr, trials)] = (job, time.monotonic())
             progress.running = len(pending)
 
     def collect(ref: Any) -> None:
@@ -179,24 +208,34 @@ def _drive(queue: list[Job], remote: Any, store: ResultStore, failures: FailureL
         cfg = job.cfg
         try:
             result: TaskResult = ray.get(ref, timeout=60)
-        except lost as exc:  # the worker process or its node is gone: the cell never finished
+        except lost as exc:  # the worker process or its node is gone: the task never finished
             if job.attempts <= opts.max_retries:
-                summary.retries.append((cfg, job.attempts, _reason(exc)))
-                print(f"[ray] {cfg.cell_id}: worker lost on attempt {job.attempts} ({_reason(exc)[:120]}); "
+                if job.trial is None:
+                    summary.retries.append((cfg, job.attempts, _reason(exc)))
+                else:
+                    summary.trial_retries.append((cfg, job.trial.lr, job.attempts, _reason(exc)))
+                print(f"[ray] {job.label}: worker lost on attempt {job.attempts} ({_reason(exc)[:120]}); "
                       "submitting it again", file=progress.stream, flush=True)
                 queue.insert(0, job)
                 progress.running = len(pending)
                 return
-            _fail(cfg, _reason(exc), job.attempts)
-        except ray.exceptions.RayError as exc:  # the cell's code raised: it would raise again
-            _fail(cfg, _reason(getattr(exc, "cause", None) or exc), job.attempts)
+            _fail(job, _reason(exc), job.attempts)
+        except ray.exceptions.RayError as exc:  # the task's code raised: it would raise again
+            _fail(job, _reason(getattr(exc, "cause", None) or exc), job.attempts)
         else:
             summary.overhead_s.append(max(0.0, time.monotonic() - t0 - result.seconds))
-            _handle(cfg, result, store, failures, summary, progress)
-        finished.add(cfg.config_hash)
+            if job.trial is not None:
+                _handle_trial(job, result, store, summary, progress, fresh)
+            else:
+                _handle(cfg, result, store, failures, summary, progress)
+        finished.add(job.key)
         progress.running = len(pending)
 
-    def _fail(cfg: CellConfig, reason: str, attempts: int) -> None:
+    def _fail(job: Job, reason: str, attempts: int) -> None:
+        if job.trial is not None:  # its cell runs it (as the pytest path's cell runs a trial not kept)
+            _trial_not_kept(job, reason, summary, progress)
+            return
+        cfg = job.cfg
         summary.failed.append((cfg, reason))
         failures.add(cfg, reason, engine="ray", attempts=attempts)
         progress.failed += 1
@@ -218,12 +257,15 @@ def _drive(queue: list[Job], remote: Any, store: ResultStore, failures: FailureL
         ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
         for ref in ready:
             collect(ref)
-        for ref, (job, _) in list(pending.items()):
+        cancelled = [job for job, _ in pending.values()]
+        for ref in list(pending):
             ray.cancel(ref, force=True)
-            summary.cancelled.append(job.cfg)
         pending.clear()
-    summary.cancelled += [j.cfg for j in queue]
-    progress.running, progress.cancelled = 0, len(summary.cancelled)
+    else:
+        cancelled = []
+    cancelled += queue
+    summary.cancelled += [j.cfg for j in cancelled if j.trial is None]  # a cell's trials: its cell is listed
+    progress.running, progress.cancelled = 0, len(cancelled)
     progress.show(capacity, force=True)
 
 
@@ -253,3 +295,32 @@ def _handle(cfg: CellConfig, result: TaskResult, store: ResultStore, failures: F
     else:
         summary.written.append(cfg)
         progress.done += 1
+
+
+def _handle_trial(job: Job, result: TaskResult, store: ResultStore, summary: GridSummary, progress: Progress,
+                  fresh: set[str] | None) -> None:
+    """Keep a trial task's summary (not a failed one) where the pytest path keeps it; its cell is shipped it."""
+    assert job.trial is not None
+    if result.kind != "trial" or result.trial is None:
+        _trial_not_kept(job, result.message or result.kind, summary, progress)
+        return
+    if result.trial["status"] == "failed":
+        _trial_not_kept(job, result.trial["error"] or "failed", summary, progress)
+        return
+    try:
+        store.write_trial(job.cfg, result.trial)
+    except ResultsWriteError as exc:
+        _trial_not_kept(job, str(exc), summary, progress)
+        return
+    if fresh is not None:
+        fresh.add(job.trial.trial_hash)
+    summary.trials_kept.append((job.cfg, job.trial.lr))
+    progress.cell_seconds.append(result.seconds)
+    progress.done += 1
+
+
+def _trial_not_kept(job: Job, reason: str, summary: GridSummary, progress: Progress) -> None:
+    assert job.trial is not None
+    summary.trials_not_kept.append((job.cfg, job.trial.lr, reason))
+    print(f"[ray] {job.label}: not kept ({reason[:200]}); its cell runs it", file=progress.stream, flush=True)
+    progress.done += 1  # the task is over; its cell is what may fail

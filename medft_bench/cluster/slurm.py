@@ -2,10 +2,14 @@
 path's own function (:func:`medft_bench.runner.run_or_reuse`), writing records into the results directory on
 the shared filesystem under the store's per-cell lock, atomically.
 
-The submitting machine plans the grid (data identities, stored records left out: a second submission of
-the same command runs only what is missing) and splits it into parts of whole dependency groups, so that an
-LP-FT cell runs in the same task as its LP cell, after it, and reuses its head. ``--slurm-executor local``
-runs the same parts as processes on this machine through submitit's local executor (no Slurm).
+The submitting machine plans the grid (data identities, stored records and kept trials left out: a second
+submission of the same command runs only what is missing) and splits it into parts of whole dependency
+groups, so that an LP-FT cell runs in the same task as its LP cell, after it, and reuses its head. A tuned
+cell's trials are tasks of their own (``runner.run_trial_or_reuse``: each trial kept in the results
+directory), in an array that runs before the cell's: the arrays are stages (:func:`stages`), each submitted
+with a Slurm dependency (``afterany``) on the one before. ``--slurm-executor local`` runs the same parts as
+processes on this machine through submitit's local executor (no Slurm; it waits for each stage before
+submitting the next).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from medft_bench.cluster.failures import FailureLog
-from medft_bench.cluster.plan import Job, plan_grid
+from medft_bench.cluster.plan import Job, Trial, plan_grid
 from medft_bench.config import CellConfig
 from medft_bench.errors import DatasetNotFoundError, MedftError, NotApplicable
 from medft_bench.results.store import ResultStore
@@ -32,21 +36,24 @@ class CellOutcome:
     cell_id: str
     config_hash: str
     kind: str  # written | reused | skipped | error | timeout
-    status: str | None = None  # the record's status
+    status: str | None = None  # the record's (or trial's) status
     message: str = ""
+    lr: float | None = None  # a trial of a tuned cell: its learning rate (``cell_id`` says it too)
 
 
-def run_part(cells: list[CellConfig], results_dir: str, *, data_root: str | None = None, download: bool = True,
-             folder_datasets: tuple[str, ...] = (), threads: int | None = None, rerun: bool = False
-             ) -> list[CellOutcome]:
-    """One array task: its cells in order (an LP cell before the LP-FT cells reusing it), each written as it
-    finishes. Bad input of one cell does not stop the others; it is reported in the task's result."""
+def run_part(cells: list[CellConfig | Trial], results_dir: str, *, data_root: str | None = None,
+             download: bool = True, folder_datasets: tuple[str, ...] = (), threads: int | None = None,
+             rerun: bool = False, trials_done: bool = False) -> list[CellOutcome]:
+    """One array task: its cells (or trials of tuned cells) in order (an LP cell before the LP-FT cells reusing
+    it), each written as it finishes. Bad input of one cell does not stop the others; it is reported in the
+    task's result. ``trials_done``: the tuned cells' trials ran in an earlier stage of this submission (with
+    ``rerun``, they are reused, not trained again)."""
     import socket
 
     import torch
 
     from medft_bench.data.folders import register_from_option, registry
-    from medft_bench.runner import run_or_reuse
+    from medft_bench.runner import run_or_reuse, run_trial_or_reuse
 
     if threads:
         torch.set_num_threads(threads)
@@ -58,51 +65,92 @@ def run_part(cells: list[CellConfig], results_dir: str, *, data_root: str | None
         if text.partition("=")[0] not in registry():
             register_from_option(text)
     out = []
-    print(f"medft-bench: {len(cells)} cells on {socket.gethostname()}", flush=True)
-    for n, cfg in enumerate(cells):
+    trials = sum(isinstance(c, Trial) for c in cells)
+    what = " and ".join(f"{n} {noun}" for n, noun in ((len(cells) - trials, "cells"), (trials, "trials of tuned cells"))
+                        if n) or "nothing"
+    print(f"medft-bench: {what} on {socket.gethostname()}", flush=True)
+    for n, item in enumerate(cells):
         t0 = time.perf_counter()
+        cfg, lr = (item.cfg, item.lr) if isinstance(item, Trial) else (item, None)
+        label = _label(item)
         try:
-            o = run_or_reuse(cfg, results_dir, rerun=rerun, data_root=data_root, download=download, progress=False)
-            outcome = CellOutcome(cfg.cell_id, cfg.config_hash, "reused" if o.reused else "written",
-                                  o.record["status"], o.record.get("error") or "")
+            if lr is not None:
+                s = run_trial_or_reuse(cfg, lr, results_dir, rerun=rerun, data_root=data_root, download=download,
+                                       progress=False)
+                kind = "reused" if s["resumed"] else "error" if s["status"] == "failed" else "written"
+                outcome = CellOutcome(label, cfg.config_hash, kind, s["status"], s.get("error") or "", lr=lr)
+            else:
+                o = run_or_reuse(cfg, results_dir, rerun=rerun, data_root=data_root, download=download,
+                                 progress=False, rerun_trials=rerun and not trials_done)
+                outcome = CellOutcome(label, cfg.config_hash, "reused" if o.reused else "written",
+                                      o.record["status"], o.record.get("error") or "")
         except (NotApplicable, DatasetNotFoundError) as exc:
-            outcome = CellOutcome(cfg.cell_id, cfg.config_hash, "skipped", message=str(exc))
+            outcome = CellOutcome(label, cfg.config_hash, "skipped", message=str(exc), lr=lr)
         except MedftError as exc:
-            outcome = CellOutcome(cfg.cell_id, cfg.config_hash, "error", message=str(exc))
+            outcome = CellOutcome(label, cfg.config_hash, "error", message=str(exc), lr=lr)
         except KeyboardInterrupt:
-            print(f"medft-bench: time limit: {cfg.cell_id} and {len(cells) - n - 1} more not run (no record); "
+            print(f"medft-bench: time limit: {label} and {len(cells) - n - 1} more not run (no record); "
                   "submit the same command again to run them", flush=True)
-            out += [CellOutcome(c.cell_id, c.config_hash, "timeout", message="the array task's time limit")
+            out += [CellOutcome(_label(c), c.cfg.config_hash if isinstance(c, Trial) else c.config_hash, "timeout",
+                                message="the array task's time limit", lr=c.lr if isinstance(c, Trial) else None)
                     for c in cells[n:]]
             break
-        print(f"{cfg.cell_id}: {outcome.kind} {outcome.status or ''} ({time.perf_counter() - t0:.1f} s)"
+        print(f"{label}: {outcome.kind} {outcome.status or ''} ({time.perf_counter() - t0:.1f} s)"
               f"{' ' + outcome.message if outcome.message else ''}", flush=True)
         out.append(outcome)
     return out
+
+
+def _label(item: CellConfig | Trial) -> str:
+    return item.label if isinstance(item, Trial) else item.cell_id
 
 
 def _stop(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def split(jobs: list[Job], parts: int) -> list[list[CellConfig]]:
-    """``jobs`` in at most ``parts`` lists of whole dependency groups (a cell with the cells that reuse it,
-    in the plan's order), dealt round-robin, so that the parts are of similar size."""
-    by_hash = {j.cfg.config_hash: j for j in jobs}
-    groups: dict[str, list[CellConfig]] = {}
+def stages(jobs: list[Job]) -> list[list[Job]]:
+    """``jobs`` in the arrays that run one after the other: a task waits for the trials it needs (a tuned
+    cell's) in an earlier array, and so does a trial for the cell it reuses (LP-FT's trials, the LP cell);
+    a cell reusing a cell of the same array runs in its task, after it (:func:`split`). Without tuned cells,
+    one array."""
+    by_key = {j.key: j for j in jobs}
+    depth: dict[str, int] = {}
+
+    def of(job: Job) -> int:
+        if job.key not in depth:
+            depth[job.key] = 0  # a cycle would be a strategy reusing itself; it cannot recurse forever
+            depth[job.key] = max((of(by_key[k]) + (job.trial is not None or by_key[k].trial is not None)
+                                  for k in sorted(job.needs) if k in by_key), default=0)
+        return depth[job.key]
+
+    out: dict[int, list[Job]] = {}
+    for job in jobs:
+        out.setdefault(of(job), []).append(job)
+    return [out[d] for d in sorted(out)]
+
+
+def split(jobs: list[Job], parts: int) -> list[list[CellConfig | Trial]]:
+    """``jobs`` (one stage's) in at most ``parts`` lists of whole dependency groups (a cell with the cells
+    that reuse it, in the plan's order), dealt round-robin, so that the parts are of similar size. A trial is
+    a group of its own."""
+    by_key = {j.key: j for j in jobs}
+    groups: dict[str, list[CellConfig | Trial]] = {}
     for job in jobs:  # the plan puts needed cells first: a group's head exists before its members arrive
-        root = next(iter(sorted(job.needs)), None)
-        while root is not None and by_hash[root].needs:  # chains, should a strategy ever reuse a reuser
-            root = next(iter(sorted(by_hash[root].needs)))
-        groups.setdefault(root or job.cfg.config_hash, []).append(job.cfg)
-    out: list[list[CellConfig]] = [[] for _ in range(min(parts, len(groups)))]
+        inside = sorted(k for k in job.needs if k in by_key)  # what an earlier stage ran is no group's head
+        root = inside[0] if inside else None
+        while root is not None and (more := sorted(k for k in by_key[root].needs if k in by_key)):
+            root = more[0]  # chains, should a strategy ever reuse a reuser
+        groups.setdefault(root or job.key, []).append(job.trial or job.cfg)
+    out: list[list[CellConfig | Trial]] = [[] for _ in range(min(parts, len(groups)))]
     for i, group in enumerate(groups.values()):
         out[i % len(out)] += group
     return out
 
 
 def run_grid_on_slurm(args: argparse.Namespace, *, gpu: bool) -> int:
-    """Plan the grid, submit it as one array, and (with ``--slurm-wait``) wait and report each task."""
+    """Plan the grid, submit it as one array per stage (one stage without tuned cells), and (with
+    ``--slurm-wait``) wait and report each task."""
     from medft_bench.options import build_cells
 
     try:
@@ -114,36 +162,57 @@ def run_grid_on_slurm(args: argparse.Namespace, *, gpu: bool) -> int:
     plan = plan_grid(cells, store, rerun=args.rerun, data_root=args.data_root, download=not args.no_download)
     for cfg, why in plan.skipped:
         print(f"skipped: {cfg.cell_id}: {why}", file=sys.stderr)
-    print(f"[slurm] {len(plan.jobs)} cells to run, {len(plan.reused)} reused, {len(plan.skipped)} skipped",
-          file=sys.stderr)
+    trials = len(plan.jobs) - plan.cells
+    print(f"[slurm] {plan.cells} cells to run"
+          + (f" and {trials} trials of tuned cells ({len(plan.reused_trials)} kept before)" if trials else "")
+          + f", {len(plan.reused)} reused, {len(plan.skipped)} skipped", file=sys.stderr)
     if not plan.jobs:
         return 0
     if args.slurm_tasks is not None and args.slurm_tasks < 1:
         raise MedftError("--slurm-tasks must be at least 1")
-    parts = split(plan.jobs, args.slurm_tasks or len(plan.jobs))
     gpus = args.slurm_gpus_per_task if args.slurm_gpus_per_task is not None else (1 if gpu else 0)
     cpus = args.slurm_cpus_per_task or (4 if gpu else 1)
     log_dir = Path(args.slurm_log_dir or Path(args.results_dir) / ".slurm")
     executor = submitit.AutoExecutor(folder=log_dir, cluster=args.slurm_executor)
     params: dict[str, Any] = {"name": f"medft-{args.tier}", "gpus_per_node": gpus, "cpus_per_task": cpus,
-                              "slurm_array_parallelism": args.slurm_parallel or len(parts),
                               "timeout_min": args.slurm_time}
     if args.slurm_partition:
         params["slurm_partition"] = args.slurm_partition
     if args.slurm_mem_gb:
         params["mem_gb"] = args.slurm_mem_gb
-    executor.update_parameters(**params)
     kwargs = {"data_root": args.data_root, "download": not args.no_download,
-              "folder_datasets": tuple(args.folder_dataset or ()), "threads": cpus, "rerun": args.rerun}
-    jobs = executor.map_array(functools.partial(run_part, results_dir=str(args.results_dir), **kwargs), parts)
-    print(f"[slurm] submitted {len(parts)} tasks ({args.slurm_executor} executor): {jobs[0].job_id} .. "
-          f"{jobs[-1].job_id}; each task's output: {jobs[0].paths.stdout} (and .err; the job id varies)",
-          file=sys.stderr)
+              "folder_datasets": tuple(args.folder_dataset or ()), "threads": cpus, "rerun": args.rerun,
+              "trials_done": True}
+    task = functools.partial(run_part, results_dir=str(args.results_dir), **kwargs)
+    all_jobs: list[Any] = []
+    all_parts: list[list[CellConfig | Trial]] = []
+    arrays = stages(plan.jobs)
+    for n, stage in enumerate(arrays):
+        parts = split(stage, args.slurm_tasks or len(stage))
+        stage_params = {**params, "slurm_array_parallelism": args.slurm_parallel or len(parts)}
+        if all_jobs and args.slurm_executor == "slurm":  # after the whole previous array, however it ended
+            stage_params["slurm_dependency"] = f"afterany:{_array_id(all_jobs[-1])}"
+        elif all_jobs:  # the local executor has no dependencies: this stage starts when the last one ended
+            for job in all_jobs:
+                job.wait()
+        executor.update_parameters(**stage_params)
+        jobs = executor.map_array(task, parts)
+        what = "tasks" if len(arrays) == 1 else f"tasks (stage {n + 1} of {len(arrays)})"
+        print(f"[slurm] submitted {len(parts)} {what} ({args.slurm_executor} executor): {jobs[0].job_id} .. "
+              f"{jobs[-1].job_id}; each task's output: {jobs[0].paths.stdout} (and .err; the job id varies)",
+              file=sys.stderr)
+        all_jobs += jobs
+        all_parts += parts
     if not args.slurm_wait:
         print("[slurm] follow with squeue / sacct; the same command again submits only the cells without a "
               "record", file=sys.stderr)
         return 0
-    return _wait(jobs, parts, FailureLog(args.results_dir), args.slurm_executor)
+    return _wait(all_jobs, all_parts, FailureLog(args.results_dir), args.slurm_executor)
+
+
+def _array_id(job: Any) -> str:
+    """An array's job id (``1234`` of ``1234_7``): a dependency on it waits for every task of the array."""
+    return str(job.job_id).split("_")[0]
 
 
 class _OnceSacct(logging.Filter):
@@ -158,7 +227,9 @@ class _OnceSacct(logging.Filter):
         return first
 
 
-def _wait(jobs: list[Any], parts: list[list[CellConfig]], failures: FailureLog, engine: str) -> int:
+def _wait(jobs: list[Any], parts: list[list[CellConfig | Trial]], failures: FailureLog, engine: str) -> int:
+    """Each task's outcomes; the cells left without a record go on the failure list. A trial's problem is
+    reported only: its cell, in a later stage, runs a trial that was not kept itself."""
     bad = 0
     logging.getLogger("submitit").addFilter(_OnceSacct())
     for job, part in zip(jobs, parts):
@@ -169,12 +240,15 @@ def _wait(jobs: list[Any], parts: list[list[CellConfig]], failures: FailureLog, 
             print(f"failed: {reason}", file=sys.stderr)
             done = ResultStore(failures.path.parent)
             for cfg in part:
-                if done.lookup(cfg) is None:
+                if not isinstance(cfg, Trial) and done.lookup(cfg) is None:
                     failures.add(cfg, reason, engine=f"slurm-{engine}", attempts=1)
                     bad += 1
             continue
         for cfg, o in zip(part, outcomes):
-            if o.kind == "timeout":
+            if isinstance(cfg, Trial):
+                if o.kind in ("error", "timeout"):
+                    print(f"trial not kept: {o.cell_id}: {o.message[:200]} (its cell runs it)", file=sys.stderr)
+            elif o.kind == "timeout":
                 failures.add(cfg, o.message, engine=f"slurm-{engine}", attempts=1)
                 bad += 1
             elif o.kind == "error":

@@ -154,19 +154,34 @@ def run_trial(cfg: CellConfig, lr: float, *, store: Any, data_root: Any = None,
     ``lr`` from the cell's starting point, scored on validation, kept in ``store``. The cell then finds it
     done; the test split is not touched. Returns the trial's summary (``resumed``: it was already kept); a
     failed trial is not kept (the cell runs it again and fails with it)."""
+    th = trial_hash(cfg, _check_trial(cfg, lr))
+    with store.claim(cfg, th):
+        if not rerun and (done := store.read_trial(cfg, th)) is not None:
+            return {**done, "resumed": True}
+        summary = compute_trial(cfg, lr, store=store, data_root=data_root, device=device, progress=progress,
+                                download=download)
+        if summary["status"] != "failed":
+            store.write_trial(cfg, summary)
+    return {**summary, "resumed": False}
+
+
+def _check_trial(cfg: CellConfig, lr: float) -> float:
     grid = tuning_grid(cfg)
     if cfg.protocol != "tuned" or lr not in grid:
         raise MedftError(f"{cfg.cell_id}: {lr:g} is not a learning rate of this cell's tuning grid "
                          f"({', '.join(f'{v:g}' for v in grid) or 'none: nothing to tune'})")
-    th = trial_hash(cfg, lr)
-    with store.claim(cfg, th):
-        if not rerun and (done := store.read_trial(cfg, th)) is not None:
-            return {**done, "resumed": True}
-        base, _ = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
-        summary = _Sweep(cfg, base, progress).run(lr).summary
-        if summary["status"] != "failed":
-            store.write_trial(cfg, summary)
-    return {**summary, "resumed": False}
+    return lr
+
+
+def compute_trial(cfg: CellConfig, lr: float, *, store: Any = None, data_root: Any = None,
+                  device: str | torch.device | None = None, progress: bool | None = None,
+                  download: bool = True) -> dict[str, Any]:
+    """Train one trial (``cfg.data_id`` filled in) and return its summary, neither locked nor kept: the
+    caller keeps it (:func:`run_trial`, or a cluster driver through ``ResultStore.write_trial``) unless its
+    status is ``failed``. ``store`` serves the records the strategy reuses (LP-FT's probe)."""
+    _check_trial(cfg, lr)
+    base, _ = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
+    return _Sweep(cfg, base, progress).run(lr).summary
 
 
 def tune_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
