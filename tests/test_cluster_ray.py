@@ -202,7 +202,10 @@ def test_ctrl_c_on_the_driver_keeps_finished_records_and_cancels_the_rest(tmp_pa
     cmd = [sys.executable, "-m", "medft_bench", "grid", "--tier", "smoke", "--backbones", "resnet50",
            "--strategies", "knn,ft", "--protocol", "study", "--ray-address", "local", "--ray-cpus", "1",
            "--results-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A terminal's Ctrl-C: a shell without job control starts background commands with SIGINT ignored, and
+    # a Python started that way keeps ignoring it (then this test ran in the background, the signal was lost).
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while not list(tmp_path.glob("smoke/*knn*.json")) and time.monotonic() < deadline and proc.poll() is None:
