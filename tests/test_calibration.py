@@ -54,7 +54,7 @@ def test_lsuv_gives_every_backbone_layer_unit_output_variance() -> None:
     handles = [m.register_forward_hook(lambda _m, _i, y: outputs.append(y.double())) for m in layers]
     ctx.model.eval()
     with torch.no_grad():
-        ctx.model(_training_batches(ctx, 1)[0])
+        ctx.model(next(_training_batches(ctx, 1)))
     for h in handles:
         h.remove()
     variances = torch.tensor([y.var(correction=0).item() for y in outputs], dtype=torch.float64)

@@ -23,7 +23,9 @@ Pretrained weights are never touched. What was done is recorded in ``weights.cal
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -51,18 +53,16 @@ def calibrate(ctx: CellContext, n_batches: int) -> dict[str, Any] | None:
     return result
 
 
-def _training_batches(ctx: CellContext, n_batches: int) -> list[torch.Tensor]:
+def _training_batches(ctx: CellContext, n_batches: int) -> Iterator[torch.Tensor]:
     """The first ``n_batches`` batches of a seeded shuffle of the training split, as model inputs (no
-    augmentation); a lone image is dropped when there is more than a batch (it has no variance)."""
+    augmentation), one at a time; a lone image is dropped when there is more than a batch (it has no
+    variance)."""
     gen = torch.Generator().manual_seed(ctx.cfg.seed)
     bs = ctx.settings.batch_size
-    out = []
-    for x, _ in iterate(ctx.data.train, bs, shuffle=True, generator=gen, device=ctx.device,
-                        drop_last=len(ctx.data.train) > bs):
-        if len(out) == n_batches:
-            break
-        out.append(ctx.to_input(x))
-    return out
+    batches = iterate(ctx.data.train, bs, shuffle=True, generator=gen, device=ctx.device,
+                      drop_last=len(ctx.data.train) > bs)
+    for x, _ in itertools.islice(batches, n_batches):
+        yield ctx.to_input(x)
 
 
 @torch.no_grad()
@@ -74,17 +74,17 @@ def _batchnorm_statistics(ctx: CellContext, n_batches: int, layers: list[nn.modu
         m.reset_running_stats()
         m.momentum = None  # cumulative average: every batch weighs the same
     ctx.model.train()
-    batches = _training_batches(ctx, n_batches)
+    batches = images = 0
     try:
-        for x in batches:
+        for x in _training_batches(ctx, n_batches):
             with ctx.autocast():
                 ctx.model(x)
+            batches, images = batches + 1, images + len(x)
     finally:
         for m, momentum in zip(layers, momenta):
             m.momentum = momentum
         ctx.model.train(was)
-    return {"method": "batchnorm", "batches": len(batches), "images": sum(len(x) for x in batches),
-            "layers": len(layers)}
+    return {"method": "batchnorm", "batches": batches, "images": images, "layers": len(layers)}
 
 
 def lsuv_layers(ctx: CellContext) -> list[nn.Module]:
@@ -115,7 +115,7 @@ def _lsuv(ctx: CellContext) -> dict[str, Any] | None:
     was = ctx.model.training
     ctx.model.eval()  # the features the frozen strategies use; dropout would add noise to the variance
     handles = [m.register_forward_hook(rescale) for m in layers]
-    x = _training_batches(ctx, 1)[0]
+    x = next(_training_batches(ctx, 1))
     try:
         ctx.model(x)
     finally:
