@@ -78,6 +78,9 @@ def majority_flag(task: str, test: dict[str, Any], majority: dict[str, Any]) -> 
 
 # A first trained epoch whose mean training loss is this many times a neutral head's is a blow-up, not learning.
 BLOW_UP_FACTOR = 10.0
+# Head inputs whose mean pairwise cosine reaches this are nearly parallel: the classes live in a small difference
+# that one step shifting every image alike erases (models.head_init.feature_stats).
+COLLINEAR = 0.9
 
 
 def blow_up(record: dict[str, Any]) -> str | None:
@@ -100,3 +103,20 @@ def blow_up(record: dict[str, Any]) -> str | None:
         return None
     return (f"blew up: first-epoch training loss {first['train_loss']:.1f} (stage {first.get('stage', '?')}, "
             f"lr {first.get('lr', float('nan')):g}) against a neutral head's {neutral:.2f}")
+
+
+def parallel_features(record: dict[str, Any]) -> str | None:
+    """A note when the head's input features are nearly parallel across images (``head.feature_cosine`` >=
+    ``COLLINEAR``), or None: the classes then live in a small difference on a shared direction, which a step
+    that moves every image alike (Adam's first steps on a large layer; a head's logits swinging together)
+    erases. Random VGG-19 shows it (0.98)."""
+    cosine = (record.get("head") or {}).get("feature_cosine")
+    if isinstance(cosine, (int, float)) and cosine >= COLLINEAR:
+        return f"its features point the same way for every image (mean cosine {cosine:.2f})"
+    return None
+
+
+def majority_causes(record: dict[str, Any]) -> list[str]:
+    """What the record shows that explains a majority-class result: a blow-up, parallel features; said after
+    the flag so that a reader does not blame the head's start."""
+    return [c for c in (blow_up(record), parallel_features(record)) if c]

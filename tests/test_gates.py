@@ -65,3 +65,19 @@ def test_a_blown_up_first_epoch_is_named_next_to_the_majority_flag() -> None:
     assert blow_up(run(12.0, n=8)) is None  # 10 x ln 8 = 20.8
     assert blow_up(run(7.5, task="multi-label, binary-class", n=14)) is not None  # ln 2 per label
     assert blow_up({"data": {}, "epochs": [{"stage": "lp"}]}) is None  # nothing trained
+
+
+def test_majority_causes_name_a_blow_up_and_parallel_features() -> None:
+    from medft_bench.gates import majority_causes, parallel_features
+
+    def run(first_loss: float, cosine: float | None) -> dict[str, Any]:
+        return {"data": {"task": "binary-class", "n_classes": 2}, "head": {"init": "scaled", "feature_cosine": cosine},
+                "epochs": [{"stage": "train", "epoch": 0, "lr": 1e-3, "train_loss": first_loss}]}
+
+    assert parallel_features(run(0.9, 0.32)) is None and parallel_features(run(0.9, None)) is None
+    assert majority_causes(run(0.9, 0.32)) == []
+    [note] = majority_causes(run(0.9, 0.985))  # no blow-up: a head swinging on parallel features
+    assert "mean cosine 0.98" in note
+    blew, parallel = majority_causes(run(55.5, 0.985))
+    assert blew.startswith("blew up: first-epoch training loss 55.5") and parallel == note
+    assert parallel_features({"epochs": []}) is None  # older records have no head statistics

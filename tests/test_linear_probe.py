@@ -11,6 +11,8 @@ import torch
 from scipy.optimize import minimize
 
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
+from medft_bench.data.batches import iterate
+from medft_bench.models.head_init import feature_stats
 from medft_bench.runner import run_cell
 from medft_bench.training.engine import build_context
 from medft_bench.training.linear_probe import fit_linear_probe, fit_strength, objective, standardise, strengths
@@ -112,6 +114,33 @@ def test_new_head_starts_at_ln_c(dataset: str, outputs: int) -> None:
     assert all(float(p.detach().abs().max()) == 0 for p in zero.backbone.head.parameters())
     default, _ = build_context(_cfg("ft", dataset, head_init="default"), device="cpu")
     assert float(default.backbone.head.weight.detach().abs().max()) > 0.01
+
+
+def test_feature_stats_by_hand() -> None:
+    # Norms 1, sqrt 2, 1: RMS sqrt(4/3). Cosines: (1,0)-(1,1) 1/sqrt 2, (1,0)-(0,1) 0, (1,1)-(0,1) 1/sqrt 2.
+    got = feature_stats(torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]))
+    assert got["feature_rms_norm"] == pytest.approx(math.sqrt(4 / 3))
+    assert got["feature_cosine"] == pytest.approx(2 / math.sqrt(2) / 3)
+    same = feature_stats(torch.tensor([[3.0, 4.0], [0.6, 0.8], [30.0, 40.0]]))  # one direction, three scales
+    assert same["feature_cosine"] == pytest.approx(1.0)
+    assert feature_stats(torch.ones(1, 4))["feature_cosine"] is None  # no pair to compare
+
+
+@pytest.mark.parametrize("mode", ["scaled", "zero", "default"])
+def test_every_head_init_records_its_features(mode: str) -> None:
+    ctx, _ = build_context(_cfg("ft", head_init=mode), device="cpu")
+    stats = feature_stats(extract_sample(ctx))
+    assert ctx.head_init["init"] == mode
+    assert ctx.head_init["feature_cosine"] == pytest.approx(stats["feature_cosine"], abs=1e-5)
+    assert ctx.head_init["feature_rms_norm"] == pytest.approx(stats["feature_rms_norm"], rel=1e-5)
+
+
+def extract_sample(ctx: Any) -> torch.Tensor:
+    """The 64 seeded training images' head inputs, recomputed the way a reader would."""
+    ctx.model.eval()
+    images, _ = next(iterate(ctx.data.train, 64, shuffle=True, generator=torch.Generator().manual_seed(ctx.cfg.seed)))
+    with torch.no_grad():
+        return ctx.backbone.features(ctx.to_input(images)).float()
 
 
 def test_lp_cell_is_solved_and_recorded() -> None:

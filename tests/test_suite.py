@@ -244,7 +244,8 @@ def test_shard_option_collects_the_shard(run: Run) -> None:
 
 @pytest.mark.parametrize("protocol", [None, "study", "tuned"])
 def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> None:
-    """Default: the study's cells plus the tier's tuned ones (smoke: FT and LP-FT on ResNet-50, FT on VGG-19);
+    """Default: the study's cells plus the tier's tuned ones (smoke: FT and LP-FT on ResNet-50, FT and L2-SP on
+    VGG-19);
     --protocol X: every cell under X, the tuned ones with '-tuned' in their ids (study ids as they were)."""
     args = () if protocol is None else ("--protocol", protocol)
     result = run("--collect-only", "-q", *args)
@@ -255,7 +256,8 @@ def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> N
     if protocol is None:
         assert tuned == ["smoke-pneumoniamnist-32-resnet50-ft-tuned-seed0",
                          "smoke-pneumoniamnist-32-resnet50-lp_ft-tuned-seed0",
-                         "smoke-pneumoniamnist-32-vgg19-ft-tuned-seed0"]
+                         "smoke-pneumoniamnist-32-vgg19-ft-tuned-seed0",
+                         "smoke-pneumoniamnist-32-vgg19-l2_sp-tuned-seed0"]
         assert sorted(set(got) - set(tuned)) == study
     elif protocol == "study":
         assert got == study and not tuned
@@ -505,7 +507,11 @@ def test_weak_result_on_real_data_passes_with_a_warning_and_a_flag(run: Run, tmp
     assert rec["status"] == "ok" and rec["data"]["synthetic"] is False
     assert rec["weak_result"] == "acc 0.500 <= majority 0.500"
     (group,) = aggregate(load_inputs([results]).runs)
-    assert [why for row in group.rows for _, why in row.majority] == [rec["weak_result"]]  # the leaderboard's flag
+    # The leaderboard's flag, with what the record shows of the cause: every image is the same image, so every
+    # feature vector points the same way
+    assert rec["head"]["feature_cosine"] == pytest.approx(1.0)
+    assert [why for row in group.rows for _, why in row.majority] == [
+        rec["weak_result"] + "; its features point the same way for every image (mean cosine 1.00)"]
 
 
 # -- 2. records, reuse, --rerun --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from medft_bench.gates import blow_up
+from medft_bench.gates import majority_causes
 from medft_bench.leaderboard import stats
 from medft_bench.leaderboard.claims import compute_claims
 from medft_bench.leaderboard.load import WEIGHTS_KINDS, Run
@@ -255,8 +255,7 @@ def build_row(runs: list[Run], metric_override: str | None) -> Row:
     for r in ok:
         why = stats.majority_flag(r.task, (r.metrics or {}).get("test", {}), (r.metrics or {}).get("majority", {}))
         if why:
-            cause = blow_up(r.record)
-            majority.append((r, why if cause is None else f"{why}; {cause}"))
+            majority.append((r, "; ".join([why, *majority_causes(r.record)])))
     return Row(
         dataset=first.dataset, backbone=first.backbone, strategy=first.strategy, metric=metric, task=first.task,
         modality=first.modality, summary=stats.summarize(values), seeds=[r.seed for r in with_metric],
