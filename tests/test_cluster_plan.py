@@ -156,6 +156,7 @@ def test_progress_counts_and_time_left() -> None:
     (["grid", "--tier", "smoke"], "choose one engine"),
     (["grid", "--tier", "smoke", "--ray-address", "local", "--slurm"], "choose one engine"),
     (["grid", "--tier", "smoke", "--ray-address", "local", "--strategies", "nope"], "nope"),
+    (["grid", "--tier", "smoke", "--slurm", "--json"], "grid does not print records"),
 ])
 def test_grid_usage_errors(argv: list[str], needle: str, capsys: pytest.CaptureFixture) -> None:
     assert main(argv) == 2

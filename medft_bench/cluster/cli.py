@@ -63,6 +63,11 @@ def run_grid(args: argparse.Namespace) -> int:
     if (args.ray_address is None) == (not args.slurm):
         raise MedftError("choose one engine: --ray-address local|auto|ADDRESS, or --slurm "
                          "(without a cluster, run the grid with pytest: pytest benchmarks --tier ...)")
+    if args.json:
+        # The cells finish on workers; their records are in the results directory, not on this process's stdout.
+        raise MedftError(f"grid does not print records (--json is for `python -m medft_bench run`): read them "
+                         f"from {args.results_dir}/ or publish them with `python -m medft_bench.leaderboard "
+                         f"{args.results_dir}`")
     register_folder_datasets(args)
     gpu = _gpu_tier(args)
     if args.slurm:
