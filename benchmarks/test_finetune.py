@@ -38,7 +38,9 @@ def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: 
     try:
         outcome = benchmark.pedantic(
             _run, args=(cell, results_dir),
-            kwargs={"rerun": opt("rerun"), "data_root": opt("data_root"), "download": not opt("no_download"),
+            # With --trial-tasks the trials have just run as cases of their own (under --rerun too): reuse them.
+            kwargs={"rerun": opt("rerun"), "rerun_trials": opt("rerun") and not opt("trial_tasks"),
+                    "data_root": opt("data_root"), "download": not opt("no_download"),
                     "device": opt("device"), "progress": opt("progress")},
             rounds=1, iterations=1, warmup_rounds=0,
         )

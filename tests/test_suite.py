@@ -720,3 +720,12 @@ def test_trial_tasks_run_before_their_cell_which_reuses_them(run: Run, tmp_path:
     (rec,) = load_records([tmp_path / "results"])[0]
     assert [t["resumed"] for t in rec["tuning"]["trials"]] == [True, True]
     assert rec["tuning"]["model"] == "retrained"
+    # --rerun with --trial-tasks: the trial cases train again, and the cell reuses those fresh trials instead of
+    # training every learning rate a second time
+    trials = sorted((tmp_path / "results").rglob("*.trial.json"))
+    before = {p: p.stat().st_mtime_ns for p in trials}
+    again = run("--trial-tasks", "--rerun", *args)
+    assert again.ret == 0, output(again)
+    assert all(p.stat().st_mtime_ns > before[p] for p in trials)
+    (rec,) = load_records([tmp_path / "results"])[0]
+    assert [t["resumed"] for t in rec["tuning"]["trials"]] == [True, True]
