@@ -377,6 +377,24 @@ def test_frozen_reference_table_flags_an_unconverged_probe_and_lp_ft_below_lp(tm
     assert str(cells["LP − kNN"]) == "-10.00" and cells["LP − kNN"].style == "warn"
     assert str(cells["LP-FT − LP"]) == "-2.00" and cells["LP-FT − LP"].style == "warn"
     assert str(cells["below LP"]) == "LP-FT, BitFit"
+    assert str(cells["cos"]) == "—"  # records without head statistics
+
+
+def test_frozen_reference_table_marks_parallel_features(tmp_path: Path) -> None:
+    from medft_bench.leaderboard.tables import frozen_reference_table
+
+    for backbone, cosines in {"vgg19": (0.97, 0.99), "resnet50": (0.30, 0.34)}.items():
+        for seed, cos in enumerate(cosines):
+            for strategy in ("knn", "lp"):
+                rec = make_record(strategy=strategy, backbone=backbone, seed=seed)
+                rec["head"] = {"init": "scaled", "feature_rms_norm": 1.0, "feature_cosine": cos}
+                write(tmp_path, rec)
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    table = frozen_reference_table(group)
+    col = table.headers.index("cos")
+    got = {str(r[1]): r[col] for r in table.rows}
+    assert str(got["vgg19"]) == "0.98" and got["vgg19"].style == "warn"  # the mean over seeds
+    assert str(got["resnet50"]) == "0.32" and got["resnet50"].style is None
 
 
 def test_metric_option(grid):

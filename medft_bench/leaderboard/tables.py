@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medft_bench.gates import COLLINEAR
 from medft_bench.leaderboard import references
 from medft_bench.leaderboard.aggregate import (
     METRIC_NAMES,
@@ -414,8 +415,10 @@ def frozen_reference_table(group: Group) -> Table | None:
         below = sorted((s for s, r in case.rows.items() if lp is not None and canonical_name(s) not in ("lp", "knn")
                         and r.mean < lp.mean and not same(r.mean, lp.mean)), key=strategy_sort_key)
         lpft_gap = lpft.mean - lp.mean if lpft is not None and lp is not None else None
-        rows.append([cell(case.dataset), cell(case.backbone), cell(pct(knn.mean if knn else None)),
-                     cell(pct(lp.mean if lp else None)),
+        cosine = _feature_cosine([r for r in (lp, knn) if r is not None])
+        rows.append([cell(case.dataset), cell(case.backbone),
+                     cell(DASH if cosine is None else f"{cosine:.2f}", "warn" if (cosine or 0) >= COLLINEAR else None),
+                     cell(pct(knn.mean if knn else None)), cell(pct(lp.mean if lp else None)),
                      cell(pp(gap), "warn" if gap is not None and gap < -FROZEN_GAP else None),
                      cell(pp(lpft_gap), "warn" if lpft_gap is not None and lpft_gap < 0 and not same(lpft_gap, 0.0)
                        else None),
@@ -423,11 +426,26 @@ def frozen_reference_table(group: Group) -> Table | None:
     if not rows:
         return None
     return Table("frozen", title(group, "Against the frozen-feature references"),
-                 [*CASE_KEYS[:2], right("kNN"), right("LP"), right("LP − kNN"), right("LP-FT − LP"),
+                 [*CASE_KEYS[:2], right("cos"), right("kNN"), right("LP"), right("LP − kNN"), right("LP-FT − LP"),
                   left("below LP")], rows, caption=metric_desc(group),
                  notes=[f"kNN and LP read the same frozen features. LP − kNN below −{FROZEN_GAP * 100:.0f} pp: the "
                         "probe, not the features, is suspect. LP-FT − LP below 0: fine-tuning lost what the probe "
-                        "had. below LP: strategies that moved more than the head and ended worse than the probe."])
+                        "had. below LP: strategies that moved more than the head and ended worse than the probe.",
+                        f"cos: mean cosine between two training images' frozen features (records' "
+                        f"head.feature_cosine). At {COLLINEAR:.1f} or above (marked) every image points the same "
+                        "way and the classes live in a small difference that a step moving every image alike erases: "
+                        "training the backbone, or a head by Adam, is then fragile (docs/strategies.md, 'Reading the "
+                        "smoke tier')."])
+
+
+def _feature_cosine(rows: list[Any]) -> float | None:
+    """The mean ``head.feature_cosine`` of the first of ``rows`` (LP's, else kNN's) whose ok runs record it."""
+    for row in rows:
+        values = [v for v in ((r.record.get("head") or {}).get("feature_cosine") for r in row.ok)
+                  if isinstance(v, (int, float))]
+        if values:
+            return sum(values) / len(values)
+    return None
 
 
 def group_tables(group: Group, all_metrics: bool = False) -> list[Table]:
