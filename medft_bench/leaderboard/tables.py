@@ -432,7 +432,7 @@ def frozen_reference_table(group: Group) -> Table | None:
                         "probe, not the features, is suspect. LP-FT − LP below 0: fine-tuning lost what the probe "
                         "had. below LP: strategies that moved more than the head and ended worse than the probe.",
                         f"cos: mean cosine between two training images' frozen features (records' "
-                        f"head.feature_cosine). At {COLLINEAR:.1f} or above (marked) every image points the same "
+                        f"head.feature_cosine). At {COLLINEAR:.1f} or above, every image points the same "
                         "way and the classes live in a small difference that a step moving every image alike erases: "
                         "training the backbone, or a head by Adam, is then fragile (docs/strategies.md, 'Reading the "
                         "smoke tier')."])
