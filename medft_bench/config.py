@@ -12,6 +12,8 @@ from medft_bench.errors import MedftError
 
 SEED_MAX = 2**32 - 1  # numpy's seed range
 MIN_IMG_SIZE = 8
+MAX_INPUT_SIZE = 1024  # beyond it a batch of one image no longer fits a GPU's memory for these backbones
+PREPROCESS = ("resize", "pad")
 # study: the study's fixed settings (one learning rate per cell). tuned: a learning-rate sweep per cell, each
 # trial trained on train and scored on validation, the test split evaluated once, for the chosen trial.
 PROTOCOLS = ("study", "tuned")
@@ -34,7 +36,10 @@ class TrainSettings:
     monitor: str = "auto"  # validation metric for early stopping; auto = balanced_acc, or auc for multi-label
     max_train_samples: int | None = None
     augment: bool = False
-    preprocess: str = "resize"  # resize | pad
+    preprocess: str = "resize"  # resize | pad: how images reach input_size
+    # The size the backbone sees (0: the file's image size, at least the backbone's minimum). MedMNIST v2 shows
+    # its 28 px images to ResNets at 224 by resizing, MedMNIST+ by zero-padding (preprocess).
+    input_size: int = 0
     interpolation: str = "bilinear"
     compile: bool = False
     amp: str = "auto"  # auto = bf16 on CUDA, off on CPU | bf16 | off
@@ -83,6 +88,8 @@ class CellConfig:
         d = asdict(self)
         d["strategy_params"] = {k: v for k, v in self.strategy_params}
         d["synthetic_splits"] = {k: v for k, v in self.synthetic_splits}
+        if not self.train.input_size:
+            del d["train"]["input_size"]  # cells keep the hashes they had before input sizes existed
         if self.weights != "random":
             del d["train"]["random_calibration"]  # pretrained cells keep their hashes: the setting does not apply
         if not self.data_id:
@@ -127,6 +134,8 @@ _RANGES: dict[str, tuple[str, Any, str]] = {
     "patience": ("patience", lambda v: _whole(v, 0), "a whole number >= 0 (0: no early stopping)"),
     "weight_decay": ("weight_decay", lambda v: _positive(v) or v == 0, "a finite number >= 0"),
     "momentum": ("momentum", lambda v: _positive(v) and v < 1 or v == 0, "a number from 0 to below 1"),
+    "input_size": ("--input-size", lambda v: v == 0 or _whole(v, MIN_IMG_SIZE, MAX_INPUT_SIZE),
+                   f"a whole number from {MIN_IMG_SIZE} to {MAX_INPUT_SIZE} (0: the image size)"),
     "random_calibration": ("random_calibration", lambda v: _whole(v, 0),
                            "a whole number >= 0 (0: keep a random network's initialisation uncalibrated)"),
 }
@@ -147,6 +156,11 @@ def check_numbers(cfg: CellConfig) -> None:
         raise MedftError("--lr-grid applies to the tuned protocol only: add --protocol tuned")
     if not all(_positive(v) for v in cfg.lr_grid):
         raise MedftError(f"--lr-grid {','.join(map(str, cfg.lr_grid))} is out of range: use finite numbers > 0")
+    if cfg.train.preprocess not in PREPROCESS:
+        raise MedftError(f"--preprocess {cfg.train.preprocess!r}: use one of {', '.join(PREPROCESS)}")
+    if cfg.train.preprocess == "pad" and 0 < cfg.train.input_size < cfg.img_size:
+        raise MedftError(f"--preprocess pad cannot show {cfg.img_size} px images at --input-size "
+                         f"{cfg.train.input_size}: padding only enlarges; use --preprocess resize")
 
 
 def check_protocol(name: str | None) -> None:

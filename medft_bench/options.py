@@ -53,6 +53,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("--epochs", "epoch budget per cell (default: the tier's)", {"type": int}),
     Option("--batch-size", "training batch size (default: the tier's)", {"type": int}),
     Option("--lr", "learning rate of the study protocol (default: the tier's)", {"type": float}),
+    Option("--input-size", "the size the backbone sees, e.g. 64 for 28 px files (default: the tier's; 0: the "
+           "image size, at least the backbone's minimum)", {"type": int, "metavar": "PX"}),
+    Option("--preprocess", "how images reach the input size: resize (MedMNIST v2's 28 -> 224) or pad "
+           "(zero-padding, MedMNIST+'s) (default: the tier's)", {"choices": ("resize", "pad")}),
     Option("--max-train-samples", "cap on training images, a seeded subset (default: the tier's)", {"type": int}),
     Option("--param", "a strategy parameter as KEY=VALUE (VALUE in JSON), e.g. --param block=2; applies to every "
            "selected strategy; repeatable", {"action": "append", "default": [], "metavar": "KEY=VALUE"}),
@@ -127,7 +131,8 @@ def grid_options(ns: Any) -> Any:
     from medft_bench.config import parse_lr_grid
     from medft_bench.grid import GridOptions, parse_shard, parse_splits
 
-    train = {k: v for k in ("epochs", "batch_size", "lr", "max_train_samples") if (v := getattr(ns, k)) is not None}
+    train = {k: v for k in ("epochs", "batch_size", "lr", "max_train_samples", "input_size", "preprocess")
+             if (v := getattr(ns, k, None)) is not None}
     return GridOptions(
         datasets=_csv("--datasets", ns.datasets), backbones=_csv("--backbones", ns.backbones),
         strategies=_csv("--strategies", ns.strategies), seeds=_csv("--seeds", ns.seeds, int),

@@ -8,6 +8,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MEDFT_OFFLINE", "1")
+os.environ.setdefault("MEDFT_NO_BUNDLED", "1")  # a data root alone; tests of the bundled files unset it
 os.environ.setdefault("MEDFT_PROGRESS", "off")  # quiet unit tests; the progress tests ask for it
 
 

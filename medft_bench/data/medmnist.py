@@ -25,6 +25,10 @@ from medft_bench.io import atomic_path, atomic_write
 SIZES = (28, 64, 128, 224)
 ROOT_ENV = "MEDFT_DATA_ROOT"
 VERIFIED_CACHE = ".medft_verified.json"
+# The official files medft-bench ships (CC BY 4.0, see bundled/ATTRIBUTION.md): found when the data root lacks them,
+# unless $MEDFT_NO_BUNDLED is 1 (the unit tests set it: they test what a data root alone gives).
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+NO_BUNDLED_ENV = "MEDFT_NO_BUNDLED"
 DOWNLOAD_TIMEOUT_S = 20.0
 
 # The study's modality for each flag (MedMNIST's own descriptions are long prose).
@@ -138,7 +142,10 @@ def file_md5(path: Path) -> str:
 
 
 def _remember(path: Path, digest: str, cache: dict[str, Any] | None = None) -> None:
-    """Record ``path``'s MD5 under its current size and mtime."""
+    """Record ``path``'s MD5 under its current size and mtime (not for the bundled files: the package's folder
+    is not written to; they are small, hashed once a process)."""
+    if path.parent.resolve() == BUNDLED_DIR.resolve():
+        return
     cache = _read_cache(path.parent) if cache is None else cache
     cache[path.name] = {"md5": digest, **_stamp(path)}
     with contextlib.suppress(OSError):  # a read-only root only costs a re-hash next time
@@ -163,6 +170,19 @@ def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOU
     _remember(dest, h.hexdigest())  # hashed while streaming: the next load does not re-hash
 
 
+def bundled_file(flag: str, size: int) -> Path | None:
+    """The official copy of ``flag`` at ``size`` px that ships with medft-bench, or None. Its MD5 is checked
+    like a download's: a copy that does not match is an error (a damaged install), never used."""
+    path = BUNDLED_DIR / file_name(flag, size)
+    if os.environ.get(NO_BUNDLED_ENV) == "1" or not path.is_file():
+        return None
+    _, md5 = url_and_md5(flag, size)
+    if file_md5(path) != md5:
+        raise DataError(f"the bundled {path} has MD5 {file_md5(path)}, not the official {md5}: the installation "
+                        "is damaged; reinstall medft-bench (or place the official file under --data-root)")
+    return path
+
+
 def _not_found(flag: str, size: int, path: Path, url: str, md5: str, why: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"MedMNIST {flag} at {size} px is not available ({why}). Download {url} (MD5 {md5}) and place it "
@@ -179,7 +199,8 @@ def ensure_file(
     url: str | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
 ) -> tuple[Path, bool]:
-    """The path of ``flag`` at ``size`` px, downloading it if missing and allowed.
+    """The path of ``flag`` at ``size`` px under the data root; else the bundled official copy (pneumoniamnist
+    and breastmnist at 28 px); else downloaded, if allowed.
 
     Returns the path and whether its MD5 matches the official one. A file with another MD5 (for example a
     synthetic file in MedMNIST format) is still returned, flagged as unverified, so it is never overwritten.
@@ -189,6 +210,9 @@ def ensure_file(
     path = resolve_root(root) / file_name(flag, size)
     if path.is_file():
         return path, file_md5(path) == md5
+    bundled = bundled_file(flag, size)
+    if bundled is not None:
+        return bundled, True
     if not download_missing or os.environ.get("MEDFT_OFFLINE") == "1":
         raise _not_found(flag, size, path, url, md5, "the file is missing and downloading is off")
     try:
@@ -200,7 +224,8 @@ def ensure_file(
 
 def local_file(flag: str, size: int = 28, root: str | os.PathLike[str] | None = None, *,
                download_missing: bool = True, url: str | None = None) -> Path:
-    """The path of ``flag`` at ``size`` px under the data root, downloaded first when missing and allowed."""
+    """The path of ``flag`` at ``size`` px under the data root (not hashed here), else the bundled copy, else
+    downloaded first when allowed."""
     path = resolve_root(root) / file_name(flag, size)
     if not path.is_file():
         path, _ = ensure_file(flag, size, root, download_missing=download_missing, url=url)
@@ -241,5 +266,6 @@ def read_file(flag: str, path: Path, size: int) -> DataBundle:
         **splits,
         conversion_s=conversion_s,
         identity={"source": "medmnist", "file": str(path), "md5": file_md5(path), "md5_verified": False,
-                  "synthetic": False, "source_size": size},
+                  "synthetic": False, "source_size": size,
+                  "bundled": path.parent.resolve() == BUNDLED_DIR.resolve()},
     )

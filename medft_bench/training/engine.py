@@ -326,7 +326,7 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
         # In place (nn.Module.compile): parameter names, state dicts and the head stay as they are. The
         # compilation itself happens at the first call; costs["compile_s"] reports it.
         backbone.model.compile()
-    pre = Preprocess(target_size=backbone.target_size(data.image_size), policy=s.preprocess,
+    pre = Preprocess(target_size=backbone.target_size(data.image_size, s.input_size), policy=s.preprocess,
                      interpolation=s.interpolation, mean=backbone.mean, std=backbone.std, augment=s.augment)
     ctx = CellContext(cfg=cfg, settings=s, data=data, backbone=backbone, preprocess=pre, device=dev,
                       amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, store=store)
