@@ -24,7 +24,7 @@ from medft_bench.leaderboard.names import STUDY_ORDER, canonical_name, strategy_
 METRIC_NAMES = {"acc": "accuracy", "auc": "AUC", "balanced_acc": "balanced accuracy", "f1_macro": "macro F1",
                 "map": "mAP"}
 METRICS = tuple(METRIC_NAMES)
-TIER_ORDER = ("smoke", "quick", "standard", "full", "heavy")
+TIER_ORDER = ("real", "smoke", "quick", "standard", "full", "heavy")
 BASELINE = "ft"
 
 def tier_sort_key(tier: str) -> tuple[int, str]:
@@ -43,22 +43,24 @@ class GroupKey:
     weights: str  # pretrained | random | file
     img_size: int
     protocol: str = "study"  # study | tuned
+    input_size: int = 0  # the size the images were shown at, when one was asked for (--input-size)
 
     def sort_key(self) -> tuple[Any, ...]:
         w = WEIGHTS_KINDS.index(self.weights) if self.weights in WEIGHTS_KINDS else len(WEIGHTS_KINDS)
         p = PROTOCOL_ORDER.index(self.protocol) if self.protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
-        return (tier_sort_key(self.tier), self.synthetic, w, self.img_size, p, self.protocol)
+        return (tier_sort_key(self.tier), self.synthetic, w, self.img_size, self.input_size, p, self.protocol)
 
     @property
     def slug(self) -> str:
         data = "synthetic" if self.synthetic else "real"
         protocol = "" if self.protocol == "study" else f"-{_slug(self.protocol)}"  # study slugs stay as they were
-        return f"{_slug(self.tier)}-{self.img_size}px-{data}-{self.weights}{protocol}"
+        shown = f"-at{self.input_size}" if self.input_size else ""  # slugs without an input size stay as they were
+        return f"{_slug(self.tier)}-{self.img_size}px{shown}-{data}-{self.weights}{protocol}"
 
     @property
-    def setting(self) -> tuple[str, bool, str, int]:
+    def setting(self) -> tuple[str, bool, str, int, int]:
         """Everything but the protocol: groups of one setting under two protocols are compared by survival()."""
-        return (self.tier, self.synthetic, self.weights, self.img_size)
+        return (self.tier, self.synthetic, self.weights, self.img_size, self.input_size)
 
     @property
     def caveat(self) -> str | None:
@@ -80,7 +82,8 @@ class GroupKey:
         # before the dash, so that the caveat stays next to the data and weights it is about.
         shown = (", " + PROTOCOL_LABELS.get(self.protocol, f"{self.protocol} protocol")
                  if protocol and self.protocol != "study" else "")
-        text = f"{self.tier} tier, {self.img_size} px{shown} — {data}, {weights}"
+        size = f"{self.img_size} px shown at {self.input_size} px" if self.input_size else f"{self.img_size} px"
+        text = f"{self.tier} tier, {size}{shown} — {data}, {weights}"
         return f"{text}: {self.caveat}" if self.caveat else text
 
     @property
@@ -318,7 +321,7 @@ def _labels(runs: list[Run]) -> dict[str, str]:
 
 
 def group_key(run: Run) -> GroupKey:
-    return GroupKey(run.tier, run.synthetic, run.weights_kind, run.img_size, run.protocol)
+    return GroupKey(run.tier, run.synthetic, run.weights_kind, run.img_size, run.protocol, run.input_size)
 
 
 @dataclass

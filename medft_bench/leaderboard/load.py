@@ -64,6 +64,11 @@ class Run:
         return int(self.cell["img_size"])
 
     @property
+    def input_size(self) -> int:
+        """The size the backbone was shown the images at when one was asked for (--input-size), else 0."""
+        return int((self.record["config"].get("train") or {}).get("input_size") or 0)
+
+    @property
     def backbone(self) -> str:
         return str(self.cell["backbone"])
 

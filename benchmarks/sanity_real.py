@@ -1,0 +1,106 @@
+"""Does real transfer still work? The real tier's FT, LP and kNN on the bundled official files, checked against
+controls and the literature; exits 1 when a check fails (CI runs it on BreastMNIST, seed 0).
+
+    python benchmarks/sanity_real.py                                   # every dataset and seed of the real tier
+    python benchmarks/sanity_real.py --datasets breastmnist --seeds 0  # CI's part
+
+The cells are the real tier's (reused from --results-dir when the main job has run them), plus FT and LP with
+random weights (the same cells with ``weights="random"``, calibrated as random weights are). Checks, per dataset
+on the mean over the seeds given:
+
+- pretrained FT and LP beat their random-weights cells by at least MARGIN_PP (test balanced accuracy);
+- LP is within KNN_GAP_PP of kNN on the same frozen features (a probe far below kNN has not converged);
+- FT's test AUC is inside the published sanity band: MedMNIST+'s pretrained DenseNet-121 E2E at 28 px, ± BAND
+  (the band a published reproduction of MedMNIST v2 uses for these datasets). MedMNIST+ trains up to 100 epochs
+  at 224 px; the band is wide enough for the real tier's budget only while transfer works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+MARGIN_PP = 5.0
+KNN_GAP_PP = 5.0
+BAND = 0.05
+REFERENCE = ("medmnist_plus_densenet121", "E2E", "auc_28")  # source id, scheme, column (percent)
+
+
+def published_auc(dataset: str) -> float | None:
+    from medft_bench.leaderboard.references import sources
+
+    source, scheme, column = REFERENCE
+    for src in sources({dataset}):
+        if src["id"] == source:
+            row = next((r for r in src["rows"] if r.get("scheme") == scheme), None)
+            return None if row is None else row[column] / 100.0
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from medft_bench.runner import run_or_reuse
+    from medft_bench.tiers import get_tier
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--results-dir", default="results", type=Path)
+    ap.add_argument("--datasets", default=None, help="comma-separated (default: the real tier's)")
+    ap.add_argument("--seeds", default=None, help="comma-separated (default: the real tier's)")
+    ap.add_argument("--data-root", default=None)
+    ap.add_argument("--progress", default="off", choices=("auto", "rich", "plain", "off"))
+    args = ap.parse_args(argv)
+    tier = get_tier("real")
+    datasets = args.datasets.split(",") if args.datasets else list(tier.datasets)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(tier.seeds)
+    backbone, size = tier.backbones[0], tier.img_sizes[0]
+
+    def test_metric(dataset: str, strategy: str, weights: str, metric: str) -> float:
+        values = []
+        for seed in seeds:
+            cell = tier.cell(dataset, size, backbone, strategy, seed)
+            if weights != cell.weights:
+                cell = replace(cell, weights=weights)
+            out = run_or_reuse(cell, args.results_dir, data_root=args.data_root, progress=args.progress)
+            if out.record["status"] != "ok":
+                raise SystemExit(f"{cell.cell_id} ({weights}): {out.record['status']}: {out.record['error']}")
+            print(f"  {'reused' if out.reused else 'ran':6s} {cell.cell_id} ({weights}): test {metric} "
+                  f"{out.record['metrics']['test'][metric]:.4f}", flush=True)
+            values.append(float(out.record["metrics"]["test"][metric]))
+        return statistics.fmean(values)
+
+    rows, failed = [], 0
+    for dataset in datasets:
+        print(f"{dataset} (seeds {', '.join(map(str, seeds))}):", flush=True)
+        bacc = {(s, w): test_metric(dataset, s, w, "balanced_acc") * 100
+                for s, w in (("ft", tier.weights), ("lp", tier.weights), ("knn", tier.weights),
+                             ("ft", "random"), ("lp", "random"))}
+        auc = test_metric(dataset, "ft", tier.weights, "auc")
+        ref = published_auc(dataset)
+        checks = [
+            (f"FT pretrained − random >= {MARGIN_PP:.0f} pp", bacc["ft", tier.weights] - bacc["ft", "random"],
+             lambda v: v >= MARGIN_PP, "pp"),
+            (f"LP pretrained − random >= {MARGIN_PP:.0f} pp", bacc["lp", tier.weights] - bacc["lp", "random"],
+             lambda v: v >= MARGIN_PP, "pp"),
+            (f"LP − kNN >= −{KNN_GAP_PP:.0f} pp", bacc["lp", tier.weights] - bacc["knn", tier.weights],
+             lambda v: v >= -KNN_GAP_PP, "pp"),
+        ]
+        if ref is not None:
+            checks.append((f"FT test AUC in MedMNIST+ {ref:.3f} ± {BAND}", auc, lambda v, r=ref: abs(v - r) <= BAND,
+                           "auc"))
+        for name, value, ok, unit in checks:
+            passed = bool(ok(value))
+            failed += not passed
+            shown = f"{value:+.2f} pp" if unit == "pp" else f"{value:.4f}"
+            rows.append((dataset, name, shown, "pass" if passed else "FAIL"))
+    width = max(len(r[1]) for r in rows)
+    print()
+    for dataset, name, shown, verdict in rows:
+        print(f"{dataset:15s} {name:{width}s} {shown:>10s}  {verdict}")
+    print(f"\nsanity checks: {len(rows) - failed} of {len(rows)} held")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
