@@ -451,7 +451,8 @@ def _feature_cosine(rows: list[Any]) -> float | None:
 def group_tables(group: Group, all_metrics: bool = False) -> list[Table]:
     from medft_bench.leaderboard.literature import literature_table, provenance_table  # built on this module
 
-    tables = [results_table(group), literature_table(group), provenance_table(group), delta_table(group), rank_table(group), strategy_table(group),
+    tables = [results_table(group), literature_table(group), provenance_table(group), delta_table(group),
+              rank_table(group), strategy_table(group),
               frozen_reference_table(group), details_table(group, all_metrics), claims_table(group),
               incidents_table(group)]
     return [t for t in tables if t is not None]
