@@ -682,14 +682,28 @@ def test_knn_vote_fractions_by_hand() -> None:
     train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.0]])
     labels = torch.tensor([0, 0, 1, 1, 2])
     query = torch.tensor([[1.0, 0.05], [0.0, 2.0], [-5.0, 0.2]])
-    got = knn_scores(train, labels, query, 3, 3, False)
+    got = knn_scores(train, labels, query, 3, 3, False, distance="cosine")
     # cosine: q0's neighbours 0, 1, then [0.1, 0.9]; q1's 2, 3, then [0.9, 0.1]; q2's 4, then [0,1], [0.1,0.9]
     np.testing.assert_allclose(got, [[2 / 3, 1 / 3, 0], [1 / 3, 2 / 3, 0], [0, 2 / 3, 1 / 3]], atol=1e-6)
-    np.testing.assert_allclose(knn_scores(train, labels, 100 * query, 3, 3, False), got, atol=1e-6)  # scale-free
+    np.testing.assert_allclose(knn_scores(train, labels, 100 * query, 3, 3, False, distance="cosine"), got,
+                               atol=1e-6)  # scale-free
     np.testing.assert_allclose(knn_scores(train, labels, query, 99, 3, False), [[0.4, 0.4, 0.2]] * 3, atol=1e-6)
     multi = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 1], [1, 0]], dtype=torch.float32)
-    got = knn_scores(train, multi, query[:1], 3, 2, True)  # neighbours 0, 1, 3
+    got = knn_scores(train, multi, query[:1], 3, 2, True, distance="cosine")  # neighbours 0, 1, 3
     np.testing.assert_allclose(got, [[2 / 3, 2 / 3]], atol=1e-6)
+
+
+def test_knn_default_is_medmnist_plus_euclidean_distance_on_raw_embeddings() -> None:
+    train, labels = torch.tensor([[1.0, 0.2], [10.0, 0.0], [0.0, 3.0]]), torch.tensor([0, 1, 1])
+    query = torch.tensor([[9.0, 1.0], [0.5, 0.5]])
+    # q0 is nearest to [10, 0] by distance (1.41 against 8.03) and to [1, 0.2] by angle (5.0 against 6.3 degrees)
+    np.testing.assert_allclose(knn_scores(train, labels, query[:1], 1, 2, False), [[0, 1]])
+    np.testing.assert_allclose(knn_scores(train, labels, query[:1], 1, 2, False, distance="cosine"), [[1, 0]])
+    # q1: distances 0.58, 9.51, 2.55: neighbours 0 and 2, a tie broken as topk orders it
+    np.testing.assert_allclose(knn_scores(train, labels, query[1:], 2, 2, False), [[0.5, 0.5]])
+    assert create_strategy("knn").params["distance"] == "euclidean"
+    with pytest.raises(ValueError, match="euclidean, cosine"):
+        create_strategy("knn", distance="manhattan")
 
 
 def test_knn_cell_runs_without_training() -> None:
