@@ -353,7 +353,9 @@ def test_claims_use_the_study_strategies_on_the_cases_they_share(tmp_path: Path)
 
 def test_details_show_drift_and_a_kept_start(tmp_path: Path) -> None:
     write(tmp_path, make_record(strategy="ft", drift={"train": 0.12}))
-    write(tmp_path, make_record(strategy="lp_ft", drift={"lp": 0.0, "ft": 0.0}, best_epoch=-1))
+    rec = make_record(strategy="lp_ft", drift={"lp": 0.0, "ft": 0.0}, best_epoch=-1)
+    rec["epochs"] = [{"stage": "lp", "epochs": 0}, {"stage": "ft", "start": True}]
+    write(tmp_path, rec)
     write(tmp_path, make_record(strategy="lp"))  # an older record without drift
     [group] = aggregate(load_inputs([tmp_path]).runs)
     from medft_bench.leaderboard.tables import details_table
@@ -863,3 +865,47 @@ def test_recommendations_keep_study_and_tuned_apart(tmp_path):
     assert [r.best.strategy for r in recommend(study_group)] == ["lp_ft"]
     (tuned,) = recommend(tuned_group)
     assert tuned.best.strategy == "ft" and tuned.best.train_s == 40.0  # the whole sweep is the cost
+
+
+def test_drift_is_read_in_stage_order_not_key_order(tmp_path: Path) -> None:
+    """Records are written with sorted keys: LP-FT's {"ft": ..., "lp": ...} must give the ft stage's drift,
+    the last stage that ran (order from the epochs list), not the alphabetically last key."""
+    rec = make_record(strategy="lp_ft", drift={"lp": 0.0, "ft": 0.0259})
+    rec["epochs"] = [{"stage": "lp", "epochs": 0, "converged": True}, {"stage": "ft", "epoch": 0},
+                     {"stage": "ft", "epoch": 1}]
+    write(tmp_path, rec)
+    rec = make_record(strategy="gu_last_first", drift={"zeta": 0.01, "alpha": 0.0039, "mid": 0.02})
+    rec["epochs"] = [{"stage": s, "epoch": 0} for s in ("zeta", "mid", "alpha")]  # ran zeta, mid, alpha
+    write(tmp_path, rec)
+    rec = make_record(strategy="ft", drift={"b": 0.5, "a": 0.7})  # two stages, no epochs: order unknown
+    write(tmp_path, rec)
+    runs = {r.strategy: r for r in load_inputs([tmp_path]).runs}
+    assert runs["lp_ft"].stage_order == ["lp", "ft"] and runs["lp_ft"].drift == pytest.approx(0.0259)
+    assert runs["gu_last_first"].drift == pytest.approx(0.0039)
+    assert runs["ft"].drift is None
+    [group] = aggregate(list(runs.values()))
+    from medft_bench.leaderboard.tables import details_table
+
+    table = details_table(group)
+    col = table.headers.index("drift %")
+    rows = {str(r[2]): r for r in table.rows}
+    assert str(rows["LP-FT"][col]) == "2.59" and str(rows["GU last-to-first"][col]) == "0.39"
+    assert str(rows["FT"][col]) == "—"
+
+
+def test_frozen_reference_table_shows_an_unconverged_probe(tmp_path: Path) -> None:
+    from medft_bench.leaderboard.tables import details_table, frozen_reference_table
+
+    for seed, converged in enumerate((True, False, True)):
+        rec = make_record(strategy="lp", seed=seed, primary=0.7)
+        rec["epochs"] = [{"stage": "lp", "epochs": 0, "solver": "lbfgs", "converged": converged}]
+        write(tmp_path, rec)
+        write(tmp_path, make_record(strategy="knn", seed=seed, primary=0.72))
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    table = frozen_reference_table(group)
+    [row] = table.rows
+    cells = dict(zip(table.headers, row))
+    assert str(cells["LP"]) == "70.00 ‡ 1/3" and cells["LP"].style == "warn"
+    assert any("did not converge" in n for n in table.notes)
+    lp_row = next(r for r in details_table(group).rows if str(r[2]) == "LP")
+    assert "probe not converged 1/3" in str(lp_row[-1])

@@ -272,6 +272,8 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
             flags.append(f"no {r.metric} {len(r.no_metric)}")
         if r.costs.get("kept_start"):
             flags.append(f"kept stage start {r.costs['kept_start']}/{len(r.ok)}")
+        if unconverged_probes(r):
+            flags.append(f"{UNCONVERGED_MARK} probe not converged {unconverged_probes(r)}/{len(r.ok)}")
         if r.costs.get("chosen_lr"):
             flags.append("lr " + ", ".join(f"{lr:g}" for lr in r.costs["chosen_lr"]))
         cells = [cell(r.dataset), cell(r.backbone), cell(group.label(r.strategy)), cell(s.n),
@@ -416,9 +418,12 @@ def frozen_reference_table(group: Group) -> Table | None:
                         and r.mean < lp.mean and not same(r.mean, lp.mean)), key=strategy_sort_key)
         lpft_gap = lpft.mean - lp.mean if lpft is not None and lp is not None else None
         cosine = _feature_cosine([r for r in (lp, knn) if r is not None])
+        unconverged = unconverged_probes(lp) if lp is not None else 0
+        lp_text = pct(lp.mean if lp else None) + (f" {UNCONVERGED_MARK} {unconverged}/{len(lp.ok)}"
+                                                  if lp is not None and unconverged else "")
         rows.append([cell(case.dataset), cell(case.backbone),
                      cell(DASH if cosine is None else f"{cosine:.2f}", "warn" if (cosine or 0) >= COLLINEAR else None),
-                     cell(pct(knn.mean if knn else None)), cell(pct(lp.mean if lp else None)),
+                     cell(pct(knn.mean if knn else None)), cell(lp_text, "warn" if unconverged else None),
                      cell(pp(gap), "warn" if gap is not None and gap < -FROZEN_GAP else None),
                      cell(pp(lpft_gap), "warn" if lpft_gap is not None and lpft_gap < 0 and not same(lpft_gap, 0.0)
                        else None),
@@ -435,7 +440,18 @@ def frozen_reference_table(group: Group) -> Table | None:
                         f"head.feature_cosine). At {COLLINEAR:.1f} or above, every image points the same "
                         "way and the classes live in a small difference that a step moving every image alike erases: "
                         "training the backbone, or a head by Adam, is then fragile (docs/strategies.md, 'Reading the "
-                        "smoke tier')."])
+                        "smoke tier').",
+                        f"{UNCONVERGED_MARK} k/n: in k of the n ok seeds the probe's solve says it did not converge "
+                        "(the record's solve entry in epochs, converged: false): LP, and LP − kNN, are then a lower "
+                        "bound of what the frozen features allow, not the converged probe."])
+
+
+UNCONVERGED_MARK = "‡"
+
+
+def unconverged_probes(row: Row) -> int:
+    """How many of ``row``'s ok seeds have a linear-probe solve that says it did not converge."""
+    return sum(1 for r in row.ok if r.probe_converged is False)
 
 
 def _feature_cosine(rows: list[Any]) -> float | None:
