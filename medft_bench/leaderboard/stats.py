@@ -123,3 +123,121 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
         if not dominated:
             front.add(k)
     return front
+
+
+# --- Tests at the independent unit: the dataset --------------------------------------------------------------
+#
+# A dataset's backbones share its effect (a strategy that suits a dataset tends to suit it on every backbone),
+# so (dataset, backbone) cases are not independent draws; seeds are replicates within a case. Every test of a
+# strategy against FT, and every claim, therefore takes one number per dataset (the mean over its backbones of
+# the case differences, each a difference of means over seeds) and tests over datasets.
+
+ALPHA = 0.05
+MIN_DATASETS = 3  # a t-test over datasets needs at least this many (n = 2: one degree of freedom, no power)
+
+
+def dataset_means(per_case: dict[tuple[str, str], float]) -> dict[str, float]:
+    """(dataset, backbone) -> value, averaged over each dataset's backbones: one value per dataset."""
+    by_dataset: dict[str, list[float]] = {}
+    for (dataset, _), v in sorted(per_case.items()):
+        by_dataset.setdefault(dataset, []).append(v)
+    return {d: math.fsum(vs) / len(vs) for d, vs in by_dataset.items()}
+
+
+def t_test(values: list[float], alternative: str = "two-sided", min_n: int = MIN_DATASETS,
+           level: float = 1 - ALPHA, unit: str = "datasets") -> dict[str, Any]:
+    """One-sample t-test of ``values`` (one per independent unit) against 0, with a ``level`` t interval.
+
+    Every value counts, zeros included (the n reported is the n tested). ``note`` says why there is no p."""
+    vals = [round(float(v), TIE_DECIMALS) for v in values]
+    n = len(vals)
+    out: dict[str, Any] = {"n": n, "unit": unit, "mean": math.fsum(vals) / n if n else None, "std": None,
+                           "t": None, "p": None, "ci": None, "ci_level": level, "alternative": alternative,
+                           "note": None}
+    if n < min_n:
+        out["note"] = f"not testable: n = {n} {unit} (a test needs >= {min_n})"
+        return out
+    std = math.sqrt(math.fsum((v - out["mean"]) ** 2 for v in vals) / (n - 1))
+    out["std"] = std
+    if same(std, 0.0):
+        out["note"] = ("all differences are zero" if same(out["mean"], 0.0)
+                       else f"no spread over the {n} {unit}: a t-test is undefined")
+        return out
+    from scipy.stats import t as tdist
+
+    se = std / math.sqrt(n)
+    tstat = out["mean"] / se
+    if alternative == "greater":
+        p = float(tdist.sf(tstat, n - 1))
+    elif alternative == "less":
+        p = float(tdist.cdf(tstat, n - 1))
+    else:
+        p = float(2 * tdist.sf(abs(tstat), n - 1))
+    half = float(tdist.ppf(0.5 + level / 2, n - 1)) * se
+    out.update(t=tstat, p=p, ci=(out["mean"] - half, out["mean"] + half))
+    return out
+
+
+def sign_flip_test(values: list[float], alternative: str = "greater", n_random: int = 20000,
+                   seed: int = 0) -> dict[str, Any]:
+    """Sign-flip permutation test of the mean of ``values`` (one per independent unit, symmetric about 0 under
+    the null): exact over every sign vector up to 16 units, else ``n_random`` seeded flips. ``min_p`` is the
+    smallest p the test can give (1 / 2^(non-zero values)): at or above ALPHA it cannot reject at all."""
+    import numpy as np
+
+    vals = np.array([round(float(v), TIE_DECIMALS) for v in values], dtype=float)
+    n = len(vals)
+    nonzero = int(np.count_nonzero(vals))
+    observed = float(vals.mean()) if n else 0.0
+    if n == 0:
+        return {"n": 0, "statistic": None, "p": None, "min_p": 1.0}
+    if n <= 16:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    else:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_random, n))
+    stats_ = (signs * vals).mean(axis=1)
+    eps = 10.0 ** -TIE_DECIMALS
+    if alternative == "greater":
+        p = float(np.mean(stats_ >= observed - eps))
+    elif alternative == "less":
+        p = float(np.mean(stats_ <= observed + eps))
+    else:
+        p = float(np.mean(np.abs(stats_) >= abs(observed) - eps))
+    return {"n": n, "statistic": observed, "p": p, "min_p": 2.0 ** -nonzero if alternative != "two-sided"
+            else min(1.0, 2.0 ** (1 - nonzero))}
+
+
+def welch_within_case(x: list[float], y: list[float], alternative: str = "two-sided") -> float | None:
+    """Welch's t-test of one case's seeds (``x`` against ``y``): within-case evidence only, seeds being
+    replicates of one (dataset, backbone) case; None with fewer than 2 seeds a side or no spread."""
+    if len(x) < 2 or len(y) < 2:
+        return None
+    from scipy.stats import ttest_ind
+
+    if max(x) - min(x) < 10 ** -TIE_DECIMALS and max(y) - min(y) < 10 ** -TIE_DECIMALS:
+        return None
+    import warnings
+
+    with warnings.catch_warnings():  # near-identical seeds: scipy warns of precision loss, the p stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = ttest_ind(x, y, equal_var=False, alternative=alternative)
+    p = float(res.pvalue)
+    return p if math.isfinite(p) else None
+
+
+def chance_score(metric: str, task: str, n_classes: int | None, majority: dict[str, Any] | None) -> float:
+    """The score a failed or diverged seed counts as: what predicting the majority class scores.
+    balanced accuracy: 1 / classes (0.5 multi-label); AUC: 0.5; ACC: the test split's majority share (from
+    the dataset's records), else 1 / classes; macro F1 and mAP (no such score recorded): 0, the worst."""
+    majority = majority or {}
+    if metric == "auc":
+        return 0.5
+    if metric == "balanced_acc":
+        if isinstance(majority.get("balanced_acc"), (int, float)):
+            return float(majority["balanced_acc"])
+        return 0.5 if task == MULTI_LABEL or not n_classes else 1.0 / n_classes
+    if metric == "acc":
+        if isinstance(majority.get("acc"), (int, float)):
+            return float(majority["acc"])
+        return 1.0 / n_classes if n_classes else 0.0
+    return 0.0

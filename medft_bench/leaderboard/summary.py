@@ -10,7 +10,7 @@ from medft_bench.io import json_safe
 from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
 from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
 from medft_bench.leaderboard.recommend import Candidate, recommend
-from medft_bench.leaderboard.stats import CI_LEVEL, MIN_SEEDS_CI, MIN_WILCOXON_CASES
+from medft_bench.leaderboard.stats import CI_LEVEL, MIN_DATASETS, MIN_SEEDS_CI
 
 
 def _row(r: Row, g: Group) -> dict[str, Any]:
@@ -40,7 +40,9 @@ def _group(g: Group, plots: dict[str, str]) -> dict[str, Any]:
                    "means": {s: r.mean for s, r in c.rows.items()}, "ranks": c.ranks, "delta_vs_ft": c.deltas}
                   for c in g.cases],
         "average_ranks": {s: {"rank": v[0], "cases": v[1]} for s, v in g.avg_ranks.items()},
-        "wilcoxon_vs_ft": g.tests,
+        "tests_vs_ft": g.tests,  # per strategy: p, p_holm (failures counted), ok_only.{p, p_holm}, within_case
+        "common_strategies": g.common_strategies,
+        "average_ranks_common": g.avg_ranks_common,
         "claims": [asdict(c) for c in g.claims],
         "recommendations": _recommendations(g),
     }
@@ -73,8 +75,14 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
             "std": "sample standard deviation over seeds (ddof=1); null for one seed",
             "ci95": f"mean +/- t({0.5 + CI_LEVEL / 2}, n-1) * std / sqrt(n), only for n >= {MIN_SEEDS_CI}",
             "ranks": "within a (dataset, backbone) case; higher metric = rank 1; ties get the average rank",
-            "wilcoxon": f"two-sided paired signed-rank test of case means vs FT (scipy), n >= {MIN_WILCOXON_CASES}",
-            "excluded": "diverged and failed cells are listed and excluded from means and ranks",
+            "tests_vs_ft": "unit = dataset: per dataset the mean over its backbones of (strategy - FT) case means "
+                           "over seeds; two-sided one-sample t-test over datasets (n = datasets tested, zeros "
+                           f"included, n >= {MIN_DATASETS}); p_holm: Holm over the group's strategies; failures "
+                           "counted as the chance score (ok_only: dropped); within_case: Welch t over one case's "
+                           "seeds (replicates of that case only)",
+            "failures": "means, ranks, std, CI: ok seeds only (failed and diverged listed); tests and claims: a "
+                        "failed or diverged seed counts as the majority-class (chance) score: balanced accuracy "
+                        "1/classes, AUC 0.5, ACC the majority share, F1/mAP 0; claims also without failures",
             "recommendations": "per modality x backbone: strategies with a result on every dataset of the modality; "
                                "score per seed = mean over the datasets; best = highest mean; significant: paired "
                                "Wilcoxon best vs runner-up over (dataset, seed) pairs (n >= 6, p < 0.05), else "

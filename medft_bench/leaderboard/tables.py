@@ -20,7 +20,7 @@ from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
 from medft_bench.leaderboard.recommend import Candidate, recommend
-from medft_bench.leaderboard.stats import MIN_WILCOXON_CASES, same
+from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, MIN_WILCOXON_CASES, same
 
 DASH = "—"
 MAJORITY_MARK = "†"
@@ -227,32 +227,57 @@ def strategy_table(group: Group) -> Table:
     base = group.baseline
     order = sorted(group.strategies, key=lambda s: (group.avg_ranks.get(s, (float("inf"), 0))[0],
                                                      group.strategies.index(s)))
+    common = group.common_strategies
     rows = []
     for s in order:
         ar = group.avg_ranks.get(s)
-        cells = [cell(group.label(s)), cell(DASH if ar is None else f"{ar[0]:.2f}"), cell(0 if ar is None else ar[1])]
+        rc = group.avg_ranks_common.get(s)
+        cells = [cell(group.label(s)), cell(DASH if ar is None else f"{ar[0]:.2f}"), cell(0 if ar is None else ar[1]),
+                 cell(DASH if rc is None else f"{rc:.2f}")]
         if base is None or s == base:
-            cells += [*(cell(DASH) for _ in range(5)), cell("baseline" if s == base else "no FT")]
+            cells += [*(cell(DASH) for _ in range(7)), cell("baseline" if s == base else "no FT")]
         else:
             deltas = [cs.deltas[s] for cs in group.cases if s in cs.deltas]
             wins = sum(1 for d in deltas if d > 0 and not same(d, 0))
             ties = sum(1 for d in deltas if same(d, 0))
-            mean_d = sum(deltas) / len(deltas) if deltas else None
             t = group.tests.get(s, {})
+            ok = t.get("ok_only", {})
             p = t.get("p")
-            cells += [cell(pp(mean_d), delta_style(mean_d) if mean_d is not None else None),
-                      cell(f"{wins}/{ties}/{len(deltas) - wins - ties}"),
+            ci = t.get("ci")
+            mean_d = t.get("mean")
+            within = [w for w in t.get("within_case", []) if w["p"] is not None and w["p"] < ALPHA]
+            up = sum(1 for w in within if w["delta"] > 0)
+            cells += [cell(f"{wins}/{ties}/{len(deltas) - wins - ties}"),
                       cell(t.get("n", 0)),
-                      cell(DASH if p is None else f"{p:.4f}", "pos" if p is not None and p < 0.05 else None),
-                      cell(DASH if t.get("p_holm") is None else f"{t['p_holm']:.4f}"),
-                      cell(t.get("note") or f"W = {t['statistic']:g}", "muted" if t.get("note") else None)]
+                      cell(DASH if mean_d is None else pp(mean_d) + ("" if ci is None else
+                                                                    f" [{pp(ci[0])}, {pp(ci[1])}]"),
+                           delta_style(mean_d) if mean_d is not None else None),
+                      cell(DASH if p is None else f"{p:.4f}"),
+                      cell(DASH if t.get("p_holm") is None else f"{t['p_holm']:.4f}",
+                           "pos" if t.get("p_holm") is not None and t["p_holm"] < ALPHA else None),
+                      cell(DASH if ok.get("p_holm") is None else f"{ok['p_holm']:.4f}"),
+                      cell(f"{up}+ / {len(within) - up}− of {len(t.get('within_case', []))}"),
+                      cell(t.get("note") or f"t = {t['t']:.2f}, {t['n']} datasets", "muted" if t.get("note") else None)]
         rows.append(cells)
+    common_note = (f"avg rank (common): ranks within each case among the {len(common)} strategies present in every "
+                   "case, averaged over all cases (one competitor set); avg rank: over each strategy's own cases."
+                   if common else "avg rank (common): no strategy is present in every case.")
     return Table("strategies", title(group, "Strategies against FT"),
-                 [left("strategy", key=True), right("avg rank"), right("cases"), right("mean Δ vs FT (pp)"),
-                  right("wins/ties/losses"), right("paired n"), right("Wilcoxon p"), right("p (Holm)"), left("test")],
+                 [left("strategy", key=True), right("avg rank"), right("cases"), right("avg rank (common)"),
+                  right("wins/ties/losses (cases)"), right("datasets n"),
+                  right("mean Δ vs FT over datasets (pp) [95% CI]"),
+                  right("t-test p"), right("p (Holm)"), right("p (Holm), failures dropped"),
+                  right(f"within-case seeds p < {ALPHA}"), left("test")],
                  rows, caption=metric_desc(group),
-                 notes=[f"Two-sided paired Wilcoxon signed-rank test (scipy) of case means against FT, only with "
-                        f">= {MIN_WILCOXON_CASES} paired cases; p (Holm) adjusts for the strategies tested here."])
+                 notes=["Test against FT at the independent unit, the DATASET (a dataset's backbones share its "
+                        "effect, so cases are not independent): per dataset the mean over its backbones of the case "
+                        "Δ (means over seeds, a failed or diverged seed counted as the majority-class score), then a "
+                        f"two-sided one-sample t-test over datasets (n = datasets, every one tested, zero differences "
+                        f"included; fewer than {MIN_DATASETS} datasets: not testable). p (Holm) adjusts for the "
+                        "strategies tested here; 'failures dropped': the same test on ok seeds only.",
+                        "within-case seeds: cases where Welch's t over seeds (seeds as replicates of ONE case) gives "
+                        f"p < {ALPHA}, above (+) or below (−) FT: evidence about those cases, not across datasets.",
+                        common_note])
 
 
 def details_table(group: Group, all_metrics: bool = False) -> Table:
