@@ -336,17 +336,19 @@ def _method_note(text: str) -> str:
 
 
 def _claim_style(verdict: str) -> str:
-    if verdict.startswith(NOT_ENOUGH):
-        return "warn"
-    return "neg" if verdict.startswith("not consistent") else "pos"
+    if verdict.startswith("consistent"):
+        return "pos"
+    return "neg" if verdict.startswith("not consistent") else "warn"
 
 
 def claims_table(group: Group) -> Table:
-    rows = [[cell(cl.statement), cell(cl.study), cell(cl.ours), cell(cl.verdict, _claim_style(cl.verdict))]
+    rows = [[cell(cl.statement), cell(cl.study), cell(cl.ours), cell(cl.verdict, _claim_style(cl.verdict)),
+             cell(cl.verdict_without_failures, _claim_style(cl.verdict_without_failures))]
             for cl in group.claims]
     return Table("claims", title(group, "The study's claims, recomputed"),
-                 [left("claim", key=True, wrap=56), left("study", wrap=56), left("ours", wrap=56),
-                  left("verdict", wrap=56)], rows, caption=metric_desc(group),
+                 [left("claim", key=True, wrap=48), left("study", wrap=32), left("ours", wrap=56),
+                  left("verdict (failures counted)", wrap=56), left("verdict without failures", wrap=48)], rows,
+                 caption=metric_desc(group),
                  notes=["Study: " + SOURCE + "; comparisons of means over seeds within this group only.",
                         *(_method_note(m) for m in METHOD)])
 
