@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -49,11 +50,24 @@ def summarize(values: list[float]) -> Summary:
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1))
     ci = None
     if n >= MIN_SEEDS_CI:
-        from scipy.stats import t
-
-        half = float(t.ppf(0.5 + CI_LEVEL / 2, n - 1)) * std / math.sqrt(n)
+        half = t_quantile(0.5 + CI_LEVEL / 2, n - 1) * std / math.sqrt(n)
         ci = (mean - half, mean + half)
     return Summary(n, mean, std, ci)
+
+
+@functools.lru_cache(maxsize=4096)
+def t_quantile(q: float, df: float) -> float:
+    """Student's t quantile (``scipy.special.stdtrit``, the ufunc behind ``scipy.stats.t.ppf``), cached."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
+
+
+def t_sf(x: float, df: float) -> float:
+    """P(T > x) for Student's t with ``df`` degrees of freedom (``scipy.special.stdtr``)."""
+    from scipy.special import stdtr
+
+    return float(stdtr(df, -x))
 
 
 def average_ranks(scores: dict[str, float]) -> dict[str, float]:
@@ -163,17 +177,10 @@ def t_test(values: list[float], alternative: str = "two-sided", min_n: int = MIN
         out["note"] = ("all differences are zero" if same(out["mean"], 0.0)
                        else f"no spread over the {n} {unit}: a t-test is undefined")
         return out
-    from scipy.stats import t as tdist
-
     se = std / math.sqrt(n)
     tstat = out["mean"] / se
-    if alternative == "greater":
-        p = float(tdist.sf(tstat, n - 1))
-    elif alternative == "less":
-        p = float(tdist.cdf(tstat, n - 1))
-    else:
-        p = float(2 * tdist.sf(abs(tstat), n - 1))
-    half = float(tdist.ppf(0.5 + level / 2, n - 1)) * se
+    p = _p_value(tstat, n - 1, alternative)
+    half = t_quantile(0.5 + level / 2, n - 1) * se
     out.update(t=tstat, p=p, ci=(out["mean"] - half, out["mean"] + half))
     return out
 
@@ -207,21 +214,28 @@ def sign_flip_test(values: list[float], alternative: str = "greater", n_random: 
             else min(1.0, 2.0 ** (1 - nonzero))}
 
 
+def _p_value(tstat: float, df: float, alternative: str) -> float:
+    if alternative == "greater":
+        return t_sf(tstat, df)
+    if alternative == "less":
+        return t_sf(-tstat, df)
+    return min(1.0, 2 * t_sf(abs(tstat), df))
+
+
 def welch_within_case(x: list[float], y: list[float], alternative: str = "two-sided") -> float | None:
-    """Welch's t-test of one case's seeds (``x`` against ``y``): within-case evidence only, seeds being
-    replicates of one (dataset, backbone) case; None with fewer than 2 seeds a side or no spread."""
-    if len(x) < 2 or len(y) < 2:
+    """Welch's t-test of one case's seeds (``x`` against ``y``; as ``scipy.stats.ttest_ind(equal_var=False)``):
+    within-case evidence only, seeds being replicates of one (dataset, backbone) case; None with fewer than 2
+    seeds a side or no spread in either."""
+    nx, ny = len(x), len(y)
+    if nx < 2 or ny < 2:
         return None
-    from scipy.stats import ttest_ind
-
-    if max(x) - min(x) < 10 ** -TIE_DECIMALS and max(y) - min(y) < 10 ** -TIE_DECIMALS:
+    mx, my = math.fsum(x) / nx, math.fsum(y) / ny
+    vx = math.fsum((v - mx) ** 2 for v in x) / (nx - 1) / nx
+    vy = math.fsum((v - my) ** 2 for v in y) / (ny - 1) / ny
+    if vx + vy <= 1e-2 * 10 ** (-2 * TIE_DECIMALS):
         return None
-    import warnings
-
-    with warnings.catch_warnings():  # near-identical seeds: scipy warns of precision loss, the p stands
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = ttest_ind(x, y, equal_var=False, alternative=alternative)
-    p = float(res.pvalue)
+    df = (vx + vy) ** 2 / (vx ** 2 / (nx - 1) + vy ** 2 / (ny - 1))
+    p = _p_value((mx - my) / math.sqrt(vx + vy), df, alternative)
     return p if math.isfinite(p) else None
 
 
