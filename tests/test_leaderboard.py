@@ -716,39 +716,47 @@ def test_terminal_tables_fit_the_width_and_keep_every_column(wide, width):
 
 
 def test_recommendations_per_modality_and_backbone(tmp_path):
-    from medft_bench.leaderboard.recommend import recommend
+    from medft_bench.leaderboard.recommend import MARGIN, recommend
 
-    # Two x-ray datasets, three seeds: a strategy's score per seed is its mean over the two datasets.
+    # Two x-ray datasets, three seeds: a strategy's score per seed is its mean over the two datasets. L2-SP is
+    # best on test but worst on validation: the selection ranks by validation, so it is not the best.
     values = {"ft": ((.80, .81, .82), (.70, .71, .72)), "lp_ft": ((.84, .85, .87), (.72, .73, .74)),
-              "lp": ((.83, .845, .85), (.71, .72, .735))}
-    cost = {"ft": 10.0, "lp_ft": 14.0, "lp": 2.0}
+              "lp": ((.838, .848, .869), (.718, .728, .739)), "l2_sp": ((.90, .91, .92), (.80, .81, .82))}
+    val = {"ft": .80, "lp_ft": .90, "lp": .85, "l2_sp": .50}
+    cost = {"ft": 10.0, "lp_ft": 14.0, "lp": 2.0, "l2_sp": 20.0}
     for strategy, per_dataset in values.items():
         for dataset, vals in zip(("chestmnist", "pneumoniamnist"), per_dataset):
             for seed, v in enumerate(vals):
                 rec = make_record(dataset=dataset, strategy=strategy, seed=seed, primary=v, train_s=cost[strategy])
                 rec["data"]["modality"] = "x-ray"
+                rec["metrics"]["val"][rec["metrics"]["primary"]] = val[strategy]
                 write(tmp_path / "results", rec)
     (group,) = aggregate(load_inputs([tmp_path / "results"]).runs)
     (rec,) = recommend(group)
     assert (rec.modality, rec.backbone, rec.datasets) == ("x-ray", "resnet50", ["chestmnist", "pneumoniamnist"])
     per_seed = {s: [(a + b) / 2 for a, b in zip(*values[s])] for s in values}
-    assert rec.best.strategy == "lp_ft" and rec.runner_up.strategy == "lp"
-    assert rec.best.summary.mean == pytest.approx(sum(per_seed["lp_ft"]) / 3)
+    assert rec.selected_on == "validation"
+    assert rec.best.strategy == "lp_ft" and rec.runner_up.strategy == "lp"  # by validation, not by test
+    assert rec.best.summary.mean == pytest.approx(sum(per_seed["lp_ft"]) / 3)  # reported: test
     half = sps.t.ppf(0.975, 2) * sps.tstd(per_seed["lp_ft"]) / math.sqrt(3)
     assert rec.best.summary.ci_half == pytest.approx(half)
-    diffs = [a - b for a, b in zip([*values["lp_ft"][0], *values["lp_ft"][1]], [*values["lp"][0], *values["lp"][1]])]
-    assert rec.p == pytest.approx(sps.wilcoxon(diffs).pvalue) and rec.significant == (rec.p < 0.05)
-    assert "6 pairs" in rec.test
-    # LP's mean is within the best's CI and cheapest; FT's is not within it.
-    assert sum(per_seed["lp"]) / 3 >= rec.best.summary.ci[0] > sum(per_seed["ft"]) / 3
-    assert rec.cheapest.strategy == "lp" and rec.cheapest.train_s == 2.0
+    diffs = [a - b for a, b in zip(per_seed["lp_ft"], per_seed["lp"])]  # paired by seed
+    assert rec.p == pytest.approx(sps.ttest_1samp(diffs, 0).pvalue, rel=1e-6)
+    assert rec.significant == (rec.p < 0.05) and "3 seeds" in rec.test
+    # non-inferiority by MARGIN: the one-sided 95% lower bound of (strategy - best) over seeds above -MARGIN
+    for s in ("ft", "lp", "l2_sp"):
+        d = [a - b for a, b in zip(per_seed[s], per_seed["lp_ft"])]
+        lower = sum(d) / 3 - sps.t.ppf(0.95, 2) * sps.tstd(d) / math.sqrt(3)
+        assert (lower > -MARGIN) == {"ft": False, "lp": True, "l2_sp": True}[s]
+    assert rec.cheapest.strategy == "lp" and rec.cheapest.train_s == 2.0  # cheaper than L2-SP, both qualify
 
     out = tmp_path / "board"
     assert main([str(tmp_path / "results"), "--out", str(out), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     (r,) = summary["groups"][0]["recommendations"]
-    assert r["best"]["strategy_label"] == "LP-FT" and r["cheapest_within_ci"]["strategy"] == "lp"
-    assert r["runner_up"]["strategy"] == "lp" and r["p"] == pytest.approx(rec.p)
+    assert r["best"]["strategy_label"] == "LP-FT" and r["cheapest_non_inferior"]["strategy"] == "lp"
+    assert r["runner_up"]["strategy"] == "lp" and r["p"] == pytest.approx(rec.p) and r["margin"] == MARGIN
+    assert r["selected_on"] == "validation"
     index = (out / "README.md").read_text()
     assert "## Which strategy for my modality and backbone?" in index and "| x-ray | resnet50 |" in index
 
@@ -761,7 +769,7 @@ def test_recommendation_without_ci_says_why(tmp_path):
     (group,) = aggregate(load_inputs([tmp_path]).runs)
     (rec,) = recommend(group)
     assert rec.best.strategy == "ft" and rec.cheapest is None and rec.significant is None
-    assert "a CI needs 3" in rec.cheapest_note and "too few for Wilcoxon" in rec.test
+    assert "non-inferiority needs 3" in rec.cheapest_note and rec.test.startswith("not testable: n = 1 seeds")
 
 
 def test_csv_exports(grid, published):

@@ -127,6 +127,7 @@ class Row:
     costs: dict[str, Any]
     # failures counted: every ok value plus, for each diverged or failed seed, the chance score
     # (stats.chance_score: what predicting the majority class scores)
+    val_values: list[float | None] = field(default_factory=list)  # validation metric of the same seeds (selection)
     values_all: list[float] = field(default_factory=list)
     summary_all: stats.Summary = field(default_factory=lambda: stats.summarize([]))
 
@@ -215,9 +216,13 @@ def metric_for(run: Run, override: str | None) -> str:
     return "auc" if run.task == stats.MULTI_LABEL else "balanced_acc"
 
 
-def _test_value(run: Run, metric: str) -> float | None:
-    value = (run.metrics or {}).get("test", {}).get(metric)
+def _split_value(run: Run, split: str, metric: str) -> float | None:
+    value = ((run.metrics or {}).get(split) or {}).get(metric)
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _test_value(run: Run, metric: str) -> float | None:
+    return _split_value(run, "test", metric)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -270,7 +275,8 @@ def build_row(runs: list[Run], metric_override: str | None, dataset_majority: di
         values=values, ok=ok, diverged=sorted((r for r in runs if r.status == "diverged"), key=lambda r: r.seed),
         failed=sorted((r for r in runs if r.status == "failed"), key=lambda r: r.seed),
         no_metric=[r for r in ok if _test_value(r, metric) is None], majority=majority, others=others,
-        costs=_costs(ok), values_all=(all_values := values + [
+        costs=_costs(ok), val_values=[_split_value(r, "val", metric) for r in with_metric],
+        values_all=(all_values := values + [
             stats.chance_score(metric, r.task, _n_classes(r), dataset_majority) for r in runs if r.status != "ok"]),
         summary_all=stats.summarize(all_values),
     )

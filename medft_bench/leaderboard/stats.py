@@ -3,7 +3,9 @@
 - mean over seeds, sample standard deviation (ddof=1; undefined for one seed), and a 95% confidence
   interval for the mean from Student's t (``scipy.stats.t``), only when there are at least 3 seeds;
 - ranks within a case, higher metric = rank 1, ties share the average of the ranks they span;
-- the paired Wilcoxon signed-rank test of a strategy against FT across cases (at least 6 paired cases);
+- tests at the independent unit, the dataset (:func:`dataset_means`, :func:`t_test`, :func:`sign_flip_test`),
+  within-case seed evidence (:func:`welch_within_case`) and the score a failed seed counts as
+  (:func:`chance_score`);
 - Holm's step-down adjustment of those p-values within one table;
 - the majority-class flag (:func:`majority_flag`, from :mod:`medft_bench.gates`);
 - the Pareto frontier of (cost, score) points.
@@ -21,7 +23,6 @@ from medft_bench.gates import MULTI_LABEL as MULTI_LABEL
 from medft_bench.gates import majority_flag as majority_flag
 
 MIN_SEEDS_CI = 3
-MIN_WILCOXON_CASES = 6
 CI_LEVEL = 0.95
 TIE_DECIMALS = 9  # means equal to this many decimals tie (float noise is not a difference)
 
@@ -83,32 +84,6 @@ def average_ranks(scores: dict[str, float]) -> dict[str, float]:
 
 def same(a: float, b: float) -> bool:
     return round(a, TIE_DECIMALS) == round(b, TIE_DECIMALS)
-
-
-def wilcoxon_paired(x: list[float], y: list[float], min_n: int = MIN_WILCOXON_CASES) -> dict[str, Any]:
-    """Two-sided paired Wilcoxon signed-rank test of ``x`` against ``y`` (scipy defaults: zero differences
-    dropped, exact distribution for small n without ties). ``note`` says why there is no p-value."""
-    n = len(x)
-    diffs = [a - b for a, b in zip(x, y)]
-    out: dict[str, Any] = {"n": n, "statistic": None, "p": None, "note": None,
-                           "median_delta": _median(diffs) if diffs else None}
-    if n < min_n:
-        out["note"] = f"n too small ({n} < {min_n} paired cases)"
-        return out
-    if all(same(d, 0.0) for d in diffs):
-        out["note"] = "all paired differences are zero"
-        return out
-    from scipy.stats import wilcoxon
-
-    try:
-        # on differences rounded like ranks, so that float noise does not break ties between |differences|
-        res = wilcoxon([round(d, TIE_DECIMALS) for d in diffs], alternative="two-sided")
-    except ValueError as exc:  # pragma: no cover - scipy refuses a degenerate sample
-        out["note"] = f"test not possible ({exc})"
-        return out
-    out["statistic"] = float(res.statistic)
-    out["p"] = float(res.pvalue)
-    return out
 
 
 def holm(pvalues: dict[str, float]) -> dict[str, float]:

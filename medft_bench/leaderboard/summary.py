@@ -9,7 +9,8 @@ from typing import Any
 from medft_bench.io import json_safe
 from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
 from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
-from medft_bench.leaderboard.recommend import Candidate, recommend
+from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
+from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
 from medft_bench.leaderboard.stats import CI_LEVEL, MIN_DATASETS, MIN_SEEDS_CI
 
 
@@ -53,14 +54,14 @@ def _candidate(c: Candidate | None, g: Group) -> dict[str, Any] | None:
         return None
     s = c.summary
     return {"strategy": c.strategy, "strategy_label": g.label(c.strategy), "n": s.n, "mean": s.mean, "std": s.std,
-            "ci95": list(s.ci) if s.ci else None, "train_s": c.train_s}
+            "ci95": list(s.ci) if s.ci else None, "train_s": c.train_s, "val": c.val}
 
 
 def _recommendations(g: Group) -> list[dict[str, Any]]:
     return [{"modality": r.modality, "backbone": r.backbone, "datasets": r.datasets, "metric": r.metric,
              "best": _candidate(r.best, g), "runner_up": _candidate(r.runner_up, g), "significant": r.significant,
-             "test": r.test, "p": r.p, "cheapest_within_ci": _candidate(r.cheapest, g),
-             "cheapest_note": r.cheapest_note}
+             "test": r.test, "p": r.p, "cheapest_non_inferior": _candidate(r.cheapest, g),
+             "cheapest_note": r.cheapest_note, "selected_on": r.selected_on, "margin": MARGIN}
             for r in recommend(g)]
 
 
@@ -84,10 +85,11 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
                         "failed or diverged seed counts as the majority-class (chance) score: balanced accuracy "
                         "1/classes, AUC 0.5, ACC the majority share, F1/mAP 0; claims also without failures",
             "recommendations": "per modality x backbone: strategies with a result on every dataset of the modality; "
-                               "score per seed = mean over the datasets; best = highest mean; significant: paired "
-                               "Wilcoxon best vs runner-up over (dataset, seed) pairs (n >= 6, p < 0.05), else "
-                               "disjoint 95% CIs (true) or undecided (null); cheapest_within_ci: least train_s whose "
-                               "mean >= the best's CI lower end (null without a CI)",
+                               "score per seed = mean over the datasets; best and runner_up ranked by VALIDATION "
+                               "score (selected_on), compared on test; significant: two-sided paired t over seeds "
+                               f"(n >= {MIN_SEEDS_REC}, p < 0.05; null: not testable); cheapest_non_inferior: least "
+                               "train_s among strategies whose one-sided 95% lower bound of (strategy - best) over "
+                               f"seeds on test is above -margin ({MARGIN}); unit: seeds on these datasets",
         },
         "metadata": meta,
         "problems": [asdict(p) for p in inputs.problems],

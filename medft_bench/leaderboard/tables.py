@@ -19,8 +19,9 @@ from medft_bench.leaderboard.aggregate import (
 from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
-from medft_bench.leaderboard.recommend import Candidate, recommend
-from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, MIN_WILCOXON_CASES, same
+from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
+from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
+from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, same
 
 DASH = "—"
 MAJORITY_MARK = "†"
@@ -546,7 +547,7 @@ def recommendation_table(group: Group) -> Table | None:
     for rec in recommend(group):
         best, runner = rec.best, rec.runner_up
         diff = None if runner is None else best.summary.mean - runner.summary.mean
-        verdict = {True: "yes", False: "no", None: "undecided"}[rec.significant]
+        verdict = {True: "yes", False: "no", None: "not testable"}[rec.significant]
         rows.append([cell(rec.modality), cell(rec.backbone), cell(", ".join(rec.datasets)), cell(_scored(group, best)),
                      cell(_cost_text(best)), cell(_scored(group, runner)), cell(pp(diff)),
                      cell(f"{verdict} ({rec.test})" if runner else rec.test, "pos" if rec.significant else "muted"),
@@ -555,19 +556,24 @@ def recommendation_table(group: Group) -> Table | None:
                      cell(_cost_text(rec.cheapest))])
     if not rows:
         return None
+    selected = sorted({rec.selected_on for rec in recommend(group)})
     return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),
-                 [left("modality", key=True), left("backbone", key=True), left("datasets"), left("best"),
-                  right("train s"), left("runner-up"), right("Δ (pp)"), left("significant?"),
-                  left("cheapest within the best's CI"), right("its train s")], rows, caption=metric_desc(group),
+                 [left("modality", key=True), left("backbone", key=True), left("datasets"),
+                  left("best (selected on validation)"), right("train s"), left("runner-up"), right("Δ test (pp)"),
+                  left("significant?"), left(f"cheapest non-inferior (margin {MARGIN * 100:g} pp)"),
+                  right("its train s")], rows, caption=metric_desc(group),
                  notes=["Per modality and backbone, the strategies with a result on every dataset of the modality; "
-                        "score per seed = mean over those datasets, shown as mean ± half the 95% t interval over "
-                        "seeds (n = seeds; no ± below 3 seeds).",
-                        "significant?: paired Wilcoxon test of best against runner-up over (dataset, seed) pairs "
-                        f"(>= {MIN_WILCOXON_CASES} pairs, p < 0.05); with fewer pairs, disjoint 95% CIs count as "
-                        "significant and overlapping ones leave it undecided.",
-                        "cheapest within the best's CI: the strategy with the least training time per seed whose "
-                        "mean reaches the lower end of the best's 95% CI (tuned protocol: train s is the whole "
-                        "learning-rate sweep)."])
+                        "score per seed = mean over those datasets; shown: the TEST score, mean ± half the 95% t "
+                        "interval over seeds (n = seeds; no ± below 3 seeds).",
+                        "best and runner-up: ranked by the VALIDATION score (selected on: " + ", ".join(selected)
+                        + "), so that the test comparisons do not test the numbers that chose the winner.",
+                        "significant?: two-sided paired t-test of best against runner-up over seeds, on test "
+                        f"(>= {MIN_SEEDS_REC} seeds). The unit is the seed: these datasets, not other datasets of "
+                        "the modality (too few datasets per modality for a test over datasets).",
+                        f"cheapest non-inferior: among the strategies whose test score is non-inferior to the best's "
+                        f"by {MARGIN * 100:g} pp (one-sided 95% lower bound of the paired difference over seeds above "
+                        f"−{MARGIN * 100:g} pp; the best itself qualifies), the one with the least training time per "
+                        "seed (tuned protocol: train s is the whole learning-rate sweep)."])
 
 
 def recommendation_tables(groups: list[Group]) -> list[Table]:
