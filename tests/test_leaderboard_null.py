@@ -47,8 +47,10 @@ PLANT = 0.03
 _TEMPLATE = make_record(dataset="set0mnist", strategy="ft")  # schema-valid; only what varies is replaced
 
 
-def simulate(rng: np.random.Generator, plant: dict[str, float] | None = None) -> list[Run]:
-    """One replicate's records (as loaded Runs); ``plant``: strategy -> effect added on every case."""
+def simulate(rng: np.random.Generator, plant: dict[str, float] | None = None,
+             modality: str | None = None) -> list[Run]:
+    """One replicate's records (as loaded Runs); ``plant``: strategy -> effect added on every case (of
+    ``modality`` only, when given)."""
     plant = plant or {}
     runs = []
     for d in DATASETS:
@@ -57,7 +59,8 @@ def simulate(rng: np.random.Generator, plant: dict[str, float] | None = None) ->
         for b in BACKBONES:
             bb = rng.normal(0, SD["backbone"])
             for s in STUDY:
-                case = level + bb + u[s] + rng.normal(0, SD["interaction"]) + plant.get(s, 0.0)
+                effect = plant.get(s, 0.0) if modality in (None, MODALITIES[d]) else 0.0
+                case = level + bb + u[s] + rng.normal(0, SD["interaction"]) + effect
                 for seed in range(SEEDS):
                     v = float(np.clip(case + rng.normal(0, SD["seed"]), 0.0, 1.0))
                     rec = copy.copy(_TEMPLATE)
@@ -178,3 +181,21 @@ def test_dataset_unit_statistics_against_scipy():
     assert flip["p"] == pytest.approx(1 / 32) and flip["min_p"] == pytest.approx(1 / 32)
     assert stats.sign_flip_test([1, -1, 0.5], "greater")["p"] == pytest.approx(4 / 8)  # sums >= 0.5: 4 of 8
     assert stats.dataset_means({("a", "x"): 1.0, ("a", "y"): 3.0, ("b", "x"): 5.0}) == {"a": 2.0, "b": 5.0}
+
+
+def test_claim_verdicts_for_planted_effects():
+    """Claim 2 says "consistent" for +11 pp on one modality (found after Holm over two, 11 pp inside the
+    simultaneous interval), names it, and not for the other; claim 3 for a gain planted on DenseNet-121 only."""
+    [group] = aggregate(simulate(np.random.default_rng(11), {"auto_rgn": 0.11}, modality="modality-b"))
+    rgn = group.claims[1]
+    assert rgn.verdict.startswith("consistent: Auto-RGN gains on modality-b") and "modality-a" not in rgn.verdict
+    mods = {m["modality"]: m for m in rgn.details["modalities"]}
+    assert mods["modality-b"]["p_holm"] < ALPHA and mods["modality-b"]["gain"] == pytest.approx(0.11, abs=0.02)
+    runs = simulate(np.random.default_rng(12))
+    for run in runs:  # +3 pp for every alternative on DenseNet-121 only
+        if run.backbone == "densenet121" and run.strategy != "ft":
+            run.record["metrics"]["test"]["balanced_acc"] += 0.03
+    [group] = aggregate(runs)
+    dense = group.claims[2]
+    assert dense.verdict.startswith("consistent: DenseNet-121 gains"), dense.verdict
+    assert [t["against"] for t in dense.details["tests"]] == ["0", "resnet50", "vgg19"]

@@ -178,12 +178,13 @@ def _auto_rgn(cases: list[CaseView], rgn: str, ft: str) -> tuple[str, str, str, 
     elif not tested:
         verdict = (f"{NOT_TESTABLE}: no modality has >= {MIN_DATASETS} datasets ("
                    + ", ".join(f"{r['modality']}: {r['datasets']}" for r in rows) + ")")
-    elif top["gain"] > 0 and not same(top["gain"], 0.0):
-        best = min((r for r in rows if r["p_holm"] is not None), key=lambda r: r["p_holm"])
+    elif any(r["p_holm"] is not None and r["gain"] > 0 and not same(r["gain"], 0.0) for r in rows):
+        best = min((r for r in rows if r["p_holm"] is not None and r["gain"] > 0 and not same(r["gain"], 0.0)),
+                   key=lambda r: (r["p_holm"], -r["gain"], r["modality"]))
         verdict = (f"{NOISE}: largest mean gain {delta_pp(best['gain'])} on {best['modality']}, p_Holm = "
                    f"{best['p_holm']:.3g} ({_n(best['datasets'])}) {where}")
     else:
-        verdict = f"not consistent: Auto-RGN's mean gain over datasets is never above 0 {where}"
+        verdict = f"not consistent: Auto-RGN's mean gain over datasets is above 0 on no tested modality {where}"
     details = {"unit": "fraction of the metric (x100 = percentage points); one value per dataset",
                "modalities": rows, "cases": len(cases), "datasets": n, "modalities_tested": m}
     short = f"{delta_pp(top['gain'])} mean on {top['modality']} ({_n(top['datasets'])})"
@@ -232,8 +233,8 @@ def _densenet(cases: list[CaseView], alternatives: list[str], ft: str,
              "all required)")
     worst = max(components, key=lambda c: (c["p"] is None, c["p"] or 0.0))
     if dense_row["gain"] <= 0 or any(c["mean"] is not None and c["mean"] <= 0 for c in components):
-        verdict = (f"not consistent: DenseNet-121's gain {delta_pp(dense_row['gain'])} is not above 0 and every "
-                   f"other backbone's (largest: {leaders['backbone']} {delta_pp(leaders['gain'])}) {where}")
+        verdict = (f"not consistent: DenseNet-121's gain {delta_pp(dense_row['gain'])} is not above both 0 and "
+                   f"every other backbone's (largest: {leaders['backbone']} {delta_pp(leaders['gain'])}) {where}")
     elif any(c["p"] is None for c in components):
         verdict = f"{NOT_TESTABLE}: {worst['note']} {where}"
     elif all(c["p"] < ALPHA for c in components):
