@@ -365,8 +365,8 @@ def claims_overview(groups: list[Group]) -> Table:
         rows.append(cells)
     return Table("claims-overview", "The study's claims, recomputed per group",
                  [left("group", key=True, wrap=48), left("LP-FT beats FT (study: > 50% of cases)", wrap=48),
-                  left("largest Auto-RGN gain over FT (study: up to 11%)", wrap=48),
-                  left("best alternative's gain by backbone (study: DenseNet-121 gains most)", wrap=48)],
+                  left("Auto-RGN gain over FT by modality (study: up to 11%)", wrap=48),
+                  left("alternatives' gain by backbone (study: DenseNet-121 gains most)", wrap=48)],
                  rows, caption="metric: each group's (see its page)", notes=[_method_note(m) for m in METHOD])
 
 
