@@ -972,3 +972,20 @@ def test_frozen_reference_table_shows_an_unconverged_probe(tmp_path: Path) -> No
     assert any("did not converge" in n for n in table.notes)
     lp_row = next(r for r in details_table(group).rows if str(r[2]) == "LP")
     assert "probe not converged 1/3" in str(lp_row[-1])
+
+
+def test_recommendation_counts_a_failed_seed(tmp_path):
+    """A cheap strategy equal to the best on its ok seeds, but with a failed seed, is not non-inferior: the failed
+    seed scores the chance score (1/9 here) on validation and test."""
+    from medft_bench.leaderboard.recommend import recommend
+
+    for seed in range(3):
+        write(tmp_path, make_record(strategy="ft", seed=seed, primary=0.80 + 0.01 * seed, train_s=10.0))
+        status = "failed" if seed == 2 else "ok"
+        write(tmp_path, make_record(strategy="lp", seed=seed, primary=0.80 + 0.01 * seed, train_s=1.0,
+                                    status=status, error="boom" if status == "failed" else None))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    (rec,) = recommend(group)
+    lp = next(c for c in rec.candidates if c.strategy == "lp")
+    assert lp.by_seed[2] == pytest.approx(1 / 9) and lp.summary.n == 3
+    assert rec.best.strategy == "ft" and rec.cheapest.strategy == "ft"

@@ -130,6 +130,7 @@ class Row:
     val_values: list[float | None] = field(default_factory=list)  # validation metric of the same seeds (selection)
     values_all: list[float] = field(default_factory=list)
     summary_all: stats.Summary = field(default_factory=lambda: stats.summarize([]))
+    by_seed_all: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)  # seed -> (test, val)
 
     @property
     def case(self) -> tuple[str, str]:
@@ -269,6 +270,8 @@ def build_row(runs: list[Run], metric_override: str | None, dataset_majority: di
         why = stats.majority_flag(r.task, (r.metrics or {}).get("test", {}), (r.metrics or {}).get("majority", {}))
         if why:
             majority.append((r, "; ".join([why, *majority_causes(r.record)])))
+    failed_runs = [r for r in runs if r.status != "ok"]
+    chance = stats.chance_score(metric, first.task, _n_classes(first), dataset_majority)
     return Row(
         dataset=first.dataset, backbone=first.backbone, strategy=first.strategy, metric=metric, task=first.task,
         modality=first.modality, summary=stats.summarize(values), seeds=[r.seed for r in with_metric],
@@ -276,9 +279,10 @@ def build_row(runs: list[Run], metric_override: str | None, dataset_majority: di
         failed=sorted((r for r in runs if r.status == "failed"), key=lambda r: r.seed),
         no_metric=[r for r in ok if _test_value(r, metric) is None], majority=majority, others=others,
         costs=_costs(ok), val_values=[_split_value(r, "val", metric) for r in with_metric],
-        values_all=(all_values := values + [
-            stats.chance_score(metric, r.task, _n_classes(r), dataset_majority) for r in runs if r.status != "ok"]),
+        values_all=(all_values := values + [chance for _ in failed_runs]),
         summary_all=stats.summarize(all_values),
+        by_seed_all={**{r.seed: (chance, chance) for r in failed_runs},
+                     **{r.seed: (_test_value(r, metric), _split_value(r, "val", metric)) for r in with_metric}},
     )
 
 

@@ -3,7 +3,9 @@ test score, whether it differs from the runner-up, and the cheapest strategy sho
 
 A strategy competes when it has a mean in every case (dataset) of the modality and backbone, so that all
 compare on the same datasets. Its score per seed is the mean over those datasets of that seed's metric;
-mean, std and the 95% t interval are taken over the seeds every dataset has (:func:`stats.summarize`).
+mean, std and the 95% t interval are taken over the seeds every dataset has (:func:`stats.summarize`); a
+failed or diverged seed counts as the majority-class (chance) score, on validation and on test, so that a
+strategy that breaks is not recommended on its surviving seeds.
 
 Selection and test use different numbers: strategies are ranked by their validation score (the split the
 runs chose their checkpoints on), and every comparison is made on test. The unit of a comparison is the
@@ -61,8 +63,9 @@ class Recommendation:
 
 
 def _candidate(strategy: str, rows: list[Row]) -> Candidate | None:
-    per_dataset = [dict(zip(r.seeds, r.values)) for r in rows]
-    per_dataset_val = [dict(zip(r.seeds, r.val_values)) for r in rows]
+    # failures counted: a failed or diverged seed scores the chance score on test and on validation
+    per_dataset = [{s: t for s, (t, _) in r.by_seed_all.items()} for r in rows]
+    per_dataset_val = [{s: v for s, (_, v) in r.by_seed_all.items()} for r in rows]
     seeds = sorted(set.intersection(*(set(d) for d in per_dataset)))
     if not seeds:
         return None
