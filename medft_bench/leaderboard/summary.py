@@ -82,8 +82,9 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
                            "counted as the chance score (ok_only: dropped); within_case: Welch t over one case's "
                            "seeds (replicates of that case only)",
             "failures": "means, ranks, std, CI: ok seeds only (failed and diverged listed); tests, claims, "
-                        "recommendations: a failed or diverged seed counts as the majority-class (chance) score: balanced accuracy "
-                        "1/classes, AUC 0.5, ACC the majority share, F1/mAP 0; claims also without failures",
+                        "recommendations: a failed or diverged seed counts as the majority-class (chance) "
+                        "score: balanced accuracy 1/classes, AUC 0.5, ACC the majority share, F1/mAP 0; claims "
+                        "also without failures",
             "recommendations": "per modality x backbone: strategies with a result on every dataset of the modality; "
                                "score per seed = mean over the datasets; best and runner_up ranked by VALIDATION "
                                "score (selected_on), compared on test; significant: two-sided paired t over seeds "
