@@ -989,3 +989,22 @@ def test_recommendation_counts_a_failed_seed(tmp_path):
     lp = next(c for c in rec.candidates if c.strategy == "lp")
     assert lp.by_seed[2] == pytest.approx(1 / 9) and lp.summary.n == 3
     assert rec.best.strategy == "ft" and rec.cheapest.strategy == "ft"
+
+
+def test_real_tier_shape_is_not_testable_across_datasets_but_shows_within_case_evidence(tmp_path):
+    """2 datasets x 1 backbone x 3 seeds (the real tier): nothing is testable at the dataset unit, and every
+    verdict says so with its n; the seeds give within-case evidence, labelled as such."""
+    for d in ("pathmnist", "dermamnist"):
+        for seed in range(3):
+            for s in sorted(STUDY):
+                v = {"lp_ft": 0.85, "auto_rgn": 0.9}.get(s, 0.7) + 0.001 * seed
+                write(tmp_path, make_record(dataset=d, strategy=s, seed=seed, primary=v))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    t = group.tests["lp_ft"]
+    assert t["p"] is None and t["p_holm"] is None and t["note"].startswith("not testable: n = 2 datasets")
+    assert sum(w["p"] is not None and w["p"] < 0.05 for w in t["within_case"]) == 2
+    lpft, rgn, dense = group.claims
+    assert lpft.verdict.startswith("not testable: n = 2 datasets") and lpft.n == 2
+    assert "within-case (seeds as replicates of one case" in lpft.ours and "above FT in 2 of 2 cases" in lpft.ours
+    assert rgn.verdict.startswith("not testable") and dense.verdict.startswith("not enough results: only one backbone")
+    assert not any(c.supported for c in group.claims)

@@ -59,6 +59,17 @@ class CaseView:
     backbone: str
     modality: str
     means: dict[str, float]  # study strategy -> mean over seeds
+    seeds: dict[str, list[float]] = field(default_factory=dict)  # study strategy -> its seeds' values
+
+
+def within_case(cases: list[CaseView], a: str, b: str) -> dict[str, Any]:
+    """Within-case evidence, seeds as replicates of ONE case: the cases where Welch's one-sided t-test says
+    ``a``'s seeds are above ``b``'s at ALPHA. Never a verdict: it says nothing across datasets."""
+    ps = [stats.welch_within_case(c.seeds.get(a, []), c.seeds.get(b, []), "greater") for c in cases]
+    tested = [p for p in ps if p is not None]
+    return {"cases_tested": len(tested), "cases_above": sum(p < ALPHA for p in tested),
+            "text": f"within-case (seeds as replicates of one case, Welch one-sided p < {ALPHA}): above FT in "
+                    f"{sum(p < ALPHA for p in tested)} of {len(tested)} cases"}
 
 
 def delta_pp(delta: float) -> str:
@@ -82,9 +93,17 @@ def views(group: Group) -> dict[str, list[CaseView]]:
     every study strategy present has a record there) and ``dropped`` (ok seeds only; a case counts when every
     study strategy has an ok mean there)."""
     study = group.study_strategies
-    counted = [CaseView(c.dataset, c.backbone, c.modality or "unknown", {s: c.means_all[s] for s in study})
+    by_row = {(r.dataset, r.backbone, r.strategy): r for r in group.rows}
+
+    def seeds(c: Any, all_: bool) -> dict[str, list[float]]:
+        return {s: list(by_row[(c.dataset, c.backbone, s)].values_all if all_ else
+                        by_row[(c.dataset, c.backbone, s)].values) for s in study}
+
+    counted = [CaseView(c.dataset, c.backbone, c.modality or "unknown", {s: c.means_all[s] for s in study},
+                        seeds(c, True))
                for c in group.cases if all(s in c.means_all for s in study)]
-    dropped = [CaseView(c.dataset, c.backbone, c.modality or "unknown", {s: c.rows[s].mean for s in study})
+    dropped = [CaseView(c.dataset, c.backbone, c.modality or "unknown", {s: c.rows[s].mean for s in study},
+                        seeds(c, False))
                for c in group.study_cases()]
     return {"counted": counted, "dropped": dropped}
 
@@ -109,8 +128,9 @@ def _lp_ft(cases: list[CaseView], lpft: str, ft: str) -> tuple[str, str, str, di
     n = len(share_by_dataset)
     share = sum(share_by_dataset.values()) / n
     test = stats.sign_flip_test([v - 0.5 for v in share_by_dataset.values()], "greater")
+    within = within_case(cases, lpft, ft)
     ours = (f"LP-FT beats FT in {wins} of {len(cases)} cases; share per dataset (mean over its backbones) "
-            f"{share * 100:.0f}% over {_n(n)}; one-sided sign-flip p = {test['p']:.3g}")
+            f"{share * 100:.0f}% over {_n(n)}; one-sided sign-flip p = {test['p']:.3g}; {within['text']}")
     where = f"({_n(n)}, sign-flip test over datasets)"
     if share <= 0.5 or same(share, 0.5):
         verdict = f"not consistent: LP-FT wins in {share * 100:.0f}% of cases per dataset, not more than half {where}"
@@ -123,7 +143,7 @@ def _lp_ft(cases: list[CaseView], lpft: str, ft: str) -> tuple[str, str, str, di
         verdict = f"{NOISE}: share {share * 100:.0f}% > 50% but p = {test['p']:.3g} {where}"
     details = {"cases": len(cases), "datasets": n, "wins": wins, "share_cases": wins / len(cases),
                "share_by_dataset": share_by_dataset, "share": share, "p": test["p"], "min_p": test["min_p"],
-               "per_case": per_case}
+               "per_case": per_case, "within_case": within}
     return ours, verdict, f"{share * 100:.0f}% of cases per dataset, {_n(n)}, p = {test['p']:.3g}", details
 
 
@@ -158,7 +178,8 @@ def _auto_rgn(cases: list[CaseView], rgn: str, ft: str) -> tuple[str, str, str, 
                         + (f", p_Holm = {r['p_holm']:.3g}" if r["p_holm"] is not None else ", not testable") + ")"
                         for r in rows)
     top = max(rows, key=lambda r: (r["gain"], r["modality"]))
-    ours = (f"mean gain over datasets per modality: {per_mod}; largest single case "
+    within = within_case(cases, rgn, ft)
+    ours = (f"mean gain over datasets per modality: {per_mod}; {within['text']}; largest single case "
             f"{delta_pp(top['largest_case']['gain'])} ({top['largest_case']['dataset']}/"
             f"{top['largest_case']['backbone']}, descriptive: a maximum over cases)")
     where = f"(one-sided t over datasets per modality, Holm over {m} modalit{'y' if m == 1 else 'ies'} tested)"
@@ -186,7 +207,7 @@ def _auto_rgn(cases: list[CaseView], rgn: str, ft: str) -> tuple[str, str, str, 
     else:
         verdict = f"not consistent: Auto-RGN's mean gain over datasets is above 0 on no tested modality {where}"
     details = {"unit": "fraction of the metric (x100 = percentage points); one value per dataset",
-               "modalities": rows, "cases": len(cases), "datasets": n, "modalities_tested": m}
+               "modalities": rows, "cases": len(cases), "datasets": n, "modalities_tested": m, "within_case": within}
     short = f"{delta_pp(top['gain'])} mean on {top['modality']} ({_n(top['datasets'])})"
     return ours, verdict, short, details
 
