@@ -323,7 +323,7 @@ def test_ranks_deltas_and_wilcoxon(grid):
     within = {(w["dataset"], w["backbone"]): w for w in main.tests["lp"]["within_case"]}
     assert within[("pathmnist", "resnet50")]["p"] < 0.05 and within[("pathmnist", "resnet50")]["seeds"] == [3, 3]
     smoke = aggregate(load_inputs([results]).runs)[0]
-    assert smoke.tests["lp"]["note"].startswith("not testable: n = 1 datasets")
+    assert smoke.tests["lp"]["note"].startswith("not testable: n = 1 dataset (")
     assert smoke.tests["lp"]["p"] is None and smoke.tests["lp"]["n"] == 1
 
 
@@ -769,7 +769,7 @@ def test_recommendation_without_ci_says_why(tmp_path):
     (group,) = aggregate(load_inputs([tmp_path]).runs)
     (rec,) = recommend(group)
     assert rec.best.strategy == "ft" and rec.cheapest is None and rec.significant is None
-    assert "non-inferiority needs 3" in rec.cheapest_note and rec.test.startswith("not testable: n = 1 seeds")
+    assert "non-inferiority needs 3" in rec.cheapest_note and rec.test.startswith("not testable: n = 1 seed (")
 
 
 def test_csv_exports(grid, published):

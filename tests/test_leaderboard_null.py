@@ -172,6 +172,7 @@ def test_dataset_unit_statistics_against_scipy():
     for alt in ("two-sided", "greater", "less"):
         got = stats.t_test(vals, alt)
         assert got["n"] == 5 and got["p"] == pytest.approx(sps.ttest_1samp(vals, 0, alternative=alt).pvalue)
+    assert stats.t_test(vals[:1])["note"].startswith("not testable: n = 1 dataset (")
     two = stats.t_test(vals[:2])
     assert two["note"].startswith("not testable: n = 2 datasets") and two["n"] == 2 and two["p"] is None
     x, y = [.8, .82, .85], [.7, .74, .71, .76]

@@ -144,7 +144,8 @@ def t_test(values: list[float], alternative: str = "two-sided", min_n: int = MIN
                            "t": None, "p": None, "ci": None, "ci_level": level, "alternative": alternative,
                            "note": None}
     if n < min_n:
-        out["note"] = f"not testable: n = {n} {unit} (a test needs >= {min_n})"
+        shown = unit[:-1] if n == 1 and unit.endswith("s") else unit
+        out["note"] = f"not testable: n = {n} {shown} (a test needs >= {min_n})"
         return out
     std = math.sqrt(math.fsum((v - out["mean"]) ** 2 for v in vals) / (n - 1))
     out["std"] = std
