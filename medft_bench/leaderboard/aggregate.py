@@ -129,6 +129,12 @@ class Row:
     majority: list[tuple[Run, str]] = field(repr=False)  # ok runs no better than the majority class
     others: dict[str, stats.Summary]
     costs: dict[str, Any]
+    # failures counted: every ok value plus, for each diverged or failed seed, the chance score
+    # (stats.chance_score: what predicting the majority class scores)
+    val_values: list[float | None] = field(default_factory=list)  # validation metric of the same seeds (selection)
+    values_all: list[float] = field(default_factory=list)
+    summary_all: stats.Summary = field(default_factory=lambda: stats.summarize([]))
+    by_seed_all: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)  # seed -> (test, val)
 
     @property
     def case(self) -> tuple[str, str]:
@@ -150,6 +156,8 @@ class Case:
     rows: dict[str, Row]  # by strategy, only rows with a mean
     ranks: dict[str, float]
     deltas: dict[str, float]  # strategy -> mean - FT mean (fraction of the metric); empty without FT
+    means_all: dict[str, float] = field(default_factory=dict)  # failures counted (chance score), every strategy
+    deltas_all: dict[str, float] = field(default_factory=dict)  # failures counted
 
     @property
     def key(self) -> tuple[str, str]:
@@ -169,7 +177,9 @@ class Group:
     runs: list[Run] = field(repr=False)
     study_strategies: list[str] = field(default_factory=list)  # those of the study's eight present (by name)
     avg_ranks: dict[str, tuple[float, int]] = field(default_factory=dict)  # strategy -> (avg rank, n cases)
-    tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> Wilcoxon vs FT
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> t over datasets vs FT
+    common_strategies: list[str] = field(default_factory=list)  # those with a mean in every case
+    avg_ranks_common: dict[str, float] = field(default_factory=dict)  # ranks among common_strategies only
     claims: list[Any] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # strategy -> the label its records carry
 
@@ -211,9 +221,13 @@ def metric_for(run: Run, override: str | None) -> str:
     return "auc" if run.task == stats.MULTI_LABEL else "balanced_acc"
 
 
-def _test_value(run: Run, metric: str) -> float | None:
-    value = (run.metrics or {}).get("test", {}).get(metric)
+def _split_value(run: Run, split: str, metric: str) -> float | None:
+    value = ((run.metrics or {}).get(split) or {}).get(metric)
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _test_value(run: Run, metric: str) -> float | None:
+    return _split_value(run, "test", metric)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -245,7 +259,7 @@ def _costs(ok: list[Run]) -> dict[str, Any]:
     }
 
 
-def build_row(runs: list[Run], metric_override: str | None) -> Row:
+def build_row(runs: list[Run], metric_override: str | None, dataset_majority: dict[str, Any] | None = None) -> Row:
     first = runs[0]
     metric = metric_for(first, metric_override)
     ok = sorted((r for r in runs if r.status == "ok"), key=lambda r: r.seed)
@@ -260,22 +274,44 @@ def build_row(runs: list[Run], metric_override: str | None) -> Row:
         why = stats.majority_flag(r.task, (r.metrics or {}).get("test", {}), (r.metrics or {}).get("majority", {}))
         if why:
             majority.append((r, "; ".join([why, *majority_causes(r.record)])))
+    failed_runs = [r for r in runs if r.status != "ok"]
+    chance = stats.chance_score(metric, first.task, _n_classes(first), dataset_majority)
     return Row(
         dataset=first.dataset, backbone=first.backbone, strategy=first.strategy, metric=metric, task=first.task,
         modality=first.modality, summary=stats.summarize(values), seeds=[r.seed for r in with_metric],
         values=values, ok=ok, diverged=sorted((r for r in runs if r.status == "diverged"), key=lambda r: r.seed),
         failed=sorted((r for r in runs if r.status == "failed"), key=lambda r: r.seed),
         no_metric=[r for r in ok if _test_value(r, metric) is None], majority=majority, others=others,
-        costs=_costs(ok),
+        costs=_costs(ok), val_values=[_split_value(r, "val", metric) for r in with_metric],
+        values_all=(all_values := values + [chance for _ in failed_runs]),
+        summary_all=stats.summarize(all_values),
+        by_seed_all={**{r.seed: (chance, chance) for r in failed_runs},
+                     **{r.seed: (_test_value(r, metric), _split_value(r, "val", metric)) for r in with_metric}},
     )
+
+
+def _n_classes(run: Run) -> int | None:
+    n = run.record.get("data", {}).get("n_classes")
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def _majority(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """dataset -> the test split's majority-class scores (``metrics.majority``) from any of its records."""
+    out: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r.path):
+        maj = (run.metrics or {}).get("majority")
+        if isinstance(maj, dict) and run.dataset not in out:
+            out[run.dataset] = maj
+    return out
 
 
 def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = None) -> Group:
     by_row: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
     for run in runs:
         by_row[(run.dataset, run.backbone, run.strategy)].append(run)
-    rows = [build_row(rs, metric_override) for _, rs in sorted(by_row.items(), key=lambda kv: (
-        kv[0][0], kv[0][1], strategy_sort_key(kv[0][2])))]
+    majority = _majority(runs)
+    rows = [build_row(rs, metric_override, majority.get(rs[0].dataset)) for _, rs in sorted(
+        by_row.items(), key=lambda kv: (kv[0][0], kv[0][1], strategy_sort_key(kv[0][2])))]
     strategies = sorted({r.strategy for r in rows}, key=strategy_sort_key)
 
     by_case: dict[tuple[str, str], list[Row]] = defaultdict(list)
@@ -287,7 +323,11 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
         ranks = stats.average_ranks({s: r.mean for s, r in measured.items()})
         base = next((r for s, r in measured.items() if canonical_name(s) == BASELINE), None)
         deltas = {s: r.mean - base.mean for s, r in measured.items()} if base else {}
-        cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas))
+        means_all = {r.strategy: r.summary_all.mean for r in rs if r.summary_all.mean is not None}
+        base_all = next((v for s, v in means_all.items() if canonical_name(s) == BASELINE), None)
+        deltas_all = {s: v - base_all for s, v in means_all.items()} if base_all is not None else {}
+        cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas, means_all,
+                          deltas_all))
 
     group = Group(key, rows, cases, strategies, sorted(runs, key=lambda r: r.cell_id),
                   study_strategies=[s for s in strategies if canonical_name(s) in STUDY_ORDER], labels=_labels(runs))
@@ -295,19 +335,48 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
         rk = [c.ranks[s] for c in cases if s in c.ranks]
         if rk:
             group.avg_ranks[s] = (sum(rk) / len(rk), len(rk))
+    if cases:
+        group.common_strategies = [s for s in strategies if all(s in c.rows for c in cases)]
+        if group.common_strategies:
+            rk_common = [stats.average_ranks({s: c.rows[s].mean for s in group.common_strategies}) for c in cases]
+            group.avg_ranks_common = {s: sum(r[s] for r in rk_common) / len(rk_common)
+                                      for s in group.common_strategies}
     base = group.baseline
     if base is not None:
         for s in strategies:
-            if s == base:
-                continue
-            paired = [c for c in cases if s in c.rows and base in c.rows]
-            group.tests[s] = stats.wilcoxon_paired([c.rows[s].mean for c in paired],
-                                                   [c.rows[base].mean for c in paired])
-        adjusted = stats.holm({s: t["p"] for s, t in group.tests.items() if t["p"] is not None})
-        for s, t in group.tests.items():
-            t["p_holm"] = adjusted.get(s)
+            if s != base:
+                group.tests[s] = test_vs_baseline(cases, s, base)
+        for key in ("", "ok_only"):
+            family = {s: (t[key] if key else t) for s, t in group.tests.items()}
+            adjusted = stats.holm({s: t["p"] for s, t in family.items() if t["p"] is not None})
+            for s, t in family.items():
+                t["p_holm"] = adjusted.get(s)
     group.claims = compute_claims(group)
     return group
+
+
+def test_vs_baseline(cases: list[Case], strategy: str, base: str) -> dict[str, Any]:
+    """``strategy`` against FT at the independent unit, the dataset: per dataset, the mean over its backbones
+    of the case differences (strategy mean - FT mean over seeds), then a two-sided one-sample t-test over the
+    datasets. Failures counted (a failed or diverged seed scores the chance score); ``ok_only`` the same with
+    them dropped. ``within_case``: per case, Welch's t over seeds, evidence about that case only."""
+    def over_datasets(deltas: dict[tuple[str, str], float]) -> dict[str, Any]:
+        per_dataset = stats.dataset_means(deltas)
+        out = stats.t_test(list(per_dataset.values()), "two-sided")
+        out.update(cases=len(deltas), per_dataset=per_dataset)
+        return out
+
+    result = over_datasets({c.key: c.deltas_all[strategy] for c in cases if strategy in c.deltas_all})
+    result["failures_counted"] = True
+    result["ok_only"] = over_datasets({c.key: c.deltas[strategy] for c in cases if strategy in c.deltas})
+    within = []
+    for c in cases:
+        if strategy in c.rows and base in c.rows:
+            a, b = c.rows[strategy].values, c.rows[base].values
+            within.append({"dataset": c.dataset, "backbone": c.backbone, "seeds": [len(a), len(b)],
+                           "delta": c.deltas[strategy], "p": stats.welch_within_case(a, b)})
+    result["within_case"] = within
+    return result
 
 
 def _labels(runs: list[Run]) -> dict[str, str]:

@@ -153,10 +153,40 @@ class Run:
         return self.record["costs"]
 
     @property
+    def stage_order(self) -> list[str]:
+        """The stages in the order they ran: first appearance in ``epochs`` (a list, written in order). A JSON
+        object's key order says nothing (records are written with sorted keys)."""
+        order: list[str] = []
+        for entry in self.record.get("epochs") or []:
+            stage = entry.get("stage") if isinstance(entry, dict) else None
+            if isinstance(stage, str) and stage not in order:
+                order.append(stage)
+        return order
+
+    def last_stage_value(self, per_stage: dict[str, Any] | None) -> Any:
+        """The value of the last stage that ran among ``per_stage``'s keys (stage order from ``epochs``); None
+        when the order is unknown (several stages, none in ``epochs``), never the alphabetically last key."""
+        if not per_stage:
+            return None
+        ranked = [s for s in self.stage_order if s in per_stage]
+        if ranked:
+            return per_stage[ranked[-1]]
+        return next(iter(per_stage.values())) if len(per_stage) == 1 else None
+
+    @property
     def drift(self) -> float | None:
-        """||theta - theta0|| / ||theta0|| of the backbone at the end (the last stage's); None in older records."""
-        drift = self.record.get("drift")
-        return float(list(drift.values())[-1]) if drift else None
+        """||theta - theta0|| / ||theta0|| of the backbone at the end (the last stage's, in the order the stages
+        ran); None in older records or when the stage order cannot be told."""
+        value = self.last_stage_value(self.record.get("drift"))
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def probe_converged(self) -> bool | None:
+        """The linear probe's solve (an ``epochs`` entry with ``epochs: 0`` and a ``converged`` field): False when
+        any solve says it did not converge, True when all say so, None without a solve (or a reused head)."""
+        flags = [e["converged"] for e in self.record.get("epochs") or []
+                 if isinstance(e, dict) and e.get("epochs") == 0 and isinstance(e.get("converged"), bool)]
+        return None if not flags else all(flags)
 
     @property
     def environment(self) -> dict[str, Any]:

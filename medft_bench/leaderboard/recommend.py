@@ -1,15 +1,29 @@
-"""Answers per modality: for each modality x backbone of a group, the best strategy, the runner-up, whether
-their difference is significant, and the cheapest strategy within one confidence interval of the best.
+"""Answers per modality: for each modality x backbone of a group, the strategy selected on VALIDATION, its
+test score, whether it differs from the runner-up, and the cheapest strategy shown non-inferior to it.
 
 A strategy competes when it has a mean in every case (dataset) of the modality and backbone, so that all
-compare on the same datasets. Its score per seed is the mean over those datasets of that seed's test metric;
-mean, std and the 95% t interval are taken over the seeds every dataset has (:func:`stats.summarize`).
-Cost is the mean training seconds per seed over the datasets (a tuned group's: the whole learning-rate
-sweep, so tuning is paid for). Each group (tier, data, weights, image size, protocol) is answered on its own.
+compare on the same datasets. Its score per seed is the mean over those datasets of that seed's metric;
+mean, std and the 95% t interval are taken over the seeds every dataset has (:func:`stats.summarize`); a
+failed or diverged seed counts as the majority-class (chance) score, on validation and on test, so that a
+strategy that breaks is not recommended on its surviving seeds.
+
+Selection and test use different numbers: strategies are ranked by their validation score (the split the
+runs chose their checkpoints on), and every comparison is made on test. The unit of a comparison is the
+seed: per seed, the difference of the two strategies' scores (each a mean over the modality's datasets),
+paired by seed; the modality rarely has enough datasets (MedMNIST: one to three) for a test over datasets, so
+a recommendation speaks for these datasets, with seeds as replicates, not for other datasets of the modality.
+
+- best: the highest validation score (test when no validation metric is recorded, and then it says so);
+- significant?: best against runner-up (second on validation), two-sided paired t-test over seeds on test;
+- cheapest non-inferior: the least training time per seed among the strategies whose test score is
+  non-inferior to the best's by MARGIN: the lower end of the one-sided 95% t interval of (strategy - best)
+  over seeds is above -MARGIN (the best itself always qualifies). Cost is the mean training seconds per seed
+  over the datasets (a tuned group's: the whole learning-rate sweep, so tuning is paid for).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from medft_bench.leaderboard import stats
@@ -17,14 +31,18 @@ from medft_bench.leaderboard.aggregate import Group, Row
 from medft_bench.leaderboard.names import strategy_sort_key
 
 ALPHA = 0.05
+MARGIN = 0.01  # non-inferiority margin: 1 percentage point of the metric
+MIN_SEEDS = 3  # a paired t over seeds needs at least this many
 
 
 @dataclass(frozen=True)
 class Candidate:
     strategy: str
-    summary: stats.Summary  # over seeds, of the per-seed mean over the modality's datasets
-    by_seed: dict[tuple[str, int], float]  # (dataset, seed) -> value: the pairs a paired test uses
+    summary: stats.Summary  # test: over seeds, of the per-seed mean over the modality's datasets
+    by_seed: dict[int, float]  # seed -> test score (mean over the datasets): the pairs a paired test uses
+    val: float | None  # mean validation score over the same seeds (what the selection ranks by)
     train_s: float | None  # mean training seconds per seed over the datasets (tuned: the whole sweep)
+    by_pair: dict[tuple[str, int], float] | None = None  # (dataset, seed) -> test value
 
 
 @dataclass(frozen=True)
@@ -35,40 +53,56 @@ class Recommendation:
     metric: str  # the metric, or several joined with "/" when the datasets use different ones
     best: Candidate
     runner_up: Candidate | None
-    significant: bool | None  # best vs runner-up; None: undecided (too few pairs and overlapping CIs)
-    test: str  # how that was decided, e.g. "Wilcoxon p = 0.031 (9 pairs)" or why it was not
+    significant: bool | None  # best vs runner-up on test; None: not testable (fewer than MIN_SEEDS seeds)
+    test: str  # how that was decided, e.g. "paired t over 3 seeds, p = 0.031" or why it was not
     p: float | None
-    cheapest: Candidate | None  # the cheapest strategy whose mean is within the best's 95% CI; None without CI
+    cheapest: Candidate | None  # the cheapest non-inferior strategy; None when non-inferiority cannot be tested
     cheapest_note: str
     candidates: list[Candidate]
+    selected_on: str  # "validation" or "test (no validation metric recorded)"
 
 
 def _candidate(strategy: str, rows: list[Row]) -> Candidate | None:
-    per_dataset = [dict(zip(r.seeds, r.values)) for r in rows]
+    # failures counted: a failed or diverged seed scores the chance score on test and on validation
+    per_dataset = [{s: t for s, (t, _) in r.by_seed_all.items()} for r in rows]
+    per_dataset_val = [{s: v for s, (_, v) in r.by_seed_all.items()} for r in rows]
     seeds = sorted(set.intersection(*(set(d) for d in per_dataset)))
     if not seeds:
         return None
-    values = [sum(d[s] for d in per_dataset) / len(per_dataset) for s in seeds]
+    values = {s: sum(d[s] for d in per_dataset) / len(per_dataset) for s in seeds}
+    vals = [d.get(s) for d in per_dataset_val for s in seeds]
+    val = None if any(v is None for v in vals) else sum(vals) / len(vals)
     costs = [r.costs["train_s"] for r in rows]
-    return Candidate(strategy, stats.summarize(values),
-                     {(r.dataset, s): d[s] for r, d in zip(rows, per_dataset) for s in seeds},
-                     None if any(c is None for c in costs) else sum(costs) / len(costs))
+    return Candidate(strategy, stats.summarize(list(values.values())), values, val,
+                     None if any(c is None for c in costs) else sum(costs) / len(costs),
+                     {(r.dataset, s): d[s] for r, d in zip(rows, per_dataset) for s in seeds})
+
+
+def _diffs(a: Candidate, b: Candidate) -> list[float]:
+    return [a.by_seed[s] - b.by_seed[s] for s in sorted(a.by_seed.keys() & b.by_seed.keys())]
 
 
 def _significance(best: Candidate, other: Candidate) -> tuple[bool | None, str, float | None]:
-    pairs = sorted(best.by_seed.keys() & other.by_seed.keys())
-    test = stats.wilcoxon_paired([best.by_seed[k] for k in pairs], [other.by_seed[k] for k in pairs])
-    if test["p"] is not None:
-        return test["p"] < ALPHA, f"Wilcoxon p = {test['p']:.3g}, {len(pairs)} pairs", test["p"]
-    n_pairs = f"{len(pairs)} pair{'' if len(pairs) == 1 else 's'}"
-    why = (f"{n_pairs}, too few for Wilcoxon" if len(pairs) < stats.MIN_WILCOXON_CASES
-           else f"Wilcoxon: {test['note']}")
-    a, b = best.summary.ci, other.summary.ci
-    if a is not None and b is not None:
-        if a[0] > b[1] and not stats.same(a[0], b[1]):
-            return True, f"95% CIs disjoint; {why}", None
-        return None, f"95% CIs overlap; {why}", None
-    return None, f"no CI below {stats.MIN_SEEDS_CI} seeds; {why}", None
+    diffs = _diffs(best, other)
+    test = stats.t_test(diffs, "two-sided", min_n=MIN_SEEDS, unit="seeds")
+    if test["p"] is None:
+        return None, f"{test['note']}", None
+    return test["p"] < ALPHA, f"paired t over {test['n']} seeds, p = {test['p']:.3g}", test["p"]
+
+
+def non_inferior(candidate: Candidate, best: Candidate) -> bool | None:
+    """Is ``candidate`` non-inferior to ``best`` on test by MARGIN (one-sided 95% lower bound of the paired
+    difference over seeds above -MARGIN)? None with fewer than MIN_SEEDS paired seeds."""
+    if candidate is best:
+        return True
+    diffs = _diffs(candidate, best)
+    n = len(diffs)
+    if n < MIN_SEEDS:
+        return None
+    mean = math.fsum(diffs) / n
+    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1))
+    lower = mean - stats.t_quantile(1 - ALPHA, n - 1) * sd / math.sqrt(n)
+    return lower > -MARGIN and not stats.same(lower, -MARGIN)
 
 
 def _cost_key(c: Candidate) -> tuple[float, float, tuple[int, str]]:
@@ -87,20 +121,25 @@ def recommend(group: Group) -> list[Recommendation]:
         candidates = [cand for s in strategies if (cand := _candidate(s, [c.rows[s] for c in cases])) is not None]
         if not candidates:
             continue
-        ranked = sorted(candidates, key=lambda c: (-(c.summary.mean or 0.0), _cost_key(c)))
+        on_val = all(c.val is not None for c in candidates)
+        score = (lambda c: c.val) if on_val else (lambda c: c.summary.mean or 0.0)
+        ranked = sorted(candidates, key=lambda c: (-score(c), _cost_key(c)))
         best, runner = ranked[0], (ranked[1] if len(ranked) > 1 else None)
         if runner is None:
             significant, test, p = None, "no runner-up", None
         else:
             significant, test, p = _significance(best, runner)
-        if best.summary.ci is None:
-            cheapest, note = None, f"no CI: the best has {best.summary.n} seed(s), a CI needs {stats.MIN_SEEDS_CI}"
+        verdicts = {c.strategy: non_inferior(c, best) for c in candidates}
+        if best.summary.n < MIN_SEEDS:
+            cheapest = None
+            note = f"not testable: the best has {best.summary.n} seed(s), non-inferiority needs {MIN_SEEDS}"
         else:
-            within = [c for c in candidates if c.summary.mean is not None and
-                      (c.summary.mean >= best.summary.ci[0] or stats.same(c.summary.mean, best.summary.ci[0]))]
+            within = [c for c in candidates if verdicts[c.strategy]]
             cheapest = min(within, key=_cost_key)
-            note = "the best itself" if cheapest is best else f"{len(within)} within the best's 95% CI"
+            note = ("the best itself" if cheapest is best else
+                    f"{len(within)} non-inferior within {MARGIN * 100:g} pp (one-sided 95%, paired over seeds)")
         metrics = sorted({c.metric for c in cases})
         out.append(Recommendation(modality, backbone, sorted(c.dataset for c in cases), "/".join(metrics), best,
-                                  runner, significant, test, p, cheapest, note, ranked))
+                                  runner, significant, test, p, cheapest, note, ranked,
+                                  "validation" if on_val else "test (no validation metric recorded)"))
     return out

@@ -75,9 +75,10 @@ def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric
     recs = recommendation_tables(groups)
     if recs:
         out += ["## Which strategy for my modality and backbone?", "",
-                "For each modality and backbone: the best strategy with its mean ± half the 95% CI, the runner-up, "
-                "whether they differ significantly, and the cheapest strategy within the best's CI, at what "
-                "training cost. Each group (tier, data, weights, image size, protocol) is answered on its own.", ""]
+                "For each modality and backbone: the best strategy (selected on validation) with its test mean ± "
+                "half the 95% CI, the runner-up, whether they differ significantly on test (paired over seeds), "
+                "and the cheapest strategy non-inferior to the best within the stated margin, at what training "
+                "cost. Each group (tier, data, weights, image size, protocol) is answered on its own.", ""]
         out += [table_md(t, level=3) for t in recs]
     out += ["## Tables", "", "| tier | image size | data | weights | protocol | ok | diverged | failed | datasets "
             "| backbones | strategies | page |",

@@ -3,7 +3,9 @@
 - mean over seeds, sample standard deviation (ddof=1; undefined for one seed), and a 95% confidence
   interval for the mean from Student's t (``scipy.stats.t``), only when there are at least 3 seeds;
 - ranks within a case, higher metric = rank 1, ties share the average of the ranks they span;
-- the paired Wilcoxon signed-rank test of a strategy against FT across cases (at least 6 paired cases);
+- tests at the independent unit, the dataset (:func:`dataset_means`, :func:`t_test`, :func:`sign_flip_test`),
+  within-case seed evidence (:func:`welch_within_case`) and the score a failed seed counts as
+  (:func:`chance_score`);
 - Holm's step-down adjustment of those p-values within one table;
 - the majority-class flag (:func:`majority_flag`, from :mod:`medft_bench.gates`);
 - the Pareto frontier of (cost, score) points.
@@ -11,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +23,6 @@ from medft_bench.gates import MULTI_LABEL as MULTI_LABEL
 from medft_bench.gates import majority_flag as majority_flag
 
 MIN_SEEDS_CI = 3
-MIN_WILCOXON_CASES = 6
 CI_LEVEL = 0.95
 TIE_DECIMALS = 9  # means equal to this many decimals tie (float noise is not a difference)
 
@@ -49,11 +51,24 @@ def summarize(values: list[float]) -> Summary:
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1))
     ci = None
     if n >= MIN_SEEDS_CI:
-        from scipy.stats import t
-
-        half = float(t.ppf(0.5 + CI_LEVEL / 2, n - 1)) * std / math.sqrt(n)
+        half = t_quantile(0.5 + CI_LEVEL / 2, n - 1) * std / math.sqrt(n)
         ci = (mean - half, mean + half)
     return Summary(n, mean, std, ci)
+
+
+@functools.lru_cache(maxsize=4096)
+def t_quantile(q: float, df: float) -> float:
+    """Student's t quantile (``scipy.special.stdtrit``, the ufunc behind ``scipy.stats.t.ppf``), cached."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
+
+
+def t_sf(x: float, df: float) -> float:
+    """P(T > x) for Student's t with ``df`` degrees of freedom (``scipy.special.stdtr``)."""
+    from scipy.special import stdtr
+
+    return float(stdtr(df, -x))
 
 
 def average_ranks(scores: dict[str, float]) -> dict[str, float]:
@@ -69,32 +84,6 @@ def average_ranks(scores: dict[str, float]) -> dict[str, float]:
 
 def same(a: float, b: float) -> bool:
     return round(a, TIE_DECIMALS) == round(b, TIE_DECIMALS)
-
-
-def wilcoxon_paired(x: list[float], y: list[float], min_n: int = MIN_WILCOXON_CASES) -> dict[str, Any]:
-    """Two-sided paired Wilcoxon signed-rank test of ``x`` against ``y`` (scipy defaults: zero differences
-    dropped, exact distribution for small n without ties). ``note`` says why there is no p-value."""
-    n = len(x)
-    diffs = [a - b for a, b in zip(x, y)]
-    out: dict[str, Any] = {"n": n, "statistic": None, "p": None, "note": None,
-                           "median_delta": _median(diffs) if diffs else None}
-    if n < min_n:
-        out["note"] = f"n too small ({n} < {min_n} paired cases)"
-        return out
-    if all(same(d, 0.0) for d in diffs):
-        out["note"] = "all paired differences are zero"
-        return out
-    from scipy.stats import wilcoxon
-
-    try:
-        # on differences rounded like ranks, so that float noise does not break ties between |differences|
-        res = wilcoxon([round(d, TIE_DECIMALS) for d in diffs], alternative="two-sided")
-    except ValueError as exc:  # pragma: no cover - scipy refuses a degenerate sample
-        out["note"] = f"test not possible ({exc})"
-        return out
-    out["statistic"] = float(res.statistic)
-    out["p"] = float(res.pvalue)
-    return out
 
 
 def holm(pvalues: dict[str, float]) -> dict[str, float]:
@@ -123,3 +112,122 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
         if not dominated:
             front.add(k)
     return front
+
+
+# --- Tests at the independent unit: the dataset --------------------------------------------------------------
+#
+# A dataset's backbones share its effect (a strategy that suits a dataset tends to suit it on every backbone),
+# so (dataset, backbone) cases are not independent draws; seeds are replicates within a case. Every test of a
+# strategy against FT, and every claim, therefore takes one number per dataset (the mean over its backbones of
+# the case differences, each a difference of means over seeds) and tests over datasets.
+
+ALPHA = 0.05
+MIN_DATASETS = 3  # a t-test over datasets needs at least this many (n = 2: one degree of freedom, no power)
+
+
+def dataset_means(per_case: dict[tuple[str, str], float]) -> dict[str, float]:
+    """(dataset, backbone) -> value, averaged over each dataset's backbones: one value per dataset."""
+    by_dataset: dict[str, list[float]] = {}
+    for (dataset, _), v in sorted(per_case.items()):
+        by_dataset.setdefault(dataset, []).append(v)
+    return {d: math.fsum(vs) / len(vs) for d, vs in by_dataset.items()}
+
+
+def t_test(values: list[float], alternative: str = "two-sided", min_n: int = MIN_DATASETS,
+           level: float = 1 - ALPHA, unit: str = "datasets") -> dict[str, Any]:
+    """One-sample t-test of ``values`` (one per independent unit) against 0, with a ``level`` t interval.
+
+    Every value counts, zeros included (the n reported is the n tested). ``note`` says why there is no p."""
+    vals = [round(float(v), TIE_DECIMALS) for v in values]
+    n = len(vals)
+    out: dict[str, Any] = {"n": n, "unit": unit, "mean": math.fsum(vals) / n if n else None, "std": None,
+                           "t": None, "p": None, "ci": None, "ci_level": level, "alternative": alternative,
+                           "note": None}
+    if n < min_n:
+        shown = unit[:-1] if n == 1 and unit.endswith("s") else unit
+        out["note"] = f"not testable: n = {n} {shown} (a test needs >= {min_n})"
+        return out
+    std = math.sqrt(math.fsum((v - out["mean"]) ** 2 for v in vals) / (n - 1))
+    out["std"] = std
+    if same(std, 0.0):
+        out["note"] = ("all differences are zero" if same(out["mean"], 0.0)
+                       else f"no spread over the {n} {unit}: a t-test is undefined")
+        return out
+    se = std / math.sqrt(n)
+    tstat = out["mean"] / se
+    p = _p_value(tstat, n - 1, alternative)
+    half = t_quantile(0.5 + level / 2, n - 1) * se
+    out.update(t=tstat, p=p, ci=(out["mean"] - half, out["mean"] + half))
+    return out
+
+
+def sign_flip_test(values: list[float], alternative: str = "greater", n_random: int = 20000,
+                   seed: int = 0) -> dict[str, Any]:
+    """Sign-flip permutation test of the mean of ``values`` (one per independent unit, symmetric about 0 under
+    the null): exact over every sign vector up to 16 units, else ``n_random`` seeded flips. ``min_p`` is the
+    smallest p the test can give (1 / 2^(non-zero values)): at or above ALPHA it cannot reject at all."""
+    import numpy as np
+
+    vals = np.array([round(float(v), TIE_DECIMALS) for v in values], dtype=float)
+    n = len(vals)
+    nonzero = int(np.count_nonzero(vals))
+    observed = float(vals.mean()) if n else 0.0
+    if n == 0:
+        return {"n": 0, "statistic": None, "p": None, "min_p": 1.0}
+    if n <= 16:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+    else:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_random, n))
+    stats_ = (signs * vals).mean(axis=1)
+    eps = 10.0 ** -TIE_DECIMALS
+    if alternative == "greater":
+        p = float(np.mean(stats_ >= observed - eps))
+    elif alternative == "less":
+        p = float(np.mean(stats_ <= observed + eps))
+    else:
+        p = float(np.mean(np.abs(stats_) >= abs(observed) - eps))
+    return {"n": n, "statistic": observed, "p": p, "min_p": 2.0 ** -nonzero if alternative != "two-sided"
+            else min(1.0, 2.0 ** (1 - nonzero))}
+
+
+def _p_value(tstat: float, df: float, alternative: str) -> float:
+    if alternative == "greater":
+        return t_sf(tstat, df)
+    if alternative == "less":
+        return t_sf(-tstat, df)
+    return min(1.0, 2 * t_sf(abs(tstat), df))
+
+
+def welch_within_case(x: list[float], y: list[float], alternative: str = "two-sided") -> float | None:
+    """Welch's t-test of one case's seeds (``x`` against ``y``; as ``scipy.stats.ttest_ind(equal_var=False)``):
+    within-case evidence only, seeds being replicates of one (dataset, backbone) case; None with fewer than 2
+    seeds a side or no spread in either."""
+    nx, ny = len(x), len(y)
+    if nx < 2 or ny < 2:
+        return None
+    mx, my = math.fsum(x) / nx, math.fsum(y) / ny
+    vx = math.fsum((v - mx) ** 2 for v in x) / (nx - 1) / nx
+    vy = math.fsum((v - my) ** 2 for v in y) / (ny - 1) / ny
+    if vx + vy <= 1e-2 * 10 ** (-2 * TIE_DECIMALS):
+        return None
+    df = (vx + vy) ** 2 / (vx ** 2 / (nx - 1) + vy ** 2 / (ny - 1))
+    p = _p_value((mx - my) / math.sqrt(vx + vy), df, alternative)
+    return p if math.isfinite(p) else None
+
+
+def chance_score(metric: str, task: str, n_classes: int | None, majority: dict[str, Any] | None) -> float:
+    """The score a failed or diverged seed counts as: what predicting the majority class scores.
+    balanced accuracy: 1 / classes (0.5 multi-label); AUC: 0.5; ACC: the test split's majority share (from
+    the dataset's records), else 1 / classes; macro F1 and mAP (no such score recorded): 0, the worst."""
+    majority = majority or {}
+    if metric == "auc":
+        return 0.5
+    if metric == "balanced_acc":
+        if isinstance(majority.get("balanced_acc"), (int, float)):
+            return float(majority["balanced_acc"])
+        return 0.5 if task == MULTI_LABEL or not n_classes else 1.0 / n_classes
+    if metric == "acc":
+        if isinstance(majority.get("acc"), (int, float)):
+            return float(majority["acc"])
+        return 1.0 / n_classes if n_classes else 0.0
+    return 0.0

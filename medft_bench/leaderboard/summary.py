@@ -9,8 +9,9 @@ from typing import Any
 from medft_bench.io import json_safe
 from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
 from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
-from medft_bench.leaderboard.recommend import Candidate, recommend
-from medft_bench.leaderboard.stats import CI_LEVEL, MIN_SEEDS_CI, MIN_WILCOXON_CASES
+from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
+from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
+from medft_bench.leaderboard.stats import CI_LEVEL, MIN_DATASETS, MIN_SEEDS_CI
 
 
 def _row(r: Row, g: Group) -> dict[str, Any]:
@@ -40,7 +41,9 @@ def _group(g: Group, plots: dict[str, str]) -> dict[str, Any]:
                    "means": {s: r.mean for s, r in c.rows.items()}, "ranks": c.ranks, "delta_vs_ft": c.deltas}
                   for c in g.cases],
         "average_ranks": {s: {"rank": v[0], "cases": v[1]} for s, v in g.avg_ranks.items()},
-        "wilcoxon_vs_ft": g.tests,
+        "tests_vs_ft": g.tests,  # per strategy: p, p_holm (failures counted), ok_only.{p, p_holm}, within_case
+        "common_strategies": g.common_strategies,
+        "average_ranks_common": g.avg_ranks_common,
         "claims": [asdict(c) for c in g.claims],
         "recommendations": _recommendations(g),
     }
@@ -51,14 +54,14 @@ def _candidate(c: Candidate | None, g: Group) -> dict[str, Any] | None:
         return None
     s = c.summary
     return {"strategy": c.strategy, "strategy_label": g.label(c.strategy), "n": s.n, "mean": s.mean, "std": s.std,
-            "ci95": list(s.ci) if s.ci else None, "train_s": c.train_s}
+            "ci95": list(s.ci) if s.ci else None, "train_s": c.train_s, "val": c.val}
 
 
 def _recommendations(g: Group) -> list[dict[str, Any]]:
     return [{"modality": r.modality, "backbone": r.backbone, "datasets": r.datasets, "metric": r.metric,
              "best": _candidate(r.best, g), "runner_up": _candidate(r.runner_up, g), "significant": r.significant,
-             "test": r.test, "p": r.p, "cheapest_within_ci": _candidate(r.cheapest, g),
-             "cheapest_note": r.cheapest_note}
+             "test": r.test, "p": r.p, "cheapest_non_inferior": _candidate(r.cheapest, g),
+             "cheapest_note": r.cheapest_note, "selected_on": r.selected_on, "margin": MARGIN}
             for r in recommend(g)]
 
 
@@ -73,13 +76,21 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
             "std": "sample standard deviation over seeds (ddof=1); null for one seed",
             "ci95": f"mean +/- t({0.5 + CI_LEVEL / 2}, n-1) * std / sqrt(n), only for n >= {MIN_SEEDS_CI}",
             "ranks": "within a (dataset, backbone) case; higher metric = rank 1; ties get the average rank",
-            "wilcoxon": f"two-sided paired signed-rank test of case means vs FT (scipy), n >= {MIN_WILCOXON_CASES}",
-            "excluded": "diverged and failed cells are listed and excluded from means and ranks",
+            "tests_vs_ft": "unit = dataset: per dataset the mean over its backbones of (strategy - FT) case means "
+                           "over seeds; two-sided one-sample t-test over datasets (n = datasets tested, zeros "
+                           f"included, n >= {MIN_DATASETS}); p_holm: Holm over the group's strategies; failures "
+                           "counted as the chance score (ok_only: dropped); within_case: Welch t over one case's "
+                           "seeds (replicates of that case only)",
+            "failures": "means, ranks, std, CI: ok seeds only (failed and diverged listed); tests, claims, "
+                        "recommendations: a failed or diverged seed counts as the majority-class (chance) "
+                        "score: balanced accuracy 1/classes, AUC 0.5, ACC the majority share, F1/mAP 0; claims "
+                        "also without failures",
             "recommendations": "per modality x backbone: strategies with a result on every dataset of the modality; "
-                               "score per seed = mean over the datasets; best = highest mean; significant: paired "
-                               "Wilcoxon best vs runner-up over (dataset, seed) pairs (n >= 6, p < 0.05), else "
-                               "disjoint 95% CIs (true) or undecided (null); cheapest_within_ci: least train_s whose "
-                               "mean >= the best's CI lower end (null without a CI)",
+                               "score per seed = mean over the datasets; best and runner_up ranked by VALIDATION "
+                               "score (selected_on), compared on test; significant: two-sided paired t over seeds "
+                               f"(n >= {MIN_SEEDS_REC}, p < 0.05; null: not testable); cheapest_non_inferior: least "
+                               "train_s among strategies whose one-sided 95% lower bound of (strategy - best) over "
+                               f"seeds on test is above -margin ({MARGIN}); unit: seeds on these datasets",
         },
         "metadata": meta,
         "problems": [asdict(p) for p in inputs.problems],

@@ -19,8 +19,9 @@ from medft_bench.leaderboard.aggregate import (
 from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
-from medft_bench.leaderboard.recommend import Candidate, recommend
-from medft_bench.leaderboard.stats import MIN_WILCOXON_CASES, same
+from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
+from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
+from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, same
 
 DASH = "—"
 MAJORITY_MARK = "†"
@@ -227,32 +228,57 @@ def strategy_table(group: Group) -> Table:
     base = group.baseline
     order = sorted(group.strategies, key=lambda s: (group.avg_ranks.get(s, (float("inf"), 0))[0],
                                                      group.strategies.index(s)))
+    common = group.common_strategies
     rows = []
     for s in order:
         ar = group.avg_ranks.get(s)
-        cells = [cell(group.label(s)), cell(DASH if ar is None else f"{ar[0]:.2f}"), cell(0 if ar is None else ar[1])]
+        rc = group.avg_ranks_common.get(s)
+        cells = [cell(group.label(s)), cell(DASH if ar is None else f"{ar[0]:.2f}"), cell(0 if ar is None else ar[1]),
+                 cell(DASH if rc is None else f"{rc:.2f}")]
         if base is None or s == base:
-            cells += [*(cell(DASH) for _ in range(5)), cell("baseline" if s == base else "no FT")]
+            cells += [*(cell(DASH) for _ in range(7)), cell("baseline" if s == base else "no FT")]
         else:
             deltas = [cs.deltas[s] for cs in group.cases if s in cs.deltas]
             wins = sum(1 for d in deltas if d > 0 and not same(d, 0))
             ties = sum(1 for d in deltas if same(d, 0))
-            mean_d = sum(deltas) / len(deltas) if deltas else None
             t = group.tests.get(s, {})
+            ok = t.get("ok_only", {})
             p = t.get("p")
-            cells += [cell(pp(mean_d), delta_style(mean_d) if mean_d is not None else None),
-                      cell(f"{wins}/{ties}/{len(deltas) - wins - ties}"),
+            ci = t.get("ci")
+            mean_d = t.get("mean")
+            within = [w for w in t.get("within_case", []) if w["p"] is not None and w["p"] < ALPHA]
+            up = sum(1 for w in within if w["delta"] > 0)
+            cells += [cell(f"{wins}/{ties}/{len(deltas) - wins - ties}"),
                       cell(t.get("n", 0)),
-                      cell(DASH if p is None else f"{p:.4f}", "pos" if p is not None and p < 0.05 else None),
-                      cell(DASH if t.get("p_holm") is None else f"{t['p_holm']:.4f}"),
-                      cell(t.get("note") or f"W = {t['statistic']:g}", "muted" if t.get("note") else None)]
+                      cell(DASH if mean_d is None else pp(mean_d) + ("" if ci is None else
+                                                                    f" [{pp(ci[0])}, {pp(ci[1])}]"),
+                           delta_style(mean_d) if mean_d is not None else None),
+                      cell(DASH if p is None else f"{p:.4f}"),
+                      cell(DASH if t.get("p_holm") is None else f"{t['p_holm']:.4f}",
+                           "pos" if t.get("p_holm") is not None and t["p_holm"] < ALPHA else None),
+                      cell(DASH if ok.get("p_holm") is None else f"{ok['p_holm']:.4f}"),
+                      cell(f"{up}+ / {len(within) - up}− of {len(t.get('within_case', []))}"),
+                      cell(t.get("note") or f"t = {t['t']:.2f}, {t['n']} datasets", "muted" if t.get("note") else None)]
         rows.append(cells)
+    common_note = (f"avg rank (common): ranks within each case among the {len(common)} strategies present in every "
+                   "case, averaged over all cases (one competitor set); avg rank: over each strategy's own cases."
+                   if common else "avg rank (common): no strategy is present in every case.")
     return Table("strategies", title(group, "Strategies against FT"),
-                 [left("strategy", key=True), right("avg rank"), right("cases"), right("mean Δ vs FT (pp)"),
-                  right("wins/ties/losses"), right("paired n"), right("Wilcoxon p"), right("p (Holm)"), left("test")],
+                 [left("strategy", key=True), right("avg rank"), right("cases"), right("avg rank (common)"),
+                  right("wins/ties/losses (cases)"), right("datasets n"),
+                  right("mean Δ vs FT over datasets (pp) [95% CI]"),
+                  right("t-test p"), right("p (Holm)"), right("p (Holm), failures dropped"),
+                  right(f"within-case seeds p < {ALPHA}"), left("test")],
                  rows, caption=metric_desc(group),
-                 notes=[f"Two-sided paired Wilcoxon signed-rank test (scipy) of case means against FT, only with "
-                        f">= {MIN_WILCOXON_CASES} paired cases; p (Holm) adjusts for the strategies tested here."])
+                 notes=["Test against FT at the independent unit, the DATASET (a dataset's backbones share its "
+                        "effect, so cases are not independent): per dataset the mean over its backbones of the case "
+                        "Δ (means over seeds, a failed or diverged seed counted as the majority-class score), then a "
+                        f"two-sided one-sample t-test over datasets (n = datasets, every one tested, zero differences "
+                        f"included; fewer than {MIN_DATASETS} datasets: not testable). p (Holm) adjusts for the "
+                        "strategies tested here; 'failures dropped': the same test on ok seeds only.",
+                        "within-case seeds: cases where Welch's t over seeds (seeds as replicates of ONE case) gives "
+                        f"p < {ALPHA}, above (+) or below (−) FT: evidence about those cases, not across datasets.",
+                        common_note])
 
 
 def details_table(group: Group, all_metrics: bool = False) -> Table:
@@ -272,6 +298,8 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
             flags.append(f"no {r.metric} {len(r.no_metric)}")
         if r.costs.get("kept_start"):
             flags.append(f"kept stage start {r.costs['kept_start']}/{len(r.ok)}")
+        if unconverged_probes(r):
+            flags.append(f"{UNCONVERGED_MARK} probe not converged {unconverged_probes(r)}/{len(r.ok)}")
         if r.costs.get("chosen_lr"):
             flags.append("lr " + ", ".join(f"{lr:g}" for lr in r.costs["chosen_lr"]))
         cells = [cell(r.dataset), cell(r.backbone), cell(group.label(r.strategy)), cell(s.n),
@@ -309,17 +337,19 @@ def _method_note(text: str) -> str:
 
 
 def _claim_style(verdict: str) -> str:
-    if verdict.startswith(NOT_ENOUGH):
-        return "warn"
-    return "neg" if verdict.startswith("not consistent") else "pos"
+    if verdict.startswith("consistent"):
+        return "pos"
+    return "neg" if verdict.startswith("not consistent") else "warn"
 
 
 def claims_table(group: Group) -> Table:
-    rows = [[cell(cl.statement), cell(cl.study), cell(cl.ours), cell(cl.verdict, _claim_style(cl.verdict))]
+    rows = [[cell(cl.statement), cell(cl.study), cell(cl.ours), cell(cl.verdict, _claim_style(cl.verdict)),
+             cell(cl.verdict_without_failures, _claim_style(cl.verdict_without_failures))]
             for cl in group.claims]
     return Table("claims", title(group, "The study's claims, recomputed"),
-                 [left("claim", key=True, wrap=56), left("study", wrap=56), left("ours", wrap=56),
-                  left("verdict", wrap=56)], rows, caption=metric_desc(group),
+                 [left("claim", key=True, wrap=48), left("study", wrap=32), left("ours", wrap=56),
+                  left("verdict (failures counted)", wrap=56), left("verdict without failures", wrap=48)], rows,
+                 caption=metric_desc(group),
                  notes=["Study: " + SOURCE + "; comparisons of means over seeds within this group only.",
                         *(_method_note(m) for m in METHOD)])
 
@@ -335,8 +365,8 @@ def claims_overview(groups: list[Group]) -> Table:
         rows.append(cells)
     return Table("claims-overview", "The study's claims, recomputed per group",
                  [left("group", key=True, wrap=48), left("LP-FT beats FT (study: > 50% of cases)", wrap=48),
-                  left("largest Auto-RGN gain over FT (study: up to 11%)", wrap=48),
-                  left("best alternative's gain by backbone (study: DenseNet-121 gains most)", wrap=48)],
+                  left("Auto-RGN gain over FT by modality (study: up to 11%)", wrap=48),
+                  left("alternatives' gain by backbone (study: DenseNet-121 gains most)", wrap=48)],
                  rows, caption="metric: each group's (see its page)", notes=[_method_note(m) for m in METHOD])
 
 
@@ -416,9 +446,12 @@ def frozen_reference_table(group: Group) -> Table | None:
                         and r.mean < lp.mean and not same(r.mean, lp.mean)), key=strategy_sort_key)
         lpft_gap = lpft.mean - lp.mean if lpft is not None and lp is not None else None
         cosine = _feature_cosine([r for r in (lp, knn) if r is not None])
+        unconverged = unconverged_probes(lp) if lp is not None else 0
+        lp_text = pct(lp.mean if lp else None) + (f" {UNCONVERGED_MARK} {unconverged}/{len(lp.ok)}"
+                                                  if lp is not None and unconverged else "")
         rows.append([cell(case.dataset), cell(case.backbone),
                      cell(DASH if cosine is None else f"{cosine:.2f}", "warn" if (cosine or 0) >= COLLINEAR else None),
-                     cell(pct(knn.mean if knn else None)), cell(pct(lp.mean if lp else None)),
+                     cell(pct(knn.mean if knn else None)), cell(lp_text, "warn" if unconverged else None),
                      cell(pp(gap), "warn" if gap is not None and gap < -FROZEN_GAP else None),
                      cell(pp(lpft_gap), "warn" if lpft_gap is not None and lpft_gap < 0 and not same(lpft_gap, 0.0)
                        else None),
@@ -435,7 +468,18 @@ def frozen_reference_table(group: Group) -> Table | None:
                         f"head.feature_cosine). At {COLLINEAR:.1f} or above, every image points the same "
                         "way and the classes live in a small difference that a step moving every image alike erases: "
                         "training the backbone, or a head by Adam, is then fragile (docs/strategies.md, 'Reading the "
-                        "smoke tier')."])
+                        "smoke tier').",
+                        f"{UNCONVERGED_MARK} k/n: in k of the n ok seeds the probe's solve says it did not converge "
+                        "(the record's solve entry in epochs, converged: false): LP, and LP − kNN, are then a lower "
+                        "bound of what the frozen features allow, not the converged probe."])
+
+
+UNCONVERGED_MARK = "‡"
+
+
+def unconverged_probes(row: Row) -> int:
+    """How many of ``row``'s ok seeds have a linear-probe solve that says it did not converge."""
+    return sum(1 for r in row.ok if r.probe_converged is False)
 
 
 def _feature_cosine(rows: list[Any]) -> float | None:
@@ -506,7 +550,7 @@ def recommendation_table(group: Group) -> Table | None:
     for rec in recommend(group):
         best, runner = rec.best, rec.runner_up
         diff = None if runner is None else best.summary.mean - runner.summary.mean
-        verdict = {True: "yes", False: "no", None: "undecided"}[rec.significant]
+        verdict = {True: "yes", False: "no", None: "not testable"}[rec.significant]
         rows.append([cell(rec.modality), cell(rec.backbone), cell(", ".join(rec.datasets)), cell(_scored(group, best)),
                      cell(_cost_text(best)), cell(_scored(group, runner)), cell(pp(diff)),
                      cell(f"{verdict} ({rec.test})" if runner else rec.test, "pos" if rec.significant else "muted"),
@@ -515,19 +559,24 @@ def recommendation_table(group: Group) -> Table | None:
                      cell(_cost_text(rec.cheapest))])
     if not rows:
         return None
+    selected = sorted({rec.selected_on for rec in recommend(group)})
     return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),
-                 [left("modality", key=True), left("backbone", key=True), left("datasets"), left("best"),
-                  right("train s"), left("runner-up"), right("Δ (pp)"), left("significant?"),
-                  left("cheapest within the best's CI"), right("its train s")], rows, caption=metric_desc(group),
+                 [left("modality", key=True), left("backbone", key=True), left("datasets"),
+                  left("best (selected on validation)"), right("train s"), left("runner-up"), right("Δ test (pp)"),
+                  left("significant?"), left(f"cheapest non-inferior (margin {MARGIN * 100:g} pp)"),
+                  right("its train s")], rows, caption=metric_desc(group),
                  notes=["Per modality and backbone, the strategies with a result on every dataset of the modality; "
-                        "score per seed = mean over those datasets, shown as mean ± half the 95% t interval over "
-                        "seeds (n = seeds; no ± below 3 seeds).",
-                        "significant?: paired Wilcoxon test of best against runner-up over (dataset, seed) pairs "
-                        f"(>= {MIN_WILCOXON_CASES} pairs, p < 0.05); with fewer pairs, disjoint 95% CIs count as "
-                        "significant and overlapping ones leave it undecided.",
-                        "cheapest within the best's CI: the strategy with the least training time per seed whose "
-                        "mean reaches the lower end of the best's 95% CI (tuned protocol: train s is the whole "
-                        "learning-rate sweep)."])
+                        "score per seed = mean over those datasets; shown: the TEST score, mean ± half the 95% t "
+                        "interval over seeds (n = seeds; no ± below 3 seeds).",
+                        "best and runner-up: ranked by the VALIDATION score (selected on: " + ", ".join(selected)
+                        + "), so that the test comparisons do not test the numbers that chose the winner.",
+                        "significant?: two-sided paired t-test of best against runner-up over seeds, on test "
+                        f"(>= {MIN_SEEDS_REC} seeds). The unit is the seed: these datasets, not other datasets of "
+                        "the modality (too few datasets per modality for a test over datasets).",
+                        f"cheapest non-inferior: among the strategies whose test score is non-inferior to the best's "
+                        f"by {MARGIN * 100:g} pp (one-sided 95% lower bound of the paired difference over seeds above "
+                        f"−{MARGIN * 100:g} pp; the best itself qualifies), the one with the least training time per "
+                        "seed (tuned protocol: train s is the whole learning-rate sweep)."])
 
 
 def recommendation_tables(groups: list[Group]) -> list[Table]:
