@@ -10,6 +10,8 @@ from medft_bench.config import CellConfig, check_numbers, check_protocol, freeze
 from medft_bench.errors import MedftError
 from medft_bench.tiers import Tier
 
+BOTH = "both"  # --protocol both: the study's cells, and the tier's tuned cells under the tuned protocol too
+
 
 @dataclass
 class GridOptions:
@@ -26,7 +28,8 @@ class GridOptions:
     # Generated MedMNIST-format data in place of the real files; the dict holds split sizes ({} = the tier's or
     # the generator's defaults). Records say synthetic, so the leaderboard keeps them apart.
     synthetic: dict[str, int] | None = None
-    # study | tuned: every cell under that protocol; None: the study's cells plus the tier's tuned_cells.
+    # study | tuned: every cell under that protocol; both: the study's cells plus the tier's tuned_cells under
+    # the tuned protocol as well; None: study. A tier runs exactly what was selected.
     protocol: str | None = None
     lr_grid: tuple[float, ...] | None = None  # the tuned protocol's learning rates (None: the tier's/strategy's)
     params: dict[str, Any] = field(default_factory=dict)  # strategy parameters (--param) over the tier's
@@ -73,7 +76,8 @@ def build_grid(tier: Tier, opts: GridOptions | None = None, *, check: bool = Tru
     from medft_bench.strategies.registry import get_strategy, strategy_names
 
     opts = opts or GridOptions()
-    check_protocol(opts.protocol)
+    if opts.protocol != BOTH:
+        check_protocol(opts.protocol)
     if opts.lr_grid and opts.protocol != "tuned":
         raise MedftError("--lr-grid applies to the tuned protocol only: add --protocol tuned")
     strategies = opts.strategies or list(tier.strategies or strategy_names())
@@ -97,10 +101,10 @@ def build_grid(tier: Tier, opts: GridOptions | None = None, *, check: bool = Tru
         for size in sizes:
             for backbone in opts.backbones or tier.backbones:
                 for strategy in strategies:
-                    if opts.protocol is not None:
-                        protocols = [opts.protocol]
-                    else:
+                    if opts.protocol == BOTH:
                         protocols = ["study", *(["tuned"] if (backbone, strategy) in tier.tuned_cells else [])]
+                    else:
+                        protocols = [opts.protocol or "study"]
                     for seed in opts.seeds if opts.seeds is not None else tier.seeds:
                         for protocol in protocols:
                             cell = tier.cell(dataset, size, backbone, strategy, seed, opts.train, protocol)

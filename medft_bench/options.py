@@ -43,9 +43,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--seeds", "comma-separated seeds (default: the tier's)", {"metavar": "N,..."}, aliases=("--seed",)),
     Option("--img-size", "comma-separated image sizes of the dataset files (MedMNIST: 28, 64, 128, 224; "
            "default: the tier's, a folder dataset's own size)", {"metavar": "PX,..."}),
-    Option("--protocol", "study: the study's fixed learning rate; tuned: each strategy at its best learning rate "
-           "on validation (a sweep per cell). Default: the study's cells plus the tier's tuned cells "
-           "(smoke: FT and LP-FT on ResNet-50)", {"metavar": "study|tuned"}),
+    Option("--protocol", "study (default): the study's fixed learning rate; tuned: each strategy at its best "
+           "learning rate on validation (a sweep per cell); both: the study's cells plus the tier's own tuned cells "
+           "(smoke: FT and LP-FT on ResNet-50, FT and L2-SP on VGG-19)", {"metavar": "study|tuned|both"}),
     Option("--lr-grid", "the tuned protocol's learning rates (default: the tier's, else each strategy's own)",
            {"metavar": "LR,..."}),
     Option("--shard", "run only shard i of n of the grid (by a hash of each cell id), e.g. 2/4", {"metavar": "i/n"}),

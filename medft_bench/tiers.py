@@ -97,9 +97,9 @@ TIERS: dict[str, Tier] = {
         # The gradient probes of Auto-SNR and Auto-RGN are cut to 2 of an epoch's 6 batches (5 would cost most
         # of the epoch they steer).
         strategy_params={"auto_snr": {"n_batches": 2}, "auto_rgn": {"n_batches": 2}},
-        # CI's check of the tuned protocol: two rates per strategy (LP-FT's fine-tuning stage runs at a tenth
-        # of them, so its pair is a decade up: stage 2 sweeps 1e-4 and 1e-3), and FT and LP-FT on ResNet-50
-        # tuned in every default run (about a minute on a CPU). FT on VGG-19 too: at the study's 1e-3 a random
+        # The tuned protocol's check: two rates per strategy (LP-FT's fine-tuning stage runs at a tenth of them,
+        # so its pair is a decade up: stage 2 sweeps 1e-4 and 1e-3), and FT and LP-FT on ResNet-50 tuned with
+        # --protocol both (about a minute on a CPU). FT on VGG-19 too: at the study's 1e-3 a random
         # VGG-19 (no normalisation layers) blows up in its first epoch (training loss above 100 for two classes)
         # and ends far below LP, at 1e-4 it reaches about LP's accuracy; the tuned cell shows it, and L2-SP's
         # (50.0 at 1e-3, 92.9 at 1e-4 on a CPU) shows the same for a regularised strategy

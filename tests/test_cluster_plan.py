@@ -38,7 +38,7 @@ def test_lp_cells_go_first_and_lp_ft_waits_for_its_own(tmp_path: Path) -> None:
 
 
 def test_a_tuned_lp_ft_reuses_the_study_lp_cell(tmp_path: Path) -> None:
-    plan = plan_grid(_cells(["lp", "lp_ft"], protocol=None), ResultStore(tmp_path))
+    plan = plan_grid(_cells(["lp", "lp_ft"], protocol="both"), ResultStore(tmp_path))
     study_lp = next(j for j in plan.jobs if j.cfg.strategy == "lp" and j.cfg.protocol == "study")
     tuned = next(j for j in plan.jobs if j.cfg.strategy == "lp_ft" and j.cfg.protocol == "tuned")
     assert tuned.needs == {study_lp.cfg.config_hash}

@@ -242,10 +242,10 @@ def test_shard_option_collects_the_shard(run: Run) -> None:
     assert got == expected and 0 < len(got) < len(build_grid(get_tier("smoke")))
 
 
-@pytest.mark.parametrize("protocol", [None, "study", "tuned"])
+@pytest.mark.parametrize("protocol", [None, "study", "tuned", "both"])
 def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> None:
-    """Default: the study's cells plus the tier's tuned ones (smoke: FT and LP-FT on ResNet-50, FT and L2-SP on
-    VGG-19);
+    """Default: the study's cells, no cell nobody asked for; both: the study's cells plus the tier's tuned ones
+    (smoke: FT and LP-FT on ResNet-50, FT and L2-SP on VGG-19);
     --protocol X: every cell under X, the tuned ones with '-tuned' in their ids (study ids as they were)."""
     args = () if protocol is None else ("--protocol", protocol)
     result = run("--collect-only", "-q", *args)
@@ -253,13 +253,13 @@ def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> N
     got = sorted(ln.split("[", 1)[1][:-1] for ln in result.outlines if ln.startswith("benchmarks/"))
     study = sorted(c.cell_id for c in build_grid(get_tier("smoke"), GridOptions(protocol="study")))
     tuned = [cid for cid in got if "-tuned-" in cid]
-    if protocol is None:
+    if protocol == "both":
         assert tuned == ["smoke-pneumoniamnist-32-resnet50-ft-tuned-seed0",
                          "smoke-pneumoniamnist-32-resnet50-lp_ft-tuned-seed0",
                          "smoke-pneumoniamnist-32-vgg19-ft-tuned-seed0",
                          "smoke-pneumoniamnist-32-vgg19-l2_sp-tuned-seed0"]
         assert sorted(set(got) - set(tuned)) == study
-    elif protocol == "study":
+    elif protocol in (None, "study"):
         assert got == study and not tuned
     else:
         assert got == tuned and sorted(cid.replace("-tuned", "") for cid in got) == study
