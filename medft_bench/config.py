@@ -86,7 +86,11 @@ class CellConfig:
         """Everything that affects the result: the configuration and the data's identity (paths to data roots
         and results do not count; the same file elsewhere is the same data)."""
         d = asdict(self)
-        d["strategy_params"] = {k: v for k, v in self.strategy_params}
+        # The effective parameters, defaults included, and the strategy's algorithm version: a changed default or
+        # a change of behaviour is another configuration, so that a record computed before it is never reused.
+        defaults, version = _strategy_identity(self.strategy)
+        d["strategy_params"] = {**defaults, **dict(self.strategy_params)}
+        d["strategy_version"] = version
         d["synthetic_splits"] = {k: v for k, v in self.synthetic_splits}
         if not self.train.input_size:
             del d["train"]["input_size"]  # cells keep the hashes they had before input sizes existed
@@ -107,6 +111,19 @@ class CellConfig:
 
     def with_strategy(self, strategy: str, params: dict[str, Any] | None = None) -> CellConfig:
         return replace(self, strategy=strategy, strategy_params=freeze_params(params or {}))
+
+
+def _strategy_identity(name: str) -> tuple[dict[str, Any], int]:
+    """A registered strategy's defaults and version; ({}, 0) for a name the registry does not know (refused
+    before any cell runs, but a configuration can be described without it)."""
+    from medft_bench.errors import UnknownNameError
+    from medft_bench.strategies.registry import get_strategy
+
+    try:
+        cls = get_strategy(name)
+    except UnknownNameError:
+        return {}, 0
+    return dict(cls.defaults), int(cls.version)
 
 
 def freeze_params(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

@@ -164,3 +164,18 @@ def test_build_context_resizes_to_backbone_minimum() -> None:
     assert ctx.preprocess.target_size == 32
     x = ctx.to_input(ctx.data.train.images[:2])
     assert x.shape == (2, 3, 32, 32)
+
+
+def test_a_changed_default_or_version_is_never_served_an_old_record(tmp_path, monkeypatch) -> None:
+    from medft_bench.runner import run_or_reuse
+    from medft_bench.strategies.knn import KNNProbe
+
+    cell = tiny_cell("resnet18", "knn")
+    first = run_or_reuse(cell, tmp_path, progress=False)
+    assert not first.reused and run_or_reuse(cell, tmp_path, progress=False).reused
+    monkeypatch.setattr(KNNProbe, "defaults", {**KNNProbe.defaults, "k": 5})
+    changed = run_or_reuse(cell, tmp_path, progress=False)
+    assert not changed.reused and changed.record["config_hash"] != first.record["config_hash"]
+    assert changed.record["strategy"]["hparams"]["k"] == 5
+    monkeypatch.setattr(KNNProbe, "version", KNNProbe.version + 1)
+    assert not run_or_reuse(cell, tmp_path, progress=False).reused

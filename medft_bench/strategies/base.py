@@ -74,6 +74,9 @@ class Strategy:
     label: ClassVar[str] = ""
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    # Part of every cell's hash with the defaults: bump it with any change of what the strategy does, so that no
+    # record computed by the old behaviour is reused.
+    version: ClassVar[int] = 1
     in_study: ClassVar[bool] = False  # one of the eight strategies of Davila et al. (2024)
     # The learning rates (of the settings' ``lr``) the tuned protocol tries; () when nothing trains with one.
     lr_grid: ClassVar[tuple[float, ...]] = TUNED_LR_GRID
