@@ -422,6 +422,16 @@ def test_details_show_drift_and_a_kept_start(tmp_path: Path) -> None:
     assert "kept stage start 1/1" in str(rows["LP-FT"][-1])
 
 
+def test_claim_1_counts_lp_ft_seeds_that_kept_their_probe(tmp_path: Path) -> None:
+    for seed, best_epoch in enumerate((-1, 2, -1)):
+        write(tmp_path, make_record(strategy="ft", seed=seed, primary=0.7))
+        write(tmp_path, make_record(strategy="lp_ft", seed=seed, primary=0.75, best_epoch=best_epoch))
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    claim = group.claims[0]
+    assert claim.details["kept_starts"] == {"kept": 2, "seeds": 3}
+    assert "kept its probe" in claim.ours and "in 2 of 3 seeds" in claim.ours
+
+
 def test_frozen_reference_table_flags_an_unconverged_probe_and_lp_ft_below_lp(tmp_path: Path) -> None:
     from medft_bench.leaderboard.tables import frozen_reference_table
 
