@@ -1018,3 +1018,33 @@ def test_real_tier_shape_is_not_testable_across_datasets_but_shows_within_case_e
     assert "within-case (seeds as replicates of one case" in lpft.ours and "above FT in 2 of 2 cases" in lpft.ours
     assert rgn.verdict.startswith("not testable") and dense.verdict.startswith("not enough results: only one backbone")
     assert not any(c.supported for c in group.claims)
+
+
+@pytest.mark.parametrize("width", [80, 100, 140])
+def test_rich_terminal_tables_never_cut_a_number_or_a_header(grid, width: int) -> None:
+    import io
+    import re
+
+    from rich.console import Console
+
+    from medft_bench.leaderboard.render_rich import _report_tables, rich_tables, wrap_width
+
+    root, _ = grid
+    inputs = load_inputs([root])
+    checked = 0
+    for _, table in _report_tables(aggregate(inputs.runs), inputs, False):
+        buf = io.StringIO()
+        console = Console(file=buf, width=width, color_system=None)
+        for part in rich_tables(table, console):
+            console.print(part)
+        out = buf.getvalue()
+        assert max(map(len, out.splitlines())) <= width, table.key
+        for i, col in enumerate(table.columns):
+            if wrap_width(table, i) is not None:
+                continue  # free text wraps at word boundaries
+            assert col.header in out, (table.key, col.header)
+            for row in table.rows:
+                for number in re.findall(r"[-+−]?\d[\d.,]*%?", row[i].text):
+                    checked += 1
+                    assert re.search(rf"(?<![\d.]){re.escape(number)}(?!\d)", out), (table.key, row[i].text)
+    assert checked > 50

@@ -171,22 +171,28 @@ def _build(table: Table, cols: list[int], title: str, caption: str) -> Any:
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    rt = RichTable(title=Text(title, style="bold"), caption=Text(caption, style="dim") if caption else None,
-                   caption_justify="left", show_lines=any(c.wrap for c in table.columns),
+    rt = RichTable(title=Text(title, style="bold"), caption=None,
+                   show_lines=any(c.wrap for c in table.columns),
                    header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for i in cols:
         col, longest = table.columns[i], _longest(table, i)
         wraps = wrap_width(table, i) is not None
+        # Never narrower than its header, nor, unless it wraps, than its longest text: rich shrinks a table that
+        # is too wide by cutting into its columns, and a cut number is a wrong number. The planner splits instead.
+        head = max((len(w) for w in col.header.split()), default=0) if wraps else len(col.header)
         rt.add_column(Text(col.header), justify="right" if col.align == "r" else "left", no_wrap=not wraps,
-                      overflow="fold", min_width=min(longest, FREE_TEXT // 2) if wraps else longest)
+                      overflow="fold", min_width=max(head, min(longest, FREE_TEXT // 2) if wraps else longest))
     for row in table.rows:
         rt.add_row(*[Text(row[i].text, style=RICH_STYLES.get(row[i].style or "", "")) for i in cols])
     return rt
 
 
 def rich_tables(table: Table, console: Any) -> list[Any]:
-    """The table as rich tables that fit ``console.width``: one, or parts repeating the key columns."""
+    """The table as rich renderables that fit ``console.width``: one table, or parts repeating the key columns,
+    each followed by its caption and notes as text that wraps at the console's width (a table's own caption is
+    cut to the table's width)."""
     from rich.measure import Measurement
+    from rich.text import Text
 
     wide = console.options.update_width(10_000)  # measured unconstrained: rich measures a table already shrunk
 
@@ -198,7 +204,9 @@ def rich_tables(table: Table, console: Any) -> list[Any]:
     for k, cols in enumerate(parts, 1):
         caption = "\n".join([*([table.caption] if table.caption and k == 1 else []),
                              *(table.notes if k == len(parts) else [])])
-        out.append(_build(table, cols, _part_title(table, k, len(parts)), caption))
+        out.append(_build(table, cols, _part_title(table, k, len(parts)), ""))
+        if caption:
+            out.append(Text(caption, style="dim"))
     return out
 
 
