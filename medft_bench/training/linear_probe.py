@@ -335,13 +335,34 @@ def _grad_max(w: torch.Tensor, b: torch.Tensor, z: torch.Tensor, y: torch.Tensor
 
 def fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, n_classes: int, *,
                      multi_label: bool, score: Callable[[torch.Tensor], tuple[float, ...]],
-                     grid: list[float], max_iter: int = 1000, tol: float = 1e-6) -> ProbeFit:
+                     grid: list[float], max_iter: int = 1000, tol: float = 1e-6, threads: int | None = 1
+                     ) -> ProbeFit:
     """Fit one probe per L2 strength of ``grid`` on the training features and keep the one whose validation
     logits score best by ``score`` (a key; higher is better, e.g. the engine's checkpoint-selection key).
 
     ``n_classes`` is the number of outputs: classes, or labels for multi-label tasks. ``max_iter`` caps the
     Newton iterations per strength, ``tol`` the estimated relative distance to the optimum (``fit_newton``).
+
+    ``threads``: torch's intra-op threads during the fit on a CPU (restored after; None: as set). One by
+    default: the solve is thousands of small products, and with two threads on a busy machine each one waits
+    for a descheduled thread (BreastMNIST's path took 34.6 s at two threads beside other jobs; see
+    docs/performance.md); the result also no longer depends on the machine's core count.
     """
+    if threads is None or train_x.device.type != "cpu" or threads == torch.get_num_threads():
+        return _fit_linear_probe(train_x, train_y, val_x, n_classes, multi_label=multi_label, score=score,
+                                 grid=grid, max_iter=max_iter, tol=tol)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _fit_linear_probe(train_x, train_y, val_x, n_classes, multi_label=multi_label, score=score,
+                                 grid=grid, max_iter=max_iter, tol=tol)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, n_classes: int, *,
+                      multi_label: bool, score: Callable[[torch.Tensor], tuple[float, ...]],
+                      grid: list[float], max_iter: int, tol: float) -> ProbeFit:
     t0 = time.perf_counter()
     dev = train_x.device
     x = train_x.to(DTYPE)
