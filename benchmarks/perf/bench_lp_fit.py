@@ -10,9 +10,10 @@ to synthetic features of the same shape and says so (``features`` in the output)
 Both sides fit the whole 17-strength path (1e2 ... 1e-6), warm-started, on the same standardised features:
 the probe's Newton-CG (``fit_linear_probe``), and scikit-learn's ``lbfgs`` with ``warm_start`` at
 C = 2 / (n lam) (two classes: its single logit carries the softmax's difference, whose penalty is lam/4
-||u||^2; C = 1 / (n lam) for more classes) and a tight ``--sk-tol``. ``--old`` adds the previous solver
-(torch L-BFGS with the absolute 1e-6 gradient rule, ``fit_strength``). The objective gap is per strength,
-(f_probe - f_sklearn) / f_sklearn, on the probe's own objective: negative means the probe is lower.
+||u||^2; C = 1 / (n lam) for more classes), ``--sk-tol`` 1e-6 (tighter takes minutes at weak strengths).
+``--old`` adds the previous solver (torch L-BFGS with the absolute 1e-6 gradient rule, ``fit_strength``).
+The objective gap is per strength, (f - f_sklearn) / f_sklearn, on the probe's own objective: negative
+means lower than scikit-learn's.
 scikit-learn is a benchmark-only dependency (``pip install -e .[bench]``).
 
     python benchmarks/perf/bench_lp_fit.py --threads 1                       # both bundled datasets, 32 px
@@ -104,8 +105,9 @@ def main() -> None:
     p.add_argument("--data-root", default=os.environ.get("MEDFT_DATA_ROOT", "/work/shared/data/medmnist"))
     p.add_argument("--weights", default=None, help="Lite0 weights (default: the efficientnet-lite0 package's)")
     p.add_argument("--img-size", type=int, default=32, help="the backbone's input size in px")
-    p.add_argument("--sk-tol", type=float, default=1e-10, help="scikit-learn's tol (lbfgs: projected gradient)")
-    p.add_argument("--sk-max-iter", type=int, default=20000)
+    p.add_argument("--sk-tol", type=float, default=1e-6,
+                   help="scikit-learn's tol (lbfgs: largest projected-gradient entry of its summed loss)")
+    p.add_argument("--sk-max-iter", type=int, default=2000, help="scikit-learn's max_iter per strength")
     p.add_argument("--old", action="store_true", help="also time the previous solver (slow: tens of seconds)")
     args = p.parse_args()
     C.setup_env(args.cache_dir, args.threads, args.thp)
