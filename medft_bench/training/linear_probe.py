@@ -386,7 +386,7 @@ def _fit_linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch
 
     th = torch.zeros(outs, v.shape[1] + 1, dtype=DTYPE, device=dev)
     trials: list[dict[str, Any]] = []
-    best: tuple[tuple[float, ...], int, torch.Tensor] | None = None
+    best: tuple[tuple[float, ...], int, torch.Tensor, torch.Tensor] | None = None
     state: dict[str, Any] = {}  # the last data Hessian, the next strength's preconditioner
     for i, lam in enumerate(grid):
         th, info = fit_newton(q, yy, multi, lam / 2 if binary else lam, th, max_iter, tol, state=state)
