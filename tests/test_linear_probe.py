@@ -70,8 +70,9 @@ def test_standardisation_is_folded_back_into_the_head() -> None:
     fit = fit_linear_probe(x, y, xv, 3, multi_label=False, score=lambda logits: (0.0,), grid=[1e-3])
     mean, scale = standardise(x.double())
     w, b, _ = fit_strength((x.double() - mean) / scale, y, False, 1e-3, torch.zeros(3, 6, dtype=torch.float64),
-                           torch.zeros(3, dtype=torch.float64), 1000, 1e-6)
-    torch.testing.assert_close(xv.double() @ fit.weight.T + fit.bias, ((xv.double() - mean) / scale) @ w.T + b)
+                           torch.zeros(3, dtype=torch.float64), 5000, 1e-12)  # an independent, tight solve
+    torch.testing.assert_close(xv.double() @ fit.weight.T + fit.bias, ((xv.double() - mean) / scale) @ w.T + b,
+                               atol=1e-5, rtol=1e-5)
     assert scale.ndim == 0  # one global scale: the penalty is the plain L2 of the weights (up to a constant)
 
 
@@ -90,6 +91,53 @@ def test_strength_is_chosen_on_validation_and_ties_keep_the_stronger() -> None:
     assert all(t["converged"] for t in fit.info["grid"])
     flat = fit_linear_probe(x, y, x[:30], 3, multi_label=False, score=lambda logits: (0.5,), grid=grid)
     assert flat.info["l2"] == pytest.approx(1e2)  # all tied: the strongest regularisation
+
+
+def wide(n: int = 40, d: int = 60, c: int = 2, multi: bool = False, seed: int = 0
+         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fewer images than features (the reduced basis), a third of the features constant (dead units)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % c
+    x = torch.randn(n, d, generator=g) + 0.8 * torch.randn(c, d, generator=g)[y]
+    x[:, ::3] = 2.5
+    if multi:
+        y = torch.stack([y == 0, (y + torch.arange(n) // 5) % 2 == 1], 1).float()
+    return x * 30.0, y
+
+
+def _reference(z: torch.Tensor, y: torch.Tensor, c: int, lam: float, multi: bool) -> float:
+    ref = minimize(_flat_objective, np.zeros(c * (z.shape[1] + 1)), args=(z, y, c, lam, multi), jac=True,
+                   method="L-BFGS-B", options={"gtol": 1e-13, "ftol": 1e-16, "maxiter": 50_000, "maxcor": 50})
+    return float(ref.fun)
+
+
+@pytest.mark.parametrize("c,multi", [(2, False), (3, False), (2, True)])
+def test_path_reaches_the_tightly_converged_optimum(c: int, multi: bool) -> None:
+    x, y = wide(c=c, multi=multi)
+    grid = [1e-1, 1e-3, 1e-5]
+    fit = fit_linear_probe(x, y, x[:8], c, multi_label=multi, score=lambda logits: (0.0,), grid=grid)
+    assert fit.info["varying_features"] == 40 and fit.info["basis_rank"] <= 39  # n < d: a reduced basis
+    mean, scale = standardise(x.double())
+    z = (x.double() - mean) / scale
+    for t in fit.info["grid"]:
+        ref = _reference(z, y if multi else y.long(), c, t["l2"], multi)
+        assert t["converged"] and t["rel_dist"] <= 1e-6
+        assert (t["objective"] - ref) / ref <= 1e-9  # never above the reference by more than rounding
+    w = fit.weight * scale  # the chosen head, in the standardised space: it has the objective reported
+    b = fit.bias + fit.weight @ mean
+    chosen = float(objective(w, b, z, y if multi else y.long(), multi, fit.info["l2"]))
+    assert chosen == pytest.approx(fit.info["objective"], rel=1e-12)
+
+
+def test_convergence_flag_is_relative_and_honest() -> None:
+    x, y = wide()
+    grid = [1e-5]
+    short = fit_linear_probe(x, y, x[:8], 2, multi_label=False, score=lambda logits: (0.0,), grid=grid, max_iter=2)
+    full = fit_linear_probe(x, y, x[:8], 2, multi_label=False, score=lambda logits: (0.0,), grid=grid)
+    assert not short.info["converged"] and short.info["rel_dist"] > 1e-6  # stopped early: said so
+    assert full.info["converged"] and full.info["rel_dist"] <= 1e-6 and full.info["iterations"] > 2
+    assert short.info["objective"] > full.info["objective"] + 1e-6 * full.info["objective"]
+    assert short.info["gap"] > full.info["gap"] >= 0
 
 
 def _cfg(strategy: str, dataset: str = "pneumoniamnist", **train: Any) -> CellConfig:
@@ -146,8 +194,9 @@ def extract_sample(ctx: Any) -> torch.Tensor:
 def test_lp_cell_is_solved_and_recorded() -> None:
     rec = run_cell(_cfg("lp"), device="cpu").record
     [entry] = rec["epochs"]
-    assert entry["stage"] == "lp" and entry["epochs"] == 0 and entry["solver"] == "lbfgs"
+    assert entry["stage"] == "lp" and entry["epochs"] == 0 and entry["solver"] == "newton-cg"
     assert entry["converged"] and entry["grad_max"] <= 1e-6 and len(entry["grid"]) == 17
+    assert entry["rel_dist"] <= 1e-6 and all(t["converged"] and t["rel_dist"] <= 1e-6 for t in entry["grid"])
     assert entry["l2"] in [t["l2"] for t in entry["grid"]]
     assert rec["metrics"]["val"]["balanced_acc"] == pytest.approx(entry["val_key"][0])  # the chosen fit's score
     assert rec["costs"]["fit_s"] > 0 and rec["costs"]["train_s"] >= rec["costs"]["fit_s"]

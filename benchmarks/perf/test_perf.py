@@ -28,6 +28,9 @@ CASES = {
     # script's defaults
     "memory_mapped": [*QUICK, "--large", "1200", "--small", "300", "--size", "128", "--train-steps", "1",
                       "--data-images", "256", "--cleanup"],
+    # real features when the bundled MedMNIST files and the Lite0 package are there, else synthetic ones; the
+    # previous solver (--old) is left out: tens of seconds
+    "lp_fit": [*QUICK, "--datasets", "breastmnist"],
     "cuda_path": ["--repeats", "1"],  # bench_gpu.py (an id without "gpu": that keyword is the tiers' GPU mark)
 }
 SCRIPTS = {"cuda_path": "gpu"}

@@ -31,12 +31,14 @@ class LinearProbe(Strategy):
     per image (``training/features.py``).
 
     ``solver="lbfgs"`` (default): the head is the solution of the convex probe problem, not an approximation
-    of it: L2-regularised logistic regression on standardised features, fitted to convergence by full-batch
-    L-BFGS for each of ``l2_steps`` log-spaced strengths in [``l2_min``, ``l2_max``], the strength chosen on
-    the validation split by the engine's checkpoint key (the monitored metric, ties by the other metric), the
-    standardisation folded back into the ``Linear`` head (``training/linear_probe.py``; the protocol of Kumar
-    et al. 2022 and of CLIP's probes). The stage has no epochs; ``log["lp"]`` records the chosen strength,
-    the iterations, the final largest gradient entry and every strength's validation score.
+    of it: L2-regularised logistic regression on standardised features, fitted to convergence (Newton-CG on
+    a reduced basis, to a relative distance ``tol`` from the optimum; the option keeps its historical name
+    ``lbfgs``) for each of ``l2_steps`` log-spaced strengths in [``l2_min``, ``l2_max``], the strength chosen
+    on the validation split by the engine's checkpoint key (the monitored metric, ties by the other metric),
+    the standardisation folded back into the ``Linear`` head (``training/linear_probe.py``; the protocol of
+    Kumar et al. 2022 and of CLIP's probes). The stage has no epochs; ``log["lp"]`` records the chosen
+    strength, the iterations, the estimated relative distance to the optimum, the final largest gradient
+    entry and every strength's validation score.
 
     ``solver="adam"``: the study's probe, trained epoch by epoch like every other strategy (the settings'
     optimizer, learning rate, schedule and early stopping). It can stop far from the optimum on
@@ -45,7 +47,7 @@ class LinearProbe(Strategy):
 
     name = "lp"
     label = "LP"
-    description = "Linear probing: frozen backbone; the head solved to convergence on cached features (L-BFGS)."
+    description = "Linear probing: frozen backbone; the head solved to convergence on cached features (Newton-CG)."
     in_study = True
     defaults = {"solver": "lbfgs", "l2_min": 1e-6, "l2_max": 1e2, "l2_steps": 17, "max_iter": 1000, "tol": 1e-6}
     SOLVERS = ("lbfgs", "adam")
