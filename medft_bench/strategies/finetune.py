@@ -46,6 +46,7 @@ class LinearProbe(Strategy):
     """
 
     name = "lp"
+    version = 2  # 2: Newton-CG on a reduced basis with a relative convergence rule (was L-BFGS, absolute)
     label = "LP"
     description = "Linear probing: frozen backbone; the head solved to convergence on cached features (Newton-CG)."
     in_study = True

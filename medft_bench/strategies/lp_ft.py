@@ -62,6 +62,7 @@ class LinearProbeThenFineTune(Strategy):
     """
 
     name = "lp_ft"
+    version = 2  # 2: stage 1 is LP's version 2 solve
     label = "LP-FT"
     description = "LP-FT: the converged linear probe (the LP cell's head, reused when stored), then full " \
                   "fine-tuning at a tenth of the learning rate."
