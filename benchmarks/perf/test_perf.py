@@ -31,6 +31,7 @@ CASES = {
     # real features when the bundled MedMNIST files and the Lite0 package are there, else synthetic ones; the
     # previous solver (--old) is left out: tens of seconds
     "lp_fit": [*QUICK, "--datasets", "breastmnist"],
+    "strategy_cost": ["--repeats", "1", "--strategies", "ft,lp_ft"],
     "cuda_path": ["--repeats", "1"],  # bench_gpu.py (an id without "gpu": that keyword is the tiers' GPU mark)
 }
 SCRIPTS = {"cuda_path": "gpu"}
