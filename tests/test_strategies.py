@@ -830,3 +830,22 @@ def test_a_strategy_that_does_not_apply_is_skipped_with_its_reason() -> None:
         create_strategy("lp_ft", ft_norm_mode="training")
     ctx, strat = build_context(cfg_for("norm_only"), device="cpu")  # ResNet has BatchNorm: it applies
     assert strat.check(ctx) is None
+
+
+def test_ft_norm_mode_control_freezes_batchnorm_statistics() -> None:
+    from medft_bench.strategies import create_strategy
+
+    ctx, _ = build_context(CellConfig(tier="unit", dataset="pneumoniamnist", backbone="resnet18", strategy="ft",
+                                      img_size=32, weights="random", synthetic=True,
+                                      synthetic_splits=(("train", 32), ("val", 16), ("test", 16))))
+    assert create_strategy("ft").plan(ctx, 0, 0).norm_mode == "train"
+    assert create_strategy("ft", norm_mode="eval").plan(ctx, 0, 0).norm_mode == "eval"
+    with pytest.raises(ValueError, match="'train' or 'eval'"):
+        create_strategy("ft", norm_mode="frozen")
+    cell = CellConfig(tier="unit", dataset="pneumoniamnist", backbone="resnet18", strategy="ft", img_size=32,
+                      weights="random", synthetic=True, synthetic_splits=(("train", 32), ("val", 16), ("test", 16)),
+                      strategy_params=freeze_params({"norm_mode": "eval"}),
+                      train=TrainSettings(epochs=1, batch_size=16, patience=0))
+    rec = run_cell(cell, progress=False).record
+    assert rec["status"] == "ok" and rec["strategy"]["hparams"]["norm_mode"] == "eval"
+    assert {e["norm_mode"] for e in rec["epochs"] if "norm_mode" in e} == {"eval"}

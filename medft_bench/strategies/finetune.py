@@ -20,9 +20,17 @@ class FullFineTuning(Strategy):
     label = "FT"
     description = "Full fine-tuning: every parameter trains with one learning rate."
     in_study = True
+    # norm_mode="eval": FT with BatchNorm statistics frozen and dropout off, the bundle LP-FT, Auto-RGN and Auto-SNR
+    # train in; the control that separates their method from their norm mode (records name it in hparams).
+    defaults = {"norm_mode": "train"}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params["norm_mode"] not in ("train", "eval"):  # refused before any cell runs
+            raise ValueError(f"FT's norm_mode must be 'train' or 'eval', got {self.params['norm_mode']!r}")
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
-        return EpochPlan(trainable=frozenset(ctx.param_names), norm_mode="train")
+        return EpochPlan(trainable=frozenset(ctx.param_names), norm_mode=self.params["norm_mode"])
 
 
 @register_strategy
