@@ -188,11 +188,9 @@ def _build(table: Table, cols: list[int], title: str, caption: str) -> Any:
 
 
 def rich_tables(table: Table, console: Any) -> list[Any]:
-    """The table as rich renderables that fit ``console.width``: one table, or parts repeating the key columns,
-    each followed by its caption and notes as text that wraps at the console's width (a table's own caption is
-    cut to the table's width)."""
+    """The table as rich tables that fit ``console.width``: one, or parts repeating the key columns (their
+    captions and notes: :func:`rich_captions`)."""
     from rich.measure import Measurement
-    from rich.text import Text
 
     wide = console.options.update_width(10_000)  # measured unconstrained: rich measures a table already shrunk
 
@@ -200,13 +198,18 @@ def rich_tables(table: Table, console: Any) -> list[Any]:
         return Measurement.get(console, wide, _build(table, cols, "", "")).minimum <= console.width
 
     parts = split_columns(table, fits)
+    return [_build(table, cols, _part_title(table, k, len(parts)), "") for k, cols in enumerate(parts, 1)]
+
+
+def rich_captions(table: Table, n_parts: int) -> list[Any]:
+    """What follows each of the ``n_parts`` parts: the caption after the first, the notes after the last, as
+    text that wraps at the console's width (a rich table's own caption is cut to the table's width)."""
+    from rich.text import Text
+
     out = []
-    for k, cols in enumerate(parts, 1):
-        caption = "\n".join([*([table.caption] if table.caption and k == 1 else []),
-                             *(table.notes if k == len(parts) else [])])
-        out.append(_build(table, cols, _part_title(table, k, len(parts)), ""))
-        if caption:
-            out.append(Text(caption, style="dim"))
+    for k in range(1, n_parts + 1):
+        lines = [*([table.caption] if table.caption and k == 1 else []), *(table.notes if k == n_parts else [])]
+        out.append(Text("\n".join(lines), style="dim") if lines else None)
     return out
 
 
@@ -223,8 +226,11 @@ def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_m
         if heading:
             console.rule(Text(heading, style="bold magenta" if "SYNTHETIC" in heading or "RANDOM" in heading
                               else "bold"))
-        for rt in rich_tables(table, console):
+        parts = rich_tables(table, console)
+        for rt, caption in zip(parts, rich_captions(table, len(parts))):
             console.print(rt)
+            if caption is not None:
+                console.print(caption)
     if written:
         console.print(Text(written, style="bold"))
 
