@@ -1048,3 +1048,28 @@ def test_rich_terminal_tables_never_cut_a_number_or_a_header(grid, width: int) -
                     checked += 1
                     assert re.search(rf"(?<![\d.]){re.escape(number)}(?!\d)", out), (table.key, row[i].text)
     assert checked > 50
+
+
+def test_real_groups_show_the_literature_and_the_files_they_ran_on(tmp_path: Path) -> None:
+    from medft_bench.leaderboard.literature import literature_table, provenance_table
+
+    for seed, (ft, auc) in enumerate(((0.70, 0.90), (0.74, 0.94))):
+        rec = make_record(dataset="pneumoniamnist", strategy="ft", seed=seed, primary=ft)
+        rec["metrics"]["test"].update(acc=ft + 0.1, auc=auc)
+        rec["data"].update(md5="28209eda62fecd6e6a2d98b1501bb15f", md5_verified=seed == 0)
+        rec["weights"].update(source="file", sha256="ab" * 32)
+        write(tmp_path, rec)
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    rows = {str(r[1]): r for r in literature_table(group).rows}
+    ours = rows["this suite: resnet50 FT (n=2)"]
+    assert (str(ours[2]), str(ours[3])) == ("82.0 ± 2.8", "92.0 ± 2.8")
+    plus = rows["MedMNIST+ (pub.): DenseNet-121 E2E, 28→224 px padded"]
+    assert (str(plus[2]), str(plus[3])) == ("83.5", "96.1") and plus[1].style == "muted"
+    assert str(rows["MedMNIST v2 (pub.): ResNet-50 (224)"][3]) == "96.2"  # fractions shown as %
+    [prov] = provenance_table(group).rows
+    assert str(prov[2]) == "28209eda62fecd6e6a2d98b1501bb15f" and str(prov[5]) == "ab" * 32
+    assert str(prov[3]) == "NOT the official file, official" and prov[3].style == "warn"  # one seed's copy differs
+    synthetic = make_record(dataset="pneumoniamnist", synthetic=True, weights="random")
+    write(tmp_path / "s", synthetic)
+    [sgroup] = aggregate(load_inputs([tmp_path / "s"]).runs)
+    assert literature_table(sgroup) is None and provenance_table(sgroup) is None
