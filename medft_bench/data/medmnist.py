@@ -144,7 +144,7 @@ def file_md5(path: Path) -> str:
 def _remember(path: Path, digest: str, cache: dict[str, Any] | None = None) -> None:
     """Record ``path``'s MD5 under its current size and mtime (not for the bundled files: the package's folder
     is not written to; they are small, hashed once a process)."""
-    if path.parent.resolve() == BUNDLED_DIR.resolve():
+    if is_bundled(path):
         return
     cache = _read_cache(path.parent) if cache is None else cache
     cache[path.name] = {"md5": digest, **_stamp(path)}
@@ -170,6 +170,10 @@ def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOU
     _remember(dest, h.hexdigest())  # hashed while streaming: the next load does not re-hash
 
 
+def is_bundled(path: Path) -> bool:
+    return path.parent.resolve() == BUNDLED_DIR.resolve()
+
+
 def bundled_file(flag: str, size: int) -> Path | None:
     """The official copy of ``flag`` at ``size`` px that ships with medft-bench, or None. Its MD5 is checked
     like a download's: a copy that does not match is an error (a damaged install), never used."""
@@ -177,8 +181,9 @@ def bundled_file(flag: str, size: int) -> Path | None:
     if os.environ.get(NO_BUNDLED_ENV) == "1" or not path.is_file():
         return None
     _, md5 = url_and_md5(flag, size)
-    if file_md5(path) != md5:
-        raise DataError(f"the bundled {path} has MD5 {file_md5(path)}, not the official {md5}: the installation "
+    digest = file_md5(path)
+    if digest != md5:
+        raise DataError(f"the bundled {path} has MD5 {digest}, not the official {md5}: the installation "
                         "is damaged; reinstall medft-bench (or place the official file under --data-root)")
     return path
 
@@ -267,5 +272,5 @@ def read_file(flag: str, path: Path, size: int) -> DataBundle:
         conversion_s=conversion_s,
         identity={"source": "medmnist", "file": str(path), "md5": file_md5(path), "md5_verified": False,
                   "synthetic": False, "source_size": size,
-                  "bundled": path.parent.resolve() == BUNDLED_DIR.resolve()},
+                  "bundled": is_bundled(path)},
     )

@@ -306,11 +306,9 @@ def check_backbone(name: str, weights: str) -> None:
     if weights in ("pretrained", "random"):
         return
     if weights == "packaged":
-        from medft_bench.models.packaged import PACKAGED, packaged_names
+        from medft_bench.models.packaged import packaged_spec
 
-        if arch not in PACKAGED:
-            raise WeightsError(f"no package ships weights for {name}; --weights packaged works with "
-                               f"{', '.join(packaged_names())}")
+        packaged_spec(arch)
         return
     if arch.startswith(HUB_PREFIX):
         raise WeightsError(f"{name}: a hub model's weights come from the hub (--weights pretrained); --weights "

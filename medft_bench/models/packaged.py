@@ -57,6 +57,14 @@ def packaged_names() -> list[str]:
     return sorted(PACKAGED)
 
 
+def packaged_spec(arch: str) -> PackagedWeights:
+    """``arch``'s packaged weights, or a :class:`WeightsError` that lists the architectures that have some."""
+    if arch not in PACKAGED:
+        raise WeightsError(f"no package ships weights for {arch}; --weights packaged works with "
+                           f"{', '.join(packaged_names())}")
+    return PACKAGED[arch]
+
+
 def map_by_position(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], what: str,
                     ) -> dict[str, torch.Tensor]:
     """``source``'s tensors under ``target``'s names, pair by pair in order; a :class:`WeightsError` unless both
@@ -78,10 +86,7 @@ def load_packaged(arch: str, model: nn.Module, head: tuple[str, ...]) -> dict[st
     ``weights`` entry."""
     from medft_bench.models.factory import load_fitting, sha256
 
-    if arch not in PACKAGED:
-        raise WeightsError(f"no package ships weights for {arch}; --weights packaged works with "
-                           f"{', '.join(packaged_names())}")
-    spec = PACKAGED[arch]
+    spec = packaged_spec(arch)
     file = spec.file()
     try:
         sd = torch.load(file, map_location="cpu", weights_only=True)
