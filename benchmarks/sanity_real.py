@@ -8,7 +8,13 @@ The cells are the real tier's (reused from --results-dir when the main job has r
 random weights (the same cells with ``weights="random"``, calibrated as random weights are). Checks, per dataset
 on the mean over the seeds given:
 
-- pretrained FT and LP beat their random-weights cells by at least MARGIN_PP (test balanced accuracy);
+- pretrained LP beats its random-weights cell by at least MARGIN_PP (test balanced accuracy): frozen features
+  are where ImageNet weights are all that matters, and a broken weight mapping or preprocessing shows here first;
+- pretrained FT is not below its random-weights cell by more than BAND in test AUC. Not a margin: the published
+  numbers show no FT gain from ImageNet weights on these two datasets at 28 px (PneumoniaMNIST ACC/AUC
+  85.4/.944 from scratch, MedMNIST v2 ResNet-18, against 83.6/.961 pretrained, MedMNIST+ DenseNet-121 E2E;
+  BreastMNIST 86.3/.901 against 83.3/.862), so a margin on FT is not a property of correct code. The FT
+  difference in balanced accuracy is printed beside it as information;
 - LP is within KNN_GAP_PP of kNN on the same frozen features (a probe far below kNN has not converged);
 - FT's test AUC is inside the published sanity band: MedMNIST+'s pretrained DenseNet-121 E2E at 28 px, ± BAND
   (the band a published reproduction of MedMNIST v2 uses for these datasets). MedMNIST+ trains up to 100 epochs
@@ -80,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         bacc = {key: m["balanced_acc"] * 100 for key, m in means.items()}
         auc = means["ft", tier.weights]["auc"]
         ref = published_auc(dataset)
+        ft_auc_gain = auc - means["ft", "random"]["auc"]
         checks = [
-            (f"FT pretrained − random >= {MARGIN_PP:.0f} pp", bacc["ft", tier.weights] - bacc["ft", "random"],
-             lambda v: v >= MARGIN_PP, "pp"),
+            (f"FT pretrained − random AUC >= −{BAND}", ft_auc_gain, lambda v: v >= -BAND, "Δauc"),
+            ("FT pretrained − random (information)", bacc["ft", tier.weights] - bacc["ft", "random"], None, "pp"),
             (f"LP pretrained − random >= {MARGIN_PP:.0f} pp", bacc["lp", tier.weights] - bacc["lp", "random"],
              lambda v: v >= MARGIN_PP, "pp"),
             (f"LP − kNN >= −{KNN_GAP_PP:.0f} pp", bacc["lp", tier.weights] - bacc["knn", tier.weights],
@@ -92,15 +99,19 @@ def main(argv: list[str] | None = None) -> int:
             checks.append((f"FT test AUC in MedMNIST+ {ref:.3f} ± {BAND}", auc, lambda v, r=ref: abs(v - r) <= BAND,
                            "auc"))
         for name, value, ok, unit in checks:
+            shown = {"pp": f"{value:+.2f} pp", "Δauc": f"{value:+.4f}"}.get(unit, f"{value:.4f}")
+            if ok is None:
+                rows.append((dataset, name, shown, "-"))
+                continue
             passed = bool(ok(value))
             failed += not passed
-            shown = f"{value:+.2f} pp" if unit == "pp" else f"{value:.4f}"
             rows.append((dataset, name, shown, "pass" if passed else "FAIL"))
     width = max(len(r[1]) for r in rows)
     print()
     for dataset, name, shown, verdict in rows:
         print(f"{dataset:15s} {name:{width}s} {shown:>10s}  {verdict}")
-    print(f"\nsanity checks: {len(rows) - failed} of {len(rows)} held")
+    checked = sum(r[3] != "-" for r in rows)
+    print(f"\nsanity checks: {checked - failed} of {checked} held")
     return 1 if failed else 0
 
 

@@ -127,7 +127,7 @@ def test_list_strategies(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list", "strategies"]) == 0
     names = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln.strip()]
     assert names == strategy_names()
-    assert len(names) == 15 and {"ft", "lp", "lp_ft", "knn", "lora"} <= set(names)
+    assert len(names) == 16 and {"ft", "lp", "lp_ft", "knn", "lora"} <= set(names)
 
 
 # -- issue 13: bad input is refused before any cell runs, in one line --------------------------------------

@@ -432,6 +432,22 @@ def test_claim_1_counts_lp_ft_seeds_that_kept_their_probe(tmp_path: Path) -> Non
     assert "kept its probe" in claim.ours and "in 2 of 3 seeds" in claim.ours
 
 
+
+def test_claims_against_ft_name_their_norm_mode_bundle_and_the_ft_eval_control(tmp_path: Path) -> None:
+    # LP-FT +10 pp over train-mode FT, but only +2 pp over FT in LP-FT's own norm mode: the claim must say both.
+    for strategy, mean in {"ft": .70, "lp_ft": .80, "auto_rgn": .75}.items():
+        write(tmp_path, make_record(strategy=strategy, primary=mean))
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    assert all("no FT (eval BN) control" in c.ours for c in group.claims[:2])
+    write(tmp_path, make_record(strategy="ft_eval", primary=.78, in_study=False))
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    lpft, rgn = group.claims[:2]
+    assert lpft.details["norm_mode_control"]["delta_vs_control"] == pytest.approx(0.02)
+    assert lpft.details["norm_mode_control"]["delta_vs_ft"] == pytest.approx(0.10)
+    assert "against the FT (eval BN) control, the norm mode held equal: +2.00 pp" in lpft.ours
+    assert "-3.00 pp (against FT +5.00 pp" in rgn.ours
+    assert "ft_eval" not in group.study_strategies  # a control, never one of the study's eight
+
 def test_frozen_reference_table_flags_an_unconverged_probe_and_lp_ft_below_lp(tmp_path: Path) -> None:
     from medft_bench.leaderboard.tables import frozen_reference_table
 

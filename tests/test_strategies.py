@@ -849,3 +849,20 @@ def test_ft_norm_mode_control_freezes_batchnorm_statistics() -> None:
     rec = run_cell(cell, progress=False).record
     assert rec["status"] == "ok" and rec["strategy"]["hparams"]["norm_mode"] == "eval"
     assert {e["norm_mode"] for e in rec["epochs"] if "norm_mode" in e} == {"eval"}
+
+
+def test_ft_eval_is_ft_with_frozen_batchnorm_statistics_under_its_own_name() -> None:
+    from torch import nn
+
+    cell = CellConfig(tier="unit", dataset="pneumoniamnist", backbone="resnet18", strategy="ft_eval", img_size=32,
+                      weights="random", synthetic=True, synthetic_splits=(("train", 32), ("val", 16), ("test", 16)))
+    ctx, strat = build_context(cell, device="cpu")
+    plan = strat.plan(ctx, 0, 0)
+    assert plan.trainable == frozenset(ctx.param_names) and plan.norm_mode == "eval"
+    ctx.apply_modes(plan.norm_mode)
+    bn = next(m for m in ctx.model.modules() if isinstance(m, nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    images, labels = next(ctx.train_batches(1))
+    ctx.loss(ctx.model(images), labels).backward()
+    assert torch.equal(bn.running_mean, before)  # a training forward leaves the statistics as they were
+    assert cell.cell_id.endswith("-ft_eval-seed0") and not strat.in_study

@@ -294,6 +294,25 @@ def kept_starts(group: Group, lpft: str | None) -> tuple[int, int]:
     return sum((r.record.get("costs") or {}).get("best_epoch") == -1 for r in runs), len(runs)
 
 
+def norm_mode_control(group: Group, name: str, ft: str | None) -> dict[str, Any]:
+    """Which bundle a claim against FT compares: ``name`` (LP-FT, Auto-RGN) trains with BatchNorm statistics
+    frozen, FT with them updating; FT (eval BN) (``ft_eval``) is FT in ``name``'s norm mode. Where the group has
+    it, the mean difference of ``name`` against each FT over the cases that have all three, in pp."""
+    control = _find(group, "ft_eval")
+    label = group.label(name)
+    text = (f"bundle: {label} trains with BatchNorm statistics frozen (eval mode), FT with them updating (train "
+            "mode), so its difference from FT is method and norm mode together")
+    out: dict[str, Any] = {"strategy": name, "control": control, "cases": 0}
+    cases = [c for c in group.cases if all(s in c.rows for s in (name, control, ft) if s)] if control and ft else []
+    if not cases:
+        return {**out, "text": text + " (no FT (eval BN) control in this group: run strategy ft_eval)"}
+    vs_ft = sum(c.rows[name].mean - c.rows[ft].mean for c in cases) / len(cases)
+    vs_control = sum(c.rows[name].mean - c.rows[control].mean for c in cases) / len(cases)
+    return {**out, "cases": len(cases), "delta_vs_ft": vs_ft, "delta_vs_control": vs_control,
+            "text": f"{text}; against the FT (eval BN) control, the norm mode held equal: {delta_pp(vs_control)} "
+                    f"(against FT {delta_pp(vs_ft)}; mean over {len(cases)} case{'s' if len(cases) != 1 else ''})"}
+
+
 def compute_claims(group: Group) -> list[Claim]:
     v = views(group)
     ft, lpft, rgn = _find(group, "ft"), _find(group, "lp_ft"), _find(group, "auto_rgn")
@@ -308,6 +327,11 @@ def compute_claims(group: Group) -> list[Claim]:
                "DenseNet-121 gains most", lambda cs: _densenet(cs, alternatives, ft, group.label), v,
                None if ft and alternatives else "no backbone has FT and another strategy in the same case"),
     ]
+    for claim, name in ((claims[0], lpft), (claims[1], rgn)):
+        if name:
+            bundle = norm_mode_control(group, name, ft)
+            claim.ours += f"; {bundle['text']}"
+            claim.details["norm_mode_control"] = bundle
     kept, seeds = kept_starts(group, lpft)
     if seeds:  # LP-FT is never below LP on validation by construction: how often that rule decided the result
         claims[0].ours += (f"; LP-FT kept its probe (no fine-tuning epoch beat it on validation: its result is "

@@ -34,6 +34,19 @@ class FullFineTuning(Strategy):
 
 
 @register_strategy
+class FullFineTuningEvalNorm(FullFineTuning):
+    """FT in the norm mode LP-FT, Auto-RGN and Auto-SNR train in (BatchNorm statistics frozen, dropout off): the
+    control that tells their method from their norm mode. The same as ``ft`` with ``norm_mode=eval``, registered
+    under its own name so that it is a row of its own beside FT (a parameter would make it the same cell)."""
+
+    name = "ft_eval"
+    label = "FT (eval BN)"
+    description = "FT with BatchNorm statistics frozen and dropout off: the norm-mode control for LP-FT/Auto-RGN/SNR."
+    in_study = False
+    defaults = {"norm_mode": "eval"}
+
+
+@register_strategy
 class LinearProbe(Strategy):
     """The backbone is frozen and runs in eval mode; only the new head trains, on features computed once
     per image (``training/features.py``).
