@@ -145,7 +145,15 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "list": ("list strategies, tiers, datasets or the study backbones", _add_list, _list),
     "grid": ("run a whole grid on a Ray cluster or as a Slurm job array (docs/cluster.md)", add_grid_arguments,
              run_grid),
+    "leaderboard": ("the leaderboard: the same as python -m medft_bench.leaderboard (its --help says more)",
+                    lambda p: p.add_argument("args", nargs=argparse.REMAINDER), lambda a: _leaderboard(a.args)),
 }
+
+
+def _leaderboard(argv: list[str]) -> int:
+    from medft_bench.leaderboard.__main__ import main as leaderboard_main
+
+    return leaderboard_main(argv)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -157,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["leaderboard"]:  # every option, --help too, is the leaderboard's own
+        return _leaderboard(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command][2](args)

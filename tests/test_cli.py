@@ -368,3 +368,13 @@ def test_plain_progress_is_one_line_per_epoch_and_a_count_per_cell(tmp_path: Pat
     assert [(e.title, e.stage, e.epoch, e.epochs) for e in events] == [(ft, "train", 1, 2), (ft, "train", 2, 2)]
     assert all(e.loss > 0 and 0 <= e.value <= 1 and e.images_per_s > 0 for e in events)
     assert out.splitlines()[0] == f"{ft}: ok [SYNTHETIC data]"  # stdout holds the summaries only
+
+
+
+def test_leaderboard_is_a_subcommand_too(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["leaderboard", "--help"])
+    assert exc.value.code == 0 and "--publish" in capsys.readouterr().out  # the leaderboard's own options
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "leaderboard" in capsys.readouterr().out
