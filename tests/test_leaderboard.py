@@ -1089,3 +1089,32 @@ def test_real_groups_show_the_literature_and_the_files_they_ran_on(tmp_path: Pat
     write(tmp_path / "s", synthetic)
     [sgroup] = aggregate(load_inputs([tmp_path / "s"]).runs)
     assert literature_table(sgroup) is None and provenance_table(sgroup) is None
+
+
+def test_heatmap_colours_are_not_set_by_one_outlier() -> None:
+    from medft_bench.leaderboard.plots import colour_limit
+
+    lim, clipped = colour_limit([1.0, -2.0, 3.0, 0.5, -1.5, 2.5, 1.0, -0.5, 2.0, 45.0])
+    assert 3.0 <= lim < 10 and clipped  # the real differences span the scale; +45 pp is clipped, labelled
+    assert colour_limit([1.0, -2.0]) == (2.0, False)  # a few cells: every one inside the scale
+    assert colour_limit([]) == (0.5, False)
+
+
+def test_pareto_draws_no_frontier_across_different_cases(tmp_path: Path) -> None:
+    import matplotlib
+
+    from medft_bench.leaderboard.plots import STYLE, pareto_figure
+
+    # FT only on ResNet-50, LP only on VGG-19: their means are over different cases, so no frontier joins them.
+    write(tmp_path, make_record(strategy="ft", backbone="resnet50", primary=0.8, train_s=50.0))
+    write(tmp_path, make_record(strategy="lp", backbone="vgg19", primary=0.7, train_s=5.0))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    with matplotlib.rc_context(STYLE):
+        (ax,) = pareto_figure(group).axes
+        assert not ax.lines and "no frontier is drawn" in pareto_figure(group)._suptitle.get_text()
+    write(tmp_path, make_record(strategy="lp", backbone="resnet50", primary=0.7, train_s=5.0))
+    write(tmp_path, make_record(strategy="ft", backbone="vgg19", primary=0.8, train_s=50.0))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    with matplotlib.rc_context(STYLE):
+        (ax,) = pareto_figure(group).axes
+        assert len(ax.lines) == 1  # both strategies on both cases: the frontier LP -> FT

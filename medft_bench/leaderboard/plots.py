@@ -54,8 +54,7 @@ def delta_heatmap(group: Group, path: Path) -> bool:
         for i, s in enumerate(others):
             if s in cs.deltas:
                 data[i, j] = cs.deltas[s] * 100
-    finite = np.abs(data[np.isfinite(data)])
-    lim = max(float(finite.max()) if finite.size else 0.0, 0.5)
+    lim, clipped = colour_limit(data[np.isfinite(data)])
     with matplotlib.rc_context(STYLE):
         labels = [f"{cs.dataset}\n{cs.backbone}" for cs in cases]
         ylabels = [group.label(s) for s in others]
@@ -76,11 +75,26 @@ def delta_heatmap(group: Group, path: Path) -> bool:
                     ax.text(j, i, f"{data[i, j]:+.1f}", ha="center", va="center", fontsize=8)
         ax.set_xticks(range(len(cases)), labels, fontsize=7, rotation=30, ha="right")
         ax.set_yticks(range(len(others)), ylabels)
-        fig.colorbar(im, ax=ax, label="Δ vs FT (pp)", fraction=0.05, pad=0.02)
+        fig.colorbar(im, ax=ax, label="Δ vs FT (pp)" + (f", colours end at ±{lim:.1f}" if clipped else ""),
+                     fraction=0.05, pad=0.02, extend="both" if clipped else "neither")
         # (the colour bar takes its room from the axes, inside the right margin)
         fig.suptitle(title, fontsize=8, y=1 - 0.08 / height, va="top")
         _save(fig, path)
     return True
+
+
+def colour_limit(deltas: Any) -> tuple[float, bool]:
+    """The heatmap's symmetric colour limit (pp) and whether it clips: the 90th percentile of |Δ| (of ten
+    cells or more; the largest below that), so that one
+    outlier (a strategy at the majority class, +45 pp) does not paint every real difference the same pale
+    colour; clipped cells keep their exact number printed on them."""
+    import numpy as np
+
+    mags = np.abs(np.asarray(deltas, dtype=float))
+    if not mags.size:
+        return 0.5, False
+    lim = max(float(np.percentile(mags, 90) if mags.size >= 10 else mags.max()), 0.5)  # a few cells: all shown
+    return lim, bool(mags.max() > lim)
 
 
 def pareto_points(group: Group) -> tuple[dict[str, tuple[float, float]], int, bool]:
@@ -172,7 +186,8 @@ def pareto_figure(group: Group) -> Any:
     points, n_cases, common = pareto_points(group)
     if not points:
         return None
-    front = pareto_front(points)
+    # Means over different cases (a strategy measured on another backbone) are not comparable: no frontier then.
+    front = pareto_front(points) if common else set()
     fig = _figure(6.4, 4.6)
     ax = fig.add_subplot(1, 1, 1)
     fig.subplots_adjust(left=0.11, right=0.96, bottom=0.11)
@@ -202,13 +217,14 @@ def pareto_figure(group: Group) -> Any:
     ax.set_xlabel("mean training time per seed (s)")
     ax.set_ylabel("mean test metric (%)")
     scope = (f"{n_cases} case{'s' if n_cases != 1 else ''} common to all strategies" if common
-             else "each strategy's own cases (no case has every strategy)")
+             else "each strategy's own cases (no case has every strategy, so no frontier is drawn)")
     title = _wrap(f"Accuracy against training cost — {group.key.label}\n{metric_desc(group)}; "
                   f"means over {scope}", 90)
     fig.suptitle(title, fontsize=8, y=0.985, va="top")
     fig.subplots_adjust(top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / 4.6)
     ax.grid(True, lw=0.3, alpha=0.6)
-    ax.legend(loc="lower right", fontsize=7)
+    if front:
+        ax.legend(loc="lower right", fontsize=7)
     _place_labels(fig, ax, points, {s: group.label(s) for s in points})
     return fig
 
