@@ -85,9 +85,8 @@ def delta_heatmap(group: Group, path: Path) -> bool:
 
 def colour_limit(deltas: Any) -> tuple[float, bool]:
     """The heatmap's symmetric colour limit (pp) and whether it clips: the 90th percentile of |Δ| (of ten
-    cells or more; the largest below that), so that one
-    outlier (a strategy at the majority class, +45 pp) does not paint every real difference the same pale
-    colour; clipped cells keep their exact number printed on them."""
+    cells or more; the largest below that), so that one outlier (a strategy at the majority class, +45 pp)
+    does not paint every real difference the same pale colour; clipped cells keep their number printed."""
     import numpy as np
 
     mags = np.abs(np.asarray(deltas, dtype=float))
