@@ -86,27 +86,41 @@ class _Summary:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.rows: dict[str, dict[str, Any]] = {}
-        self.grid: Any = None  # GridCount: with -s (no capture), a line as each cell starts
+        self.grid: Any = None  # GridCount: a line as each cell starts (progress not off)
+        self._unsubscribe: Any = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         from medft_bench.training.progress import resolve_mode
 
         cells = [item.callspec.params["cell"] for item in session.items
                  if "cell" in getattr(getattr(item, "callspec", None), "params", {})]
-        if cells and self.config.getoption("capture") == "no" and resolve_mode(self.config.getoption("progress")) \
-                != "off":
+        if cells and resolve_mode(self.config.getoption("progress")) != "off":
             from medft_bench.estimate import GridCount
 
             self.grid = GridCount(cells, self.config.getoption("results_dir"))
+            if self.config.getoption("capture") != "no":
+                # Captured output shows only on failure: each epoch's line goes through pytest's own terminal
+                # writer instead, so a run without -s is not silent for minutes.
+                from medft_bench.training.progress import subscribe
+
+                self._unsubscribe = subscribe(lambda event: self._write(event.line()))
+
+    def _write(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    def pytest_sessionfinish(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
         if self.grid is not None and "[" in nodeid:
             cell = nodeid.rpartition("[")[2].rstrip("]")
             if cell in self.grid.estimates:
-                reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-                if reporter is not None:
-                    reporter.ensure_newline()
-                    reporter.write_line(self.grid.start(cell))
+                self._write(self.grid.start(cell))
 
     def add(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties).get(CELL_PROPERTY)

@@ -687,6 +687,18 @@ def test_session_summary_lists_each_cell_then_the_counts(run: Run, tmp_path: Pat
     assert again[again.index("medft-bench: cells of this session") + 4].strip() == "2 reused (2 cells)"
 
 
+
+def test_progress_shows_without_dash_s(run: Run, tmp_path: Path) -> None:
+    # pytest captures the cells' own output (shown only on failure); progress goes through its terminal writer.
+    args = ["--backbones", "resnet18", "--strategies", "ft", "--epochs", "1", "--results-dir", str(tmp_path)]
+    lines = run(*args, "--progress", "plain").outlines
+    [cell] = [c.cell_id for c in build_grid(get_tier("smoke"), GridOptions(backbones=["resnet18"],
+                                                                            strategies=["ft"]))]
+    assert f"cell 1/1 {cell} · none finished · time left unknown" in lines
+    assert any(line.startswith(f"{cell}  train epoch 1/1  loss ") for line in lines), lines
+    quiet = run(*args, "--progress", "off", "--rerun").outlines
+    assert not any("train epoch" in line or line.startswith("cell 1/1") for line in quiet)
+
 def test_missing_data_is_one_summary_line_or_a_failure_with_require_data(run: Run, tmp_path: Path) -> None:
     empty = tmp_path / "data"
     empty.mkdir()
