@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from medft_bench.cluster.cli import add_grid_arguments, run_grid
 from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
 from medft_bench.options import add_options, build_cells, gpu_skip_reason, register_folder_datasets
+from medft_bench.results.store import ATTEMPT_SUFFIX
 from medft_bench.training.progress import resolve_mode
 
 
@@ -104,7 +105,10 @@ def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note
         print(f"  weak result: no better than the majority class ({rec['weak_result']})")
     if rec["error"]:
         print(f"  error: {rec['error']}")
-    print(f"  record: {where}")
+    if str(where).endswith(ATTEMPT_SUFFIX):
+        print(f"  this attempt is not ok: the earlier ok record is kept and counts; the attempt is at {where}")
+    else:
+        print(f"  record: {where}")
     return 0 if rec["status"] == "ok" else 1
 
 

@@ -42,7 +42,10 @@ def atomic_paths(paths: Sequence[str | os.PathLike[str]], *, durable: bool = Tru
         for path in targets:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
-            os.close(fd)
+            try:  # mkstemp creates 0600; a plain open() would give 0666 less the umask (shared results folders)
+                os.fchmod(fd, 0o666 & ~_umask())
+            finally:
+                os.close(fd)
             tmps.append(Path(name))
         yield tmps
         if durable:
@@ -58,6 +61,12 @@ def atomic_paths(paths: Sequence[str | os.PathLike[str]], *, durable: bool = Tru
         for tmp in tmps:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; set straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, *, durable: bool = True) -> Path:

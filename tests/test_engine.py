@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 
@@ -179,3 +182,27 @@ def test_a_changed_default_or_version_is_never_served_an_old_record(tmp_path, mo
     assert changed.record["strategy"]["hparams"]["k"] == 5
     monkeypatch.setattr(KNNProbe, "version", KNNProbe.version + 1)
     assert not run_or_reuse(cell, tmp_path, progress=False).reused
+
+
+def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medft_bench.results.store import ATTEMPT_SUFFIX, ResultStore, load_records
+    from medft_bench.runner import run_or_reuse, with_data_id
+    from medft_bench.training import engine
+
+    cfg = tiny_cell("resnet18", "ft")
+    ok = run_or_reuse(cfg, tmp_path)
+    assert ok.record["status"] == "ok"
+    kept = {p.name: p.read_bytes() for p in ok.path.parent.iterdir()}
+
+    def out_of_memory(*args: Any, **kwargs: Any) -> float:
+        raise RuntimeError("DefaultCPUAllocator: not enough memory")
+
+    monkeypatch.setattr(engine.Trainer, "train_epoch", out_of_memory)
+    again = run_or_reuse(cfg, tmp_path, rerun=True)
+    assert again.record["status"] == "failed" and "not enough memory" in again.record["error"]
+    assert again.path == ResultStore(tmp_path).attempt_path_for(with_data_id(cfg))
+    assert again.path.name.endswith(ATTEMPT_SUFFIX) and again.path.is_file()
+    assert {p.name: p.read_bytes() for p in ok.path.parent.iterdir() if p != again.path} == kept  # record, head
+    records, problems = load_records([tmp_path])
+    assert [r["status"] for r in records] == ["ok"] and not problems  # the attempt is not a record
+    assert run_or_reuse(cfg, tmp_path).reused  # and the ok record still serves

@@ -70,3 +70,15 @@ def test_files_that_belong_together_appear_together_or_not_at_all(tmp_path: Path
         r.write_text("record")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.head.pt", "cell.json"]
 
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_files_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    import os
+
+    old = os.umask(umask)
+    try:
+        path = atomic_write(tmp_path / "record.json", "{}")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600: others can read a shared folder

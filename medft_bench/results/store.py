@@ -29,11 +29,14 @@ if TYPE_CHECKING:  # torch is imported where used: reading records (the leaderbo
 
 REUSABLE = ("ok", "diverged")  # a failed cell is computed again on the next run
 TRIAL_SUFFIX = ".trial.json"  # a tuned cell's trials: not records, never read as results
+# A recomputed cell (--rerun) whose new attempt is not ok, beside the ok record it must not replace: not a record
+ATTEMPT_SUFFIX = ".attempt.json"
 
 
 def is_record_file(path: Path) -> bool:
     """A record's file name: ``*.json``, neither a temporary (dot) file nor a tuned cell's trial file."""
-    return path.suffix == ".json" and not path.name.startswith(".") and not path.name.endswith(TRIAL_SUFFIX)
+    return (path.suffix == ".json" and not path.name.startswith(".")
+            and not path.name.endswith((TRIAL_SUFFIX, ATTEMPT_SUFFIX)))
 
 
 @dataclass
@@ -85,6 +88,18 @@ class ResultStore:
 
     def head_path_for(self, cfg: CellConfig) -> Path:
         return self.path_for(cfg).with_suffix(".head.pt")
+
+    def attempt_path_for(self, cfg: CellConfig) -> Path:
+        """Where a recomputed cell's attempt that is not ok goes when an ok record is in the way."""
+        path = self.path_for(cfg)
+        return path.with_name(path.stem + ATTEMPT_SUFFIX)
+
+    @staticmethod
+    def _holds_ok(path: Path) -> bool:
+        try:
+            return read_record(path)["status"] == "ok"
+        except (OSError, RecordError):
+            return False
 
     def trial_path(self, cfg: CellConfig, trial_hash: str) -> Path:
         """Where one trial of a tuned cell is kept: in a folder next to the cell's record, by trial hash."""
@@ -146,6 +161,9 @@ class ResultStore:
         """
         validate(record, cfg.cell_id)
         path = self.path_for(cfg)
+        if record["status"] != "ok" and self._holds_ok(path):
+            # Never replace an ok result by a worse one (a --rerun that failed): the attempt goes beside it.
+            path, head_state = self.attempt_path_for(cfg), None
         try:
             # The head is renamed into place first: a record on disk implies its head is there too.
             files = [self.head_path_for(cfg), path] if head_state is not None else [path]
