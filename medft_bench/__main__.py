@@ -85,6 +85,9 @@ def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note
           f"{' [SYNTHETIC data]' if rec['data']['synthetic'] else ''}")
     if note:
         print(f"  data: {note}")
+    data = rec["data"]
+    if data.get("source") == "medmnist" and not data["synthetic"] and data.get("md5_verified") is False:
+        print(f"  data: NOT the official MedMNIST file (MD5 {data['md5']}): grouped apart as an UNOFFICIAL copy")
     if rec["metrics"]:
         t, primary = rec["metrics"]["test"], rec["metrics"]["primary"]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in t.items() if v is not None)

@@ -1072,7 +1072,7 @@ def test_real_groups_show_the_literature_and_the_files_they_ran_on(tmp_path: Pat
     for seed, (ft, auc) in enumerate(((0.70, 0.90), (0.74, 0.94))):
         rec = make_record(dataset="pneumoniamnist", strategy="ft", seed=seed, primary=ft)
         rec["metrics"]["test"].update(acc=ft + 0.1, auc=auc)
-        rec["data"].update(md5="28209eda62fecd6e6a2d98b1501bb15f", md5_verified=seed == 0)
+        rec["data"].update(md5="28209eda62fecd6e6a2d98b1501bb15f", md5_verified=True)
         rec["weights"].update(source="file", sha256="ab" * 32)
         write(tmp_path, rec)
     [group] = aggregate(load_inputs([tmp_path]).runs)
@@ -1084,7 +1084,12 @@ def test_real_groups_show_the_literature_and_the_files_they_ran_on(tmp_path: Pat
     assert str(rows["MedMNIST v2 (pub.): ResNet-50 (224)"][3]) == "96.2"  # fractions shown as %
     [prov] = provenance_table(group).rows
     assert str(prov[2]) == "28209eda62fecd6e6a2d98b1501bb15f" and str(prov[5]) == "ab" * 32
-    assert str(prov[3]) == "NOT the official file, official" and prov[3].style == "warn"  # one seed's copy differs
+    assert str(prov[3]) == "official"
+    rec["data"]["md5_verified"] = False  # a copy that differs: a group of its own, flagged
+    write(tmp_path / "u", rec)
+    [ugroup] = aggregate(load_inputs([tmp_path / "u"]).runs)
+    [prov] = provenance_table(ugroup).rows
+    assert str(prov[3]) == "NOT the official file" and prov[3].style == "warn" and ugroup.key.unofficial
     synthetic = make_record(dataset="pneumoniamnist", synthetic=True, weights="random")
     write(tmp_path / "s", synthetic)
     [sgroup] = aggregate(load_inputs([tmp_path / "s"]).runs)
@@ -1118,3 +1123,21 @@ def test_pareto_draws_no_frontier_across_different_cases(tmp_path: Path) -> None
     with matplotlib.rc_context(STYLE):
         (ax,) = pareto_figure(group).axes
         assert len(ax.lines) == 1  # both strategies on both cases: the frontier LP -> FT
+
+
+def test_an_unofficial_medmnist_copy_is_grouped_apart_and_labelled(tmp_path: Path) -> None:
+    from medft_bench.leaderboard.export import records_csv
+
+    official = make_record(strategy="ft", primary=0.7, finished="2025-03-01T12:00:00+00:00")
+    official["data"]["md5_verified"] = True
+    copy = make_record(strategy="ft", primary=0.9, finished="2025-03-02T12:00:00+00:00", extra_hash="copy")
+    copy["data"].update(md5_verified=False, md5="f" * 32)
+    write(tmp_path, official)
+    write(tmp_path, copy)
+    inputs = load_inputs([tmp_path])
+    assert not inputs.notes  # the later unofficial record supersedes nothing
+    groups = aggregate(inputs.runs)
+    assert [g.key.unofficial for g in groups] == [False, True]
+    assert "UNOFFICIAL" in groups[1].key.label and "UNOFFICIAL" not in groups[0].key.label
+    assert groups[0].key.slug != groups[1].key.slug and groups[1].rows[0].mean == pytest.approx(0.9)
+    assert ",False," in records_csv([groups[1]]).splitlines()[1]  # official_file false in the CSV

@@ -44,27 +44,32 @@ class GroupKey:
     img_size: int
     protocol: str = "study"  # study | tuned
     input_size: int = 0  # the size the images were shown at, when one was asked for (--input-size)
+    unofficial: bool = False  # a MedMNIST file whose MD5 is not the official one (Run.unofficial)
 
     def sort_key(self) -> tuple[Any, ...]:
         w = WEIGHTS_KINDS.index(self.weights) if self.weights in WEIGHTS_KINDS else len(WEIGHTS_KINDS)
         p = PROTOCOL_ORDER.index(self.protocol) if self.protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
-        return (tier_sort_key(self.tier), self.synthetic, w, self.img_size, self.input_size, p, self.protocol)
+        return (tier_sort_key(self.tier), self.synthetic, self.unofficial, w, self.img_size, self.input_size, p,
+                self.protocol)
 
     @property
     def slug(self) -> str:
-        data = "synthetic" if self.synthetic else "real"
+        data = "synthetic" if self.synthetic else "unofficial" if self.unofficial else "real"
         protocol = "" if self.protocol == "study" else f"-{_slug(self.protocol)}"  # study slugs stay as they were
         shown = f"-at{self.input_size}" if self.input_size else ""  # slugs without an input size stay as they were
         return f"{_slug(self.tier)}-{self.img_size}px{shown}-{data}-{self.weights}{protocol}"
 
     @property
-    def setting(self) -> tuple[str, bool, str, int, int]:
+    def setting(self) -> tuple[str, bool, str, int, int, bool]:
         """Everything but the protocol: groups of one setting under two protocols are compared by survival()."""
-        return (self.tier, self.synthetic, self.weights, self.img_size, self.input_size)
+        return (self.tier, self.synthetic, self.weights, self.img_size, self.input_size, self.unofficial)
 
     @property
     def caveat(self) -> str | None:
         """Why these numbers are no measure of real transfer, or None."""
+        if self.unofficial:
+            return ("an UNOFFICIAL copy of the MedMNIST file (its MD5 is not the official one): not the dataset the "
+                    "published numbers are about")
         if self.synthetic and self.weights == "random":
             return "not a measure of real transfer"
         if self.synthetic:
@@ -74,7 +79,7 @@ class GroupKey:
         return None
 
     def _label(self, protocol: bool) -> str:
-        data = "SYNTHETIC data" if self.synthetic else "real data"
+        data = "SYNTHETIC data" if self.synthetic else "real data (UNOFFICIAL file)" if self.unofficial else "real data"
         weights = {"pretrained": "pretrained weights", "packaged": "pretrained weights (packaged)",
                    "random": "RANDOM weights",
                    "file": "weights from a local FILE"}.get(self.weights, self.weights)
@@ -390,7 +395,8 @@ def _labels(runs: list[Run]) -> dict[str, str]:
 
 
 def group_key(run: Run) -> GroupKey:
-    return GroupKey(run.tier, run.synthetic, run.weights_kind, run.img_size, run.protocol, run.input_size)
+    return GroupKey(run.tier, run.synthetic, run.weights_kind, run.img_size, run.protocol, run.input_size,
+                    run.unofficial)
 
 
 @dataclass

@@ -12,12 +12,12 @@ from medft_bench.leaderboard.aggregate import METRICS, Group
 
 RECORDS_CSV = "records.csv"
 AGGREGATES_CSV = "aggregates.csv"
-GROUP_FIELDS = ("group", "tier", "img_size", "synthetic", "weights", "protocol")
+GROUP_FIELDS = ("group", "tier", "img_size", "synthetic", "weights", "protocol", "official_file")
 
 
 def _group_fields(g: Group) -> list[Any]:
     k = g.key
-    return [k.slug, k.tier, k.img_size, k.synthetic, k.weights, k.protocol]
+    return [k.slug, k.tier, k.img_size, k.synthetic, k.weights, k.protocol, not k.unofficial]
 
 
 def _csv(header: list[str], rows: list[list[Any]]) -> str:

@@ -120,6 +120,14 @@ class Run:
         return bool(self.record["config"].get("synthetic")) or bool(self.record["data"].get("synthetic"))
 
     @property
+    def unofficial(self) -> bool:
+        """A MedMNIST dataset read from a file whose MD5 is not the official one (a copy someone changed, or another
+        release): real images, but not the dataset the published numbers are about. Records written before the
+        check (no ``md5_verified``) count as they were."""
+        data = self.record["data"]
+        return data.get("source") == "medmnist" and not self.synthetic and data.get("md5_verified") is False
+
+    @property
     def weights_kind(self) -> str:
         """pretrained | packaged | random | file (a local weights file or directory)."""
         w = self.record["config"].get("weights")
@@ -311,8 +319,9 @@ def load_inputs(roots: list[str | os.PathLike[str]], benchmark_jsons: list[str |
     # One record per cell and kind of run: a later configuration of the same cell supersedes an older one.
     by_cell: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
     for run in unique:
-        by_cell[(run.tier, run.synthetic, run.weights_kind, run.img_size, run.protocol, run.dataset, run.backbone,
-                 run.strategy, run.seed)].append(run)
+        # (an unofficial copy of a file never supersedes, nor is superseded by, the official file's record)
+        by_cell[(run.tier, run.synthetic, run.unofficial, run.weights_kind, run.img_size, run.input_size,
+                 run.protocol, run.dataset, run.backbone, run.strategy, run.seed)].append(run)
     counted: list[Run] = []
     for _, same in sorted(by_cell.items(), key=lambda kv: repr(kv[0])):
         kept = min(same, key=lambda r: (-r.finished_ts, STATUS_ORDER.get(r.status, 9), r.path))
