@@ -1141,3 +1141,24 @@ def test_an_unofficial_medmnist_copy_is_grouped_apart_and_labelled(tmp_path: Pat
     assert "UNOFFICIAL" in groups[1].key.label and "UNOFFICIAL" not in groups[0].key.label
     assert groups[0].key.slug != groups[1].key.slug and groups[1].rows[0].mean == pytest.approx(0.9)
     assert ",False," in records_csv([groups[1]]).splitlines()[1]  # official_file false in the CSV
+
+
+def test_out_never_replaces_or_deletes_files_it_did_not_write(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    results = tmp_path / "results"
+    write(results, make_record(strategy="ft", seed=0, primary=0.8))
+    project = tmp_path / "project"  # --out . in a project root: its README is not the leaderboard's
+    project.mkdir()
+    (project / "README.md").write_text("my project")
+    assert main([str(results), "--out", str(project), "--quiet"]) == 1
+    assert "README.md, which this leaderboard did not write" in capsys.readouterr().err
+    assert sorted(p.name for p in project.iterdir()) == ["README.md"]  # nothing written, nothing lost
+    assert (project / "README.md").read_text() == "my project"
+    other = tmp_path / "other"  # someone else's summary.json listing their files
+    other.mkdir()
+    (other / "notes.md").write_text("keep")
+    (other / "summary.json").write_text(json.dumps({"files": ["notes.md", "summary.json"]}))
+    assert main([str(results), "--out", str(other), "--quiet"]) == 1
+    assert (other / "notes.md").read_text() == "keep" and "files" in json.loads((other / "summary.json").read_text())
+    board = tmp_path / "board"  # its own folder: written, then rewritten
+    assert main([str(results), "--out", str(board), "--quiet"]) == 0
+    assert main([str(results), "--out", str(board), "--quiet"]) == 0

@@ -336,7 +336,7 @@ def _strip_path(reason: str, path: str) -> str:
     return reason[len(path):].lstrip(": ") or reason if reason.startswith(path) else reason
 
 
-def _is_leaderboard_summary(path: Path) -> bool:
+def is_leaderboard_summary(path: Path) -> bool:
     """A leaderboard's summary.json (e.g. results/leaderboard/, the default output, found in a later run)."""
     if path.name != "summary.json":
         return False
@@ -355,7 +355,7 @@ def _expand(roots: list[str | os.PathLike[str]], problems: list[Problem]) -> lis
             files.append(root)
         elif root.is_dir():
             files += sorted(p for p in root.rglob("*.json") if is_record_file(p) and p.is_file()
-                            and not _is_leaderboard_summary(p))
+                            and not is_leaderboard_summary(p))
         else:
             problems.append(Problem(str(root), "no such file or directory"))
     return files

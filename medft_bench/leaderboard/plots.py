@@ -228,10 +228,13 @@ def pareto_figure(group: Group) -> Any:
     return fig
 
 
+PLOT_KINDS = ("delta", "pareto")  # a group's plots, file names <group slug>-<kind>.png
+
+
 def plot_group(group: Group, out: Path, prefix: str) -> dict[str, str]:
     """Write the group's plots into ``out``; kind -> file name of those written."""
     written = {}
-    for kind, fn in (("delta", delta_heatmap), ("pareto", pareto_plot)):
+    for kind, fn in zip(PLOT_KINDS, (delta_heatmap, pareto_plot)):
         name = f"{prefix}-{kind}.png"
         if fn(group, out / name):
             written[kind] = name

@@ -12,9 +12,9 @@ from medft_bench.errors import MedftError
 from medft_bench.io import atomic_write
 from medft_bench.leaderboard import export, render_html, render_markdown, summary
 from medft_bench.leaderboard.aggregate import Group, aggregate, tier_slug
-from medft_bench.leaderboard.load import Inputs, Problem, load_inputs
+from medft_bench.leaderboard.load import Inputs, Problem, is_leaderboard_summary, load_inputs
 from medft_bench.leaderboard.metadata import run_metadata
-from medft_bench.leaderboard.plots import plot_group
+from medft_bench.leaderboard.plots import PLOT_KINDS, plot_group
 
 SUMMARY = "summary.json"
 OWN_SUFFIXES = (".md", ".png", ".json", ".csv", ".html")
@@ -44,12 +44,31 @@ def _write(path: Path, text: str) -> None:
     atomic_write(path, text)
 
 
-def _previous_files(out: Path) -> list[str]:
-    try:
-        files = json.loads((out / SUMMARY).read_text()).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [f for f in files if isinstance(f, str)]
+def _previous_files(out: Path) -> list[str] | None:
+    """The files an earlier run of this leaderboard wrote into ``out`` (its own summary.json lists them); None
+    when ``out`` holds no summary.json of this leaderboard's: then none of its files are ours to replace."""
+    path = out / SUMMARY
+    if not is_leaderboard_summary(path):
+        return None
+    files = json.loads(path.read_bytes()).get("files", [])
+    return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
+
+
+def _planned_files(groups: list[Group]) -> list[str]:
+    """Every name :func:`publish` may write for ``groups`` (both plots of every group, whether drawn or not)."""
+    tiers = {tier_slug(g.key.tier) + ".md" for g in groups}
+    plots = {f"{g.key.slug}-{kind}.png" for g in groups for kind in PLOT_KINDS}
+    return sorted({*tiers, *plots, render_markdown.INDEX, render_markdown.REFERENCES, render_html.HTML,
+                   export.RECORDS_CSV, export.AGGREGATES_CSV})
+
+
+def _check_ownership(out: Path, files: list[str], previous: list[str] | None) -> None:
+    """Refuse, before writing anything, to replace a file in ``out`` that this leaderboard did not write."""
+    foreign = sorted(f for f in files if (out / f).exists() and (previous is None or f not in previous))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise MedftError(f"--out {out} holds {shown}, which this leaderboard did not write (no summary.json of its "
+                         "own lists it): nothing was written; choose a new or empty folder, or move those files")
 
 
 def default_out(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | os.PathLike[str]] = ()) -> Path:
@@ -76,8 +95,9 @@ def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | o
     groups = aggregate(inputs.runs, metric)
     meta = run_metadata(inputs.runs)
     out = Path(out)
+    previous = _previous_files(out) if out.is_dir() else []
+    _check_ownership(out, [*_planned_files(groups), SUMMARY], previous)
     out.mkdir(parents=True, exist_ok=True)
-    previous = _previous_files(out)
 
     plots = {g.key.slug: plot_group(g, out, g.key.slug) for g in groups}
     pages: dict[str, str] = {}
@@ -97,7 +117,7 @@ def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | o
     for name, text in sorted(pages.items()):
         _write(out / name, text)
     _write(out / SUMMARY, summary.dumps(summary.build_summary(groups, inputs, meta, metric, plots, files)))
-    for stale in sorted(set(previous) - set(files)):
+    for stale in sorted(set(previous or ()) - set(files)):
         if "/" not in stale and "\\" not in stale and stale.endswith(OWN_SUFFIXES) and not stale.startswith("."):
             (out / stale).unlink(missing_ok=True)
     return Published(out, files, groups, inputs, meta)
