@@ -866,3 +866,18 @@ def test_ft_eval_is_ft_with_frozen_batchnorm_statistics_under_its_own_name() -> 
     ctx.loss(ctx.model(images), labels).backward()
     assert torch.equal(bn.running_mean, before)  # a training forward leaves the statistics as they were
     assert cell.cell_id.endswith("-ft_eval-seed0") and not strat.in_study
+
+
+@pytest.mark.parametrize(("strategy", "params", "message"), [
+    ("knn", {"k": True}, "k must be an integer"),  # would run as k=1
+    ("knn", {"k": 2.5}, "k must be an integer"),  # would run as k=2
+    ("knn", {"k": "abc"}, "k must be an integer"),  # failed only after the cell had computed
+    ("knn", {"k": None}, "k must be an integer"),
+    ("lp", {"l2_min": "small"}, "l2_min must be a number"),
+    ("ft", {"norm_mode": 1}, "norm_mode must be a string"),
+])
+def test_a_parameter_of_the_wrong_type_is_refused_when_the_strategy_is_built(strategy: str, params: dict,
+                                                                             message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_strategy(strategy, **params)
+    assert create_strategy("lp", l2_min=1).params["l2_min"] == 1  # an int where a float is expected is fine

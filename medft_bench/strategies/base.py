@@ -74,6 +74,8 @@ class Strategy:
     label: ClassVar[str] = ""
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    # Parameters whose values may have more than their default's type (surgical's block: an index or a name).
+    param_types: ClassVar[dict[str, tuple[type, ...]]] = {}
     # Part of every cell's hash with the defaults: bump it with any change of what the strategy does, so that no
     # record computed by the old behaviour is reused.
     version: ClassVar[int] = 1
@@ -91,6 +93,8 @@ class Strategy:
         if unknown:
             valid = ", ".join(sorted(self.defaults)) or "none"
             raise ValueError(f"strategy {self.name!r} has no parameter(s) {sorted(unknown)}; valid: {valid}")
+        for key, value in params.items():
+            _check_type(self.name, key, value, self.defaults[key], self.param_types.get(key))
         self.params: dict[str, Any] = {**self.defaults, **params}
         self.log: dict[str, Any] = {}  # facts decided while running (e.g. reuse), recorded with the result
         # Training seconds of results loaded from other cells (LP-FT's reused probe): part of this cell's cost,
@@ -155,3 +159,25 @@ class Strategy:
         """Scores per split ("val", "test") as (N, C) probability arrays (numpy) for strategies that do not
         train; None for those that do."""
         return None
+
+
+def _check_type(strategy: str, key: str, value: Any, default: Any, types: tuple[type, ...] | None = None) -> None:
+    """A parameter's value must have its default's type (an int where the default is an int: ``k=2.5`` would run as
+    k=2, ``k=true`` as k=1), or one of ``types`` when the strategy declares them (``Strategy.param_types``); a
+    float default takes an int too; a default of None takes anything."""
+    if types is not None:
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise ValueError(f"strategy {strategy!r}: parameter {key} must be one of "
+                             f"{', '.join(t.__name__ for t in types)} (default {default!r}), got {value!r}")
+        return
+    if default is None:
+        return
+    kind = type(default)
+    ok = (isinstance(value, bool) if kind is bool
+          else isinstance(value, int) and not isinstance(value, bool) if kind is int
+          else isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+          else isinstance(value, kind))
+    if not ok:
+        name = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, kind.__name__)
+        raise ValueError(f"strategy {strategy!r}: parameter {key} must be {name} (default {default!r}), "
+                         f"got {value!r}")

@@ -30,6 +30,7 @@ class Surgical(Strategy):
     label = "surgical"
     description = "Surgical fine-tuning: one chosen block (default the first) plus the new head train."
     defaults = {"block": 0}
+    param_types = {"block": (int, str)}  # an index, or a block's name
 
     def chosen(self, ctx: CellContext) -> tuple[str, list[str]]:
         body = body_blocks(ctx)
