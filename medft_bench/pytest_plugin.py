@@ -9,6 +9,7 @@ Elsewhere: ``pytest -p medft_bench.pytest_plugin``. The grid itself (one case pe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
@@ -107,7 +108,11 @@ class _Summary:
 
     def _write(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
+        if reporter is None:
+            return
+        # Inside a test pytest captures the terminal at the file-descriptor level: suspend it, as live logging does.
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        with capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext():
             reporter.ensure_newline()
             reporter.write_line(line)
 

@@ -688,31 +688,19 @@ def test_session_summary_lists_each_cell_then_the_counts(run: Run, tmp_path: Pat
 
 
 
-def test_progress_shows_without_dash_s(run: Run, tmp_path: Path) -> None:
-    # pytest captures the cells' own output (shown only on failure); progress goes through its terminal writer.
+def test_progress_shows_without_dash_s(env: dict[str, str], tmp_path: Path) -> None:
+    # pytest captures the cells' output at the file-descriptor level (shown only on failure); progress goes through
+    # its terminal writer with capture suspended. A subprocess: an in-process pytester run does not capture so.
     args = ["--backbones", "resnet18", "--strategies", "ft", "--epochs", "1", "--results-dir", str(tmp_path)]
-    lines = run(*args, "--progress", "plain").outlines
     [cell] = [c.cell_id for c in build_grid(get_tier("smoke"), GridOptions(backbones=["resnet18"],
                                                                             strategies=["ft"]))]
-    assert f"cell 1/1 {cell} · none finished · time left unknown" in lines
-    assert any(line.startswith(f"{cell}  train epoch 1/1  loss ") for line in lines), lines
-    quiet = run(*args, "--progress", "off", "--rerun").outlines
-    assert not any("train epoch" in line or line.startswith("cell 1/1") for line in quiet)
-
-def test_missing_data_is_one_summary_line_or_a_failure_with_require_data(run: Run, tmp_path: Path) -> None:
-    empty = tmp_path / "data"
-    empty.mkdir()
-    args = ("--tier=quick", "--datasets", "pneumoniamnist,breastmnist", "--backbones", "resnet18", "--strategies",
-            "lp,knn", "--data-root", str(empty), "--no-download")
-    result = run(*args)
-    assert result.ret == 0, output(result)
-    result.assert_outcomes(skipped=4)
-    assert ("  4 cells skipped: 2 data files missing, see -rs (--require-data fails them instead)"
-            in result.outlines), output(result)
-    failed = run(*args, "--require-data")
-    assert failed.ret == 1
-    failed.assert_outcomes(failed=4)
-    assert "  4 failed (4 cells)" in failed.outlines
+    out = subprocess.run(pytest_cmd(*args), cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=TIMEOUT).stdout.splitlines()
+    assert f"cell 1/1 {cell} · none finished · time left unknown" in out, out
+    assert any(line.startswith(f"{cell}  train epoch 1/1  loss ") for line in out), out
+    quiet = subprocess.run(pytest_cmd(*args, "--progress", "off", "--rerun"), cwd=REPO, env=env,
+                           capture_output=True, text=True, timeout=TIMEOUT).stdout.splitlines()
+    assert not any("train epoch" in line or line.startswith("cell 1/1") for line in quiet), quiet
 
 
 def test_trial_tasks_run_before_their_cell_which_reuses_them(run: Run, tmp_path: Path) -> None:
