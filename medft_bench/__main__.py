@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 from medft_bench.cluster.cli import add_grid_arguments, run_grid
 from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
+from medft_bench.leaderboard.load import is_unofficial_copy
 from medft_bench.options import add_options, build_cells, gpu_skip_reason, register_folder_datasets
 from medft_bench.results.store import ATTEMPT_SUFFIX
 from medft_bench.training.progress import resolve_mode
@@ -85,9 +86,8 @@ def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note
           f"{' [SYNTHETIC data]' if rec['data']['synthetic'] else ''}")
     if note:
         print(f"  data: {note}")
-    data = rec["data"]
-    if data.get("source") == "medmnist" and not data["synthetic"] and data.get("md5_verified") is False:
-        print(f"  data: NOT the official MedMNIST file (MD5 {data['md5']}): grouped apart as an UNOFFICIAL copy")
+    if is_unofficial_copy(rec["data"]):
+        print(f"  data: NOT the official MedMNIST file (MD5 {rec['data']['md5']}): grouped apart as an UNOFFICIAL copy")
     if rec["metrics"]:
         t, primary = rec["metrics"]["test"], rec["metrics"]["primary"]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in t.items() if v is not None)

@@ -40,6 +40,12 @@ class Note:
     cell_id: str
 
 
+def is_unofficial_copy(data: dict[str, Any]) -> bool:
+    """A record's ``data``: a MedMNIST file whose MD5 was checked and is not the official one (records written
+    before the check, without ``md5_verified``, count as official)."""
+    return data.get("source") == "medmnist" and not data.get("synthetic") and data.get("md5_verified") is False
+
+
 @dataclass
 class Run:
     """One valid record, with the fields the leaderboard uses pulled out."""
@@ -124,8 +130,7 @@ class Run:
         """A MedMNIST dataset read from a file whose MD5 is not the official one (a copy someone changed, or another
         release): real images, but not the dataset the published numbers are about. Records written before the
         check (no ``md5_verified``) count as they were."""
-        data = self.record["data"]
-        return data.get("source") == "medmnist" and not self.synthetic and data.get("md5_verified") is False
+        return not self.synthetic and is_unofficial_copy(self.record["data"])
 
     @property
     def weights_kind(self) -> str:
