@@ -422,6 +422,35 @@ def test_details_show_drift_and_a_kept_start(tmp_path: Path) -> None:
     assert "kept stage start 1/1" in str(rows["LP-FT"][-1])
 
 
+def test_surgical_blocks_are_rows_of_their_own(tmp_path: Path) -> None:
+    """Lee et al. report surgical fine-tuning per block: a cell run with another block is another row, not a newer
+    configuration superseding the default block's."""
+    for seed in (0, 1):
+        write(tmp_path, make_record(strategy="surgical", seed=seed, primary=0.6))
+        rec = make_record(strategy="surgical", seed=seed, primary=0.7, extra_hash="block=2",
+                          finished="2025-04-01T12:00:00+00:00")
+        rec["strategy"]["variant"] = "block=2"
+        validate(rec, rec["cell_id"])
+        write(tmp_path, rec)
+    inputs = load_inputs([tmp_path])
+    assert not inputs.notes and len(inputs.runs) == 4
+    [group] = aggregate(inputs.runs)
+    means = {group.label(r.strategy): r.summary.mean for r in group.rows}
+    assert means == {"surgical": pytest.approx(0.6), "surgical (block=2)": pytest.approx(0.7)}
+
+
+def test_details_flag_an_adaptive_epoch_that_trained_the_head_alone(tmp_path: Path) -> None:
+    for seed, counts in ((0, [0, 12]), (1, [9, 12])):
+        rec = make_record(strategy="auto_snr", seed=seed)
+        rec["epochs"] = [{"stage": "train", "adaptive_backbone_tensors": c} for c in counts]
+        write(tmp_path, rec)
+    [group] = aggregate(load_inputs([tmp_path]).runs)
+    from medft_bench.leaderboard.tables import details_table
+
+    [row] = details_table(group).rows
+    assert "head-only epochs in 1/2" in str(row[-1])
+
+
 def test_claim_1_counts_lp_ft_seeds_that_kept_their_probe(tmp_path: Path) -> None:
     for seed, best_epoch in enumerate((-1, 2, -1)):
         write(tmp_path, make_record(strategy="ft", seed=seed, primary=0.7))

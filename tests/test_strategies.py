@@ -20,9 +20,11 @@ from torch import nn
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
 from medft_bench.errors import MedftError
 from medft_bench.models.blocks import check_partition
+from medft_bench.results.store import ResultStore
 from medft_bench.runner import run_cell
 from medft_bench.strategies import registry
 from medft_bench.strategies.auto_rgn import rgn_multipliers
+from medft_bench.strategies.auto_snr import AutoSNR
 from medft_bench.strategies.base import EpochPlan, Strategy
 from medft_bench.strategies.knn import knn_scores
 from medft_bench.strategies.lp_ft import LinearProbeThenFineTune
@@ -544,7 +546,7 @@ def test_auto_snr_is_right_where_gradients_share_storage() -> None:
 
 
 def test_auto_snr_freezes_tensors_below_threshold() -> None:
-    ctx, strat = context("auto_snr", params={"variance": "first_dim"})
+    ctx, strat = context("auto_snr", params={"variance": "first_dim", "head": "new"})
     ctx.epoch_generator = _epoch_generator(0, 0, 0)
     snr = strat.snr(ctx)
     body = sorted({v for n, v in snr.items() if n not in ctx.head_names})
@@ -577,11 +579,13 @@ def test_auto_snr_defaults_are_the_reference_and_train_the_backbone() -> None:
     ctx, strat = context("auto_snr", epochs=3, n_train=96)
     hp = strat.hparams(ctx)
     assert (hp["variance"], hp["threshold"], hp["n_batches"], hp["norm_mode"]) == ("first_dim", 0.95, 5, "eval")
+    assert hp["head"] == "probe" and [s.name for s in strat.stages(ctx)] == ["lp", "train"]
     pretrained_like(ctx)
     runner = runner_for(ctx, strat)
+    assert strat.start_stage(ctx, 0) and strat.log["lp"]["lp_head"] == "trained"  # solved: no epochs
     backbone = []
     for e in range(3):
-        plan, changed = run_epoch(ctx, strat, runner, 0, e)
+        plan, changed = run_epoch(ctx, strat, runner, 1, e)
         assert set(ctx.head_names) <= plan.trainable and plan.note["snr_threshold"] == 0.95
         backbone.append(plan.note["snr_backbone_trainable_tensors"])
         assert changed == set(plan.trainable)
@@ -589,7 +593,7 @@ def test_auto_snr_defaults_are_the_reference_and_train_the_backbone() -> None:
 
 
 def test_auto_snr_per_example_threshold_fits_its_scale() -> None:
-    ctx, strat = context("auto_snr", params={"variance": "per_example", "max_examples": 12})
+    ctx, strat = context("auto_snr", params={"variance": "per_example", "max_examples": 12, "head": "new"})
     ctx.epoch_generator = _epoch_generator(0, 0, 0)
     assert strat.threshold(ctx) == pytest.approx(2 / 12)  # twice pure noise's 1/n, not 0.95
     plan = strat.plan(ctx, 0, 0)
@@ -674,7 +678,7 @@ def test_lp_ft_plans() -> None:
     p0 = strat.plan(ctx, 0, 0)
     assert (p0.trainable, p0.norm_mode) == (frozenset(ctx.head_names), "backbone_eval")
     assert strat.plan(ctx, 1, 0).norm_mode == "train"
-    assert ctx.cfg.with_strategy("lp", strat._lp_params()).params() == {"solver": "adam"}
+    assert ctx.cfg.with_strategy("lp", strat._head.lp_params()).params() == {"solver": "adam"}
 
 
 # -- kNN --------------------------------------------------------------------------------------------------------
@@ -881,3 +885,54 @@ def test_a_parameter_of_the_wrong_type_is_refused_when_the_strategy_is_built(str
     with pytest.raises(ValueError, match=message):
         create_strategy(strategy, **params)
     assert create_strategy("lp", l2_min=1).params["l2_min"] == 1  # an int where a float is expected is fine
+
+
+def test_auto_snr_starts_from_the_lp_cells_head(tmp_path: Any) -> None:
+    """The adaptive stage starts from the LP cell's stored head (reused, its cost counted), so its first statistic
+    is taken with a trained head, as the reference's; the head then trains in every epoch."""
+    from medft_bench.runner import run_or_reuse
+
+    cfg = cfg_for("auto_snr", epochs=2)
+    lp = run_or_reuse(cfg.with_strategy("lp"), tmp_path, device="cpu")
+    seen: dict[str, torch.Tensor] = {}
+    original = AutoSNR.plan
+
+    def spy(self: AutoSNR, ctx: Any, stage: int, epoch: int) -> EpochPlan:
+        if (stage, epoch) == (1, 0):
+            seen.update({k: v.detach().clone() for k, v in ctx.backbone.head.state_dict().items()})
+        return original(self, ctx, stage, epoch)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AutoSNR, "plan", spy)
+        rec = run_or_reuse(cfg, tmp_path, device="cpu").record
+    head = ResultStore(tmp_path).load_head(cfg.with_strategy("lp"))
+    for k, v in head.items():
+        assert torch.equal(seen[k], v), k
+    assert rec["strategy"]["log"]["lp"]["lp_head"] == "reused"
+    assert rec["costs"]["reused_train_s"] == lp.record["costs"]["train_s"] > 0
+    assert [e["stage"] for e in rec["epochs"]] == ["lp", "train", "train"]
+    assert all(e["adaptive_backbone_tensors"] >= 0 for e in rec["epochs"][1:])
+
+
+def test_auto_snr_first_epoch_is_not_set_by_the_heads_initial_scale() -> None:
+    """The reference statistic's 1e-8 makes it scale-dependent: a new head scaled down shrinks every backbone
+    gradient and changes which tensors pass in epoch 0. From the probe's head (the default) the decision does not
+    depend on how the new head was initialised."""
+    def first_plan(head: str, scale: float) -> frozenset[str]:
+        ctx, strat = context("auto_snr", params={"head": head}, n_train=96)
+        pretrained_like(ctx)
+        with torch.no_grad():
+            ctx.backbone.head.weight.mul_(scale)
+        runner_for(ctx, strat)  # the feature cache the solve reads
+        strat.start_stage(ctx, 0)
+        ctx.epoch_generator = _epoch_generator(0, 0, 0)
+        return strat.plan(ctx, len(strat.stages(ctx)) - 1, 0).trainable
+
+    assert first_plan("probe", 1.0) == first_plan("probe", 1e-3)
+    assert first_plan("new", 1.0) != first_plan("new", 1e-3)  # the failure the probe's head removes
+
+
+def test_surgical_names_its_block_as_a_variant_of_its_own() -> None:
+    assert create_strategy("surgical").variant() == ""
+    assert create_strategy("surgical", block="layer2").variant() == "block=layer2"
+    assert create_strategy("ft", norm_mode="eval").variant() == ""  # an ordinary parameter: not a row of its own

@@ -255,6 +255,7 @@ def _costs(ok: list[Run]) -> dict[str, Any]:
         "chosen_lr": lrs,  # tuned cells: the learning rates chosen on validation (one per seed, distinct)
         "drift": _mean(drift),
         "kept_start": sum(1 for r in ok if r.costs.get("best_epoch") == -1),
+        "head_only": sum(1 for r in ok if r.head_only_epochs),  # runs with an epoch that trained the head alone
         "train_s": _mean(vals("train_s")),
         "wall_s": _mean(vals("wall_s")),
         "peak_mem_mb": max(mem) if mem else None,

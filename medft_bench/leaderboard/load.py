@@ -79,14 +79,26 @@ class Run:
         return str(self.cell["backbone"])
 
     @property
+    def variant(self) -> str:
+        """The parameters that make this strategy's row one of its own (``strategy.variant``: surgical's block), or
+        ""."""
+        variant = self.record.get("strategy", {}).get("variant")
+        return str(variant) if isinstance(variant, str) else ""
+
+    @property
     def strategy(self) -> str:
-        return str(self.cell["strategy"])
+        """The row's strategy key: the name, with the variant when there is one (``surgical[block=2]``)."""
+        name = str(self.cell["strategy"])
+        return f"{name}[{self.variant}]" if self.variant else name
 
     @property
     def label(self) -> str | None:
-        """The label the strategy declared (``strategy.label``); None in records written before labels."""
+        """The label the strategy declared (``strategy.label``), with the variant; None in records written before
+        labels."""
         label = self.record.get("strategy", {}).get("label")
-        return str(label) if label else None
+        if not label:
+            return f"{self.cell['strategy']} ({self.variant})" if self.variant else None
+        return f"{label} ({self.variant})" if self.variant else str(label)
 
     @property
     def seed(self) -> int:
@@ -200,6 +212,13 @@ class Run:
         flags = [e["converged"] for e in self.record.get("epochs") or []
                  if isinstance(e, dict) and e.get("epochs") == 0 and isinstance(e.get("converged"), bool)]
         return None if not flags else all(flags)
+
+    @property
+    def head_only_epochs(self) -> int:
+        """Epochs in which an adaptive strategy (Auto-SNR) let no backbone tensor train: the epoch was a probe of
+        the head alone (``adaptive_backbone_tensors`` 0 in the epoch's entry)."""
+        return sum(1 for e in self.record.get("epochs") or []
+                   if isinstance(e, dict) and e.get("adaptive_backbone_tensors") == 0)
 
     @property
     def environment(self) -> dict[str, Any]:

@@ -298,6 +298,8 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
             flags.append(f"no {r.metric} {len(r.no_metric)}")
         if r.costs.get("kept_start"):
             flags.append(f"kept stage start {r.costs['kept_start']}/{len(r.ok)}")
+        if r.costs.get("head_only"):
+            flags.append(f"head-only epochs in {r.costs['head_only']}/{len(r.ok)}")
         if unconverged_probes(r):
             flags.append(f"{UNCONVERGED_MARK} probe not converged {unconverged_probes(r)}/{len(r.ok)}")
         if r.costs.get("chosen_lr"):

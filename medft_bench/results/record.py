@@ -98,7 +98,7 @@ def build_record(run: CellRun) -> dict[str, Any]:
                  **({} if cfg.protocol == "study" else {"protocol": cfg.protocol})},
         "config": _config(run, hparams),
         "strategy": {"name": strategy.name, "label": strategy.display_label(), "hparams": hparams,
-                     "in_study": strategy.in_study,
+                     "in_study": strategy.in_study, **({"variant": v} if (v := strategy.variant()) else {}),
                      "norm_modes": sorted({e.get("norm_mode", "") for e in run.measured.trained_epochs} - {""}),
                      "log": strategy.log},
         "weights": dict(ctx.backbone.weights),

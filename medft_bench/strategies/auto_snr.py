@@ -9,15 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from medft_bench.strategies.base import EpochPlan, Strategy, check_norm_mode
+from medft_bench.strategies.base import EpochPlan, Stage, Strategy, check_norm_mode
+from medft_bench.strategies.probed_head import ProbedHead
 from medft_bench.strategies.registry import register_strategy
 from medft_bench.strategies.selection import apply_modes, batch_gradients, candidate_names
 
 if TYPE_CHECKING:
+    from medft_bench.config import CellConfig
     from medft_bench.training.context import CellContext
 
 EPS = 1e-8
 VARIANCES = ("per_example", "first_dim")
+HEAD_STARTS = ("probe", "new")
 
 
 def _snr(mean: torch.Tensor, var: torch.Tensor) -> float:
@@ -173,6 +176,16 @@ class AutoSNR(Strategy):
     backbone's gradients are small in the first epoch and more tensors stay frozen then. The record's notes
     carry the smallest and median backbone statistic of every epoch.
 
+    The head it starts from (``head``): ``"probe"`` (default), the linear probe's solved head, the ``lp`` cell's
+    (reused from its stored record as LP-FT reuses it, else solved in the cell; its time is part of the cost),
+    as a stage of no epochs before the adaptive one. The reference fine-tunes a head already trained for the
+    labels, and its statistic needs one: the 1e-8 in the denominator makes it scale-dependent, and a new head
+    (logit standard deviation 0.01) scales every backbone gradient down, so that in the first epoch nearly
+    every backbone tensor falls below the threshold (official BreastMNIST, EfficientNet-Lite0: 3 of 49 tensors
+    in epoch 0 from a new head, about 20 later). ``"new"`` starts from the suite's new head as every other
+    strategy. An epoch in which no backbone tensor passed is noted (``adaptive_backbone_tensors`` 0) and the
+    leaderboard flags the cell.
+
     Departures from the reference, recorded: the new head always trains (the reference fine-tuned a
     pretrained head of the same label space and could freeze it); normalisation parameters are chosen by
     module type (``norm_params="frozen"``: BatchNorm, GroupNorm, LayerNorm; the reference drops names
@@ -184,8 +197,9 @@ class AutoSNR(Strategy):
     name = "auto_snr"
     label = "Auto-SNR"
     description = "Auto-SNR: per epoch, freeze tensors whose gradient signal-to-noise ratio is below 0.95."
-    defaults = {"n_batches": 5, "threshold": None, "variance": "first_dim", "chunk_size": 8, "max_examples": None,
-                "impl": "auto", "norm_params": "frozen", "norm_mode": "eval"}
+    version = 2  # 2: starts from the probe's head (head="probe")
+    defaults = {"head": "probe", "n_batches": 5, "threshold": None, "variance": "first_dim", "chunk_size": 8,
+                "max_examples": None, "impl": "auto", "norm_params": "frozen", "norm_mode": "eval"}
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         p = self.params
@@ -198,11 +212,13 @@ class AutoSNR(Strategy):
             threshold = f"{NOISE_MULTIPLE:g}/n examples" if per_example else 0.95
         out = {"n_batches": p["n_batches"], "threshold": threshold, "variance": p["variance"],
                "norm_params": p["norm_params"], "norm_mode": p["norm_mode"], "variance_correction": "unbiased (n-1)",
-               "eps": EPS, "optimizer_reset": "every epoch", "head": "always trains",
+               "eps": EPS, "optimizer_reset": "every epoch", "head": p["head"], "head_trains": "always",
                "source": "anniesch/surgical-finetuning get_lr_weights (eb-criterion)"}
         # Only the per-example variant uses these; None says so in the record.
         out.update(chunk_size=p["chunk_size"] if per_example else None,
                    max_examples=p["max_examples"] if per_example else None, impl=impl if per_example else None)
+        if self._head is not None:
+            out["lp"] = self._head.probe.hparams(ctx)
         return out
 
     def __init__(self, **params: Any) -> None:
@@ -210,6 +226,22 @@ class AutoSNR(Strategy):
         if self.params["variance"] not in VARIANCES:
             raise ValueError(f"auto_snr: variance must be one of {VARIANCES}, got {self.params['variance']!r}")
         check_norm_mode(self.params["norm_mode"], "auto_snr: norm_mode")
+        if self.params["head"] not in HEAD_STARTS:
+            raise ValueError(f"auto_snr: head must be one of {HEAD_STARTS}, got {self.params['head']!r}")
+        self._head = ProbedHead() if self.params["head"] == "probe" else None
+
+    def reused_cells(self, cfg: CellConfig) -> tuple[CellConfig, ...]:
+        return () if self._head is None else self._head.reused_cells(cfg)
+
+    def check(self, ctx: CellContext) -> str | None:
+        return None if self._head is None else self._head.probe.check(ctx)
+
+    def stages(self, ctx: CellContext) -> list[Stage]:
+        adaptive = super().stages(ctx)
+        return adaptive if self._head is None else [self._head.stage(ctx), *adaptive]
+
+    def start_stage(self, ctx: CellContext, stage: int) -> bool:
+        return self._head is not None and stage == 0 and self._head.start(ctx, self)
 
     def snr(self, ctx: CellContext) -> dict[str, float]:
         names = candidate_names(ctx, self.params["norm_params"])
@@ -227,6 +259,8 @@ class AutoSNR(Strategy):
         return NOISE_MULTIPLE / max(1, probed_examples(ctx, int(self.params["n_batches"]), self.params["max_examples"]))
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
+        if self._head is not None and stage == 0:
+            return self._head.probe.plan(ctx, 0, epoch)
         norm_mode = self.params["norm_mode"]
         snr = self.snr(ctx)
         thr = self.threshold(ctx)
@@ -244,6 +278,7 @@ class AutoSNR(Strategy):
                 "snr_trainable_tensors": len(trainable),
                 "snr_frozen_tensors": len(set(snr) - trainable),
                 "snr_backbone_trainable_tensors": len(backbone & trainable),
+                "adaptive_backbone_tensors": len(backbone & trainable),
                 "snr_block_trainable": {b: f"{t}/{c}" for b, (t, c) in per_block.items()}}
         return EpochPlan(trainable=frozenset(trainable), norm_mode=norm_mode, reset_optimizer=True, note=note)
 

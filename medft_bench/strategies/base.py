@@ -79,6 +79,9 @@ class Strategy:
     # Part of every cell's hash with the defaults: bump it with any change of what the strategy does, so that no
     # record computed by the old behaviour is reused.
     version: ClassVar[int] = 1
+    # Parameters whose non-default values make a leaderboard row of their own (surgical's block: Lee et al. report
+    # surgical fine-tuning per block); other parameters' cells supersede one another as configurations of one cell.
+    row_params: ClassVar[tuple[str, ...]] = ()
     in_study: ClassVar[bool] = False  # one of the eight strategies of Davila et al. (2024)
     # The learning rates (of the settings' ``lr``) the tuned protocol tries; () when nothing trains with one.
     lr_grid: ClassVar[tuple[float, ...]] = TUNED_LR_GRID
@@ -100,6 +103,11 @@ class Strategy:
         # Training seconds of results loaded from other cells (LP-FT's reused probe): part of this cell's cost,
         # so that a cell costs the same whether or not the cell it reuses ran first.
         self.reused_train_s: float = 0.0
+
+    def variant(self) -> str:
+        """``key=value`` of the ``row_params`` given other values than their defaults ("" when none): the record's
+        ``strategy.variant``, which the leaderboard shows as a row of its own."""
+        return ",".join(f"{k}={self.params[k]}" for k in self.row_params if self.params[k] != self.defaults[k])
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         """The effective hyperparameters, recorded with the result (resolve defaults that depend on ctx)."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from medft_bench.strategies.base import EpochPlan, Stage, Strategy, check_norm_mode
-from medft_bench.strategies.finetune import LinearProbe
+from medft_bench.strategies.probed_head import ProbedHead
 from medft_bench.strategies.registry import register_strategy
 
 if TYPE_CHECKING:
@@ -76,26 +73,11 @@ class LinearProbeThenFineTune(Strategy):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         check_norm_mode(self.params["ft_norm_mode"], "lp_ft: ft_norm_mode")
-        self._lp = LinearProbe(**self._lp_params())
-
-    def _lp_params(self) -> dict[str, Any]:
-        """Stage 1's parameters as the ``lp`` cell is given them (defaults left out: the same config hash)."""
-        solver = self.params["lp_solver"]
-        return {} if solver == LinearProbe.defaults["solver"] else {"solver": solver}
-
-    def lp_cell(self, cfg: CellConfig) -> CellConfig | None:
-        """The ``lp`` cell whose stored head stage 1 reuses, or None when no cell holds this probe. A cluster
-        driver runs that cell first (:meth:`reused_cells`)."""
-        lp_cfg = cfg.with_strategy("lp", self._lp_params())
-        if cfg.protocol == "study":
-            return lp_cfg
-        # A tuned trial: the solved probe has no learning rate, so the study's LP cell holds this very head
-        # (shared by every trial); an epoch-by-epoch probe trains at the trial's rate and is never reused.
-        return None if self._lp.tuning_grid() else dataclasses.replace(lp_cfg, protocol="study", lr_grid=())
+        self._head = ProbedHead(self.params["lp_solver"])
+        self._lp = self._head.probe
 
     def reused_cells(self, cfg: CellConfig) -> tuple[CellConfig, ...]:
-        lp_cfg = self.lp_cell(cfg)
-        return () if lp_cfg is None else (lp_cfg,)
+        return self._head.reused_cells(cfg)
 
     def _ft_epochs(self, ctx: CellContext) -> int:
         given = self.params["ft_epochs"]
@@ -104,9 +86,6 @@ class LinearProbeThenFineTune(Strategy):
     def _ft_min_epochs(self, ctx: CellContext) -> int:
         given = self.params["ft_min_epochs"]
         return int(given) if given is not None else math.ceil(self._ft_epochs(ctx) / 2)
-
-    def _lp_stage(self, ctx: CellContext) -> Stage:
-        return dataclasses.replace(self._lp.stages(ctx)[0], name="lp")
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         return {"ft_epochs": self._ft_epochs(ctx), "ft_lr_scale": float(self.params["ft_lr_scale"]),
@@ -120,7 +99,7 @@ class LinearProbeThenFineTune(Strategy):
     def stages(self, ctx: CellContext) -> list[Stage]:
         ft = Stage("ft", self._ft_epochs(ctx), ctx.settings.lr * float(self.params["ft_lr_scale"]),
                    min_epochs=self._ft_min_epochs(ctx), eval_at_start=True)
-        return [self._lp_stage(ctx), ft]
+        return [self._head.stage(ctx), ft]
 
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         if stage == 0:
@@ -133,21 +112,4 @@ class LinearProbeThenFineTune(Strategy):
         if stage == 1:
             self.log["ft_start_head"] = head_fingerprint(ctx)
             return False
-        if stage != 0:
-            return False
-        lp_cfg = self.lp_cell(ctx.cfg)
-        store = ctx.store
-        lp_record = store.lookup(lp_cfg) if store is not None and lp_cfg is not None else None
-        head = store.load_head(lp_cfg) if lp_record is not None else None
-        if head is None:
-            done = self._lp.start_stage(ctx, 0)
-            self.log["lp"] = {"lp_head": "trained", "lp_config_hash": lp_cfg.config_hash if lp_cfg else None,
-                              **self._lp.log.get("lp", {})}
-            return done
-        module = ctx.backbone.head
-        ref = next(iter(module.parameters()))
-        with torch.no_grad():
-            module.load_state_dict({k: v.to(device=ref.device) for k, v in head.items()})
-        self.reused_train_s = float(lp_record["costs"]["train_s"])
-        self.log["lp"] = {"lp_head": "reused", "lp_config_hash": lp_cfg.config_hash, "lp_train_s": self.reused_train_s}
-        return True
+        return stage == 0 and self._head.start(ctx, self)

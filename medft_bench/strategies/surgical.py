@@ -31,6 +31,7 @@ class Surgical(Strategy):
     description = "Surgical fine-tuning: one chosen block (default the first) plus the new head train."
     defaults = {"block": 0}
     param_types = {"block": (int, str)}  # an index, or a block's name
+    row_params = ("block",)  # one row per block, as Lee et al. report it
 
     def chosen(self, ctx: CellContext) -> tuple[str, list[str]]:
         body = body_blocks(ctx)
