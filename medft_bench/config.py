@@ -71,6 +71,10 @@ class CellConfig:
     protocol: str = "study"  # study | tuned (PROTOCOLS)
     # The tuned protocol's learning rates when given (a tier's or --lr-grid); empty: the strategy's own grid.
     lr_grid: tuple[float, ...] = ()
+    # The arithmetic the cell trains in ("fp32", "bf16"), resolved from ``train.amp`` and the device by the runner
+    # before it looks for a record (``amp="auto"`` is bf16 on CUDA, fp32 on the CPU): a GPU run of a cell is
+    # another configuration than its CPU run. Empty: not resolved yet (the engine resolves it).
+    precision: str = ""
 
     @property
     def cell_id(self) -> str:
@@ -98,6 +102,8 @@ class CellConfig:
             del d["train"]["random_calibration"]  # pretrained cells keep their hashes: the setting does not apply
         if not self.data_id:
             del d["data_id"]  # synthetic cells keep the hashes they had before data identities existed
+        if self.precision in ("", "fp32"):
+            del d["precision"]  # fp32 cells keep the hashes they had before precisions were resolved
         if self.protocol == "study" and not self.lr_grid:
             del d["protocol"], d["lr_grid"]  # study cells keep the hashes they had before protocols existed
         else:
@@ -111,6 +117,12 @@ class CellConfig:
 
     def with_strategy(self, strategy: str, params: dict[str, Any] | None = None) -> CellConfig:
         return replace(self, strategy=strategy, strategy_params=freeze_params(params or {}))
+
+
+def effective_precision(amp: str, device_type: str) -> str:
+    """The arithmetic a cell trains in: ``"bf16"`` under autocast (``amp="bf16"``, or ``"auto"`` on CUDA), else
+    ``"fp32"``."""
+    return "bf16" if amp == "bf16" or (amp == "auto" and device_type == "cuda") else "fp32"
 
 
 def _strategy_identity(name: str) -> tuple[dict[str, Any], int]:

@@ -40,6 +40,16 @@ def with_data_id(cfg: CellConfig, *, data_root: Any = None, download: bool = Tru
                                               root=data_root, download=download))
 
 
+def with_precision(cfg: CellConfig, device: Any = None) -> CellConfig:
+    """The configuration with the precision it trains in on ``device`` (part of the hash) filled in."""
+    from medft_bench.config import effective_precision
+    from medft_bench.training.engine import resolve_device
+
+    if cfg.precision:
+        return cfg
+    return replace(cfg, precision=effective_precision(cfg.train.amp, resolve_device(device).type))
+
+
 def run_trial_or_reuse(cfg: CellConfig, lr: float, results_dir: str | Path, *, rerun: bool = False,
                        data_root: Any = None, device: Any = None, progress: bool | None = None,
                        download: bool = True) -> dict[str, Any]:
@@ -47,7 +57,7 @@ def run_trial_or_reuse(cfg: CellConfig, lr: float, results_dir: str | Path, *, r
     and kept next to the cell's record, where the cell's own run finds it."""
     from medft_bench.training.tuning import run_trial
 
-    cfg = with_data_id(cfg, data_root=data_root, download=download)
+    cfg = with_precision(with_data_id(cfg, data_root=data_root, download=download), device)
     return run_trial(cfg, lr, store=ResultStore(results_dir), data_root=data_root, device=device,
                      progress=progress, download=download, rerun=rerun)
 
@@ -62,7 +72,7 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
     its own, and the records of the old data stay. ``rerun_trials`` (default: ``rerun``): whether a tuned cell
     trains its kept trials again; False when this run has just run them as tasks of their own.
     """
-    cfg = with_data_id(cfg, data_root=data_root, download=download)
+    cfg = with_precision(with_data_id(cfg, data_root=data_root, download=download), device)
     store = ResultStore(results_dir)
     # A reuse needs no lock (records are renamed into place whole), so a read-only results directory still
     # serves the records it holds; computing takes the lock, and looks again under it.

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from medft_bench.errors import MedftError
 from medft_bench.results.record import validate
 from medft_bench.runner import run_cell
 from medft_bench.strategies import EpochPlan, Strategy, register_strategy
@@ -182,6 +183,25 @@ def test_a_changed_default_or_version_is_never_served_an_old_record(tmp_path, mo
     assert changed.record["strategy"]["hparams"]["k"] == 5
     monkeypatch.setattr(KNNProbe, "version", KNNProbe.version + 1)
     assert not run_or_reuse(cell, tmp_path, progress=False).reused
+
+
+def test_the_effective_precision_is_part_of_the_hash() -> None:
+    """amp="auto" trains in bf16 on CUDA and fp32 on the CPU: the two runs of one cell are two configurations (and
+    a CPU cell keeps the hash it had before precisions were resolved)."""
+    from dataclasses import replace
+
+    from medft_bench.config import TrainSettings
+    from medft_bench.runner import with_precision
+
+    cell = tiny_cell("resnet18", "ft")
+    cpu, gpu = with_precision(cell, "cpu"), with_precision(cell, "cuda")
+    assert (cpu.precision, gpu.precision) == ("fp32", "bf16")
+    assert cpu.config_hash == cell.config_hash != gpu.config_hash
+    forced = replace(cell, train=replace(cell.train, amp="bf16"))
+    assert with_precision(forced, "cpu").config_hash == with_precision(forced, "cuda").config_hash
+    assert with_precision(replace(cell, train=TrainSettings(amp="off")), "cuda").precision == "fp32"
+    with pytest.raises(MedftError, match="resolved for bf16"):  # filed under bf16, it may not train in fp32
+        build_context(gpu, device="cpu")
 
 
 def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -77,6 +77,7 @@ def plan_grid(cells: list[CellConfig], store: ResultStore, *, rerun: bool = Fals
     then the cell, which chooses among them. Cells another cell reuses go first, so that LP-FT (and its
     trials) finds its LP cell's head; then trials, so that their cells find them done."""
     from medft_bench.data.sources import data_identity
+    from medft_bench.runner import with_precision
     from medft_bench.strategies.registry import create_strategy
 
     jobs: list[Job] = []
@@ -90,6 +91,8 @@ def plan_grid(cells: list[CellConfig], store: ResultStore, *, rerun: bool = Fals
             except DatasetNotFoundError as exc:
                 plan.skipped.append((cfg, str(exc)))
                 continue
+        # The driver's device decides "auto"'s precision; a worker on another kind refuses the cell (engine).
+        cfg = with_precision(cfg)
         if cfg.config_hash in seen:
             continue
         seen.add(cfg.config_hash)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medft_bench.config import CellConfig
+from medft_bench.config import CellConfig, effective_precision
 from medft_bench.data.batches import Preprocess, batch_indices, iterate
 from medft_bench.data.sources import load_dataset
 from medft_bench.errors import MedftError, NotApplicable
@@ -317,7 +317,11 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
     seed_everything(cfg.seed)
     backbone = create_backbone_reusing(cfg.backbone, data.n_classes, cfg.weights)
     dev = resolve_device(device)
-    use_amp = s.amp == "bf16" or (s.amp == "auto" and dev.type == "cuda")
+    precision = effective_precision(s.amp, dev.type)
+    if cfg.precision and cfg.precision != precision:  # its hash says another arithmetic: never file it under that
+        raise MedftError(f"{cfg.cell_id}: resolved for {cfg.precision} (amp={s.amp}) but it would train in "
+                          f"{precision} on {dev}; run it where its device is, or give --amp bf16 or --amp off")
+    use_amp = precision == "bf16"
     channels_last = s.channels_last == "on" or (s.channels_last == "auto" and dev.type == "cuda")
     backbone.model.to(dev)
     if channels_last:
