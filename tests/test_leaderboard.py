@@ -811,9 +811,17 @@ def test_recommendations_per_modality_and_backbone(tmp_path):
     (r,) = summary["groups"][0]["recommendations"]
     assert r["best"]["strategy_label"] == "LP-FT" and r["cheapest_non_inferior"]["strategy"] == "lp"
     assert r["runner_up"]["strategy"] == "lp" and r["p"] == pytest.approx(rec.p) and r["margin"] == MARGIN
-    assert r["selected_on"] == "validation"
+    assert r["selected_on"] == "validation" and r["best"]["trainable_params"] == 1000
+    assert (r["best"]["peak_mem_mb"], r["best"]["peak_mem_kind"]) == (1500.0, "host")
     index = (out / "README.md").read_text()
-    assert "## Which strategy for my modality and backbone?" in index and "| x-ray | resnet50 |" in index
+    assert "## Which strategy for my modality and backbone?" in index
+    # the answer in one narrow table: the case stacked in its first column, then best, runner-up, cheapest ok
+    answer = index[index.index("| case | answer |"):].split("\n\n")[0].splitlines()[2:]
+    assert [line.split(" | ")[:3] for line in answer] == [
+        ["| x-ray", "best", "LP-FT"], ["| resnet50", "runner-up", "LP"], ["| chestmnist", "cheapest", "LP"],
+        ["| pneumoniamnist", "", ""]]
+    assert answer[0].endswith("| 14.0 s · 1.46 GB · 1.0k |")  # train s, peak (host) memory, trainable parameters
+    assert f"{(rec.runner_up.summary.mean - rec.best.summary.mean) * 100:+.2f} p={rec.p:.2g}" in answer[1]
 
 
 def test_recommendation_without_ci_says_why(tmp_path):

@@ -43,6 +43,9 @@ class Candidate:
     val: float | None  # mean validation score over the same seeds (what the selection ranks by)
     train_s: float | None  # mean training seconds per seed over the datasets (tuned: the whole sweep)
     by_pair: dict[tuple[str, int], float] | None = None  # (dataset, seed) -> test value
+    peak_mem_mb: float | None = None  # the largest peak memory over the case's cells
+    peak_mem_kind: str | None = None  # "gpu" (allocated) or "host" (resident, CPU runs)
+    trainable_params: int | None = None  # the largest over the case's cells
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,13 @@ def _candidate(strategy: str, rows: list[Row]) -> Candidate | None:
     vals = [d.get(s) for d in per_dataset_val for s in seeds]
     val = None if any(v is None for v in vals) else sum(vals) / len(vals)
     costs = [r.costs["train_s"] for r in rows]
+    mems = [(r.costs["peak_mem_mb"], r.costs["peak_mem_kind"]) for r in rows if r.costs.get("peak_mem_mb") is not None]
+    trainable = [r.costs["trainable_params"] for r in rows if r.costs.get("trainable_params") is not None]
+    mem, kind = max(mems) if mems else (None, None)
     return Candidate(strategy, stats.summarize(list(values.values())), values, val,
                      None if any(c is None for c in costs) else sum(costs) / len(costs),
-                     {(r.dataset, s): d[s] for r, d in zip(rows, per_dataset) for s in seeds})
+                     {(r.dataset, s): d[s] for r, d in zip(rows, per_dataset) for s in seeds},
+                     mem, kind, max(trainable) if trainable else None)
 
 
 def _diffs(a: Candidate, b: Candidate) -> list[float]:

@@ -54,7 +54,8 @@ def _candidate(c: Candidate | None, g: Group) -> dict[str, Any] | None:
         return None
     s = c.summary
     return {"strategy": c.strategy, "strategy_label": g.label(c.strategy), "n": s.n, "mean": s.mean, "std": s.std,
-            "ci95": list(s.ci) if s.ci else None, "train_s": c.train_s, "val": c.val}
+            "ci95": list(s.ci) if s.ci else None, "train_s": c.train_s, "val": c.val, "peak_mem_mb": c.peak_mem_mb,
+            "peak_mem_kind": c.peak_mem_kind, "trainable_params": c.trainable_params}
 
 
 def _recommendations(g: Group) -> list[dict[str, Any]]:

@@ -534,51 +534,75 @@ def reference_tables(datasets: set[str] | None = None) -> list[Table]:
     return out
 
 
-def _scored(group: Group, cand: Candidate | None) -> str:
-    if cand is None:
-        return DASH
-    s = cand.summary
-    spread = f" ± {s.ci_half * 100:.2f}" if s.ci_half is not None else ""
-    return f"{group.label(cand.strategy)} {pct(s.mean)}{spread} (n={s.n})"
-
-
-def _cost_text(cand: Candidate | None) -> str:
-    return DASH if cand is None else f"{seconds(cand.train_s)} s"
-
-
 def recommendation_table(group: Group) -> Table | None:
-    """Which strategy for each modality and backbone of the group, at what cost (see :mod:`recommend`)."""
+    """Which strategy for each modality and backbone of the group, at what cost (see :mod:`recommend`): per
+    case three lines, the best (selected on validation), the runner-up with the test of their difference, and the
+    cheapest strategy non-inferior to the best, each with its test score and its cost (training time, peak memory,
+    trainable parameters). Narrow on purpose, the case stacked in its column (modality, backbone, then one dataset a
+    line), so that the answer fits a 100-column terminal."""
     rows = []
-    for rec in recommend(group):
-        best, runner = rec.best, rec.runner_up
-        diff = None if runner is None else best.summary.mean - runner.summary.mean
-        verdict = {True: "yes", False: "no", None: "not testable"}[rec.significant]
-        rows.append([cell(rec.modality), cell(rec.backbone), cell(", ".join(rec.datasets)), cell(_scored(group, best)),
-                     cell(_cost_text(best)), cell(_scored(group, runner)), cell(pp(diff)),
-                     cell(f"{verdict} ({rec.test})" if runner else rec.test, "pos" if rec.significant else "muted"),
-                     cell(_scored(group, rec.cheapest) if rec.cheapest else f"{DASH} ({rec.cheapest_note})",
-                       None if rec.cheapest else "muted"),
-                     cell(_cost_text(rec.cheapest))])
+    recs = recommend(group)
+    kinds: set[str] = set()
+    for rec in recs:
+        lines: list[tuple[str, Candidate | None, Cell]] = [("best", rec.best, cell(""))]
+        if rec.runner_up is not None:
+            diff = rec.runner_up.summary.mean - rec.best.summary.mean
+            verdict = "no test" if rec.p is None else f"p={rec.p:.2g}" + ("*" if rec.significant else "")
+            lines.append(("runner-up", rec.runner_up, cell(f"{pp(diff)} {verdict}",
+                                                           "neg" if rec.significant else "muted")))
+        if rec.cheapest is None:
+            lines.append(("cheapest", None, cell("not testable", "muted")))
+        elif rec.cheapest is rec.best:
+            lines.append(("cheapest", rec.best, cell("= best", "muted")))
+        else:
+            lines.append(("cheapest", rec.cheapest,
+                          cell(pp(rec.cheapest.summary.mean - rec.best.summary.mean), "muted")))
+        case = [rec.modality, rec.backbone, *rec.datasets]
+        lines += [("", None, cell(""))] * (len(case) - len(lines))
+        for i, (role, cand, versus) in enumerate(lines):
+            cost, kind = _candidate_cost(cand)
+            kinds |= {kind} if kind else set()
+            rows.append([cell(case[i] if i < len(case) else ""), cell(role),
+                         cell(group.label(cand.strategy) if cand else ("" if not role else DASH)), cell(_score(cand)),
+                         versus, cell(cost)])
     if not rows:
         return None
-    selected = sorted({rec.selected_on for rec in recommend(group)})
+    selected = sorted({rec.selected_on for rec in recs})
+    memory = " and ".join(sorted({"gpu": "GPU allocated", "host": "host resident (CPU runs)"}[k] for k in kinds))
     return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),
-                 [left("modality", key=True), left("backbone", key=True), left("datasets"),
-                  left("best (selected on validation)"), right("train s"), left("runner-up"), right("Δ test (pp)"),
-                  left("significant?"), left(f"cheapest non-inferior (margin {MARGIN * 100:g} pp)"),
-                  right("its train s")], rows, caption=metric_desc(group),
-                 notes=["Per modality and backbone, the strategies with a result on every dataset of the modality; "
-                        "score per seed = mean over those datasets; shown: the TEST score, mean ± half the 95% t "
-                        "interval over seeds (n = seeds; no ± below 3 seeds).",
+                 [left("case", key=True), left("answer"), left("strategy"), right("test %"), left("vs best"),
+                  right("cost")], rows, caption=metric_desc(group),
+                 notes=["case: modality, backbone, datasets. Per modality and backbone, the strategies with a "
+                        "result on every dataset of the modality compete; score per seed = mean over those datasets; "
+                        "test %: the TEST score, mean ± half the 95% t interval over seeds (no ± below 3 seeds).",
                         "best and runner-up: ranked by the VALIDATION score (selected on: " + ", ".join(selected)
                         + "), so that the test comparisons do not test the numbers that chose the winner.",
-                        "significant?: two-sided paired t-test of best against runner-up over seeds, on test "
-                        f"(>= {MIN_SEEDS_REC} seeds). The unit is the seed: these datasets, not other datasets of "
-                        "the modality (too few datasets per modality for a test over datasets).",
-                        f"cheapest non-inferior: among the strategies whose test score is non-inferior to the best's "
+                        "vs best: the test difference from the best in pp; for the runner-up with the two-sided "
+                        f"paired t-test over seeds (>= {MIN_SEEDS_REC} seeds; * p < {ALPHA}). The unit is the seed: "
+                        "these datasets, not other datasets of the modality, and not the test set's sampling error.",
+                        f"cheapest: the least training time per seed among the strategies non-inferior to the best "
                         f"by {MARGIN * 100:g} pp (one-sided 95% lower bound of the paired difference over seeds above "
-                        f"−{MARGIN * 100:g} pp; the best itself qualifies), the one with the least training time per "
-                        "seed (tuned protocol: train s is the whole learning-rate sweep)."])
+                        f"−{MARGIN * 100:g} pp; the best itself qualifies; not testable below {MIN_SEEDS_REC} seeds).",
+                        "cost: train s · peak memory · trainable parameters. train s: mean training seconds per seed "
+                        "(tuned protocol: the whole learning-rate sweep); peak memory: the largest over the case's "
+                        f"cells ({memory or 'none recorded'})."])
+
+
+def _score(cand: Candidate | None) -> str:
+    if cand is None:
+        return ""
+    s = cand.summary
+    return pct(s.mean) + (f" ± {s.ci_half * 100:.2f}" if s.ci_half is not None else "")
+
+
+def _candidate_cost(cand: Candidate | None) -> tuple[str, str | None]:
+    """"train s · peak memory · trainable parameters" of a candidate, and the memory's kind."""
+    if cand is None:
+        return "", None
+    value = cand.peak_mem_mb
+    mem = DASH if value is None else f"{value / 1024:.2f} GB" if value >= 1024 else f"{value:.0f} MB"
+    train = DASH if cand.train_s is None else f"{cand.train_s:.1f} s"
+    return f"{train} · {mem} · {count(cand.trainable_params)}", cand.peak_mem_kind
 
 
 def recommendation_tables(groups: list[Group]) -> list[Table]:
