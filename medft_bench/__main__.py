@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from medft_bench.cluster.cli import add_grid_arguments, run_grid
 from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
 from medft_bench.leaderboard.load import is_unofficial_copy
-from medft_bench.options import add_options, build_cells, gpu_skip_reason, register_folder_datasets
+from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
 from medft_bench.results.store import ATTEMPT_SUFFIX
 from medft_bench.training.progress import resolve_mode
 
@@ -39,6 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     from medft_bench.runner import run_or_reuse
 
     register_folder_datasets(args)
+    check_device(args.device)
     tier, cells = build_cells(args)
     if not cells:
         raise MedftError("the options select no cell (an empty shard?)")

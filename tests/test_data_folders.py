@@ -685,6 +685,14 @@ def test_bad_size(tmp_path: Path, size) -> None:
         folders.load_folder_dataset("d", size)
 
 
+def test_size_too_large_to_decode_is_a_data_error(tmp_path: Path) -> None:
+    """Issue 27, item 11: numpy's "array is too big" was a traceback; the grid refuses such sizes first."""
+    make_class_folders(tmp_path / "d", ["a", "b"], {"": 5})
+    folders.register_folder_dataset("d", tmp_path / "d")
+    with pytest.raises(DataError, match=r"\d+ images at 1000000000 px need .* GiB decoded: use a smaller --img-size"):
+        folders.load_folder_dataset("d", 1_000_000_000)
+
+
 # ------------------------------------------------------------------------------------------ cache
 
 
