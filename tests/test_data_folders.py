@@ -589,6 +589,42 @@ def test_malformed_layout_says_what_is_wrong(tmp_path: Path, case: str) -> None:
     assert [f for f in cache_files(tmp_path) if f.endswith(".npz")] == []
 
 
+def _dangling_link(d: Path) -> Path:
+    (d / "x.png").symlink_to(d / "gone.png")
+    return d / "x.png"
+
+
+def _link_loop(d: Path) -> Path:
+    (d / "x.png").symlink_to(d / "y.png")
+    (d / "y.png").symlink_to(d / "x.png")
+    return d / "x.png"
+
+
+def _latin1_name(d: Path) -> Path:
+    path = Path(os.fsdecode(bytes(d) + b"/caf\xe9.png"))  # "café" in Latin-1: not UTF-8
+    write_image(path, 0)
+    return path
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (_dangling_link, "a dangling symlink (No such file or directory); fix the link or remove the file"),
+    (_link_loop, "a symlink loop (Too many levels of symbolic links); fix the link or remove the file"),
+    (_latin1_name, "the file name is not valid UTF-8; rename it in UTF-8"),
+], ids=["dangling-symlink", "symlink-loop", "not-utf8"])
+def test_unreadable_file_entry_is_refused_naming_it(tmp_path: Path, make, problem: str) -> None:
+    """Issue 27, item 9: each was a traceback (FileNotFoundError, OSError ELOOP, UnicodeEncodeError) and, under
+    pytest, an INTERNALERROR; now one DataError naming the file, the policy of an image that cannot be decoded."""
+    make_class_folders(tmp_path / "d", ["a", "b"], {"": 5})
+    bad = make(tmp_path / "d" / "a")
+    folders.register_folder_dataset("d", tmp_path / "d")
+    with pytest.raises(DataError) as err:
+        load_dataset("d", 8)
+    msg = str(err.value)
+    assert msg.startswith(f"{os.fsencode(bad).decode('utf-8', 'backslashreplace')}: {problem}"), msg
+    msg.encode("utf-8")  # printable: no lone surrogate reaches the terminal
+    assert folders.default_size("d") == 224  # the grid still builds; loading says what is wrong
+
+
 def _csv_case(tmp_path: Path, rows: list[dict[str, str]], columns=("path", "label", "split")) -> Path:
     root = tmp_path / "m"
     for c, cls in enumerate(("a", "b")):

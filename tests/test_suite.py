@@ -495,6 +495,23 @@ def test_folder_dataset_option_runs_the_users_data(run: Run, tmp_path: Path) -> 
     assert rec["data"]["modality"] == "ultrasound" and rec["config"]["synthetic"] is False
 
 
+def test_dangling_symlink_in_a_folder_dataset_fails_the_case_in_one_line(run: Run, tmp_path: Path) -> None:
+    """Issue 27, item 9: a dangling symlink (or a symlink loop, a name that is not UTF-8) was an INTERNALERROR."""
+    from PIL import Image
+
+    for cls in ("benign", "malignant"):
+        (tmp_path / "us" / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (16, 16), 60 * i).save(tmp_path / "us" / cls / f"{i}.png")
+    (tmp_path / "us" / "benign" / "x.png").symlink_to(tmp_path / "gone.png")
+    result = run("--folder-dataset", f"mine={tmp_path / 'us'},channels=1", "--datasets", "mine", "--backbones",
+                 "resnet18", "--strategies", "knn", "--results-dir", str(tmp_path / "results"))
+    text = output(result)
+    assert result.ret == 1 and "INTERNALERROR" not in text and "Traceback" not in text, text
+    result.assert_outcomes(failed=1)
+    assert f"{tmp_path / 'us' / 'benign' / 'x.png'}: a dangling symlink (No such file or directory)" in text
+
+
 def test_weak_result_on_real_data_passes_with_a_warning_and_a_flag(run: Run, tmp_path: Path) -> None:
     """Issue 13, item 10: both classes hold the same image, so no model beats the majority class."""
     from PIL import Image
