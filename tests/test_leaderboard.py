@@ -1162,3 +1162,47 @@ def test_out_never_replaces_or_deletes_files_it_did_not_write(tmp_path: Path, ca
     board = tmp_path / "board"  # its own folder: written, then rewritten
     assert main([str(results), "--out", str(board), "--quiet"]) == 0
     assert main([str(results), "--out", str(board), "--quiet"]) == 0
+
+
+# -- issue 27, item 10: one bad input never stops the leaderboard --------------------------------------------
+
+
+def test_a_long_strategy_label_does_not_stop_the_heatmap(tmp_path: Path) -> None:
+    """A 62-character label crashed the Δ heatmap ("left cannot be >= right") and nothing was written."""
+    from medft_bench.leaderboard.plots import MAX_ROW_LABEL
+
+    for dataset in ("pathmnist", "dermamnist"):
+        write(tmp_path / "r", make_record(dataset=dataset, strategy="ft", primary=0.7))
+        plugin = make_record(dataset=dataset, strategy="my_plugin", primary=0.8)
+        plugin["strategy"]["label"] = "A plug-in strategy with a very long and descriptive name, v2.1"
+        write(tmp_path / "r", plugin)
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (tmp_path / "out" / "quick-28px-real-pretrained-delta.png").is_file()
+    assert len(plugin["strategy"]["label"]) == 62 > MAX_ROW_LABEL
+    assert "A plug-in strategy with a very long" in (tmp_path / "out" / "quick.md").read_text()  # tables: in full
+
+
+def test_a_deeply_nested_json_file_is_one_problem_and_the_rest_is_published(tmp_path: Path, capsys) -> None:
+    """A .json nested deeper than the recursion limit raised RecursionError in the leaderboard, compare and
+    list tiers."""
+    from medft_bench.listing import tier_rows
+
+    results = tmp_path / "results"
+    write(results, make_record(strategy="ft", primary=0.7))
+    write(results, make_record(strategy="lp", primary=0.6))
+    deep = results / "quick" / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    bench = tmp_path / "bench.json"
+    bench.write_text("{" + '"a": {' * 100_000 + "}" * 100_001)
+
+    inputs = load_inputs([results], benchmark_jsons=[bench])
+    assert len(inputs.runs) == 2
+    reasons = {Path(p.path).name: p.reason for p in inputs.problems}
+    assert reasons["deep.json"] == "not a record (its JSON is nested too deeply to read)"
+    assert reasons["bench.json"] == "benchmark file is not valid JSON (nested too deeply to read)"
+    assert main([str(results), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [Path(p["path"]).name for p in summary["problems"]] == ["deep.json"]
+    assert main(["compare", str(results), str(results), "--plain"]) == 0
+    assert "2 matched" in capsys.readouterr().out
+    assert "smoke" in [row[0] for row in tier_rows(results)]  # list tiers reads the records too
