@@ -197,6 +197,26 @@ def test_huge_image_size_of_a_folder_dataset_is_one_error_line(tmp_path: Path, f
     assert proc.stderr.strip() == "error: --img-size 1000000000 is out of range: use a whole number from 8 to 1024"
 
 
+def test_escape_sequences_in_a_file_name_do_not_reach_the_terminal(tmp_path: Path, folder_registry: None,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27, item 12: a file name (or a modality) with ESC sequences was printed raw (clear-screen)."""
+    from PIL import Image
+
+    from medft_bench.__main__ import _columns
+
+    for cls in ("benign", "malignant"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (16, 16)).save(tmp_path / "d" / cls / f"{i}.png")
+    (tmp_path / "d" / "benign" / "x\x1b[2J.png").write_bytes(b"not an image")
+    line = one_error_line(capsys, ["run", "--dataset", "mine", "--backbone", "resnet18", "--strategy", "lp",
+                                   "--img-size", "16", "--folder-dataset", f"mine={tmp_path / 'd'},channels=1",
+                                   "--results-dir", str(tmp_path / "r")])
+    assert "\x1b" not in line and "x\\x1b[2J.png: cannot read the image" in line
+    assert _columns([("mine", "x-ray\x1b]8;;http://evil\x07")], ("dataset", "modality")).splitlines()[1] == \
+        "mine     x-ray\\x1b]8;;http://evil\\x07"
+
+
 def test_hub_backbone_name_stays_inside_the_results_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "results"
     name = "hf-hub:medft-test/no-such-model"  # timm's hub names hold '/': offline, the hub is out of reach

@@ -1206,3 +1206,84 @@ def test_a_deeply_nested_json_file_is_one_problem_and_the_rest_is_published(tmp_
     assert main(["compare", str(results), str(results), "--plain"]) == 0
     assert "2 matched" in capsys.readouterr().out
     assert "smoke" in [row[0] for row in tier_rows(results)]  # list tiers reads the records too
+
+
+# -- issue 27, item 12: free text is neutralised in every output ----------------------------------------------
+
+CLEAR = "\x1b[2J"  # clears the screen
+LINK = "\x1b]8;;http://evil.example\x1b\\here\x1b]8;;\x1b\\"  # an OSC-8 link that hides its target
+
+
+def _hostile(root: Path) -> None:
+    """Records whose free text is hostile: a modality with ESC sequences, a label with HTML, a formula."""
+    for dataset in ("pathmnist", "dermamnist"):
+        ft = make_record(dataset=dataset, strategy="ft", primary=0.7)
+        ft["data"]["modality"] = f"histology{CLEAR}{LINK}"
+        write(root, ft)
+        plugin = make_record(dataset=dataset, strategy="my_plugin", primary=0.8)
+        plugin["strategy"]["label"] = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+        write(root, plugin)
+        formula = make_record(dataset=dataset, strategy="other", primary=0.65)  # Δ < 0: a number, unprefixed
+        formula["strategy"]["label"] = '=HYPERLINK("http://evil.example","x")'
+        write(root, formula)
+    (root / "quick" / f"bad{CLEAR}.json").write_text("{not json")  # a file name: in the problems table
+
+
+def test_control_characters_never_reach_the_terminal(tmp_path: Path, capsys) -> None:
+    import io
+
+    from rich.console import Console
+
+    from medft_bench.leaderboard.render_rich import render_plain, render_rich
+
+    _hostile(tmp_path / "r")
+    inputs = load_inputs([tmp_path / "r"])
+    groups = aggregate(inputs.runs)
+    from medft_bench.leaderboard.metadata import run_metadata
+
+    meta = run_metadata(inputs.runs)
+    plain = render_plain(groups, inputs, meta, width=200)
+    buf = io.StringIO()
+    render_rich(groups, inputs, meta, console=Console(file=buf, force_terminal=True, width=200))
+    for text in (plain, buf.getvalue()):
+        assert CLEAR not in text and "\x1b]8" not in text and "\x1b\\" not in text
+        assert "histology\\x1b[2J" in text.replace("\n", "") or "histology\\x1b[2J" in text
+    assert "\x1b" not in plain  # plain text has no escape at all; rich's own colours are its only ones
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--plain", "--width", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out  # (the problem's path wraps in its column)
+    assert main(["compare", str(tmp_path / "r"), str(tmp_path / "r"), "--plain", "--all", "--width", "300"]) == 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "skipped" in err and "bad\\x1b[2J.json" in err
+
+
+def test_markdown_pages_carry_no_raw_html_and_csv_no_formula(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    _hostile(tmp_path / "r")
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    for page in (tmp_path / "out").glob("*.md"):
+        text = page.read_text()
+        assert "<script" not in text and "<img" not in text and "\x1b" not in text, page.name
+    quick = (tmp_path / "out" / "quick.md").read_text()
+    assert "&lt;img src=x onerror=\"alert(1)\"&gt;&lt;script&gt;" in quick  # shown as text
+    html = (tmp_path / "out" / "leaderboard.html").read_text()
+    assert "<script>alert" not in html and "\x1b" not in html
+    for name in ("records.csv", "aggregates.csv"):
+        rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / name).read_text())))
+        labels = {r["strategy_label"] for r in rows}
+        assert "'=HYPERLINK(\"http://evil.example\",\"x\")" in labels, name
+        assert not any(v.startswith(("=", "+", "@")) for r in rows for v in r.values()), name
+        assert all("\x1b" not in v for r in rows for v in r.values())
+        assert name == "records.csv" or any(r["delta_vs_ft"].startswith("-0.") for r in rows)
+
+
+def test_text_helpers() -> None:
+    from medft_bench.text import csv_value, markdown_text, printable
+
+    assert printable("a\x1b[2Jb\x07c\x9bd\u202ee\nf\tg") == "a\\x1b[2Jb\\x07c\\x9bd\\u202ee\nf\tg"
+    assert printable("caf\udce9.png") == "caf\\xe9.png"  # a Latin-1 byte of a file name
+    assert markdown_text("<b>&</b>") == "&lt;b&gt;&amp;&lt;/b&gt;"
+    assert [csv_value(v) for v in ("=1+2", "+x", "-x", "@x", "\tx", "-0.5", "+3", "1e-3", "x=1", 0.5, None)] == \
+        ["'=1+2", "'+x", "'-x", "'@x", "'\tx", "-0.5", "+3", "1e-3", "x=1", 0.5, None]

@@ -20,6 +20,7 @@ from medft_bench.data.folders.registration import get_spec
 from medft_bench.data.folders.spec import FolderDatasetSpec
 from medft_bench.data.folders.splitting import Item, assign_splits
 from medft_bench.errors import DataError
+from medft_bench.text import printable
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"})
 
@@ -49,12 +50,6 @@ def scan(name: str, root: str | os.PathLike[str] | None = None) -> FolderScan:
     return FolderScan(spec, base, tuple(classes), pools, {**notes, **split_notes})
 
 
-def printable(path: str | os.PathLike[str]) -> str:
-    """A path as text that prints anywhere: the bytes of a name that is not UTF-8 as ``\\xNN`` escapes (Python
-    keeps them as lone surrogates, which ``print`` and ``str.encode`` refuse)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
 def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -69,11 +64,11 @@ def _check_readable(items: Sequence[Item], classes: Sequence[str]) -> None:
     The same policy as an image that cannot be decoded: the dataset is refused, never silently shrunk."""
     for cls in classes:
         if not _is_utf8(cls):
-            raise DataError(f"class {printable(cls)!r}: the name is not valid UTF-8; rename the class folder in "
+            raise DataError(f"class '{printable(cls)}': the name is not valid UTF-8; rename the class folder in "
                             "UTF-8 (e.g. convmv -f latin1 -t utf8)")
     for it in items:
         if not _is_utf8(str(it.path)):
-            raise DataError(f"{printable(it.path)}: the file name is not valid UTF-8; rename it in UTF-8 "
+            raise DataError(f"{printable(str(it.path))}: the file name is not valid UTF-8; rename it in UTF-8 "
                             "(e.g. convmv -f latin1 -t utf8)")
         try:
             it.path.stat()
