@@ -657,6 +657,51 @@ def test_malformed_manifest(tmp_path: Path, edit, problem: str) -> None:
     assert str(root / "manifest.csv") in str(err.value)
 
 
+def _labelled(root: Path, labels: list[tuple[str, str]]) -> Path:
+    """A manifest of one image per (label, split) row, classes inferred from the labels."""
+    rows = []
+    for i, (label, split) in enumerate(labels):
+        write_image(root / f"{i}.png", i % 2)
+        rows.append({"path": f"{i}.png", "label": label, "split": split})
+    write_manifest(root / "manifest.csv", rows, ["path", "label", "split"])
+    folders.register_folder_dataset("lab", root, layout="csv")
+    return root / "manifest.csv"
+
+
+TWO = [(c, "") for c in ("benign", "malignant") for _ in range(5)]
+SPLIT = [(c, s) for c in ("benign", "malignant") for s in ("train", "train", "train", "test")]
+
+
+@pytest.mark.parametrize(("labels", "problem"), [
+    ([*TWO, ("Benign", ""), ("Benign", "")], "classes 'Benign' and 'benign' differ only in case; use one spelling"),
+    ([*SPLIT, ("cyst", "test"), ("cyst", "test")], "class 'cyst' has 0 train, 0 val, 2 test image(s); every class "
+                                                  "needs at least one training and one test image"),
+    ([*TWO, ("cyst", "")], "class 'cyst' has 1 train, 0 val, 0 test image(s)"),  # one image: never in test
+    ([(c, "") for c in ("0", "1") for _ in range(5)] + [("7", "")], "class '7' has 1 train"),  # a stray label
+], ids=["case", "test-only", "one-image", "stray-label"])
+def test_manifest_class_sets_are_checked_like_the_folder_layout(tmp_path: Path, labels, problem: str) -> None:
+    """Issue 27, item 6: each became an extra class and an ok record whose balanced accuracy was taken over the
+    classes present (a test-only class, one image); split folders refuse a test-only class."""
+    manifest = _labelled(tmp_path / "lab", labels)
+    with pytest.raises(DataError) as err:
+        load_dataset("lab", 8)
+    assert problem in str(err.value)
+    assert str(manifest if "case" in problem else manifest.parent) in str(err.value)
+
+
+def test_folder_layout_class_sets_follow_the_same_rules(tmp_path: Path) -> None:
+    """The class rules hold for class folders too: one image in a class, two spellings of one class."""
+    make_class_folders(tmp_path / "one", ["a", "b"], {"": 5})
+    write_image(tmp_path / "one" / "c" / "0.png", 0)
+    folders.register_folder_dataset("one", tmp_path / "one")
+    with pytest.raises(DataError, match=r"class 'c' has 1 train, 0 val, 0 test image\(s\)"):
+        load_dataset("one", 8)
+    make_class_folders(tmp_path / "case", ["benign", "Benign", "malignant"], {"": 5})
+    folders.register_folder_dataset("case", tmp_path / "case")
+    with pytest.raises(DataError, match="classes 'Benign' and 'benign' differ only in case"):
+        load_dataset("case", 8)
+
+
 @pytest.mark.parametrize("ref", ["../outside/x.png", "sub/../../outside/x.png", "../../../../etc/passwd",
                                  "/etc/passwd", "ABSOLUTE"])
 def test_manifest_path_outside_the_root_is_refused(tmp_path: Path, ref: str, decodes: list[Path]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from medft_bench.data.folders.location import ignored, locate, visible_dirs
 from medft_bench.data.folders.registration import get_spec
 from medft_bench.data.folders.spec import FolderDatasetSpec
-from medft_bench.data.folders.splitting import Item, assign_splits
+from medft_bench.data.folders.splitting import Item, assign_splits, check_class_coverage, check_class_names
 from medft_bench.errors import DataError
 from medft_bench.text import printable
 
@@ -46,7 +46,10 @@ def scan(name: str, root: str | os.PathLike[str] | None = None) -> FolderScan:
     base = locate(spec, root)
     items, classes, notes = (_scan_csv if spec.layout == "csv" else _scan_folders)(spec, base)
     _check_readable(items, classes)
+    # The same class rules for both layouts: one spelling per class, and every class in train and in test.
+    check_class_names(classes, str(base / spec.manifest) if spec.layout == "csv" else str(base))
     pools, split_notes = assign_splits(spec, items, base)
+    check_class_coverage(pools, classes, base)
     return FolderScan(spec, base, tuple(classes), pools, {**notes, **split_notes})
 
 
