@@ -1287,3 +1287,88 @@ def test_text_helpers() -> None:
     assert markdown_text("<b>&</b>") == "&lt;b&gt;&amp;&lt;/b&gt;"
     assert [csv_value(v) for v in ("=1+2", "+x", "-x", "@x", "\tx", "-0.5", "+3", "1e-3", "x=1", 0.5, None)] == \
         ["'=1+2", "'+x", "'-x", "'@x", "'\tx", "-0.5", "+3", "1e-3", "x=1", 0.5, None]
+
+
+# -- issue 27, item 4: the --out folder changes as one unit ---------------------------------------------------
+
+
+def _board(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:
+    """Records, a published leaderboard of them, one more record: (results, out, the folder's files)."""
+    results, out = tmp_path / "results", tmp_path / "board"
+    write(results, make_record(strategy="ft", primary=0.8))
+    write(results, make_record(strategy="lp", primary=0.7))
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    write(results, make_record(strategy="lp_ft", primary=0.9))
+    return results, out, _snapshot(out)
+
+
+def _summary_records(out: Path) -> int:
+    return json.loads((out / "summary.json").read_text())["metadata"]["records"]
+
+
+def test_an_interrupted_leaderboard_leaves_the_folder_as_it_was(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Ctrl-C while writing left an index beside pages of another run, a .tmp behind, and a traceback."""
+    from medft_bench.leaderboard import render_html
+
+    results, out, before = _board(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render_html, "html_page", interrupted)  # after the plots and pages were staged
+    assert main([str(results), "--out", str(out), "--quiet"]) == 130
+    out_text, err = capsys.readouterr()
+    assert err.strip().splitlines() == [err.strip()] and "interrupted" in err and "Traceback" not in err
+    assert _snapshot(out) == before  # nothing changed, nothing left behind (staging, lock, .tmp)
+
+
+def test_ctrl_c_during_the_renames_is_held_until_the_folder_is_whole(tmp_path: Path, monkeypatch, capsys) -> None:
+    import os
+    import signal
+
+    results, out, before = _board(tmp_path)
+    assert _summary_records(out) == 2
+    real = os.replace
+    calls = []
+
+    def replace_then_ctrl_c(src, dst):
+        if Path(dst).parent == out:  # a staged file renamed into the folder (not a temporary file's rename)
+            if not calls:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C at the first one
+            calls.append(dst)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    assert main([str(results), "--out", str(out), "--quiet"]) == 130
+    monkeypatch.setattr(os, "replace", real)
+    assert "interrupted" in capsys.readouterr().err
+    assert Path(calls[-1]).name == "summary.json" and len(calls) == len(before)  # every file renamed, the list last
+    assert _summary_records(out) == 3 and sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_a_second_leaderboard_waits_for_the_first(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from medft_bench.leaderboard.publish import _locked, publish
+
+    results, out, before = _board(tmp_path)
+    with _locked(out):  # another leaderboard is writing the folder
+        worker = threading.Thread(target=publish, args=([results],), kwargs={"out": out})
+        worker.start()
+        time.sleep(1.0)
+        assert worker.is_alive() and _snapshot(out) == {**before, ".leaderboard.lock": b""}
+    worker.join(60)
+    assert not worker.is_alive() and _summary_records(out) == 3
+    assert not (out / ".leaderboard.lock").exists()
+
+
+def test_what_a_killed_leaderboard_left_is_removed(tmp_path: Path) -> None:
+    results, out, _ = _board(tmp_path)
+    (out / ".leaderboard-staging.99999").mkdir()
+    (out / ".leaderboard-staging.99999" / "README.md").write_text("half")
+    (out / ".README.md.99999.abcd.tmp").write_text("half")
+    (out / ".notes.txt.tmp").write_text("not ours")
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    assert hidden == [".notes.txt.tmp"] and _summary_records(out) == 3

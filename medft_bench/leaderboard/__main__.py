@@ -130,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MedftError, OSError) as exc:
         print(printable(f"{PROG}: error: {exc}"), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # one line, not a traceback: the folder changes as one unit (publish.py)
+        print(f"{PROG}: interrupted: the output folder holds the previous leaderboard or this one whole, never a mix",
+              file=sys.stderr)
+        return 130
     written = (f"Leaderboard written to {pub.out}/ ({len(pub.files)} files): {pub.out / 'README.md'} (Markdown), "
                f"{pub.out / 'leaderboard.html'} (one page), summary.json, records.csv, aggregates.csv, plots")
     if args.quiet:
