@@ -13,7 +13,7 @@ import pytest
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
-from medft_bench.options import build_cells
+from medft_bench.options import build_cells, check_device
 from medft_bench.tiers import Tier
 
 TRIALS_MODULE = "test_tuning_trials.py"
@@ -24,6 +24,7 @@ def _grid(config: pytest.Config) -> tuple[Tier, list[CellConfig]]:
     """The tier and its cells, built once; a bad option is a usage error (exit code 4), not a traceback."""
     if _GRID not in config.stash:
         try:
+            check_device(config.option.device)
             config.stash[_GRID] = build_cells(config.option)
         except MedftError as exc:
             raise pytest.UsageError(str(exc)) from None

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from medft_bench.cluster.cli import add_grid_arguments, run_grid
 from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
 from medft_bench.leaderboard.load import is_unofficial_copy
-from medft_bench.options import add_options, build_cells, gpu_skip_reason, register_folder_datasets
+from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
 from medft_bench.results.store import ATTEMPT_SUFFIX
+from medft_bench.text import printable
 from medft_bench.training.progress import resolve_mode
 
 
@@ -39,6 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     from medft_bench.runner import run_or_reuse
 
     register_folder_datasets(args)
+    check_device(args.device)
     tier, cells = build_cells(args)
     if not cells:
         raise MedftError("the options select no cell (an empty shard?)")
@@ -78,41 +80,46 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note: str | None = None) -> int:
-    """Print a record's summary (or the whole record as JSON); the exit code its status gives."""
+    """Print a record's summary (or the whole record as JSON); the exit code its status gives. Its fields (an error
+    naming a file, a dataset's name) are shown :func:`printable`: none acts on the terminal."""
     if as_json:
         print(json.dumps(rec, indent=1, sort_keys=True))
         return 0 if rec["status"] == "ok" else 1
-    print(f"{cell_id}: {rec['status']}{' (reused)' if reused else ''}"
+    _line(f"{cell_id}: {rec['status']}{' (reused)' if reused else ''}"
           f"{' [SYNTHETIC data]' if rec['data']['synthetic'] else ''}")
     if note:
-        print(f"  data: {note}")
+        _line(f"  data: {note}")
     if is_unofficial_copy(rec["data"]):
-        print(f"  data: NOT the official MedMNIST file (MD5 {rec['data']['md5']}): grouped apart as an UNOFFICIAL copy")
+        _line(f"  data: NOT the official MedMNIST file (MD5 {rec['data']['md5']}): grouped apart as an UNOFFICIAL copy")
     if rec["metrics"]:
         t, primary = rec["metrics"]["test"], rec["metrics"]["primary"]
         shown = ", ".join(f"{k} {v:.4f}" for k, v in t.items() if v is not None)
-        print(f"  test: {shown}   (primary: {primary}; majority-class acc {rec['metrics']['majority']['acc']:.4f})")
+        _line(f"  test: {shown}   (primary: {primary}; majority-class acc {rec['metrics']['majority']['acc']:.4f})")
     tuning = rec.get("tuning")
     if tuning and tuning["grid"]:
         trials = ", ".join(f"{t['lr']:g}" + ("" if t["status"] == "ok" else f" ({t['status']})")
                            for t in tuning["trials"])
         chosen = "none chosen" if tuning["chosen_lr"] is None else f"lr {tuning['chosen_lr']:g} chosen on validation"
-        print(f"  tuned: {chosen} of {trials} ({len(tuning['trials'])} trials; model {tuning['model']}); "
+        _line(f"  tuned: {chosen} of {trials} ({len(tuning['trials'])} trials; model {tuning['model']}); "
               "train s below is the whole sweep's")
     elif tuning:
-        print(f"  tuned: {tuning.get('note', 'no learning rate to tune')}")
+        _line(f"  tuned: {tuning.get('note', 'no learning rate to tune')}")
     c = rec["costs"]
-    print(f"  train {c['train_s']:.1f} s, eval {c['eval_s']:.1f} s, {c['epochs_run']} epochs, "
+    _line(f"  train {c['train_s']:.1f} s, eval {c['eval_s']:.1f} s, {c['epochs_run']} epochs, "
           f"{c['trainable_params']:,} of {c['total_params']:,} parameters trained")
     if rec.get("weak_result"):
-        print(f"  weak result: no better than the majority class ({rec['weak_result']})")
+        _line(f"  weak result: no better than the majority class ({rec['weak_result']})")
     if rec["error"]:
-        print(f"  error: {rec['error']}")
+        _line(f"  error: {rec['error']}")
     if str(where).endswith(ATTEMPT_SUFFIX):
-        print(f"  this attempt is not ok: the earlier ok record is kept and counts; the attempt is at {where}")
+        _line(f"  this attempt is not ok: the earlier ok record is kept and counts; the attempt is at {where}")
     else:
-        print(f"  record: {where}")
+        _line(f"  record: {where}")
     return 0 if rec["status"] == "ok" else 1
+
+
+def _line(text: str) -> None:
+    print(printable(text))
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -141,6 +148,7 @@ def _list(args: argparse.Namespace) -> int:
 def _columns(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     """Rows as left-aligned text columns (the last one unpadded, it may be long)."""
     table = [header, *rows]
+    table = [tuple(printable(v) for v in r) for r in table]  # a dataset's modality, a file name: free text
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     return "\n".join("  ".join([*(v.ljust(w) for v, w in zip(r, widths)), r[-1]]).rstrip() for r in table)
 
@@ -179,10 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command][2](args)
     except NotApplicable as exc:
-        print(f"skipped: {exc}", file=sys.stderr)
+        print(printable(f"skipped: {exc}"), file=sys.stderr)
         return 0
     except MedftError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: no record was written for the running cell", file=sys.stderr)

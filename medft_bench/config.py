@@ -172,8 +172,11 @@ _RANGES: dict[str, tuple[str, Any, str]] = {
 
 def check_numbers(cfg: CellConfig) -> None:
     """Refuse a number outside its valid range with a :class:`MedftError` that names the option and the range."""
+    # An image size above the largest input size would decode the dataset into an array nothing can show (at
+    # --img-size 1000000000 numpy refused it with a traceback).
     checks = [(f"--seed(s) {cfg.seed!r}", _whole(cfg.seed, 0, SEED_MAX), f"a whole number from 0 to {SEED_MAX}"),
-              (f"--img-size {cfg.img_size!r}", _whole(cfg.img_size, MIN_IMG_SIZE), f"a whole number >= {MIN_IMG_SIZE}")]
+              (f"--img-size {cfg.img_size!r}", _whole(cfg.img_size, MIN_IMG_SIZE, MAX_INPUT_SIZE),
+               f"a whole number from {MIN_IMG_SIZE} to {MAX_INPUT_SIZE}")]
     for name, (option, ok, rule) in _RANGES.items():
         value = getattr(cfg.train, name)
         checks.append((f"{option} {value!r}", ok(value), rule))

@@ -161,6 +161,33 @@ def register_folder_datasets(ns: Any) -> None:
         register_from_option(text)
 
 
+# The device types --device accepts: the ones the engine is written for (its help: cpu, cuda, cuda:1).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a ``--device`` that is not a device or is not on this machine, before any cell runs: torch would
+    otherwise fail inside the first cell with a traceback (``cuda`` without a driver, ``mps`` without Metal).
+    None: the default (cuda when available, else cpu)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise MedftError(f"--device {device!r} is not a device: use cpu, cuda, cuda:N or mps")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MedftError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise MedftError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise MedftError(f"--device {device}: Apple's MPS is not available here; use --device cpu")
+
+
 def gpu_skip_reason(tier_marks: tuple[str, ...] | list[str], allow_cpu: bool) -> str | None:
     """Why a cell of a tier marked ``gpu`` does not run here (no CUDA, no ``--allow-cpu``), or None."""
     if "gpu" not in tier_marks or allow_cpu:

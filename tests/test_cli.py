@@ -140,8 +140,8 @@ def test_list_strategies(capsys: pytest.CaptureFixture[str]) -> None:
     (["--epochs", "-2"], "--epochs -2 is out of range: use a whole number >= 1"),
     (["--max-train-samples", "0"], "--max-train-samples 0 is out of range: use a whole number >= 1"),
     (["--max-train-samples", "-1"], "--max-train-samples -1 is out of range: use a whole number >= 1"),
-    (["--img-size", "0"], "--img-size 0 is out of range: use a whole number >= 8"),
-    (["--img-size", "-4"], "--img-size -4 is out of range: use a whole number >= 8"),
+    (["--img-size", "0"], "--img-size 0 is out of range: use a whole number from 8 to 1024"),
+    (["--img-size", "-4"], "--img-size -4 is out of range: use a whole number from 8 to 1024"),
     (["--tier", "quick", "--img-size", "30"], "MedMNIST has no 30 px files; available sizes: 28, 64, 128, 224"),
     (["--lr", "nan"], "--lr nan is out of range: use a finite number > 0"),
     (["--lr", "-1"], "--lr -1.0 is out of range: use a finite number > 0"),
@@ -151,6 +151,12 @@ def test_list_strategies(capsys: pytest.CaptureFixture[str]) -> None:
     (["--backbone", "x/../../escaped"], "unknown backbone 'x/../../escaped'; valid names: "),
     (["--param", "solver=sgd"], "lp: solver must be one of ('lbfgs', 'adam'), got 'sgd'"),
     (["--weights", "/nonexistent"], "weights path /nonexistent does not exist"),
+    # issue 27, item 11: k=0 voted over no neighbour (NaN), k=-1 failed in torch.topk, each as a failed record
+    (["--strategy", "knn", "--param", "k=0"], "bad strategy parameters (--param): kNN k must be a whole number >= 1"),
+    (["--strategy", "knn", "--param", "k=-1"], "kNN k must be a whole number >= 1 (the neighbours that vote), got -1"),
+    (["--device", "foo"], "--device 'foo' is not a device: use cpu, cuda, cuda:N or mps"),  # was torch's traceback
+    (["--device", "meta"], "--device 'meta' is not a device"),
+    (["--img-size", "1000000000"], "--img-size 1000000000 is out of range: use a whole number from 8 to 1024"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_bad_number_name_or_parameter_is_refused_before_any_cell(args: list[str], message: str, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,6 +164,57 @@ def test_bad_number_name_or_parameter_is_refused_before_any_cell(args: list[str]
     line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results), *args])
     assert message in line
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing ran, nothing was created anywhere
+
+
+@pytest.mark.parametrize(("device", "unavailable", "message"), [
+    ("cuda", "cuda", "--device cuda: no CUDA GPU is available here; use --device cpu"),
+    ("cuda:3", "cuda", "--device cuda:3: no CUDA GPU is available here"),
+    ("mps", "mps", "--device mps: Apple's MPS is not available here; use --device cpu"),
+])
+def test_device_not_on_this_machine_is_one_error_line(device: str, unavailable: str, message: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27, item 11: torch failed inside the first cell with a traceback ("Found no NVIDIA driver")."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda if unavailable == "cuda" else torch.backends.mps, "is_available", lambda: False)
+    line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(tmp_path / "results"), "--device", device])
+    assert line == f"error: {message}" or line.startswith(f"error: {message}")
+    assert not (tmp_path / "results").exists()
+
+
+def test_huge_image_size_of_a_folder_dataset_is_one_error_line(tmp_path: Path, folder_registry: None) -> None:
+    """Issue 27, item 11: --img-size 1000000000 on a folder dataset was numpy's "array is too big" traceback."""
+    from PIL import Image
+
+    for cls in ("benign", "malignant"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (16, 16)).save(tmp_path / "d" / cls / f"{i}.png")
+    proc = cli("run", "--dataset", "mine", "--backbone", "resnet18", "--strategy", "lp", "--folder-dataset",
+               f"mine={tmp_path / 'd'},channels=1", "--img-size", "1000000000", "--results-dir", str(tmp_path / "r"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "error: --img-size 1000000000 is out of range: use a whole number from 8 to 1024"
+
+
+def test_escape_sequences_in_a_file_name_do_not_reach_the_terminal(tmp_path: Path, folder_registry: None,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27, item 12: a file name (or a modality) with ESC sequences was printed raw (clear-screen)."""
+    from PIL import Image
+
+    from medft_bench.__main__ import _columns
+
+    for cls in ("benign", "malignant"):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (16, 16)).save(tmp_path / "d" / cls / f"{i}.png")
+    (tmp_path / "d" / "benign" / "x\x1b[2J.png").write_bytes(b"not an image")
+    line = one_error_line(capsys, ["run", "--dataset", "mine", "--backbone", "resnet18", "--strategy", "lp",
+                                   "--img-size", "16", "--folder-dataset", f"mine={tmp_path / 'd'},channels=1",
+                                   "--results-dir", str(tmp_path / "r")])
+    assert "\x1b" not in line and "x\\x1b[2J.png: cannot read the image" in line
+    assert _columns([("mine", "x-ray\x1b]8;;http://evil\x07")], ("dataset", "modality")).splitlines()[1] == \
+        "mine     x-ray\\x1b]8;;http://evil\\x07"
 
 
 def test_hub_backbone_name_stays_inside_the_results_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -589,6 +589,42 @@ def test_malformed_layout_says_what_is_wrong(tmp_path: Path, case: str) -> None:
     assert [f for f in cache_files(tmp_path) if f.endswith(".npz")] == []
 
 
+def _dangling_link(d: Path) -> Path:
+    (d / "x.png").symlink_to(d / "gone.png")
+    return d / "x.png"
+
+
+def _link_loop(d: Path) -> Path:
+    (d / "x.png").symlink_to(d / "y.png")
+    (d / "y.png").symlink_to(d / "x.png")
+    return d / "x.png"
+
+
+def _latin1_name(d: Path) -> Path:
+    path = Path(os.fsdecode(bytes(d) + b"/caf\xe9.png"))  # "café" in Latin-1: not UTF-8
+    write_image(path, 0)
+    return path
+
+
+@pytest.mark.parametrize(("make", "problem"), [
+    (_dangling_link, "a dangling symlink (No such file or directory); fix the link or remove the file"),
+    (_link_loop, "a symlink loop (Too many levels of symbolic links); fix the link or remove the file"),
+    (_latin1_name, "the file name is not valid UTF-8; rename it in UTF-8"),
+], ids=["dangling-symlink", "symlink-loop", "not-utf8"])
+def test_unreadable_file_entry_is_refused_naming_it(tmp_path: Path, make, problem: str) -> None:
+    """Issue 27, item 9: each was a traceback (FileNotFoundError, OSError ELOOP, UnicodeEncodeError) and, under
+    pytest, an INTERNALERROR; now one DataError naming the file, the policy of an image that cannot be decoded."""
+    make_class_folders(tmp_path / "d", ["a", "b"], {"": 5})
+    bad = make(tmp_path / "d" / "a")
+    folders.register_folder_dataset("d", tmp_path / "d")
+    with pytest.raises(DataError) as err:
+        load_dataset("d", 8)
+    msg = str(err.value)
+    assert msg.startswith(f"{os.fsencode(bad).decode('utf-8', 'backslashreplace')}: {problem}"), msg
+    msg.encode("utf-8")  # printable: no lone surrogate reaches the terminal
+    assert folders.default_size("d") == 224  # the grid still builds; loading says what is wrong
+
+
 def _csv_case(tmp_path: Path, rows: list[dict[str, str]], columns=("path", "label", "split")) -> Path:
     root = tmp_path / "m"
     for c, cls in enumerate(("a", "b")):
@@ -619,6 +655,51 @@ def test_malformed_manifest(tmp_path: Path, edit, problem: str) -> None:
         load_dataset("m", 8)
     assert problem in str(err.value)
     assert str(root / "manifest.csv") in str(err.value)
+
+
+def _labelled(root: Path, labels: list[tuple[str, str]]) -> Path:
+    """A manifest of one image per (label, split) row, classes inferred from the labels."""
+    rows = []
+    for i, (label, split) in enumerate(labels):
+        write_image(root / f"{i}.png", i % 2)
+        rows.append({"path": f"{i}.png", "label": label, "split": split})
+    write_manifest(root / "manifest.csv", rows, ["path", "label", "split"])
+    folders.register_folder_dataset("lab", root, layout="csv")
+    return root / "manifest.csv"
+
+
+TWO = [(c, "") for c in ("benign", "malignant") for _ in range(5)]
+SPLIT = [(c, s) for c in ("benign", "malignant") for s in ("train", "train", "train", "test")]
+
+
+@pytest.mark.parametrize(("labels", "problem"), [
+    ([*TWO, ("Benign", ""), ("Benign", "")], "classes 'Benign' and 'benign' differ only in case; use one spelling"),
+    ([*SPLIT, ("cyst", "test"), ("cyst", "test")], "class 'cyst' has 0 train, 0 val, 2 test image(s); every class "
+                                                  "needs at least one training and one test image"),
+    ([*TWO, ("cyst", "")], "class 'cyst' has 1 train, 0 val, 0 test image(s)"),  # one image: never in test
+    ([(c, "") for c in ("0", "1") for _ in range(5)] + [("7", "")], "class '7' has 1 train"),  # a stray label
+], ids=["case", "test-only", "one-image", "stray-label"])
+def test_manifest_class_sets_are_checked_like_the_folder_layout(tmp_path: Path, labels, problem: str) -> None:
+    """Issue 27, item 6: each became an extra class and an ok record whose balanced accuracy was taken over the
+    classes present (a test-only class, one image); split folders refuse a test-only class."""
+    manifest = _labelled(tmp_path / "lab", labels)
+    with pytest.raises(DataError) as err:
+        load_dataset("lab", 8)
+    assert problem in str(err.value)
+    assert str(manifest if "case" in problem else manifest.parent) in str(err.value)
+
+
+def test_folder_layout_class_sets_follow_the_same_rules(tmp_path: Path) -> None:
+    """The class rules hold for class folders too: one image in a class, two spellings of one class."""
+    make_class_folders(tmp_path / "one", ["a", "b"], {"": 5})
+    write_image(tmp_path / "one" / "c" / "0.png", 0)
+    folders.register_folder_dataset("one", tmp_path / "one")
+    with pytest.raises(DataError, match=r"class 'c' has 1 train, 0 val, 0 test image\(s\)"):
+        load_dataset("one", 8)
+    make_class_folders(tmp_path / "case", ["benign", "Benign", "malignant"], {"": 5})
+    folders.register_folder_dataset("case", tmp_path / "case")
+    with pytest.raises(DataError, match="classes 'Benign' and 'benign' differ only in case"):
+        load_dataset("case", 8)
 
 
 @pytest.mark.parametrize("ref", ["../outside/x.png", "sub/../../outside/x.png", "../../../../etc/passwd",
@@ -683,6 +764,14 @@ def test_bad_size(tmp_path: Path, size) -> None:
     folders.register_folder_dataset("d", tmp_path / "d")
     with pytest.raises(DataError, match="image size"):
         folders.load_folder_dataset("d", size)
+
+
+def test_size_too_large_to_decode_is_a_data_error(tmp_path: Path) -> None:
+    """Issue 27, item 11: numpy's "array is too big" was a traceback; the grid refuses such sizes first."""
+    make_class_folders(tmp_path / "d", ["a", "b"], {"": 5})
+    folders.register_folder_dataset("d", tmp_path / "d")
+    with pytest.raises(DataError, match=r"\d+ images at 1000000000 px need .* GiB decoded: use a smaller --img-size"):
+        folders.load_folder_dataset("d", 1_000_000_000)
 
 
 # ------------------------------------------------------------------------------------------ cache

@@ -1199,3 +1199,213 @@ def test_out_never_replaces_or_deletes_files_it_did_not_write(tmp_path: Path, ca
     board = tmp_path / "board"  # its own folder: written, then rewritten
     assert main([str(results), "--out", str(board), "--quiet"]) == 0
     assert main([str(results), "--out", str(board), "--quiet"]) == 0
+
+
+# -- issue 27, item 10: one bad input never stops the leaderboard --------------------------------------------
+
+
+def test_a_long_strategy_label_does_not_stop_the_heatmap(tmp_path: Path) -> None:
+    """A 62-character label crashed the Δ heatmap ("left cannot be >= right") and nothing was written."""
+    from medft_bench.leaderboard.plots import MAX_ROW_LABEL
+
+    for dataset in ("pathmnist", "dermamnist"):
+        write(tmp_path / "r", make_record(dataset=dataset, strategy="ft", primary=0.7))
+        plugin = make_record(dataset=dataset, strategy="my_plugin", primary=0.8)
+        plugin["strategy"]["label"] = "A plug-in strategy with a very long and descriptive name, v2.1"
+        write(tmp_path / "r", plugin)
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert (tmp_path / "out" / "quick-28px-real-pretrained-delta.png").is_file()
+    assert len(plugin["strategy"]["label"]) == 62 > MAX_ROW_LABEL
+    assert "A plug-in strategy with a very long" in (tmp_path / "out" / "quick.md").read_text()  # tables: in full
+
+
+def test_a_deeply_nested_json_file_is_one_problem_and_the_rest_is_published(tmp_path: Path, capsys) -> None:
+    """A .json nested deeper than the recursion limit raised RecursionError in the leaderboard, compare and
+    list tiers."""
+    from medft_bench.listing import tier_rows
+
+    results = tmp_path / "results"
+    write(results, make_record(strategy="ft", primary=0.7))
+    write(results, make_record(strategy="lp", primary=0.6))
+    deep = results / "quick" / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    bench = tmp_path / "bench.json"
+    bench.write_text("{" + '"a": {' * 100_000 + "}" * 100_001)
+
+    inputs = load_inputs([results], benchmark_jsons=[bench])
+    assert len(inputs.runs) == 2
+    reasons = {Path(p.path).name: p.reason for p in inputs.problems}
+    assert reasons["deep.json"] == "not a record (its JSON is nested too deeply to read)"
+    assert reasons["bench.json"] == "benchmark file is not valid JSON (nested too deeply to read)"
+    assert main([str(results), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [Path(p["path"]).name for p in summary["problems"]] == ["deep.json"]
+    assert main(["compare", str(results), str(results), "--plain"]) == 0
+    assert "2 matched" in capsys.readouterr().out
+    assert "smoke" in [row[0] for row in tier_rows(results)]  # list tiers reads the records too
+
+
+# -- issue 27, item 12: free text is neutralised in every output ----------------------------------------------
+
+CLEAR = "\x1b[2J"  # clears the screen
+LINK = "\x1b]8;;http://evil.example\x1b\\here\x1b]8;;\x1b\\"  # an OSC-8 link that hides its target
+
+
+def _hostile(root: Path) -> None:
+    """Records whose free text is hostile: a modality with ESC sequences, a label with HTML, a formula."""
+    for dataset in ("pathmnist", "dermamnist"):
+        ft = make_record(dataset=dataset, strategy="ft", primary=0.7)
+        ft["data"]["modality"] = f"histology{CLEAR}{LINK}"
+        write(root, ft)
+        plugin = make_record(dataset=dataset, strategy="my_plugin", primary=0.8)
+        plugin["strategy"]["label"] = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+        write(root, plugin)
+        formula = make_record(dataset=dataset, strategy="other", primary=0.65)  # Δ < 0: a number, unprefixed
+        formula["strategy"]["label"] = '=HYPERLINK("http://evil.example","x")'
+        write(root, formula)
+    (root / "quick" / f"bad{CLEAR}.json").write_text("{not json")  # a file name: in the problems table
+
+
+def test_control_characters_never_reach_the_terminal(tmp_path: Path, capsys) -> None:
+    import io
+
+    from rich.console import Console
+
+    from medft_bench.leaderboard.render_rich import render_plain, render_rich
+
+    _hostile(tmp_path / "r")
+    inputs = load_inputs([tmp_path / "r"])
+    groups = aggregate(inputs.runs)
+    from medft_bench.leaderboard.metadata import run_metadata
+
+    meta = run_metadata(inputs.runs)
+    plain = render_plain(groups, inputs, meta, width=200)
+    buf = io.StringIO()
+    render_rich(groups, inputs, meta, console=Console(file=buf, force_terminal=True, width=200))
+    for text in (plain, buf.getvalue()):
+        assert CLEAR not in text and "\x1b]8" not in text and "\x1b\\" not in text
+        assert "histology\\x1b[2J" in text.replace("\n", "") or "histology\\x1b[2J" in text
+    assert "\x1b" not in plain  # plain text has no escape at all; rich's own colours are its only ones
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--plain", "--width", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out  # (the problem's path wraps in its column)
+    assert main(["compare", str(tmp_path / "r"), str(tmp_path / "r"), "--plain", "--all", "--width", "300"]) == 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "skipped" in err and "bad\\x1b[2J.json" in err
+
+
+def test_markdown_pages_carry_no_raw_html_and_csv_no_formula(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    _hostile(tmp_path / "r")
+    assert main([str(tmp_path / "r"), "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    for page in (tmp_path / "out").glob("*.md"):
+        text = page.read_text()
+        assert "<script" not in text and "<img" not in text and "\x1b" not in text, page.name
+    quick = (tmp_path / "out" / "quick.md").read_text()
+    assert "&lt;img src=x onerror=\"alert(1)\"&gt;&lt;script&gt;" in quick  # shown as text
+    html = (tmp_path / "out" / "leaderboard.html").read_text()
+    assert "<script>alert" not in html and "\x1b" not in html
+    for name in ("records.csv", "aggregates.csv"):
+        rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / name).read_text())))
+        labels = {r["strategy_label"] for r in rows}
+        assert "'=HYPERLINK(\"http://evil.example\",\"x\")" in labels, name
+        assert not any(v.startswith(("=", "+", "@")) for r in rows for v in r.values()), name
+        assert all("\x1b" not in v for r in rows for v in r.values())
+        assert name == "records.csv" or any(r["delta_vs_ft"].startswith("-0.") for r in rows)
+
+
+def test_text_helpers() -> None:
+    from medft_bench.text import csv_value, markdown_text, printable
+
+    assert printable("a\x1b[2Jb\x07c\x9bd\u202ee\nf\tg") == "a\\x1b[2Jb\\x07c\\x9bd\\u202ee\nf\tg"
+    assert printable("caf\udce9.png") == "caf\\xe9.png"  # a Latin-1 byte of a file name
+    assert markdown_text("<b>&</b>") == "&lt;b&gt;&amp;&lt;/b&gt;"
+    assert [csv_value(v) for v in ("=1+2", "+x", "-x", "@x", "\tx", "-0.5", "+3", "1e-3", "x=1", 0.5, None)] == \
+        ["'=1+2", "'+x", "'-x", "'@x", "'\tx", "-0.5", "+3", "1e-3", "x=1", 0.5, None]
+
+
+# -- issue 27, item 4: the --out folder changes as one unit ---------------------------------------------------
+
+
+def _board(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:
+    """Records, a published leaderboard of them, one more record: (results, out, the folder's files)."""
+    results, out = tmp_path / "results", tmp_path / "board"
+    write(results, make_record(strategy="ft", primary=0.8))
+    write(results, make_record(strategy="lp", primary=0.7))
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    write(results, make_record(strategy="lp_ft", primary=0.9))
+    return results, out, _snapshot(out)
+
+
+def _summary_records(out: Path) -> int:
+    return json.loads((out / "summary.json").read_text())["metadata"]["records"]
+
+
+def test_an_interrupted_leaderboard_leaves_the_folder_as_it_was(tmp_path: Path, monkeypatch, capsys) -> None:
+    """Ctrl-C while writing left an index beside pages of another run, a .tmp behind, and a traceback."""
+    from medft_bench.leaderboard import render_html
+
+    results, out, before = _board(tmp_path)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render_html, "html_page", interrupted)  # after the plots and pages were staged
+    assert main([str(results), "--out", str(out), "--quiet"]) == 130
+    out_text, err = capsys.readouterr()
+    assert err.strip().splitlines() == [err.strip()] and "interrupted" in err and "Traceback" not in err
+    assert _snapshot(out) == before  # nothing changed, nothing left behind (staging, lock, .tmp)
+
+
+def test_ctrl_c_during_the_renames_is_held_until_the_folder_is_whole(tmp_path: Path, monkeypatch, capsys) -> None:
+    import os
+    import signal
+
+    results, out, before = _board(tmp_path)
+    assert _summary_records(out) == 2
+    real = os.replace
+    calls = []
+
+    def replace_then_ctrl_c(src, dst):
+        if Path(dst).parent == out:  # a staged file renamed into the folder (not a temporary file's rename)
+            if not calls:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C at the first one
+            calls.append(dst)
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    assert main([str(results), "--out", str(out), "--quiet"]) == 130
+    monkeypatch.setattr(os, "replace", real)
+    assert "interrupted" in capsys.readouterr().err
+    assert Path(calls[-1]).name == "summary.json" and len(calls) == len(before)  # every file renamed, the list last
+    assert _summary_records(out) == 3 and sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_a_second_leaderboard_waits_for_the_first(tmp_path: Path) -> None:
+    import threading
+    import time
+
+    from medft_bench.leaderboard.publish import _locked, publish
+
+    results, out, before = _board(tmp_path)
+    with _locked(out):  # another leaderboard is writing the folder
+        worker = threading.Thread(target=publish, args=([results],), kwargs={"out": out})
+        worker.start()
+        time.sleep(1.0)
+        assert worker.is_alive() and _snapshot(out) == {**before, ".leaderboard.lock": b""}
+    worker.join(60)
+    assert not worker.is_alive() and _summary_records(out) == 3
+    assert not (out / ".leaderboard.lock").exists()
+
+
+def test_what_a_killed_leaderboard_left_is_removed(tmp_path: Path) -> None:
+    results, out, _ = _board(tmp_path)
+    (out / ".leaderboard-staging.99999").mkdir()
+    (out / ".leaderboard-staging.99999" / "README.md").write_text("half")
+    (out / ".README.md.99999.abcd.tmp").write_text("half")
+    (out / ".notes.txt.tmp").write_text("not ours")
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    assert hidden == [".notes.txt.tmp"] and _summary_records(out) == 3

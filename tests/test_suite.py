@@ -303,18 +303,21 @@ def test_k_selects_the_expected_cells(run: Run, expr: str, keep: Callable[[CellC
     (("--epochs", "-2"), "--epochs -2 is out of range: use a whole number >= 1", ()),
     (("--max-train-samples", "0"), "--max-train-samples 0 is out of range: use a whole number >= 1", ()),
     (("--max-train-samples", "-1"), "--max-train-samples -1 is out of range: use a whole number >= 1", ()),
-    (("--img-size", "0"), "--img-size 0 is out of range: use a whole number >= 8", ()),
-    (("--img-size", "-4"), "--img-size -4 is out of range: use a whole number >= 8", ()),
+    (("--img-size", "0"), "--img-size 0 is out of range: use a whole number from 8 to 1024", ()),
+    (("--img-size", "-4"), "--img-size -4 is out of range: use a whole number from 8 to 1024", ()),
     (("--seeds", "0,-1"), "--seed(s) -1 is out of range: use a whole number from 0 to 4294967295", ()),
     (("--backbones", "resnet18,foo/bar"), "unknown backbone 'foo/bar'; valid names:", ("vgg19", "timm")),
     (("--weights", "/nonexistent"), "weights path /nonexistent does not exist", ()),
     (("--protocol", "nope"), "unknown protocol 'nope'; use one of", ("study", "tuned")),
     (("--lr-grid", "1e-3"), "--lr-grid applies to the tuned protocol only", ()),
     (("--protocol", "tuned", "--lr-grid", "0,1e-3"), "--lr-grid '0,1e-3': expected finite learning rates", ()),
+    (("--device", "foo"), "--device 'foo' is not a device: use cpu, cuda, cuda:N or mps", ()),  # issue 27, item 11
+    (("--img-size", "1000000000"), "--img-size 1000000000 is out of range: use a whole number from 8 to 1024", ()),
+    (("--strategies", "knn", "--param", "k=0"), "kNN k must be a whole number >= 1", ()),
 ], ids=["tier", "strategies", "shard", "seeds", "synthetic-splits", "synthetic-folder", "folder-dataset",
         "batch-size-negative", "batch-size-zero", "epochs-zero", "epochs-negative", "max-train-samples-zero",
         "max-train-samples-negative", "img-size-zero", "img-size-negative", "seed-negative", "backbone",
-        "weights", "protocol", "lr-grid-study", "lr-grid-zero"])
+        "weights", "protocol", "lr-grid-study", "lr-grid-zero", "device-foo", "img-size-huge", "knn-k-zero"])
 def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: str, valid: Any) -> None:
     result = run("--collect-only", "-q", *args)
     text = output(result)
@@ -324,6 +327,16 @@ def test_bad_option_is_a_usage_error(run: Run, args: tuple[str, ...], message: s
     assert message in line
     for name in strategy_names() if valid is None else valid:
         assert name in line
+
+
+def test_device_without_a_gpu_is_a_usage_error(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27, item 11: --device cuda without a GPU failed inside every case with torch's traceback."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = run("--collect-only", "-q", "--device", "cuda")
+    text = output(result)
+    assert result.ret == 4 and "Traceback" not in text, text
+    (line,) = [ln for ln in result.errlines if ln.startswith("ERROR:")]
+    assert "--device cuda: no CUDA GPU is available here; use --device cpu" in line
 
 
 def test_weights_that_do_not_fit_fail_the_case_in_one_line(run: Run, tmp_path: Path) -> None:
@@ -480,6 +493,23 @@ def test_folder_dataset_option_runs_the_users_data(run: Run, tmp_path: Path) -> 
     assert rec["cell_id"] == "smoke-mine-40-resnet18-knn-seed0" and rec["data"]["image_size"] == 40
     assert rec["data"]["source"] == "folder" and rec["data"]["synthetic"] is False
     assert rec["data"]["modality"] == "ultrasound" and rec["config"]["synthetic"] is False
+
+
+def test_dangling_symlink_in_a_folder_dataset_fails_the_case_in_one_line(run: Run, tmp_path: Path) -> None:
+    """Issue 27, item 9: a dangling symlink (or a symlink loop, a name that is not UTF-8) was an INTERNALERROR."""
+    from PIL import Image
+
+    for cls in ("benign", "malignant"):
+        (tmp_path / "us" / cls).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (16, 16), 60 * i).save(tmp_path / "us" / cls / f"{i}.png")
+    (tmp_path / "us" / "benign" / "x.png").symlink_to(tmp_path / "gone.png")
+    result = run("--folder-dataset", f"mine={tmp_path / 'us'},channels=1", "--datasets", "mine", "--backbones",
+                 "resnet18", "--strategies", "knn", "--results-dir", str(tmp_path / "results"))
+    text = output(result)
+    assert result.ret == 1 and "INTERNALERROR" not in text and "Traceback" not in text, text
+    result.assert_outcomes(failed=1)
+    assert f"{tmp_path / 'us' / 'benign' / 'x.png'}: a dangling symlink (No such file or directory)" in text
 
 
 def test_weak_result_on_real_data_passes_with_a_warning_and_a_flag(run: Run, tmp_path: Path) -> None:

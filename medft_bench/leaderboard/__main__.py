@@ -8,6 +8,7 @@ import sys
 
 from medft_bench.errors import MedftError
 from medft_bench.leaderboard.aggregate import METRICS
+from medft_bench.text import printable
 
 PROG = "python -m medft_bench.leaderboard"
 
@@ -98,9 +99,10 @@ def compare_main(argv: list[str]) -> int:
     cmp = compare([args.a], [args.b], args.metric)
     for name, side in (("A", cmp.a), ("B", cmp.b)):
         for p in side.problems:
-            print(f"{PROG} compare: {name}: skipped {p.path}: {p.reason}", file=sys.stderr)
+            print(printable(f"{PROG} compare: {name}: skipped {p.path}: {p.reason}"), file=sys.stderr)
         if not side.runs:
-            print(f"{PROG} compare: error: no valid result records in {name} ({side.sources[0]})", file=sys.stderr)
+            print(printable(f"{PROG} compare: error: no valid result records in {name} ({side.sources[0]})"),
+                  file=sys.stderr)
             return 1
     if not args.quiet:
         _print_tables(comparison_tables(cmp, args.a, args.b, args.show_all), args.plain, args.width)
@@ -121,13 +123,17 @@ def main(argv: list[str] | None = None) -> int:
         pub = publish(results, args.benchmark_json, out=PUBLISHED if args.publish else args.out, metric=args.metric,
                       all_metrics=args.all_metrics)
     except NoRecordsError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(printable(f"{PROG}: error: {exc}"), file=sys.stderr)
         for p in exc.problems:
-            print(f"  - {p.path}: {p.reason}", file=sys.stderr)
+            print(printable(f"  - {p.path}: {p.reason}"), file=sys.stderr)
         return 1
     except (MedftError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(printable(f"{PROG}: error: {exc}"), file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # one line, not a traceback: the folder changes as one unit (publish.py)
+        print(f"{PROG}: interrupted: the output folder holds the previous leaderboard or this one whole, never a mix",
+              file=sys.stderr)
+        return 130
     written = (f"Leaderboard written to {pub.out}/ ({len(pub.files)} files): {pub.out / 'README.md'} (Markdown), "
                f"{pub.out / 'leaderboard.html'} (one page), summary.json, records.csv, aggregates.csv, plots")
     if args.quiet:

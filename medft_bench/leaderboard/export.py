@@ -9,6 +9,7 @@ import io
 from typing import Any
 
 from medft_bench.leaderboard.aggregate import METRICS, Group
+from medft_bench.text import csv_value
 
 RECORDS_CSV = "records.csv"
 AGGREGATES_CSV = "aggregates.csv"
@@ -25,7 +26,7 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow(["" if v is None else csv_value(v) for v in row])  # no formula, no control character
     return buf.getvalue()
 
 

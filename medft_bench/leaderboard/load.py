@@ -279,6 +279,8 @@ def benchmark_record_paths(path: str | os.PathLike[str]) -> tuple[list[Path], li
         return [], [Problem(str(path), f"cannot read benchmark JSON ({exc.strerror or exc})")]
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return [], [Problem(str(path), f"benchmark file is not valid JSON ({exc})")]
+    except RecursionError:
+        return [], [Problem(str(path), "benchmark file is not valid JSON (nested too deeply to read)")]
     benchmarks = doc.get("benchmarks") if isinstance(doc, dict) else None
     if not isinstance(benchmarks, list):
         return [], [Problem(str(path), "not a pytest-benchmark JSON file (no 'benchmarks' list)")]
@@ -366,7 +368,7 @@ def is_leaderboard_summary(path: Path) -> bool:
         return False
     try:
         doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(doc, dict) and doc.get("schema") == SUMMARY_SCHEMA
 

@@ -39,6 +39,13 @@ def _wrap(text: str, width: int = 95) -> str:
     return "\n".join(w for line in text.split("\n") for w in (textwrap.wrap(line, width) or [""]))
 
 
+MAX_ROW_LABEL = 40  # characters of a strategy label the heatmap shows in full; longer ones end in "…"
+
+
+def _row_label(text: str) -> str:
+    return text if len(text) <= MAX_ROW_LABEL else text[: MAX_ROW_LABEL - 1] + "…"
+
+
 def delta_heatmap(group: Group, path: Path) -> bool:
     """Strategies (rows) x cases (columns), Δ against FT in pp. False (nothing written) without FT."""
     import matplotlib
@@ -57,15 +64,18 @@ def delta_heatmap(group: Group, path: Path) -> bool:
     lim, clipped = colour_limit(data[np.isfinite(data)])
     with matplotlib.rc_context(STYLE):
         labels = [f"{cs.dataset}\n{cs.backbone}" for cs in cases]
-        ylabels = [group.label(s) for s in others]
-        width = max(5.0, 2.4 + 0.9 * len(cases))
+        ylabels = [_row_label(group.label(s)) for s in others]
+        left = 0.25 + 0.065 * max(map(len, ylabels))  # inches for the row labels
+        # Wide enough for the row labels' margin, the right margin and the cells: a 62-character label left
+        # no room at 5 inches ("left cannot be >= right") and stopped the whole leaderboard.
+        width = max(5.0, 2.4 + 0.9 * len(cases), left + 0.8 + 0.9 * len(cases))
         title = _wrap(f"Δ against FT (pp) — {group.key.label}\n{metric_desc(group)}", int(width * 14))
         tick_h = 0.45 + 0.045 * max(len(x) for lab in labels for x in lab.split("\n"))  # 30° rotated, inches
         height = 0.42 * len(others) + tick_h + 0.2 + 0.16 * (title.count("\n") + 1) + 0.3
         fig = _figure(width, height)
         ax = fig.add_subplot(1, 1, 1)
         # fixed margins instead of tight_layout (a second full layout pass, slow): inches -> fractions
-        fig.subplots_adjust(left=(0.25 + 0.065 * max(map(len, ylabels))) / width, right=1 - 0.8 / width,
+        fig.subplots_adjust(left=left / width, right=1 - 0.8 / width,
                             bottom=tick_h / height, top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / height)
         cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
         im = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=-lim, vmax=lim, aspect="auto")

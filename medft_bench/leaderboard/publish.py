@@ -1,15 +1,25 @@
-"""Publishing: read the records, aggregate, and write the Markdown pages, PNGs and ``summary.json``."""
+"""Publishing: read the records, aggregate, and write the Markdown pages, PNGs and ``summary.json``.
+
+The ``--out`` folder changes as one unit: under a lock file (a second leaderboard on the same folder waits), every
+file is written into a hidden staging folder inside it, then renamed into place with Ctrl-C and SIGTERM held
+until the last rename, ``summary.json`` (the list of what it wrote) last. An interruption before that leaves
+the folder as it was; the next run removes what an interrupted one (even by SIGKILL) left behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medft_bench.errors import MedftError
-from medft_bench.io import atomic_write
+from medft_bench.io import atomic_write, deferred_signals
 from medft_bench.leaderboard import export, render_html, render_markdown, summary
 from medft_bench.leaderboard.aggregate import Group, aggregate, tier_slug
 from medft_bench.leaderboard.load import Inputs, Problem, is_leaderboard_summary, load_inputs
@@ -19,6 +29,8 @@ from medft_bench.leaderboard.plots import PLOT_KINDS, plot_group
 SUMMARY = "summary.json"
 OWN_SUFFIXES = (".md", ".png", ".json", ".csv", ".html")
 PUBLISHED = "leaderboard"  # the repository's committed folder: written only when asked (--publish)
+LOCK = ".leaderboard.lock"  # held while a leaderboard reads and changes the folder; removed when done
+STAGING = ".leaderboard-staging."  # + the writer's pid: the new files before they are renamed into place
 
 
 class NoRecordsError(MedftError):
@@ -71,11 +83,78 @@ def _check_ownership(out: Path, files: list[str], previous: list[str] | None) ->
                          "own lists it): nothing was written; choose a new or empty folder, or move those files")
 
 
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock file (a second leaderboard writing the same folder waits for it). The file is removed
+    when done, so none is left behind; a waiter that then locked the removed file opens the new one instead."""
+    path = out / LOCK
+    while True:
+        fh = open(path, "a+")  # held open (and locked) across the block
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            if os.fstat(fh.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        fh.close()
+
+
+def _remove_leftovers(out: Path, names: set[str]) -> None:
+    """What an interrupted leaderboard left in ``out``: its staging folders, and the temporary files of its own
+    files (``.NAME.PID.RANDOM.tmp``). Called under the lock, when no other leaderboard is writing."""
+    for entry in out.glob(STAGING + "*"):
+        if entry.is_dir() and entry.name[len(STAGING):].isdigit():
+            shutil.rmtree(entry, ignore_errors=True)
+    for entry in out.glob(".*.tmp"):
+        if any(entry.name.startswith(f".{name}.") for name in names):
+            entry.unlink(missing_ok=True)
+
+
+def _commit(stage: Path, out: Path, files: list[str], stale: list[str]) -> None:
+    """Rename every staged file into ``out``, ``summary.json`` last, then remove the stale ones: with Ctrl-C
+    and SIGTERM held, so that the folder never shows part of one leaderboard beside part of another."""
+    with deferred_signals():
+        for name in sorted(files, key=lambda n: n == SUMMARY):
+            os.replace(stage / name, out / name)
+        for name in stale:
+            (out / name).unlink(missing_ok=True)
+
+
 def default_out(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | os.PathLike[str]] = ()) -> Path:
     """Where the leaderboard goes unless told: ``leaderboard/`` inside the first results directory (a record
     file's or benchmark JSON's folder), so that a user's checkout stays clean."""
     first = Path((list(sources) or list(benchmark_jsons) or ["results"])[0])
     return (first if first.is_dir() or not first.suffix else first.parent) / "leaderboard"
+
+
+def _stage(stage: Path, groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None,
+           all_metrics: bool) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """Write every file of the leaderboard into ``stage``; the names written, and the plots by group."""
+    plots = {g.key.slug: plot_group(g, stage, g.key.slug) for g in groups}
+    pages: dict[str, str] = {}
+    tiers: dict[str, list[Group]] = {}
+    for g in groups:
+        tiers.setdefault(g.key.tier, []).append(g)
+    for tier, tier_groups in tiers.items():
+        tier_runs = [r for g in tier_groups for r in g.runs]
+        pages[f"{tier_slug(tier)}.md"] = render_markdown.tier_page(tier, tier_groups, run_metadata(tier_runs), metric,
+                                                                   all_metrics, plots)
+    pages[render_markdown.INDEX] = render_markdown.index_page(groups, inputs, meta, metric)
+    pages[render_markdown.REFERENCES] = render_markdown.references_page()
+    pages[render_html.HTML] = render_html.html_page(groups, inputs, meta, all_metrics, plots)
+    pages[export.RECORDS_CSV] = export.records_csv(groups)
+    pages[export.AGGREGATES_CSV] = export.aggregates_csv(groups)
+    files = sorted([*pages, *(f for p in plots.values() for f in p.values()), SUMMARY])
+    for name, text in sorted(pages.items()):
+        _write(stage / name, text)
+    _write(stage / SUMMARY, summary.dumps(summary.build_summary(groups, inputs, meta, metric, plots, files)))
+    return files, plots
 
 
 def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | os.PathLike[str]] = (),
@@ -95,29 +174,20 @@ def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | o
     groups = aggregate(inputs.runs, metric)
     meta = run_metadata(inputs.runs)
     out = Path(out)
-    previous = _previous_files(out) if out.is_dir() else []
-    _check_ownership(out, [*_planned_files(groups), SUMMARY], previous)
+    planned = [*_planned_files(groups), SUMMARY]
+    _check_ownership(out, planned, _previous_files(out) if out.is_dir() else [])  # before creating anything
     out.mkdir(parents=True, exist_ok=True)
-
-    plots = {g.key.slug: plot_group(g, out, g.key.slug) for g in groups}
-    pages: dict[str, str] = {}
-    tiers: dict[str, list[Group]] = {}
-    for g in groups:
-        tiers.setdefault(g.key.tier, []).append(g)
-    for tier, tier_groups in tiers.items():
-        tier_runs = [r for g in tier_groups for r in g.runs]
-        pages[f"{tier_slug(tier)}.md"] = render_markdown.tier_page(tier, tier_groups, run_metadata(tier_runs), metric,
-                                                                   all_metrics, plots)
-    pages[render_markdown.INDEX] = render_markdown.index_page(groups, inputs, meta, metric)
-    pages[render_markdown.REFERENCES] = render_markdown.references_page()
-    pages[render_html.HTML] = render_html.html_page(groups, inputs, meta, all_metrics, plots)
-    pages[export.RECORDS_CSV] = export.records_csv(groups)
-    pages[export.AGGREGATES_CSV] = export.aggregates_csv(groups)
-    files = sorted([*pages, *(f for p in plots.values() for f in p.values()), SUMMARY])
-    for name, text in sorted(pages.items()):
-        _write(out / name, text)
-    _write(out / SUMMARY, summary.dumps(summary.build_summary(groups, inputs, meta, metric, plots, files)))
-    for stale in sorted(set(previous or ()) - set(files)):
-        if "/" not in stale and "\\" not in stale and stale.endswith(OWN_SUFFIXES) and not stale.startswith("."):
-            (out / stale).unlink(missing_ok=True)
+    with _locked(out):
+        previous = _previous_files(out)  # again under the lock: another leaderboard may have written meanwhile
+        _check_ownership(out, planned, previous)
+        _remove_leftovers(out, {*planned, *(previous or ())})
+        stage = out / f"{STAGING}{os.getpid()}"
+        stage.mkdir()
+        try:
+            files, plots = _stage(stage, groups, inputs, meta, metric, all_metrics)
+            stale = [f for f in sorted(set(previous or ()) - set(files))
+                     if "/" not in f and "\\" not in f and f.endswith(OWN_SUFFIXES) and not f.startswith(".")]
+            _commit(stage, out, files, stale)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     return Published(out, files, groups, inputs, meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from medft_bench.leaderboard import references
@@ -18,17 +19,25 @@ from medft_bench.leaderboard.tables import (
     reference_tables,
     survival_tables,
 )
+from medft_bench.text import markdown_text
 
 INDEX = "README.md"
 REFERENCES = "references.md"
 
 
 def _esc(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Free text for a Markdown cell, caption or heading: no raw HTML, no control character, no cell break."""
+    return markdown_text(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    """A name as inline code when it is a plain name; else escaped text (a code span shows entities raw, and a
+    backtick would end it)."""
+    return f"`{text}`" if re.fullmatch(r"[\w.+-]*", text) else _esc(text)
 
 
 def table_md(table: Table, level: int = 3) -> str:
-    out = [f"{'#' * level} {table.title}", ""]
+    out = [f"{'#' * level} {_esc(table.title)}", ""]
     if table.caption:
         out += [f"*{_esc(table.caption)}*", ""]
     out.append("| " + " | ".join(_esc(h) for h in table.headers) + " |")
@@ -59,7 +68,7 @@ def _metric_line(metric: str | None) -> str:
 
 
 def _banner(group: Group) -> str:
-    return f"> **Caution — {group.key.label}.**\n" if group.key.caveat else ""
+    return f"> **Caution — {_esc(group.key.label)}.**\n" if group.key.caveat else ""
 
 
 def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None) -> str:
@@ -114,10 +123,10 @@ def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric
 
 def tier_page(tier: str, groups: list[Group], meta: dict[str, Any], metric: str | None, all_metrics: bool,
               plots: dict[str, dict[str, str]]) -> str:
-    out = [f"# Tier `{tier}`", "", f"[All tiers]({INDEX})", "", _metric_line(metric), "",
+    out = [f"# Tier {_code(tier)}", "", f"[All tiers]({INDEX})", "", _metric_line(metric), "",
            "## Run metadata", "", _meta_md(meta)]
     for g in groups:
-        out += [f"## {g.key.label}", ""]
+        out += [f"## {_esc(g.key.label)}", ""]
         banner = _banner(g)
         if banner:
             out += [banner]
@@ -125,12 +134,12 @@ def tier_page(tier: str, groups: list[Group], meta: dict[str, Any], metric: str 
             out.append(table_md(t, level=3))
         files = plots.get(g.key.slug, {})
         if files:
-            out += [f"### Plots — {g.key.label}", ""]
+            out += [f"### Plots — {_esc(g.key.label)}", ""]
             if "delta" in files:
-                out += [f"![Δ against FT — {g.key.label}]({files['delta']})", "",
+                out += [f"![Δ against FT — {_esc(g.key.label)}]({files['delta']})", "",
                         "Heatmap: Δ against FT in percentage points, strategies × cases (grey: no result).", ""]
             if "pareto" in files:
-                out += [f"![Accuracy against training cost — {g.key.label}]({files['pareto']})", "",
+                out += [f"![Accuracy against training cost — {_esc(g.key.label)}]({files['pareto']})", "",
                         "Pareto view: mean test metric against mean training time per seed; the red line joins "
                         "strategies that no other strategy beats on both.", ""]
     for t in survival_tables(groups):

@@ -26,6 +26,7 @@ from medft_bench.leaderboard.tables import (
     recommendation_tables,
     survival_tables,
 )
+from medft_bench.text import printable
 
 RICH_STYLES = {"best": "bold green", "pos": "green", "neg": "red", "warn": "yellow", "muted": "dim"}
 BEST_MARK = " *"
@@ -160,7 +161,7 @@ def render_plain(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_
         parts.append(plain_table(table, width))
     if written:
         parts += _wrap_lines(written, width, indent="  ")
-    return "\n".join(parts).rstrip() + "\n"
+    return printable("\n".join(parts).rstrip() + "\n")  # headings and metadata hold record fields too
 
 
 # ---------------------------------------------------------------------------------------------- rich
@@ -221,10 +222,10 @@ def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_m
     console = console or Console()
     console.rule(Text("medft-bench leaderboard", style="bold"))
     for label, text in metadata_lines(meta):
-        console.print(Text.assemble((f"{label}: ", "bold"), text))
+        console.print(Text.assemble((f"{label}: ", "bold"), printable(text)))
     for heading, table in _report_tables(groups, inputs, all_metrics):
         if heading:
-            console.rule(Text(heading, style="bold magenta" if "SYNTHETIC" in heading or "RANDOM" in heading
+            console.rule(Text(printable(heading), style="bold magenta" if "SYNTHETIC" in heading or "RANDOM" in heading
                               else "bold"))
         parts = rich_tables(table, console)
         for rt, caption in zip(parts, rich_captions(table, len(parts))):

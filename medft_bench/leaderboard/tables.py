@@ -22,6 +22,7 @@ from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
 from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
 from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
 from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, same
+from medft_bench.text import printable
 
 DASH = "—"
 MAJORITY_MARK = "†"
@@ -31,6 +32,11 @@ MAJORITY_MARK = "†"
 class Cell:
     text: str
     style: str | None = None  # best | pos | neg | warn | muted
+
+    def __post_init__(self) -> None:
+        # Made safe here, where every cell is made: a record's fields and file names reach the terminal (plain and
+        # rich), the pages and ``compare`` through cells, never raw.
+        self.text = printable(self.text)
 
     def __str__(self) -> str:
         return self.text
@@ -50,6 +56,7 @@ class Column:
     wrap: int | None = None  # wrap text at this many characters; None: FREE_TEXT when longer than that
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "header", printable(self.header))
         if self.align not in ("l", "r"):
             raise ValueError(f"column {self.header!r}: align must be 'l' or 'r', not {self.align!r}")
 
@@ -72,6 +79,8 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.title, self.caption = printable(self.title), printable(self.caption)
+        self.notes = [printable(n) for n in self.notes]
         for row in self.rows:
             if len(row) != len(self.columns):
                 raise ValueError(f"table {self.key!r}: a row has {len(row)} cells for {len(self.columns)} columns")

@@ -60,6 +60,11 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name}: JSON has no NaN or Infinity (a metric is a number or null)")
 
 
+# A JSON file nested deeper than Python's recursion limit (a hostile or broken file under a results tree): one
+# problem of that file, never a RecursionError that stops the leaderboard, ``compare`` or ``list tiers``.
+TOO_DEEP = "not a record (its JSON is nested too deeply to read)"
+
+
 def read_record(path: Path) -> dict[str, Any]:
     """Read and validate one record; :class:`RecordError` names the file and the problem."""
     try:
@@ -70,7 +75,12 @@ def read_record(path: Path) -> dict[str, Any]:
         raise RecordError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
     except ValueError as exc:  # from _no_constant
         raise RecordError(f"{path}: not valid JSON ({exc})") from None
-    validate(record, str(path))
+    except RecursionError:
+        raise RecordError(f"{path}: {TOO_DEEP}") from None
+    try:
+        validate(record, str(path))
+    except RecursionError:  # nested just shallow enough for the parser, too deep for the schema's validator
+        raise RecordError(f"{path}: {TOO_DEEP}") from None
     return record
 
 
@@ -110,7 +120,7 @@ class ResultStore:
         path = self.trial_path(cfg, trial_hash)
         try:
             trial = json.loads(path.read_text(), parse_constant=_no_constant)
-        except (OSError, UnicodeDecodeError, ValueError):
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             return None
         if not isinstance(trial, dict) or trial.get("trial_hash") != trial_hash or trial.get("status") not in REUSABLE:
             return None

@@ -78,6 +78,8 @@ class KNNProbe(Strategy):
         super().__init__(**params)
         if self.params["distance"] not in DISTANCES:  # refused before any cell runs
             raise ValueError(f"kNN distance must be one of {', '.join(DISTANCES)}, got {self.params['distance']!r}")
+        if self.params["k"] < 1:  # k=0 voted over no neighbour (NaN scores), k=-1 failed inside torch.topk
+            raise ValueError(f"kNN k must be a whole number >= 1 (the neighbours that vote), got {self.params['k']!r}")
 
     def stages(self, ctx: CellContext) -> list[Stage]:
         return []

@@ -75,7 +75,12 @@ def _decode_checked(path: Path, size: int, channels: int, crop: str) -> np.ndarr
 def decode_all(paths: list[Path], size: int, channels: int, crop: str) -> np.ndarray:
     """The images at ``paths`` as one uint8 array, decoded by up to eight threads."""
     shape = (len(paths), size, size) if channels == 1 else (len(paths), size, size, 3)
-    out = np.empty(shape, dtype=np.uint8)
+    try:
+        out = np.empty(shape, dtype=np.uint8)
+    except (MemoryError, ValueError):  # numpy: "array is too big"
+        gib = np.prod(shape, dtype=np.float64) / 2**30
+        raise DataError(f"{len(paths)} images at {size} px need {gib:,.0f} GiB decoded: "
+                        "use a smaller --img-size") from None
     workers = max(1, min(8, os.cpu_count() or 1))
 
     def one(i: int) -> None:

@@ -8,6 +8,7 @@ with a path column, a label column and optionally a split column and a group col
 from __future__ import annotations
 
 import csv
+import errno
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,8 +18,9 @@ from typing import Any
 from medft_bench.data.folders.location import ignored, locate, visible_dirs
 from medft_bench.data.folders.registration import get_spec
 from medft_bench.data.folders.spec import FolderDatasetSpec
-from medft_bench.data.folders.splitting import Item, assign_splits
+from medft_bench.data.folders.splitting import Item, assign_splits, check_class_coverage, check_class_names
 from medft_bench.errors import DataError
+from medft_bench.text import printable
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm", ".pgm"})
 
@@ -43,8 +45,40 @@ def scan(name: str, root: str | os.PathLike[str] | None = None) -> FolderScan:
     spec = get_spec(name)
     base = locate(spec, root)
     items, classes, notes = (_scan_csv if spec.layout == "csv" else _scan_folders)(spec, base)
+    _check_readable(items, classes)
+    # The same class rules for both layouts: one spelling per class, and every class in train and in test.
+    check_class_names(classes, str(base / spec.manifest) if spec.layout == "csv" else str(base))
     pools, split_notes = assign_splits(spec, items, base)
+    check_class_coverage(pools, classes, base)
     return FolderScan(spec, base, tuple(classes), pools, {**notes, **split_notes})
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_readable(items: Sequence[Item], classes: Sequence[str]) -> None:
+    """Refuse, naming the file and what to do, what failed later with a traceback: a name that is not UTF-8 (the
+    split's hash, the cache and the record encode names), a dangling symlink or a symlink loop (nothing to read).
+    The same policy as an image that cannot be decoded: the dataset is refused, never silently shrunk."""
+    for cls in classes:
+        if not _is_utf8(cls):
+            raise DataError(f"class '{printable(cls)}': the name is not valid UTF-8; rename the class folder in "
+                            "UTF-8 (e.g. convmv -f latin1 -t utf8)")
+    for it in items:
+        if not _is_utf8(str(it.path)):
+            raise DataError(f"{printable(str(it.path))}: the file name is not valid UTF-8; rename it in UTF-8 "
+                            "(e.g. convmv -f latin1 -t utf8)")
+        try:
+            it.path.stat()
+        except OSError as exc:
+            what = ("a symlink loop" if exc.errno == errno.ELOOP
+                    else "a dangling symlink" if it.path.is_symlink() else "cannot be read")
+            raise DataError(f"{it.path}: {what} ({exc.strerror}); fix the link or remove the file") from None
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -54,6 +54,34 @@ def _carve(items: list[Item], fraction: float, dataset: str, purpose: str) -> tu
     return kept, carved
 
 
+def check_class_coverage(pools: dict[str, list[Item]], classes: tuple[str, ...] | list[str], base: Path) -> None:
+    """Every class needs an image in train and one in test, whichever layout listed them: a class the model never
+    trains on (only in test), or one that test lacks (a single image, a stray label), would leave balanced
+    accuracy taken over the classes present (1.0 on a "3-class" task). Split folders enforce it by their
+    folders (a class folder missing or extra in a split is refused); a manifest or carving, here."""
+    counts = {s: {c: 0 for c in classes} for s in SPLITS}
+    for s in SPLITS:
+        for it in pools[s]:
+            counts[s][it.label] += 1
+    for c in classes:
+        if counts["train"][c] == 0 or counts["test"][c] == 0:
+            shown = ", ".join(f"{counts[s][c]} {s}" for s in SPLITS)
+            raise DataError(f"{base}: class {c!r} has {shown} image(s); every class needs at least one training and "
+                            "one test image (at least 2 images): add images, fix its label, or leave it out "
+                            "with classes=...")
+
+
+def check_class_names(classes: tuple[str, ...] | list[str], where: str) -> None:
+    """Refuse class names that differ only in case (``Benign``, ``benign``): one class typed two ways, which
+    would silently become two classes."""
+    seen: dict[str, str] = {}
+    for c in classes:
+        other = seen.setdefault(c.casefold(), c)
+        if other != c:
+            raise DataError(f"{where}: classes {other!r} and {c!r} differ only in case; use one spelling (they "
+                            "would count as two classes)")
+
+
 def assign_splits(spec: FolderDatasetSpec, items: list[Item], base: Path) -> tuple[dict[str, list[Item]],
                                                                                  dict[str, Any]]:
     """The three splits' items, each sorted by file, and notes on what was carved; an empty split or a group
