@@ -1409,3 +1409,17 @@ def test_what_a_killed_leaderboard_left_is_removed(tmp_path: Path) -> None:
     assert main([str(results), "--out", str(out), "--quiet"]) == 0
     hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
     assert hidden == [".notes.txt.tmp"] and _summary_records(out) == 3
+
+
+def test_metadata_warns_that_machines_change_metrics_not_only_costs() -> None:
+    from medft_bench.leaderboard.load import Run
+    from medft_bench.leaderboard.metadata import metadata_lines, run_metadata
+
+    runs = []
+    for seed, threads in ((0, 1), (1, 2)):
+        rec = make_record(seed=seed)
+        rec["environment"]["torch_threads"] = threads
+        runs.append(Run(f"r{seed}.json", rec))
+    warnings = dict(metadata_lines(run_metadata(runs)))["warnings"]
+    assert "more than one kind of machine" in warnings and "metrics too" in warnings
+    assert "warnings" not in dict(metadata_lines(run_metadata(runs[:1])))

@@ -74,7 +74,10 @@ def metadata_lines(meta: dict[str, Any]) -> list[tuple[str, str]]:
     if len(meta["code"]) > 1:
         warnings.append("records come from more than one code version")
     if len(meta["hardware"]) > 1:
-        warnings.append("records come from more than one kind of machine: compare costs with care")
+        # Not only costs: a CPU model or thread count changes float rounding, and 48 Adam steps amplify it (the same
+        # Auto-RGN cell: 80.1 % at 2 threads, 79.0 % at 1, 81.0 % on another CPU; docs/strategies.md).
+        warnings.append("records come from more than one kind of machine: compare costs with care, and metrics "
+                        "too (the same cell's metrics differ with the CPU model and thread count)")
     multi = [k for k, v in meta["packages"].items() if len(v) > 1]
     if multi:
         warnings.append(f"several versions of {', '.join(multi)}")
