@@ -820,7 +820,7 @@ def test_recommendations_per_modality_and_backbone(tmp_path):
     assert [line.split(" | ")[:3] for line in answer] == [
         ["| x-ray", "best", "LP-FT"], ["| resnet50", "runner-up", "LP"], ["| chestmnist", "cheapest", "LP"],
         ["| pneumoniamnist", "", ""]]
-    assert answer[0].endswith("| 14.0 s · 1.46 GB · 1.0k |")  # train s, peak (host) memory, trainable parameters
+    assert answer[0].endswith("| 14.0s·1.46GB·1.0k |")  # train s, peak (host) memory, trainable parameters
     assert f"{(rec.runner_up.summary.mean - rec.best.summary.mean) * 100:+.2f} p={rec.p:.2g}" in answer[1]
 
 

@@ -609,9 +609,9 @@ def _candidate_cost(cand: Candidate | None) -> tuple[str, str | None]:
     if cand is None:
         return "", None
     value = cand.peak_mem_mb
-    mem = DASH if value is None else f"{value / 1024:.2f} GB" if value >= 1024 else f"{value:.0f} MB"
-    train = DASH if cand.train_s is None else f"{cand.train_s:.1f} s"
-    return f"{train} · {mem} · {count(cand.trainable_params)}", cand.peak_mem_kind
+    mem = DASH if value is None else f"{value / 1024:.2f}GB" if value >= 1024 else f"{value:.0f}MB"
+    train = DASH if cand.train_s is None else f"{cand.train_s:.1f}s"
+    return f"{train}·{mem}·{count(cand.trainable_params)}", cand.peak_mem_kind
 
 
 def recommendation_tables(groups: list[Group]) -> list[Table]:
