@@ -17,10 +17,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class CellResult:
-    """A cell's record and its trained head's weights (saved next to the record, for LP-FT's reuse)."""
+    """A cell's record, its trained head's weights (saved next to the record, for LP-FT's reuse) and its
+    per-image predictions' files by name (``results.predictions``)."""
 
     record: dict[str, Any]
     head_state: dict[str, torch.Tensor] | None = None
+    predictions: dict[str, str] | None = None
 
 
 @dataclass
@@ -83,7 +85,7 @@ def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = Fals
             return Outcome(record, store.path_for(cfg), True)
         result = compute_cell(cfg, store, data_root=data_root, device=device, progress=progress,
                               download=download, rerun=rerun if rerun_trials is None else rerun_trials)
-        path = store.write(result.record, cfg, result.head_state)
+        path = store.write(result.record, cfg, result.head_state, predictions=result.predictions)
     return Outcome(result.record, path, False)
 
 
@@ -109,7 +111,9 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: Any = None, stor
     """Run one cell under its protocol and return its record and head, neither written nor looked up first:
     the study's (``training.engine.train_cell``) or the tuned one (``training.tuning.tune_cell``: a sweep of
     trials, each kept in ``store`` as it finishes, so that an interruption resumes)."""
+    from medft_bench.results import predictions
     from medft_bench.results.record import build_record
+    from medft_bench.results.store import safe_name
 
     # Imported only to compute: a reuse is a lookup.
     if cfg.protocol == "tuned":
@@ -122,4 +126,11 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: Any = None, stor
 
         run = train_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
                          download=download)
-    return CellResult(build_record(run), run.head_state())
+    record, files = build_record(run), None
+    if run.scores:
+        data = run.ctx.data
+        flag = safe_name(("synthetic-" if cfg.synthetic else "") + cfg.dataset)  # never a MedMNIST flag unless real
+        record["predictions"], files = predictions.build(
+            flag, cfg.img_size, f"seed{cfg.seed}", record["metrics"], run.scores,
+            {split: data.split(split).labels.numpy() for split in run.scores})
+    return CellResult(record, run.head_state(), files)

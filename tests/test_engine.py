@@ -212,7 +212,7 @@ def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.
     cfg = tiny_cell("resnet18", "ft")
     ok = run_or_reuse(cfg, tmp_path)
     assert ok.record["status"] == "ok"
-    kept = {p.name: p.read_bytes() for p in ok.path.parent.iterdir()}
+    kept = {p.name: p.read_bytes() for p in ok.path.parent.rglob("*") if p.is_file()}
 
     def out_of_memory(*args: Any, **kwargs: Any) -> float:
         raise RuntimeError("DefaultCPUAllocator: not enough memory")
@@ -222,7 +222,7 @@ def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.
     assert again.record["status"] == "failed" and "not enough memory" in again.record["error"]
     assert again.path == ResultStore(tmp_path).attempt_path_for(with_data_id(cfg))
     assert again.path.name.endswith(ATTEMPT_SUFFIX) and again.path.is_file()
-    assert {p.name: p.read_bytes() for p in ok.path.parent.iterdir() if p != again.path} == kept  # record, head
+    assert {p.name: p.read_bytes() for p in ok.path.parent.rglob("*") if p.is_file() and p != again.path} == kept
     records, problems = load_records([tmp_path])
     assert [r["status"] for r in records] == ["ok"] and not problems  # the attempt is not a record
     assert run_or_reuse(cfg, tmp_path).reused  # and the ok record still serves

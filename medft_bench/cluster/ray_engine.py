@@ -281,7 +281,7 @@ def _handle(cfg: CellConfig, result: TaskResult, store: ResultStore, failures: F
         progress.failed += 1
         return
     try:
-        store.write(result.record, cfg, result.head)
+        store.write(result.record, cfg, result.head, predictions=result.predictions)
     except ResultsWriteError as exc:
         summary.failed.append((cfg, str(exc)))
         failures.add(cfg, str(exc), engine="ray", attempts=1)

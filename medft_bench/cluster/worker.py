@@ -86,6 +86,7 @@ class TaskResult:
     kind: str
     record: dict[str, Any] | None = None
     head: dict[str, torch.Tensor] | None = None
+    predictions: dict[str, str] | None = None
     message: str = ""
     seconds: float = 0.0
     host: str = field(default_factory=socket.gethostname)
@@ -121,7 +122,8 @@ def run_task(cfg: CellConfig, shipped: list[Shipped], settings: WorkerSettings, 
     except MedftError as exc:
         return TaskResult("error", message=str(exc), seconds=time.perf_counter() - t0)
     _exit_once(cfg.config_hash, cfg.cell_id)
-    return TaskResult("record", record=result.record, head=result.head_state, seconds=time.perf_counter() - t0)
+    return TaskResult("record", record=result.record, head=result.head_state, predictions=result.predictions,
+                      seconds=time.perf_counter() - t0)
 
 
 def _exit_once(key: str, label: str) -> None:

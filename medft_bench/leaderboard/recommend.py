@@ -26,7 +26,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from medft_bench.leaderboard import stats
+import numpy as np
+
+from medft_bench.leaderboard import bootstrap, stats
 from medft_bench.leaderboard.aggregate import Group, Row
 from medft_bench.leaderboard.names import strategy_sort_key
 
@@ -63,6 +65,19 @@ class Recommendation:
     cheapest_note: str
     candidates: list[Candidate]
     selected_on: str  # "validation" or "test (no validation metric recorded)"
+    images: ImageIntervals | None = None  # the test set's sampling error (bootstrap over test images)
+
+
+@dataclass(frozen=True)
+class ImageIntervals:
+    """95% percentile-bootstrap intervals over the test images (:mod:`bootstrap`), the models held fixed: the
+    best's score, and the runner-up's and the cheapest's difference from the best (paired: the same draws)."""
+
+    images: dict[str, int]  # dataset -> test images
+    best: tuple[float, float] | None
+    runner_up: tuple[float, float] | None
+    cheapest: tuple[float, float] | None
+    note: str  # why there are none, else ""
 
 
 def _candidate(strategy: str, rows: list[Row]) -> Candidate | None:
@@ -117,6 +132,67 @@ def _cost_key(c: Candidate) -> tuple[float, float, tuple[int, str]]:
             strategy_sort_key(c.strategy))
 
 
+def _sources(rows: list[Row], seeds: list[int]) -> tuple[dict[str, list[bootstrap.Source]], str]:
+    """Per dataset, each seed's test predictions (a failed seed: its chance score); or why they are missing."""
+    out: dict[str, list[bootstrap.Source]] = {}
+    for row in rows:
+        if row.metric not in bootstrap.SUPPORTED or row.task == stats.MULTI_LABEL:
+            return {}, f"{row.metric} is not bootstrapped (balanced accuracy and accuracy are)"
+        ok = {r.seed: r for r in row.ok}
+        out[row.dataset] = []
+        for seed in seeds:
+            if seed not in ok:
+                out[row.dataset].append(float(row.by_seed_all[seed][0]))
+                continue
+            got = bootstrap.load_test(ok[seed].path, ok[seed].record)
+            if isinstance(got, str):
+                return {}, f"{row.strategy} on {row.dataset}, seed {seed}: {got}"
+            out[row.dataset].append(got)
+    return out, ""
+
+
+def image_intervals(cases: list, best: Candidate, others: dict[str, Candidate | None]) -> ImageIntervals:
+    """The bootstrap over test images for a recommendation: the best's interval, each other's difference."""
+    def rows(c: Candidate) -> list[Row]:
+        return [case.rows[c.strategy] for case in cases]
+
+    best_src, note = _sources(rows(best), sorted(best.by_seed))
+    if note:
+        return ImageIntervals({}, None, None, None, note)
+    labels: dict[str, np.ndarray] = {}
+    for dataset, sources in best_src.items():
+        found = [s for s in sources if isinstance(s, bootstrap.Predicted)]
+        if not found:
+            return ImageIntervals({}, None, None, None, f"{best.strategy} on {dataset}: every seed failed")
+        labels[dataset] = found[0].labels
+    images = {d: len(y) for d, y in labels.items()}
+    w = {d: bootstrap.weights(n) for d, n in images.items()}
+    task = rows(best)[0].task
+
+    def draws(c: Candidate, seeds: list[int]) -> tuple[np.ndarray | None, str]:
+        src, why = _sources(rows(c), seeds)
+        for d, sources in src.items():
+            if any(isinstance(s, bootstrap.Predicted) and not np.array_equal(s.labels, labels[d]) for s in sources):
+                why = f"{c.strategy} on {d}: not the test set the best was scored on"
+        return (None, why) if why else (bootstrap.score_draws(rows(c)[0].metric, task, src, w), "")
+
+    best_draws, why = draws(best, sorted(best.by_seed))
+    if best_draws is None:
+        return ImageIntervals(images, None, None, None, why)
+    diffs: dict[str, tuple[float, float] | None] = {}
+    for role, other in others.items():
+        if other is None or other is best:
+            diffs[role] = None
+            continue
+        seeds = sorted(best.by_seed.keys() & other.by_seed.keys())
+        a, why = draws(other, seeds)
+        b, _ = draws(best, seeds)
+        if a is None or b is None:
+            return ImageIntervals(images, bootstrap.interval(best_draws), None, None, why)
+        diffs[role] = bootstrap.interval(a - b)
+    return ImageIntervals(images, bootstrap.interval(best_draws), diffs.get("runner_up"), diffs.get("cheapest"), "")
+
+
 def recommend(group: Group) -> list[Recommendation]:
     """One recommendation per (modality, backbone) of the group that has at least one competing strategy."""
     by_key: dict[tuple[str, str], list] = {}
@@ -146,7 +222,8 @@ def recommend(group: Group) -> list[Recommendation]:
             note = ("the best itself" if cheapest is best else
                     f"{len(within)} non-inferior within {MARGIN * 100:g} pp (one-sided 95%, paired over seeds)")
         metrics = sorted({c.metric for c in cases})
+        images = image_intervals(cases, best, {"runner_up": runner, "cheapest": cheapest})
         out.append(Recommendation(modality, backbone, sorted(c.dataset for c in cases), "/".join(metrics), best,
                                   runner, significant, test, p, cheapest, note, ranked,
-                                  "validation" if on_val else "test (no validation metric recorded)"))
+                                  "validation" if on_val else "test (no validation metric recorded)", images))
     return out

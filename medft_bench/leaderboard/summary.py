@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from medft_bench.io import json_safe
+from medft_bench.leaderboard import bootstrap
 from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
 from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
 from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
@@ -62,7 +63,10 @@ def _recommendations(g: Group) -> list[dict[str, Any]]:
     return [{"modality": r.modality, "backbone": r.backbone, "datasets": r.datasets, "metric": r.metric,
              "best": _candidate(r.best, g), "runner_up": _candidate(r.runner_up, g), "significant": r.significant,
              "test": r.test, "p": r.p, "cheapest_non_inferior": _candidate(r.cheapest, g),
-             "cheapest_note": r.cheapest_note, "selected_on": r.selected_on, "margin": MARGIN}
+             "cheapest_note": r.cheapest_note, "selected_on": r.selected_on, "margin": MARGIN,
+             "test_images": None if r.images is None else {
+                 "images": r.images.images, "best_ci95": r.images.best, "runner_up_minus_best_ci95": r.images.runner_up,
+                 "cheapest_minus_best_ci95": r.images.cheapest, "note": r.images.note or None}}
             for r in recommend(g)]
 
 
@@ -91,7 +95,10 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
                                "score (selected_on), compared on test; significant: two-sided paired t over seeds "
                                f"(n >= {MIN_SEEDS_REC}, p < 0.05; null: not testable); cheapest_non_inferior: least "
                                "train_s among strategies whose one-sided 95% lower bound of (strategy - best) over "
-                               f"seeds on test is above -margin ({MARGIN}); unit: seeds on these datasets",
+                               f"seeds on test is above -margin ({MARGIN}); unit: seeds on these datasets; "
+                               "test_images: the test set's sampling error, models held fixed: 95% percentile "
+                               f"bootstrap over each dataset's test images ({bootstrap.B} draws shared by every "
+                               "strategy and seed) of the best's score and of the others' differences from it",
         },
         "metadata": meta,
         "problems": [asdict(p) for p in inputs.problems],

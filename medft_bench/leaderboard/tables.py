@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from medft_bench.gates import COLLINEAR
-from medft_bench.leaderboard import references
+from medft_bench.leaderboard import bootstrap, references
 from medft_bench.leaderboard.aggregate import (
     METRIC_NAMES,
     METRICS,
@@ -19,7 +19,7 @@ from medft_bench.leaderboard.aggregate import (
 from medft_bench.leaderboard.claims import METHOD, NOT_ENOUGH, SOURCE
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
-from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
+from medft_bench.leaderboard.recommend import MARGIN, Candidate, Recommendation, recommend
 from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
 from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, same
 from medft_bench.text import printable
@@ -552,6 +552,7 @@ def recommendation_table(group: Group) -> Table | None:
     rows = []
     recs = recommend(group)
     kinds: set[str] = set()
+    notes_images: set[str] = set()
     for rec in recs:
         lines: list[tuple[str, Candidate | None, Cell]] = [("best", rec.best, cell(""))]
         if rec.runner_up is not None:
@@ -567,20 +568,22 @@ def recommendation_table(group: Group) -> Table | None:
             lines.append(("cheapest", rec.cheapest,
                           cell(pp(rec.cheapest.summary.mean - rec.best.summary.mean), "muted")))
         case = [rec.modality, rec.backbone, *rec.datasets]
+        images = _image_cells(rec, [role for role, _, _ in lines])
+        notes_images.add(rec.images.note if rec.images and rec.images.note else "")
         lines += [("", None, cell(""))] * (len(case) - len(lines))
         for i, (role, cand, versus) in enumerate(lines):
             cost, kind = _candidate_cost(cand)
             kinds |= {kind} if kind else set()
             rows.append([cell(case[i] if i < len(case) else ""), cell(role),
                          cell(group.label(cand.strategy) if cand else ("" if not role else DASH)), cell(_score(cand)),
-                         versus, cell(cost)])
+                         versus, images[i] if i < len(images) else cell(""), cell(cost)])
     if not rows:
         return None
     selected = sorted({rec.selected_on for rec in recs})
     memory = " and ".join(sorted({"gpu": "GPU allocated", "host": "host resident (CPU runs)"}[k] for k in kinds))
     return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),
                  [left("case", key=True), left("answer"), left("strategy"), right("test %"), left("vs best"),
-                  right("cost")], rows, caption=metric_desc(group),
+                  right("test-set 95%"), right("cost")], rows, caption=metric_desc(group),
                  notes=["case: modality, backbone, datasets. Per modality and backbone, the strategies with a "
                         "result on every dataset of the modality compete; score per seed = mean over those datasets; "
                         "test %: the TEST score, mean ± half the 95% t interval over seeds (no ± below 3 seeds).",
@@ -589,12 +592,36 @@ def recommendation_table(group: Group) -> Table | None:
                         "vs best: the test difference from the best in pp; for the runner-up with the two-sided "
                         f"paired t-test over seeds (>= {MIN_SEEDS_REC} seeds; * p < {ALPHA}). The unit is the seed: "
                         "these datasets, not other datasets of the modality, and not the test set's sampling error.",
+                        f"test-set 95%: the test set's sampling error, the trained models held fixed: a percentile "
+                        f"bootstrap over the test images ({bootstrap.B} draws, the same draws for every strategy "
+                        "and seed): the best's test % and the others' difference from it in pp. Where it and the seed "
+                        "test disagree, neither settles the ranking."
+                        + "".join(f" No interval: {n}." for n in sorted(notes_images - {""})),
                         f"cheapest: the least training time per seed among the strategies non-inferior to the best "
                         f"by {MARGIN * 100:g} pp (one-sided 95% lower bound of the paired difference over seeds above "
                         f"−{MARGIN * 100:g} pp; the best itself qualifies; not testable below {MIN_SEEDS_REC} seeds).",
                         "cost: train s · peak memory · trainable parameters. train s: mean training seconds per seed "
                         "(tuned protocol: the whole learning-rate sweep); peak memory: the largest over the case's "
                         f"cells ({memory or 'none recorded'})."])
+
+
+def _image_cells(rec: Recommendation, roles: list[str]) -> list[Cell]:
+    """The bootstrap-over-images interval of each line of a recommendation (its roles: best, runner-up, cheapest)."""
+    ci = rec.images
+    out = []
+    for role in roles:
+        if ci is None or ci.note:
+            out.append(cell(DASH, "muted"))
+        elif role == "best":
+            out.append(cell(f"[{ci.best[0] * 100:.1f}, {ci.best[1] * 100:.1f}]"))
+        else:
+            diff = ci.runner_up if role == "runner-up" else ci.cheapest
+            if diff is None:
+                out.append(cell(""))
+            else:
+                lo, hi = diff
+                out.append(cell(f"[{lo * 100:+.1f}, {hi * 100:+.1f}]", "muted" if lo <= 0 <= hi else "neg"))
+    return out
 
 
 def _score(cand: Candidate | None) -> str:

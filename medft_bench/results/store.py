@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from medft_bench.config import CellConfig
 from medft_bench.errors import RecordError, ResultsWriteError
 from medft_bench.io import atomic_paths, atomic_write
+from medft_bench.results.predictions import folder_for as prediction_folder
 from medft_bench.results.record import validate
 
 if TYPE_CHECKING:  # torch is imported where used: reading records (the leaderboard) needs no torch
@@ -162,27 +163,36 @@ class ResultStore:
         except Exception:
             return None
 
-    def write(self, record: dict[str, Any], cfg: CellConfig, head_state: dict[str, torch.Tensor] | None = None
-              ) -> Path:
-        """Store ``record`` (and the trained head) atomically; :class:`ResultsWriteError` when it cannot be.
+    def write(self, record: dict[str, Any], cfg: CellConfig, head_state: dict[str, torch.Tensor] | None = None,
+              predictions: dict[str, str] | None = None) -> Path:
+        """Store ``record`` (with the trained head and the per-image predictions' files, by name) atomically;
+        :class:`ResultsWriteError` when it cannot be.
 
-        Both files are written to temporary files first and renamed into place only when both are complete:
-        a full disk leaves neither, never a head without its record.
+        Every file is written to a temporary file first and renamed into place only when all are complete:
+        a full disk leaves none, never a record without the files it lists.
         """
         validate(record, cfg.cell_id)
         path = self.path_for(cfg)
         if record["status"] != "ok" and self._holds_ok(path):
             # Never replace an ok result by a worse one (a --rerun that failed): the attempt goes beside it.
-            path, head_state = self.attempt_path_for(cfg), None
+            path, head_state, predictions = self.attempt_path_for(cfg), None, None
+        predictions = predictions or {}
+        pred_dir = prediction_folder(path)
         try:
-            # The head is renamed into place first: a record on disk implies its head is there too.
-            files = [self.head_path_for(cfg), path] if head_state is not None else [path]
-            with atomic_paths(files) as tmps:
+            # The record is renamed into place last: a record on disk implies its head and predictions are too.
+            heads = [self.head_path_for(cfg)] if head_state is not None else []
+            with atomic_paths([*heads, *(pred_dir / name for name in predictions), path]) as tmps:
                 if head_state is not None:
                     import torch
 
                     torch.save(head_state, tmps[0])
+                for tmp, text in zip(tmps[len(heads):], predictions.values()):
+                    tmp.write_text(text)
                 tmps[-1].write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            if pred_dir.is_dir():  # an earlier computation's files (names carry the metrics) are no longer listed
+                for old in pred_dir.glob("*.csv"):
+                    if old.name not in predictions:
+                        old.unlink(missing_ok=True)
         except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:200]
             raise ResultsWriteError(

@@ -76,6 +76,9 @@ class Trainer:
         self.opt: torch.optim.Optimizer | None = None
         self.opt_key: tuple | None = None
         self.cache = FeatureCache(ctx, shared=shared_features)
+        # Each split's probabilities at its latest evaluation: after ``run``, the kept model's (the record's
+        # per-image predictions)
+        self.latest_scores: dict[str, np.ndarray] = {}
         ctx.feature_cache = self.cache  # shared with strategies that read features (the kNN probe)
 
     # -- optimizer -------------------------------------------------------------------------------------
@@ -204,7 +207,8 @@ class Trainer:
         sync_device(self.ctx.device)
         t0 = time.perf_counter()
         labels = self.ctx.data.split(split).labels.numpy()
-        m = compute_metrics(self.ctx.data.task, labels, self.scores(split))
+        self.latest_scores[split] = scores = self.scores(split)
+        m = compute_metrics(self.ctx.data.task, labels, scores)
         sync_device(self.ctx.device)
         self.measured.eval_s += time.perf_counter() - t0
         return m
@@ -370,14 +374,16 @@ def train_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.de
     trainer = Trainer(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, progress))
     measured = trainer.measured
     measured.probe_s += preparation_s(ctx)
-    status, error, metrics, diverged_epoch = "ok", None, None, None
+    status, error, metrics, diverged_epoch, scores = "ok", None, None, None, None
     with trainer.progress:
         try:
             t0 = time.perf_counter()
             predicted = strategy.predict(ctx)
             if predicted is None:
                 metrics = trainer.run()
+                scores = dict(trainer.latest_scores)
             else:
+                scores = dict(predicted)
                 metrics = {split: compute_metrics(ctx.data.task, ctx.data.split(split).labels.numpy(), p)
                            for split, p in predicted.items()}
                 # A prediction-only strategy (kNN): the training features and the vote are its "training"; the
@@ -395,4 +401,5 @@ def train_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.de
     measured.feature_cache = trainer.cache.report()
     return CellRun(cfg=cfg, ctx=ctx, strategy=strategy, measured=measured, metrics=metrics, status=status,
                    error=error, diverged_epoch=diverged_epoch, started=started,
-                   finished=datetime.now(timezone.utc), monitor=trainer.monitor, tuning=tuning)
+                   finished=datetime.now(timezone.utc), monitor=trainer.monitor, tuning=tuning,
+                   scores=scores if status == "ok" else None)

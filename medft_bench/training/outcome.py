@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from medft_bench.config import CellConfig
@@ -32,6 +33,7 @@ class CellRun:
     finished: datetime
     monitor: str
     tuning: dict[str, Any] | None = None
+    scores: dict[str, np.ndarray] | None = None  # the kept model's probabilities per split (ok cells only)
 
     def head_state(self) -> dict[str, torch.Tensor] | None:
         """The trained head's weights on the CPU (kept next to the record, for LP-FT's reuse); None unless ok."""

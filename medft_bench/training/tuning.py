@@ -274,4 +274,5 @@ def tune_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.dev
     }
     return CellRun(cfg=cfg, ctx=ctx, strategy=strategy, measured=measured, metrics=metrics, status=status,
                    error=error, diverged_epoch=diverged_epoch, started=started,
-                   finished=datetime.now(timezone.utc), monitor=monitor, tuning=tuning)
+                   finished=datetime.now(timezone.utc), monitor=monitor, tuning=tuning,
+                   scores=dict(runner.latest_scores) if status == "ok" and runner is not None else None)

@@ -1,0 +1,122 @@
+"""The test set's sampling error: a percentile bootstrap over test images, from the predictions kept beside each
+record (:mod:`medft_bench.results.predictions`).
+
+The seed-level statistics (:mod:`stats`) take the test set as fixed: they say how much training noise moves a
+score, not how much another sample of patients would. This module adds the second source. Each resample draws
+every dataset's test images with replacement, and the same draw serves every strategy and seed evaluated on
+that dataset. This pairing is what makes a difference between two strategies narrower than either score's
+interval. A strategy's score under a draw is computed as the leaderboard computes it: the metric per (dataset,
+seed), a failed seed at its chance score, then the mean over seeds and datasets. The interval is the 2.5th to
+97.5th percentile of ``B`` draws from a fixed random state, so a page is the same every time it is built.
+
+Bootstrapped metrics: balanced accuracy and accuracy (the ranking metric of every single-label task). AUC
+(multi-label's ranking metric) is not bootstrapped here, and the tables say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medft_bench.errors import RecordError
+from medft_bench.gates import MULTI_LABEL
+from medft_bench.metrics import compute_metrics
+
+B = 2000
+LEVEL = 0.95
+SEED = 20240501
+SUPPORTED = ("balanced_acc", "acc")
+_CHUNK = 250  # resamples per block: bounds memory at _CHUNK x images
+
+
+@dataclass(frozen=True)
+class Predicted:
+    """One (dataset, seed) cell's test labels and probabilities."""
+
+    labels: np.ndarray
+    scores: np.ndarray
+
+
+Source = Predicted | float  # a cell's predictions, or the constant a failed seed scores (its chance score)
+
+
+def predicted_labels(task: str, scores: np.ndarray) -> np.ndarray:
+    """The predicted class as :func:`medft_bench.metrics.compute_metrics` takes it (binary: P(positive) > 0.5)."""
+    return (scores[:, -1] > 0.5).astype(np.int64) if task == "binary-class" else scores.argmax(1)
+
+
+def weights(n: int, b: int = B, seed: int = SEED) -> np.ndarray:
+    """``b`` resamples of ``n`` images as counts (b, n; float32, exact): how often each image is drawn."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=b).astype(np.float32)
+
+
+def metric_draws(metric: str, task: str, cell: Predicted, w: np.ndarray) -> np.ndarray:
+    """The metric of ``cell`` under each resample (rows of ``w``); with ``w`` all ones, the metric itself."""
+    if metric not in SUPPORTED or task == MULTI_LABEL:
+        raise ValueError(f"{metric} on a {task} task is not bootstrapped")
+    y = cell.labels.reshape(-1).astype(np.int64)
+    correct = (predicted_labels(task, cell.scores) == y).astype(np.float64)
+    onehot = np.eye(cell.scores.shape[1])[y]
+    out = np.empty(len(w))
+    for lo in range(0, len(w), _CHUNK):  # in float64: the counts are exact, the ratios as sklearn's
+        block = w[lo:lo + _CHUNK].astype(np.float64)
+        if metric == "acc":
+            out[lo:lo + _CHUNK] = (block @ correct) / block.sum(1)
+            continue
+        counts, hits = block @ onehot, block @ (onehot * correct[:, None])
+        present = counts > 0  # sklearn's balanced accuracy: the mean recall over the classes in y_true
+        recall = np.divide(hits, counts, out=np.zeros_like(hits), where=present)
+        out[lo:lo + _CHUNK] = recall.sum(1) / present.sum(1)
+    return out
+
+
+def score_draws(metric: str, task: str, cells: Mapping[str, Sequence[Source]],
+                w: Mapping[str, np.ndarray]) -> np.ndarray:
+    """A strategy's score under each resample: the mean over datasets (``cells``' keys) of the mean over its
+    seeds; a float source is a failed seed's constant score. ``w``: each dataset's resamples (shared)."""
+    per_dataset = []
+    for dataset, sources in cells.items():
+        b = len(w[dataset])
+        per_dataset.append(np.mean([np.full(b, s) if isinstance(s, float) else metric_draws(metric, task, s, w[dataset])
+                                    for s in sources], axis=0))
+    return np.mean(per_dataset, axis=0)
+
+
+def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(draws, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+_LOADED: dict[tuple[str, int], Predicted | str] = {}  # (record path, its mtime): a page reads each file once
+
+
+def load_test(path: str, record: dict) -> Predicted | str:
+    """A record's test predictions, checked to reproduce its test metrics; or why there are none."""
+    from medft_bench.results import predictions
+
+    try:
+        key = (str(path), Path(path).stat().st_mtime_ns)
+    except OSError:
+        key = (str(path), 0)
+    if key in _LOADED:
+        return _LOADED[key]
+    try:
+        loaded = predictions.load(Path(path), record, "test")
+    except RecordError as exc:
+        loaded = str(exc)
+    if loaded is None:
+        out: Predicted | str = "no per-image predictions kept (an older record: run it again with --rerun)"
+    elif isinstance(loaded, str):
+        out = loaded
+    else:
+        labels, scores = loaded
+        recomputed = compute_metrics(record["data"]["task"], labels, scores)
+        same = all(recomputed.get(k) == record["metrics"]["test"].get(k) for k in SUPPORTED)
+        out = (Predicted(labels, scores) if same else "its predictions do not reproduce the record's test metrics")
+    _LOADED[key] = out
+    return out
