@@ -91,6 +91,11 @@ def test_the_answer_carries_intervals_only_from_predictions_that_match(tmp_path:
         return rec
 
     rec = answer()
+    from medft_bench.leaderboard.tables import recommendation_table, results_table
+
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    for table in (recommendation_table(group), results_table(group)):  # 28.7: the split sizes beside the numbers
+        assert "images train/val/test: pneumoniamnist 32/16/16" in table.caption
     ci = rec.images
     assert not ci.note and ci.images == {"pneumoniamnist": 16}
     assert ci.best[0] <= rec.best.summary.mean <= ci.best[1]

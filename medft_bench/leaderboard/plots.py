@@ -69,7 +69,7 @@ def delta_heatmap(group: Group, path: Path) -> bool:
         # Wide enough for the row labels' margin, the right margin and the cells: a 62-character label left
         # no room at 5 inches ("left cannot be >= right") and stopped the whole leaderboard.
         width = max(5.0, 2.4 + 0.9 * len(cases), left + 0.8 + 0.9 * len(cases))
-        title = _wrap(f"Δ against FT (pp) — {group.key.label}\n{metric_desc(group)}", int(width * 14))
+        title = _wrap(f"Δ against FT (pp) — {group.key.label}\n{metric_desc(group, splits=False)}", int(width * 14))
         tick_h = 0.45 + 0.045 * max(len(x) for lab in labels for x in lab.split("\n"))  # 30° rotated, inches
         height = 0.42 * len(others) + tick_h + 0.2 + 0.16 * (title.count("\n") + 1) + 0.3
         fig = _figure(width, height)
@@ -227,7 +227,7 @@ def pareto_figure(group: Group) -> Any:
     ax.set_ylabel("mean test metric (%)")
     scope = (f"{n_cases} case{'s' if n_cases != 1 else ''} common to all strategies" if common
              else "each strategy's own cases (no case has every strategy, so no frontier is drawn)")
-    title = _wrap(f"Accuracy against training cost — {group.key.label}\n{metric_desc(group)}; "
+    title = _wrap(f"Accuracy against training cost — {group.key.label}\n{metric_desc(group, splits=False)}; "
                   f"means over {scope}", 90)
     fig.suptitle(title, fontsize=8, y=0.985, va="top")
     fig.subplots_adjust(top=1 - (0.16 * (title.count("\n") + 1) + 0.2) / 4.6)

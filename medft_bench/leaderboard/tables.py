@@ -126,12 +126,27 @@ def delta_style(d: float) -> str | None:
     return None if same(d, 0.0) else ("pos" if d > 0 else "neg")
 
 
-def metric_desc(group: Group) -> str:
-    """Which metric the group's numbers are, e.g. 'test AUC (chestmnist); test balanced accuracy (others)'."""
+def metric_desc(group: Group, splits: bool = True) -> str:
+    """Which metric the group's numbers are, e.g. 'test AUC (chestmnist); test balanced accuracy (others)', and
+    (``splits``) how many images each dataset's splits hold: a difference on 16 test images is not one on 600."""
     used = group.metrics_used
     if len(used) == 1:
-        return f"test {METRIC_NAMES[next(iter(used))]}, %"
-    return "; ".join(f"test {METRIC_NAMES[m]}, % ({', '.join(ds)})" for m, ds in used.items())
+        text = f"test {METRIC_NAMES[next(iter(used))]}, %"
+    else:
+        text = "; ".join(f"test {METRIC_NAMES[m]}, % ({', '.join(ds)})" for m, ds in used.items())
+    return f"{text}; {split_sizes(group)}" if splits and split_sizes(group) else text
+
+
+def split_sizes(group: Group) -> str:
+    """'images train/val/test: pneumoniamnist 4708/524/624' over the group's records (every distinct size)."""
+    sizes: dict[str, set[str]] = {}
+    for run in group.runs:
+        sp = run.record.get("data", {}).get("splits") or {}
+        if all(isinstance(sp.get(k), int) for k in ("train", "val", "test")):
+            sizes.setdefault(run.dataset, set()).add(f"{sp['train']}/{sp['val']}/{sp['test']}")
+    if not sizes:
+        return ""
+    return "images train/val/test: " + ", ".join(f"{d} {' or '.join(sorted(v))}" for d, v in sorted(sizes.items()))
 
 
 def title(group: Group, what: str) -> str:
