@@ -980,6 +980,21 @@ def test_html_page_renders_in_headless_chromium(published, tmp_path):
     assert run.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
+def test_html_page_has_contents_unique_ids_and_the_cost_plot_beside_the_answer(published):
+    import re
+
+    html = published[3]["leaderboard.html"].decode()
+    ids = re.findall(r'id="([^"]+)"', html)
+    assert len(ids) == len(set(ids)) > 10  # every table of every group has an id of its own
+    toc = html[html.index('<nav class="toc"'):html.index("</nav>", html.index('<nav class="toc"'))]
+    links = re.findall(r'href="#([^"]+)"', toc)
+    assert links and set(links) <= set(ids) and "recommendations" in links
+    answer = html[html.index('id="recommendations"'):]
+    answer = answer[:answer.index("<h2", 1)]
+    assert 'class="answer"' in answer and 'src="quick-28px-real-pretrained-pareto.png"' in answer
+    assert html.index('id="recommendations"') < html.index('id="metadata"')  # the answer first, metadata last
+
+
 def test_recommendations_keep_study_and_tuned_apart(tmp_path):
     from medft_bench.leaderboard.recommend import recommend
     from tests.test_tuned import _tuned_record

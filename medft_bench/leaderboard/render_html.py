@@ -1,7 +1,9 @@
 """``leaderboard.html``: one static page with every table and plot (PNGs by relative link, next to it).
 
-No script and no external resource: it opens from the folder as it is, offline. Wide tables scroll
-sideways inside their own box; the page itself never does.
+No script and no external resource: it opens from the folder as it is, offline. A table of contents on top;
+the answer first, each group's cost plot beside its answer table; headers and text cells wrap so that tables
+fit the page (numbers never wrap; a table still too wide scrolls inside its own box, the page never does).
+Every id is unique: a table's is its group's slug and its key.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ h3 { font-size: 1.05rem; margin-top: 1.6rem; }
 .scroll { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.4rem 0; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: 0.25rem 0.6rem; vertical-align: top; }
-th { background: #f4f4f4; text-align: left; white-space: nowrap; }
-td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th { background: #f4f4f4; text-align: left; white-space: normal; min-width: 3.5em; }
+td.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; } th.r { text-align: right; }
 td.key { white-space: nowrap; }
 .best { font-weight: bold; color: #176b21; } .pos { color: #176b21; } .neg { color: #b3261e; }
 .warn { color: #8a5a00; background: #fff6dc; } .muted { color: #777; }
@@ -40,10 +42,18 @@ td.key { white-space: nowrap; }
 .caution { border-left: 4px solid #c0392b; background: #fdf0ef; padding: 0.4rem 0.8rem; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 nav a { margin-right: 1rem; }
+nav.toc { columns: 2 22rem; font-size: 0.9rem; background: #fafafa; border: 1px solid #e3e3e3; padding: 0.5rem 1rem; }
+nav.toc ul { margin: 0.2rem 0; padding-left: 1.1rem; } nav.toc li { break-inside: avoid; }
+.answer { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
+.answer > div { flex: 1 1 34rem; min-width: 0; } .answer figure { flex: 1 1 26rem; margin: 0; }
 """
 
 
-def _table(table: Table) -> str:
+def _id(prefix: str, key: str) -> str:
+    return escape(f"{prefix}-{key}" if prefix else key)
+
+
+def _table(table: Table, prefix: str = "") -> str:
     head = "".join(f'<th class="{col.align}">{escape(col.header)}</th>' for col in table.columns)
     body = []
     for row in table.rows:
@@ -52,7 +62,7 @@ def _table(table: Table) -> str:
             classes = " ".join(x for x in (col.align, "key" if col.key else "", cell.style or "") if x)
             cells.append(f'<td class="{classes}">{escape(cell.text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    out = [f'<h3 id="{escape(table.key)}">{escape(table.title)}</h3>']
+    out = [f'<h3 id="{_id(prefix, table.key)}">{escape(table.title)}</h3>']
     if table.caption:
         out.append(f'<p class="caption">{escape(table.caption)}</p>')
     out.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -62,16 +72,29 @@ def _table(table: Table) -> str:
     return "\n".join(out)
 
 
+CAPTIONS = {"delta": "Δ against FT in percentage points, strategies × cases (grey: no result).",
+            "pareto": "Mean test metric against mean training time per seed; the red line joins strategies "
+                      "that no other strategy beats on both."}
+
+
+def _figure(files: dict[str, str], kind: str) -> str:
+    if kind not in files:
+        return ""
+    return (f'<figure><img src="{escape(files[kind])}" alt="{escape(CAPTIONS[kind])}">'
+            f"<figcaption class=\"notes\">{escape(CAPTIONS[kind])}</figcaption></figure>")
+
+
 def _plots(files: dict[str, str]) -> str:
-    captions = {"delta": "Δ against FT in percentage points, strategies × cases (grey: no result).",
-                "pareto": "Mean test metric against mean training time per seed; the red line joins strategies "
-                          "that no other strategy beats on both."}
-    out = []
-    for kind in ("delta", "pareto"):
-        if kind in files:
-            out.append(f'<figure><img src="{escape(files[kind])}" alt="{escape(captions[kind])}">'
-                       f"<figcaption class=\"notes\">{escape(captions[kind])}</figcaption></figure>")
-    return "\n".join(out)
+    return "\n".join(f for f in (_figure(files, k) for k in ("delta", "pareto")) if f)
+
+
+def _toc(sections: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
+    """The table of contents: (anchor, title, [(anchor, title) of its tables])."""
+    items = []
+    for anchor, text, subs in sections:
+        sub = "".join(f'<li><a href="#{a}">{escape(t)}</a></li>' for a, t in subs)
+        items.append(f'<li><a href="#{anchor}">{escape(text)}</a>' + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
+    return '<nav class="toc" aria-label="contents"><b>Contents</b><ul>' + "".join(items) + "</ul></nav>"
 
 
 def html_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_metrics: bool,
@@ -83,28 +106,45 @@ def html_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_met
            f'<nav><a href="{INDEX}">Markdown pages</a><a href="{REFERENCES}">published reference numbers</a>'
            '<a href="summary.json">summary.json</a><a href="records.csv">records.csv</a>'
            '<a href="aggregates.csv">aggregates.csv</a></nav>',
-           "<h2>Run metadata</h2><ul>"]
-    out += [f"<li><b>{escape(label)}</b>: {escape(text)}</li>" for label, text in metadata_lines(meta)]
-    out.append("</ul>")
-    recs = recommendation_tables(groups)
-    if recs:
-        out.append('<h2 id="recommendations">Which strategy for my modality and backbone?</h2>')
-        out += [_table(t) for t in recs]
+           "__TOC__"]
+    lines = metadata_lines(meta)
+    out += [f'<p class="caution"><b>{escape(label)}</b>: {escape(text)}</p>' for label, text in lines
+            if label == "warnings"]  # warnings stay on top; the rest of the metadata goes last
+    toc: list[tuple[str, str, list[tuple[str, str]]]] = []
+    answers = [(g, t) for g in groups for t in recommendation_tables([g])]
+    if answers:
+        title = "Which strategy for my modality and backbone?"
+        out.append(f'<h2 id="recommendations">{escape(title)}</h2>')
+        for g, t in answers:  # the cost plot beside the answer it explains
+            out.append(f'<div class="answer"><div>{_table(t, g.key.slug)}</div>'
+                       f'{_figure(plots.get(g.key.slug, {}), "pareto")}</div>')
+        toc.append(("recommendations", title, [(_id(g.key.slug, t.key), g.key.label) for g, t in answers]))
     for g in groups:
         out.append(f'<h2 id="{escape(g.key.slug)}">{escape(g.key.label)}</h2>')
         if g.key.caveat:
             out.append(f'<p class="caution"><b>Caution — {escape(g.key.caveat)}.</b></p>')
-        out += [_table(t) for t in group_tables(g, all_metrics)]
+        tables = group_tables(g, all_metrics)
+        out += [_table(t, g.key.slug) for t in tables]
+        subs = [(_id(g.key.slug, t.key), t.title.split(" — ")[0]) for t in tables]
         files = plots.get(g.key.slug, {})
         if files:
-            out += [f"<h3>Plots — {escape(g.key.label)}</h3>", _plots(files)]
+            out += [f'<h3 id="{_id(g.key.slug, "plots")}">Plots — {escape(g.key.label)}</h3>', _plots(files)]
+            subs.append((_id(g.key.slug, "plots"), "Plots"))
+        toc.append((escape(g.key.slug), g.key.label, subs))
     survive = survival_tables(groups)
     if survive:
-        out.append("<h2>Does it survive tuning?</h2>")
-        out += [_table(t) for t in survive]
+        out.append('<h2 id="survival">Does it survive tuning?</h2>')
+        out += [_table(t, "survival") for t in survive]
+        toc.append(("survival", "Does it survive tuning?", []))
     extras = [t for t in (problems_table(inputs), notes_table(inputs)) if t is not None]
     if extras:
-        out.append("<h2>Inputs</h2>")
-        out += [_table(t) for t in extras]
+        out.append('<h2 id="inputs">Inputs</h2>')
+        out += [_table(t, "inputs") for t in extras]
+        toc.append(("inputs", "Inputs", []))
+    out.append('<h2 id="metadata">Run metadata</h2><ul>')  # last: the answer is the first screen
+    out += [f"<li><b>{escape(label)}</b>: {escape(text)}</li>" for label, text in lines if label != "warnings"]
+    out.append("</ul>")
+    toc.append(("metadata", "Run metadata", []))
+    out[out.index("__TOC__")] = _toc(toc)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
