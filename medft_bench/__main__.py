@@ -157,12 +157,20 @@ def _columns(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "run": ("run (or reuse) the cells the options select, one after another, and print each one's summary",
             _add_run, _run),
+    "download": ("download and verify every data and weight file the selected cells need (the run options), so "
+                 "that they then run offline; --no-download only checks", _add_run, lambda a: _prepare(a)),
     "list": ("list strategies, tiers, datasets or the study backbones", _add_list, _list),
     "grid": ("run a whole grid on a Ray cluster or as a Slurm job array (docs/cluster.md)", add_grid_arguments,
              run_grid),
     "leaderboard": ("the leaderboard: the same as python -m medft_bench.leaderboard (its --help says more)",
                     lambda p: p.add_argument("args", nargs=argparse.REMAINDER), lambda a: _leaderboard(a.args)),
 }
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from medft_bench.prepare import prepare
+
+    return prepare(args)
 
 
 def _leaderboard(argv: list[str]) -> int:

@@ -435,3 +435,27 @@ def test_leaderboard_is_a_subcommand_too(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "leaderboard" in capsys.readouterr().out
+
+
+def test_download_prepares_and_checks_every_file_a_selection_needs(tmp_path: Path, capsys, monkeypatch) -> None:
+    """28.8: one command says whether a tier can run offline, file by file, and the exit code says it too."""
+    from medft_bench.data import medmnist as mm
+
+    monkeypatch.delenv(mm.NO_BUNDLED_ENV, raising=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["download", "--tier", "real", "--no-download", "--data-root", str(empty)]) == 0
+    out = capsys.readouterr().out
+    assert "ready   data    breastmnist 28 px: bundled with medft-bench: official MD5 verified" in out
+    assert "ready   weights tf_efficientnet_lite0 (packaged): loaded from package" in out
+    assert "it runs offline" in out
+    # a missing file and a file that is not the official one: named, and exit 1
+    monkeypatch.setenv("MEDFT_OFFLINE", "1")
+    (tmp_path / "pneumoniamnist.npz").write_bytes(b"not the official file")
+    rc = main(["download", "--tier", "real", "--datasets", "pneumoniamnist,dermamnist", "--data-root",
+               str(tmp_path), "--strategies", "lp", "--no-download"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "MISSING data    dermamnist 28 px" in out and "downloading is off" in out
+    assert "MISSING data    pneumoniamnist 28 px" in out and "NOT the official file" in out
+    assert "2 of 3 not ready" in out

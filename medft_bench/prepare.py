@@ -1,0 +1,80 @@
+"""``python -m medft_bench download``: fetch and verify every file the selected cells need, on a machine that is
+online, so that the same selection then runs offline (MedMNIST's ``download`` does this for its files).
+
+It selects the cells with the run options (``--tier``, ``--datasets``, ``-k``-like filters are pytest's; here the
+same ``--datasets``/``--backbones``/``--strategies``/``--img-sizes``), then for each MedMNIST file of a real-data
+cell: present under ``--data-root`` with the official MD5, the bundled copy, or downloaded and checked; for each
+backbone with weights other than ``random``: built once, which loads the weights (the hub's into its cache, a
+package's from the package, a file's from its path). A line per file says what it is and where, and the exit
+code says whether all are ready (0) or not (1). With ``--no-download`` it only checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+from medft_bench.errors import MedftError
+
+
+@dataclass(frozen=True)
+class Item:
+    kind: str  # "data" or "weights"
+    name: str
+    ready: bool
+    detail: str
+
+
+def data_items(cells: list, data_root: str | None, download: bool) -> list[Item]:
+    from medft_bench.data.medmnist import ensure_file, flags, is_bundled
+
+    out = []
+    for dataset, size in sorted({(c.dataset, c.img_size) for c in cells if not c.synthetic and c.dataset in flags()}):
+        name = f"{dataset} {size} px"
+        try:
+            path, verified = ensure_file(dataset, size, data_root, download_missing=download)
+        except MedftError as exc:
+            out.append(Item("data", name, False, str(exc)))
+            continue
+        where = "bundled with medft-bench" if is_bundled(path) else str(path)
+        out.append(Item("data", name, verified, f"{where}: " + (
+            "official MD5 verified" if verified else "NOT the official file (its MD5 differs): replace it with "
+            "the official one, or its records are grouped apart as an unofficial copy")))
+    return out
+
+
+def weight_items(cells: list) -> list[Item]:
+    from medft_bench.models.factory import create_backbone
+
+    out = []
+    for backbone, weights in sorted({(c.backbone, c.weights) for c in cells if c.weights != "random"}):
+        name = f"{backbone} ({weights})"
+        try:
+            built = create_backbone(backbone, 2, weights)
+        except MedftError as exc:
+            out.append(Item("weights", name, False, str(exc)))
+            continue
+        w = built.weights
+        where = {"hub": f"the hub's {w.get('tag')}, now in its cache", "file": w.get("file"),
+                 "package": f"package {w.get('package')} {w.get('package_version')}"}.get(w.get("source"), weights)
+        out.append(Item("weights", name, True, f"loaded from {where}"))
+    return out
+
+
+def prepare(args: argparse.Namespace) -> int:
+    from medft_bench.options import build_cells, register_folder_datasets
+    from medft_bench.text import printable
+
+    register_folder_datasets(args)
+    tier, cells = build_cells(args)
+    if not cells:
+        raise MedftError("the options select no cell: nothing to prepare")
+    items = data_items(cells, args.data_root, not args.no_download) + weight_items(cells)
+    for it in items:
+        print(printable(f"{'ready  ' if it.ready else 'MISSING'} {it.kind:7s} {it.name}: {it.detail}"))
+    missing = sum(not it.ready for it in items)
+    print(f"tier {tier.name}, {len(cells)} cell{'s' if len(cells) != 1 else ''}: "
+          + (f"{len(items)} file{'s' if len(items) != 1 else ''} ready; it runs offline (MEDFT_OFFLINE=1, "
+             "HF_HUB_OFFLINE=1)" if not missing else f"{missing} of {len(items)} not ready (above)")
+          + ("" if items else " (synthetic data and random weights: nothing to download)"))
+    return 1 if missing else 0
