@@ -96,6 +96,9 @@ def test_the_answer_carries_intervals_only_from_predictions_that_match(tmp_path:
     (group,) = aggregate(load_inputs([tmp_path]).runs)
     for table in (recommendation_table(group), results_table(group)):  # 28.7: the split sizes beside the numbers
         assert "images train/val/test: pneumoniamnist 32/16/16" in table.caption
+    texts = [[str(c) for c in row] for row in recommendation_table(group).rows]
+    under_best = texts[[r[1] for r in texts].index("best") + 1]
+    assert under_best[3] == f"[{rec.images.best[0] * 100:.1f}, {rec.images.best[1] * 100:.1f}]"  # under its score
     ci = rec.images
     assert not ci.note and ci.images == {"pneumoniamnist": 16}
     assert ci.best[0] <= rec.best.summary.mean <= ci.best[1]

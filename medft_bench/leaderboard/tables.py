@@ -583,22 +583,28 @@ def recommendation_table(group: Group) -> Table | None:
             lines.append(("cheapest", rec.cheapest,
                           cell(pp(rec.cheapest.summary.mean - rec.best.summary.mean), "muted")))
         case = [rec.modality, rec.backbone, *rec.datasets]
-        images = _image_cells(rec, [role for role, _, _ in lines])
         notes_images.add(rec.images.note if rec.images and rec.images.note else "")
-        lines += [("", None, cell(""))] * (len(case) - len(lines))
-        for i, (role, cand, versus) in enumerate(lines):
+        # Each line: (role, candidate, its test % cell, its vs-best cell); under it, the test set's interval for
+        # the number it qualifies (the best's score, the others' difference), so that no column is added.
+        shown: list[tuple[str, Candidate | None, Cell, Cell]] = []
+        for (role, cand, versus), ci in zip(lines, _image_cells(rec, [role for role, _, _ in lines])):
+            shown.append((role, cand, cell(_score(cand)), versus))
+            if ci is not None:
+                shown.append(("", None, ci, cell("")) if role == "best" else ("", None, cell(""), ci))
+        shown += [("", None, cell(""), cell(""))] * (len(case) - len(shown))
+        for i, (role, cand, score, versus) in enumerate(shown):
             cost, kind = _candidate_cost(cand)
             kinds |= {kind} if kind else set()
             rows.append([cell(case[i] if i < len(case) else ""), cell(role),
-                         cell(group.label(cand.strategy) if cand else ("" if not role else DASH)), cell(_score(cand)),
-                         versus, images[i] if i < len(images) else cell(""), cell(cost)])
+                         cell(group.label(cand.strategy) if cand else ("" if not role else DASH)), score,
+                         versus, cell(cost)])
     if not rows:
         return None
     selected = sorted({rec.selected_on for rec in recs})
     memory = " and ".join(sorted({"gpu": "GPU allocated", "host": "host resident (CPU runs)"}[k] for k in kinds))
     return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),
                  [left("case", key=True), left("answer"), left("strategy"), right("test %"), left("vs best"),
-                  right("test-set 95%"), right("cost")], rows, caption=metric_desc(group),
+                  right("cost")], rows, caption=metric_desc(group),
                  notes=["case: modality, backbone, datasets. Per modality and backbone, the strategies with a "
                         "result on every dataset of the modality compete; score per seed = mean over those datasets; "
                         "test %: the TEST score, mean ± half the 95% t interval over seeds (no ± below 3 seeds).",
@@ -606,11 +612,12 @@ def recommendation_table(group: Group) -> Table | None:
                         + "), so that the test comparisons do not test the numbers that chose the winner.",
                         "vs best: the test difference from the best in pp; for the runner-up with the two-sided "
                         f"paired t-test over seeds (>= {MIN_SEEDS_REC} seeds; * p < {ALPHA}). The unit is the seed: "
-                        "these datasets, not other datasets of the modality, and not the test set's sampling error.",
-                        f"test-set 95%: the test set's sampling error, the trained models held fixed: a percentile "
-                        f"bootstrap over the test images ({bootstrap.B} draws, the same draws for every strategy "
-                        "and seed): the best's test % and the others' difference from it in pp. Where it and the seed "
-                        "test disagree, neither settles the ranking."
+                        "these datasets, not other datasets of the modality; the test set's sampling error is the [lo, hi] below.",
+                        f"[lo, hi] under a number: its 95% interval over the TEST IMAGES, the test set's sampling "
+                        f"error with the trained models held fixed (percentile bootstrap, {bootstrap.B} draws shared "
+                        "by every strategy and seed): under the best's test %, its score; under a vs-best difference, "
+                        "that difference (paired image by image). Where it and the seed test disagree, neither "
+                        "settles the ranking."
                         + "".join(f" No interval: {n}." for n in sorted(notes_images - {""})),
                         f"cheapest: the least training time per seed among the strategies non-inferior to the best "
                         f"by {MARGIN * 100:g} pp (one-sided 95% lower bound of the paired difference over seeds above "
@@ -620,22 +627,21 @@ def recommendation_table(group: Group) -> Table | None:
                         f"cells ({memory or 'none recorded'})."])
 
 
-def _image_cells(rec: Recommendation, roles: list[str]) -> list[Cell]:
-    """The bootstrap-over-images interval of each line of a recommendation (its roles: best, runner-up, cheapest)."""
+def _image_cells(rec: Recommendation, roles: list[str]) -> list[Cell | None]:
+    """The bootstrap-over-images interval for each line of a recommendation (by role: best, runner-up, cheapest),
+    None where there is none (no predictions, the cheapest being the best)."""
     ci = rec.images
-    out = []
+    out: list[Cell | None] = []
     for role in roles:
-        if ci is None or ci.note:
-            out.append(cell(DASH, "muted"))
+        diff = None if ci is None or ci.note else ci.best if role == "best" else (
+            ci.runner_up if role == "runner-up" else ci.cheapest)
+        if diff is None:
+            out.append(None)
         elif role == "best":
-            out.append(cell(f"[{ci.best[0] * 100:.1f}, {ci.best[1] * 100:.1f}]"))
+            out.append(cell(f"[{diff[0] * 100:.1f}, {diff[1] * 100:.1f}]", "muted"))
         else:
-            diff = ci.runner_up if role == "runner-up" else ci.cheapest
-            if diff is None:
-                out.append(cell(""))
-            else:
-                lo, hi = diff
-                out.append(cell(f"[{lo * 100:+.1f}, {hi * 100:+.1f}]", "muted" if lo <= 0 <= hi else "neg"))
+            lo, hi = diff
+            out.append(cell(f"[{lo * 100:+.1f}, {hi * 100:+.1f}]", "muted" if lo <= 0 <= hi else "neg"))
     return out
 
 
