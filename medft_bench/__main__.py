@@ -193,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _leaderboard(argv[1:])
     args = _parser().parse_args(argv)
     try:
+        if hasattr(args, "grid_config"):
+            from medft_bench.options import apply_grid_config
+
+            apply_grid_config(args, argv, "cli")
         return COMMANDS[args.command][2](args)
     except NotApplicable as exc:
         print(printable(f"skipped: {exc}"), file=sys.stderr)

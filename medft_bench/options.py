@@ -88,6 +88,9 @@ OPTIONS: tuple[Option, ...] = (
            "otherwise), rich, plain or off (default: $MEDFT_PROGRESS, else auto; with pytest, shown with -s)",
            {"choices": ("auto", "rich", "plain", "off")}),
     Option("--json", "print each whole record as JSON", {"action": "store_true", "default": False}, only="cli"),
+    Option("--grid-config", "a TOML file of these options (keys as the option names: tier = \"quick\", "
+           "datasets = [\"pneumoniamnist\"], seeds = [0, 1, 2], epochs = 10, [param] block = 2); an option given "
+           "on the command line wins (docs/running.md)", {"metavar": "FILE.toml"}),
 )
 
 
@@ -102,6 +105,72 @@ def add_options(addoption: Callable[..., Any], side: str) -> None:
         for alias in opt.aliases:
             addoption(alias, dest=opt.dest, help=argparse.SUPPRESS,
                       **{k: v for k, v in kwargs.items() if k != "default"}, default=argparse.SUPPRESS)
+
+
+_CSV = ("datasets", "backbones", "strategies", "seeds", "img_size", "lr_grid")
+
+
+def _config_value(opt: Option, value: Any, where: str) -> Any:
+    """A TOML value as the command line would have given it (lists joined by commas, ``[param]`` as KEY=VALUE)."""
+    kind = opt.kwargs.get("type", str)
+    if opt.kwargs.get("action") == "store_true":
+        if not isinstance(value, bool):
+            raise MedftError(f"{where}: {opt.dest} = {value!r}: expected true or false")
+        return value
+    if opt.dest == "param":
+        if not isinstance(value, dict):
+            raise MedftError(f"{where}: param must be a table, e.g. [param] block = 2")
+        return [f"{k}={json.dumps(v)}" for k, v in value.items()]
+    if opt.kwargs.get("action") == "append":
+        value = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in value):
+            raise MedftError(f"{where}: {opt.dest} = {value!r}: expected a string or a list of strings")
+        return value
+    if opt.dest in _CSV:
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in items):
+            raise MedftError(f"{where}: {opt.dest} = {value!r}: expected a list of names or numbers")
+        return ",".join(str(v) for v in items)
+    if kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise MedftError(f"{where}: {opt.dest} = {value!r}: expected a whole number")
+    if kind is float and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        raise MedftError(f"{where}: {opt.dest} = {value!r}: expected a number")
+    if kind is str and not isinstance(value, str):
+        raise MedftError(f"{where}: {opt.dest} = {value!r}: expected a string")
+    if "choices" in opt.kwargs and value not in opt.kwargs["choices"]:
+        raise MedftError(f"{where}: {opt.dest} = {value!r}: expected one of {', '.join(opt.kwargs['choices'])}")
+    return kind(value)
+
+
+def apply_grid_config(ns: Any, given: list[str], side: str) -> None:
+    """Fill ``ns`` from ``--grid-config FILE.toml`` for every option not given on the command line (``given``:
+    its arguments). :class:`MedftError` names an unreadable file, an unknown key or a value of the wrong kind."""
+    from pathlib import Path
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+
+    path = getattr(ns, "grid_config", None)
+    if not path:
+        return
+    try:
+        data = tomllib.loads(Path(path).expanduser().read_text())
+    except OSError as exc:
+        raise MedftError(f"--grid-config {path}: cannot read it ({exc.strerror or exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MedftError(f"--grid-config {path}: not valid TOML ({exc})") from None
+    by_key = {o.dest: o for o in OPTIONS if o.only in (None, side) and o.dest != "grid_config"}
+    for key, value in data.items():
+        opt = by_key.get(key.replace("-", "_"))
+        if opt is None:
+            raise MedftError(f"--grid-config {path}: unknown option {key!r}; the options are: "
+                             + ", ".join(sorted(by_key)))
+        flags = (opt.name, *opt.aliases)
+        if any(a == f or a.startswith(f + "=") for a in map(str, given) for f in flags):
+            continue  # the command line wins
+        setattr(ns, opt.dest, _config_value(opt, value, f"--grid-config {path}"))
 
 
 def _csv(name: str, value: str | None, cast: type = str) -> list | None:

@@ -41,6 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     _benchmark_defaults(config)
     try:
+        from medft_bench.options import apply_grid_config
+
+        given = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", ""))]
+        apply_grid_config(config.option, given, "pytest")
         register_folder_datasets(config.option)  # in the main process and in every xdist worker
     except Exception as exc:
         from medft_bench.errors import MedftError

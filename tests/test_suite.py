@@ -759,3 +759,37 @@ def test_trial_tasks_run_before_their_cell_which_reuses_them(run: Run, tmp_path:
     assert all(p.stat().st_mtime_ns > before[p] for p in trials)
     (rec,) = load_records([tmp_path / "results"])[0]
     assert [t["resumed"] for t in rec["tuning"]["trials"]] == [True, True]
+
+
+def test_grid_config_selects_like_the_options_and_the_command_line_wins(run: Run, tmp_path: Path) -> None:
+    """28.8: a grid from a TOML file, with the same options; a flag given on the command line wins."""
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text('tier = "smoke"\nstrategies = ["knn"]\nbackbones = ["resnet50", "vgg19"]\nseeds = [0, 1]\n'
+                   "epochs = 2\n[param]\nk = 5\n")
+    result = run("--collect-only", "-q", "--grid-config", str(cfg), "--seeds", "2")
+    assert result.ret == 0, output(result)
+    got = sorted(ln.split("[", 1)[1][:-1] for ln in result.outlines if ln.startswith("benchmarks/"))
+    assert got == ["smoke-pneumoniamnist-32-resnet50-knn-seed2", "smoke-pneumoniamnist-32-vgg19-knn-seed2"]
+    cfg.write_text('tier = "smoke"\nepoch = 2\n')  # a typo is named, never ignored
+    result = run("--collect-only", "-q", "--grid-config", str(cfg))
+    assert result.ret != 0 and "unknown option 'epoch'" in output(result)
+    cfg.write_text('seeds = "zero"\n')
+    result = run("--collect-only", "-q", "--grid-config", str(cfg))
+    assert result.ret != 0 and "expected comma-separated int" in output(result)
+
+
+def test_grid_config_on_the_command_line(tmp_path: Path) -> None:
+    from medft_bench.__main__ import _parser
+    from medft_bench.options import apply_grid_config, grid_options
+
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text('tier = "real"\ndatasets = ["breastmnist"]\nepochs = 2\nrerun = true\n[param]\nk = 5\n')
+    argv = ["run", "--grid-config", str(cfg), "--epochs", "4"]
+    args = _parser().parse_args(argv)
+    apply_grid_config(args, argv, "cli")
+    opts = grid_options(args)
+    assert (args.tier, args.rerun, opts.datasets, opts.train["epochs"], opts.params) == (
+        "real", True, ["breastmnist"], 4, {"k": 5})
+    cfg.write_text("epochs = 2.5\n")
+    with pytest.raises(MedftError, match="epochs = 2.5: expected a whole number"):
+        apply_grid_config(_parser().parse_args(["run", "--grid-config", str(cfg)]), [], "cli")

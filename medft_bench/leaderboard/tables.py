@@ -612,7 +612,8 @@ def recommendation_table(group: Group) -> Table | None:
                         + "), so that the test comparisons do not test the numbers that chose the winner.",
                         "vs best: the test difference from the best in pp; for the runner-up with the two-sided "
                         f"paired t-test over seeds (>= {MIN_SEEDS_REC} seeds; * p < {ALPHA}). The unit is the seed: "
-                        "these datasets, not other datasets of the modality; the test set's sampling error is the [lo, hi] below.",
+                        "these datasets, not other datasets of the modality; the test set's sampling error is the "
+                        "[lo, hi] below.",
                         f"[lo, hi] under a number: its 95% interval over the TEST IMAGES, the test set's sampling "
                         f"error with the trained models held fixed (percentile bootstrap, {bootstrap.B} draws shared "
                         "by every strategy and seed): under the best's test %, its score; under a vs-best difference, "
