@@ -957,6 +957,49 @@ def test_compare_two_result_sets(tmp_path, capsys):
     assert "no valid result records in B" in capsys.readouterr().err
 
 
+def test_compare_names_the_settings_that_differ(tmp_path, capsys):
+    """A cell under another configuration lists what differs (config, strategy.hparams, data identity, code
+    version) as path: A → B, never timestamps, hosts or timings, and escaped like every other cell."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, make_record(strategy="lp", primary=0.70))
+    other = make_record(strategy="lp", primary=0.75, extra_hash="lr=1e-4")
+    other["config"]["train"]["lr"] = 1e-4
+    other["config"]["strategy_params"] = {"head_lr": 0.01}
+    other["strategy"]["hparams"] = {"head_lr": 0.01, "note": f"x{CLEAR}"}  # head_lr: listed once
+    other["data"]["md5"] = "1" * 32
+    other["data"]["file"] = "/elsewhere/pathmnist.npz"  # another machine's data folder: not a setting
+    other["code"]["version"] = "0.2.0"
+    other["started"], other["finished"] = "2026-01-01T00:00:00+00:00", "2026-01-01T01:00:00+00:00"
+    other["costs"]["train_s"] = 99.0
+    other["environment"]["cpu"] = "Another CPU"
+    write(b, other)
+    write(a, make_record(strategy="ft", primary=0.80))
+    write(b, make_record(strategy="ft", primary=0.80, extra_hash="same settings"))  # only the hash differs
+
+    from medft_bench.leaderboard.compare import compare, comparison_tables, differences
+
+    cmp = compare([a], [b])
+    lp = next(p for p in cmp.changed if p[0].strategy == "lp")
+    assert [str(d) for d in differences(*lp)] == [
+        "config.strategy_params.head_lr: (absent) → 0.01", "config.train.lr: 0.001 → 0.0001",
+        f"strategy.hparams.note: (absent) → x{CLEAR}", f"data.md5: {'0' * 32} → {'1' * 32}",
+        "code.version: 0.1.0 → 0.2.0"]
+    changed = next(t for t in comparison_tables(cmp, "a", "b") if t.key == "changed")
+    lines = {n.split(": ", 1)[0]: n.split(": ", 1)[1] for n in changed.notes[1:]}  # a line per cell
+    assert lines["quick-pathmnist-resnet50-ft-seed0"] == "none recorded"
+    lp_line = lines["quick-pathmnist-resnet50-lp-seed0"]
+    assert "config.train.lr: 0.001 → 0.0001; " in lp_line and "\\x1b[2J" in lp_line  # escaped like every text
+    for hidden in ("started", "finished", "train_s", "cpu", "data.file", "strategy.hparams.head_lr"):
+        assert hidden not in lp_line
+    assert main(["compare", str(a), str(b), "--plain", "--width", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out
+    flat = " ".join(out.split())  # the notes wrap at the width, never cut
+    assert "config.train.lr: 0.001 → 0.0001" in flat and "code.version: 0.1.0 → 0.2.0" in flat
+    assert f"data.md5: {'0' * 32} → {'1' * 32}" in flat
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
 def test_html_page_renders_in_headless_chromium(published, tmp_path):
     import shutil
 
