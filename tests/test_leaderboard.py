@@ -1000,6 +1000,56 @@ def test_compare_names_the_settings_that_differ(tmp_path, capsys):
     assert max(len(line) for line in out.splitlines()) <= 100
 
 
+def test_compare_regression_gate(tmp_path, capsys):
+    """--fail-on-drop PP exits 3 when a cell in both drops by more than PP points (same configuration or
+    another), an ok cell is failed/diverged in B, or a cell is missing in B (unless --allow-missing); else 0."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, make_record(strategy="ft", primary=0.80))
+    write(b, make_record(strategy="ft", primary=0.78))  # −2 pp, same configuration
+    write(a, make_record(strategy="lp", primary=0.70))
+    write(b, make_record(strategy="lp", primary=0.65, extra_hash="lr=1e-4"))  # −5 pp, another configuration
+    write(a, make_record(strategy="lp_ft", primary=0.82))
+    write(b, make_record(strategy="lp_ft", primary=0.90))  # better: never a regression
+    write(a, make_record(strategy="knn", status="failed", primary=None, error="boom"))
+    write(b, make_record(strategy="knn", status="failed", primary=None, error="boom"))  # failed in both: not one
+
+    def gate(*extra: str) -> tuple[int, list[str]]:
+        rc = main(["compare", str(a), str(b), "--quiet", *extra])
+        out = capsys.readouterr().out.splitlines()
+        return rc, [line for line in out if line.startswith(("REGRESSION", "not counted"))] + out[-1:]
+
+    assert main(["compare", str(a), str(b), "--quiet"]) == 0  # no gate: an informative comparison only
+    capsys.readouterr()
+    assert gate("--fail-on-drop", "5") == (0, ["regression gate (--fail-on-drop 5 pp): passed, no regression"])
+    rc, lines = gate("--fail-on-drop", "1.5")
+    assert rc == 3 and lines == [
+        "REGRESSION: quick-pathmnist-resnet50-ft-seed0: balanced accuracy A 80.00, B 78.00, drop 2.00 pp (more "
+        "than 1.5)",
+        "REGRESSION: quick-pathmnist-resnet50-lp-seed0 (another configuration): balanced accuracy A 70.00, B 65.00, "
+        "drop 5.00 pp (more than 1.5)",
+        "regression gate (--fail-on-drop 1.5 pp): FAILED, 2 regression(s)"]
+    write(b, make_record(strategy="ft", status="diverged", primary=0.80, error="loss is NaN",
+                               finished="2025-03-02T12:00:00+00:00"))
+    write(a, make_record(strategy="l1_sp", primary=0.75))  # only in A
+    rc, lines = gate("--fail-on-drop", "5")
+    assert rc == 3 and lines == [
+        "REGRESSION: quick-pathmnist-resnet50-ft-seed0: balanced accuracy A 80.00, B diverged (ok in A)",
+        "REGRESSION: quick-pathmnist-resnet50-l1_sp-seed0: balanced accuracy A 75.00, B missing (only in A)",
+        "regression gate (--fail-on-drop 5 pp): FAILED, 2 regression(s)"]
+    rc, lines = gate("--fail-on-drop", "5", "--allow-missing")
+    assert rc == 3 and lines[1].startswith("not counted: quick-pathmnist-resnet50-l1_sp-seed0: ")
+    assert lines[-1] == "regression gate (--fail-on-drop 5 pp): FAILED, 1 regression(s)"
+    write(b, make_record(strategy="ft", primary=0.80, finished="2025-03-03T12:00:00+00:00"))  # ok again
+    assert gate("--fail-on-drop", "5", "--allow-missing")[0] == 0
+    for bad in ("-1", "nan", "lots"):
+        with pytest.raises(SystemExit) as exc:
+            main(["compare", str(a), str(b), "--fail-on-drop", bad])
+        assert exc.value.code == 2 and "--fail-on-drop takes percentage points" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", str(a), str(b), "--allow-missing"])
+    assert "--allow-missing only applies with --fail-on-drop" in capsys.readouterr().err
+
+
 def test_html_page_renders_in_headless_chromium(published, tmp_path):
     import shutil
 

@@ -154,6 +154,49 @@ def unchanged(ra: Run, rb: Run, metric: str | None) -> bool:
     return ra.status == rb.status and (d is None or same(d, 0.0))
 
 
+REGRESSION_EXIT = 3  # compare --fail-on-drop: the exit status when the gate finds a regression
+
+
+@dataclass(frozen=True)
+class Regression:
+    cell_id: str
+    kind: str  # "drop" | "status" (ok in A, failed/diverged in B) | "missing" (only in A)
+    text: str  # one line naming the cell, A, B and the drop
+    counted: bool = True  # False: a cell missing in B under --allow-missing (reported, not a regression)
+
+
+def regressions(cmp: Comparison, max_drop_pp: float, allow_missing: bool = False) -> list[Regression]:
+    """The regression gate of ``compare --fail-on-drop PP``, over every cell in both A and B (same configuration
+    or another: a change of settings that costs accuracy is what a gate is for): a test metric in B lower than
+    in A by more than ``max_drop_pp`` percentage points, or a cell ok in A and failed or diverged (or without
+    the metric) in B. Cells only in A are listed too, as regressions unless ``allow_missing``. A cell not ok in
+    A is not compared (there is nothing to regress from)."""
+    out = []
+    for ra, rb in sorted(cmp.matched + cmp.changed, key=lambda p: p[0].cell_id):
+        m = metric_for(ra, cmp.metric)
+        va, vb = _value(ra, m), _value(rb, m)
+        if va is None:
+            continue
+        other = "" if ra.config_hash == rb.config_hash else " (another configuration)"
+        name = METRIC_NAMES[m]
+        if vb is None:
+            b_text = rb.status if rb.status != "ok" else f"no {name}"
+            out.append(Regression(ra.cell_id, "status",
+                                  f"{ra.cell_id}{other}: {name} A {pct(va)}, B {b_text} (ok in A)"))
+        elif (va - vb) * 100 > max_drop_pp and not same(va - vb, max_drop_pp / 100):
+            out.append(Regression(ra.cell_id, "drop",
+                                  f"{ra.cell_id}{other}: {name} A {pct(va)}, B {pct(vb)}, drop "
+                                  f"{(va - vb) * 100:.2f} pp (more than {max_drop_pp:g})"))
+    for r in cmp.only_a:
+        m = metric_for(r, cmp.metric)
+        va = _value(r, m)
+        a_text = pct(va) if va is not None else r.status
+        out.append(Regression(r.cell_id, "missing", f"{r.cell_id}: {METRIC_NAMES[m]} A {a_text}, B missing (only "
+                                                    f"in A{'; allowed by --allow-missing' if allow_missing else ''})",
+                              counted=not allow_missing))
+    return out
+
+
 def _pair_rows(pairs: list[tuple[Run, Run]], metric: str | None, hashes: bool) -> list[list[Cell]]:
     rows = []
     for ra, rb in pairs:
