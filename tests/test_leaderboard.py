@@ -957,6 +957,99 @@ def test_compare_two_result_sets(tmp_path, capsys):
     assert "no valid result records in B" in capsys.readouterr().err
 
 
+def test_compare_names_the_settings_that_differ(tmp_path, capsys):
+    """A cell under another configuration lists what differs (config, strategy.hparams, data identity, code
+    version) as path: A → B, never timestamps, hosts or timings, and escaped like every other cell."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, make_record(strategy="lp", primary=0.70))
+    other = make_record(strategy="lp", primary=0.75, extra_hash="lr=1e-4")
+    other["config"]["train"]["lr"] = 1e-4
+    other["config"]["strategy_params"] = {"head_lr": 0.01}
+    other["strategy"]["hparams"] = {"head_lr": 0.01, "note": f"x{CLEAR}"}  # head_lr: listed once
+    other["data"]["md5"] = "1" * 32
+    other["data"]["file"] = "/elsewhere/pathmnist.npz"  # another machine's data folder: not a setting
+    other["code"]["version"] = "0.2.0"
+    other["started"], other["finished"] = "2026-01-01T00:00:00+00:00", "2026-01-01T01:00:00+00:00"
+    other["costs"]["train_s"] = 99.0
+    other["environment"]["cpu"] = "Another CPU"
+    write(b, other)
+    write(a, make_record(strategy="ft", primary=0.80))
+    write(b, make_record(strategy="ft", primary=0.80, extra_hash="same settings"))  # only the hash differs
+
+    from medft_bench.leaderboard.compare import compare, comparison_tables, differences
+
+    cmp = compare([a], [b])
+    lp = next(p for p in cmp.changed if p[0].strategy == "lp")
+    assert [str(d) for d in differences(*lp)] == [
+        "config.strategy_params.head_lr: (absent) → 0.01", "config.train.lr: 0.001 → 0.0001",
+        f"strategy.hparams.note: (absent) → x{CLEAR}", f"data.md5: {'0' * 32} → {'1' * 32}",
+        "code.version: 0.1.0 → 0.2.0"]
+    changed = next(t for t in comparison_tables(cmp, "a", "b") if t.key == "changed")
+    lines = {n.split(": ", 1)[0]: n.split(": ", 1)[1] for n in changed.notes[1:]}  # a line per cell
+    assert lines["quick-pathmnist-resnet50-ft-seed0"] == "none recorded"
+    lp_line = lines["quick-pathmnist-resnet50-lp-seed0"]
+    assert "config.train.lr: 0.001 → 0.0001; " in lp_line and "\\x1b[2J" in lp_line  # escaped like every text
+    for hidden in ("started", "finished", "train_s", "cpu", "data.file", "strategy.hparams.head_lr"):
+        assert hidden not in lp_line
+    assert main(["compare", str(a), str(b), "--plain", "--width", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2J" in out
+    flat = " ".join(out.split())  # the notes wrap at the width, never cut
+    assert "config.train.lr: 0.001 → 0.0001" in flat and "code.version: 0.1.0 → 0.2.0" in flat
+    assert f"data.md5: {'0' * 32} → {'1' * 32}" in flat
+    assert max(len(line) for line in out.splitlines()) <= 100
+
+
+def test_compare_regression_gate(tmp_path, capsys):
+    """--fail-on-drop PP exits 3 when a cell in both drops by more than PP points (same configuration or
+    another), an ok cell is failed/diverged in B, or a cell is missing in B (unless --allow-missing); else 0."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, make_record(strategy="ft", primary=0.80))
+    write(b, make_record(strategy="ft", primary=0.78))  # −2 pp, same configuration
+    write(a, make_record(strategy="lp", primary=0.70))
+    write(b, make_record(strategy="lp", primary=0.65, extra_hash="lr=1e-4"))  # −5 pp, another configuration
+    write(a, make_record(strategy="lp_ft", primary=0.82))
+    write(b, make_record(strategy="lp_ft", primary=0.90))  # better: never a regression
+    write(a, make_record(strategy="knn", status="failed", primary=None, error="boom"))
+    write(b, make_record(strategy="knn", status="failed", primary=None, error="boom"))  # failed in both: not one
+
+    def gate(*extra: str) -> tuple[int, list[str]]:
+        rc = main(["compare", str(a), str(b), "--quiet", *extra])
+        out = capsys.readouterr().out.splitlines()
+        return rc, [line for line in out if line.startswith(("REGRESSION", "not counted"))] + out[-1:]
+
+    assert main(["compare", str(a), str(b), "--quiet"]) == 0  # no gate: an informative comparison only
+    capsys.readouterr()
+    assert gate("--fail-on-drop", "5") == (0, ["regression gate (--fail-on-drop 5 pp): passed, no regression"])
+    rc, lines = gate("--fail-on-drop", "1.5")
+    assert rc == 3 and lines == [
+        "REGRESSION: quick-pathmnist-resnet50-ft-seed0: balanced accuracy A 80.00, B 78.00, drop 2.00 pp (more "
+        "than 1.5)",
+        "REGRESSION: quick-pathmnist-resnet50-lp-seed0 (another configuration): balanced accuracy A 70.00, B 65.00, "
+        "drop 5.00 pp (more than 1.5)",
+        "regression gate (--fail-on-drop 1.5 pp): FAILED, 2 regression(s)"]
+    write(b, make_record(strategy="ft", status="diverged", primary=0.80, error="loss is NaN",
+                               finished="2025-03-02T12:00:00+00:00"))
+    write(a, make_record(strategy="l1_sp", primary=0.75))  # only in A
+    rc, lines = gate("--fail-on-drop", "5")
+    assert rc == 3 and lines == [
+        "REGRESSION: quick-pathmnist-resnet50-ft-seed0: balanced accuracy A 80.00, B diverged (ok in A)",
+        "REGRESSION: quick-pathmnist-resnet50-l1_sp-seed0: balanced accuracy A 75.00, B missing (only in A)",
+        "regression gate (--fail-on-drop 5 pp): FAILED, 2 regression(s)"]
+    rc, lines = gate("--fail-on-drop", "5", "--allow-missing")
+    assert rc == 3 and lines[1].startswith("not counted: quick-pathmnist-resnet50-l1_sp-seed0: ")
+    assert lines[-1] == "regression gate (--fail-on-drop 5 pp): FAILED, 1 regression(s)"
+    write(b, make_record(strategy="ft", primary=0.80, finished="2025-03-03T12:00:00+00:00"))  # ok again
+    assert gate("--fail-on-drop", "5", "--allow-missing")[0] == 0
+    for bad in ("-1", "nan", "lots"):
+        with pytest.raises(SystemExit) as exc:
+            main(["compare", str(a), str(b), "--fail-on-drop", bad])
+        assert exc.value.code == 2 and "--fail-on-drop takes percentage points" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", str(a), str(b), "--allow-missing"])
+    assert "--allow-missing only applies with --fail-on-drop" in capsys.readouterr().err
+
+
 def test_html_page_renders_in_headless_chromium(published, tmp_path):
     import shutil
 

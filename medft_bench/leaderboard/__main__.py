@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from medft_bench.errors import MedftError
@@ -23,6 +24,17 @@ def _width(text: str) -> int:
         raise argparse.ArgumentTypeError(f"--width takes a whole number of columns, not {text!r}") from None
     if value < MIN_WIDTH:
         raise argparse.ArgumentTypeError(f"--width {value} is too narrow for a table; use {MIN_WIDTH} or more")
+    return value
+
+
+def _percentage_points(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"--fail-on-drop takes percentage points, a number >= 0 (e.g. 1.5), not "
+                                         f"{text!r}")
     return value
 
 
@@ -66,13 +78,22 @@ def compare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{PROG} compare",
         description="Compare two result sets by test metric and training time, cell by cell: cells matched by "
-                    "cell id and configuration hash, cells whose configuration changed, cells only in A, only in B.")
+                    "cell id and configuration hash, cells whose configuration changed (and which settings), cells "
+                    "only in A, only in B. With --fail-on-drop PP it is a regression gate: exit status 3 when B "
+                    "regressed against A (0: none; 1: no records; 2: a usage error).")
     p.add_argument("a", metavar="A", help="the first result directory (or record file)")
     p.add_argument("b", metavar="B", help="the second result directory (or record file)")
     p.add_argument("--metric", choices=METRICS, default=None,
                    help="compare this test metric (default: each dataset's primary metric)")
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="list every matched cell, also those whose status and metric are the same in both")
+    p.add_argument("--fail-on-drop", type=_percentage_points, default=None, metavar="PP",
+                   help="regression gate: exit with status 3 when a cell in both A and B (same configuration or "
+                        "another) has a test metric in B lower than in A by more than PP percentage points (0: any "
+                        "drop), or was ok in A and is failed or diverged in B, or is missing in B; each regression "
+                        "is printed on a line of its own")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="with --fail-on-drop: cells only in A are still listed, but are not regressions")
     _output_options(p)
     return p
 
@@ -93,8 +114,11 @@ def _print_tables(tables: list, plain: bool, width: int | None) -> None:
 
 
 def compare_main(argv: list[str]) -> int:
-    args = compare_parser().parse_args(argv)
-    from medft_bench.leaderboard.compare import compare, comparison_tables
+    cp = compare_parser()
+    args = cp.parse_args(argv)
+    if args.allow_missing and args.fail_on_drop is None:
+        cp.error("--allow-missing only applies with --fail-on-drop PP")
+    from medft_bench.leaderboard.compare import REGRESSION_EXIT, compare, comparison_tables, regressions
 
     cmp = compare([args.a], [args.b], args.metric)
     for name, side in (("A", cmp.a), ("B", cmp.b)):
@@ -108,7 +132,15 @@ def compare_main(argv: list[str]) -> int:
         _print_tables(comparison_tables(cmp, args.a, args.b, args.show_all), args.plain, args.width)
     print(f"{len(cmp.matched)} matched, {len(cmp.changed)} with another configuration, {len(cmp.only_a)} only in A, "
           f"{len(cmp.only_b)} only in B")
-    return 0
+    if args.fail_on_drop is None:
+        return 0
+    found = regressions(cmp, args.fail_on_drop, args.allow_missing)
+    for r in found:
+        print(printable(f"{'REGRESSION' if r.counted else 'not counted'}: {r.text}"))
+    counted = sum(r.counted for r in found)
+    print(f"regression gate (--fail-on-drop {args.fail_on_drop:g} pp): "
+          + (f"FAILED, {counted} regression(s)" if counted else "passed, no regression"))
+    return REGRESSION_EXIT if counted else 0
 
 
 def main(argv: list[str] | None = None) -> int:

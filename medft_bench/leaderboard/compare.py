@@ -5,12 +5,17 @@ the same in both shows its test metric and training time in A and B and their di
 both under different configurations is listed apart (its numbers are not a like-for-like comparison), as
 are cells only in A and only in B. Each side is read as the leaderboard reads it (schema validation,
 duplicates counted once, :func:`medft_bench.leaderboard.load.load_inputs`).
+
+For a cell under another configuration, :func:`differences` names the settings that differ (``config.train.lr:
+0.001 → 0.0001``). :func:`regressions` is the regression gate of ``compare --fail-on-drop PP``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from medft_bench.leaderboard.aggregate import METRIC_NAMES, metric_for
 from medft_bench.leaderboard.load import Inputs, Run, load_inputs
@@ -44,6 +49,87 @@ def compare(a: list[str | os.PathLike[str]], b: list[str | os.PathLike[str]], me
                       only_b=[by_b[k] for k in sorted(by_b.keys() - by_a.keys())], metric=metric)
 
 
+# What a configuration is made of, as a record writes it: the settings (``config``: train, strategy_params,
+# weights, preprocess, amp, device...), the strategy's hyperparameters, the data's identity and the code's
+# version. Never compared: what differs between any two runs (timestamps, host, timings), nor the data file's
+# path (each machine has its own data folder: the MD5 / fingerprint says whether it is the same data).
+DATA_IDENTITY = ("source", "synthetic", "md5", "fingerprint", "splits")
+CODE_VERSION = ("version", "commit", "dirty")
+VOLATILE = frozenset({"started", "finished", "host", "hostname", "timestamp", "time", "date"})
+ABSENT = "(absent)"
+SHOWN_DIFFERENCES = 8  # the "changed" table's notes list this many differences per cell, then how many more
+
+
+@dataclass(frozen=True)
+class Difference:
+    path: str  # e.g. "config.train.lr"
+    a: Any  # ABSENT when the setting is not in A's record
+    b: Any
+
+    def __str__(self) -> str:
+        return f"{self.path}: {_setting(self.a)} → {_setting(self.b)}"
+
+
+def _setting(value: Any) -> str:
+    if value is ABSENT or isinstance(value, str):
+        return str(value)
+    return json.dumps(value, sort_keys=True, default=str)  # 0.0001, true, null, [0.5, 0.5]
+
+
+def _volatile(key: str) -> bool:
+    return key in VOLATILE or key.endswith("_s")  # a timing: train_s, wall_s...
+
+
+def _diff(path: str, a: Any, b: Any, out: list[Difference]) -> None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(a.keys() | b.keys(), key=str):
+            if not _volatile(str(key)):
+                _diff(f"{path}.{key}", a.get(key, ABSENT), b.get(key, ABSENT), out)
+    elif a != b or type(a) is not type(b) and not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
+        out.append(Difference(path, a, b))
+
+
+def _section(record: dict[str, Any], name: str, keys: tuple[str, ...] | None = None) -> Any:
+    value = record.get(name, ABSENT)
+    if keys is None or not isinstance(value, dict):
+        return value
+    return {k: value[k] for k in keys if k in value}
+
+
+def differences(ra: Run, rb: Run) -> list[Difference]:
+    """The settings that differ between two records of the same cell, each as ``path: A → B``: the record's
+    ``config`` (nested), ``strategy.hparams``, the data's identity (``data.md5`` / ``data.fingerprint``, source,
+    splits) and the code's version (``code.version``, ``code.commit``, ``code.dirty``). Timestamps, hosts and
+    timings are never compared; a hyperparameter already listed under ``config.strategy_params`` with the same
+    values is not listed again under ``strategy.hparams``."""
+    out: list[Difference] = []
+    a, b = ra.record, rb.record
+    _diff("config", _section(a, "config"), _section(b, "config"), out)
+    params = {(d.path.removeprefix("config.strategy_params"), _setting(d.a), _setting(d.b)) for d in out
+              if d.path.startswith("config.strategy_params")}
+    hparams: list[Difference] = []
+    _diff("strategy.hparams", (a.get("strategy") or {}).get("hparams", ABSENT),
+          (b.get("strategy") or {}).get("hparams", ABSENT), hparams)
+    out += [d for d in hparams
+            if (d.path.removeprefix("strategy.hparams"), _setting(d.a), _setting(d.b)) not in params]
+    _diff("data", _section(a, "data", DATA_IDENTITY), _section(b, "data", DATA_IDENTITY), out)
+    _diff("code", _section(a, "code", CODE_VERSION), _section(b, "code", CODE_VERSION), out)
+    return out
+
+
+def differences_text(ra: Run, rb: Run, limit: int = SHOWN_DIFFERENCES) -> str:
+    """:func:`differences`, ``; ``-separated (the first ``limit``, then how many more); "none recorded" when the
+    records' settings are the same (the hash covers something a record does not show, e.g. a strategy's
+    version)."""
+    diffs = differences(ra, rb)
+    if not diffs:
+        return "none recorded"
+    lines = [str(d) for d in diffs[:limit]]
+    if len(diffs) > limit:
+        lines.append(f"(+{len(diffs) - limit} more)")
+    return "; ".join(lines)
+
+
 def _value(run: Run, metric: str) -> float | None:
     if run.status != "ok":
         return None
@@ -66,6 +152,49 @@ def delta(ra: Run, rb: Run, metric: str | None) -> float | None:
 def unchanged(ra: Run, rb: Run, metric: str | None) -> bool:
     d = delta(ra, rb, metric)
     return ra.status == rb.status and (d is None or same(d, 0.0))
+
+
+REGRESSION_EXIT = 3  # compare --fail-on-drop: the exit status when the gate finds a regression
+
+
+@dataclass(frozen=True)
+class Regression:
+    cell_id: str
+    kind: str  # "drop" | "status" (ok in A, failed/diverged in B) | "missing" (only in A)
+    text: str  # one line naming the cell, A, B and the drop
+    counted: bool = True  # False: a cell missing in B under --allow-missing (reported, not a regression)
+
+
+def regressions(cmp: Comparison, max_drop_pp: float, allow_missing: bool = False) -> list[Regression]:
+    """The regression gate of ``compare --fail-on-drop PP``, over every cell in both A and B (same configuration
+    or another: a change of settings that costs accuracy is what a gate is for): a test metric in B lower than
+    in A by more than ``max_drop_pp`` percentage points, or a cell ok in A and failed or diverged (or without
+    the metric) in B. Cells only in A are listed too, as regressions unless ``allow_missing``. A cell not ok in
+    A is not compared (there is nothing to regress from)."""
+    out = []
+    for ra, rb in sorted(cmp.matched + cmp.changed, key=lambda p: p[0].cell_id):
+        m = metric_for(ra, cmp.metric)
+        va, vb = _value(ra, m), _value(rb, m)
+        if va is None:
+            continue
+        other = "" if ra.config_hash == rb.config_hash else " (another configuration)"
+        name = METRIC_NAMES[m]
+        if vb is None:
+            b_text = rb.status if rb.status != "ok" else f"no {name}"
+            out.append(Regression(ra.cell_id, "status",
+                                  f"{ra.cell_id}{other}: {name} A {pct(va)}, B {b_text} (ok in A)"))
+        elif (va - vb) * 100 > max_drop_pp and not same(va - vb, max_drop_pp / 100):
+            out.append(Regression(ra.cell_id, "drop",
+                                  f"{ra.cell_id}{other}: {name} A {pct(va)}, B {pct(vb)}, drop "
+                                  f"{(va - vb) * 100:.2f} pp (more than {max_drop_pp:g})"))
+    for r in cmp.only_a:
+        m = metric_for(r, cmp.metric)
+        va = _value(r, m)
+        a_text = pct(va) if va is not None else r.status
+        out.append(Regression(r.cell_id, "missing", f"{r.cell_id}: {METRIC_NAMES[m]} A {a_text}, B missing (only "
+                                                    f"in A{'; allowed by --allow-missing' if allow_missing else ''})",
+                              counted=not allow_missing))
+    return out
 
 
 def _pair_rows(pairs: list[tuple[Run, Run]], metric: str | None, hashes: bool) -> list[list[Cell]]:
@@ -137,7 +266,10 @@ def comparison_tables(cmp: Comparison, a_name: str, b_name: str, show_all: bool 
                             [CELL, left("config A"), left("config B"), *values],
                             _pair_rows(cmp.changed, cmp.metric, True), caption=unit,
                             notes=["The configuration (config_hash: settings, weights, data, strategy parameters) "
-                                   "differs: not a like-for-like comparison."]))
+                                   "differs: not a like-for-like comparison. The settings that differ, A → B, per "
+                                   "cell (config, strategy.hparams, data identity, code version; never "
+                                   "timestamps, hosts or timings):"]
+                            + [f"{ra.cell_id}: {differences_text(ra, rb)}" for ra, rb in cmp.changed]))
     for key, runs, where in (("only-a", cmp.only_a, f"A ({a_name})"), ("only-b", cmp.only_b, f"B ({b_name})")):
         if runs:
             tables.append(Table(key, f"Only in {where}: {len(runs)}",
