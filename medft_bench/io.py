@@ -3,18 +3,21 @@ renames it into place.
 
 A reader sees the old file or the new one, never half of one; an exception (or a crash) while writing leaves
 the old file as it was and removes the temporary file. Temporary files are dot files (``.NAME.PID.RANDOM.tmp``)
-in the target's folder, so that the rename stays on one file system and record loaders skip them.
+in the target's folder, so that the rename stays on one file system and record loaders skip them; the next
+write of the same file removes those an interrupted write (SIGKILL, a power cut) left behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +46,7 @@ def atomic_paths(paths: Sequence[str | os.PathLike[str]], *, durable: bool = Tru
     try:
         for path in targets:
             path.parent.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(path, suffix)
             fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
             try:  # mkstemp creates 0600; a plain open() would give 0666 less the umask (shared results folders)
                 os.fchmod(fd, 0o666 & ~_umask())
@@ -63,6 +67,44 @@ def atomic_paths(paths: Sequence[str | os.PathLike[str]], *, durable: bool = Tru
         for tmp in tmps:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+
+STALE_AFTER_S = 600.0  # a live write keeps its file's mtime fresh; one untouched this long was interrupted
+
+
+def remove_stale_temporaries(path: str | os.PathLike[str], suffix: str = ".tmp") -> list[Path]:
+    """Remove what interrupted writes of ``path`` (SIGKILL, a power cut) left beside it: its temporary files
+    whose writer is not running on this machine and which nobody has written to for :data:`STALE_AFTER_S`
+    (the second condition keeps a writer on another host of a shared folder safe). Returns what was removed."""
+    path = Path(path)
+    removed = []
+    try:
+        candidates = list(path.parent.glob(f".{glob.escape(path.name)}.*{suffix}"))
+    except OSError:
+        return []
+    now = time.time()
+    for tmp in candidates:
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        try:
+            if not pid.isdigit() or _running(int(pid)) or now - tmp.lstat().st_mtime < STALE_AFTER_S:
+                continue
+            tmp.unlink()
+        except OSError:
+            continue
+        removed.append(tmp)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or not a pid: leave it
+    return True
 
 
 @contextlib.contextmanager

@@ -203,3 +203,14 @@ def test_preprocess_matches_interpolate_reference() -> None:
     out = Preprocess(target_size=64, channels=3, mean=(0, 0, 0), std=(1, 1, 1))(images)
     want = F.interpolate(images.float() / 255, size=(64, 64), mode="bilinear", align_corners=False, antialias=True)
     torch.testing.assert_close(out, want)
+
+
+def test_a_training_epoch_never_ends_with_a_lone_image() -> None:
+    """Issue 27, item 8: 96 images at batch 19 left a last batch of 1, and batch-norm cannot train on one image
+    (FT failed). The lone image joins the batch before it; every image is still seen once; eval is unchanged."""
+    gen = torch.Generator().manual_seed(0)
+    batches = list(batch_indices(96, 19, shuffle=True, generator=gen))
+    assert [len(b) for b in batches] == [19, 19, 19, 19, 20]
+    assert sorted(torch.cat(batches).tolist()) == list(range(96))
+    assert [len(b) for b in batch_indices(96, 19, shuffle=False)][-1] == 1  # evaluation: batches as they come
+    assert [len(b) for b in batch_indices(95, 19, shuffle=True)] == [19] * 5

@@ -272,6 +272,26 @@ def test_sixteen_bit_greyscale_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert (imgs[:, 0, 8:] == 255).all()  # per-image range scaled to 0..255, never clipped at 255
 
 
+def test_a_nan_pixel_in_a_float_image_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """Issue 27: one NaN made the image's range NaN and the whole image black, silently."""
+    root = tmp_path / "ct"
+    for cls in ("a", "b"):
+        for i in range(3):
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), 0.5 + i, np.float32), mode="F").save(root / cls / f"{i}.tif")
+    bad = root / "a" / "1.tif"
+    arr = np.full((8, 8), 0.5, np.float32)
+    arr[2, 3] = np.nan
+    Image.fromarray(arr, mode="F").save(bad)
+    folders.register_folder_dataset("ct", root, channels=1, val_fraction=0.4, test_fraction=0.4)
+    with pytest.raises(DataError, match=r"1\.tif: 1 of 64 pixels are NaN or infinite; .*fix or remove the file"):
+        load_dataset("ct", 8)
+    arr[2, 3] = 0.5
+    Image.fromarray(arr, mode="F").save(bad)
+    b = load_dataset("ct", 8)  # once fixed, it loads (a float image scaled by its own range)
+    assert len(b.train) + len(b.val) + len(b.test) == 6
+
+
 def test_centre_crop_keeps_the_middle(tmp_path: Path) -> None:
     root = tmp_path / "crop"
     for cls in ("a", "b"):

@@ -183,3 +183,17 @@ def test_streamed_file_holds_the_oracle_arrays(monkeypatch: pytest.MonkeyPatch, 
         for k in old_npz.files:
             assert np.array_equal(new_npz[k], old_npz[k]), k
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "old"])  # no temporary file left
+
+
+def test_a_truncated_cached_file_is_generated_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 27: a damaged cache file said "download it again" for data that is generated, never downloaded."""
+    from medft_bench.data import sources
+
+    monkeypatch.setenv("MEDFT_CACHE_DIR", str(tmp_path))
+    first = sources.load_synthetic("breastmnist", 28, SPLITS)
+    path = sources.synthetic_root({**synthetic.DEFAULT_SPLITS, **SPLITS}, 0) / mm.file_name("breastmnist", 28,
+                                                                                           official=False)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    again = sources.load_synthetic("breastmnist", 28, SPLITS)
+    assert np.array_equal(first.train.pixels, again.train.pixels)
+    assert first.identity["md5"] == again.identity["md5"]

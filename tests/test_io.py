@@ -82,3 +82,29 @@ def test_files_follow_the_umask(tmp_path: Path, umask: int) -> None:
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600: others can read a shared folder
+
+
+def test_the_next_write_removes_what_a_killed_write_of_the_same_file_left(tmp_path: Path) -> None:
+    """Issue 27: a SIGKILLed write leaves ``.NAME.PID.RANDOM.tmp`` behind for ever. The next write of NAME
+    removes it once its writer is gone and nobody has written to it for STALE_AFTER_S; a live writer's file,
+    a fresh one (perhaps another host's) and another file's temporaries stay."""
+    import os
+    import subprocess
+    import sys
+
+    from medft_bench import io
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    path = tmp_path / "record.json"
+    old = io.time.time() - io.STALE_AFTER_S - 60
+    stale = tmp_path / f".record.json.{dead}.abc123.tmp"
+    fresh = tmp_path / f".record.json.{dead}.def456.tmp"
+    live = tmp_path / f".record.json.{os.getppid()}.ghi789.tmp"
+    other = tmp_path / f".other.json.{dead}.jkl012.tmp"
+    for p in (stale, fresh, live, other):
+        p.write_text("half")
+    for p in (stale, live, other):
+        os.utime(p, (old, old))
+    atomic_write(path, "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["record.json", fresh.name, live.name, other.name])

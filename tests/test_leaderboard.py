@@ -590,6 +590,33 @@ def test_stale_files_removed(tmp_path):
     assert _snapshot(inside) == first and "summary.json" not in first["README.md"].decode()
 
 
+def test_records_inside_the_out_folder_are_read_not_dropped(tmp_path: Path) -> None:
+    """Issue 27: ``--out`` inside the results folder silently dropped the records under it."""
+    results = tmp_path / "results"
+    write(results, make_record(strategy="ft", seed=0, primary=0.8))
+    write(results, make_record(strategy="lp", seed=0, primary=0.7))
+    assert main([str(results), "--out", str(results / "quick"), "--quiet"]) == 0  # the folder the records are in
+    for _ in range(2):  # and again, with the pages now beside the records
+        doc = json.loads((results / "quick" / "summary.json").read_text())
+        assert doc["groups"][0]["cases"][0]["means"] == {"ft": 0.8, "lp": 0.7}
+        assert main([str(results), "--out", str(results / "quick"), "--quiet"]) == 0
+
+
+def test_tier_names_that_slug_alike_get_pages_of_their_own(tmp_path: Path) -> None:
+    """Issue 27: "my tier" and "my-tier" (and "Smoke" beside "smoke" on a case-insensitive disk) wrote one page."""
+    from medft_bench.leaderboard.aggregate import tier_slug
+
+    names = ["my tier", "my-tier", "my_tier", "Smoke", "smoke", "readme", "", ".."]
+    assert len({tier_slug(n).lower() for n in names}) == len(names)
+    assert tier_slug("smoke") == "smoke" and tier_slug("quick") == "quick"  # plain names keep their pages
+    results = tmp_path / "results"
+    for tier in ("my tier", "my-tier"):
+        write(results, make_record(tier=tier, strategy="ft", primary=0.8))
+    assert main([str(results), "--out", str(tmp_path / "board"), "--quiet"]) == 0
+    pages = {json.loads((tmp_path / "board" / "summary.json").read_text())["groups"][i]["page"] for i in (0, 1)}
+    assert len(pages) == 2 and all((tmp_path / "board" / p).is_file() for p in pages)
+
+
 def test_references_are_labelled_and_separate():
     from medft_bench.leaderboard.references import load_references
 

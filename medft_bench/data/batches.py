@@ -124,10 +124,16 @@ def _affine(mean: tuple[float, ...], std: tuple[float, ...], device: torch.devic
 
 def batch_indices(n: int, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
                   drop_last: bool = False) -> Iterator[torch.Tensor]:
+    """Index batches over ``n`` items. Shuffled (training) batches never end with a lone item: it joins the
+    batch before it (batch-norm cannot train on one image, e.g. 96 images at batch 19), so every image is still
+    seen once an epoch."""
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
-    for start in range(0, stop, batch_size):
-        yield order[start : start + batch_size]
+    starts = list(range(0, stop, batch_size))
+    if shuffle and len(starts) > 1 and stop - starts[-1] == 1:
+        starts.pop()
+    for i, start in enumerate(starts):
+        yield order[start : starts[i + 1] if i + 1 < len(starts) else stop]
 
 
 def iterate(split: Split, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,

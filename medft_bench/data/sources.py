@@ -10,7 +10,7 @@ from medft_bench.cache import cache_dir
 from medft_bench.data import folders, synthetic
 from medft_bench.data import medmnist as mm
 from medft_bench.data.arrays import DataBundle
-from medft_bench.errors import unknown
+from medft_bench.errors import DataError, unknown
 
 
 def synthetic_root(splits: dict[str, int], seed: int) -> Path:
@@ -25,7 +25,12 @@ def load_synthetic(flag: str, size: int, splits: dict[str, int] | None = None, s
     path = root / mm.file_name(flag, size, official=False)
     if not path.is_file():
         synthetic.write_synthetic_medmnist(flag, size, root, splits, seed)
-    bundle = mm.read_file(flag, path, size)
+    try:
+        bundle = mm.read_file(flag, path, size)
+    except DataError:  # a generated file, truncated or damaged in the cache: make it again, never "download" it
+        path.unlink(missing_ok=True)
+        synthetic.write_synthetic_medmnist(flag, size, root, splits, seed)
+        bundle = mm.read_file(flag, path, size)
     bundle.identity.update(
         source="synthetic", synthetic=True, generator_version=synthetic.GENERATOR_VERSION, data_seed=seed
     )

@@ -11,6 +11,7 @@ strategies are ranked and compared with FT within a case.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,7 +103,12 @@ class GroupKey:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text) or "tier"
+    """A file-name-safe stem of ``text``, lower case (one page on a case-insensitive disk too); two texts
+    never share one: a text that had to change ("My tier", "Smoke") gets a short hash of itself appended."""
+    slug = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in text.lower()).strip(".")
+    if slug == text:
+        return slug
+    return f"{slug or 'tier'}-{hashlib.sha1(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 RESERVED_PAGES = ("readme", "index", "references", "summary")

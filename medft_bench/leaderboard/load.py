@@ -308,10 +308,9 @@ def _pick(runs: list[Run]) -> Run:
     return min(runs, key=lambda r: (STATUS_ORDER.get(r.status, 9), -r.finished_ts, r.path))
 
 
-def load_inputs(roots: list[str | os.PathLike[str]], benchmark_jsons: list[str | os.PathLike[str]] = (),
-                exclude: str | os.PathLike[str] | None = None) -> Inputs:
-    """Read every record under ``roots`` and those named by ``benchmark_jsons``; deduplicate. Files under
-    ``exclude`` (the leaderboard's own output folder, e.g. its summary.json) are not read."""
+def load_inputs(roots: list[str | os.PathLike[str]], benchmark_jsons: list[str | os.PathLike[str]] = ()) -> Inputs:
+    """Read every record under ``roots`` and those named by ``benchmark_jsons``; deduplicate. A leaderboard's
+    own ``summary.json`` is not a record and is passed over; records inside a leaderboard's folder are read."""
     problems: list[Problem] = []
     files: list[Path] = []
     for bj in benchmark_jsons:
@@ -320,11 +319,8 @@ def load_inputs(roots: list[str | os.PathLike[str]], benchmark_jsons: list[str |
         problems += probs
     runs: list[Run] = []
     seen_files: set[str] = set()
-    skip = os.path.realpath(exclude) + os.sep if exclude is not None else None
     for file in _expand([*roots, *files], problems):
         real = os.path.realpath(file)
-        if skip and real.startswith(skip):
-            continue
         if real in seen_files:  # the same file reached twice (a root and a benchmark entry)
             continue
         seen_files.add(real)

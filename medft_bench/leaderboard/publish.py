@@ -168,7 +168,7 @@ def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | o
     """
     if out is None:
         out = default_out(sources, benchmark_jsons)
-    inputs = load_inputs(list(sources), list(benchmark_jsons), exclude=out)
+    inputs = load_inputs(list(sources), list(benchmark_jsons))
     if not inputs.runs:
         raise NoRecordsError(inputs.sources, inputs.problems)
     groups = aggregate(inputs.runs, metric)

@@ -45,6 +45,10 @@ def _decode_image(path: Path, size: int, channels: int, crop: str) -> np.ndarray
             arr = np.asarray(im, dtype=np.float64)  # high bit depth: scale its own range to 0..255
             if arr.ndim == 3:
                 arr = arr.mean(-1)
+            if not np.isfinite(arr).all():  # one NaN would make the range NaN and the whole image black
+                bad = int((~np.isfinite(arr)).sum())
+                raise DataError(f"{path}: {bad} of {arr.size} pixels are NaN or infinite; a float image must be "
+                                "finite: fix or remove the file")
             lo, hi = float(arr.min()), float(arr.max())
             arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
             img = Image.fromarray(arr.round().astype(np.uint8))
@@ -64,6 +68,8 @@ def _decode_image(path: Path, size: int, channels: int, crop: str) -> np.ndarray
 def _decode_checked(path: Path, size: int, channels: int, crop: str) -> np.ndarray:
     try:
         arr = _decode_image(path, size, channels, crop)
+    except DataError:
+        raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for a bad file
         raise DataError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
     want = (size, size) if channels == 1 else (size, size, 3)
