@@ -1558,3 +1558,30 @@ def test_metadata_warns_that_machines_change_metrics_not_only_costs() -> None:
     warnings = dict(metadata_lines(run_metadata(runs)))["warnings"]
     assert "more than one kind of machine" in warnings and "metrics too" in warnings
     assert "warnings" not in dict(metadata_lines(run_metadata(runs[:1])))
+
+
+def test_the_answer_table_is_one_table_at_100_columns_with_the_real_tiers_names(tmp_path: Path) -> None:
+    """Issue 28.4: the answer fits 100 columns in one table. At the real tier's widest cells (a 21-character
+    backbone, "GU last-to-first", "p=0.032*", an 18-character cost) rich measured 102 (its box's blank edge
+    columns) and split the cost off into a second part."""
+    import io
+
+    from rich.console import Console
+
+    from medft_bench.leaderboard.render_rich import plain_table, rich_tables
+    from medft_bench.leaderboard.tables import recommendation_tables
+
+    for dataset, base in (("pneumoniamnist", 0.80), ("breastmnist", 0.70)):
+        for seed, noise in enumerate((0.0, 0.013, -0.009)):
+            for strategy, gain in (("ft", 0.0), ("gu_last_first", 0.06), ("lp_ft", 0.08)):
+                write(tmp_path, make_record(dataset=dataset, backbone="tf_efficientnet_lite0", strategy=strategy,
+                                            seed=seed, primary=base + gain + noise * (gain > 0.07),
+                                            train_s=19.4 if strategy != "gu_last_first" else 4.8, rss_mb=1610.0,
+                                            trainable=3_370_000))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    (table,) = recommendation_tables([group])
+    longest = {c.header: max(len(str(r[i])) for r in table.rows) for i, c in enumerate(table.columns)}
+    assert longest["case"] == 21 and longest["strategy"] == len("GU last-to-first"), longest
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    assert len(rich_tables(table, console)) == 1
+    assert "part " not in plain_table(table, 100)

@@ -174,7 +174,8 @@ def _build(table: Table, cols: list[int], title: str, caption: str) -> Any:
 
     rt = RichTable(title=Text(title, style="bold"), caption=None,
                    show_lines=any(c.wrap for c in table.columns),
-                   header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+                   header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                   show_edge=False)  # the edge columns are blank in this box: 2 columns a table can use
     for i in cols:
         col, longest = table.columns[i], _longest(table, i)
         wraps = wrap_width(table, i) is not None
