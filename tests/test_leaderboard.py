@@ -1109,6 +1109,9 @@ def test_html_page_has_contents_unique_ids_and_the_cost_plot_beside_the_answer(p
     toc = html[html.index('<nav class="toc"'):html.index("</nav>", html.index('<nav class="toc"'))]
     links = re.findall(r'href="#([^"]+)"', toc)
     assert links and set(links) <= set(ids) and "recommendations" in links
+    assert "<ul" not in toc and len(links) <= 8  # sections only, so that the answer is on the first screen
+    subtocs = re.findall(r'<nav class="subtoc".*?</nav>', html)
+    assert subtocs and all(set(re.findall(r'href="#([^"]+)"', n)) <= set(ids) for n in subtocs)
     answer = html[html.index('id="recommendations"'):]
     answer = answer[:answer.index("<h2", 1)]
     assert 'class="answer"' in answer and 'src="quick-28px-real-pretrained-pareto.png"' in answer

@@ -1,7 +1,8 @@
 """``leaderboard.html``: one static page with every table and plot (PNGs by relative link, next to it).
 
-No script and no external resource: it opens from the folder as it is, offline. A table of contents on top;
-the answer first, each group's cost plot beside its answer table; headers and text cells wrap so that tables
+No script and no external resource: it opens from the folder as it is, offline. A one-paragraph table of
+contents on top (sections only, each group lists its tables under its heading), then the answer, each group's
+cost plot beside its answer table, all on the first screen at 1280 x 800; headers and text cells wrap so that tables
 fit the page (numbers never wrap; a table still too wide scrolls inside its own box, the page never does).
 Every id is unique: a table's is its group's slug and its key.
 """
@@ -42,10 +43,11 @@ td.key { white-space: nowrap; }
 .caution { border-left: 4px solid #c0392b; background: #fdf0ef; padding: 0.4rem 0.8rem; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 nav a { margin-right: 1rem; }
-nav.toc { columns: 2 22rem; font-size: 0.9rem; background: #fafafa; border: 1px solid #e3e3e3; padding: 0.5rem 1rem; }
-nav.toc ul { margin: 0.2rem 0; padding-left: 1.1rem; } nav.toc li { break-inside: avoid; }
+nav.toc, nav.subtoc { font-size: 0.9rem; background: #fafafa; border: 1px solid #e3e3e3; padding: 0.4rem 1rem; }
+nav.toc a, nav.subtoc a { margin-right: 0; } nav.toc .sep, nav.subtoc .sep { color: #999; margin: 0 0.4rem; }
 .answer { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-.answer > div { flex: 1 1 34rem; min-width: 0; } .answer figure { flex: 1 1 26rem; margin: 0; }
+.answer > div { flex: 0 1 48rem; min-width: 0; overflow-x: auto; } .answer figure { flex: 1 1 22rem; margin: 0; }
+.answer td { white-space: nowrap; }  /* an answer row reads as one line: "-2.23 p=0.14", "GU last-to-first" */
 """
 
 
@@ -88,13 +90,11 @@ def _plots(files: dict[str, str]) -> str:
     return "\n".join(f for f in (_figure(files, k) for k in ("delta", "pareto")) if f)
 
 
-def _toc(sections: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
-    """The table of contents: (anchor, title, [(anchor, title) of its tables])."""
-    items = []
-    for anchor, text, subs in sections:
-        sub = "".join(f'<li><a href="#{a}">{escape(t)}</a></li>' for a, t in subs)
-        items.append(f'<li><a href="#{anchor}">{escape(text)}</a>' + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
-    return '<nav class="toc" aria-label="contents"><b>Contents</b><ul>' + "".join(items) + "</ul></nav>"
+def _toc(sections: list[tuple[str, str]], label: str = "Contents", cls: str = "toc") -> str:
+    """A one-paragraph list of links, (anchor, title) each: the page's sections on top (so that the answer
+    below is on the first screen), a group's tables under its heading."""
+    links = '<span class="sep">·</span>'.join(f'<a href="#{a}">{escape(t)}</a>' for a, t in sections)
+    return f'<nav class="{cls}" aria-label="{escape(label.lower())}"><b>{escape(label)}:</b> {links}</nav>'
 
 
 def html_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_metrics: bool,
@@ -110,7 +110,7 @@ def html_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_met
     lines = metadata_lines(meta)
     out += [f'<p class="caution"><b>{escape(label)}</b>: {escape(text)}</p>' for label, text in lines
             if label == "warnings"]  # warnings stay on top; the rest of the metadata goes last
-    toc: list[tuple[str, str, list[tuple[str, str]]]] = []
+    toc: list[tuple[str, str]] = []
     answers = [(g, t) for g in groups for t in recommendation_tables([g])]
     if answers:
         title = "Which strategy for my modality and backbone?"
@@ -118,33 +118,35 @@ def html_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_met
         for g, t in answers:  # the cost plot beside the answer it explains
             out.append(f'<div class="answer"><div>{_table(t, g.key.slug)}</div>'
                        f'{_figure(plots.get(g.key.slug, {}), "pareto")}</div>')
-        toc.append(("recommendations", title, [(_id(g.key.slug, t.key), g.key.label) for g, t in answers]))
+        toc.append(("recommendations", title))
     for g in groups:
         out.append(f'<h2 id="{escape(g.key.slug)}">{escape(g.key.label)}</h2>')
         if g.key.caveat:
             out.append(f'<p class="caution"><b>Caution — {escape(g.key.caveat)}.</b></p>')
         tables = group_tables(g, all_metrics)
-        out += [_table(t, g.key.slug) for t in tables]
         subs = [(_id(g.key.slug, t.key), t.title.split(" — ")[0]) for t in tables]
         files = plots.get(g.key.slug, {})
         if files:
-            out += [f'<h3 id="{_id(g.key.slug, "plots")}">Plots — {escape(g.key.label)}</h3>', _plots(files)]
             subs.append((_id(g.key.slug, "plots"), "Plots"))
-        toc.append((escape(g.key.slug), g.key.label, subs))
+        out.append(_toc(subs, "In this section", "subtoc"))
+        out += [_table(t, g.key.slug) for t in tables]
+        if files:
+            out += [f'<h3 id="{_id(g.key.slug, "plots")}">Plots — {escape(g.key.label)}</h3>', _plots(files)]
+        toc.append((escape(g.key.slug), g.key.label))
     survive = survival_tables(groups)
     if survive:
         out.append('<h2 id="survival">Does it survive tuning?</h2>')
         out += [_table(t, "survival") for t in survive]
-        toc.append(("survival", "Does it survive tuning?", []))
+        toc.append(("survival", "Does it survive tuning?"))
     extras = [t for t in (problems_table(inputs), notes_table(inputs)) if t is not None]
     if extras:
         out.append('<h2 id="inputs">Inputs</h2>')
         out += [_table(t, "inputs") for t in extras]
-        toc.append(("inputs", "Inputs", []))
+        toc.append(("inputs", "Inputs"))
     out.append('<h2 id="metadata">Run metadata</h2><ul>')  # last: the answer is the first screen
     out += [f"<li><b>{escape(label)}</b>: {escape(text)}</li>" for label, text in lines if label != "warnings"]
     out.append("</ul>")
-    toc.append(("metadata", "Run metadata", []))
+    toc.append(("metadata", "Run metadata"))
     out[out.index("__TOC__")] = _toc(toc)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
