@@ -1588,3 +1588,8 @@ def test_the_answer_table_is_one_table_at_100_columns_with_the_real_tiers_names(
     console = Console(file=io.StringIO(), width=100, color_system=None)
     assert len(rich_tables(table, console)) == 1
     assert "part " not in plain_table(table, 100)
+    narrow = Console(file=io.StringIO(), width=80, color_system=None)
+    for part in rich_tables(table, narrow):  # at 80 columns each part still says whose numbers they are
+        narrow.print(part)
+    out = narrow.file.getvalue()
+    assert out.count("part 2 of 2") == 1 and out.count("GU last-to-first") == 4, out  # 2 cases x 2 parts

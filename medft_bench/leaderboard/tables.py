@@ -603,8 +603,9 @@ def recommendation_table(group: Group) -> Table | None:
     selected = sorted({rec.selected_on for rec in recs})
     memory = " and ".join(sorted({"gpu": "GPU allocated", "host": "host resident (CPU runs)"}[k] for k in kinds))
     return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),
-                 [left("case", key=True), left("answer"), left("strategy"), right("test %"), left("vs best"),
-                  right("cost")], rows, caption=metric_desc(group),
+                 # answer and strategy repeat with the case: a part with the cost alone still says whose it is
+                 [left("case", key=True), left("answer", key=True), left("strategy", key=True), right("test %"),
+                  left("vs best"), right("cost")], rows, caption=metric_desc(group),
                  notes=["case: modality, backbone, datasets. Per modality and backbone, the strategies with a "
                         "result on every dataset of the modality compete; score per seed = mean over those datasets; "
                         "test %: the TEST score, mean ± half the 95% t interval over seeds (no ± below 3 seeds).",
