@@ -183,7 +183,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m medft_bench", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name, (help_text, add, _) in COMMANDS.items():
-        add(sub.add_parser(name, help=help_text, description=help_text))
+        # No shortened names (--epoch for --epochs): one would also hide an option from --grid-config's "the
+        # command line wins", as pytest's parser does not take them either.
+        add(sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False))
     return p
 
 

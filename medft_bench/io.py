@@ -14,6 +14,7 @@ import glob
 import json
 import math
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -83,10 +84,11 @@ def remove_stale_temporaries(path: str | os.PathLike[str], suffix: str = ".tmp")
     except OSError:
         return []
     now = time.time()
+    own = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[^.]+{re.escape(suffix)}")  # mkstemp's part has no dot
     for tmp in candidates:
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        match = own.fullmatch(tmp.name)  # not ".data.2024.PID.x.tmp", which is data.2024's
         try:
-            if not pid.isdigit() or _running(int(pid)) or now - tmp.lstat().st_mtime < STALE_AFTER_S:
+            if match is None or _running(int(match.group(1))) or now - tmp.lstat().st_mtime < STALE_AFTER_S:
                 continue
             tmp.unlink()
         except OSError:

@@ -120,7 +120,10 @@ def _config_value(opt: Option, value: Any, where: str) -> Any:
     if opt.dest == "param":
         if not isinstance(value, dict):
             raise MedftError(f"{where}: param must be a table, e.g. [param] block = 2")
-        return [f"{k}={json.dumps(v)}" for k, v in value.items()]
+        try:
+            return [f"{k}={json.dumps(v)}" for k, v in value.items()]
+        except TypeError:  # a TOML date or time: no JSON value
+            raise MedftError(f"{where}: [param] takes numbers, strings, booleans and lists, not {value!r}") from None
     if opt.kwargs.get("action") == "append":
         value = value if isinstance(value, list) else [value]
         if not all(isinstance(v, str) for v in value):

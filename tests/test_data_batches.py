@@ -214,3 +214,7 @@ def test_a_training_epoch_never_ends_with_a_lone_image() -> None:
     assert sorted(torch.cat(batches).tolist()) == list(range(96))
     assert [len(b) for b in batch_indices(96, 19, shuffle=False)][-1] == 1  # evaluation: batches as they come
     assert [len(b) for b in batch_indices(95, 19, shuffle=True)] == [19] * 5
+
+
+def test_batches_of_one_stay_batches_of_one() -> None:
+    assert [len(b) for b in batch_indices(5, 1, shuffle=True)] == [1] * 5

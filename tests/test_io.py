@@ -108,3 +108,17 @@ def test_the_next_write_removes_what_a_killed_write_of_the_same_file_left(tmp_pa
         os.utime(p, (old, old))
     atomic_write(path, "new")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["record.json", fresh.name, live.name, other.name])
+
+
+def test_another_files_temporaries_are_never_taken_for_this_files(tmp_path: Path) -> None:
+    """``.data.2024.PID.x.tmp`` belongs to ``data.2024``: writing ``data`` must not read 2024 as a dead pid."""
+    import os
+
+    from medft_bench import io
+
+    other = tmp_path / ".data.2024.999999999.abc123.tmp"
+    other.write_text("half")
+    old = io.time.time() - io.STALE_AFTER_S - 60
+    os.utime(other, (old, old))
+    atomic_write(tmp_path / "data", "new")
+    assert other.exists()

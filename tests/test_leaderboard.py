@@ -606,7 +606,7 @@ def test_tier_names_that_slug_alike_get_pages_of_their_own(tmp_path: Path) -> No
     """Issue 27: "my tier" and "my-tier" (and "Smoke" beside "smoke" on a case-insensitive disk) wrote one page."""
     from medft_bench.leaderboard.aggregate import tier_slug
 
-    names = ["my tier", "my-tier", "my_tier", "Smoke", "smoke", "readme", "", ".."]
+    names = ["my tier", "my-tier", "my_tier", "Smoke", "smoke", "readme", "tier-readme", "", ".."]
     assert len({tier_slug(n).lower() for n in names}) == len(names)
     assert tier_slug("smoke") == "smoke" and tier_slug("quick") == "quick"  # plain names keep their pages
     results = tmp_path / "results"
@@ -1075,6 +1075,14 @@ def test_compare_regression_gate(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["compare", str(a), str(b), "--allow-missing"])
     assert "--allow-missing only applies with --fail-on-drop" in capsys.readouterr().err
+    write(a, make_record(strategy="bitfit", status="failed", primary=None, error="boom"))  # failed and only in A
+    rc, lines = gate("--fail-on-drop", "5", "--allow-missing")
+    assert rc == 0 and not any("bitfit" in line for line in lines)  # nothing to regress from
+    empty_a, one_b = tmp_path / "ea", tmp_path / "eb"
+    write(empty_a, make_record(strategy="ft", status="failed", primary=None, error="boom"))
+    write(one_b, make_record(strategy="ft", primary=0.8))
+    rc = main(["compare", str(empty_a), str(one_b), "--quiet", "--fail-on-drop", "1"])
+    assert rc == 3 and "FAILED, nothing compared" in capsys.readouterr().out  # a gate that saw nothing fails
 
 
 def test_html_page_renders_in_headless_chromium(published, tmp_path):

@@ -793,3 +793,8 @@ def test_grid_config_on_the_command_line(tmp_path: Path) -> None:
     cfg.write_text("epochs = 2.5\n")
     with pytest.raises(MedftError, match="epochs = 2.5: expected a whole number"):
         apply_grid_config(_parser().parse_args(["run", "--grid-config", str(cfg)]), [], "cli")
+    with pytest.raises(SystemExit):  # a shortened name (--epoch) is refused, not parsed and then overridden
+        _parser().parse_args(["run", "--epoch", "3"])
+    cfg.write_text("[param]\nwhen = 2024-01-01\n")
+    with pytest.raises(MedftError, match=r"\[param\] takes numbers"):
+        apply_grid_config(_parser().parse_args(["run", "--grid-config", str(cfg)]), [], "cli")

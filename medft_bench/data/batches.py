@@ -130,7 +130,7 @@ def batch_indices(n: int, batch_size: int, *, shuffle: bool, generator: torch.Ge
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     starts = list(range(0, stop, batch_size))
-    if shuffle and len(starts) > 1 and stop - starts[-1] == 1:
+    if shuffle and batch_size > 1 and len(starts) > 1 and stop - starts[-1] == 1:
         starts.pop()
     for i, start in enumerate(starts):
         yield order[start : starts[i + 1] if i + 1 < len(starts) else stop]

@@ -118,7 +118,7 @@ def compare_main(argv: list[str]) -> int:
     args = cp.parse_args(argv)
     if args.allow_missing and args.fail_on_drop is None:
         cp.error("--allow-missing only applies with --fail-on-drop PP")
-    from medft_bench.leaderboard.compare import REGRESSION_EXIT, compare, comparison_tables, regressions
+    from medft_bench.leaderboard.compare import REGRESSION_EXIT, compare, compared, comparison_tables, regressions
 
     cmp = compare([args.a], [args.b], args.metric)
     for name, side in (("A", cmp.a), ("B", cmp.b)):
@@ -138,6 +138,10 @@ def compare_main(argv: list[str]) -> int:
     for r in found:
         print(printable(f"{'REGRESSION' if r.counted else 'not counted'}: {r.text}"))
     counted = sum(r.counted for r in found)
+    if not compared(cmp):  # a gate that saw nothing must not pass
+        print(f"regression gate (--fail-on-drop {args.fail_on_drop:g} pp): FAILED, nothing compared (no cell of A "
+              "is ok with the metric)")
+        return REGRESSION_EXIT
     print(f"regression gate (--fail-on-drop {args.fail_on_drop:g} pp): "
           + (f"FAILED, {counted} regression(s)" if counted else "passed, no regression"))
     return REGRESSION_EXIT if counted else 0

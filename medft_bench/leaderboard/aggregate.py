@@ -117,7 +117,9 @@ RESERVED_PAGES = ("readme", "index", "references", "summary")
 def tier_slug(tier: str) -> str:
     """The tier page's file stem (never one of the index's or references' names)."""
     slug = _slug(tier)
-    return f"tier-{slug}" if slug.lower() in RESERVED_PAGES else slug
+    if slug.lower() in RESERVED_PAGES:  # a hash, not a prefix: "tier-readme" is a tier name too
+        return f"{slug}-{hashlib.sha1(tier.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return slug
 
 
 @dataclass

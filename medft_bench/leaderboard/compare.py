@@ -190,11 +190,19 @@ def regressions(cmp: Comparison, max_drop_pp: float, allow_missing: bool = False
     for r in cmp.only_a:
         m = metric_for(r, cmp.metric)
         va = _value(r, m)
+        if va is None:
+            continue  # not ok in A: nothing to regress from
         a_text = pct(va) if va is not None else r.status
         out.append(Regression(r.cell_id, "missing", f"{r.cell_id}: {METRIC_NAMES[m]} A {a_text}, B missing (only "
                                                     f"in A{'; allowed by --allow-missing' if allow_missing else ''})",
                               counted=not allow_missing))
     return out
+
+
+def compared(cmp: Comparison) -> int:
+    """How many cells of A the gate could compare (ok with the metric, in B or missing from it)."""
+    return sum(_value(r, metric_for(r, cmp.metric)) is not None
+               for r in [ra for ra, _ in cmp.matched + cmp.changed] + list(cmp.only_a))
 
 
 def _pair_rows(pairs: list[tuple[Run, Run]], metric: str | None, hashes: bool) -> list[list[Cell]]:
