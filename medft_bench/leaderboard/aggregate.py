@@ -106,9 +106,12 @@ def _slug(text: str) -> str:
     """A file-name-safe stem of ``text``, lower case (one page on a case-insensitive disk too); two texts
     never share one: a text that had to change ("My tier", "Smoke") gets a short hash of itself appended."""
     slug = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in text.lower()).strip(".")
-    if slug == text:
-        return slug
-    return f"{slug or 'tier'}-{hashlib.sha1(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return slug if slug == text else _tagged(slug or "tier", text)
+
+
+def _tagged(stem: str, text: str) -> str:
+    """``stem`` made ``text``'s own: a short hash of ``text`` appended."""
+    return f"{stem}-{hashlib.sha1(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 RESERVED_PAGES = ("readme", "index", "references", "summary")
@@ -118,7 +121,7 @@ def tier_slug(tier: str) -> str:
     """The tier page's file stem (never one of the index's or references' names)."""
     slug = _slug(tier)
     if slug.lower() in RESERVED_PAGES:  # a hash, not a prefix: "tier-readme" is a tier name too
-        return f"{slug}-{hashlib.sha1(tier.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+        return _tagged(slug, tier)
     return slug
 
 
