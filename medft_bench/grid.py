@@ -100,7 +100,8 @@ def build_grid(tier: Tier, opts: GridOptions | None = None, *, check: bool = Tru
         sizes = opts.img_sizes or (tier.img_sizes if dataset in medmnist else [default_size(dataset)])
         for size in sizes:
             for backbone in opts.backbones or tier.backbones:
-                for strategy in strategies:
+                subset = None if opts.strategies else tier.backbone_strategies.get(backbone)
+                for strategy in (s for s in strategies if subset is None or s in subset):
                     if opts.protocol == BOTH:
                         protocols = ["study", *(["tuned"] if (backbone, strategy) in tier.tuned_cells else [])]
                     else:

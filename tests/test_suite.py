@@ -218,6 +218,19 @@ def test_shards_partition_the_grid(tier: str, n: int) -> None:
         assert [cid for cid in grid if in_shard(cid, (i, n))] == s
 
 
+def test_a_backbone_subset_applies_only_without_explicit_strategies() -> None:
+    """The smoke tier runs VGG-19 on FT, LP and kNN only (its cells cost several times the others'), every other
+    backbone on every strategy; --strategies names what every backbone runs, VGG-19 included."""
+    tier = get_tier("smoke")
+    grid = build_grid(tier)
+    per_backbone = {b: [c.strategy for c in grid if c.backbone == b] for b in tier.backbones}
+    assert per_backbone["vgg19"] == [s for s in strategy_names() if s in ("ft", "lp", "knn")]
+    assert per_backbone["resnet50"] == per_backbone["densenet121"] == list(strategy_names())
+    picked = build_grid(tier, GridOptions(strategies=["l2_sp", "lp"]))
+    assert sorted((c.backbone, c.strategy) for c in picked) == sorted(
+        (b, s) for b in tier.backbones for s in ("l2_sp", "lp"))
+
+
 def test_parse_splits() -> None:
     from medft_bench.grid import parse_splits
 
@@ -245,7 +258,8 @@ def test_shard_option_collects_the_shard(run: Run) -> None:
 @pytest.mark.parametrize("protocol", [None, "study", "tuned", "both"])
 def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> None:
     """Default: the study's cells, no cell nobody asked for; both: the study's cells plus the tier's tuned ones
-    (smoke: FT and LP-FT on ResNet-50, FT and L2-SP on VGG-19);
+    (smoke: FT and LP-FT on ResNet-50, FT on VGG-19; VGG-19's L2-SP only when selected, as it is not in
+    VGG-19's default subset);
     --protocol X: every cell under X, the tuned ones with '-tuned' in their ids (study ids as they were)."""
     args = () if protocol is None else ("--protocol", protocol)
     result = run("--collect-only", "-q", *args)
@@ -256,8 +270,7 @@ def test_protocol_option_collects_its_cells(run: Run, protocol: str | None) -> N
     if protocol == "both":
         assert tuned == ["smoke-pneumoniamnist-32-resnet50-ft-tuned-seed0",
                          "smoke-pneumoniamnist-32-resnet50-lp_ft-tuned-seed0",
-                         "smoke-pneumoniamnist-32-vgg19-ft-tuned-seed0",
-                         "smoke-pneumoniamnist-32-vgg19-l2_sp-tuned-seed0"]
+                         "smoke-pneumoniamnist-32-vgg19-ft-tuned-seed0"]
         assert sorted(set(got) - set(tuned)) == study
     elif protocol in (None, "study"):
         assert got == study and not tuned
