@@ -21,15 +21,16 @@ from medft_bench.leaderboard import stats
 from medft_bench.leaderboard.claims import compute_claims
 from medft_bench.leaderboard.load import WEIGHTS_KINDS, Run
 from medft_bench.leaderboard.names import STUDY_ORDER, canonical_name, strategy_sort_key
+from medft_bench.vocabulary import METRIC_NAMES as METRIC_NAMES
+from medft_bench.vocabulary import METRICS, primary_metric, tier_order
 
-METRIC_NAMES = {"acc": "accuracy", "auc": "AUC", "balanced_acc": "balanced accuracy", "f1_macro": "macro F1",
-                "map": "mAP"}
-METRICS = tuple(METRIC_NAMES)
-TIER_ORDER = ("real", "smoke", "quick", "standard", "full", "heavy")
 BASELINE = "ft"
 
+
 def tier_sort_key(tier: str) -> tuple[int, str]:
-    return (TIER_ORDER.index(tier), tier) if tier in TIER_ORDER else (len(TIER_ORDER), tier)
+    """The tiers' order in ``tiers.py``; a tier it does not define (a record's own) after them, by name."""
+    order = tier_order()
+    return (order.index(tier), tier) if tier in order else (len(order), tier)
 
 
 PROTOCOL_ORDER = ("study", "tuned")
@@ -229,12 +230,12 @@ class Group:
 
 def metric_for(run: Run, override: str | None) -> str:
     """The metric a run's dataset is ranked by: ``override``, else the dataset's primary metric (AUC for
-    multi-label, balanced accuracy otherwise, :func:`medft_bench.metrics.primary_metric`)."""
+    multi-label, balanced accuracy otherwise, :func:`medft_bench.vocabulary.primary_metric`)."""
     if override:
         return override
     if run.metrics and run.metrics.get("primary") in METRICS:
         return str(run.metrics["primary"])
-    return "auc" if run.task == stats.MULTI_LABEL else "balanced_acc"
+    return primary_metric(run.task)
 
 
 def _split_value(run: Run, split: str, metric: str) -> float | None:
