@@ -21,7 +21,8 @@ from typing import Any
 from medft_bench.errors import MedftError
 from medft_bench.io import atomic_write, deferred_signals
 from medft_bench.leaderboard import export, render_html, render_markdown, summary
-from medft_bench.leaderboard.aggregate import Group, aggregate, tier_slug
+from medft_bench.leaderboard.aggregate import Group, aggregate
+from medft_bench.leaderboard.group_key import tier_slug
 from medft_bench.leaderboard.load import Inputs, Problem, is_leaderboard_summary, load_inputs
 from medft_bench.leaderboard.metadata import run_metadata
 from medft_bench.leaderboard.plots import PLOT_KINDS, plot_group

@@ -16,14 +16,11 @@ from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.metadata import metadata_lines
 from medft_bench.leaderboard.render_markdown import INDEX, REFERENCES
-from medft_bench.leaderboard.tables import (
-    Table,
-    group_tables,
-    notes_table,
-    problems_table,
-    recommendation_tables,
-    survival_tables,
-)
+from medft_bench.leaderboard.tables import group_tables
+from medft_bench.leaderboard.tables.model import Table
+from medft_bench.leaderboard.tables.notes import notes_table, problems_table
+from medft_bench.leaderboard.tables.recommendations import recommendation_tables
+from medft_bench.leaderboard.tables.strategy import survival_tables
 
 HTML = "leaderboard.html"
 CSS = """

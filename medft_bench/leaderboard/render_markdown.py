@@ -6,20 +6,18 @@ import re
 from typing import Any
 
 from medft_bench.leaderboard import references
-from medft_bench.leaderboard.aggregate import METRIC_NAMES, Group, tier_slug
+from medft_bench.leaderboard.aggregate import Group
+from medft_bench.leaderboard.group_key import tier_slug
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.metadata import metadata_lines
-from medft_bench.leaderboard.tables import (
-    Table,
-    claims_overview,
-    group_tables,
-    notes_table,
-    problems_table,
-    recommendation_tables,
-    reference_tables,
-    survival_tables,
-)
+from medft_bench.leaderboard.tables import group_tables
+from medft_bench.leaderboard.tables.claims import claims_overview
+from medft_bench.leaderboard.tables.model import Table
+from medft_bench.leaderboard.tables.notes import notes_table, problems_table, reference_tables
+from medft_bench.leaderboard.tables.recommendations import recommendation_tables
+from medft_bench.leaderboard.tables.strategy import survival_tables
 from medft_bench.text import markdown_text
+from medft_bench.vocabulary import METRIC_NAMES
 
 INDEX = "README.md"
 REFERENCES = "references.md"

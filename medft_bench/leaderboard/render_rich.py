@@ -17,15 +17,11 @@ from typing import Any, TextIO
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.metadata import metadata_lines
-from medft_bench.leaderboard.tables import (
-    FREE_TEXT,
-    Table,
-    group_tables,
-    notes_table,
-    problems_table,
-    recommendation_tables,
-    survival_tables,
-)
+from medft_bench.leaderboard.tables import group_tables
+from medft_bench.leaderboard.tables.model import FREE_TEXT, Table
+from medft_bench.leaderboard.tables.notes import notes_table, problems_table
+from medft_bench.leaderboard.tables.recommendations import recommendation_tables
+from medft_bench.leaderboard.tables.strategy import survival_tables
 from medft_bench.text import printable
 
 RICH_STYLES = {"best": "bold green", "pos": "green", "neg": "red", "warn": "yellow", "muted": "dim"}

@@ -8,11 +8,13 @@ from typing import Any
 
 from medft_bench.io import json_safe
 from medft_bench.leaderboard import bootstrap
-from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
+from medft_bench.leaderboard.aggregate import Group, Row
+from medft_bench.leaderboard.group_key import tier_slug
 from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
 from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
 from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
 from medft_bench.leaderboard.stats import CI_LEVEL, MIN_DATASETS, MIN_SEEDS_CI
+from medft_bench.leaderboard.survival import protocol_pairs, survival
 
 
 def _row(r: Row, g: Group) -> dict[str, Any]:
