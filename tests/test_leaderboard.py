@@ -1227,12 +1227,13 @@ def test_rich_terminal_tables_never_cut_a_number_or_a_header(grid, width: int) -
 
     from rich.console import Console
 
-    from medft_bench.leaderboard.render_rich import _report_tables, rich_tables, wrap_width
+    from medft_bench.leaderboard.page import leaderboard_page
+    from medft_bench.leaderboard.render_rich import rich_tables, wrap_width
 
     root, _ = grid
     inputs = load_inputs([root])
     checked = 0
-    for _, table in _report_tables(aggregate(inputs.runs), inputs, False):
+    for table in (t for s in leaderboard_page(aggregate(inputs.runs), inputs).sections for t in s.tables):
         buf = io.StringIO()
         console = Console(file=buf, width=width, color_system=None)
         for part in rich_tables(table, console):

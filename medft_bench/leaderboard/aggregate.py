@@ -11,9 +11,10 @@ strategies are ranked and compared with FT within a case.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medft_bench.gates import majority_causes
 from medft_bench.leaderboard import stats
@@ -22,6 +23,9 @@ from medft_bench.leaderboard.group_key import GroupKey, group_key
 from medft_bench.leaderboard.load import Run
 from medft_bench.leaderboard.names import STUDY_ORDER, canonical_name, strategy_sort_key
 from medft_bench.vocabulary import METRICS, primary_metric
+
+if TYPE_CHECKING:
+    from medft_bench.leaderboard.analysis import Analysis
 
 BASELINE = "ft"
 
@@ -99,6 +103,14 @@ class Group:
     avg_ranks_common: dict[str, float] = field(default_factory=dict)  # ranks among common_strategies only
     claims: list[Any] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # strategy -> the label its records carry
+
+    @functools.cached_property
+    def analysis(self) -> Analysis:
+        """The group's recommendations, strategies against FT and frozen-feature references, computed on first
+        use and kept: the tables and summary.json read the same objects (:mod:`analysis`)."""
+        from medft_bench.leaderboard.analysis import analyze  # analysis reads groups: imported here, not on top
+
+        return analyze(self)
 
     def label(self, strategy: str) -> str:
         """How tables name ``strategy``: the label its strategy declared (in the records), else its name."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medft_bench.leaderboard import bootstrap
 from medft_bench.leaderboard.aggregate import Group
-from medft_bench.leaderboard.recommend import MARGIN, Candidate, Recommendation, recommend
+from medft_bench.leaderboard.recommend import MARGIN, Candidate, Recommendation
 from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
 from medft_bench.leaderboard.stats import ALPHA
 from medft_bench.leaderboard.tables.format import DASH, count, metric_desc, pct, pp, title
@@ -18,7 +18,7 @@ def recommendation_table(group: Group) -> Table | None:
     trainable parameters). Narrow on purpose, the case stacked in its column (modality, backbone, then one dataset a
     line), so that the answer fits a 100-column terminal."""
     rows = []
-    recs = recommend(group)
+    recs = group.analysis.recommendations
     kinds: set[str] = set()
     notes_images: set[str] = set()
     for rec in recs:

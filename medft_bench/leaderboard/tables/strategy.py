@@ -24,17 +24,13 @@ def strategy_table(group: Group) -> Table:
         if base is None or s == base:
             cells += [*(cell(DASH) for _ in range(7)), cell("baseline" if s == base else "no FT")]
         else:
-            deltas = [cs.deltas[s] for cs in group.cases if s in cs.deltas]
-            wins = sum(1 for d in deltas if d > 0 and not same(d, 0))
-            ties = sum(1 for d in deltas if same(d, 0))
+            v = group.analysis.versus_ft[s]
             t = group.tests.get(s, {})
             ok = t.get("ok_only", {})
             p = t.get("p")
             ci = t.get("ci")
             mean_d = t.get("mean")
-            within = [w for w in t.get("within_case", []) if w["p"] is not None and w["p"] < ALPHA]
-            up = sum(1 for w in within if w["delta"] > 0)
-            cells += [cell(f"{wins}/{ties}/{len(deltas) - wins - ties}"),
+            cells += [cell(f"{v.wins}/{v.ties}/{v.losses}"),
                       cell(t.get("n", 0)),
                       cell(DASH if mean_d is None else pp(mean_d) + ("" if ci is None else
                                                                     f" [{pp(ci[0])}, {pp(ci[1])}]"),
@@ -43,7 +39,7 @@ def strategy_table(group: Group) -> Table:
                       cell(DASH if t.get("p_holm") is None else f"{t['p_holm']:.4f}",
                            "pos" if t.get("p_holm") is not None and t["p_holm"] < ALPHA else None),
                       cell(DASH if ok.get("p_holm") is None else f"{ok['p_holm']:.4f}"),
-                      cell(f"{up}+ / {len(within) - up}− of {len(t.get('within_case', []))}"),
+                      cell(f"{v.within_case_above}+ / {v.within_case_below}− of {v.within_case_tested}"),
                       cell(t.get("note") or f"t = {t['t']:.2f}, {t['n']} datasets", "muted" if t.get("note") else None)]
         rows.append(cells)
     common_note = (f"avg rank (common): ranks within each case among the {len(common)} strategies present in every "
