@@ -91,6 +91,8 @@ class Section:
 
 @dataclass
 class Page:
+    """A page's title and its sections in order."""
+
     title: str
     sections: list[Section]
 
