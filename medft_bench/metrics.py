@@ -15,15 +15,10 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from medft_bench.data.arrays import MULTI_LABEL
-
-METRICS = ("acc", "auc", "balanced_acc", "f1_macro", "map")
-
-
-def primary_metric(task: str) -> str:
-    """The metric a dataset is ranked by: AUC for multi-label (ACC is ~0.95 for all-negative), else
-    balanced accuracy."""
-    return "auc" if task == MULTI_LABEL else "balanced_acc"
+# The metric names and the primary-metric rule live in vocabulary.py, shared with the leaderboard (no torch there).
+from medft_bench.vocabulary import METRICS as METRICS
+from medft_bench.vocabulary import MULTI_LABEL
+from medft_bench.vocabulary import primary_metric as primary_metric
 
 
 def _safe_auc(y: np.ndarray, s: np.ndarray) -> float:

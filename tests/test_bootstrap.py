@@ -91,7 +91,8 @@ def test_the_answer_carries_intervals_only_from_predictions_that_match(tmp_path:
         return rec
 
     rec = answer()
-    from medft_bench.leaderboard.tables import recommendation_table, results_table
+    from medft_bench.leaderboard.tables.recommendations import recommendation_table
+    from medft_bench.leaderboard.tables.results import results_table
 
     (group,) = aggregate(load_inputs([tmp_path]).runs)
     for table in (recommendation_table(group), results_table(group)):  # 28.7: the split sizes beside the numbers

@@ -16,7 +16,8 @@ import pytest
 from scipy import stats as sps
 
 from medft_bench.leaderboard.__main__ import main
-from medft_bench.leaderboard.aggregate import GroupKey, aggregate
+from medft_bench.leaderboard.aggregate import aggregate
+from medft_bench.leaderboard.group_key import GroupKey
 from medft_bench.leaderboard.load import load_inputs
 from medft_bench.leaderboard.stats import average_ranks, holm, majority_flag, pareto_front, summarize
 from medft_bench.results.record import validate
@@ -604,7 +605,7 @@ def test_records_inside_the_out_folder_are_read_not_dropped(tmp_path: Path) -> N
 
 def test_tier_names_that_slug_alike_get_pages_of_their_own(tmp_path: Path) -> None:
     """Issue 27: "my tier" and "my-tier" (and "Smoke" beside "smoke" on a case-insensitive disk) wrote one page."""
-    from medft_bench.leaderboard.aggregate import tier_slug
+    from medft_bench.leaderboard.group_key import tier_slug
 
     names = ["my tier", "my-tier", "my_tier", "Smoke", "smoke", "readme", "tier-readme", "", ".."]
     assert len({tier_slug(n).lower() for n in names}) == len(names)
@@ -1226,12 +1227,13 @@ def test_rich_terminal_tables_never_cut_a_number_or_a_header(grid, width: int) -
 
     from rich.console import Console
 
-    from medft_bench.leaderboard.render_rich import _report_tables, rich_tables, wrap_width
+    from medft_bench.leaderboard.page import leaderboard_page
+    from medft_bench.leaderboard.render_rich import rich_tables, wrap_width
 
     root, _ = grid
     inputs = load_inputs([root])
     checked = 0
-    for _, table in _report_tables(aggregate(inputs.runs), inputs, False):
+    for table in (t for s in leaderboard_page(aggregate(inputs.runs), inputs).sections for t in s.tables):
         buf = io.StringIO()
         console = Console(file=buf, width=width, color_system=None)
         for part in rich_tables(table, console):
@@ -1580,7 +1582,7 @@ def test_the_answer_table_is_one_table_at_100_columns_with_the_real_tiers_names(
     from rich.console import Console
 
     from medft_bench.leaderboard.render_rich import plain_table, rich_tables
-    from medft_bench.leaderboard.tables import recommendation_tables
+    from medft_bench.leaderboard.tables.recommendations import recommendation_tables
 
     for dataset, base in (("pneumoniamnist", 0.80), ("breastmnist", 0.70)):
         for seed, noise in enumerate((0.0, 0.013, -0.009)):

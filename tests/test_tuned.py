@@ -264,10 +264,11 @@ def _tuned_record(**kw: Any) -> dict[str, Any]:
 
 
 def test_leaderboard_keeps_protocols_apart_and_shows_survival(tmp_path: Path) -> None:
-    from medft_bench.leaderboard.aggregate import aggregate, survival
+    from medft_bench.leaderboard.aggregate import aggregate
     from medft_bench.leaderboard.load import load_inputs
     from medft_bench.leaderboard.publish import publish
     from medft_bench.leaderboard.render_rich import render_plain
+    from medft_bench.leaderboard.survival import survival
     from tests.test_leaderboard import make_record, write
 
     study = {"ft": 0.70, "lp_ft": 0.75, "auto_rgn": 0.72}  # LP-FT +5 pp, Auto-RGN +2 pp at the study's lr

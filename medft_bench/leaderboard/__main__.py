@@ -8,8 +8,8 @@ import math
 import sys
 
 from medft_bench.errors import MedftError
-from medft_bench.leaderboard.aggregate import METRICS
 from medft_bench.text import printable
+from medft_bench.vocabulary import METRICS
 
 PROG = "python -m medft_bench.leaderboard"
 

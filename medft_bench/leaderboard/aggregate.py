@@ -1,9 +1,9 @@
 """From runs to tables: groups that are never averaged together, rows over seeds, cases with ranks and
 deltas against FT.
 
-A *group* is (tier, synthetic data?, weights kind, image size, protocol): results from different groups are
-never averaged, ranked or compared; the one exception is :func:`survival`, which sets a strategy's mean Δ
-against FT under the study's protocol next to its Δ under the tuned protocol, each computed within its group.
+A *group* is (tier, synthetic data?, weights kind, image size, protocol; :mod:`group_key`): results from
+different groups are never averaged, ranked or compared; the one exception is :mod:`survival`, which sets a
+strategy's mean Δ against FT under the study's protocol next to its Δ under the tuned one.
 
 Inside a group a *row* is (dataset, backbone, strategy) over seeds, and a *case* is (dataset, backbone):
 strategies are ranked and compared with FT within a case.
@@ -11,118 +11,23 @@ strategies are ranked and compared with FT within a case.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medft_bench.gates import majority_causes
 from medft_bench.leaderboard import stats
 from medft_bench.leaderboard.claims import compute_claims
-from medft_bench.leaderboard.load import WEIGHTS_KINDS, Run
+from medft_bench.leaderboard.group_key import GroupKey, group_key
+from medft_bench.leaderboard.load import Run
 from medft_bench.leaderboard.names import STUDY_ORDER, canonical_name, strategy_sort_key
+from medft_bench.vocabulary import METRICS, primary_metric
 
-METRIC_NAMES = {"acc": "accuracy", "auc": "AUC", "balanced_acc": "balanced accuracy", "f1_macro": "macro F1",
-                "map": "mAP"}
-METRICS = tuple(METRIC_NAMES)
-TIER_ORDER = ("real", "smoke", "quick", "standard", "full", "heavy")
+if TYPE_CHECKING:
+    from medft_bench.leaderboard.analysis import Analysis
+
 BASELINE = "ft"
-
-def tier_sort_key(tier: str) -> tuple[int, str]:
-    return (TIER_ORDER.index(tier), tier) if tier in TIER_ORDER else (len(TIER_ORDER), tier)
-
-
-PROTOCOL_ORDER = ("study", "tuned")
-PROTOCOL_LABELS = {"study": "study protocol (one learning rate)",
-                   "tuned": "TUNED protocol (each strategy at its best learning rate on validation)"}
-
-
-@dataclass(frozen=True)
-class GroupKey:
-    tier: str
-    synthetic: bool
-    weights: str  # pretrained | random | file
-    img_size: int
-    protocol: str = "study"  # study | tuned
-    input_size: int = 0  # the size the images were shown at, when one was asked for (--input-size)
-    unofficial: bool = False  # a MedMNIST file whose MD5 is not the official one (Run.unofficial)
-
-    def sort_key(self) -> tuple[Any, ...]:
-        w = WEIGHTS_KINDS.index(self.weights) if self.weights in WEIGHTS_KINDS else len(WEIGHTS_KINDS)
-        p = PROTOCOL_ORDER.index(self.protocol) if self.protocol in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
-        return (tier_sort_key(self.tier), self.synthetic, self.unofficial, w, self.img_size, self.input_size, p,
-                self.protocol)
-
-    @property
-    def slug(self) -> str:
-        data = "synthetic" if self.synthetic else "unofficial" if self.unofficial else "real"
-        protocol = "" if self.protocol == "study" else f"-{_slug(self.protocol)}"  # study slugs stay as they were
-        shown = f"-at{self.input_size}" if self.input_size else ""  # slugs without an input size stay as they were
-        return f"{_slug(self.tier)}-{self.img_size}px{shown}-{data}-{self.weights}{protocol}"
-
-    @property
-    def setting(self) -> tuple[str, bool, str, int, int, bool]:
-        """Everything but the protocol: groups of one setting under two protocols are compared by survival()."""
-        return (self.tier, self.synthetic, self.weights, self.img_size, self.input_size, self.unofficial)
-
-    @property
-    def caveat(self) -> str | None:
-        """Why these numbers are no measure of real transfer, or None."""
-        if self.unofficial:
-            return ("an UNOFFICIAL copy of the MedMNIST file (its MD5 is not the official one): not the dataset the "
-                    "published numbers are about")
-        if self.synthetic and self.weights == "random":
-            return "not a measure of real transfer"
-        if self.synthetic:
-            return "synthetic images: not a measure of real performance"
-        if self.weights == "random":
-            return "no pretraining: not a measure of transfer"
-        return None
-
-    def _label(self, protocol: bool) -> str:
-        data = "SYNTHETIC data" if self.synthetic else "real data (UNOFFICIAL file)" if self.unofficial else "real data"
-        weights = {"pretrained": "pretrained weights", "packaged": "pretrained weights (packaged)",
-                   "random": "RANDOM weights",
-                   "file": "weights from a local FILE"}.get(self.weights, self.weights)
-        # Only a tuned group names its protocol (study titles stay as they were: the study's is the default),
-        # before the dash, so that the caveat stays next to the data and weights it is about.
-        shown = (", " + PROTOCOL_LABELS.get(self.protocol, f"{self.protocol} protocol")
-                 if protocol and self.protocol != "study" else "")
-        size = f"{self.img_size} px shown at {self.input_size} px" if self.input_size else f"{self.img_size} px"
-        text = f"{self.tier} tier, {size}{shown} — {data}, {weights}"
-        return f"{text}: {self.caveat}" if self.caveat else text
-
-    @property
-    def label(self) -> str:
-        return self._label(True)
-
-    @property
-    def setting_label(self) -> str:
-        """The label without the protocol (for tables that compare the two)."""
-        return self._label(False)
-
-
-def _slug(text: str) -> str:
-    """A file-name-safe stem of ``text``, lower case (one page on a case-insensitive disk too); two texts
-    never share one: a text that had to change ("My tier", "Smoke") gets a short hash of itself appended."""
-    slug = "".join(c if c.isascii() and (c.isalnum() or c in "-_.") else "-" for c in text.lower()).strip(".")
-    return slug if slug == text else _tagged(slug or "tier", text)
-
-
-def _tagged(stem: str, text: str) -> str:
-    """``stem`` made ``text``'s own: a short hash of ``text`` appended."""
-    return f"{stem}-{hashlib.sha1(text.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
-
-
-RESERVED_PAGES = ("readme", "index", "references", "summary")
-
-
-def tier_slug(tier: str) -> str:
-    """The tier page's file stem (never one of the index's or references' names)."""
-    slug = _slug(tier)
-    if slug.lower() in RESERVED_PAGES:  # a hash, not a prefix: "tier-readme" is a tier name too
-        return _tagged(slug, tier)
-    return slug
 
 
 @dataclass
@@ -199,6 +104,14 @@ class Group:
     claims: list[Any] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)  # strategy -> the label its records carry
 
+    @functools.cached_property
+    def analysis(self) -> Analysis:
+        """The group's recommendations, strategies against FT and frozen-feature references, computed on first
+        use and kept: the tables and summary.json read the same objects (:mod:`analysis`)."""
+        from medft_bench.leaderboard.analysis import analyze  # analysis reads groups: imported here, not on top
+
+        return analyze(self)
+
     def label(self, strategy: str) -> str:
         """How tables name ``strategy``: the label its strategy declared (in the records), else its name."""
         return self.labels.get(strategy, strategy)
@@ -229,12 +142,12 @@ class Group:
 
 def metric_for(run: Run, override: str | None) -> str:
     """The metric a run's dataset is ranked by: ``override``, else the dataset's primary metric (AUC for
-    multi-label, balanced accuracy otherwise, :func:`medft_bench.metrics.primary_metric`)."""
+    multi-label, balanced accuracy otherwise, :func:`medft_bench.vocabulary.primary_metric`)."""
     if override:
         return override
     if run.metrics and run.metrics.get("primary") in METRICS:
         return str(run.metrics["primary"])
-    return "auc" if run.task == stats.MULTI_LABEL else "balanced_acc"
+    return primary_metric(run.task)
 
 
 def _split_value(run: Run, split: str, metric: str) -> float | None:
@@ -403,48 +316,6 @@ def _labels(runs: list[Run]) -> dict[str, str]:
     for run in sorted(runs, key=lambda r: (r.finished_ts, r.path)):
         if run.label:
             out[run.strategy] = run.label
-    return out
-
-
-def group_key(run: Run) -> GroupKey:
-    return GroupKey(run.tier, run.synthetic, run.weights_kind, run.img_size, run.protocol, run.input_size,
-                    run.unofficial)
-
-
-@dataclass
-class Survival:
-    """One strategy's mean Δ against FT under the study's protocol and under the tuned one, on the same cases."""
-
-    strategy: str
-    study: float  # mean Δ vs FT (fraction of the metric) over the matched cases, study protocol
-    tuned: float  # the same cases, tuned protocol
-    cases: list[tuple[str, str]]  # (dataset, backbone) cases where both protocols have the strategy and FT
-
-    @property
-    def flip(self) -> bool:
-        """The sign of the advantage changes with tuning (a zero Δ on either side is no flip)."""
-        return not (stats.same(self.study, 0.0) or stats.same(self.tuned, 0.0)) and (self.study > 0) != (self.tuned > 0)
-
-
-def protocol_pairs(groups: list[Group]) -> list[tuple[Group, Group]]:
-    """(study group, tuned group) of each setting (tier, data, weights, image size) that has both."""
-    study = {g.key.setting: g for g in groups if g.key.protocol == "study"}
-    return [(study[g.key.setting], g) for g in groups if g.key.protocol == "tuned" and g.key.setting in study]
-
-
-def survival(study: Group, tuned: Group) -> list[Survival]:
-    """For each strategy other than FT in both groups: its mean Δ against FT under each protocol, over the cases
-    that have the strategy and FT under both (so that the two means rest on the same cases)."""
-    out = []
-    deltas_s = {c.key: c.deltas for c in study.cases}
-    deltas_t = {c.key: c.deltas for c in tuned.cases}
-    for s in sorted(set(study.strategies) & set(tuned.strategies), key=strategy_sort_key):
-        if canonical_name(s) == BASELINE:
-            continue
-        cases = sorted(k for k in deltas_s.keys() & deltas_t.keys() if s in deltas_s[k] and s in deltas_t[k])
-        if cases:
-            out.append(Survival(s, sum(deltas_s[k][s] for k in cases) / len(cases),
-                                sum(deltas_t[k][s] for k in cases) / len(cases), cases))
     return out
 
 

@@ -17,11 +17,13 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from medft_bench.leaderboard.aggregate import METRIC_NAMES, metric_for
+from medft_bench.leaderboard.aggregate import metric_for
 from medft_bench.leaderboard.load import Inputs, Run, load_inputs
 from medft_bench.leaderboard.names import strategy_sort_key
 from medft_bench.leaderboard.stats import same
-from medft_bench.leaderboard.tables import DASH, Cell, Table, cell, delta_style, left, pct, pp, right, seconds
+from medft_bench.leaderboard.tables.format import DASH, delta_style, pct, pp, seconds
+from medft_bench.leaderboard.tables.model import Cell, Table, cell, left, right
+from medft_bench.vocabulary import METRIC_NAMES
 
 CELL = left("cell", key=True, wrap=100)  # cell ids stay on one line
 

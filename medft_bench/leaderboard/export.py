@@ -8,8 +8,9 @@ import csv
 import io
 from typing import Any
 
-from medft_bench.leaderboard.aggregate import METRICS, Group
+from medft_bench.leaderboard.aggregate import Group
 from medft_bench.text import csv_value
+from medft_bench.vocabulary import METRICS
 
 RECORDS_CSV = "records.csv"
 AGGREGATES_CSV = "aggregates.csv"

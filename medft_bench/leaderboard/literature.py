@@ -13,7 +13,8 @@ import statistics
 from medft_bench.leaderboard import references
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.names import canonical_name
-from medft_bench.leaderboard.tables import DASH, Table, cell, left, right, title
+from medft_bench.leaderboard.tables.format import DASH, title
+from medft_bench.leaderboard.tables.model import Table, cell, left, right
 
 OURS = ("ft", "lp", "knn")  # the rows whose counterparts the papers publish
 SHORT = {"medmnist_v2_table3": "MedMNIST v2", "medmnist_plus_densenet121": "MedMNIST+"}  # source id -> its name

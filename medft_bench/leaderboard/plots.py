@@ -10,7 +10,7 @@ from typing import Any
 
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.stats import pareto_front
-from medft_bench.leaderboard.tables import metric_desc
+from medft_bench.leaderboard.tables.format import metric_desc
 
 PNG_METADATA = {"Software": None}
 STYLE = {"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 9, "figure.dpi": 100,

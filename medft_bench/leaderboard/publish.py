@@ -20,8 +20,9 @@ from typing import Any
 
 from medft_bench.errors import MedftError
 from medft_bench.io import atomic_write, deferred_signals
-from medft_bench.leaderboard import export, render_html, render_markdown, summary
-from medft_bench.leaderboard.aggregate import Group, aggregate, tier_slug
+from medft_bench.leaderboard import export, page, render_html, render_markdown, summary
+from medft_bench.leaderboard.aggregate import Group, aggregate
+from medft_bench.leaderboard.group_key import tier_slug
 from medft_bench.leaderboard.load import Inputs, Problem, is_leaderboard_summary, load_inputs
 from medft_bench.leaderboard.metadata import run_metadata
 from medft_bench.leaderboard.plots import PLOT_KINDS, plot_group
@@ -137,17 +138,15 @@ def _stage(stage: Path, groups: list[Group], inputs: Inputs, meta: dict[str, Any
            all_metrics: bool) -> tuple[list[str], dict[str, dict[str, str]]]:
     """Write every file of the leaderboard into ``stage``; the names written, and the plots by group."""
     plots = {g.key.slug: plot_group(g, stage, g.key.slug) for g in groups}
+    board = page.leaderboard_page(groups, inputs, all_metrics, plots)  # the one structure every page walks
     pages: dict[str, str] = {}
-    tiers: dict[str, list[Group]] = {}
-    for g in groups:
-        tiers.setdefault(g.key.tier, []).append(g)
-    for tier, tier_groups in tiers.items():
-        tier_runs = [r for g in tier_groups for r in g.runs]
-        pages[f"{tier_slug(tier)}.md"] = render_markdown.tier_page(tier, tier_groups, run_metadata(tier_runs), metric,
-                                                                   all_metrics, plots)
-    pages[render_markdown.INDEX] = render_markdown.index_page(groups, inputs, meta, metric)
+    for tier in dict.fromkeys(g.key.tier for g in groups):
+        tier_runs = [r for g in groups if g.key.tier == tier for r in g.runs]
+        pages[f"{tier_slug(tier)}.md"] = render_markdown.tier_page(tier, page.tier_page(board, tier),
+                                                                   run_metadata(tier_runs), metric)
+    pages[render_markdown.INDEX] = render_markdown.index_page(board, meta, metric)
     pages[render_markdown.REFERENCES] = render_markdown.references_page()
-    pages[render_html.HTML] = render_html.html_page(groups, inputs, meta, all_metrics, plots)
+    pages[render_html.HTML] = render_html.html_page(board, meta)
     pages[export.RECORDS_CSV] = export.records_csv(groups)
     pages[export.AGGREGATES_CSV] = export.aggregates_csv(groups)
     files = sorted([*pages, *(f for p in plots.values() for f in p.values()), SUMMARY])

@@ -12,18 +12,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from medft_bench.leaderboard.aggregate import Group
-from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.metadata import metadata_lines
+from medft_bench.leaderboard.page import Figure, Item, Page, Section
 from medft_bench.leaderboard.render_markdown import INDEX, REFERENCES
-from medft_bench.leaderboard.tables import (
-    Table,
-    group_tables,
-    notes_table,
-    problems_table,
-    recommendation_tables,
-    survival_tables,
-)
+from medft_bench.leaderboard.tables.model import Table
 
 HTML = "leaderboard.html"
 CSS = """
@@ -74,20 +66,11 @@ def _table(table: Table, prefix: str = "") -> str:
     return "\n".join(out)
 
 
-CAPTIONS = {"delta": "Δ against FT in percentage points, strategies × cases (grey: no result).",
-            "pareto": "Mean test metric against mean training time per seed; the red line joins strategies "
-                      "that no other strategy beats on both."}
-
-
-def _figure(files: dict[str, str], kind: str) -> str:
-    if kind not in files:
+def _figure(figure: Figure | None) -> str:
+    if figure is None:
         return ""
-    return (f'<figure><img src="{escape(files[kind])}" alt="{escape(CAPTIONS[kind])}">'
-            f"<figcaption class=\"notes\">{escape(CAPTIONS[kind])}</figcaption></figure>")
-
-
-def _plots(files: dict[str, str]) -> str:
-    return "\n".join(f for f in (_figure(files, k) for k in ("delta", "pareto")) if f)
+    return (f'<figure><img src="{escape(figure.file)}" alt="{escape(figure.caption)}">'
+            f"<figcaption class=\"notes\">{escape(figure.caption)}</figcaption></figure>")
 
 
 def _toc(sections: list[tuple[str, str]], label: str = "Contents", cls: str = "toc") -> str:
@@ -97,12 +80,41 @@ def _toc(sections: list[tuple[str, str]], label: str = "Contents", cls: str = "t
     return f'<nav class="{cls}" aria-label="{escape(label.lower())}"><b>{escape(label)}:</b> {links}</nav>'
 
 
-def html_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_metrics: bool,
-              plots: dict[str, dict[str, str]]) -> str:
+def _prefix(section: Section, item: Item) -> str:
+    """A table's id prefix: its group's slug (tables of one key recur across groups), else its section's id."""
+    return item.group.key.slug if item.group is not None else section.id
+
+
+def _section(section: Section, pareto: dict[str, Figure]) -> list[str]:
+    out = [f'<h2 id="{escape(section.id)}">{escape(section.heading or "")}</h2>']
+    if section.caution:
+        out.append(f'<p class="caution"><b>Caution — {escape(section.caution)}.</b></p>')
+    if section.intro:
+        out.append(f"<p>{escape(section.intro)}</p>")
+    if section.group is not None:
+        slug = section.group.key.slug
+        subs = [(_id(slug, t.key), t.title.split(" — ")[0]) for t in section.tables]
+        if section.figures:
+            subs.append((_id(slug, "plots"), "Plots"))
+        out.append(_toc(subs, "In this section", "subtoc"))
+    for item in section.items:
+        table = _table(item.table, _prefix(section, item))
+        if section.id == "recommendations" and item.group is not None:
+            # the cost plot beside the answer it explains
+            table = f'<div class="answer"><div>{table}</div>{_figure(pareto.get(item.group.key.slug))}</div>'
+        out.append(table)
+    if section.figures and section.group is not None:
+        out += [f'<h3 id="{_id(section.group.key.slug, "plots")}">Plots — {escape(section.group.key.label)}</h3>',
+                "\n".join(_figure(f) for f in section.figures)]
+    return out
+
+
+def html_page(page: Page, meta: dict[str, Any]) -> str:
+    """The one HTML page: the ``page``'s sections in order, the run metadata last."""
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           "<title>medft-bench leaderboard</title>", f"<style>{CSS}</style></head><body>",
-           "<h1>medft-bench leaderboard</h1>",
+           f"<title>{escape(page.title)}</title>", f"<style>{CSS}</style></head><body>",
+           f"<h1>{escape(page.title)}</h1>",
            f'<nav><a href="{INDEX}">Markdown pages</a><a href="{REFERENCES}">published reference numbers</a>'
            '<a href="summary.json">summary.json</a><a href="records.csv">records.csv</a>'
            '<a href="aggregates.csv">aggregates.csv</a></nav>',
@@ -110,39 +122,12 @@ def html_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_met
     lines = metadata_lines(meta)
     out += [f'<p class="caution"><b>{escape(label)}</b>: {escape(text)}</p>' for label, text in lines
             if label == "warnings"]  # warnings stay on top; the rest of the metadata goes last
+    pareto = {s.group.key.slug: f for s in page.sections if s.group is not None for f in s.figures
+              if f.kind == "pareto"}
     toc: list[tuple[str, str]] = []
-    answers = [(g, t) for g in groups for t in recommendation_tables([g])]
-    if answers:
-        title = "Which strategy for my modality and backbone?"
-        out.append(f'<h2 id="recommendations">{escape(title)}</h2>')
-        for g, t in answers:  # the cost plot beside the answer it explains
-            out.append(f'<div class="answer"><div>{_table(t, g.key.slug)}</div>'
-                       f'{_figure(plots.get(g.key.slug, {}), "pareto")}</div>')
-        toc.append(("recommendations", title))
-    for g in groups:
-        out.append(f'<h2 id="{escape(g.key.slug)}">{escape(g.key.label)}</h2>')
-        if g.key.caveat:
-            out.append(f'<p class="caution"><b>Caution — {escape(g.key.caveat)}.</b></p>')
-        tables = group_tables(g, all_metrics)
-        subs = [(_id(g.key.slug, t.key), t.title.split(" — ")[0]) for t in tables]
-        files = plots.get(g.key.slug, {})
-        if files:
-            subs.append((_id(g.key.slug, "plots"), "Plots"))
-        out.append(_toc(subs, "In this section", "subtoc"))
-        out += [_table(t, g.key.slug) for t in tables]
-        if files:
-            out += [f'<h3 id="{_id(g.key.slug, "plots")}">Plots — {escape(g.key.label)}</h3>', _plots(files)]
-        toc.append((escape(g.key.slug), g.key.label))
-    survive = survival_tables(groups)
-    if survive:
-        out.append('<h2 id="survival">Does it survive tuning?</h2>')
-        out += [_table(t, "survival") for t in survive]
-        toc.append(("survival", "Does it survive tuning?"))
-    extras = [t for t in (problems_table(inputs), notes_table(inputs)) if t is not None]
-    if extras:
-        out.append('<h2 id="inputs">Inputs</h2>')
-        out += [_table(t, "inputs") for t in extras]
-        toc.append(("inputs", "Inputs"))
+    for section in page.shown(groups_inline=True):
+        out += _section(section, pareto)
+        toc.append((escape(section.id), section.heading or ""))
     out.append('<h2 id="metadata">Run metadata</h2><ul>')  # last: the answer is the first screen
     out += [f"<li><b>{escape(label)}</b>: {escape(text)}</li>" for label, text in lines if label != "warnings"]
     out.append("</ul>")

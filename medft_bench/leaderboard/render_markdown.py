@@ -1,4 +1,5 @@
-"""Markdown pages: an index (README.md), one page per tier, and the published reference numbers."""
+"""Markdown pages: an index (README.md), one page per tier, and the published reference numbers; each walks the
+sections of :mod:`page`."""
 
 from __future__ import annotations
 
@@ -6,20 +7,14 @@ import re
 from typing import Any
 
 from medft_bench.leaderboard import references
-from medft_bench.leaderboard.aggregate import METRIC_NAMES, Group, tier_slug
-from medft_bench.leaderboard.load import Inputs
+from medft_bench.leaderboard.aggregate import Group
+from medft_bench.leaderboard.group_key import tier_slug
 from medft_bench.leaderboard.metadata import metadata_lines
-from medft_bench.leaderboard.tables import (
-    Table,
-    claims_overview,
-    group_tables,
-    notes_table,
-    problems_table,
-    recommendation_tables,
-    reference_tables,
-    survival_tables,
-)
+from medft_bench.leaderboard.page import Page, Section
+from medft_bench.leaderboard.tables.model import Table
+from medft_bench.leaderboard.tables.notes import reference_tables
 from medft_bench.text import markdown_text
+from medft_bench.vocabulary import METRIC_NAMES
 
 INDEX = "README.md"
 REFERENCES = "references.md"
@@ -67,31 +62,28 @@ def _metric_line(metric: str | None) -> str:
             "rest. Every table names its metric.")
 
 
-def _banner(group: Group) -> str:
-    return f"> **Caution — {_esc(group.key.label)}.**\n" if group.key.caveat else ""
+def _section_md(section: Section) -> list[str]:
+    """A section: its heading (level 2) and text, then its tables (level 3; level 2 without a heading)."""
+    if section.heading is None:
+        return [table_md(t, level=2) for t in section.tables]
+    out = [f"## {_esc(section.heading)}", ""]
+    if section.caution:
+        out.append(f"> **Caution — {_esc(section.caution)}.**\n")
+    if section.intro:
+        out += [section.intro, ""]  # the page's own text, written to be Markdown: not escaped
+    out += [table_md(t, level=3) for t in section.tables]
+    if section.figures and section.group is not None:
+        out += [f"### Plots — {_esc(section.group.key.label)}", ""]
+        for f in section.figures:
+            out += [f"![{_esc(f.title)}]({f.file})", "", f.caption, ""]
+    return out
 
 
-def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None) -> str:
-    out = ["# medft-bench leaderboard", "",
-           "Fine-tuning strategies for medical image classification, measured by this suite and aggregated by "
-           "`python -m medft_bench.leaderboard` from the result records. How to read the tables and the "
-           "statistical rules: `docs/leaderboard.md`.", "",
-           _metric_line(metric), "",
-           "Results of different tiers, image sizes, weights (pretrained, random, local file), protocols (the "
-           "study's fixed learning rate, or each strategy tuned on validation) and of synthetic against real data "
-           "are never averaged, ranked or compared together: each has its own tables.", "",
-           "## Run metadata", "", _meta_md(meta)]
-    recs = recommendation_tables(groups)
-    if recs:
-        out += ["## Which strategy for my modality and backbone?", "",
-                "For each modality and backbone: the best strategy (selected on validation) with its test mean ± "
-                "half the 95% CI, the runner-up, whether they differ significantly on test (paired over seeds), "
-                "and the cheapest strategy non-inferior to the best within the stated margin, at what training "
-                "cost. Each group (tier, data, weights, image size, protocol) is answered on its own.", ""]
-        out += [table_md(t, level=3) for t in recs]
-    out += ["## Tables", "", "| tier | image size | data | weights | protocol | ok | diverged | failed | datasets "
-            "| backbones | strategies | page |",
-            "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+def _groups_md(groups: list[Group]) -> list[str]:
+    """The index's list of the groups, each with its counts and a link to its tier's page."""
+    out = ["## Tables", "", "| tier | image size | data | weights | protocol | ok | diverged | failed | datasets "
+           "| backbones | strategies | page |",
+           "| --- | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for g in groups:
         st = g.status_counts()
         data = "**SYNTHETIC**" if g.key.synthetic else "real"
@@ -101,50 +93,41 @@ def index_page(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric
                    f"{st['diverged']} | "
                    f"{st['failed']} | {len({r.dataset for r in g.rows})} | {len({r.backbone for r in g.rows})} | "
                    f"{len(g.strategies)} | [{tier_slug(g.key.tier)}.md]({tier_slug(g.key.tier)}.md) |")
-    out += ["", "## The study's claims, recomputed from these results", "",
-            "Davila, Colan & Hasegawa (2024) claim that LP-FT beats FT in more than half of the cases, that "
-            "Auto-RGN gains up to 11% for specific modalities, and that DenseNet-121 gains most from the "
-            "alternatives to FT. Each group recomputes them from its own cells (details on its page); gains "
-            "are in percentage points (pp) of the metric.", "", table_md(claims_overview(groups), level=3)]
-    survive = survival_tables(groups)
-    if survive:
-        out += ["## Does it survive tuning?", "",
-                "Each strategy's mean Δ against FT under the study's fixed learning rate next to its Δ when every "
-                "strategy (FT included) runs at its own best learning rate on validation, on the same cases.", ""]
-        out += [table_md(t, level=3) for t in survive]
-    for extra in (problems_table(inputs), notes_table(inputs)):
-        if extra is not None:
-            out.append(table_md(extra, level=2))
+    return [*out, ""]
+
+
+def index_page(page: Page, meta: dict[str, Any], metric: str | None) -> str:
+    """README.md: the leaderboard ``page``'s sections in order, its groups' sections as one list linking to
+    their tier pages (:func:`tier_page`)."""
+    out = [f"# {page.title}", "",
+           "Fine-tuning strategies for medical image classification, measured by this suite and aggregated by "
+           "`python -m medft_bench.leaderboard` from the result records. How to read the tables and the "
+           "statistical rules: `docs/leaderboard.md`.", "",
+           _metric_line(metric), "",
+           "Results of different tiers, image sizes, weights (pretrained, random, local file), protocols (the "
+           "study's fixed learning rate, or each strategy tuned on validation) and of synthetic against real data "
+           "are never averaged, ranked or compared together: each has its own tables.", "",
+           "## Run metadata", "", _meta_md(meta)]
+    sections = page.shown(groups_inline=False)
+    groups = [s.group for s in sections if s.group is not None]
+    for i, section in enumerate(sections):
+        if section.group is None:
+            out += _section_md(section)
+        elif all(s.group is None for s in sections[:i]):  # the groups' list where the first group stands
+            out += _groups_md(groups)
     out += [f"## {references.TITLE}", "",
             f"Numbers from MedMNIST v2, MedMNIST+ and others, with their sources and protocols: "
             f"[{REFERENCES}]({REFERENCES}). They are not results of this suite and enter no table above.", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
-def tier_page(tier: str, groups: list[Group], meta: dict[str, Any], metric: str | None, all_metrics: bool,
-              plots: dict[str, dict[str, str]]) -> str:
+def tier_page(tier: str, page: Page, meta: dict[str, Any], metric: str | None) -> str:
+    """A tier's page: its sections (:func:`page.tier_page`), then the published numbers for its datasets."""
     out = [f"# Tier {_code(tier)}", "", f"[All tiers]({INDEX})", "", _metric_line(metric), "",
            "## Run metadata", "", _meta_md(meta)]
-    for g in groups:
-        out += [f"## {_esc(g.key.label)}", ""]
-        banner = _banner(g)
-        if banner:
-            out += [banner]
-        for t in group_tables(g, all_metrics):
-            out.append(table_md(t, level=3))
-        files = plots.get(g.key.slug, {})
-        if files:
-            out += [f"### Plots — {_esc(g.key.label)}", ""]
-            if "delta" in files:
-                out += [f"![Δ against FT — {_esc(g.key.label)}]({files['delta']})", "",
-                        "Heatmap: Δ against FT in percentage points, strategies × cases (grey: no result).", ""]
-            if "pareto" in files:
-                out += [f"![Accuracy against training cost — {_esc(g.key.label)}]({files['pareto']})", "",
-                        "Pareto view: mean test metric against mean training time per seed; the red line joins "
-                        "strategies that no other strategy beats on both.", ""]
-    for t in survival_tables(groups):
-        out.append(table_md(t, level=2))
-    datasets = {r.dataset for g in groups for r in g.rows}
+    for section in page.sections:
+        out += _section_md(section)
+    datasets = {r.dataset for s in page.sections if s.group is not None for r in s.group.rows}
     refs = reference_tables(datasets)
     out += [f"## {references.TITLE}", "", f"*{references.load_references()['note']}*", ""]
     if refs:

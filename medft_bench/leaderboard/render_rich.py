@@ -17,15 +17,8 @@ from typing import Any, TextIO
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.metadata import metadata_lines
-from medft_bench.leaderboard.tables import (
-    FREE_TEXT,
-    Table,
-    group_tables,
-    notes_table,
-    problems_table,
-    recommendation_tables,
-    survival_tables,
-)
+from medft_bench.leaderboard.page import leaderboard_page
+from medft_bench.leaderboard.tables.model import FREE_TEXT, Table
 from medft_bench.text import printable
 
 RICH_STYLES = {"best": "bold green", "pos": "green", "neg": "red", "warn": "yellow", "muted": "dim"}
@@ -37,22 +30,6 @@ MIN_WRAP = 20  # free text never wraps narrower than this
 def terminal_width() -> int:
     """The terminal's columns ($COLUMNS first), else DEFAULT_WIDTH."""
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
-
-
-def _report_tables(groups: list[Group], inputs: Inputs, all_metrics: bool) -> list[tuple[str | None, Table]]:
-    """(section heading or None, table) in display order."""
-    out: list[tuple[str | None, Table]] = []
-    for i, t in enumerate(recommendation_tables(groups)):
-        out.append(("Which strategy for my modality and backbone?" if i == 0 else None, t))
-    for g in groups:
-        for i, t in enumerate(group_tables(g, all_metrics)):
-            out.append((g.key.label if i == 0 else None, t))
-    for i, t in enumerate(survival_tables(groups)):
-        out.append(("Study protocol against tuned protocol" if i == 0 else None, t))
-    for extra in (problems_table(inputs), notes_table(inputs)):
-        if extra is not None:
-            out.append(("Inputs", extra))
-    return out
 
 
 def _longest(table: Table, i: int) -> int:
@@ -149,16 +126,18 @@ def plain_table(table: Table, width: int = DEFAULT_WIDTH) -> str:
 
 def render_plain(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_metrics: bool = False,
                  written: str | None = None, width: int = DEFAULT_WIDTH) -> str:
-    parts = ["medft-bench leaderboard", ""]
+    page = leaderboard_page(groups, inputs, all_metrics)
+    parts = [page.title, ""]
     for label, text in metadata_lines(meta):
         parts += _wrap_lines(f"{label}: {text}", width, indent="  ")
     parts.append("")
-    for heading, table in _report_tables(groups, inputs, all_metrics):
-        if heading:
-            heading_lines = _wrap_lines(heading, width)
-            bar = "#" * min(max(map(len, heading_lines)), width)
-            parts += [bar, *heading_lines, bar, ""]
-        parts.append(plain_table(table, width))
+    for section in page.shown(groups_inline=True):
+        heading_lines = _wrap_lines(section.heading or "", width)
+        bar = "#" * min(max(map(len, heading_lines)), width)
+        parts += [bar, *heading_lines, bar, ""]
+        for text in filter(None, (section.caution and f"Caution — {section.caution}.", section.intro)):
+            parts += [*_wrap_lines(text, width), ""]
+        parts += [plain_table(table, width) for table in section.tables]
     if written:
         parts += _wrap_lines(written, width, indent="  ")
     return printable("\n".join(parts).rstrip() + "\n")  # headings and metadata hold record fields too
@@ -221,20 +200,30 @@ def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_m
     from rich.text import Text
 
     console = console or Console()
-    console.rule(Text("medft-bench leaderboard", style="bold"))
+    page = leaderboard_page(groups, inputs, all_metrics)
+    console.rule(Text(page.title, style="bold"))
     for label, text in metadata_lines(meta):
         console.print(Text.assemble((f"{label}: ", "bold"), printable(text)))
-    for heading, table in _report_tables(groups, inputs, all_metrics):
-        if heading:
-            console.rule(Text(printable(heading), style="bold magenta" if "SYNTHETIC" in heading or "RANDOM" in heading
-                              else "bold"))
-        parts = rich_tables(table, console)
-        for rt, caption in zip(parts, rich_captions(table, len(parts))):
-            console.print(rt)
-            if caption is not None:
-                console.print(caption)
+    for section in page.shown(groups_inline=True):
+        heading = section.heading or ""
+        console.rule(Text(printable(heading), style="bold magenta" if "SYNTHETIC" in heading or "RANDOM" in heading
+                          else "bold"))
+        if section.caution:
+            console.print(Text(printable(f"Caution — {section.caution}."), style="bold magenta"))
+        if section.intro:
+            console.print(Text(section.intro, style="dim"))
+        for table in section.tables:
+            _print_table(table, console)
     if written:
         console.print(Text(written, style="bold"))
+
+
+def _print_table(table: Table, console: Any) -> None:
+    parts = rich_tables(table, console)
+    for rt, caption in zip(parts, rich_captions(table, len(parts))):
+        console.print(rt)
+        if caption is not None:
+            console.print(caption)
 
 
 def print_report(groups: list[Group], inputs: Inputs, meta: dict[str, Any], *, plain: bool | None = None,

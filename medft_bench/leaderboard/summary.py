@@ -8,11 +8,14 @@ from typing import Any
 
 from medft_bench.io import json_safe
 from medft_bench.leaderboard import bootstrap
-from medft_bench.leaderboard.aggregate import Group, Row, protocol_pairs, survival, tier_slug
+from medft_bench.leaderboard.aggregate import Group, Row
+from medft_bench.leaderboard.analysis import FROZEN_GAP
+from medft_bench.leaderboard.group_key import tier_slug
 from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
-from medft_bench.leaderboard.recommend import MARGIN, Candidate, recommend
+from medft_bench.leaderboard.recommend import MARGIN, Candidate
 from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
-from medft_bench.leaderboard.stats import CI_LEVEL, MIN_DATASETS, MIN_SEEDS_CI
+from medft_bench.leaderboard.stats import ALPHA, CI_LEVEL, MIN_DATASETS, MIN_SEEDS_CI
+from medft_bench.leaderboard.survival import protocol_pairs, survival
 
 
 def _row(r: Row, g: Group) -> dict[str, Any]:
@@ -47,6 +50,9 @@ def _group(g: Group, plots: dict[str, str]) -> dict[str, Any]:
         "average_ranks_common": g.avg_ranks_common,
         "claims": [asdict(c) for c in g.claims],
         "recommendations": _recommendations(g),
+        # What the pages show beyond the tests, from the same objects (Group.analysis): JSON and pages agree.
+        "versus_ft": {s: asdict(v) for s, v in g.analysis.versus_ft.items()},
+        "frozen_references": [asdict(f) for f in g.analysis.frozen],
     }
 
 
@@ -67,7 +73,7 @@ def _recommendations(g: Group) -> list[dict[str, Any]]:
              "test_images": None if r.images is None else {
                  "images": r.images.images, "best_ci95": r.images.best, "runner_up_minus_best_ci95": r.images.runner_up,
                  "cheapest_minus_best_ci95": r.images.cheapest, "note": r.images.note or None}}
-            for r in recommend(g)]
+            for r in g.analysis.recommendations]
 
 
 def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None,
@@ -86,6 +92,13 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
                            f"included, n >= {MIN_DATASETS}); p_holm: Holm over the group's strategies; failures "
                            "counted as the chance score (ok_only: dropped); within_case: Welch t over one case's "
                            "seeds (replicates of that case only)",
+            "versus_ft": "per strategy other than FT: wins/ties/losses of its case means over seeds against FT's "
+                         "(ties: equal within rounding), and within_case_above/below: cases where Welch's t over "
+                         f"seeds gives p < {ALPHA} above or below FT, of within_case_tested cases",
+            "frozen_references": "per case with LP or kNN: their means, lp_minus_knn and lp_ft_minus_lp (fractions), "
+                                 "lp_unconverged of lp_seeds (probe solves that did not converge), feature_cosine "
+                                 f"(LP's records, else kNN's), below_lp; probe_suspect: LP below kNN by more than "
+                                 f"{FROZEN_GAP}; lp_ft_lost: LP-FT below LP",
             "failures": "means, ranks, std, CI: ok seeds only (failed and diverged listed); tests, claims, "
                         "recommendations: a failed or diverged seed counts as the majority-class (chance) "
                         "score: balanced accuracy 1/classes, AUC 0.5, ACC the majority share, F1/mAP 0; claims "

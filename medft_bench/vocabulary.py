@@ -1,0 +1,26 @@
+"""The names the engine and the leaderboard share: the metrics, the primary-metric rule, the tiers' order.
+
+It imports nothing heavy (no torch, no scikit-learn) so that the leaderboard, which reads records and never the
+engine, runs where only its own dependencies are installed; ``metrics.py`` and the leaderboard both read it.
+"""
+
+from __future__ import annotations
+
+from medft_bench.gates import MULTI_LABEL
+
+METRIC_NAMES = {"acc": "accuracy", "auc": "AUC", "balanced_acc": "balanced accuracy", "f1_macro": "macro F1",
+                "map": "mAP"}
+METRICS = tuple(METRIC_NAMES)
+
+
+def primary_metric(task: str) -> str:
+    """The metric a dataset is ranked by: AUC for multi-label (ACC is ~0.95 for all-negative), else
+    balanced accuracy."""
+    return "auc" if task == MULTI_LABEL else "balanced_acc"
+
+
+def tier_order() -> tuple[str, ...]:
+    """The tiers in the order ``tiers.TIERS`` defines them: the leaderboard sorts its groups by it."""
+    from medft_bench.tiers import TIERS  # here, not on top: tiers imports config, which may import this module
+
+    return tuple(TIERS)
