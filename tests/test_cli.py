@@ -1,5 +1,6 @@
 """The command line: ``python -m medft_bench run`` prints a summary and the record's path, reuses on the next
-run, and turns bad input (unknown names, missing data or weights) into one ``error:`` line with exit code 2."""
+run, and turns bad input (unknown names, missing weights) into one ``error:`` line with exit code 2; a cell whose
+data file is missing is skipped, as on every front end."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from medft_bench.__main__ import main
 from medft_bench.data.sources import dataset_names
 from medft_bench.results.store import ResultStore, load_records, read_record
+from medft_bench.run_env import RunEnv
 from medft_bench.strategies.registry import strategy_names
 from medft_bench.tiers import TIERS, get_tier
 
@@ -96,23 +98,40 @@ def test_error_from_the_command_line_has_no_traceback(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: unknown strategy 'nope'; valid names: ")
 
 
+def skipped_line(capsys: pytest.CaptureFixture[str], argv: list[str], cells: int = 1) -> str:
+    """Run ``main(argv)`` for ``cells`` cells whose data is missing: each skipped, as pytest, Ray and Slurm skip it
+    (issue 29), in one line on stdout (the run goes on to the next), a count on stderr, and exit code 0; returns
+    the first line."""
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    assert rc == 0, (out, err)
+    lines = out.strip().splitlines()
+    assert len(lines) == cells and all(": skipped: " in ln for ln in lines), out
+    assert len(set(ln.partition(": skipped: ")[2] for ln in lines)) == 1  # the same reason for each
+    plural = "s" if cells != 1 else ""
+    assert err.strip().splitlines()[-1] == (f"skipped: {cells} of {cells} cell{plural} ({cells} data missing); a "
+                                            "skipped cell is not a failure (exit status as for the cells that ran)")
+    return lines[0]
+
+
 def test_missing_medmnist_file_gives_download_instructions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "data"
     empty.mkdir()
-    line = one_error_line(capsys, ["run", "--tier", "quick", "--dataset", "pneumoniamnist", "--backbone", "resnet18",
-                                   "--strategy", "lp", "--seed", "0", "--results-dir", str(tmp_path / "results"),
-                                   "--data-root", str(empty), "--no-download"])
+    line = skipped_line(capsys, ["run", "--tier", "quick", "--dataset", "pneumoniamnist", "--backbone", "resnet18",
+                                 "--strategy", "lp", "--seed", "0", "--results-dir", str(tmp_path / "results"),
+                                 "--data-root", str(empty), "--no-download"])
     assert "https://zenodo.org/" in line and "MD5" in line
     assert f"place it at {empty / 'pneumoniamnist.npz'}" in line
     assert not list(empty.iterdir())  # nothing downloaded
+    assert not list((tmp_path / "results").rglob("*.json"))  # no record
 
 
 def test_missing_folder_dataset_gives_instructions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     empty = tmp_path / "data"
     empty.mkdir()
-    line = one_error_line(capsys, ["run", "--tier", "full", "--dataset", "chest_xray_pneumonia", "--backbone",
-                                   "resnet18", "--strategy", "lp", "--results-dir", str(tmp_path / "results"),
-                                   "--data-root", str(empty), "--allow-cpu"])
+    line = skipped_line(capsys, ["run", "--tier", "full", "--dataset", "chest_xray_pneumonia", "--backbone",
+                                 "resnet18", "--strategy", "lp", "--results-dir", str(tmp_path / "results"),
+                                 "--data-root", str(empty), "--allow-cpu"], cells=3)  # the tier's three seeds
     assert "https://" in line and f"Place it at {empty / 'chest_xray_pneumonia'}" in line
 
 
@@ -252,13 +271,13 @@ def test_any_backbone_name_gives_safe_file_names(name: str, tmp_path: Path) -> N
 
     results = tmp_path / "a" / "b" / "results"  # x/../../escaped would land in tmp_path/a
     cfg = tiny_cell(backbone=name, strategy="lp")
-    out = run_or_reuse(cfg, results)
+    out = run_or_reuse(cfg, RunEnv.at(results))
     assert out.path.parent == results / "unit" and out.path.is_file() and out.path.with_suffix(".head.pt").is_file()
     assert "/" not in out.path.name and ":" not in out.path.name
     record = read_record(out.path)
     assert record["cell"]["backbone"] == name and record["cell_id"] == cfg.cell_id and record["status"] == "ok"
     assert all(results in p.parents for p in tmp_path.rglob("*") if p.is_file())
-    assert run_or_reuse(cfg, results).reused  # found again under its safe name
+    assert run_or_reuse(cfg, RunEnv.at(results)).reused  # found again under its safe name
 
 
 # -- issue 13, item 8: a results directory that cannot be written ------------------------------------------
