@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from medft_bench.cluster.cli import add_grid_arguments, run_grid
-from medft_bench.errors import MedftError, NotApplicable
+from medft_bench.errors import MedftError
 from medft_bench.leaderboard.load import is_unofficial_copy
 from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
 from medft_bench.results.store import ATTEMPT_SUFFIX
@@ -219,9 +219,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             apply_grid_config(args, argv, "cli")
         return COMMANDS[args.command][2](args)
-    except NotApplicable as exc:
-        print(printable(f"skipped: {exc}"), file=sys.stderr)
-        return 0
     except MedftError as exc:
         print(printable(f"error: {exc}"), file=sys.stderr)
         return 2

@@ -98,43 +98,6 @@ def test_error_from_the_command_line_has_no_traceback(tmp_path: Path) -> None:
     assert proc.stderr.startswith("error: unknown strategy 'nope'; valid names: ")
 
 
-def skipped_line(capsys: pytest.CaptureFixture[str], argv: list[str], cells: int = 1) -> str:
-    """Run ``main(argv)`` for ``cells`` cells whose data is missing: each skipped, as pytest, Ray and Slurm skip it
-    (issue 29), in one line on stdout (the run goes on to the next), a count on stderr, and exit code 0; returns
-    the first line."""
-    rc = main(argv)
-    out, err = capsys.readouterr()
-    assert rc == 0, (out, err)
-    lines = out.strip().splitlines()
-    assert len(lines) == cells and all(": skipped: " in ln for ln in lines), out
-    assert len(set(ln.partition(": skipped: ")[2] for ln in lines)) == 1  # the same reason for each
-    plural = "s" if cells != 1 else ""
-    assert err.strip().splitlines()[-1] == (f"skipped: {cells} of {cells} cell{plural} ({cells} data missing); a "
-                                            "skipped cell is not a failure (exit status as for the cells that ran)")
-    return lines[0]
-
-
-def test_missing_medmnist_file_gives_download_instructions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    empty = tmp_path / "data"
-    empty.mkdir()
-    line = skipped_line(capsys, ["run", "--tier", "quick", "--dataset", "pneumoniamnist", "--backbone", "resnet18",
-                                 "--strategy", "lp", "--seed", "0", "--results-dir", str(tmp_path / "results"),
-                                 "--data-root", str(empty), "--no-download"])
-    assert "https://zenodo.org/" in line and "MD5" in line
-    assert f"place it at {empty / 'pneumoniamnist.npz'}" in line
-    assert not list(empty.iterdir())  # nothing downloaded
-    assert not list((tmp_path / "results").rglob("*.json"))  # no record
-
-
-def test_missing_folder_dataset_gives_instructions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    empty = tmp_path / "data"
-    empty.mkdir()
-    line = skipped_line(capsys, ["run", "--tier", "full", "--dataset", "chest_xray_pneumonia", "--backbone",
-                                 "resnet18", "--strategy", "lp", "--results-dir", str(tmp_path / "results"),
-                                 "--data-root", str(empty), "--allow-cpu"], cells=3)  # the tier's three seeds
-    assert "https://" in line and f"Place it at {empty / 'chest_xray_pneumonia'}" in line
-
-
 def test_missing_weights_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "results"
     line = one_error_line(capsys, ["run", *CELL, "--results-dir", str(results), "--weights", "/nonexistent"])
