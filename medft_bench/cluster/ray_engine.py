@@ -168,10 +168,10 @@ def run_grid_on_ray(cells: list[CellConfig], env: RunEnv, opts: RayOptions, *,
                              "cluster runs a gpu tier with --allow-cpu)")
         env = replace(env, threads=max(1, int(opts.cpus_per_cell)))
         # Per task, not per ray.init: the driver may join a Ray instance started before with other variables.
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         remote = ray.remote(_ray_cell).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell,
                                                max_retries=0, retry_exceptions=False,
-                                               **({"runtime_env": {"env_vars": env}} if env else {}))
+                                               **({"runtime_env": {"env_vars": env_vars}} if env_vars else {}))
         _drive(plan.jobs, remote, env, store, failures, summary, progress, opts)
     finally:
         if started:
