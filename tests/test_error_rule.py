@@ -5,6 +5,8 @@ report agree); a strategy that does not apply skips too; any other error leaves 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,11 +24,28 @@ from medft_bench.run_env import RunEnv
 from medft_bench.runner import Kind, attempt, failure
 from medft_bench.tiers import get_tier
 
-pytest_plugins = ["pytester"]
 REPO = Path(__file__).resolve().parents[1]
 MISSING = "bloodmnist"  # its file is made to be missing; pneumoniamnist's is there (synthetic smoke data)
 ARGS = ["--tier", "smoke", "--datasets", f"pneumoniamnist,{MISSING}", "--backbones", "resnet18", "--strategies",
         "lp", "--seeds", "0"]
+
+
+# The same missing file for a pytest subprocess: a plug-in (-p medft_missing_file).
+PLUGIN = f"""
+from medft_bench.data import sources
+from medft_bench.errors import DatasetNotFoundError
+
+_real = sources.data_identity
+
+
+def _identity(dataset, *args, **kwargs):
+    if dataset == {MISSING!r}:
+        raise DatasetNotFoundError("{MISSING}_32.npz is missing; get it from https://zenodo.org/")
+    return _real(dataset, *args, **kwargs)
+
+
+sources.data_identity = _identity
+"""
 
 
 def _cells() -> list:
@@ -61,8 +80,7 @@ def test_one_place_says_what_an_error_means(exc: Exception, kind: Kind) -> None:
 
 
 def test_a_missing_file_skips_its_cell_and_the_run_goes_on_everywhere(
-        missing_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], pytester: pytest.Pytester,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        missing_file: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     results = tmp_path / "results"
     present, absent = _cells()
     env = RunEnv.at(results, progress=False)
@@ -77,15 +95,18 @@ def test_a_missing_file_skips_its_cell_and_the_run_goes_on_everywhere(
     assert err.strip().splitlines()[-1].startswith("skipped: 1 of 2 cells (1 data missing)")
     assert ResultStore(results).lookup(attempt(present, env).cfg) is not None
 
-    # pytest: skipped (not failed), the other case passes, exit 0.
-    monkeypatch.delenv("MEDFT_DATA_ROOT", raising=False)
-    for name in [k for k in os.environ if k.startswith("PYTEST_XDIST_")]:
-        monkeypatch.delenv(name)
-    result = pytester.runpytest_inprocess(str(REPO / "benchmarks"), "-p", "no:cacheprovider", "-rs", *ARGS,
-                                          "--results-dir", str(results))
-    assert result.ret == 0, result.stdout.str()[-3000:]
-    result.assert_outcomes(passed=1, skipped=1)
-    assert any(missing_file in ln for ln in result.outlines if ln.startswith("SKIPPED"))
+    # pytest: skipped (not failed), the other case passes, exit 0; in a subprocess, the file made missing there by
+    # a plug-in (-p medft_missing_file).
+    (tmp_path / "medft_missing_file.py").write_text(PLUGIN)
+    env_vars = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_") and k != "MEDFT_DATA_ROOT"}
+    env_vars.update(PYTHONPATH=os.pathsep.join([str(tmp_path), str(REPO)]), OMP_NUM_THREADS="1",
+                    HF_HUB_OFFLINE="1", MEDFT_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "-p", "medft_missing_file", "-p",
+                           "no:cacheprovider", "-rs", *ARGS, "--results-dir", str(results)], cwd=REPO, env=env_vars,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "1 passed, 1 skipped" in proc.stdout
+    assert any(ln.startswith("SKIPPED") and missing_file in ln for ln in proc.stdout.splitlines())
 
     # A Slurm array task: the same outcome for the cell, and the task goes on to the next.
     threads = torch.get_num_threads()
