@@ -1,3 +1,4 @@
+
 """Does real transfer still work? The real tier's FT, LP and kNN on the bundled official files, checked against
 controls and the literature; exits 1 when a check fails (CI runs it on BreastMNIST, seed 0).
 
@@ -47,6 +48,7 @@ def published_auc(dataset: str) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_or_reuse
     from medft_bench.tiers import get_tier
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             cell = tier.cell(dataset, size, backbone, strategy, seed)
             if weights != cell.weights:
                 cell = replace(cell, weights=weights)
-            out = run_or_reuse(cell, args.results_dir, data_root=args.data_root, progress=args.progress)
+            out = run_or_reuse(cell, RunEnv.at(args.results_dir, data_root=args.data_root, progress=args.progress))
             if out.record["status"] != "ok":
                 raise SystemExit(f"{cell.cell_id} ({weights}): {out.record['status']}: {out.record['error']}")
             test = out.record["metrics"]["test"]

@@ -8,72 +8,59 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import DatasetNotFoundError, MedftError, NotApplicable, ResultsWriteError
 from medft_bench.gates import WeakResultWarning, learning_gate
-from medft_bench.pytest_plugin import CELL_PROPERTY
-from medft_bench.runner import Outcome, run_or_reuse
+from medft_bench.pytest_plugin import CELL_PROPERTY, skip_or_fail
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import Kind, Outcome, attempt
 
 
-def _run(cell: CellConfig, results_dir: Path, **kwargs: Any) -> Outcome | ResultsWriteError:
-    """``run_or_reuse``; a result computed but not stored comes back as its error, so that the benchmark entry
-    (and its ``extra_info``) is kept in the benchmark JSON instead of being dropped with an exception."""
-    try:
-        return run_or_reuse(cell, results_dir, **kwargs)
-    except ResultsWriteError as exc:
-        if exc.record is None:
-            raise
-        return exc
+class _NoResult(Exception):
+    """Carries an outcome without a record out of the benchmark's round, so that pytest-benchmark keeps no
+    entry for it (a result computed but not stored does keep its entry, and its ``extra_info``)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
 
 
-def test_finetune(cell: CellConfig, benchmark, results_dir: Path, pytestconfig: pytest.Config,
+def _attempt(cell: CellConfig, env: RunEnv) -> Outcome:
+    outcome = attempt(cell, env)
+    if outcome.record is None:
+        raise _NoResult(outcome)
+    return outcome
+
+
+def test_finetune(cell: CellConfig, benchmark, run_env: RunEnv, pytestconfig: pytest.Config,
                   record_property) -> None:
-    opt = pytestconfig.getoption
-    problem: MedftError | None = None
     try:
-        outcome = benchmark.pedantic(
-            _run, args=(cell, results_dir),
-            # With --trial-tasks the trials have just run as cases of their own (under --rerun too): reuse them.
-            kwargs={"rerun": opt("rerun"), "rerun_trials": opt("rerun") and not opt("trial_tasks"),
-                    "data_root": opt("data_root"), "download": not opt("no_download"),
-                    "device": opt("device"), "progress": opt("progress")},
-            rounds=1, iterations=1, warmup_rounds=0,
-        )
-    except MedftError as exc:
-        problem = exc
+        outcome = benchmark.pedantic(_attempt, args=(cell, run_env), rounds=1, iterations=1, warmup_rounds=0)
+    except _NoResult as exc:
+        outcome = exc.outcome
     # Skipped or failed outside the except clause: inside it, pytest would print the message a second time,
     # after "During handling of the above exception, another exception occurred".
-    if isinstance(problem, DatasetNotFoundError):
-        record_property(CELL_PROPERTY, {"cell": cell.cell_id, "missing": f"{cell.dataset}@{cell.img_size}"})
-        if opt("require_data"):
-            pytest.fail(f"{problem} (--require-data: missing data fails the cell)", pytrace=False)
-        pytest.skip(str(problem))
-    if isinstance(problem, NotApplicable):
-        pytest.skip(str(problem))
-    if problem is not None:
-        pytest.fail(str(problem), pytrace=False)
+    skip_or_fail(outcome, pytestconfig, record_property)
     info = benchmark.extra_info
-    if isinstance(outcome, ResultsWriteError):
-        info.update(record_path=None, reused=False, error=str(outcome))
-        _extra_info(info, outcome.record)
-        record_property(CELL_PROPERTY, _summary_row(cell, outcome.record, "failed"))
-        pytest.fail(str(outcome), pytrace=False)
     record = outcome.record
+    assert record is not None
+    if outcome.kind is Kind.ERROR:  # computed, not stored
+        info.update(record_path=None, reused=False, error=outcome.message)
+        _extra_info(info, record)
+        record_property(CELL_PROPERTY, _summary_row(cell, record, "failed"))
+        pytest.fail(outcome.message, pytrace=False)
     info["record_path"] = str(outcome.path)
     info["reused"] = outcome.reused
     _extra_info(info, record)
     row = _summary_row(cell, record, "reused" if outcome.reused else "computed")
     record_property(CELL_PROPERTY, row)
-    if record["status"] == "failed":
-        pytest.fail(f"{cell.cell_id} failed: {record['error']} (record: {outcome.path})", pytrace=False)
-    if record["status"] == "diverged":
+    if outcome.kind is Kind.FAILED:
+        pytest.fail(f"{cell.cell_id} failed: {outcome.message} (record: {outcome.path})", pytrace=False)
+    if outcome.kind is Kind.DIVERGED:
         row["status"] = "diverged"
-        pytest.xfail(f"diverged (recorded in {outcome.path}): {record['error']}")
+        pytest.xfail(f"diverged (recorded in {outcome.path}): {outcome.message}")
     gate = learning_gate(record)
     if gate:  # synthetic data: the pipeline itself is broken
         pytest.fail(f"{cell.cell_id}: {gate} (record: {outcome.path})", pytrace=False)

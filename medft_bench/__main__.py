@@ -14,10 +14,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from medft_bench.cluster.cli import add_grid_arguments, run_grid
-from medft_bench.errors import MedftError, NotApplicable, ResultsWriteError
+from medft_bench.errors import MedftError
 from medft_bench.leaderboard.load import is_unofficial_copy
 from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
 from medft_bench.results.store import ATTEMPT_SUFFIX
+from medft_bench.runner import Kind
 from medft_bench.text import printable
 from medft_bench.training.progress import resolve_mode
 
@@ -36,8 +37,12 @@ def _add_list(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Each selected cell in turn. Exit code: 0 when every cell that ran is ok (skipped ones included: a missing
+    data file or a strategy that does not apply skips that cell, reported, and the run goes on, as under pytest,
+    Ray and Slurm), 1 when a record is not ok, 2 at an error that leaves no record (it stops the run)."""
     from medft_bench.data.folders import default_size_note, registry
-    from medft_bench.runner import run_or_reuse
+    from medft_bench.run_env import RunEnv
+    from medft_bench.runner import attempt
 
     register_folder_datasets(args)
     check_device(args.device)
@@ -49,7 +54,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"skipped: {len(cells)} cell{'s' if len(cells) != 1 else ''} of tier {tier.name}: {skip}",
               file=sys.stderr)
         return 0
+    env = RunEnv.from_options(args)
     rc = 0
+    skipped: list[Kind] = []
     grid = None
     if len(cells) > 1 and resolve_mode(args.progress) != "off":
         from medft_bench.estimate import GridCount
@@ -59,24 +66,36 @@ def _run(args: argparse.Namespace) -> int:
         if grid is not None:
             print(grid.start(cfg.cell_id), file=sys.stderr, flush=True)
         note = default_size_note(cfg.dataset) if args.img_size is None and cfg.dataset in registry() else None
-        try:
-            out = run_or_reuse(cfg, args.results_dir, rerun=args.rerun, data_root=args.data_root,
-                               device=args.device, download=not args.no_download,
-                               progress=args.progress)
-        except NotApplicable as exc:
-            print(f"{cfg.cell_id}: skipped: {exc}")
+        out = attempt(cfg, env)
+        if out.kind.skipped:
+            _line(f"{cfg.cell_id}: skipped: {out.message}")
+            skipped.append(out.kind)
             if grid is not None:
                 grid.finish(cfg.cell_id, "skipped")
             continue
-        except ResultsWriteError as exc:
-            if exc.record is not None:  # computed but not stored: show it rather than lose it
-                _show(cfg.cell_id, exc.record, "not written (see the error below)", False, args.json, note)
-            raise
+        if out.kind is Kind.ERROR:
+            if out.record is not None:  # computed but not stored: show it rather than lose it
+                _show(cfg.cell_id, out.record, "not written (see the error below)", False, args.json, note)
+            print(printable(f"error: {out.message}"), file=sys.stderr)
+            return 2
+        assert out.record is not None
         rc = max(rc, _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json, note))
         if grid is not None:
-            status = "reused" if out.reused else "computed" if out.record["status"] != "failed" else "failed"
+            status = "reused" if out.reused else "failed" if out.kind is Kind.FAILED else "computed"
             grid.finish(cfg.cell_id, status, None if out.reused else out.record["costs"]["wall_s"])
+    if skipped:
+        print(skipped_line(skipped, len(cells)), file=sys.stderr)
     return rc
+
+
+def skipped_line(kinds: list[Kind], total: int) -> str:
+    """The run's last word on skipped cells, by cause."""
+    from collections import Counter
+
+    by = Counter(k.value for k in kinds)
+    causes = ", ".join(f"{n} {why}" for why, n in sorted(by.items()))
+    return (f"skipped: {len(kinds)} of {total} cell{'s' if total != 1 else ''} ({causes}); a skipped cell is not a "
+            "failure (exit status as for the cells that ran)")
 
 
 def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note: str | None = None) -> int:
@@ -200,9 +219,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             apply_grid_config(args, argv, "cli")
         return COMMANDS[args.command][2](args)
-    except NotApplicable as exc:
-        print(printable(f"skipped: {exc}"), file=sys.stderr)
-        return 0
     except MedftError as exc:
         print(printable(f"error: {exc}"), file=sys.stderr)
         return 2

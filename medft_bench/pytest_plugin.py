@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 
 from medft_bench.options import add_options, gpu_skip_reason, register_folder_datasets
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import Kind, Outcome
 
 MARKERS = (
     "gpu: needs CUDA (skipped on a CPU unless --allow-cpu)",
@@ -29,6 +31,7 @@ MARKERS = (
 # cell's rows (study, tuned) stay together. Explicit --benchmark-columns/--benchmark-sort win.
 BENCHMARK_DEFAULTS = {"benchmark_columns": ["mean"], "benchmark_sort": "name"}
 CELL_PROPERTY = "medft_cell"  # the user property each grid case reports its outcome in (crosses xdist)
+_RUN_ENV = pytest.StashKey[RunEnv]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +63,34 @@ def pytest_configure(config: pytest.Config) -> None:
         if torch.cuda.is_available() and torch.cuda.device_count() > 0:
             # One GPU per xdist worker: gw0 -> cuda:0, gw1 -> cuda:1, ...
             torch.cuda.set_device(int(worker[2:]) % torch.cuda.device_count())
+
+
+def run_env(config: pytest.Config) -> RunEnv:
+    """The run's environment, built once per process from the options and kept on the config (as pytest-benchmark
+    keeps its session there): every case gets the same one."""
+    if _RUN_ENV not in config.stash:
+        config.stash[_RUN_ENV] = RunEnv.from_options(config.option)
+    return config.stash[_RUN_ENV]
+
+
+@pytest.fixture(name="run_env", scope="session")
+def _run_env_fixture(pytestconfig: pytest.Config) -> RunEnv:
+    return run_env(pytestconfig)
+
+
+def skip_or_fail(outcome: Outcome, config: pytest.Config, record_property: Any = None) -> None:
+    """A case's outcome without a result, as pytest says it: a skipped cell is skipped (a missing data file fails
+    with --require-data), an error without a record fails. Anything else returns."""
+    if outcome.kind is Kind.DATA_MISSING:
+        if record_property is not None:
+            record_property(CELL_PROPERTY, {"cell": outcome.cfg.cell_id,
+                                            "missing": f"{outcome.cfg.dataset}@{outcome.cfg.img_size}"})
+        if config.getoption("require_data"):
+            pytest.fail(f"{outcome.message} (--require-data: missing data fails the cell)", pytrace=False)
+    if outcome.kind.skipped:
+        pytest.skip(outcome.message)
+    if outcome.kind is Kind.ERROR and outcome.record is None:
+        pytest.fail(outcome.message, pytrace=False)
 
 
 def _benchmark_defaults(config: pytest.Config) -> None:

@@ -1,45 +1,137 @@
 """The one front door onto the engine used by the CLI, the pytest cases and the cluster workers: reuse, or run
-and write. The engine returns a typed outcome (``training.outcome.CellRun``); this module makes it a record."""
+and write. The engine returns a typed outcome (``training.outcome.CellRun``); this module makes it a record.
+
+:func:`attempt` (a cell) and :func:`attempt_trial` (one trial of a tuned cell) are the one place that decides what
+an attempt's end means: an :class:`Outcome` of one :class:`Kind`. Every front end only translates the kind
+(pytest: pass, skip, xfail or fail; the CLI: a line and its exit code; Ray and Slurm: their summaries).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import socket
+import time
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import DataError
-from medft_bench.results.store import ResultStore
+from medft_bench.errors import DataError, DatasetNotFoundError, MedftError, NotApplicable, ResultsWriteError
+from medft_bench.run_env import RunEnv
 
 if TYPE_CHECKING:
     import torch
 
+    from medft_bench.results.store import Store
 
-@dataclass
-class CellResult:
-    """A cell's record, its trained head's weights (saved next to the record, for LP-FT's reuse) and its
-    per-image predictions' files by name (``results.predictions``)."""
 
-    record: dict[str, Any]
-    head_state: dict[str, torch.Tensor] | None = None
-    predictions: dict[str, str] | None = None
+class Kind(str, Enum):
+    """How an attempt at a cell (or a trial) ended. Skipped kinds leave no record and stop nothing: the run goes
+    on with the next cell, on every front end."""
+
+    COMPUTED = "computed"  # an ok record (a trial: summary) computed by this attempt
+    REUSED = "reused"  # an ok record (a trial: summary) stored before
+    DIVERGED = "diverged"  # a diverged record or trial: a result (``reused``: stored before)
+    FAILED = "failed"  # a failed record or trial (an error during training): computed again next time
+    ERROR = "error"  # no record: bad input found while running (weights, device, changed data), or not written
+    NOT_APPLICABLE = "not applicable"  # skipped: the strategy does not apply to this backbone or task
+    DATA_MISSING = "data missing"  # skipped: a data file is missing and was not downloaded
+    NOT_RUN = "not run"  # interrupted before it ran (a Slurm task's time limit): the next run runs it
+
+    @property
+    def skipped(self) -> bool:
+        return self in (Kind.NOT_APPLICABLE, Kind.DATA_MISSING)
+
+    @property
+    def has_result(self) -> bool:
+        """A record (or a trial) that counts: ok or diverged."""
+        return self in (Kind.COMPUTED, Kind.REUSED, Kind.DIVERGED)
 
 
 @dataclass
 class Outcome:
-    record: dict[str, Any]
-    path: Path
-    reused: bool
+    """An attempt at one cell, or at one trial of a tuned cell (``lr``). ``record``: the cell's record (a trial's
+    summary); with :attr:`Kind.ERROR`, one computed but not written, if any. ``path``: where it was written (None:
+    not written, or a cluster worker's, which its driver writes). ``head_state`` and ``predictions``: the trained
+    head (LP-FT reuses it) and the per-image predictions' files, written with the record."""
+
+    kind: Kind
+    cfg: CellConfig
+    record: dict[str, Any] | None = None
+    path: Path | None = None
+    reused: bool = False
+    message: str = ""  # why it was skipped, the error, or a failed record's error
+    lr: float | None = None
+    head_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    predictions: dict[str, str] | None = field(default=None, repr=False)
+    seconds: float = 0.0
+    host: str = field(default_factory=socket.gethostname)
+
+    @property
+    def label(self) -> str:
+        return self.cfg.cell_id if self.lr is None else f"{self.cfg.cell_id} lr={self.lr:g}"
+
+    @property
+    def status(self) -> str | None:
+        """The record's (or trial's) status, when there is one."""
+        return None if self.record is None else self.record["status"]
 
 
-def with_data_id(cfg: CellConfig, *, data_root: Any = None, download: bool = True) -> CellConfig:
+def of_result(cfg: CellConfig, record: dict[str, Any], *, reused: bool, lr: float | None = None,
+              **more: Any) -> Outcome:
+    """The outcome a record (or a trial's summary, ``lr``) stands for."""
+    status = record["status"]
+    kind = (Kind.FAILED if status == "failed" else Kind.DIVERGED if status == "diverged"
+            else Kind.REUSED if reused else Kind.COMPUTED)
+    return Outcome(kind, cfg, record, reused=reused, message=record.get("error") or "", lr=lr, **more)
+
+
+def attempt(cfg: CellConfig, env: RunEnv) -> Outcome:
+    """Reuse or run and write one cell (:func:`run_or_reuse`); what it raised becomes the outcome's kind."""
+    return _attempt(cfg, env, None)
+
+
+def attempt_trial(cfg: CellConfig, lr: float, env: RunEnv) -> Outcome:
+    """Reuse or run and keep one trial of a tuned cell (:func:`run_trial_or_reuse`), as :func:`attempt` a cell."""
+    return _attempt(cfg, env, lr)
+
+
+def _attempt(cfg: CellConfig, env: RunEnv, lr: float | None) -> Outcome:
+    t0 = time.perf_counter()
+    try:
+        if lr is None:
+            out = run_or_reuse(cfg, env)
+        else:
+            summary = run_trial_or_reuse(cfg, lr, env)
+            resumed = summary.pop("resumed")  # the outcome says it; the summary is what a driver keeps
+            out = of_result(cfg, summary, reused=resumed, lr=lr)
+    except MedftError as exc:
+        out = failure(cfg, exc, lr)
+    out.seconds = time.perf_counter() - t0
+    return out
+
+
+def failure(cfg: CellConfig, exc: MedftError, lr: float | None = None) -> Outcome:
+    """What an error met while attempting a cell means: the one rule, on every front end. A missing data file
+    and a strategy that does not apply skip the cell (the run goes on); any other error leaves no record."""
+    if isinstance(exc, DatasetNotFoundError):
+        return Outcome(Kind.DATA_MISSING, cfg, message=str(exc), lr=lr)
+    if isinstance(exc, NotApplicable):
+        return Outcome(Kind.NOT_APPLICABLE, cfg, message=str(exc), lr=lr)
+    # A result computed but not stored is kept, to be shown rather than lost.
+    record = exc.record if isinstance(exc, ResultsWriteError) else None
+    return Outcome(Kind.ERROR, cfg, record, message=str(exc), lr=lr)
+
+
+def with_data_id(cfg: CellConfig, env: RunEnv | None = None) -> CellConfig:
     """The configuration with its data's identity (part of the hash) filled in."""
     from medft_bench.data.sources import data_identity
 
     if cfg.data_id:
         return cfg
+    env = env or RunEnv()
     return replace(cfg, data_id=data_identity(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic,
-                                              root=data_root, download=download))
+                                              root=env.data_root, download=env.download))
 
 
 def with_precision(cfg: CellConfig, device: Any = None) -> CellConfig:
@@ -52,80 +144,80 @@ def with_precision(cfg: CellConfig, device: Any = None) -> CellConfig:
     return replace(cfg, precision=effective_precision(cfg.train.amp, resolve_device(device).type))
 
 
-def run_trial_or_reuse(cfg: CellConfig, lr: float, results_dir: str | Path, *, rerun: bool = False,
-                       data_root: Any = None, device: Any = None, progress: bool | None = None,
-                       download: bool = True) -> dict[str, Any]:
+def resolved(cfg: CellConfig, env: RunEnv) -> CellConfig:
+    """The configuration as it is hashed: its data's identity and its precision filled in."""
+    return with_precision(with_data_id(cfg, env), env.device)
+
+
+def _store(env: RunEnv) -> Store:
+    if env.store is None:
+        raise MedftError("this run has no results store (RunEnv.store): give one, e.g. RunEnv.at(results_dir)")
+    return env.store
+
+
+def run_trial_or_reuse(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any]:
     """One trial of a tuned cell as its own task (``training.tuning.run_trial``): reused when kept, else run
     and kept next to the cell's record, where the cell's own run finds it."""
     from medft_bench.training.tuning import run_trial
 
-    cfg = with_precision(with_data_id(cfg, data_root=data_root, download=download), device)
-    return run_trial(cfg, lr, store=ResultStore(results_dir), data_root=data_root, device=device,
-                     progress=progress, download=download, rerun=rerun)
+    _store(env)
+    return run_trial(resolved(cfg, env), lr, env)
 
 
-def run_or_reuse(cfg: CellConfig, results_dir: str | Path, *, rerun: bool = False, data_root: Any = None,
-                 device: Any = None, progress: bool | str | None = None, download: bool = True,
-                 rerun_trials: bool | None = None) -> Outcome:
+def run_or_reuse(cfg: CellConfig, env: RunEnv) -> Outcome:
     """Reuse the stored record of this exact configuration on the same data, or run the cell and store its record.
 
     The data's identity (a MedMNIST file's MD5, a folder dataset's fingerprint) is part of the configuration
     hash: other data (``--data-root`` elsewhere, a re-pointed folder dataset, a changed file) gets a record of
-    its own, and the records of the old data stay. ``rerun_trials`` (default: ``rerun``): whether a tuned cell
-    trains its kept trials again; False when this run has just run them as tasks of their own.
+    its own, and the records of the old data stay. Raises what :func:`attempt` turns into an outcome's kind.
     """
-    cfg = with_precision(with_data_id(cfg, data_root=data_root, download=download), device)
-    store = ResultStore(results_dir)
+    cfg = resolved(cfg, env)
+    store = _store(env)
     # A reuse needs no lock (records are renamed into place whole), so a read-only results directory still
     # serves the records it holds; computing takes the lock, and looks again under it.
-    if not rerun and (record := store.lookup(cfg)) is not None:
-        return Outcome(record, store.path_for(cfg), True)
+    if not env.rerun and (record := store.lookup(cfg)) is not None:
+        return of_result(cfg, record, reused=True, path=store.path_for(cfg))
     with store.claim(cfg):
-        if not rerun and (record := store.lookup(cfg)) is not None:
-            return Outcome(record, store.path_for(cfg), True)
-        result = compute_cell(cfg, store, data_root=data_root, device=device, progress=progress,
-                              download=download, rerun=rerun if rerun_trials is None else rerun_trials)
-        path = store.write(result.record, cfg, result.head_state, predictions=result.predictions)
-    return Outcome(result.record, path, False)
+        if not env.rerun and (record := store.lookup(cfg)) is not None:
+            return of_result(cfg, record, reused=True, path=store.path_for(cfg))
+        out = compute_cell(cfg, env)
+        out.path = store.write(out.record, cfg, out.head_state, predictions=out.predictions)
+    return out
 
 
-def compute_cell(cfg: CellConfig, store: Any, *, data_root: Any = None, device: Any = None,
-                 progress: bool | None = None, download: bool = True, rerun: bool = False) -> CellResult:
-    """Run one cell (``cfg.data_id`` filled in) and return its record and head, not written: the caller writes
-    them through the store. ``store`` serves the records a strategy reuses (LP-FT's probe) and a tuned cell's
-    trials; a cluster worker passes a store of its own (:mod:`medft_bench.cluster.worker`)."""
+def compute_cell(cfg: CellConfig, env: RunEnv) -> Outcome:
+    """Run one cell (``cfg.data_id`` filled in) and return its outcome, not written: the caller writes it
+    through the store. ``env.store`` serves the records a strategy reuses (LP-FT's probe) and a tuned cell's
+    trials; a cluster worker's is a store of its own (:mod:`medft_bench.cluster.worker`)."""
     from medft_bench.data.sources import recorded_identity
     from medft_bench.results.record import reset_host_peak
 
     reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far (every path)
-    result = run_cell(cfg, data_root=data_root, device=device, store=store, progress=progress, download=download,
-                      rerun=rerun)
+    result = run_cell(cfg, env)
     if recorded_identity(result.record["data"]) != cfg.data_id:  # never file a result under other data
         raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
                         "edited); nothing was recorded: run it again")
     return result
 
 
-def run_cell(cfg: CellConfig, *, data_root: Any = None, device: Any = None, store: Any = None,
-             progress: bool | str | None = None, download: bool = True, rerun: bool = False) -> CellResult:
-    """Run one cell under its protocol and return its record and head, neither written nor looked up first:
-    the study's (``training.engine.train_cell``) or the tuned one (``training.tuning.tune_cell``: a sweep of
-    trials, each kept in ``store`` as it finishes, so that an interruption resumes)."""
+def run_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
+    """Run one cell under its protocol and return its outcome (record, head, predictions), neither written nor
+    looked up first: the study's (``training.engine.train_cell``) or the tuned one (``training.tuning.tune_cell``:
+    a sweep of trials, each kept in ``env.store`` as it finishes, so that an interruption resumes)."""
     from medft_bench.results import predictions
     from medft_bench.results.record import build_record
     from medft_bench.results.store import safe_name
 
+    env = env or RunEnv()
     # Imported only to compute: a reuse is a lookup.
     if cfg.protocol == "tuned":
         from medft_bench.training.tuning import tune_cell
 
-        run = tune_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
-                        download=download, rerun=rerun)
+        run = tune_cell(cfg, env)
     else:
         from medft_bench.training.engine import train_cell
 
-        run = train_cell(cfg, data_root=data_root, device=device, store=store, progress=progress,
-                         download=download)
+        run = train_cell(cfg, env)
     record, files = build_record(run), None
     if run.scores:
         data = run.ctx.data
@@ -133,4 +225,4 @@ def run_cell(cfg: CellConfig, *, data_root: Any = None, device: Any = None, stor
         record["predictions"], files = predictions.build(
             flag, cfg.img_size, f"seed{cfg.seed}", record["metrics"], run.scores,
             {split: data.split(split).labels.numpy() for split in run.scores})
-    return CellResult(record, run.head_state(), files)
+    return of_result(cfg, record, reused=False, head_state=run.head_state(), predictions=files)

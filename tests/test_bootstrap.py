@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from medft_bench.leaderboard import bootstrap
+from medft_bench.run_env import RunEnv
 
 
 def _cell(rng: np.random.Generator, y: np.ndarray, p_correct: float, n_classes: int = 2) -> bootstrap.Predicted:
@@ -81,7 +82,7 @@ def test_the_answer_carries_intervals_only_from_predictions_that_match(tmp_path:
     from medft_bench.runner import run_or_reuse
     from tests.helpers import tiny_cell
 
-    outs = [run_or_reuse(tiny_cell("resnet18", s, seed=seed), tmp_path, progress=False)
+    outs = [run_or_reuse(tiny_cell("resnet18", s, seed=seed), RunEnv.at(tmp_path, progress=False))
             for s in ("lp", "knn") for seed in (0, 1, 2)]
 
     def answer():

@@ -1,5 +1,6 @@
 """The command line: ``python -m medft_bench run`` prints a summary and the record's path, reuses on the next
-run, and turns bad input (unknown names, missing data or weights) into one ``error:`` line with exit code 2."""
+run, and turns bad input (unknown names, missing weights) into one ``error:`` line with exit code 2; a cell whose
+data file is missing is skipped, as on every front end."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from medft_bench.__main__ import main
 from medft_bench.data.sources import dataset_names
 from medft_bench.results.store import ResultStore, load_records, read_record
+from medft_bench.run_env import RunEnv
 from medft_bench.strategies.registry import strategy_names
 from medft_bench.tiers import TIERS, get_tier
 
@@ -94,26 +96,6 @@ def test_error_from_the_command_line_has_no_traceback(tmp_path: Path) -> None:
     assert proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert proc.stderr.startswith("error: unknown strategy 'nope'; valid names: ")
-
-
-def test_missing_medmnist_file_gives_download_instructions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    empty = tmp_path / "data"
-    empty.mkdir()
-    line = one_error_line(capsys, ["run", "--tier", "quick", "--dataset", "pneumoniamnist", "--backbone", "resnet18",
-                                   "--strategy", "lp", "--seed", "0", "--results-dir", str(tmp_path / "results"),
-                                   "--data-root", str(empty), "--no-download"])
-    assert "https://zenodo.org/" in line and "MD5" in line
-    assert f"place it at {empty / 'pneumoniamnist.npz'}" in line
-    assert not list(empty.iterdir())  # nothing downloaded
-
-
-def test_missing_folder_dataset_gives_instructions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    empty = tmp_path / "data"
-    empty.mkdir()
-    line = one_error_line(capsys, ["run", "--tier", "full", "--dataset", "chest_xray_pneumonia", "--backbone",
-                                   "resnet18", "--strategy", "lp", "--results-dir", str(tmp_path / "results"),
-                                   "--data-root", str(empty), "--allow-cpu"])
-    assert "https://" in line and f"Place it at {empty / 'chest_xray_pneumonia'}" in line
 
 
 def test_missing_weights_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -252,13 +234,13 @@ def test_any_backbone_name_gives_safe_file_names(name: str, tmp_path: Path) -> N
 
     results = tmp_path / "a" / "b" / "results"  # x/../../escaped would land in tmp_path/a
     cfg = tiny_cell(backbone=name, strategy="lp")
-    out = run_or_reuse(cfg, results)
+    out = run_or_reuse(cfg, RunEnv.at(results))
     assert out.path.parent == results / "unit" and out.path.is_file() and out.path.with_suffix(".head.pt").is_file()
     assert "/" not in out.path.name and ":" not in out.path.name
     record = read_record(out.path)
     assert record["cell"]["backbone"] == name and record["cell_id"] == cfg.cell_id and record["status"] == "ok"
     assert all(results in p.parents for p in tmp_path.rglob("*") if p.is_file())
-    assert run_or_reuse(cfg, results).reused  # found again under its safe name
+    assert run_or_reuse(cfg, RunEnv.at(results)).reused  # found again under its safe name
 
 
 # -- issue 13, item 8: a results directory that cannot be written ------------------------------------------

@@ -13,10 +13,11 @@ from medft_bench.__main__ import main
 from medft_bench.cluster.failures import FailureLog
 from medft_bench.cluster.plan import plan_grid
 from medft_bench.cluster.progress import Progress
-from medft_bench.cluster.worker import Shipped, ShippedStore, WorkerSettings, run_task
+from medft_bench.cluster.worker import Shipped, ShippedStore, run_task
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.store import ResultStore, load_records
-from medft_bench.runner import run_or_reuse, run_trial_or_reuse, with_data_id
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import Kind, run_or_reuse, run_trial_or_reuse, with_data_id
 from medft_bench.tiers import get_tier
 from medft_bench.training.tuning import trial_hash, tuning_grid
 from tests.helpers import comparable, tiny_cell
@@ -29,7 +30,7 @@ def _cells(strategies: list[str], protocol: str | None = "study") -> list:
 
 def test_lp_cells_go_first_and_lp_ft_waits_for_its_own(tmp_path: Path) -> None:
     cells = _cells(["lp_ft", "ft", "lp"])  # LP-FT before LP in the grid's order
-    plan = plan_grid(cells, ResultStore(tmp_path))
+    plan = plan_grid(cells, RunEnv(store=ResultStore(tmp_path)))
     order = [j.cfg.strategy for j in plan.jobs]
     assert order[0] == "lp" and order[1:] == ["lp_ft", "ft"]  # otherwise the grid's order
     lp, lp_ft = plan.jobs[0], plan.jobs[1]
@@ -38,14 +39,14 @@ def test_lp_cells_go_first_and_lp_ft_waits_for_its_own(tmp_path: Path) -> None:
 
 
 def test_a_tuned_lp_ft_reuses_the_study_lp_cell(tmp_path: Path) -> None:
-    plan = plan_grid(_cells(["lp", "lp_ft"], protocol="both"), ResultStore(tmp_path))
+    plan = plan_grid(_cells(["lp", "lp_ft"], protocol="both"), RunEnv(store=ResultStore(tmp_path)))
     study_lp = next(j for j in plan.jobs if j.cfg.strategy == "lp" and j.cfg.protocol == "study")
     tuned = next(j for j in plan.jobs if j.cfg.strategy == "lp_ft" and j.cfg.protocol == "tuned")
     assert tuned.needs == {study_lp.cfg.config_hash}
 
 
 def test_without_its_lp_cell_in_the_run_lp_ft_needs_nothing(tmp_path: Path) -> None:
-    plan = plan_grid(_cells(["lp_ft"]), ResultStore(tmp_path))
+    plan = plan_grid(_cells(["lp_ft"]), RunEnv(store=ResultStore(tmp_path)))
     assert [j.needs for j in plan.jobs] == [set()]  # it ships a stored LP head if one exists, else solves its own
     assert plan.jobs[0].reuses[0].strategy == "lp"
 
@@ -62,7 +63,7 @@ def test_the_shipped_store_serves_only_what_was_shipped() -> None:
 def test_a_tuned_cell_is_its_trials_then_itself(tmp_path: Path) -> None:
     cells = _cells(["lp", "lp_ft", "ft", "knn"], protocol="tuned")  # a tuned LP-FT reuses the study LP cell
     cells = _cells(["lp"]) + cells
-    plan = plan_grid(cells, ResultStore(tmp_path))
+    plan = plan_grid(cells, RunEnv(store=ResultStore(tmp_path)))
     by = {j.label: j for j in plan.jobs}
     ft = next(j for j in plan.jobs if j.cfg.strategy == "ft" and j.trial is None)
     lp_ft = next(j for j in plan.jobs if j.cfg.strategy == "lp_ft" and j.trial is None)
@@ -84,11 +85,11 @@ def test_kept_trials_are_not_run_again_unless_rerun(tmp_path: Path) -> None:
     store = ResultStore(tmp_path)
     kept = trial_hash(cfg, 1e-4)
     store.write_trial(cfg, {"trial_hash": kept, "lr": 1e-4, "status": "ok"})
-    plan = plan_grid([cfg], store)
+    plan = plan_grid([cfg], RunEnv(store=store))
     assert [j.label for j in plan.jobs] == [f"{cfg.cell_id} lr=0.001", cfg.cell_id]
     assert [t.trial_hash for t in plan.reused_trials] == [kept]
     assert plan.jobs[1].needs == {plan.jobs[0].key} and len(plan.jobs[1].trials) == 2  # the kept one is shipped
-    rerun = plan_grid([cfg], store, rerun=True)
+    rerun = plan_grid([cfg], RunEnv(store=store, rerun=True))
     assert len(rerun.jobs) == 3 and not rerun.reused_trials
 
 
@@ -105,22 +106,23 @@ def test_worker_trial_tasks_then_the_cell_task_give_the_pytest_paths_record(tmp_
     """What a cluster task runs (no engine): each trial alone, its summary kept by the caller as the driver
     keeps it, then the cell with the kept trials shipped; against the pytest path with --trial-tasks."""
     cfg = with_data_id(replace(tiny_cell("resnet18", "ft"), protocol="tuned", lr_grid=(1e-3, 1e-2)))
-    settings = WorkerSettings(threads=torch.get_num_threads())
+    settings = RunEnv(threads=torch.get_num_threads())
     driver = ResultStore(tmp_path / "driver")
     for lr in (1e-3, 1e-2):
         result = run_task(cfg, [], settings, lr=lr)
-        assert result.kind == "trial" and result.trial["lr"] == lr and result.trial["status"] == "ok"
-        assert result.record is None  # a trial has no record; the test split is not touched
-        driver.write_trial(cfg, result.trial)
+        assert result.kind is Kind.COMPUTED and result.record["lr"] == lr and result.record["status"] == "ok"
+        # A trial's summary, not a record: validation only, the test split is not touched.
+        assert "val" in result.record and "metrics" not in result.record and "test" not in result.record
+        driver.write_trial(cfg, result.record)
     shipped = [driver.read_trial(cfg, trial_hash(cfg, lr)) for lr in (1e-3, 1e-2)]
     cell = run_task(cfg, [], settings, trials=shipped)
-    assert cell.kind == "record" and cell.record["tuning"]["model"] == "retrained" and cell.trial is None
-    assert cell.head is not None and set(cell.head) == {"weight", "bias"}  # written next to the record
+    assert cell.kind is Kind.COMPUTED and cell.record["tuning"]["model"] == "retrained" and cell.lr is None
+    assert cell.head_state is not None and set(cell.head_state) == {"weight", "bias"}  # written next to the record
     assert [t["resumed"] for t in cell.record["tuning"]["trials"]] == [True, True]
 
     for lr in (1e-3, 1e-2):  # the pytest path: test_tuning_trial's cases, then the cell's case
-        run_trial_or_reuse(cfg, lr, tmp_path / "pytest", progress=False)
-    reference = run_or_reuse(cfg, tmp_path / "pytest", progress=False).record
+        run_trial_or_reuse(cfg, lr, RunEnv.at(tmp_path / "pytest", progress=False))
+    reference = run_or_reuse(cfg, RunEnv.at(tmp_path / "pytest", progress=False)).record
     assert comparable(cell.record) == comparable(reference)
     assert cell.record["metrics"]["test"] == reference["metrics"]["test"]
     kept_by_pytest = ResultStore(tmp_path / "pytest")

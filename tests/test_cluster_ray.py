@@ -27,6 +27,7 @@ else:
     import ray
 
 from medft_bench.cluster.ray_engine import RayOptions, run_grid_on_ray  # noqa: E402
+from medft_bench.run_env import RunEnv  # noqa: E402
 
 TIMEOUT_S = 300  # every run in this file is bounded: a hang fails the test instead of CI's whole job
 
@@ -53,13 +54,13 @@ def test_ray_records_equal_the_pytest_paths(local_ray: Any, tmp_path: Path) -> N
 
     cells = smoke_cells(["lp", "lp_ft", "knn"])
     opts = RayOptions(address="local", cpus_per_cell=1, max_retries=0, timeout_s=TIMEOUT_S)
-    summary = run_grid_on_ray(cells, tmp_path / "ray", opts)
+    summary = run_grid_on_ray(cells, RunEnv.at(tmp_path / "ray"), opts)
     assert summary.ok and len(summary.written) == 3, summary
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as a Ray worker with one CPU: the same float reductions
     try:
         for cfg in cells:  # what benchmarks/test_finetune.py runs for each case, in the grid's order
-            run_or_reuse(cfg, tmp_path / "pytest", progress=False)
+            run_or_reuse(cfg, RunEnv.at(tmp_path / "pytest", progress=False))
     finally:
         torch.set_num_threads(threads)
     on_ray, on_pytest = _records(tmp_path / "ray"), _records(tmp_path / "pytest")
@@ -72,7 +73,7 @@ def test_ray_records_equal_the_pytest_paths(local_ray: Any, tmp_path: Path) -> N
     heads = sorted(p.name.split("__")[0] for p in (tmp_path / "ray" / "smoke").glob("*.head.pt"))
     assert heads == sorted(p.name.split("__")[0] for p in (tmp_path / "pytest" / "smoke").glob("*.head.pt"))
 
-    again = run_grid_on_ray(cells, tmp_path / "ray", opts)  # resume: every cell has its record
+    again = run_grid_on_ray(cells, RunEnv.at(tmp_path / "ray"), opts)  # resume: every cell has its record
     assert len(again.reused) == 3 and not again.written
 
 
@@ -85,15 +86,15 @@ def test_a_tuned_cell_runs_as_trial_tasks_then_its_own_and_equals_the_pytest_pat
     grid = tuning_grid(cfg)
     assert grid == (1e-4, 1e-3)  # the smoke tier's tuned grid
     opts = RayOptions(address="local", cpus_per_cell=1, max_retries=0, timeout_s=TIMEOUT_S)
-    summary = run_grid_on_ray(cells, tmp_path / "ray", opts)
+    summary = run_grid_on_ray(cells, RunEnv.at(tmp_path / "ray"), opts)
     assert summary.ok and [c.cell_id for c in summary.written] == [cfg.cell_id], summary
     assert sorted(lr for _, lr in summary.trials_kept) == list(grid) and not summary.trials_not_kept
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:  # the pytest path with --trial-tasks: test_tuning_trial's cases, then the cell's case
         for lr in grid:
-            run_trial_or_reuse(cfg, lr, tmp_path / "pytest", progress=False)
-        run_or_reuse(cfg, tmp_path / "pytest", progress=False)
+            run_trial_or_reuse(cfg, lr, RunEnv.at(tmp_path / "pytest", progress=False))
+        run_or_reuse(cfg, RunEnv.at(tmp_path / "pytest", progress=False))
     finally:
         torch.set_num_threads(threads)
     on_ray, on_pytest = _records(tmp_path / "ray"), _records(tmp_path / "pytest")
@@ -111,7 +112,7 @@ def test_a_tuned_cell_runs_as_trial_tasks_then_its_own_and_equals_the_pytest_pat
         assert comparable(stored.read_trial(summary.written[0], th)) == comparable(
             reference.read_trial(summary.written[0], th))
 
-    again = run_grid_on_ray(cells, tmp_path / "ray", opts)  # resume: the record is there, nothing runs
+    again = run_grid_on_ray(cells, RunEnv.at(tmp_path / "ray"), opts)  # resume: the record is there, nothing runs
     assert len(again.reused) == 1 and not again.written and not again.trials_kept
 
 
@@ -127,7 +128,7 @@ def test_a_killed_trial_task_is_retried_alone(local_ray: Any, tmp_path: Path,
     for spared in (cfg.config_hash, trial_hash(cfg, low)):  # only the trial at the higher rate dies, once
         (markers / spared).write_text("spared\n")
     monkeypatch.setenv(EXIT_ONCE_ENV, str(markers))
-    summary = run_grid_on_ray(cells, tmp_path / "res", RayOptions(address="local", max_retries=1,
+    summary = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), RayOptions(address="local", max_retries=1,
                                                                   timeout_s=TIMEOUT_S))
     assert "first attempt's worker exited" in (markers / trial_hash(cfg, high)).read_text()
     assert [(c.cell_id, lr, attempt) for c, lr, attempt, _ in summary.trial_retries] == [(cfg.cell_id, high, 1)]
@@ -151,10 +152,10 @@ def test_an_interrupted_tuned_cell_resumes_after_its_kept_trials(local_ray: Any,
         (markers / trial_hash(cfg, lr)).write_text("spared\n")
     monkeypatch.setenv(EXIT_ONCE_ENV, str(markers))
     opts = RayOptions(address="local", max_retries=0, timeout_s=TIMEOUT_S)
-    first = run_grid_on_ray(cells, tmp_path / "res", opts)
+    first = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), opts)
     assert [c.cell_id for c, _ in first.failed] == [cfg.cell_id] and len(first.trials_kept) == 2
     assert ResultStore(tmp_path / "res").lookup(cfg) is None
-    second = run_grid_on_ray(cells, tmp_path / "res", opts)  # the same command: only the cell runs
+    second = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), opts)  # the same command: only the cell runs
     assert second.trials_reused == 2 and not second.trials_kept and not second.trial_retries
     assert second.ok and [c.cell_id for c in second.written] == [cfg.cell_id]
     assert not FailureLog(tmp_path / "res").cells
@@ -165,7 +166,7 @@ def test_a_lost_worker_is_retried_and_its_cell_completed(local_ray: Any, tmp_pat
     markers = tmp_path / "exits"
     monkeypatch.setenv(EXIT_ONCE_ENV, str(markers))
     cells = smoke_cells(["knn"])
-    summary = run_grid_on_ray(cells, tmp_path / "res", RayOptions(address="local", max_retries=1,
+    summary = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), RayOptions(address="local", max_retries=1,
                                                                   timeout_s=TIMEOUT_S))
     assert [m.name for m in markers.iterdir()] == [cells[0].config_hash]  # the first attempt's worker died
     assert [(c.cell_id, attempt) for c, attempt, _ in summary.retries] == [(cells[0].cell_id, 1)]
@@ -180,14 +181,14 @@ def test_without_retries_a_lost_worker_is_a_failure_with_its_reason(local_ray: A
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(EXIT_ONCE_ENV, str(tmp_path / "exits"))
     cells = smoke_cells(["knn"])
-    summary = run_grid_on_ray(cells, tmp_path / "res", RayOptions(address="local", max_retries=0,
+    summary = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), RayOptions(address="local", max_retries=0,
                                                                   timeout_s=TIMEOUT_S))
     assert not summary.ok and [c.cell_id for c, _ in summary.failed] == [cells[0].cell_id]
     assert not list((tmp_path / "res").glob("*/*.json"))  # no record: no fake one either
     logged = json.loads((tmp_path / "res" / FILE_NAME).read_text())["cells"]
     assert logged[cells[0].config_hash]["attempts"] == 1 and logged[cells[0].config_hash]["reason"]
     # The next run (the worker now survives) computes it and takes it off the list.
-    summary = run_grid_on_ray(cells, tmp_path / "res", RayOptions(address="local", timeout_s=TIMEOUT_S))
+    summary = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), RayOptions(address="local", timeout_s=TIMEOUT_S))
     assert summary.ok and not FailureLog(tmp_path / "res").cells
 
 

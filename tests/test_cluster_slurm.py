@@ -16,6 +16,8 @@ from medft_bench.cluster.plan import Trial, plan_grid
 from medft_bench.cluster.slurm import run_part, split, stages
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.store import ResultStore, load_records
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import Kind
 from medft_bench.tiers import get_tier
 from tests.helpers import tiny_cell
 
@@ -30,7 +32,7 @@ def _cells(strategies: list[str], protocol: str = "study") -> list:
 def test_array_parts_keep_lp_ft_with_its_lp_cell(tmp_path: Path) -> None:
     plan = plan_grid(_cells(["lp_ft", "ft", "lp", "knn"]) + build_grid(
         get_tier("smoke"), GridOptions(backbones=["vgg19"], strategies=["lp", "lp_ft"], protocol="study")),
-        ResultStore(tmp_path))
+        RunEnv(store=ResultStore(tmp_path)))
     parts = split(plan.jobs, 3)
     assert len(parts) == 3 and sum(map(len, parts)) == 6
     for part in parts:
@@ -41,7 +43,8 @@ def test_array_parts_keep_lp_ft_with_its_lp_cell(tmp_path: Path) -> None:
 
 
 def test_trials_run_in_an_array_before_their_cells(tmp_path: Path) -> None:
-    plan = plan_grid(_cells(["lp", "lp_ft", "knn"]) + _cells(["lp_ft", "ft"], protocol="tuned"), ResultStore(tmp_path))
+    plan = plan_grid(_cells(["lp", "lp_ft", "knn"]) + _cells(["lp_ft", "ft"], protocol="tuned"),
+                     RunEnv(store=ResultStore(tmp_path)))
     arrays = stages(plan.jobs)
 
     def names(stage: list) -> list[str]:
@@ -67,11 +70,11 @@ def test_the_time_limit_signal_leaves_no_record_and_stops_the_task(tmp_path: Pat
     timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGUSR2))  # as Slurm does before the limit
     timer.start()
     try:
-        outcomes = run_part(cells, str(tmp_path))
+        outcomes = run_part(cells, RunEnv.at(str(tmp_path)))
     finally:
         timer.cancel()
         signal.signal(signal.SIGUSR2, previous)
-    assert [o.kind for o in outcomes] == ["timeout", "timeout"]
+    assert [o.kind for o in outcomes] == [Kind.NOT_RUN, Kind.NOT_RUN]
     assert not list(tmp_path.glob("*/*.json"))  # not a failed record: nothing, and the next submission runs it
 
 
@@ -87,7 +90,7 @@ def test_the_local_executor_runs_the_array(tmp_path: Path) -> None:
     assert records["lp_ft"]["strategy"]["log"]["lp"]["lp_head"] == "reused"  # LP ran first in its task
     logs = sorted((tmp_path / ".slurm").glob("*_log.out"))
     assert len(logs) == 2 and "resnet50-knn" in "".join(p.read_text() for p in logs)
-    plan = plan_grid(_cells(["lp", "lp_ft", "knn"]), ResultStore(tmp_path))
+    plan = plan_grid(_cells(["lp", "lp_ft", "knn"]), RunEnv(store=ResultStore(tmp_path)))
     assert not plan.jobs and len(plan.reused) == 3  # resume: the same command submits nothing
 
 
@@ -113,13 +116,13 @@ def test_the_local_executor_runs_trials_then_the_tuned_cell(tmp_path: Path) -> N
     assert len(logs) == 3  # two trial tasks, then the cell's
     assert sum("lr=0.0001: written ok" in p.read_text() for p in logs) == 1
     assert sum("-ft-tuned-seed0: written ok" in p.read_text() for p in logs) == 1
-    (cfg,) = plan_grid(_cells(["ft"], protocol="tuned"), ResultStore(tmp_path / "slurm")).reused
+    (cfg,) = plan_grid(_cells(["ft"], protocol="tuned"), RunEnv(store=ResultStore(tmp_path / "slurm"))).reused
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the array task (one CPU)
     try:  # the pytest path with --trial-tasks
         for lr in tuning_grid(cfg):
-            run_trial_or_reuse(cfg, lr, tmp_path / "pytest", progress=False)
-        reference = run_or_reuse(cfg, tmp_path / "pytest", progress=False).record
+            run_trial_or_reuse(cfg, lr, RunEnv.at(tmp_path / "pytest", progress=False))
+        reference = run_or_reuse(cfg, RunEnv.at(tmp_path / "pytest", progress=False)).record
     finally:
         torch.set_num_threads(threads)
     assert comparable(record) == comparable(reference)

@@ -15,6 +15,7 @@ from medft_bench.data import medmnist as mm
 from medft_bench.data.arrays import Split
 from medft_bench.data.batches import iterate
 from medft_bench.errors import DataError
+from medft_bench.run_env import RunEnv
 
 SPLITS = {"train": 50, "val": 12, "test": 10}
 
@@ -226,7 +227,7 @@ def test_a_training_run_is_bit_identical_mapped_or_in_memory(monkeypatch: pytest
     records = {}
     for name, threshold in (("mapped", 0), ("memory", 1 << 62)):
         monkeypatch.setattr(mapped, "MIN_BYTES", threshold)
-        records[name] = run_cell(cfg, device="cpu").record
+        records[name] = run_cell(cfg, RunEnv(device="cpu")).record
     got, want = records["mapped"], records["memory"]
     assert got["costs"]["data_conversion_s"] > 0 and want["costs"]["data_conversion_s"] == 0
     assert [e.get("train_loss") for e in got["epochs"]] == [e.get("train_loss") for e in want["epochs"]]

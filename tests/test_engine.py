@@ -10,6 +10,7 @@ import torch
 
 from medft_bench.errors import MedftError
 from medft_bench.results.record import validate
+from medft_bench.run_env import RunEnv
 from medft_bench.runner import run_cell
 from medft_bench.strategies import EpochPlan, Strategy, register_strategy
 from medft_bench.strategies import registry as strategy_registry
@@ -33,7 +34,7 @@ def _run_keeping_model(cfg, monkeypatch):
         return ctx, strategy
 
     monkeypatch.setattr(engine, "build_context", spy)
-    result = run_cell(cfg, progress=False)
+    result = run_cell(cfg, RunEnv(progress=False))
     return result, seen["ctx"], seen["before"], _snapshot(seen["ctx"].model)
 
 
@@ -60,7 +61,7 @@ def test_ft_and_lp_on_study_backbones(backbone: str, monkeypatch: pytest.MonkeyP
 
 
 def test_record_contents() -> None:
-    rec = run_cell(tiny_cell("resnet18", "lp", epochs=2, params={"solver": "adam"}), progress=False).record
+    rec = run_cell(tiny_cell("resnet18", "lp", epochs=2, params={"solver": "adam"}), RunEnv(progress=False)).record
     assert rec["cell"] == {"tier": "unit", "dataset": "pneumoniamnist", "img_size": 32, "backbone": "resnet18",
                            "strategy": "lp", "seed": 0}
     assert rec["data"]["synthetic"] is True and rec["data"]["splits"] == {"train": 32, "val": 16, "test": 16}
@@ -77,7 +78,7 @@ def test_record_contents() -> None:
 
 @pytest.mark.parametrize("strategy", ["auto_rgn", "auto_snr", "lp", "knn"])
 def test_probes_solves_and_votes_count_as_training(strategy: str) -> None:
-    rec = run_cell(tiny_cell("resnet18", strategy, epochs=1), progress=False).record
+    rec = run_cell(tiny_cell("resnet18", strategy, epochs=1), RunEnv(progress=False)).record
     costs = rec["costs"]
     seconds = costs["feature_cache"]["seconds"]  # rounded to 1e-4 s in the record: compare to that
     head_init_s = rec["head"]["seconds"]
@@ -95,11 +96,11 @@ def test_probes_solves_and_votes_count_as_training(strategy: str) -> None:
 
 
 def test_same_seed_same_metrics_on_cpu() -> None:
-    a = run_cell(tiny_cell("resnet18", "ft", epochs=2), progress=False).record
-    b = run_cell(tiny_cell("resnet18", "ft", epochs=2), progress=False).record
+    a = run_cell(tiny_cell("resnet18", "ft", epochs=2), RunEnv(progress=False)).record
+    b = run_cell(tiny_cell("resnet18", "ft", epochs=2), RunEnv(progress=False)).record
     assert a["metrics"] == b["metrics"]
     assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
-    c = run_cell(tiny_cell("resnet18", "ft", epochs=2, seed=1), progress=False).record
+    c = run_cell(tiny_cell("resnet18", "ft", epochs=2, seed=1), RunEnv(progress=False)).record
     assert [e["train_loss"] for e in a["epochs"]] != [e["train_loss"] for e in c["epochs"]]
 
 
@@ -117,7 +118,7 @@ class _Explodes(Strategy):
 def test_nan_loss_is_recorded_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(strategy_registry, "_REGISTRY", dict(strategy_registry._REGISTRY))
     register_strategy(_Explodes)
-    rec = run_cell(tiny_cell("resnet18", "test_explodes", epochs=3), progress=False).record
+    rec = run_cell(tiny_cell("resnet18", "test_explodes", epochs=3), RunEnv(progress=False)).record
     validate(rec)
     assert rec["status"] == "diverged" and rec["diverged_epoch"] == 0
     assert rec["metrics"] is None and "non-finite" in rec["error"]
@@ -125,7 +126,7 @@ def test_nan_loss_is_recorded_as_diverged(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_early_stopping_restores_best_checkpoint() -> None:
     rec = run_cell(tiny_cell("resnet18", "lp", epochs=6, patience=1, lr=0.5, params={"solver": "adam"}),
-                   progress=False).record
+                   RunEnv(progress=False)).record
     vals = [e["val"]["balanced_acc"] for e in rec["epochs"]]
     best = rec["costs"]["best_epoch"]
     assert vals[best] == max(vals)
@@ -150,7 +151,7 @@ def test_selected_epoch_is_the_best_by_the_selection_key() -> None:
     from medft_bench.metrics import selection_key
 
     rec = run_cell(tiny_cell("resnet18", "lp", epochs=4, patience=0, lr=0.5, params={"solver": "adam"}),
-                   progress=False).record
+                   RunEnv(progress=False)).record
     keys = [selection_key(e["val"], rec["metrics"]["monitor"]) for e in rec["epochs"]]
     best = rec["costs"]["best_epoch"]
     assert keys[best] == max(keys) and best == keys.index(max(keys))  # the first of equal keys
@@ -159,7 +160,7 @@ def test_selected_epoch_is_the_best_by_the_selection_key() -> None:
 
 def test_ft_beats_chance_on_learnable_synthetic_data() -> None:
     cfg = tiny_cell("resnet18", "ft", splits=(("train", 256), ("val", 64), ("test", 128)), epochs=4, batch_size=32)
-    rec = run_cell(cfg, progress=False).record
+    rec = run_cell(cfg, RunEnv(progress=False)).record
     assert rec["metrics"]["test"]["balanced_acc"] > 0.7, rec["metrics"]["test"]
 
 
@@ -175,14 +176,14 @@ def test_a_changed_default_or_version_is_never_served_an_old_record(tmp_path, mo
     from medft_bench.strategies.knn import KNNProbe
 
     cell = tiny_cell("resnet18", "knn")
-    first = run_or_reuse(cell, tmp_path, progress=False)
-    assert not first.reused and run_or_reuse(cell, tmp_path, progress=False).reused
+    first = run_or_reuse(cell, RunEnv.at(tmp_path, progress=False))
+    assert not first.reused and run_or_reuse(cell, RunEnv.at(tmp_path, progress=False)).reused
     monkeypatch.setattr(KNNProbe, "defaults", {**KNNProbe.defaults, "k": 5})
-    changed = run_or_reuse(cell, tmp_path, progress=False)
+    changed = run_or_reuse(cell, RunEnv.at(tmp_path, progress=False))
     assert not changed.reused and changed.record["config_hash"] != first.record["config_hash"]
     assert changed.record["strategy"]["hparams"]["k"] == 5
     monkeypatch.setattr(KNNProbe, "version", KNNProbe.version + 1)
-    assert not run_or_reuse(cell, tmp_path, progress=False).reused
+    assert not run_or_reuse(cell, RunEnv.at(tmp_path, progress=False)).reused
 
 
 def test_the_effective_precision_is_part_of_the_hash() -> None:
@@ -201,7 +202,7 @@ def test_the_effective_precision_is_part_of_the_hash() -> None:
     assert with_precision(forced, "cpu").config_hash == with_precision(forced, "cuda").config_hash
     assert with_precision(replace(cell, train=TrainSettings(amp="off")), "cuda").precision == "fp32"
     with pytest.raises(MedftError, match="resolved for bf16"):  # filed under bf16, it may not train in fp32
-        build_context(gpu, device="cpu")
+        build_context(gpu, RunEnv(device="cpu"))
 
 
 def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,7 +211,7 @@ def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.
     from medft_bench.training import engine
 
     cfg = tiny_cell("resnet18", "ft")
-    ok = run_or_reuse(cfg, tmp_path)
+    ok = run_or_reuse(cfg, RunEnv.at(tmp_path))
     assert ok.record["status"] == "ok"
     kept = {p.name: p.read_bytes() for p in ok.path.parent.rglob("*") if p.is_file()}
 
@@ -218,11 +219,11 @@ def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.
         raise RuntimeError("DefaultCPUAllocator: not enough memory")
 
     monkeypatch.setattr(engine.Trainer, "train_epoch", out_of_memory)
-    again = run_or_reuse(cfg, tmp_path, rerun=True)
+    again = run_or_reuse(cfg, RunEnv.at(tmp_path, rerun=True))
     assert again.record["status"] == "failed" and "not enough memory" in again.record["error"]
     assert again.path == ResultStore(tmp_path).attempt_path_for(with_data_id(cfg))
     assert again.path.name.endswith(ATTEMPT_SUFFIX) and again.path.is_file()
     assert {p.name: p.read_bytes() for p in ok.path.parent.rglob("*") if p.is_file() and p != again.path} == kept
     records, problems = load_records([tmp_path])
     assert [r["status"] for r in records] == ["ok"] and not problems  # the attempt is not a record
-    assert run_or_reuse(cfg, tmp_path).reused  # and the ok record still serves
+    assert run_or_reuse(cfg, RunEnv.at(tmp_path)).reused  # and the ok record still serves

@@ -13,6 +13,7 @@ from scipy.optimize import minimize
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
 from medft_bench.data.batches import iterate
 from medft_bench.models.head_init import feature_stats
+from medft_bench.run_env import RunEnv
 from medft_bench.runner import run_cell
 from medft_bench.training.engine import build_context
 from medft_bench.training.linear_probe import fit_linear_probe, fit_strength, objective, standardise, strengths
@@ -148,7 +149,7 @@ def _cfg(strategy: str, dataset: str = "pneumoniamnist", **train: Any) -> CellCo
 
 @pytest.mark.parametrize("dataset,outputs", [("pneumoniamnist", 2), ("bloodmnist", 8), ("chestmnist", 14)])
 def test_new_head_starts_at_ln_c(dataset: str, outputs: int) -> None:
-    ctx, _ = build_context(_cfg("ft", dataset), device="cpu")
+    ctx, _ = build_context(_cfg("ft", dataset), RunEnv(device="cpu"))
     assert ctx.head_init["init"] == "scaled" and ctx.head_init["feature_rms_norm"] > 0
     x, y = next(iter(ctx.train_batches(1, generator=torch.Generator().manual_seed(0))))
     ctx.model.eval()
@@ -158,9 +159,9 @@ def test_new_head_starts_at_ln_c(dataset: str, outputs: int) -> None:
     expected = math.log(2) if ctx.data.multi_label else math.log(outputs)
     assert logits.shape[1] == outputs and loss == pytest.approx(expected, abs=5e-3)
     assert float(logits.std()) == pytest.approx(0.01, rel=0.5)  # neutral, yet not zero: gradients reach the body
-    zero, _ = build_context(_cfg("ft", dataset, head_init="zero"), device="cpu")
+    zero, _ = build_context(_cfg("ft", dataset, head_init="zero"), RunEnv(device="cpu"))
     assert all(float(p.detach().abs().max()) == 0 for p in zero.backbone.head.parameters())
-    default, _ = build_context(_cfg("ft", dataset, head_init="default"), device="cpu")
+    default, _ = build_context(_cfg("ft", dataset, head_init="default"), RunEnv(device="cpu"))
     assert float(default.backbone.head.weight.detach().abs().max()) > 0.01
 
 
@@ -176,7 +177,7 @@ def test_feature_stats_by_hand() -> None:
 
 @pytest.mark.parametrize("mode", ["scaled", "zero", "default"])
 def test_every_head_init_records_its_features(mode: str) -> None:
-    ctx, _ = build_context(_cfg("ft", head_init=mode), device="cpu")
+    ctx, _ = build_context(_cfg("ft", head_init=mode), RunEnv(device="cpu"))
     stats = feature_stats(extract_sample(ctx))
     assert ctx.head_init["init"] == mode
     assert ctx.head_init["feature_cosine"] == pytest.approx(stats["feature_cosine"], abs=1e-5)
@@ -192,7 +193,7 @@ def extract_sample(ctx: Any) -> torch.Tensor:
 
 
 def test_lp_cell_is_solved_and_recorded() -> None:
-    rec = run_cell(_cfg("lp"), device="cpu").record
+    rec = run_cell(_cfg("lp"), RunEnv(device="cpu")).record
     [entry] = rec["epochs"]
     assert entry["stage"] == "lp" and entry["epochs"] == 0 and entry["solver"] == "newton-cg"
     assert entry["converged"] and entry["grad_max"] <= 1e-6 and len(entry["grid"]) == 17
@@ -201,5 +202,5 @@ def test_lp_cell_is_solved_and_recorded() -> None:
     assert rec["metrics"]["val"]["balanced_acc"] == pytest.approx(entry["val_key"][0])  # the chosen fit's score
     assert rec["costs"]["fit_s"] > 0 and rec["costs"]["train_s"] >= rec["costs"]["fit_s"]
     assert rec["strategy"]["hparams"]["solver"] == "lbfgs" and rec["head"]["init"] == "scaled"
-    study = run_cell(_cfg("lp").with_strategy("lp", {"solver": "adam"}), device="cpu").record
+    study = run_cell(_cfg("lp").with_strategy("lp", {"solver": "adam"}), RunEnv(device="cpu")).record
     assert study["epochs"][0]["epoch"] == 0 and study["costs"]["cached_feature_epochs"] == 1

@@ -1,3 +1,4 @@
+
 """Each record's peak host memory is its own cell's (docs/record.md, costs.peak_host_scope)."""
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def _rss_mb() -> float:
 
 def test_a_computed_record_says_what_its_peak_covers(tmp_path) -> None:
     from medft_bench.results.record import reset_host_peak
+    from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_or_reuse
     from tests.helpers import tiny_cell
 
     expected = "cell" if reset_host_peak() else "process"
-    out = run_or_reuse(tiny_cell(strategy="lp"), tmp_path)
+    out = run_or_reuse(tiny_cell(strategy="lp"), RunEnv.at(tmp_path))
     assert out.record["costs"]["peak_host_scope"] == expected and out.record["costs"]["peak_host_rss_mb"] > 0

@@ -11,13 +11,14 @@ import pytest
 from medft_bench.errors import RecordError
 from medft_bench.metrics import compute_metrics
 from medft_bench.results import predictions
+from medft_bench.run_env import RunEnv
 from medft_bench.runner import run_or_reuse
 from tests.helpers import tiny_cell
 
 
 @pytest.mark.parametrize("strategy", ["ft", "knn"])
 def test_the_kept_models_predictions_recompute_the_records_metrics(tmp_path: Path, strategy: str) -> None:
-    out = run_or_reuse(tiny_cell("resnet18", strategy), tmp_path, progress=False)
+    out = run_or_reuse(tiny_cell("resnet18", strategy), RunEnv.at(tmp_path, progress=False))
     record = out.record
     assert record["status"] == "ok"
     for split in ("val", "test"):
@@ -30,7 +31,7 @@ def test_the_files_are_medmnists_result_format(tmp_path: Path) -> None:
     import pandas as pd
     from medmnist.evaluator import getACC, getAUC
 
-    out = run_or_reuse(tiny_cell("resnet18", "lp"), tmp_path, progress=False)
+    out = run_or_reuse(tiny_cell("resnet18", "lp"), RunEnv.at(tmp_path, progress=False))
     entry = out.record["predictions"]["splits"]["test"]
     # Synthetic data never takes a MedMNIST flag (``medmnist evaluate`` would score it against the real file)
     assert re.fullmatch(r"synthetic-pneumoniamnist_32_test_\[AUC\]\d\.\d{3}_\[ACC\]\d\.\d{3}@seed0\.csv",
@@ -45,7 +46,7 @@ def test_the_files_are_medmnists_result_format(tmp_path: Path) -> None:
 
 def test_an_edited_file_is_refused_and_a_rerun_leaves_only_its_own(tmp_path: Path) -> None:
     cfg = tiny_cell("resnet18", "lp")
-    out = run_or_reuse(cfg, tmp_path, progress=False)
+    out = run_or_reuse(cfg, RunEnv.at(tmp_path, progress=False))
     folder = predictions.folder_for(out.path)
     name = out.record["predictions"]["splits"]["test"]["scores"]
     stale = folder / "pneumoniamnist_test_[AUC]0.500_[ACC]0.500@seed0.csv"
@@ -54,7 +55,7 @@ def test_an_edited_file_is_refused_and_a_rerun_leaves_only_its_own(tmp_path: Pat
     edited.write_text(edited.read_text().replace("0.", "0.9", 1))
     with pytest.raises(RecordError, match="SHA-256 differs"):
         predictions.load(out.path, out.record, "test")
-    again = run_or_reuse(cfg, tmp_path, progress=False, rerun=True)
+    again = run_or_reuse(cfg, RunEnv.at(tmp_path, progress=False, rerun=True))
     assert predictions.load(again.path, again.record, "test") is not None
     listed = {n for s in again.record["predictions"]["splits"].values() for n in (s["scores"], s["labels"])}
     assert {p.name for p in folder.iterdir()} == listed

@@ -21,6 +21,7 @@ from medft_bench.config import CellConfig, TrainSettings, freeze_params
 from medft_bench.errors import MedftError
 from medft_bench.models.blocks import check_partition
 from medft_bench.results.store import ResultStore
+from medft_bench.run_env import RunEnv
 from medft_bench.runner import run_cell
 from medft_bench.strategies import registry
 from medft_bench.strategies.auto_rgn import rgn_multipliers
@@ -55,7 +56,7 @@ def cfg_for(strategy: str, *, backbone: str = BACKBONE, epochs: int = 2, n_train
 
 
 def context(strategy: str, **kw: Any) -> tuple[Any, Strategy]:
-    ctx, strat = build_context(cfg_for(strategy, **kw), device="cpu")
+    ctx, strat = build_context(cfg_for(strategy, **kw), RunEnv(device="cpu"))
     strat.setup(ctx)
     return ctx, strat
 
@@ -254,7 +255,7 @@ def test_norm_only_trains_norm_affine_and_head() -> None:
 
 # -- LoRA ---------------------------------------------------------------------------------------------------
 def test_lora_adapters_and_head_train_backbone_stays_identical() -> None:
-    ctx, strat = build_context(cfg_for("lora"), device="cpu")
+    ctx, strat = build_context(cfg_for("lora"), RunEnv(device="cpu"))
     pretrained_like(ctx)
     model = ctx.model
     w_before, b_before = snapshot(ctx), buffers(ctx)
@@ -313,7 +314,7 @@ def _sp_expected(ctx: Any, w0: dict[str, torch.Tensor], norm: str, alpha: float,
 @pytest.mark.parametrize("name,norm", [("l2_sp", "l2"), ("l1_sp", "l1")])
 def test_starting_point_penalty_matches_hand_computation(name: str, norm: str) -> None:
     alpha, beta = 0.3, 0.05
-    ctx, strat = build_context(cfg_for(name, params={"alpha": alpha, "beta": beta}), device="cpu")
+    ctx, strat = build_context(cfg_for(name, params={"alpha": alpha, "beta": beta}), RunEnv(device="cpu"))
     w0 = snapshot(ctx)
     strat.setup(ctx)
     head_only = beta / 2 * float(ctx.model.fc.weight.detach().double().pow(2).sum())
@@ -345,7 +346,7 @@ def test_starting_point_penalty_matches_hand_computation(name: str, norm: str) -
 
 @pytest.mark.parametrize("name", ["l2_sp", "l1_sp"])
 def test_closed_form_penalty_gradient_equals_autograd(name: str) -> None:
-    ctx, strat = build_context(cfg_for(name, params={"alpha": 0.3, "beta": 0.05}), device="cpu")
+    ctx, strat = build_context(cfg_for(name, params={"alpha": 0.3, "beta": 0.05}), RunEnv(device="cpu"))
     strat.setup(ctx)
     g = torch.Generator().manual_seed(2)
     with torch.no_grad():
@@ -366,7 +367,7 @@ def test_closed_form_penalty_gradient_equals_autograd(name: str) -> None:
 
 
 def test_closed_form_penalty_leaves_frozen_parameters_alone() -> None:
-    ctx, strat = build_context(cfg_for("l2_sp"), device="cpu")
+    ctx, strat = build_context(cfg_for("l2_sp"), RunEnv(device="cpu"))
     strat.setup(ctx)
     frozen = dict(ctx.model.named_parameters())["conv1.0.weight"]
     frozen.requires_grad_(False)
@@ -620,8 +621,8 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
     cfg = cfg_for("lp_ft", epochs=2)
     # On the CPU: "bit for bit" below needs deterministic kernels, and CUDA's backward passes are not (this test
     # failed on an H200 for that reason alone).
-    lp = run_cell(cfg.with_strategy("lp"), device="cpu")
-    trained = run_cell(cfg, device="cpu")
+    lp = run_cell(cfg.with_strategy("lp"), RunEnv(device="cpu"))
+    trained = run_cell(cfg, RunEnv(device="cpu"))
     rec = trained.record
     assert rec["status"] == "ok" and rec["strategy"]["log"]["lp"]["lp_head"] == "trained"
     for k, v in lp.head_state.items():  # stage 1 = the LP cell: stage 2 starts from exactly its head
@@ -634,8 +635,8 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
     assert per_stage["ft"] == rec["costs"]["total_params"]
     assert rec["costs"]["cached_feature_epochs"] == 0 and rec["costs"]["fit_s"] > 0
 
-    lp_out = run_or_reuse(cfg.with_strategy("lp"), tmp_path, device="cpu")
-    out = run_or_reuse(cfg, tmp_path, device="cpu")
+    lp_out = run_or_reuse(cfg.with_strategy("lp"), RunEnv.at(tmp_path, device="cpu"))
+    out = run_or_reuse(cfg, RunEnv.at(tmp_path, device="cpu"))
     log = out.record["strategy"]["log"]
     assert log["lp"] == {"lp_head": "reused", "lp_config_hash": lp_out.record["config_hash"],
                          "lp_train_s": lp_out.record["costs"]["train_s"]}
@@ -655,7 +656,8 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
 
 
 def test_lp_ft_stage2_keeps_its_start_when_no_epoch_beats_it() -> None:
-    rec = run_cell(cfg_for("lp_ft", epochs=2, params={"ft_lr_scale": 1000.0}), device="cpu").record  # lr 1: wrecks
+    rec = run_cell(cfg_for("lp_ft", epochs=2, params={"ft_lr_scale": 1000.0}),
+                   RunEnv(device="cpu")).record  # lr 1: wrecks
     start = next(e for e in rec["epochs"] if e.get("start"))
     assert rec["costs"]["best_epoch"] == -1 and rec["drift"]["ft"] == 0.0  # restored: the backbone is w0 again
     assert rec["metrics"]["val"] == start["val"]
@@ -796,7 +798,7 @@ def test_registry_restored_after_plugin_tests() -> None:
 
 # -- faithfulness: drift, eval mode, strategies that do not apply ------------------------------------------------
 def _drift_after_steps(strategy: str, params: dict[str, Any] | None = None) -> float:
-    ctx, strat = build_context(cfg_for(strategy, n_train=320, params=params), device="cpu")  # 20 steps of 16
+    ctx, strat = build_context(cfg_for(strategy, n_train=320, params=params), RunEnv(device="cpu"))  # 20 steps of 16
     pretrained_like(ctx)
     strat.setup(ctx)  # w0 (the penalty's and the drift's) after the BatchNorm scales are set
     runner = runner_for(ctx, strat)
@@ -814,7 +816,7 @@ def test_l1_sp_moves_the_backbone_and_alpha_point_one_would_pin_it() -> None:
 
 
 def test_eval_norm_mode_is_the_whole_network_in_eval() -> None:
-    ctx, _ = build_context(cfg_for("auto_rgn", backbone="vgg19"), device="cpu")
+    ctx, _ = build_context(cfg_for("auto_rgn", backbone="vgg19"), RunEnv(device="cpu"))
     ctx.apply_modes("eval")
     assert not any(m.training for m in ctx.model.modules())  # VGG-19's dropout too, as train_mode: eval
     ctx.apply_modes("backbone_eval")
@@ -825,14 +827,14 @@ def test_a_strategy_that_does_not_apply_is_skipped_with_its_reason() -> None:
     from medft_bench.errors import NotApplicable
 
     with pytest.raises(NotApplicable, match="norm_only.*no normalisation layers"):
-        build_context(cfg_for("norm_only", backbone="vgg19"), device="cpu")
+        build_context(cfg_for("norm_only", backbone="vgg19"), RunEnv(device="cpu"))
     with pytest.raises(ValueError, match="solver must be one of"):  # a bad value is a usage error, not a skip
         create_strategy("lp", solver="sgd")
     with pytest.raises(ValueError, match="variance must be one of"):
         create_strategy("auto_snr", variance="per_batch")
     with pytest.raises(ValueError, match="ft_norm_mode must be one of"):
         create_strategy("lp_ft", ft_norm_mode="training")
-    ctx, strat = build_context(cfg_for("norm_only"), device="cpu")  # ResNet has BatchNorm: it applies
+    ctx, strat = build_context(cfg_for("norm_only"), RunEnv(device="cpu"))  # ResNet has BatchNorm: it applies
     assert strat.check(ctx) is None
 
 
@@ -850,7 +852,7 @@ def test_ft_norm_mode_control_freezes_batchnorm_statistics() -> None:
                       weights="random", synthetic=True, synthetic_splits=(("train", 32), ("val", 16), ("test", 16)),
                       strategy_params=freeze_params({"norm_mode": "eval"}),
                       train=TrainSettings(epochs=1, batch_size=16, patience=0))
-    rec = run_cell(cell, progress=False).record
+    rec = run_cell(cell, RunEnv(progress=False)).record
     assert rec["status"] == "ok" and rec["strategy"]["hparams"]["norm_mode"] == "eval"
     assert {e["norm_mode"] for e in rec["epochs"] if "norm_mode" in e} == {"eval"}
 
@@ -860,7 +862,7 @@ def test_ft_eval_is_ft_with_frozen_batchnorm_statistics_under_its_own_name() -> 
 
     cell = CellConfig(tier="unit", dataset="pneumoniamnist", backbone="resnet18", strategy="ft_eval", img_size=32,
                       weights="random", synthetic=True, synthetic_splits=(("train", 32), ("val", 16), ("test", 16)))
-    ctx, strat = build_context(cell, device="cpu")
+    ctx, strat = build_context(cell, RunEnv(device="cpu"))
     plan = strat.plan(ctx, 0, 0)
     assert plan.trainable == frozenset(ctx.param_names) and plan.norm_mode == "eval"
     ctx.apply_modes(plan.norm_mode)
@@ -893,7 +895,7 @@ def test_auto_snr_starts_from_the_lp_cells_head(tmp_path: Any) -> None:
     from medft_bench.runner import run_or_reuse
 
     cfg = cfg_for("auto_snr", epochs=2)
-    lp = run_or_reuse(cfg.with_strategy("lp"), tmp_path, device="cpu")
+    lp = run_or_reuse(cfg.with_strategy("lp"), RunEnv.at(tmp_path, device="cpu"))
     seen: dict[str, torch.Tensor] = {}
     original = AutoSNR.plan
 
@@ -904,7 +906,7 @@ def test_auto_snr_starts_from_the_lp_cells_head(tmp_path: Any) -> None:
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(AutoSNR, "plan", spy)
-        rec = run_or_reuse(cfg, tmp_path, device="cpu").record
+        rec = run_or_reuse(cfg, RunEnv.at(tmp_path, device="cpu")).record
     head = ResultStore(tmp_path).load_head(cfg.with_strategy("lp"))
     for k, v in head.items():
         assert torch.equal(seen[k], v), k

@@ -16,6 +16,7 @@ from medft_bench.errors import MedftError
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.record import validate
 from medft_bench.results.store import ResultStore, load_records
+from medft_bench.run_env import RunEnv
 from medft_bench.runner import run_cell, run_or_reuse, run_trial_or_reuse
 from medft_bench.tiers import get_tier
 from medft_bench.training import engine, tuning
@@ -74,7 +75,7 @@ def test_choice_on_validation_and_test_evaluated_once(monkeypatch: pytest.Monkey
         return _fake_metrics((val if split == "val" else test)[lr])
 
     monkeypatch.setattr(engine.Trainer, "evaluate", evaluate)
-    rec = run_cell(tuned(), progress=False).record
+    rec = run_cell(tuned(), RunEnv(progress=False)).record
     validate(rec)
     assert rec["status"] == "ok" and rec["tuning"]["chosen_lr"] == 1e-3 and rec["tuning"]["model"] == "kept"
     assert [c for c in calls if c[0] == "test"] == [("test", 1e-3)]
@@ -83,7 +84,7 @@ def test_choice_on_validation_and_test_evaluated_once(monkeypatch: pytest.Monkey
 
 
 def test_tuned_record_keeps_every_trial_and_the_whole_cost() -> None:
-    rec = run_cell(tuned(epochs=2), progress=False).record
+    rec = run_cell(tuned(epochs=2), RunEnv(progress=False)).record
     validate(rec)
     t = rec["tuning"]
     assert rec["cell"]["protocol"] == "tuned" and t["grid"] == list(GRID)
@@ -113,7 +114,7 @@ def test_trials_share_the_backbone_and_the_frozen_features(monkeypatch: pytest.M
 
     monkeypatch.setattr(factory, "create_backbone", spy)
     factory._LAST_BUILT.clear()
-    rec = run_cell(tuned("lp_ft", grid=(1e-3, 1e-2)), progress=False).record
+    rec = run_cell(tuned("lp_ft", grid=(1e-3, 1e-2)), RunEnv(progress=False)).record
     assert builds == ["resnet18"] and rec["status"] == "ok"
     first, second = (x["feature_cache"] for x in rec["tuning"]["trials"])
     assert first["extracted"] and set(second["shared"]) == set(first["extracted"]) and not second["extracted"]
@@ -136,7 +137,7 @@ def test_interrupted_tuning_resumes_after_its_finished_trials(tmp_path: Path, mo
     cfg = tuned()
     monkeypatch.setattr(tuning._Sweep, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_or_reuse(cfg, tmp_path, progress=False)
+        run_or_reuse(cfg, RunEnv.at(tmp_path, progress=False))
     store = ResultStore(tmp_path)
     data_cfg = replace(cfg, data_id=run_data_id(cfg))
     assert not store.path_for(data_cfg).exists()  # no record for an unfinished sweep ...
@@ -149,7 +150,7 @@ def test_interrupted_tuning_resumes_after_its_finished_trials(tmp_path: Path, mo
 
     ran.clear()
     monkeypatch.setattr(tuning._Sweep, "run", counted)
-    rec = run_or_reuse(cfg, tmp_path, progress=False).record
+    rec = run_or_reuse(cfg, RunEnv.at(tmp_path, progress=False)).record
     validate(rec)
     trials = rec["tuning"]["trials"]
     assert [x["resumed"] for x in trials] == [True, False]
@@ -160,7 +161,7 @@ def test_interrupted_tuning_resumes_after_its_finished_trials(tmp_path: Path, mo
     else:
         assert ran == [GRID[1]] and rec["tuning"]["model"] == "kept"
     ran.clear()
-    assert run_or_reuse(cfg, tmp_path, progress=False).reused and ran == []
+    assert run_or_reuse(cfg, RunEnv.at(tmp_path, progress=False)).reused and ran == []
 
 
 def test_trials_as_tasks_of_their_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,13 +176,13 @@ def test_trials_as_tasks_of_their_own(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(tuning._Sweep, "run", counted)
     cfg = tuned()
-    first = [run_trial_or_reuse(cfg, lr, tmp_path, progress=False) for lr in GRID]
+    first = [run_trial_or_reuse(cfg, lr, RunEnv.at(tmp_path, progress=False)) for lr in GRID]
     assert ran == list(GRID) and [t["resumed"] for t in first] == [False, False]
     assert all(t["status"] == "ok" and t["val"] is not None for t in first)
     assert "test" not in json.dumps(first[0]["val"])  # validation only
-    assert run_trial_or_reuse(cfg, GRID[0], tmp_path, progress=False)["resumed"]
+    assert run_trial_or_reuse(cfg, GRID[0], RunEnv.at(tmp_path, progress=False))["resumed"]
     ran.clear()
-    rec = run_or_reuse(cfg, tmp_path, progress=False).record
+    rec = run_or_reuse(cfg, RunEnv.at(tmp_path, progress=False)).record
     validate(rec)
     assert [t["resumed"] for t in rec["tuning"]["trials"]] == [True, True]
     assert ran == [rec["tuning"]["chosen_lr"]] and rec["tuning"]["model"] == "retrained"
@@ -191,9 +192,9 @@ def test_trials_as_tasks_of_their_own(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_a_trial_outside_the_grid_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MedftError, match="0.5 is not a learning rate of this cell's tuning grid"):
-        run_trial_or_reuse(tuned(), 0.5, tmp_path, progress=False)
+        run_trial_or_reuse(tuned(), 0.5, RunEnv.at(tmp_path, progress=False))
     with pytest.raises(MedftError, match="nothing to tune"):
-        run_trial_or_reuse(tuned("knn"), 1e-3, tmp_path, progress=False)
+        run_trial_or_reuse(tuned("knn"), 1e-3, RunEnv.at(tmp_path, progress=False))
 
 
 def test_a_trial_being_run_elsewhere_is_waited_for(tmp_path: Path) -> None:
@@ -203,7 +204,7 @@ def test_a_trial_being_run_elsewhere_is_waited_for(tmp_path: Path) -> None:
     store = ResultStore(tmp_path)
     finished = threading.Event()
     with store.claim(cfg, tuning.trial_hash(cfg, GRID[0])):  # another worker holds this trial
-        worker = threading.Thread(target=lambda: (run_trial_or_reuse(cfg, GRID[0], tmp_path, progress=False),
+        worker = threading.Thread(target=lambda: (run_trial_or_reuse(cfg, GRID[0], RunEnv.at(tmp_path, progress=False)),
                                                   finished.set()))
         worker.start()
         assert not finished.wait(1.0)
@@ -223,8 +224,8 @@ def run_data_id(cfg: CellConfig) -> str:
 
 
 def test_knn_runs_as_under_study_and_says_so() -> None:
-    study = run_cell(tiny_cell("resnet18", "knn"), progress=False).record
-    rec = run_cell(tuned("knn"), progress=False).record
+    study = run_cell(tiny_cell("resnet18", "knn"), RunEnv(progress=False)).record
+    rec = run_cell(tuned("knn"), RunEnv(progress=False)).record
     validate(rec)
     assert rec["tuning"]["grid"] == [] and "runs exactly as under the study's protocol" in rec["tuning"]["note"]
     assert rec["metrics"]["test"] == study["metrics"]["test"]

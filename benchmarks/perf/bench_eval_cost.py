@@ -1,3 +1,4 @@
+
 """Target 5: what evaluation and early stopping cost, as a fraction of a cell's wall-clock.
 
 Cells with the quick tier's settings (10 epochs, batch 96, eval batch 256, early stopping with patience 3,
@@ -36,6 +37,7 @@ def main() -> None:
 
     from medft_bench.config import CellConfig
     from medft_bench.data.sources import load_dataset
+    from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_cell
     from medft_bench.tiers import get_tier
 
@@ -50,7 +52,7 @@ def main() -> None:
                          img_size=28, weights="random", synthetic=True, synthetic_splits=tuple(sorted(splits.items())),
                          train=settings)
         t0 = time.perf_counter()
-        rec = run_cell(cfg, progress=False).record
+        rec = run_cell(cfg, RunEnv(progress=False)).record
         wall = time.perf_counter() - t0
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]

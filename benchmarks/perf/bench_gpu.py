@@ -1,3 +1,4 @@
+
 """Target 4: the GPU path. Images per second and peak memory of FT through the suite against a plain loop.
 
 For resnet50, densenet121 and vgg19 at 224 px, batch 64, one FT pass of ``--steps`` steps over synthetic
@@ -60,6 +61,7 @@ def main() -> None:
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
     from medft_bench.models.factory import create_backbone
+    from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_cell
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -84,7 +86,7 @@ def main() -> None:
                          img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits.items())), train=settings)
         reset_peak()
-        rec = run_cell(cfg, device=dev, progress=False).record
+        rec = run_cell(cfg, RunEnv(device=dev, progress=False)).record
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]
         compile_s = c.get("compile_s") or 0.0

@@ -1,3 +1,4 @@
+
 """Target 3: the harness's overhead. A full FT cell through the suite against a bare hand-written loop.
 
 Both sides train the same model (timm, random init from the same seed), on the same uint8 tensors, with
@@ -40,6 +41,7 @@ def main() -> None:
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
     from medft_bench.models.factory import create_backbone
+    from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_cell
 
     splits = {"train": args.train, "val": 64, "test": 64}
@@ -53,7 +55,7 @@ def main() -> None:
                          img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits.items())), train=settings)
         t0 = time.perf_counter()
-        rec = run_cell(cfg, progress=False).record
+        rec = run_cell(cfg, RunEnv(progress=False)).record
         wall = time.perf_counter() - t0
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]

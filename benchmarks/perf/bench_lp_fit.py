@@ -1,3 +1,4 @@
+
 """The linear probe's fit (``training/linear_probe.py``) against scikit-learn's LogisticRegression, same path.
 
 On real frozen features when it can: the bundled MedMNIST files (``--data-root``) through the project's own
@@ -69,6 +70,7 @@ def timm_weights(path: str | None) -> str | None:
 
 def real_features(dataset: str, data_root: str, weights: str, img_size: int) -> dict[str, Any] | None:
     from medft_bench.config import CellConfig, TrainSettings
+    from medft_bench.run_env import RunEnv
     from medft_bench.training.engine import build_context
     from medft_bench.training.features import extract
 
@@ -76,7 +78,7 @@ def real_features(dataset: str, data_root: str, weights: str, img_size: int) -> 
         return None
     cfg = CellConfig(tier="quick", dataset=dataset, backbone="tf_efficientnet_lite0", strategy="lp",
                      weights=weights, train=TrainSettings(eval_batch_size=256))
-    ctx, _ = build_context(cfg, data_root=data_root, device="cpu", download=False)
+    ctx, _ = build_context(cfg, RunEnv(data_root=data_root, device="cpu", download=False))
     if ctx.preprocess.target_size != img_size:  # the input size the backbone sees (the file's 28 px resized)
         ctx.preprocess = dataclasses.replace(ctx.preprocess, target_size=img_size)
     t0 = time.perf_counter()

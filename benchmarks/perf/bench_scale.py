@@ -1,3 +1,4 @@
+
 """Target 6: how a cell's wall-clock grows with the training-set size.
 
 One cell per training-set size (default 1k, 4k and 16k synthetic images at 64 px; validation and test
@@ -36,6 +37,7 @@ def main() -> None:
 
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
+    from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_cell
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -52,7 +54,7 @@ def main() -> None:
                          seed=seed, img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits(n).items())), train=settings)
         t0 = time.perf_counter()
-        rec = run_cell(cfg, progress=False).record
+        rec = run_cell(cfg, RunEnv(progress=False)).record
         wall = time.perf_counter() - t0
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]

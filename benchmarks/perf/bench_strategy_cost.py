@@ -1,3 +1,4 @@
+
 """What each strategy costs per training image against FT, on a real cell (the real tier's BreastMNIST cell:
 the bundled official file, EfficientNet-Lite0 with its packaged ImageNet weights, 48 px, 512 images, 3 epochs).
 
@@ -30,6 +31,7 @@ def main() -> None:
     C.setup_env(args.cache_dir, args.threads, args.thp)
     C.wait_for_low_load(args.max_load, args.wait_s)
 
+    from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_cell
     from medft_bench.tiers import get_tier
 
@@ -40,7 +42,7 @@ def main() -> None:
 
     def run(strategy: str, seed: int) -> dict[str, Any]:
         cfg = tier.cell(args.dataset, tier.img_sizes[0], tier.backbones[0], strategy, seed)
-        rec = run_cell(cfg, progress=False).record
+        rec = run_cell(cfg, RunEnv(progress=False)).record
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]
         return {"train_s": c["train_s"], "probe_s": c["probe_s"], "fit_s": c["fit_s"],

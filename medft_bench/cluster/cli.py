@@ -75,7 +75,7 @@ def run_grid(args: argparse.Namespace) -> int:
 
         return run_grid_on_slurm(args, gpu=gpu)
     from medft_bench.cluster.ray_engine import RayOptions, run_grid_on_ray
-    from medft_bench.cluster.worker import WorkerSettings
+    from medft_bench.run_env import RunEnv
 
     _, cells = build_cells(args)
     opts = RayOptions(address=args.ray_address, num_cpus=args.ray_cpus,
@@ -84,15 +84,16 @@ def run_grid(args: argparse.Namespace) -> int:
                       max_retries=args.max_retries, timeout_s=args.timeout)
     if opts.max_retries < 0 or opts.cpus_per_cell < 0 or opts.gpus_per_cell < 0:
         raise MedftError("--max-retries, --cpus-per-cell and --gpus-per-cell cannot be negative")
-    settings = WorkerSettings(data_root=args.data_root, download=not args.no_download,
-                              folder_datasets=tuple(args.folder_dataset or ()))
-    summary = run_grid_on_ray(cells, args.results_dir, opts, settings=settings, rerun=args.rerun)
+    # The device is each worker's own (auto); workers print no per-epoch progress.
+    summary = run_grid_on_ray(cells, RunEnv.from_options(args, device=None, progress=False), opts)
     return report(summary)
 
 
 def report(summary: Any) -> int:
     """The run's end: failures with their reasons, retries, cancelled cells; the exit code."""
     out = sys.stderr
+    for cfg, why in summary.skipped:  # as every front end reports a skipped cell: not a failure
+        print(f"skipped: {cfg.cell_id}: {why[:300]}", file=out)
     for cfg, attempt, why in summary.retries:
         print(f"retried: {cfg.cell_id} (worker lost on attempt {attempt}: {why[:160]})", file=out)
     for cfg, lr, attempt, why in summary.trial_retries:

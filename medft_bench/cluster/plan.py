@@ -4,12 +4,12 @@ cell) run first."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import DatasetNotFoundError
-from medft_bench.results.store import ResultStore
+from medft_bench.errors import MedftError
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import failure, with_data_id, with_precision
 
 
 @dataclass(frozen=True)
@@ -70,27 +70,27 @@ def trials_of(cfg: CellConfig) -> tuple[Trial, ...]:
     return tuple(Trial(cfg, lr, trial_hash(cfg, lr)) for lr in tuning_grid(cfg))
 
 
-def plan_grid(cells: list[CellConfig], store: ResultStore, *, rerun: bool = False, data_root: Any = None,
-              download: bool = True) -> Plan:
+def plan_grid(cells: list[CellConfig], env: RunEnv) -> Plan:
     """Which cells to compute, which are reused, which cannot run (no data: skipped, as the pytest path
     skips them). A tuned cell with a learning-rate grid is one task per trial not kept yet (unless ``rerun``),
     then the cell, which chooses among them. Cells another cell reuses go first, so that LP-FT (and its
     trials) finds its LP cell's head; then trials, so that their cells find them done."""
-    from medft_bench.data.sources import data_identity
-    from medft_bench.runner import with_precision
     from medft_bench.strategies.registry import create_strategy
 
+    store, rerun = env.store, env.rerun
+    assert store is not None, "a grid is planned against its results store"
     jobs: list[Job] = []
     plan = Plan(jobs, [], [])
     seen: set[str] = set()
     for cfg in cells:
-        if not cfg.data_id:
-            try:
-                cfg = replace(cfg, data_id=data_identity(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic,
-                                                         root=data_root, download=download))
-            except DatasetNotFoundError as exc:
-                plan.skipped.append((cfg, str(exc)))
-                continue
+        try:
+            cfg = with_data_id(cfg, env)
+        except MedftError as exc:
+            skipped = failure(cfg, exc)  # what the error means is the runner's to say (a missing file: skipped)
+            if not skipped.kind.skipped:
+                raise
+            plan.skipped.append((cfg, skipped.message))
+            continue
         # The driver's device decides "auto"'s precision; a worker on another kind refuses the cell (engine).
         cfg = with_precision(cfg)
         if cfg.config_hash in seen:

@@ -20,17 +20,18 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any, TextIO
 
 from medft_bench.cluster.failures import FailureLog
 from medft_bench.cluster.plan import Job, plan_grid
 from medft_bench.cluster.progress import Progress
-from medft_bench.cluster.worker import EXIT_ONCE_ENV, Shipped, TaskResult, WorkerSettings, run_task
+from medft_bench.cluster.worker import EXIT_ONCE_ENV, Shipped, run_task
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError, ResultsWriteError
-from medft_bench.results.store import ResultStore
+from medft_bench.results.store import ResultStore, Store
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import Kind, Outcome
 
 POLL_S = 1.0  # every wait is bounded: Ctrl-C, the time limit and progress are looked at this often
 # Sent to the workers (a cluster started elsewhere does not have the driver's environment).
@@ -79,12 +80,12 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
     return tuple(getattr(rex, n) for n in names if hasattr(rex, n))
 
 
-def _ray_cell(cfg: CellConfig, shipped: list[Shipped], settings: WorkerSettings, lr: float | None = None,
-              trials: list[dict[str, Any]] | None = None) -> TaskResult:
-    return run_task(cfg, shipped, settings, lr=lr, trials=trials)
+def _ray_cell(cfg: CellConfig, shipped: list[Shipped], env: RunEnv, lr: float | None = None,
+              trials: list[dict[str, Any]] | None = None) -> Outcome:
+    return run_task(cfg, shipped, env, lr=lr, trials=trials)
 
 
-def _ship(store: ResultStore, job: Job) -> list[Shipped]:
+def _ship(store: Store, job: Job) -> list[Shipped]:
     out = []
     for cfg in job.reuses:
         record = store.lookup(cfg)
@@ -93,7 +94,7 @@ def _ship(store: ResultStore, job: Job) -> list[Shipped]:
     return out
 
 
-def _ship_trials(store: ResultStore, job: Job, fresh: set[str] | None) -> list[dict[str, Any]]:
+def _ship_trials(store: Store, job: Job, fresh: set[str] | None) -> list[dict[str, Any]]:
     """A tuned cell's kept trials (with ``--rerun``, ``fresh``: only those this run kept)."""
     out = []
     for trial in job.trials:
@@ -137,17 +138,18 @@ def slots(opts: RayOptions) -> int:
     return n
 
 
-def run_grid_on_ray(cells: list[CellConfig], results_dir: str | Path, opts: RayOptions, *,
-                    settings: WorkerSettings | None = None, rerun: bool = False,
+def run_grid_on_ray(cells: list[CellConfig], env: RunEnv, opts: RayOptions, *,
                     stream: TextIO | None = None) -> GridSummary:
-    """Run ``cells`` on Ray and write their records into ``results_dir``; see the module's docstring."""
+    """Run ``cells`` on Ray and write their records through ``env.store`` (a results directory); see the
+    module's docstring."""
     import ray
 
-    settings = settings or WorkerSettings()
-    store = ResultStore(results_dir)
-    plan = plan_grid(cells, store, rerun=rerun, data_root=settings.data_root, download=settings.download)
+    store = env.store
+    if not isinstance(store, ResultStore):
+        raise MedftError("a Ray run writes into a results directory: give RunEnv.at(results_dir)")
+    plan = plan_grid(cells, env)
     summary = GridSummary(reused=plan.reused, skipped=list(plan.skipped))
-    failures = FailureLog(results_dir)
+    failures = FailureLog(store.root)
     progress = Progress(total=len(plan.jobs) + len(plan.reused) + len(plan.skipped), engine="ray",
                         **({"stream": stream} if stream is not None else {}))
     summary.trials_reused = len(plan.reused_trials)
@@ -164,28 +166,27 @@ def run_grid_on_ray(cells: list[CellConfig], results_dir: str | Path, opts: RayO
                              f"{opts.gpus_per_cell:g} GPU, the cluster has {have.get('CPU', 0):g} CPU and "
                              f"{have.get('GPU', 0):g} GPU (--cpus-per-cell, --gpus-per-cell; a CPU-only "
                              "cluster runs a gpu tier with --allow-cpu)")
-        threads = max(1, int(opts.cpus_per_cell))
-        settings = WorkerSettings(settings.data_root, settings.download, settings.folder_datasets, threads)
+        env = replace(env, threads=max(1, int(opts.cpus_per_cell)))
         # Per task, not per ray.init: the driver may join a Ray instance started before with other variables.
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         remote = ray.remote(_ray_cell).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell,
                                                max_retries=0, retry_exceptions=False,
-                                               **({"runtime_env": {"env_vars": env}} if env else {}))
-        _drive(plan.jobs, remote, store, failures, settings, summary, progress, opts, rerun=rerun)
+                                               **({"runtime_env": {"env_vars": env_vars}} if env_vars else {}))
+        _drive(plan.jobs, remote, env, store, failures, summary, progress, opts)
     finally:
         if started:
             ray.shutdown()
     return summary
 
 
-def _drive(queue: list[Job], remote: Any, store: ResultStore, failures: FailureLog, settings: WorkerSettings,
-           summary: GridSummary, progress: Progress, opts: RayOptions, *, rerun: bool = False) -> None:
+def _drive(queue: list[Job], remote: Any, env: RunEnv, store: ResultStore, failures: FailureLog,
+           summary: GridSummary, progress: Progress, opts: RayOptions) -> None:
     import ray
 
     lost = _lost_errors()
     pending: dict[Any, tuple[Job, float]] = {}  # object ref -> (job, submitted at)
     finished: set[str] = set()  # job keys
-    fresh: set[str] | None = set() if rerun else None  # with rerun: trial hashes kept by this run
+    fresh: set[str] | None = set() if env.rerun else None  # with rerun: trial hashes kept by this run
     deadline = None if opts.timeout_s is None else time.monotonic() + opts.timeout_s
     capacity = slots(opts)
 
@@ -200,14 +201,14 @@ def _drive(queue: list[Job], remote: Any, store: ResultStore, failures: FailureL
             job.attempts += 1
             lr = job.trial.lr if job.trial is not None else None
             trials = _ship_trials(store, job, fresh) if job.trials else None
-            pending[remote.remote(job.cfg, _ship(store, job), settings, lr, trials)] = (job, time.monotonic())
+            pending[remote.remote(job.cfg, _ship(store, job), env, lr, trials)] = (job, time.monotonic())
             progress.running = len(pending)
 
     def collect(ref: Any) -> None:
         job, t0 = pending.pop(ref)
         cfg = job.cfg
         try:
-            result: TaskResult = ray.get(ref, timeout=60)
+            result: Outcome = ray.get(ref, timeout=60)
         except lost as exc:  # the worker process or its node is gone: the task never finished
             if job.attempts <= opts.max_retries:
                 if job.trial is None:
@@ -269,19 +270,20 @@ def _drive(queue: list[Job], remote: Any, store: ResultStore, failures: FailureL
     progress.show(capacity, force=True)
 
 
-def _handle(cfg: CellConfig, result: TaskResult, store: ResultStore, failures: FailureLog, summary: GridSummary,
+def _handle(cfg: CellConfig, result: Outcome, store: ResultStore, failures: FailureLog, summary: GridSummary,
             progress: Progress) -> None:
-    if result.kind == "skipped":
+    """A cell task's outcome into the summary: its record written here, the one writer."""
+    if result.kind.skipped:
         summary.skipped.append((cfg, result.message))
         progress.skipped += 1
         return
-    if result.kind != "record":
+    if result.record is None or result.kind is Kind.ERROR:
         summary.failed.append((cfg, result.message))
         failures.add(cfg, result.message, engine="ray", attempts=1)
         progress.failed += 1
         return
     try:
-        store.write(result.record, cfg, result.head, predictions=result.predictions)
+        store.write(result.record, cfg, result.head_state, predictions=result.predictions)
     except ResultsWriteError as exc:
         summary.failed.append((cfg, str(exc)))
         failures.add(cfg, str(exc), engine="ray", attempts=1)
@@ -289,26 +291,23 @@ def _handle(cfg: CellConfig, result: TaskResult, store: ResultStore, failures: F
         return
     failures.clear(cfg)
     progress.cell_seconds.append(result.seconds)
-    if result.record["status"] == "failed":
-        summary.failed.append((cfg, result.record["error"] or "failed"))
+    if result.kind is Kind.FAILED:
+        summary.failed.append((cfg, result.message or "failed"))
         progress.failed += 1
     else:
         summary.written.append(cfg)
         progress.done += 1
 
 
-def _handle_trial(job: Job, result: TaskResult, store: ResultStore, summary: GridSummary, progress: Progress,
+def _handle_trial(job: Job, result: Outcome, store: ResultStore, summary: GridSummary, progress: Progress,
                   fresh: set[str] | None) -> None:
     """Keep a trial task's summary (not a failed one) where the pytest path keeps it; its cell is shipped it."""
     assert job.trial is not None
-    if result.kind != "trial" or result.trial is None:
-        _trial_not_kept(job, result.message or result.kind, summary, progress)
-        return
-    if result.trial["status"] == "failed":
-        _trial_not_kept(job, result.trial["error"] or "failed", summary, progress)
+    if not result.kind.has_result or result.record is None:  # failed, bad input, skipped: its cell runs it
+        _trial_not_kept(job, result.message or result.kind.value, summary, progress)
         return
     try:
-        store.write_trial(job.cfg, result.trial)
+        store.write_trial(job.cfg, result.record)
     except ResultsWriteError as exc:
         _trial_not_kept(job, str(exc), summary, progress)
         return

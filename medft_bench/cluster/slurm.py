@@ -19,86 +19,63 @@ import functools
 import logging
 import signal
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from medft_bench.cluster.failures import FailureLog
 from medft_bench.cluster.plan import Job, Trial, plan_grid
 from medft_bench.config import CellConfig
-from medft_bench.errors import DatasetNotFoundError, MedftError, NotApplicable
+from medft_bench.errors import MedftError
 from medft_bench.results.store import ResultStore
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import Kind, Outcome
 
 
-@dataclass
-class CellOutcome:
-    cell_id: str
-    config_hash: str
-    kind: str  # written | reused | skipped | error | timeout
-    status: str | None = None  # the record's (or trial's) status
-    message: str = ""
-    lr: float | None = None  # a trial of a tuned cell: its learning rate (``cell_id`` says it too)
-
-
-def run_part(cells: list[CellConfig | Trial], results_dir: str, *, data_root: str | None = None,
-             download: bool = True, folder_datasets: tuple[str, ...] = (), threads: int | None = None,
-             rerun: bool = False, trials_done: bool = False) -> list[CellOutcome]:
+def run_part(cells: list[CellConfig | Trial], env: RunEnv, *, trials_done: bool = False) -> list[Outcome]:
     """One array task: its cells (or trials of tuned cells) in order (an LP cell before the LP-FT cells reusing
     it), each written as it finishes. Bad input of one cell does not stop the others; it is reported in the
     task's result. ``trials_done``: the tuned cells' trials ran in an earlier stage of this submission (with
     ``rerun``, they are reused, not trained again)."""
     import socket
 
-    import torch
+    from medft_bench.runner import attempt, attempt_trial
 
-    from medft_bench.data.folders import register_from_option, registry
-    from medft_bench.runner import run_or_reuse, run_trial_or_reuse
-
-    if threads:
-        torch.set_num_threads(threads)
+    env = replace(env, progress=False, rerun_trials=env.rerun and not trials_done)
+    env.enter_process()
     # Slurm signals a task (USR2, through submitit) shortly before its time limit. submitit's own handler
     # raises an exception mid-training, which the engine would file as a failed record; as an interruption
     # instead, the running cell leaves no record (the next submission runs it) and the task ends cleanly.
     signal.signal(signal.SIGUSR2, _stop)
-    for text in folder_datasets:
-        if text.partition("=")[0] not in registry():
-            register_from_option(text)
-    out = []
+    out: list[Outcome] = []
     trials = sum(isinstance(c, Trial) for c in cells)
     what = " and ".join(f"{n} {noun}" for n, noun in ((len(cells) - trials, "cells"), (trials, "trials of tuned cells"))
                         if n) or "nothing"
     print(f"medft-bench: {what} on {socket.gethostname()}", flush=True)
     for n, item in enumerate(cells):
-        t0 = time.perf_counter()
-        cfg, lr = (item.cfg, item.lr) if isinstance(item, Trial) else (item, None)
-        label = _label(item)
         try:
-            if lr is not None:
-                s = run_trial_or_reuse(cfg, lr, results_dir, rerun=rerun, data_root=data_root, download=download,
-                                       progress=False)
-                kind = "reused" if s["resumed"] else "error" if s["status"] == "failed" else "written"
-                outcome = CellOutcome(label, cfg.config_hash, kind, s["status"], s.get("error") or "", lr=lr)
-            else:
-                o = run_or_reuse(cfg, results_dir, rerun=rerun, data_root=data_root, download=download,
-                                 progress=False, rerun_trials=rerun and not trials_done)
-                outcome = CellOutcome(label, cfg.config_hash, "reused" if o.reused else "written",
-                                      o.record["status"], o.record.get("error") or "")
-        except (NotApplicable, DatasetNotFoundError) as exc:
-            outcome = CellOutcome(label, cfg.config_hash, "skipped", message=str(exc), lr=lr)
-        except MedftError as exc:
-            outcome = CellOutcome(label, cfg.config_hash, "error", message=str(exc), lr=lr)
+            outcome = attempt_trial(item.cfg, item.lr, env) if isinstance(item, Trial) else attempt(item, env)
         except KeyboardInterrupt:
-            print(f"medft-bench: time limit: {label} and {len(cells) - n - 1} more not run (no record); "
+            print(f"medft-bench: time limit: {_label(item)} and {len(cells) - n - 1} more not run (no record); "
                   "submit the same command again to run them", flush=True)
-            out += [CellOutcome(_label(c), c.cfg.config_hash if isinstance(c, Trial) else c.config_hash, "timeout",
-                                message="the array task's time limit", lr=c.lr if isinstance(c, Trial) else None)
-                    for c in cells[n:]]
+            out += [Outcome(Kind.NOT_RUN, c.cfg if isinstance(c, Trial) else c, message="the array task's time limit",
+                            lr=c.lr if isinstance(c, Trial) else None) for c in cells[n:]]
             break
-        print(f"{label}: {outcome.kind} {outcome.status or ''} ({time.perf_counter() - t0:.1f} s)"
+        print(f"{outcome.label}: {_word(outcome)} {outcome.status or ''} ({outcome.seconds:.1f} s)"
               f"{' ' + outcome.message if outcome.message else ''}", flush=True)
         out.append(outcome)
     return out
+
+
+def _word(o: Outcome) -> str:
+    """An outcome as the task's log says it: written (a record or a trial kept), reused, skipped, error, timeout."""
+    if o.kind is Kind.NOT_RUN:
+        return "timeout"
+    if o.kind.skipped:
+        return "skipped"
+    if o.kind is Kind.ERROR or (o.kind is Kind.FAILED and o.lr is not None):  # a failed trial is not kept
+        return "error"
+    return "reused" if o.reused else "written"
 
 
 def _label(item: CellConfig | Trial) -> str:
@@ -158,8 +135,10 @@ def run_grid_on_slurm(args: argparse.Namespace, *, gpu: bool) -> int:
     except ImportError:
         raise MedftError("submitit is not installed: pip install 'medft-bench[slurm]' (or 'submitit')") from None
     _, cells = build_cells(args)
-    store = ResultStore(args.results_dir)
-    plan = plan_grid(cells, store, rerun=args.rerun, data_root=args.data_root, download=not args.no_download)
+    cpus = args.slurm_cpus_per_task or (4 if gpu else 1)
+    # As a worker on Ray: the device is the task's own (auto), and no per-epoch progress in the task's log.
+    env = RunEnv.from_options(args, device=None, progress=False, threads=cpus)
+    plan = plan_grid(cells, env)
     for cfg, why in plan.skipped:
         print(f"skipped: {cfg.cell_id}: {why}", file=sys.stderr)
     trials = len(plan.jobs) - plan.cells
@@ -171,7 +150,6 @@ def run_grid_on_slurm(args: argparse.Namespace, *, gpu: bool) -> int:
     if args.slurm_tasks is not None and args.slurm_tasks < 1:
         raise MedftError("--slurm-tasks must be at least 1")
     gpus = args.slurm_gpus_per_task if args.slurm_gpus_per_task is not None else (1 if gpu else 0)
-    cpus = args.slurm_cpus_per_task or (4 if gpu else 1)
     log_dir = Path(args.slurm_log_dir or Path(args.results_dir) / ".slurm")
     executor = submitit.AutoExecutor(folder=log_dir, cluster=args.slurm_executor)
     params: dict[str, Any] = {"name": f"medft-{args.tier}", "gpus_per_node": gpus, "cpus_per_task": cpus,
@@ -180,10 +158,7 @@ def run_grid_on_slurm(args: argparse.Namespace, *, gpu: bool) -> int:
         params["slurm_partition"] = args.slurm_partition
     if args.slurm_mem_gb:
         params["mem_gb"] = args.slurm_mem_gb
-    kwargs = {"data_root": args.data_root, "download": not args.no_download,
-              "folder_datasets": tuple(args.folder_dataset or ()), "threads": cpus, "rerun": args.rerun,
-              "trials_done": True}
-    task = functools.partial(run_part, results_dir=str(args.results_dir), **kwargs)
+    task = functools.partial(run_part, env=env, trials_done=True)
     all_jobs: list[Any] = []
     all_parts: list[list[CellConfig | Trial]] = []
     arrays = stages(plan.jobs)
@@ -246,17 +221,16 @@ def _wait(jobs: list[Any], parts: list[list[CellConfig | Trial]], failures: Fail
             continue
         for cfg, o in zip(part, outcomes):
             if isinstance(cfg, Trial):
-                if o.kind in ("error", "timeout"):
-                    print(f"trial not kept: {o.cell_id}: {o.message[:200]} (its cell runs it)", file=sys.stderr)
-            elif o.kind == "timeout":
+                if o.kind in (Kind.FAILED, Kind.ERROR, Kind.NOT_RUN):
+                    print(f"trial not kept: {o.label}: {o.message[:200]} (its cell runs it)", file=sys.stderr)
+            elif o.kind in (Kind.ERROR, Kind.NOT_RUN):
                 failures.add(cfg, o.message, engine=f"slurm-{engine}", attempts=1)
+                if o.kind is Kind.ERROR:
+                    print(f"failed: {o.label}: {o.message}", file=sys.stderr)
                 bad += 1
-            elif o.kind == "error":
-                failures.add(cfg, o.message, engine=f"slurm-{engine}", attempts=1)
-                print(f"failed: {o.cell_id}: {o.message}", file=sys.stderr)
-                bad += 1
-            elif o.kind in ("written", "reused"):
+            elif not o.kind.skipped:  # a record: ok, diverged or failed
                 failures.clear(cfg)
-                bad += o.status == "failed"
-        print(f"[slurm] task {job.job_id}: " + ", ".join(f"{o.cell_id} {o.kind}" for o in outcomes), file=sys.stderr)
+                bad += o.kind is Kind.FAILED
+        print(f"[slurm] task {job.job_id}: " + ", ".join(f"{o.label} {_word(o)}" for o in outcomes),
+              file=sys.stderr)
     return 1 if bad else 0

@@ -1,6 +1,6 @@
-"""What one cluster task runs: one cell, its record and head returned to the driver (which writes them), or
-one trial of a tuned cell, its summary returned to the driver (which keeps it with ``ResultStore.write_trial``,
-the file the pytest path keeps).
+"""What one cluster task runs: one cell through :func:`medft_bench.runner.attempt`, its outcome (record and
+head) returned to the driver (which writes them), or one trial of a tuned cell, its summary returned to the
+driver (which keeps it with ``ResultStore.write_trial``, the file the pytest path keeps).
 
 A Ray worker does not write to the results directory (the driver is the one writer, so the cluster needs no
 shared-filesystem locking); the records a cell reuses (LP-FT's probe) and a tuned cell's kept trials are
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import DatasetNotFoundError, MedftError, NotApplicable
+from medft_bench.errors import MedftError
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import Kind, Outcome
 
 if TYPE_CHECKING:
     import torch
@@ -62,68 +63,39 @@ class ShippedStore:
     def write_trial(self, cfg: CellConfig, trial: dict[str, Any]) -> None:
         return None  # the trial task's summary goes back to the driver, which keeps it
 
+    def write(self, record: dict[str, Any], cfg: CellConfig, head_state: dict[str, torch.Tensor] | None = None,
+              predictions: dict[str, str] | None = None) -> None:
+        return None  # the record goes back to the driver in the task's outcome, and the driver writes it
+
+    def path_for(self, cfg: CellConfig) -> None:
+        return None
+
     @contextlib.contextmanager
     def claim(self, cfg: CellConfig, trial_hash: str | None = None) -> Iterator[None]:
         yield
 
 
-@dataclass
-class WorkerSettings:
-    """What every task needs besides its cell: the grid run's data options."""
-
-    data_root: str | None = None
-    download: bool = True
-    folder_datasets: tuple[str, ...] = ()  # --folder-dataset options: registries are per process
-    threads: int | None = None  # torch CPU threads (the task's CPUs)
-
-
-@dataclass
-class TaskResult:
-    """``kind``: ``record`` (record and head to write), ``trial`` (a trial's summary to keep unless it
-    failed), ``skipped`` (no data, strategy not applicable) or ``error`` (bad input: no record, the reason in
-    ``message``)."""
-
-    kind: str
-    record: dict[str, Any] | None = None
-    head: dict[str, torch.Tensor] | None = None
-    predictions: dict[str, str] | None = None
-    message: str = ""
-    seconds: float = 0.0
-    host: str = field(default_factory=socket.gethostname)
-    trial: dict[str, Any] | None = None
-
-
-def run_task(cfg: CellConfig, shipped: list[Shipped], settings: WorkerSettings, *, lr: float | None = None,
-             trials: list[dict[str, Any]] | None = None) -> TaskResult:
+def run_task(cfg: CellConfig, shipped: list[Shipped], env: RunEnv, *, lr: float | None = None,
+             trials: list[dict[str, Any]] | None = None) -> Outcome:
     """Run one cell on this worker (``cfg.data_id`` filled in by the driver), its kept ``trials`` reused; or,
-    with ``lr``, that one trial of the tuned cell."""
-    import torch
-
-    from medft_bench.data.folders import register_from_option, registry
-    from medft_bench.runner import compute_cell
-    from medft_bench.training.tuning import compute_trial, trial_hash
+    with ``lr``, that one trial of the tuned cell. The outcome's record (or trial) is not written: the driver
+    writes it. ``env``: the driver's, its store swapped for what was shipped."""
+    from medft_bench.runner import attempt, attempt_trial
+    from medft_bench.training.tuning import trial_hash
 
     t0 = time.perf_counter()
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    store = ShippedStore(shipped, trials)
+    # What the driver planned is what runs: the shipped trials are the ones to use (it already chose them under
+    # --rerun), and nothing on a worker prints per-epoch progress.
+    env = replace(env, store=ShippedStore(shipped, trials), rerun=False, rerun_trials=False, progress=False)
     try:
-        for text in settings.folder_datasets:
-            if text.partition("=")[0] not in registry():
-                register_from_option(text)
-        if lr is not None:
-            summary = compute_trial(cfg, lr, store=store, data_root=settings.data_root, progress=False,
-                                    download=settings.download)
-            _exit_once(trial_hash(cfg, lr), f"{cfg.cell_id} lr={lr:g}")
-            return TaskResult("trial", trial=summary, seconds=time.perf_counter() - t0)
-        result = compute_cell(cfg, store, data_root=settings.data_root, progress=False, download=settings.download)
-    except (NotApplicable, DatasetNotFoundError) as exc:
-        return TaskResult("skipped", message=str(exc), seconds=time.perf_counter() - t0)
+        env.enter_process()
     except MedftError as exc:
-        return TaskResult("error", message=str(exc), seconds=time.perf_counter() - t0)
-    _exit_once(cfg.config_hash, cfg.cell_id)
-    return TaskResult("record", record=result.record, head=result.head_state, predictions=result.predictions,
-                      seconds=time.perf_counter() - t0)
+        return Outcome(Kind.ERROR, cfg, message=str(exc), lr=lr, seconds=time.perf_counter() - t0)
+    out = attempt(cfg, env) if lr is None else attempt_trial(cfg, lr, env)
+    if out.kind in (Kind.COMPUTED, Kind.DIVERGED, Kind.FAILED):
+        _exit_once(cfg.config_hash if lr is None else trial_hash(cfg, lr), out.label)
+    out.seconds = time.perf_counter() - t0
+    return out
 
 
 def _exit_once(key: str, label: str) -> None:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import RecordError, ResultsWriteError
@@ -85,7 +85,30 @@ def read_record(path: Path) -> dict[str, Any]:
     return record
 
 
+class Store(Protocol):
+    """What a cell's run needs of a store: the records it reuses (LP-FT's probe) and their heads, a tuned cell's
+    kept trials, a lock, and where its own record goes. :class:`ResultStore` is the results directory; a cluster
+    worker's :class:`medft_bench.cluster.worker.ShippedStore` serves what the driver shipped and writes nothing."""
+
+    def lookup(self, cfg: CellConfig) -> dict[str, Any] | None: ...
+
+    def load_head(self, cfg: CellConfig) -> dict[str, torch.Tensor] | None: ...
+
+    def read_trial(self, cfg: CellConfig, trial_hash: str) -> dict[str, Any] | None: ...
+
+    def write_trial(self, cfg: CellConfig, trial: dict[str, Any]) -> Path | None: ...
+
+    def write(self, record: dict[str, Any], cfg: CellConfig, head_state: dict[str, torch.Tensor] | None = None,
+              predictions: dict[str, str] | None = None) -> Path | None: ...
+
+    def path_for(self, cfg: CellConfig) -> Path | None: ...
+
+    def claim(self, cfg: CellConfig, trial_hash: str | None = None) -> contextlib.AbstractContextManager[None]: ...
+
+
 class ResultStore:
+    """The results directory: one record per cell, written atomically, a lock per cell and per trial."""
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -14,6 +14,9 @@ from medft_bench.config import CellConfig, TrainSettings
 from medft_bench.data.arrays import DataBundle
 from medft_bench.data.batches import Preprocess, iterate
 from medft_bench.models.factory import Backbone
+
+if TYPE_CHECKING:
+    from medft_bench.results.store import Store
 
 
 @dataclass
@@ -26,7 +29,7 @@ class CellContext:
     device: torch.device
     amp_dtype: torch.dtype | None = None
     channels_last: bool = False
-    store: Any = None  # a results.store.ResultStore, for strategies that reuse other cells' results
+    store: Store | None = None  # for strategies that reuse other cells' results (LP-FT's probe)
     epoch_generator: torch.Generator | None = None  # the current epoch's batch-order generator
     feature_cache: Any = None  # the cell's training.features.FeatureCache, set by the engine
     head_init: dict[str, Any] = field(default_factory=dict)  # how the new head started (models.head_init)

@@ -24,6 +24,7 @@ from medft_bench.metrics import compute_metrics, primary_metric, selection_key, 
 from medft_bench.models.calibration import calibrate
 from medft_bench.models.factory import create_backbone_reusing
 from medft_bench.models.head_init import init_head
+from medft_bench.run_env import RunEnv
 from medft_bench.strategies.base import EpochPlan, Strategy
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
@@ -309,18 +310,18 @@ class Trainer:
             self.measured.drift[stage.name] = self.drift()
 
 
-def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-                  store: Any = None, download: bool = True) -> tuple[CellContext, Strategy]:
+def build_context(cfg: CellConfig, env: RunEnv | None = None) -> tuple[CellContext, Strategy]:
     """Load data, build the backbone and strategy: everything a cell needs before training."""
+    env = env or RunEnv()
     s = cfg.train
     strategy = create_strategy(cfg.strategy, **cfg.params())
-    data = load_dataset(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic, root=data_root,
-                        synthetic_splits=dict(cfg.synthetic_splits) or None, download=download)
+    data = load_dataset(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic, root=env.data_root,
+                        synthetic_splits=dict(cfg.synthetic_splits) or None, download=env.download)
     if s.max_train_samples:
         data.train = data.train.subset(s.max_train_samples, seed=0)
     seed_everything(cfg.seed)
     backbone = create_backbone_reusing(cfg.backbone, data.n_classes, cfg.weights)
-    dev = resolve_device(device)
+    dev = resolve_device(env.device)
     precision = effective_precision(s.amp, dev.type)
     if cfg.precision and cfg.precision != precision:  # its hash says another arithmetic: never file it under that
         raise MedftError(f"{cfg.cell_id}: resolved for {cfg.precision} (amp={s.amp}) but it would train in "
@@ -337,7 +338,7 @@ def build_context(cfg: CellConfig, *, data_root: Any = None, device: str | torch
     pre = Preprocess(target_size=backbone.target_size(data.image_size, s.input_size), policy=s.preprocess,
                      interpolation=s.interpolation, mean=backbone.mean, std=backbone.std, augment=s.augment)
     ctx = CellContext(cfg=cfg, settings=s, data=data, backbone=backbone, preprocess=pre, device=dev,
-                      amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, store=store)
+                      amp_dtype=torch.bfloat16 if use_amp else None, channels_last=channels_last, store=env.store)
     if cfg.weights == "random":
         done = calibrate(ctx, s.random_calibration)
         if done:
@@ -355,9 +356,7 @@ def preparation_s(ctx: CellContext) -> float:
     return ctx.head_init.get("seconds", 0.0) + ctx.backbone.weights.get("calibration", {}).get("seconds", 0.0)
 
 
-def train_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-               store: Any = None, progress: bool | str | None = None, download: bool = True,
-               tuning: dict[str, Any] | None = None) -> CellRun:
+def train_cell(cfg: CellConfig, env: RunEnv | None = None, *, tuning: dict[str, Any] | None = None) -> CellRun:
     """Run one cell of the study protocol and return its outcome (``medft_bench.runner.run_cell`` makes it a
     record; ``results.store`` is the one writer).
 
@@ -366,12 +365,13 @@ def train_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.de
     ``tuning`` entry for a tuned cell whose strategy has no learning rate to tune (it runs as a study cell).
     """
     started = datetime.now(timezone.utc)
-    ctx, strategy = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
+    env = env or RunEnv()
+    ctx, strategy = build_context(cfg, env)
     if ctx.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(ctx.device)
     strategy.setup(ctx)
     total_epochs = sum(st.epochs for st in strategy.stages(ctx))
-    trainer = Trainer(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, progress))
+    trainer = Trainer(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, env.progress))
     measured = trainer.measured
     measured.probe_s += preparation_s(ctx)
     status, error, metrics, diverged_epoch, scores = "ok", None, None, None, None

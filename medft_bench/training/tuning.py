@@ -24,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,12 +33,16 @@ from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
 from medft_bench.io import json_safe
 from medft_bench.metrics import selection_key, tie_break_metric
+from medft_bench.run_env import RunEnv
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
 from medft_bench.training.engine import Diverged, Trainer, build_context, preparation_s, train_cell
 from medft_bench.training.measurements import Measurements, sync_device
 from medft_bench.training.outcome import CellRun
 from medft_bench.training.progress import EpochProgress
+
+if TYPE_CHECKING:
+    from medft_bench.results.store import Store
 
 # Summed over trials: the whole sweep is what it costs to use a strategy under this protocol.
 _SUMMED = ("train_s", "eval_s", "feature_s", "probe_s", "fit_s", "select_s", "train_images")
@@ -143,23 +147,23 @@ def _no_grid_note(cfg: CellConfig) -> str:
             "under the study's protocol")
 
 
-def _trial_lock(store: Any, cfg: CellConfig, lr: float) -> contextlib.AbstractContextManager[Any]:
+def _trial_lock(store: Store | None, cfg: CellConfig, lr: float) -> contextlib.AbstractContextManager[Any]:
     return store.claim(cfg, trial_hash(cfg, lr)) if store is not None else contextlib.nullcontext()
 
 
-def run_trial(cfg: CellConfig, lr: float, *, store: Any, data_root: Any = None,
-              device: str | torch.device | None = None, progress: bool | None = None, download: bool = True,
-              rerun: bool = False) -> dict[str, Any]:
+def run_trial(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any]:
     """One trial of a tuned cell as a task of its own (a pytest-xdist worker, a cluster task): trained at
     ``lr`` from the cell's starting point, scored on validation, kept in ``store``. The cell then finds it
     done; the test split is not touched. Returns the trial's summary (``resumed``: it was already kept); a
     failed trial is not kept (the cell runs it again and fails with it)."""
     th = trial_hash(cfg, _check_trial(cfg, lr))
+    store = env.store
+    if store is None:
+        raise MedftError(f"{cfg.cell_id} lr={lr:g}: a trial task needs a results store to keep its trial")
     with store.claim(cfg, th):
-        if not rerun and (done := store.read_trial(cfg, th)) is not None:
+        if not env.rerun and (done := store.read_trial(cfg, th)) is not None:
             return {**done, "resumed": True}
-        summary = compute_trial(cfg, lr, store=store, data_root=data_root, device=device, progress=progress,
-                                download=download)
+        summary = compute_trial(cfg, lr, env)
         if summary["status"] != "failed":
             store.write_trial(cfg, summary)
     return {**summary, "resumed": False}
@@ -173,35 +177,32 @@ def _check_trial(cfg: CellConfig, lr: float) -> float:
     return lr
 
 
-def compute_trial(cfg: CellConfig, lr: float, *, store: Any = None, data_root: Any = None,
-                  device: str | torch.device | None = None, progress: bool | None = None,
-                  download: bool = True) -> dict[str, Any]:
+def compute_trial(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any]:
     """Train one trial (``cfg.data_id`` filled in) and return its summary, neither locked nor kept: the
     caller keeps it (:func:`run_trial`, or a cluster driver through ``ResultStore.write_trial``) unless its
-    status is ``failed``. ``store`` serves the records the strategy reuses (LP-FT's probe)."""
+    status is ``failed``. ``env.store`` serves the records the strategy reuses (LP-FT's probe)."""
     _check_trial(cfg, lr)
-    base, _ = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
-    return _Sweep(cfg, base, progress).run(lr).summary
+    base, _ = build_context(cfg, env)
+    return _Sweep(cfg, base, env.progress).run(lr).summary
 
 
-def tune_cell(cfg: CellConfig, *, data_root: Any = None, device: str | torch.device | None = None,
-              store: Any = None, progress: bool | str | None = None, download: bool = True,
-              rerun: bool = False) -> CellRun:
-    """Run a tuned cell: every trial of its grid (finished ones kept in ``store`` are not run again, unless
-    ``rerun``), the best on validation chosen, its model evaluated on test once. The record's ``costs`` cover
-    every trial; ``tuning`` lists them."""
+def tune_cell(cfg: CellConfig, env: RunEnv | None = None) -> CellRun:
+    """Run a tuned cell: every trial of its grid (finished ones kept in ``env.store`` are not run again, unless
+    ``env.retrain_trials``), the best on validation chosen, its model evaluated on test once. The record's
+    ``costs`` cover every trial; ``tuning`` lists them."""
     if cfg.protocol != "tuned":
         raise MedftError(f"{cfg.cell_id}: tune_cell needs protocol 'tuned', got {cfg.protocol!r}")
+    env = env or RunEnv()
+    store, rerun = env.store, env.retrain_trials
     grid = tuning_grid(cfg)
     if not grid:
-        return train_cell(cfg, data_root=data_root, device=device, store=store, progress=progress, download=download,
-                        tuning={"grid": [], "trials": [], "chosen_lr": None, "model": "single run",
-                                "note": _no_grid_note(cfg)})
+        return train_cell(cfg, env, tuning={"grid": [], "trials": [], "chosen_lr": None, "model": "single run",
+                                            "note": _no_grid_note(cfg)})
     started = datetime.now(timezone.utc)
-    base, _ = build_context(cfg, data_root=data_root, device=device, store=store, download=download)
+    base, _ = build_context(cfg, env)
     if base.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(base.device)
-    sweep = _Sweep(cfg, base, progress)
+    sweep = _Sweep(cfg, base, env.progress)
     summaries: list[dict[str, Any]] = []
     best: _Trial | None = None  # the best trial run in this process, with its model
     last: _Trial | None = None  # the last trial run in this process (describes a cell without an ok trial)
