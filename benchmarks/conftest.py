@@ -70,8 +70,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # Trials first: pytest-xdist hands items out in this order, so a cell starts after its trials are under way
     # (it waits for a trial another worker holds, then reuses it) instead of running them all itself.
     items.sort(key=lambda item: item.path.name != TRIALS_MODULE)
-
-
-@pytest.fixture(scope="session")
-def results_dir(pytestconfig: pytest.Config) -> Path:
-    return Path(pytestconfig.getoption("results_dir"))
