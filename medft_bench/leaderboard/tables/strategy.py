@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, same
-from medft_bench.leaderboard.survival import protocol_pairs, survival
+from medft_bench.leaderboard.survival import survival
 from medft_bench.leaderboard.tables.format import DASH, delta_style, metric_desc, pp, title
 from medft_bench.leaderboard.tables.model import Table, cell, left, right
 
@@ -83,8 +83,3 @@ def survival_table(study: Group, tuned: Group) -> Table | None:
                         "under both protocols; cases: how many.",
                         "sign flip: the strategy's advantage over FT (or its deficit) reverses once every strategy "
                         "runs at its own best learning rate on validation."])
-
-
-def survival_tables(groups: list[Group]) -> list[Table]:
-    """One survival table per setting that has results under both protocols."""
-    return [t for t in (survival_table(a, b) for a, b in protocol_pairs(groups)) if t is not None]
