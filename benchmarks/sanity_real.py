@@ -48,6 +48,7 @@ def published_auc(dataset: str) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medft_bench.results.view import RecordView
     from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_or_reuse
     from medft_bench.tiers import get_tier
@@ -72,9 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             if weights != cell.weights:
                 cell = replace(cell, weights=weights)
             out = run_or_reuse(cell, RunEnv.at(args.results_dir, data_root=args.data_root, progress=args.progress))
-            if out.record["status"] != "ok":
-                raise SystemExit(f"{cell.cell_id} ({weights}): {out.record['status']}: {out.record['error']}")
-            test = out.record["metrics"]["test"]
+            rec = RecordView(out.record)
+            if not rec.ok:
+                raise SystemExit(f"{cell.cell_id} ({weights}): {rec.status}: {rec.error}")
+            test = rec.test
             print(f"  {'reused' if out.reused else 'ran':6s} {cell.cell_id} ({weights}): test balanced_acc "
                   f"{test['balanced_acc']:.4f}, auc {test['auc']:.4f}", flush=True)
             values.append(test)

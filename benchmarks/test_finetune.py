@@ -14,6 +14,7 @@ import pytest
 from medft_bench.config import CellConfig
 from medft_bench.gates import WeakResultWarning, learning_gate
 from medft_bench.pytest_plugin import CELL_PROPERTY, skip_or_fail
+from medft_bench.results.view import RecordView
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import Kind, Outcome, attempt
 
@@ -44,8 +45,8 @@ def test_finetune(cell: CellConfig, benchmark, run_env: RunEnv, pytestconfig: py
     # after "During handling of the above exception, another exception occurred".
     skip_or_fail(outcome, pytestconfig, record_property)
     info = benchmark.extra_info
-    record = outcome.record
-    assert record is not None
+    assert outcome.record is not None
+    record = RecordView(outcome.record)
     if outcome.kind is Kind.ERROR:  # computed, not stored
         info.update(record_path=None, reused=False, error=outcome.message)
         _extra_info(info, record)
@@ -64,36 +65,35 @@ def test_finetune(cell: CellConfig, benchmark, run_env: RunEnv, pytestconfig: py
     gate = learning_gate(record)
     if gate:  # synthetic data: the pipeline itself is broken
         pytest.fail(f"{cell.cell_id}: {gate} (record: {outcome.path})", pytrace=False)
-    if record.get("weak_result") and not record["data"]["synthetic"]:  # real data: a weak result is a result
-        info["weak_result"] = record["weak_result"]
+    if record.weak_result and not record.data["synthetic"]:  # real data: a weak result is a result
+        info["weak_result"] = record.weak_result
         row["status"] = "flagged"
         warnings.warn(WeakResultWarning(f"{cell.cell_id}: weak result, no better than the majority class "
-                                        f"({record['weak_result']}); record: {outcome.path}"), stacklevel=1)
+                                        f"({record.weak_result}); record: {outcome.path}"), stacklevel=1)
 
 
-def _summary_row(cell: CellConfig, record: dict, status: str) -> dict:
+def _summary_row(cell: CellConfig, record: RecordView, status: str) -> dict:
     """What the session summary shows of a cell (plain data: it crosses from xdist workers)."""
-    metrics, costs = record["metrics"], record["costs"]
-    primary = metrics["primary"] if metrics else None
+    costs, primary = record.costs, record.primary
     peak = costs.get("peak_gpu_allocated_mb") or costs.get("peak_host_rss_mb")
     return {"cell": cell.cell_id, "status": status, "metric": primary,
-            "value": metrics["test"].get(primary) if metrics else None, "train_s": costs["train_s"],
+            "value": record.test.get(primary) if primary else None, "train_s": costs["train_s"],
             "wall_s": costs["wall_s"],
             "peak_mb": peak, "peak_kind": "gpu" if costs.get("peak_gpu_allocated_mb") else "host"}
 
 
-def _extra_info(info: dict, record: dict) -> None:
-    info["status"] = record["status"]
-    info["config_hash"] = record["config_hash"]
-    info["synthetic"] = record["data"]["synthetic"]
-    info["protocol"] = record["cell"].get("protocol", "study")
-    if record.get("tuning"):  # the tuned protocol: the rate chosen on validation; train_s below is the sweep's
-        info["chosen_lr"] = record["tuning"]["chosen_lr"]
-    if record["metrics"]:
-        info["primary_metric"] = record["metrics"]["primary"]
+def _extra_info(info: dict, record: RecordView) -> None:
+    info["status"] = record.status
+    info["config_hash"] = record.config_hash
+    info["synthetic"] = record.data["synthetic"]
+    info["protocol"] = record.protocol
+    if record.tuning:  # the tuned protocol: the rate chosen on validation; train_s below is the sweep's
+        info["chosen_lr"] = record.tuning["chosen_lr"]
+    if record.metrics:
+        info["primary_metric"] = record.primary
         for split in ("val", "test"):
-            for k, v in record["metrics"][split].items():
+            for k, v in record.metrics[split].items():
                 info[f"{split}_{k}"] = v
     for k in ("train_s", "eval_s", "wall_s", "train_images_per_s", "peak_gpu_allocated_mb",
               "peak_gpu_reserved_mb", "peak_host_rss_mb", "trainable_params", "total_params", "epochs_run"):
-        info[k] = record["costs"][k]
+        info[k] = record.costs[k]

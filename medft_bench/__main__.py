@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 
 from medft_bench.cluster.cli import add_grid_arguments, run_grid
 from medft_bench.errors import MedftError
-from medft_bench.leaderboard.load import is_unofficial_copy
 from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
 from medft_bench.results.store import ATTEMPT_SUFFIX
+from medft_bench.results.view import RecordView, is_unofficial_copy
 from medft_bench.runner import Kind
 from medft_bench.text import printable
 from medft_bench.training.progress import resolve_mode
@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         rc = max(rc, _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json, note))
         if grid is not None:
             status = "reused" if out.reused else "failed" if out.kind is Kind.FAILED else "computed"
-            grid.finish(cfg.cell_id, status, None if out.reused else out.record["costs"]["wall_s"])
+            grid.finish(cfg.cell_id, status, None if out.reused else RecordView(out.record).costs["wall_s"])
     if skipped:
         print(skipped_line(skipped, len(cells)), file=sys.stderr)
     return rc
@@ -98,23 +98,23 @@ def skipped_line(kinds: list[Kind], total: int) -> str:
             "failure (exit status as for the cells that ran)")
 
 
-def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note: str | None = None) -> int:
+def _show(cell_id: str, record: dict, where: str, reused: bool, as_json: bool, note: str | None = None) -> int:
     """Print a record's summary (or the whole record as JSON); the exit code its status gives. Its fields (an error
     naming a file, a dataset's name) are shown :func:`printable`: none acts on the terminal."""
+    rec = RecordView(record)
     if as_json:
-        print(json.dumps(rec, indent=1, sort_keys=True))
-        return 0 if rec["status"] == "ok" else 1
-    _line(f"{cell_id}: {rec['status']}{' (reused)' if reused else ''}"
-          f"{' [SYNTHETIC data]' if rec['data']['synthetic'] else ''}")
+        print(json.dumps(record, indent=1, sort_keys=True))
+        return 0 if rec.ok else 1
+    _line(f"{cell_id}: {rec.status}{' (reused)' if reused else ''}"
+          f"{' [SYNTHETIC data]' if rec.data['synthetic'] else ''}")
     if note:
         _line(f"  data: {note}")
-    if is_unofficial_copy(rec["data"]):
-        _line(f"  data: NOT the official MedMNIST file (MD5 {rec['data']['md5']}): grouped apart as an UNOFFICIAL copy")
-    if rec["metrics"]:
-        t, primary = rec["metrics"]["test"], rec["metrics"]["primary"]
-        shown = ", ".join(f"{k} {v:.4f}" for k, v in t.items() if v is not None)
-        _line(f"  test: {shown}   (primary: {primary}; majority-class acc {rec['metrics']['majority']['acc']:.4f})")
-    tuning = rec.get("tuning")
+    if is_unofficial_copy(rec.data):
+        _line(f"  data: NOT the official MedMNIST file (MD5 {rec.data['md5']}): grouped apart as an UNOFFICIAL copy")
+    if rec.metrics:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in rec.test.items() if v is not None)
+        _line(f"  test: {shown}   (primary: {rec.primary}; majority-class acc {rec.metrics['majority']['acc']:.4f})")
+    tuning = rec.tuning
     if tuning and tuning["grid"]:
         trials = ", ".join(f"{t['lr']:g}" + ("" if t["status"] == "ok" else f" ({t['status']})")
                            for t in tuning["trials"])
@@ -123,18 +123,18 @@ def _show(cell_id: str, rec: dict, where: str, reused: bool, as_json: bool, note
               "train s below is the whole sweep's")
     elif tuning:
         _line(f"  tuned: {tuning.get('note', 'no learning rate to tune')}")
-    c = rec["costs"]
+    c = rec.costs
     _line(f"  train {c['train_s']:.1f} s, eval {c['eval_s']:.1f} s, {c['epochs_run']} epochs, "
           f"{c['trainable_params']:,} of {c['total_params']:,} parameters trained")
-    if rec.get("weak_result"):
-        _line(f"  weak result: no better than the majority class ({rec['weak_result']})")
-    if rec["error"]:
-        _line(f"  error: {rec['error']}")
+    if rec.weak_result:
+        _line(f"  weak result: no better than the majority class ({rec.weak_result})")
+    if rec.error:
+        _line(f"  error: {rec.error}")
     if str(where).endswith(ATTEMPT_SUFFIX):
         _line(f"  this attempt is not ok: the earlier ok record is kept and counts; the attempt is at {where}")
     else:
         _line(f"  record: {where}")
-    return 0 if rec["status"] == "ok" else 1
+    return 0 if rec.ok else 1
 
 
 def _line(text: str) -> None:

@@ -10,7 +10,10 @@ no result fails the case: a strategy no better than the majority class is an hon
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medft_bench.results.view import RecordView
 
 
 class WeakResultWarning(UserWarning):
@@ -22,7 +25,7 @@ AUC_MARGIN = 0.1
 MULTI_LABEL = "multi-label, binary-class"
 
 
-def learning_gate(record: dict[str, Any]) -> str | None:
+def learning_gate(record: RecordView) -> str | None:
     """A reason the cell must count as failed, or None.
 
     Only on synthetic data: FT and LP-FT must beat chance by a clear margin, judged by test AUC (chance 0.5 for
@@ -30,12 +33,11 @@ def learning_gate(record: dict[str, Any]) -> str | None:
     for a few steps often ranks the classes well before its decision threshold settles (e.g. VGG-19 without
     BatchNorm), and what the gate must catch is a pipeline that learns nothing (shuffled labels, broken inputs).
     """
-    metrics = record.get("metrics")
-    if record["status"] != "ok" or not metrics or not record["data"]["synthetic"]:
+    if not record.ok or not record.metrics or not record.data["synthetic"]:
         return None
-    if record["cell"]["strategy"] not in MUST_LEARN_ON_SYNTHETIC:
+    if record.strategy_name not in MUST_LEARN_ON_SYNTHETIC:
         return None
-    auc = metrics["test"]["auc"]
+    auc = record.test["auc"]
     if auc is None or auc <= 0.5 + AUC_MARGIN:
         return f"test AUC {auc} does not beat chance (0.5) by {AUC_MARGIN}"
     return None
@@ -83,7 +85,7 @@ BLOW_UP_FACTOR = 10.0
 COLLINEAR = 0.9
 
 
-def blow_up(record: dict[str, Any]) -> str | None:
+def blow_up(record: RecordView) -> str | None:
     """Why a cell's first trained epoch shows its weights blown up, or None.
 
     Every new head starts neutral (a first loss of about ln C, ln 2 per label for multi-label; LP-FT's solved
@@ -92,12 +94,11 @@ def blow_up(record: dict[str, Any]) -> str | None:
     fc6 has 25,088 inputs and no normalisation). Said next to a majority-class flag, it tells a reader that the
     head is not the cause.
     """
-    trained = [e for e in record.get("epochs") or [] if isinstance(e.get("train_loss"), (int, float))]
+    trained = [e for e in record.epochs if isinstance(e.get("train_loss"), (int, float))]
     if not trained:
         return None
-    data = record.get("data") or {}
-    n = data.get("n_classes") or 2
-    neutral = math.log(2) if data.get("task") == MULTI_LABEL else math.log(max(2, n))
+    n = record.n_classes or 2
+    neutral = math.log(2) if record.data.get("task") == MULTI_LABEL else math.log(max(2, n))
     first = trained[0]
     if first["train_loss"] <= BLOW_UP_FACTOR * neutral:
         return None
@@ -105,18 +106,18 @@ def blow_up(record: dict[str, Any]) -> str | None:
             f"lr {first.get('lr', float('nan')):g}) against a neutral head's {neutral:.2f}")
 
 
-def parallel_features(record: dict[str, Any]) -> str | None:
+def parallel_features(record: RecordView) -> str | None:
     """A note when the head's input features are nearly parallel across images (``head.feature_cosine`` >=
     ``COLLINEAR``), or None: the classes then live in a small difference on a shared direction, which a step
     that moves every image alike (Adam's first steps on a large layer; a head's logits swinging together)
     erases. Random VGG-19 shows it (0.98)."""
-    cosine = (record.get("head") or {}).get("feature_cosine")
+    cosine = record.head.get("feature_cosine")
     if isinstance(cosine, (int, float)) and cosine >= COLLINEAR:
         return f"its features point the same way for every image (mean cosine {cosine:.2f})"
     return None
 
 
-def majority_causes(record: dict[str, Any]) -> list[str]:
+def majority_causes(record: RecordView) -> list[str]:
     """What the record shows that explains a majority-class result: a blow-up, parallel features; said after
     the flag so that a reader does not blame the head's start."""
     return [c for c in (blow_up(record), parallel_features(record)) if c]

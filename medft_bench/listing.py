@@ -12,6 +12,7 @@ def dataset_rows(data_root: str | os.PathLike[str] | None = None) -> list[tuple[
     from medft_bench.data import folders
     from medft_bench.data import medmnist as mm
     from medft_bench.errors import DataError
+    from medft_bench.vocabulary import MODALITY
 
     rows = []
     root = mm.resolve_root(data_root)
@@ -19,7 +20,7 @@ def dataset_rows(data_root: str | os.PathLike[str] | None = None) -> list[tuple[
         meta = mm.info(flag)
         sizes = [s for s in mm.SIZES if (root / mm.file_name(flag, s)).is_file()]
         disk = f"{', '.join(f'{s} px' for s in sizes)} in {root}" if sizes else "no (downloaded when first run)"
-        rows.append((flag, mm.MODALITY.get(flag, ""), meta["task"], str(len(meta["label"])), disk))
+        rows.append((flag, MODALITY.get(flag, ""), meta["task"], str(len(meta["label"])), disk))
     for name, spec in sorted(folders.registry().items()):
         try:
             disk = f"yes: {folders.locate(spec, data_root)}"

@@ -190,7 +190,7 @@ def compute_cell(cfg: CellConfig, env: RunEnv) -> Outcome:
     through the store. ``env.store`` serves the records a strategy reuses (LP-FT's probe) and a tuned cell's
     trials; a cluster worker's is a store of its own (:mod:`medft_bench.cluster.worker`)."""
     from medft_bench.data.sources import recorded_identity
-    from medft_bench.results.record import reset_host_peak
+    from medft_bench.training.measurements import reset_host_peak
 
     reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far (every path)
     result = run_cell(cfg, env)
@@ -205,6 +205,7 @@ def run_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
     looked up first: the study's (``training.engine.train_cell``) or the tuned one (``training.tuning.tune_cell``:
     a sweep of trials, each kept in ``env.store`` as it finishes, so that an interruption resumes)."""
     from medft_bench.results import predictions
+    from medft_bench.results.environment import code_version, environment
     from medft_bench.results.record import build_record
     from medft_bench.results.store import safe_name
 
@@ -218,7 +219,7 @@ def run_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
         from medft_bench.training.engine import train_cell
 
         run = train_cell(cfg, env)
-    record, files = build_record(run), None
+    record, files = build_record(run.facts(), environment(run.ctx.device), code_version()), None
     if run.scores:
         data = run.ctx.data
         flag = safe_name(("synthetic-" if cfg.synthetic else "") + cfg.dataset)  # never a MedMNIST flag unless real

@@ -1,4 +1,5 @@
-"""The names the engine and the leaderboard share: the metrics, the primary-metric rule, the tiers' order.
+"""The names the engine and the leaderboard share: the metrics, the primary-metric rule, the tiers' order, the
+MedMNIST datasets' modalities.
 
 It imports nothing heavy (no torch, no scikit-learn) so that the leaderboard, which reads records and never the
 engine, runs where only its own dependencies are installed; ``metrics.py`` and the leaderboard both read it.
@@ -11,6 +12,14 @@ from medft_bench.gates import MULTI_LABEL
 METRIC_NAMES = {"acc": "accuracy", "auc": "AUC", "balanced_acc": "balanced accuracy", "f1_macro": "macro F1",
                 "map": "mAP"}
 METRICS = tuple(METRIC_NAMES)
+
+# The study's modality for each flag (MedMNIST's own descriptions are long prose).
+MODALITY = {
+    "pathmnist": "histology", "chestmnist": "x-ray", "dermamnist": "dermoscopy", "octmnist": "oct",
+    "pneumoniamnist": "x-ray", "retinamnist": "fundus", "breastmnist": "ultrasound",
+    "bloodmnist": "microscopy", "tissuemnist": "microscopy", "organamnist": "ct", "organcmnist": "ct",
+    "organsmnist": "ct",
+}
 
 
 def primary_metric(task: str) -> str:

@@ -63,7 +63,7 @@ def test_ft_and_lp_on_study_backbones(backbone: str, monkeypatch: pytest.MonkeyP
 def test_record_contents() -> None:
     rec = run_cell(tiny_cell("resnet18", "lp", epochs=2, params={"solver": "adam"}), RunEnv(progress=False)).record
     assert rec["cell"] == {"tier": "unit", "dataset": "pneumoniamnist", "img_size": 32, "backbone": "resnet18",
-                           "strategy": "lp", "seed": 0}
+                           "strategy": "lp", "seed": 0, "protocol": "study"}
     assert rec["data"]["synthetic"] is True and rec["data"]["splits"] == {"train": 32, "val": 16, "test": 16}
     assert rec["weights"]["source"] == "random" and set(rec["weights"]) == {"source", "calibration"}
     assert rec["weights"]["calibration"]["batches"] == 2  # random weights: BatchNorm statistics from training images

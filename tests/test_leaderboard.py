@@ -20,7 +20,7 @@ from medft_bench.leaderboard.aggregate import aggregate
 from medft_bench.leaderboard.group_key import GroupKey
 from medft_bench.leaderboard.load import load_inputs
 from medft_bench.leaderboard.stats import average_ranks, holm, majority_flag, pareto_front, summarize
-from medft_bench.results.record import validate
+from medft_bench.results.record import SCHEMA_VERSION, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI_LABEL = "multi-label, binary-class"
@@ -50,6 +50,7 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
     cell = {"tier": tier, "dataset": dataset, "img_size": img_size, "backbone": backbone, "strategy": strategy,
             "seed": seed}
     blob = json.dumps([cell, weights, synthetic, extra_hash], sort_keys=True)
+    cell["protocol"] = "study"
     config_hash = hashlib.sha256(blob.encode()).hexdigest()[:16]
     size = "" if img_size == 28 else f"-{img_size}"
     metrics = None
@@ -61,7 +62,7 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
         metrics = {"val": dict(test), "test": test, "primary": primary_name, "monitor": primary_name,
                    "majority": MAJORITY.get(dataset, {"acc": 0.5, "balanced_acc": 0.5})}
     record = {
-        "schema_version": 1,
+        "schema_version": SCHEMA_VERSION,
         "cell_id": f"{tier}-{dataset}{size}-{backbone}-{strategy}-seed{seed}",
         "config_hash": config_hash,
         "cell": cell,
@@ -1567,7 +1568,7 @@ def test_metadata_warns_that_machines_change_metrics_not_only_costs() -> None:
     for seed, threads in ((0, 1), (1, 2)):
         rec = make_record(seed=seed)
         rec["environment"]["torch_threads"] = threads
-        runs.append(Run(f"r{seed}.json", rec))
+        runs.append(Run(rec, f"r{seed}.json"))
     warnings = dict(metadata_lines(run_metadata(runs)))["warnings"]
     assert "more than one kind of machine" in warnings and "metrics too" in warnings
     assert "warnings" not in dict(metadata_lines(run_metadata(runs[:1])))

@@ -72,7 +72,7 @@ def simulate(rng: np.random.Generator, plant: dict[str, float] | None = None,
                     test = {**_TEMPLATE["metrics"]["test"], "balanced_acc": v, "acc": min(0.99, v + 0.1)}
                     rec["metrics"] = {**_TEMPLATE["metrics"], "test": test,
                                       "majority": {"acc": 0.2, "balanced_acc": 1 / 9}}
-                    runs.append(Run(f"/sim/{rec['cell_id']}.json", rec))
+                    runs.append(Run(rec, f"/sim/{rec['cell_id']}.json"))
     return runs
 
 

@@ -9,7 +9,7 @@ import pytest
 def test_peak_host_memory_is_the_cells_own_after_a_reset() -> None:
     import numpy as np
 
-    from medft_bench.results.record import host_peak, reset_host_peak
+    from medft_bench.training.measurements import host_peak, reset_host_peak
 
     if not reset_host_peak():
         pytest.skip("no per-cell high-water mark on this system (records say peak_host_scope: process)")
@@ -32,9 +32,9 @@ def _rss_mb() -> float:
 
 
 def test_a_computed_record_says_what_its_peak_covers(tmp_path) -> None:
-    from medft_bench.results.record import reset_host_peak
     from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_or_reuse
+    from medft_bench.training.measurements import reset_host_peak
     from tests.helpers import tiny_cell
 
     expected = "cell" if reset_host_peak() else "process"

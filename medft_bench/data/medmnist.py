@@ -21,6 +21,7 @@ from typing import Any
 from medft_bench.data.arrays import DataBundle, open_npz
 from medft_bench.errors import DataError, DatasetNotFoundError, UnknownNameError, unknown
 from medft_bench.io import atomic_path, atomic_write
+from medft_bench.vocabulary import MODALITY
 
 SIZES = (28, 64, 128, 224)
 ROOT_ENV = "MEDFT_DATA_ROOT"
@@ -30,15 +31,6 @@ VERIFIED_CACHE = ".medft_verified.json"
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 NO_BUNDLED_ENV = "MEDFT_NO_BUNDLED"
 DOWNLOAD_TIMEOUT_S = 20.0
-
-# The study's modality for each flag (MedMNIST's own descriptions are long prose).
-MODALITY = {
-    "pathmnist": "histology", "chestmnist": "x-ray", "dermamnist": "dermoscopy", "octmnist": "oct",
-    "pneumoniamnist": "x-ray", "retinamnist": "fundus", "breastmnist": "ultrasound",
-    "bloodmnist": "microscopy", "tissuemnist": "microscopy", "organamnist": "ct", "organcmnist": "ct",
-    "organsmnist": "ct",
-}
-
 
 class UnknownDatasetError(DataError, UnknownNameError):
     """An unknown MedMNIST flag: a :class:`DataError` that is also an :class:`UnknownNameError`."""

@@ -203,7 +203,7 @@ def build_row(runs: list[Run], metric_override: str | None, dataset_majority: di
     for r in ok:
         why = stats.majority_flag(r.task, (r.metrics or {}).get("test", {}), (r.metrics or {}).get("majority", {}))
         if why:
-            majority.append((r, "; ".join([why, *majority_causes(r.record)])))
+            majority.append((r, "; ".join([why, *majority_causes(r)])))
     failed_runs = [r for r in runs if r.status != "ok"]
     chance = stats.chance_score(metric, first.task, _n_classes(first), dataset_majority)
     return Row(
@@ -221,8 +221,8 @@ def build_row(runs: list[Run], metric_override: str | None, dataset_majority: di
 
 
 def _n_classes(run: Run) -> int | None:
-    n = run.record.get("data", {}).get("n_classes")
-    return int(n) if isinstance(n, int) and n > 0 else None
+    n = run.n_classes
+    return n if n is not None and n > 0 else None
 
 
 def _majority(runs: list[Run]) -> dict[str, dict[str, Any]]:

@@ -109,7 +109,7 @@ def frozen_references(group: Group) -> list[FrozenReference]:
 def _feature_cosine(rows: list[Any]) -> float | None:
     """The mean ``head.feature_cosine`` of the first of ``rows`` (LP's, else kNN's) whose ok runs record it."""
     for row in rows:
-        values = [v for v in ((r.record.get("head") or {}).get("feature_cosine") for r in row.ok)
+        values = [v for v in (r.head.get("feature_cosine") for r in row.ok)
                   if isinstance(v, (int, float))]
         if values:
             return sum(values) / len(values)

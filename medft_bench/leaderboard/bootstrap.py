@@ -18,12 +18,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medft_bench.errors import RecordError
 from medft_bench.gates import MULTI_LABEL
 from medft_bench.metrics import compute_metrics
+
+if TYPE_CHECKING:
+    from medft_bench.leaderboard.load import Run
 
 B = 2000
 LEVEL = 0.95
@@ -95,10 +99,12 @@ def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
 _LOADED: dict[tuple[str, int], Predicted | str] = {}  # (record path, its mtime): a page reads each file once
 
 
-def load_test(path: str, record: dict) -> Predicted | str:
-    """A record's test predictions, checked to reproduce its test metrics; or why there are none."""
+def load_test(run: Run) -> Predicted | str:
+    """A record's test predictions (``run.path``: the record's file), checked to reproduce its test metrics; or why
+    there are none."""
     from medft_bench.results import predictions
 
+    path = run.path
     try:
         key = (str(path), Path(path).stat().st_mtime_ns)
     except OSError:
@@ -106,7 +112,7 @@ def load_test(path: str, record: dict) -> Predicted | str:
     if key in _LOADED:
         return _LOADED[key]
     try:
-        loaded = predictions.load(Path(path), record, "test")
+        loaded = predictions.load(Path(path), run.record, "test")
     except RecordError as exc:
         loaded = str(exc)
     if loaded is None:
@@ -115,8 +121,8 @@ def load_test(path: str, record: dict) -> Predicted | str:
         out = loaded
     else:
         labels, scores = loaded
-        recomputed = compute_metrics(record["data"]["task"], labels, scores)
-        same = all(recomputed.get(k) == record["metrics"]["test"].get(k) for k in SUPPORTED)
+        recomputed = compute_metrics(run.task, labels, scores)
+        same = all(recomputed.get(k) == run.test.get(k) for k in SUPPORTED)
         out = (Predicted(labels, scores) if same else "its predictions do not reproduce the record's test metrics")
     _LOADED[key] = out
     return out

@@ -291,7 +291,7 @@ def kept_starts(group: Group, lpft: str | None) -> tuple[int, int]:
     """(LP-FT seeds that kept their probe: no stage-2 epoch beat it on validation, so LP-FT's test result is
     LP's; LP-FT's ok seeds)."""
     runs = [r for c in group.cases for s, row in c.rows.items() if s == lpft for r in row.ok]
-    return sum((r.record.get("costs") or {}).get("best_epoch") == -1 for r in runs), len(runs)
+    return sum(r.best_epoch == -1 for r in runs), len(runs)
 
 
 def norm_mode_control(group: Group, name: str, ft: str | None) -> dict[str, Any]:

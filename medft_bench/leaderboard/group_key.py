@@ -7,7 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from medft_bench.leaderboard.load import WEIGHTS_KINDS, Run
+from medft_bench.leaderboard.load import Run
+from medft_bench.results.view import WEIGHTS_KINDS
 from medft_bench.vocabulary import tier_order
 
 

@@ -57,7 +57,7 @@ def literature_table(group: Group) -> Table | None:
             for strategy, row in sorted(case.rows.items()):
                 if canonical_name(strategy) not in OURS:
                     continue
-                tests = [r.record["metrics"]["test"] for r in row.ok]
+                tests = [r.test for r in row.ok]
                 label = f"this suite: {case.backbone} {group.label(strategy)} (n={len(tests)})"
                 rows.append([cell(dataset), cell(label),
                              cell(_mean_sd([t["acc"] for t in tests], 100.0)),
@@ -95,8 +95,8 @@ def provenance_table(group: Group) -> Table | None:
     rows = []
     for case in group.cases:
         runs = [r for row in case.rows.values() for r in row.ok]
-        data = [r.record["data"] for r in runs]
-        weights = [r.record["weights"] for r in runs]
+        data = [r.data for r in runs]
+        weights = [r.weights for r in runs]
         official = {"official" if d.get("md5_verified") else "NOT the official file" for d in data}
         source = {f"{w.get('package', w.get('source', ''))} {w.get('package_version', '')}".strip() for w in weights}
         rows.append([cell(case.dataset), cell(case.backbone), cell(_one({str(d.get("md5", "")) for d in data})),

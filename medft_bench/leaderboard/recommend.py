@@ -144,7 +144,7 @@ def _sources(rows: list[Row], seeds: list[int]) -> tuple[dict[str, list[bootstra
             if seed not in ok:
                 out[row.dataset].append(float(row.by_seed_all[seed][0]))
                 continue
-            got = bootstrap.load_test(ok[seed].path, ok[seed].record)
+            got = bootstrap.load_test(ok[seed])
             if isinstance(got, str):
                 return {}, f"{row.strategy} on {row.dataset}, seed {seed}: {got}"
             out[row.dataset].append(got)

@@ -24,6 +24,7 @@ from medft_bench.errors import RecordError, ResultsWriteError
 from medft_bench.io import atomic_paths, atomic_write
 from medft_bench.results.predictions import folder_for as prediction_folder
 from medft_bench.results.record import validate
+from medft_bench.results.upgrade import upgrade
 
 if TYPE_CHECKING:  # torch is imported where used: reading records (the leaderboard) needs no torch
     import torch
@@ -67,7 +68,8 @@ TOO_DEEP = "not a record (its JSON is nested too deeply to read)"
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """Read and validate one record; :class:`RecordError` names the file and the problem."""
+    """Read one record, upgraded to the current layout (:mod:`medft_bench.results.upgrade`) and validated;
+    :class:`RecordError` names the file and the problem."""
     try:
         record = json.loads(path.read_text(), parse_constant=_no_constant)
     except (OSError, UnicodeDecodeError) as exc:
@@ -79,10 +81,30 @@ def read_record(path: Path) -> dict[str, Any]:
     except RecursionError:
         raise RecordError(f"{path}: {TOO_DEEP}") from None
     try:
+        record = upgrade(record)
         validate(record, str(path))
     except RecursionError:  # nested just shallow enough for the parser, too deep for the schema's validator
         raise RecordError(f"{path}: {TOO_DEEP}") from None
     return record
+
+
+@dataclass(frozen=True)
+class ReusedHead:
+    """A trained head another cell starts from (LP-FT's and Auto-SNR's probe): its weights, on the CPU, and what it
+    cost to train (``train_s`` of the record it was saved with). All a strategy knows of that record."""
+
+    state: dict[str, torch.Tensor]
+    train_s: float
+    config_hash: str
+
+
+def reused_head(store: Store | None, cfg: CellConfig) -> ReusedHead | None:
+    """The head saved with ``cfg``'s ok record in ``store``, or None (no store, no record, no head file)."""
+    record = store.lookup(cfg) if store is not None else None
+    head = store.load_head(cfg) if record is not None else None
+    if head is None:
+        return None
+    return ReusedHead(head, float(record["costs"]["train_s"]), str(record["config_hash"]))
 
 
 class Store(Protocol):

@@ -51,11 +51,11 @@ class ProbedHead:
         """Put the probe's head in place: loaded from the LP cell's stored record (True: no epochs to run; its
         training time becomes ``owner.reused_train_s``) or solved here (the probe's own answer). What happened
         goes into ``owner.log["lp"]``."""
+        from medft_bench.results.store import reused_head
+
         lp_cfg = self.lp_cell(ctx.cfg)
-        store = ctx.store
-        lp_record = store.lookup(lp_cfg) if store is not None and lp_cfg is not None else None
-        head = store.load_head(lp_cfg) if lp_record is not None else None
-        if head is None:
+        reused = reused_head(ctx.store, lp_cfg) if lp_cfg is not None else None
+        if reused is None:
             done = self.probe.start_stage(ctx, 0)
             owner.log["lp"] = {"lp_head": "trained", "lp_config_hash": lp_cfg.config_hash if lp_cfg else None,
                                **self.probe.log.get("lp", {})}
@@ -63,8 +63,8 @@ class ProbedHead:
         module = ctx.backbone.head
         ref = next(iter(module.parameters()))
         with torch.no_grad():
-            module.load_state_dict({k: v.to(device=ref.device) for k, v in head.items()})
-        owner.reused_train_s = float(lp_record["costs"]["train_s"])
-        owner.log["lp"] = {"lp_head": "reused", "lp_config_hash": lp_cfg.config_hash,
+            module.load_state_dict({k: v.to(device=ref.device) for k, v in reused.state.items()})
+        owner.reused_train_s = reused.train_s
+        owner.log["lp"] = {"lp_head": "reused", "lp_config_hash": reused.config_hash,
                            "lp_train_s": owner.reused_train_s}
         return True

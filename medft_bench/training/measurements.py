@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,3 +57,36 @@ class Measurements:
     def best_epoch(self) -> int | None:
         """The kept epoch of the last stage that selected one (-1: its starting state), None without selection."""
         return list(self.best.values())[-1]["epoch"] if self.best else None
+
+
+_CELL_PEAK = {"armed": False}  # a fresh high-water mark was started for the cell being computed
+
+
+def reset_host_peak() -> bool:
+    """Start a fresh peak of resident memory for the next cell (Linux: writing 5 to ``/proc/self/clear_refs``
+    resets the process's VmHWM to its current RSS). False where the system has no such reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        _CELL_PEAK["armed"] = False
+        return False
+    _CELL_PEAK["armed"] = True
+    return True
+
+
+def host_peak() -> tuple[float, str]:
+    """Peak resident memory in MB and what it covers: ``"cell"`` since :func:`reset_host_peak` (VmHWM; the
+    memory the process already held when the cell began is included), else ``"process"`` (ru_maxrss: the
+    process's peak so far, which only grows with run order). A reset serves one reading."""
+    if _CELL_PEAK["armed"]:
+        _CELL_PEAK["armed"] = False
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024, "cell"
+        except (OSError, ValueError, IndexError):
+            pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return (rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024), "process"

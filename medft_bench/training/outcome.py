@@ -1,8 +1,10 @@
-"""A cell's outcome as the engine returns it: typed, before it becomes a record (``results.record``)."""
+"""A cell's outcome as the engine returns it (:class:`CellRun`: the live model and strategy) and the plain facts
+a record is built from (:class:`CellFacts`: numbers, names and dicts, read off the run once, peak memory
+included; ``results.record.build_record`` is a pure function of them)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,3 +42,72 @@ class CellRun:
         if self.status != "ok":
             return None
         return {k: v.detach().cpu().clone() for k, v in self.ctx.backbone.head.state_dict().items()}
+
+    def facts(self) -> CellFacts:
+        """What the record says about this run, read off the live objects now: the cell's peak memory is read here,
+        at its end (``measurements.host_peak``, CUDA's peak since the cell reset it)."""
+        import torch
+
+        from medft_bench.metrics import majority_baseline
+        from medft_bench.training.measurements import host_peak
+
+        ctx, strategy, dev = self.ctx, self.strategy, self.ctx.device
+        data, gpu = ctx.data, self.ctx.device.type == "cuda"
+        peak_mb, peak_scope = host_peak()
+        variant = strategy.variant()
+        return CellFacts(
+            cfg=self.cfg, settings=asdict(ctx.settings),
+            strategy={"name": strategy.name, "label": strategy.display_label(), "hparams": strategy.hparams(ctx),
+                      "in_study": strategy.in_study, **({"variant": variant} if variant else {}),
+                      "log": strategy.log},
+            weights=dict(ctx.backbone.weights), head=dict(ctx.head_init),
+            data={**data.identity, "name": data.name, "task": data.task, "n_classes": data.n_classes,
+                  "n_channels": data.n_channels, "modality": data.modality, "image_size": data.image_size,
+                  "splits": {s: len(data.split(s)) for s in ("train", "val", "test")}},
+            preprocess=ctx.preprocess.describe(),
+            amp=str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else None,
+            channels_last=ctx.channels_last, device=str(dev), task=data.task, metrics=self.metrics,
+            monitor=self.monitor,
+            majority=None if self.metrics is None else majority_baseline(data.task, data.test.labels.numpy()),
+            measured=self.measured, reused_train_s=strategy.reused_train_s,
+            peak_gpu_allocated_mb=torch.cuda.max_memory_allocated(dev) / 2**20 if gpu else None,
+            peak_gpu_reserved_mb=torch.cuda.max_memory_reserved(dev) / 2**20 if gpu else None,
+            peak_host_rss_mb=peak_mb, peak_host_scope=peak_scope,
+            total_params=sum(p.numel() for p in ctx.model.parameters()), data_conversion_s=data.conversion_s,
+            status=self.status, error=self.error, diverged_epoch=self.diverged_epoch, started=self.started,
+            finished=self.finished, tuning=self.tuning)
+
+
+@dataclass(frozen=True)
+class CellFacts:
+    """Everything a cell's record holds that the engine measured or decided, as plain values (no model, no
+    device, no strategy object): ``results.record.build_record`` lays them out."""
+
+    cfg: CellConfig
+    settings: dict[str, Any]  # the effective training settings (a tuned cell's: its chosen trial's)
+    strategy: dict[str, Any]  # name, label, hparams, in_study, variant (when it has one), log
+    weights: dict[str, Any]
+    head: dict[str, Any]
+    data: dict[str, Any]
+    preprocess: dict[str, Any]
+    amp: str | None
+    channels_last: bool
+    device: str
+    task: str
+    metrics: dict[str, Any] | None  # val and test
+    monitor: str
+    majority: dict[str, Any] | None  # the test split's majority-class baseline
+    measured: Measurements
+    reused_train_s: float
+    peak_gpu_allocated_mb: float | None
+    peak_gpu_reserved_mb: float | None
+    peak_host_rss_mb: float
+    peak_host_scope: str
+    total_params: int
+    data_conversion_s: float
+    status: str
+    error: str | None
+    diverged_epoch: int | None
+    started: datetime
+    finished: datetime
+    tuning: dict[str, Any] | None

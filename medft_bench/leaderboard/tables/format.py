@@ -61,7 +61,7 @@ def split_sizes(group: Group) -> str:
     """'images train/val/test: pneumoniamnist 4708/524/624' over the group's records (every distinct size)."""
     sizes: dict[str, set[str]] = {}
     for run in group.runs:
-        sp = run.record.get("data", {}).get("splits") or {}
+        sp = run.splits
         if all(isinstance(sp.get(k), int) for k in ("train", "val", "test")):
             sizes.setdefault(run.dataset, set()).add(f"{sp['train']}/{sp['val']}/{sp['test']}")
     if not sizes:

@@ -172,7 +172,7 @@ def incidents_table(group: Group) -> Table | None:
     rows = []
     for r in group.rows:
         for run in [*r.diverged, *r.failed]:
-            epoch = run.record.get("diverged_epoch")
+            epoch = run.diverged_epoch
             rows.append([cell(run.cell_id), cell(run.status, "warn"), cell(DASH if epoch is None else epoch),
                          cell(_short(run.error or "")), cell(run.path, "muted")])
         for run in r.no_metric:

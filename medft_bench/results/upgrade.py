@@ -1,0 +1,47 @@
+"""Records of an older layout brought to the current one (``record.SCHEMA_VERSION``), once, when they are read.
+
+Every reader goes through :func:`medft_bench.results.store.read_record`, which upgrades and then validates, so
+no reader (the view, the leaderboard, a reuse) knows an older layout. A layout change bumps ``SCHEMA_VERSION``
+and adds one step here, from the version before. Upgrading changes nothing on disk: a reused record keeps its
+file, and the next computation writes the current layout.
+
+Steps touch only what they fill, and only where the record has the shape to hold it: a damaged record is left
+for the schema's validator to name.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from medft_bench.results.record import SCHEMA_VERSION
+
+
+def _v1_to_v2(record: dict[str, Any]) -> None:
+    """v2 writes what v1 left implicit: ``cell.protocol`` ("study" when absent) and ``data.modality`` ("" in records
+    written before it existed: none recorded, so the view names the dataset's from MedMNIST's table)."""
+    cell, data = record.get("cell"), record.get("data")
+    if isinstance(cell, dict):
+        cell.setdefault("protocol", "study")
+    if isinstance(data, dict):
+        data.setdefault("modality", "")
+
+
+# version -> the step that brings a record of that version to the next one (every version before the current)
+STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _v1_to_v2}
+
+
+def upgrade(record: Any) -> Any:
+    """``record`` in the current layout (a copy of what it holds; the argument is not changed). Anything that is
+    not a record of a known older version is returned as it is: the validator names what is wrong with it."""
+    if not isinstance(record, dict):
+        return record
+    version = record.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < SCHEMA_VERSION:
+        return record
+    out = copy.deepcopy(record)
+    for v in range(version, SCHEMA_VERSION):
+        STEPS[v](out)
+    out["schema_version"] = SCHEMA_VERSION
+    return out
