@@ -168,8 +168,7 @@ class Driver:
         self.pending: dict[Any, tuple[Job, float]] = {}  # object ref -> (job, submitted at)
         self.finished: set[str] = set()  # job keys
         self.fresh: set[str] | None = set() if env.rerun else None  # with rerun: trial hashes kept by this run
-        self.capacity = slots(opts)
-        self.lost_errors = _lost_errors()
+        self.capacity = 0  # tasks at once: looked up on every submit
 
     def run(self) -> None:
         import ray
@@ -210,7 +209,7 @@ class Driver:
         job, t0 = self.pending.pop(ref)
         try:
             result: Outcome = ray.get(ref, timeout=60)
-        except self.lost_errors as exc:  # the worker process or its node is gone: the task never finished
+        except _lost_errors() as exc:  # the worker process or its node is gone: the task never finished
             self.lost(job, exc)
         except ray.exceptions.RayError as exc:  # the task's code raised: it would raise again
             self.finish(job, job.task.outcome(Kind.ERROR, _reason(getattr(exc, "cause", None) or exc)), job.attempts)
