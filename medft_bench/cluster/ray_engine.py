@@ -8,6 +8,7 @@ rather than Ray's own ``max_retries``, so that the run can say which cells were 
 cell goes on the failure list (:mod:`medft_bench.cluster.failures`). An exception raised by the cell's
 code is not retried: it would raise again. The driver submits at most as many cells as the cluster can run at
 once, so that "running" means running, and a cell that reuses another (LP-FT, LP) is submitted after it.
+The loop is :class:`Driver`, one method per event.
 
 A tuned cell with a learning-rate grid is one task per trial, then the cell's own task: each trial task returns
 its summary, which the driver keeps (``ResultStore.write_trial``, the file the pytest path keeps); the cell's
