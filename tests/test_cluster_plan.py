@@ -11,7 +11,7 @@ import torch
 
 from medft_bench.__main__ import main
 from medft_bench.cluster.failures import FailureLog
-from medft_bench.cluster.plan import plan_grid
+from medft_bench.cluster.plan import Task, plan_grid
 from medft_bench.cluster.progress import Progress
 from medft_bench.cluster.worker import Shipped, ShippedStore, run_task
 from medft_bench.grid import GridOptions, build_grid
@@ -65,17 +65,17 @@ def test_a_tuned_cell_is_its_trials_then_itself(tmp_path: Path) -> None:
     cells = _cells(["lp"]) + cells
     plan = plan_grid(cells, RunEnv(store=ResultStore(tmp_path)))
     by = {j.label: j for j in plan.jobs}
-    ft = next(j for j in plan.jobs if j.cfg.strategy == "ft" and j.trial is None)
-    lp_ft = next(j for j in plan.jobs if j.cfg.strategy == "lp_ft" and j.trial is None)
+    ft = next(j for j in plan.jobs if j.cfg.strategy == "ft" and not j.task.is_trial)
+    lp_ft = next(j for j in plan.jobs if j.cfg.strategy == "lp_ft" and not j.task.is_trial)
     lp = next(j for j in plan.jobs if j.cfg.strategy == "lp" and j.cfg.protocol == "study")
     assert [t.lr for t in ft.trials] == list(tuning_grid(ft.cfg)) == [1e-4, 1e-3]
     ft_trials = [by[f"{ft.cfg.cell_id} lr={lr:g}"] for lr in (1e-4, 1e-3)]
     assert ft.needs == {t.key for t in ft_trials} and all(t.needs == set() for t in ft_trials)
-    lp_ft_trials = [j for j in plan.jobs if j.trial is not None and j.cfg.strategy == "lp_ft"]
+    lp_ft_trials = [j for j in plan.jobs if j.task.is_trial and j.cfg.strategy == "lp_ft"]
     assert len(lp_ft_trials) == 2 and all(t.needs == {lp.key} for t in lp_ft_trials)  # its trials reuse LP too
     assert lp_ft.needs == {lp.key} | {t.key for t in lp_ft_trials}
     assert plan.cells == 5 and len(plan.jobs) == 9  # study LP, tuned LP, LP-FT, FT, kNN; four trials
-    kinds = ["cell" if j.trial is None else "trial" for j in plan.jobs]
+    kinds = ["trial" if j.task.is_trial else "cell" for j in plan.jobs]
     assert plan.jobs[0] is lp and kinds[1:5] == ["trial"] * 4  # needed cells, then trials, then the rest
     assert all(not j.trials for j in plan.jobs if j.cfg.strategy in ("lp", "knn"))  # nothing to tune
 
@@ -109,13 +109,13 @@ def test_worker_trial_tasks_then_the_cell_task_give_the_pytest_paths_record(tmp_
     settings = RunEnv(threads=torch.get_num_threads())
     driver = ResultStore(tmp_path / "driver")
     for lr in (1e-3, 1e-2):
-        result = run_task(cfg, [], settings, lr=lr)
+        result = run_task(Task.of_trial(cfg, lr), [], settings)
         assert result.kind is Kind.COMPUTED and result.record["lr"] == lr and result.record["status"] == "ok"
         # A trial's summary, not a record: validation only, the test split is not touched.
         assert "val" in result.record and "metrics" not in result.record and "test" not in result.record
         driver.write_trial(cfg, result.record)
     shipped = [driver.read_trial(cfg, trial_hash(cfg, lr)) for lr in (1e-3, 1e-2)]
-    cell = run_task(cfg, [], settings, trials=shipped)
+    cell = run_task(Task(cfg), [], settings, shipped)
     assert cell.kind is Kind.COMPUTED and cell.record["tuning"]["model"] == "retrained" and cell.lr is None
     assert cell.head_state is not None and set(cell.head_state) == {"weight", "bias"}  # written next to the record
     assert [t["resumed"] for t in cell.record["tuning"]["trials"]] == [True, True]

@@ -131,8 +131,8 @@ def test_a_killed_trial_task_is_retried_alone(local_ray: Any, tmp_path: Path,
     summary = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), RayOptions(address="local", max_retries=1,
                                                                   timeout_s=TIMEOUT_S))
     assert "first attempt's worker exited" in (markers / trial_hash(cfg, high)).read_text()
-    assert [(c.cell_id, lr, attempt) for c, lr, attempt, _ in summary.trial_retries] == [(cfg.cell_id, high, 1)]
-    assert not summary.retries  # neither the other trial nor the cell ran again
+    # That trial alone: neither the other trial nor the cell ran again.
+    assert [(t.cfg.cell_id, t.lr, attempt) for t, attempt, _ in summary.retries] == [(cfg.cell_id, high, 1)]
     assert sorted(lr for _, lr in summary.trials_kept) == [low, high] and len(summary.trials_kept) == 2
     assert summary.ok and [c.cell_id for c in summary.written] == [cfg.cell_id]
     record = ResultStore(tmp_path / "res").lookup(cfg)
@@ -156,7 +156,7 @@ def test_an_interrupted_tuned_cell_resumes_after_its_kept_trials(local_ray: Any,
     assert [c.cell_id for c, _ in first.failed] == [cfg.cell_id] and len(first.trials_kept) == 2
     assert ResultStore(tmp_path / "res").lookup(cfg) is None
     second = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), opts)  # the same command: only the cell runs
-    assert second.trials_reused == 2 and not second.trials_kept and not second.trial_retries
+    assert second.trials_reused == 2 and not second.trials_kept and not second.retries
     assert second.ok and [c.cell_id for c in second.written] == [cfg.cell_id]
     assert not FailureLog(tmp_path / "res").cells
 
@@ -169,7 +169,7 @@ def test_a_lost_worker_is_retried_and_its_cell_completed(local_ray: Any, tmp_pat
     summary = run_grid_on_ray(cells, RunEnv.at(tmp_path / "res"), RayOptions(address="local", max_retries=1,
                                                                   timeout_s=TIMEOUT_S))
     assert [m.name for m in markers.iterdir()] == [cells[0].config_hash]  # the first attempt's worker died
-    assert [(c.cell_id, attempt) for c, attempt, _ in summary.retries] == [(cells[0].cell_id, 1)]
+    assert [(t.label, t.is_trial, attempt) for t, attempt, _ in summary.retries] == [(cells[0].cell_id, False, 1)]
     assert "WorkerCrashedError" in summary.retries[0][2] or "died" in summary.retries[0][2].lower()
     assert summary.ok and [c.cell_id for c in summary.written] == [cells[0].cell_id]
     record = ResultStore(tmp_path / "res").lookup(summary.written[0])

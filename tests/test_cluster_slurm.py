@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from medft_bench.__main__ import main
-from medft_bench.cluster.plan import Trial, plan_grid
+from medft_bench.cluster.plan import Task, plan_grid
 from medft_bench.cluster.slurm import run_part, split, stages
 from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.store import ResultStore, load_records
@@ -36,9 +36,9 @@ def test_array_parts_keep_lp_ft_with_its_lp_cell(tmp_path: Path) -> None:
     parts = split(plan.jobs, 3)
     assert len(parts) == 3 and sum(map(len, parts)) == 6
     for part in parts:
-        for i, cfg in enumerate(part):
-            if cfg.strategy == "lp_ft":  # after its own LP cell, in the same task
-                assert any(c.strategy == "lp" and c.backbone == cfg.backbone for c in part[:i])
+        for i, task in enumerate(part):
+            if task.cfg.strategy == "lp_ft":  # after its own LP cell, in the same task
+                assert any(t.cfg.strategy == "lp" and t.cfg.backbone == task.cfg.backbone for t in part[:i])
     assert [len(p) for p in split(plan.jobs, 100)] == [2, 2, 1, 1]  # one task per group at most
 
 
@@ -48,7 +48,7 @@ def test_trials_run_in_an_array_before_their_cells(tmp_path: Path) -> None:
     arrays = stages(plan.jobs)
 
     def names(stage: list) -> list[str]:
-        return sorted(f"{j.cfg.strategy}-{j.cfg.protocol}" + (f"@{j.trial.lr:g}" if j.trial else "") for j in stage)
+        return sorted(f"{j.cfg.strategy}-{j.cfg.protocol}" + (f"@{j.task.lr:g}" if j.task.lr else "") for j in stage)
 
     assert [names(s) for s in arrays] == [
         ["ft-tuned@0.0001", "ft-tuned@0.001", "knn-study", "lp-study", "lp_ft-study"],  # nothing to wait for
@@ -57,15 +57,15 @@ def test_trials_run_in_an_array_before_their_cells(tmp_path: Path) -> None:
     ]
     first = split(arrays[0], 100)
     assert len(first) == 4  # LP with the study LP-FT reusing it; kNN; each trial alone
-    assert [type(x).__name__ for x in next(p for p in first if len(p) == 2)] == ["CellConfig", "CellConfig"]
-    assert sum(isinstance(p[0], Trial) for p in first) == 2
+    assert [x.is_trial for x in next(p for p in first if len(p) == 2)] == [False, False]
+    assert sum(p[0].is_trial for p in first) == 2
     assert [len(p) for p in split(arrays[1], 100)] == [1, 1, 1]  # the LP cell ran in the earlier array
-    assert stages([j for j in plan.jobs if j.trial is None and j.cfg.protocol == "study"]) == [
-        [j for j in plan.jobs if j.trial is None and j.cfg.protocol == "study"]]  # no tuned cell: one array
+    study = [j for j in plan.jobs if not j.task.is_trial and j.cfg.protocol == "study"]
+    assert stages(study) == [study]  # no tuned cell: one array
 
 
 def test_the_time_limit_signal_leaves_no_record_and_stops_the_task(tmp_path: Path) -> None:
-    cells = [tiny_cell("resnet18", "ft", epochs=50), tiny_cell("resnet18", "knn")]
+    cells = [Task(tiny_cell("resnet18", "ft", epochs=50)), Task(tiny_cell("resnet18", "knn"))]
     previous = signal.getsignal(signal.SIGUSR2)
     timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGUSR2))  # as Slurm does before the limit
     timer.start()

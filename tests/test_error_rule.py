@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from medft_bench.__main__ import main
-from medft_bench.cluster.cli import report
-from medft_bench.cluster.plan import plan_grid
-from medft_bench.cluster.ray_engine import GridSummary
+from medft_bench.cluster.engine import GridSummary, report
+from medft_bench.cluster.plan import Task, plan_grid
 from medft_bench.cluster.slurm import run_part
 from medft_bench.data import sources
 from medft_bench.errors import DataError, DatasetNotFoundError, NotApplicable, ResultsWriteError, WeightsError
@@ -111,7 +110,7 @@ def test_a_missing_file_skips_its_cell_and_the_run_goes_on_everywhere(
     # A Slurm array task: the same outcome for the cell, and the task goes on to the next.
     threads = torch.get_num_threads()
     try:
-        outcomes = run_part(list(reversed(_cells())), env)
+        outcomes = run_part([Task(c) for c in reversed(_cells())], env)
     finally:
         torch.set_num_threads(threads)
     assert [o.kind for o in outcomes] == [Kind.DATA_MISSING, Kind.REUSED]

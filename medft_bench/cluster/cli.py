@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from medft_bench.errors import MedftError
+
+if TYPE_CHECKING:
+    from medft_bench.cluster.engine import Engine
 
 
 def add_grid_arguments(g: argparse.ArgumentParser) -> None:
@@ -57,8 +59,22 @@ def _gpu_tier(args: argparse.Namespace) -> bool:
     return "gpu" in get_tier(args.tier).marks and not args.allow_cpu
 
 
+def engine(args: argparse.Namespace) -> Engine:
+    """The engine the arguments choose, with its options read from them (the one place that reads them)."""
+    from medft_bench.cluster.engine import RayOptions, SlurmOptions
+
+    if args.slurm:
+        from medft_bench.cluster.slurm import SlurmEngine
+
+        return SlurmEngine(SlurmOptions.from_args(args, gpu=_gpu_tier(args)))
+    from medft_bench.cluster.ray_engine import RayEngine
+
+    return RayEngine(RayOptions.from_args(args, gpu=_gpu_tier(args)))
+
+
 def run_grid(args: argparse.Namespace) -> int:
     from medft_bench.options import build_cells, register_folder_datasets
+    from medft_bench.run_env import RunEnv
 
     if (args.ray_address is None) == (not args.slurm):
         raise MedftError("choose one engine: --ray-address local|auto|ADDRESS, or --slurm "
@@ -69,53 +85,7 @@ def run_grid(args: argparse.Namespace) -> int:
                          f"from {args.results_dir}/ or publish them with `python -m medft_bench.leaderboard "
                          f"{args.results_dir}`")
     register_folder_datasets(args)
-    gpu = _gpu_tier(args)
-    if args.slurm:
-        from medft_bench.cluster.slurm import run_grid_on_slurm
-
-        return run_grid_on_slurm(args, gpu=gpu)
-    from medft_bench.cluster.ray_engine import RayOptions, run_grid_on_ray
-    from medft_bench.run_env import RunEnv
-
+    chosen = engine(args)
     _, cells = build_cells(args)
-    opts = RayOptions(address=args.ray_address, num_cpus=args.ray_cpus,
-                      cpus_per_cell=args.cpus_per_cell if args.cpus_per_cell is not None else (4.0 if gpu else 1.0),
-                      gpus_per_cell=args.gpus_per_cell if args.gpus_per_cell is not None else (1.0 if gpu else 0.0),
-                      max_retries=args.max_retries, timeout_s=args.timeout)
-    if opts.max_retries < 0 or opts.cpus_per_cell < 0 or opts.gpus_per_cell < 0:
-        raise MedftError("--max-retries, --cpus-per-cell and --gpus-per-cell cannot be negative")
     # The device is each worker's own (auto); workers print no per-epoch progress.
-    summary = run_grid_on_ray(cells, RunEnv.from_options(args, device=None, progress=False), opts)
-    return report(summary)
-
-
-def report(summary: Any) -> int:
-    """The run's end: failures with their reasons, retries, cancelled cells; the exit code."""
-    out = sys.stderr
-    for cfg, why in summary.skipped:  # as every front end reports a skipped cell: not a failure
-        print(f"skipped: {cfg.cell_id}: {why[:300]}", file=out)
-    for cfg, attempt, why in summary.retries:
-        print(f"retried: {cfg.cell_id} (worker lost on attempt {attempt}: {why[:160]})", file=out)
-    for cfg, lr, attempt, why in summary.trial_retries:
-        print(f"retried: {cfg.cell_id} lr={lr:g} (a trial; worker lost on attempt {attempt}: {why[:160]})",
-              file=out)
-    for cfg, lr, why in summary.trials_not_kept:
-        print(f"trial not kept: {cfg.cell_id} lr={lr:g}: {why[:200]} (its cell ran it)", file=out)
-    for cfg, why in summary.failed:
-        print(f"failed: {cfg.cell_id}: {why[:300]}", file=out)
-    if summary.cancelled:
-        print(f"not finished: {len(summary.cancelled)} cells (cancelled"
-              f"{' at the time limit' if summary.timed_out else ''}); run the same command again to resume",
-              file=out)
-    if summary.overhead_s:
-        import statistics
-
-        o = summary.overhead_s
-        trials = (f", trials kept: {len(summary.trials_kept)} (+{summary.trials_reused} from an earlier run)"
-                  if summary.trials_kept or summary.trials_reused else "")
-        print(f"records written: {len(summary.written)}{trials}; engine overhead per task (round trip minus the "
-              f"task's own time): median {statistics.median(o) * 1000:.0f} ms, max {max(o) * 1000:.0f} ms (a new "
-              "worker process imports torch)", file=out)
-    if summary.interrupted:
-        return 130
-    return 0 if summary.ok else 1
+    return chosen.run(cells, RunEnv.from_options(args, device=None, progress=False))

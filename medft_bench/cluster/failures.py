@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medft_bench.config import CellConfig
+from medft_bench.io import atomic_write
 
 FILE_NAME = ".grid-failures.json"
 
@@ -40,7 +41,4 @@ class FailureLog:
             self._save()
 
     def _save(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"cells": self.cells}, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps({"cells": self.cells}, indent=1, sort_keys=True) + "\n")

@@ -1,51 +1,96 @@
 """A grid made ready for an engine: data identities filled in, stored records reused, a tuned cell split into
 its trials and itself, and the order in which tasks that others need (LP before LP-FT, trials before their
-cell) run first."""
+cell) run first.
+
+:class:`Task` is what one engine task runs, a cell or one trial of a tuned cell: the one place that tells the
+two apart (its key, label, which ``runner`` function attempts it, what counts as its result). The engines ask
+it; they branch on it only where a trial's end means something else than a cell's (a trial not kept is run
+by its cell, so it is reported, not a failure)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
 from medft_bench.run_env import RunEnv
-from medft_bench.runner import failure, with_data_id, with_precision
+from medft_bench.runner import Kind, Outcome, failure, with_data_id, with_precision
 
 
 @dataclass(frozen=True)
-class Trial:
-    """One learning rate of a tuned cell, run as a task of its own (``training.tuning.compute_trial``)."""
+class Task:
+    """A cell (``lr`` None), or one learning rate of a tuned cell run as a task of its own
+    (``training.tuning.compute_trial``; :meth:`of_trial`)."""
 
     cfg: CellConfig
-    lr: float
-    trial_hash: str
+    lr: float | None = None
+    trial_hash: str = ""
+
+    @classmethod
+    def of_trial(cls, cfg: CellConfig, lr: float) -> Task:
+        from medft_bench.training.tuning import trial_hash
+
+        return cls(cfg, lr, trial_hash(cfg, lr))
+
+    @property
+    def is_trial(self) -> bool:
+        return self.lr is not None
+
+    @property
+    def own_hash(self) -> str:
+        """The hash that names this task's result: a trial's, else the cell's configuration hash."""
+        return self.trial_hash or self.cfg.config_hash
+
+    @property
+    def key(self) -> str:
+        """Unique in a run: the cell's configuration hash; a trial's after its cell's."""
+        return f"{self.cfg.config_hash}/{self.trial_hash}" if self.is_trial else self.cfg.config_hash
 
     @property
     def label(self) -> str:
-        return f"{self.cfg.cell_id} lr={self.lr:g}"
+        return self.outcome(Kind.NOT_RUN).label  # the runner's words for a cell or a trial
+
+    def attempt(self, env: RunEnv) -> Outcome:
+        """Reuse or run it, as the pytest path does (``runner.attempt``, ``runner.attempt_trial``)."""
+        from medft_bench.runner import attempt, attempt_trial
+
+        return attempt(self.cfg, env) if self.lr is None else attempt_trial(self.cfg, self.lr, env)
+
+    def outcome(self, kind: Kind, message: str = "", **more: Any) -> Outcome:
+        """An outcome it had without an attempt's (not run, its worker lost, its task raised)."""
+        return Outcome(kind, self.cfg, message=message, lr=self.lr, **more)
+
+    def keeps(self, outcome: Outcome) -> bool:
+        """Whether ``outcome`` (not a skipped one) left what this task is for: a cell, its record (ok, diverged
+        or failed); a trial, a summary its cell chooses among (a failed trial is not kept: its cell runs it)."""
+        return outcome.kind.has_result or (outcome.kind is Kind.FAILED and not self.is_trial)
 
 
 @dataclass
 class Job:
-    """One task: a cell, or one trial of a tuned cell (``trial``). ``needs``: keys of tasks in this run whose
-    results it uses (it is submitted after they finish, however they end); ``reuses``: the cells whose stored
-    record and head are shipped with it when they exist; ``trials``: a tuned cell's trials, those kept
-    shipped with it (a trial not kept, the cell runs itself)."""
+    """A task in a run. ``needs``: keys of tasks in this run whose results it uses (it is submitted after they
+    finish, however they end); ``reuses``: the cells whose stored record and head are shipped with it when they
+    exist; ``trials``: a tuned cell's trials, those kept shipped with it (a trial not kept, the cell runs
+    itself)."""
 
-    cfg: CellConfig
+    task: Task
     needs: set[str] = field(default_factory=set)
     reuses: tuple[CellConfig, ...] = ()
     attempts: int = 0
-    trial: Trial | None = None
-    trials: tuple[Trial, ...] = ()
+    trials: tuple[Task, ...] = ()
+
+    @property
+    def cfg(self) -> CellConfig:
+        return self.task.cfg
 
     @property
     def key(self) -> str:
-        return self.cfg.config_hash if self.trial is None else f"{self.cfg.config_hash}/{self.trial.trial_hash}"
+        return self.task.key
 
     @property
     def label(self) -> str:
-        return self.cfg.cell_id if self.trial is None else self.trial.label
+        return self.task.label
 
 
 @dataclass
@@ -53,21 +98,21 @@ class Plan:
     jobs: list[Job]  # in submission order
     reused: list[CellConfig]
     skipped: list[tuple[CellConfig, str]]
-    reused_trials: list[Trial] = field(default_factory=list)  # kept by an earlier run: not run again
+    reused_trials: list[Task] = field(default_factory=list)  # kept by an earlier run: not run again
 
     @property
     def cells(self) -> int:
-        """Cells to compute (``jobs`` also holds trials)."""
-        return sum(j.trial is None for j in self.jobs)
+        """Cells to compute (``jobs`` also holds trials, and a trial's cell is always in the plan too)."""
+        return len({j.cfg.config_hash for j in self.jobs})
 
 
-def trials_of(cfg: CellConfig) -> tuple[Trial, ...]:
+def trials_of(cfg: CellConfig) -> tuple[Task, ...]:
     """A tuned cell's trials, one per learning rate of its grid; () for a study cell or one with nothing to tune."""
     if cfg.protocol != "tuned":
         return ()
-    from medft_bench.training.tuning import trial_hash, tuning_grid
+    from medft_bench.training.tuning import tuning_grid
 
-    return tuple(Trial(cfg, lr, trial_hash(cfg, lr)) for lr in tuning_grid(cfg))
+    return tuple(Task.of_trial(cfg, lr) for lr in tuning_grid(cfg))
 
 
 def plan_grid(cells: list[CellConfig], env: RunEnv) -> Plan:
@@ -79,8 +124,9 @@ def plan_grid(cells: list[CellConfig], env: RunEnv) -> Plan:
 
     store, rerun = env.store, env.rerun
     assert store is not None, "a grid is planned against its results store"
-    jobs: list[Job] = []
-    plan = Plan(jobs, [], [])
+    trial_jobs: list[Job] = []
+    cell_jobs: list[Job] = []
+    plan = Plan([], [], [])
     seen: set[str] = set()
     for cfg in cells:
         try:
@@ -101,18 +147,18 @@ def plan_grid(cells: list[CellConfig], env: RunEnv) -> Plan:
             continue
         reuses = create_strategy(cfg.strategy, **cfg.params()).reused_cells(cfg)
         trials = trials_of(cfg)
+        to_run = []
         for trial in trials:
             if not rerun and store.read_trial(cfg, trial.trial_hash) is not None:
                 plan.reused_trials.append(trial)
             else:
-                jobs.append(Job(cfg, reuses=reuses, trial=trial))
-        jobs.append(Job(cfg, reuses=reuses, trials=trials))
-    running = {j.key for j in jobs}
-    for job in jobs:
-        job.needs = {c.config_hash for c in job.reuses if c.config_hash in running}
-        if job.trial is None:
-            job.needs |= {f"{job.cfg.config_hash}/{t.trial_hash}" for t in job.trials} & running
-    needed = set().union(*(j.needs for j in jobs)) if jobs else set()
-    # Stable: needed cells, then trials, then the grid's order.
-    jobs.sort(key=lambda j: 1 if j.trial is not None else 0 if j.key in needed else 2)
+                to_run.append(Job(trial, reuses=reuses))
+        trial_jobs += to_run
+        cell_jobs.append(Job(Task(cfg), {j.key for j in to_run}, reuses=reuses, trials=trials))
+    running = {c.cfg.config_hash for c in cell_jobs}
+    for job in trial_jobs + cell_jobs:
+        job.needs |= {c.config_hash for c in job.reuses if c.config_hash in running}
+    needed = set().union(*(j.needs for j in trial_jobs + cell_jobs))
+    # Needed cells, then trials, then the grid's order.
+    plan.jobs = [j for j in cell_jobs if j.key in needed] + trial_jobs + [j for j in cell_jobs if j.key not in needed]
     return plan

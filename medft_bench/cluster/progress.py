@@ -1,4 +1,5 @@
-"""One progress line for a cluster run: cells done / running / queued / failed, and time left."""
+"""One progress line for a cluster run: cells done / running / queued / failed, and time left; and
+:func:`clock`, the one way the cluster's progress lines (Ray's, a Slurm task's log) write a duration."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
+def clock(seconds: float) -> str:
+    """``12.3s``, ``14m05s``, ``5h31m``: tenths under a minute, whole seconds under an hour, then minutes."""
+    if seconds < 59.95:
+        return f"{max(0.0, seconds):.1f}s"
+    whole = int(round(seconds))
+    h, rest = divmod(whole, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
@@ -45,10 +49,10 @@ class Progress:
 
     def line(self, slots: int) -> str:
         left = self.time_left(slots)
-        elapsed = _clock(time.monotonic() - self.started)
+        elapsed = clock(time.monotonic() - self.started)
         return (f"[{self.engine}] done {self.done} (+{self.reused} reused, {self.skipped} skipped) · running "
                 f"{self.running} · queued {self.queued} · failed {self.failed} · {elapsed} elapsed · left "
-                f"{'?' if left is None else '~' + _clock(left)}"
+                f"{'?' if left is None else '~' + clock(left)}"
                 + (f" · cancelled {self.cancelled}" if self.cancelled else ""))
 
     def show(self, slots: int, *, force: bool = False) -> None:

@@ -8,6 +8,7 @@ rather than Ray's own ``max_retries``, so that the run can say which cells were 
 cell goes on the failure list (:mod:`medft_bench.cluster.failures`). An exception raised by the cell's
 code is not retried: it would raise again. The driver submits at most as many cells as the cluster can run at
 once, so that "running" means running, and a cell that reuses another (LP-FT, LP) is submitted after it.
+The loop is :class:`Driver`, one method per event.
 
 A tuned cell with a learning-rate grid is one task per trial, then the cell's own task: each trial task returns
 its summary, which the driver keeps (``ResultStore.write_trial``, the file the pytest path keeps); the cell's
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
+from medft_bench.cluster.engine import GridSummary, RayOptions, report
 from medft_bench.cluster.failures import FailureLog
 from medft_bench.cluster.plan import Job, plan_grid
 from medft_bench.cluster.progress import Progress
@@ -33,43 +35,22 @@ from medft_bench.results.store import ResultStore, Store
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import Kind, Outcome
 
+__all__ = ["GridSummary", "RayEngine", "RayOptions", "run_grid_on_ray"]
+
 POLL_S = 1.0  # every wait is bounded: Ctrl-C, the time limit and progress are looked at this often
 # Sent to the workers (a cluster started elsewhere does not have the driver's environment).
 FORWARDED_ENV = ("HF_HUB_OFFLINE", "HF_HOME", "TORCH_HOME", "MEDFT_OFFLINE", "MEDFT_CACHE_DIR", "MEDFT_DATA_ROOT",
                  "MEDFT_FEATURE_CACHE", EXIT_ONCE_ENV)
 
 
-@dataclass
-class RayOptions:
-    address: str = "local"  # "local": start a Ray instance on this machine; "auto" or ray://host:port: join
-    num_cpus: int | None = None  # a local instance's CPUs (None: Ray's default, all of them)
-    cpus_per_cell: float = 1.0
-    gpus_per_cell: float = 0.0
-    max_retries: int = 2  # a worker lost (crash, OOM kill, node gone) is retried this many times
-    timeout_s: float | None = None  # the whole run's time limit: cells still out are cancelled
+@dataclass(frozen=True)
+class RayEngine:
+    """The :class:`~medft_bench.cluster.engine.Engine` on Ray: the run, then its report."""
 
+    options: RayOptions
 
-@dataclass
-class GridSummary:
-    written: list[CellConfig] = field(default_factory=list)
-    reused: list[CellConfig] = field(default_factory=list)
-    skipped: list[tuple[CellConfig, str]] = field(default_factory=list)
-    failed: list[tuple[CellConfig, str]] = field(default_factory=list)  # a failed record, or none (the reason)
-    cancelled: list[CellConfig] = field(default_factory=list)
-    retries: list[tuple[CellConfig, int, str]] = field(default_factory=list)  # (cell, attempt lost, why)
-    trials_kept: list[tuple[CellConfig, float]] = field(default_factory=list)  # trial tasks kept by this run
-    trials_reused: int = 0  # trials kept by an earlier run
-    # Trial tasks that left nothing to keep (failed, worker lost after its retries, not written): their cell
-    # runs them itself, and fails with a failed one.
-    trials_not_kept: list[tuple[CellConfig, float, str]] = field(default_factory=list)
-    trial_retries: list[tuple[CellConfig, float, int, str]] = field(default_factory=list)  # (cell, lr, attempt, why)
-    overhead_s: list[float] = field(default_factory=list)  # per cell: round trip minus the worker's own seconds
-    interrupted: bool = False
-    timed_out: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not (self.failed or self.cancelled or self.interrupted or self.timed_out)
+    def run(self, cells: list[CellConfig], env: RunEnv) -> int:
+        return report(run_grid_on_ray(cells, env, self.options))
 
 
 def _lost_errors() -> tuple[type[BaseException], ...]:
@@ -78,11 +59,6 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
     names = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError", "ObjectLostError", "LocalRayletDiedError",
              "RaySystemError", "ActorUnavailableError")
     return tuple(getattr(rex, n) for n in names if hasattr(rex, n))
-
-
-def _ray_cell(cfg: CellConfig, shipped: list[Shipped], env: RunEnv, lr: float | None = None,
-              trials: list[dict[str, Any]] | None = None) -> Outcome:
-    return run_task(cfg, shipped, env, lr=lr, trials=trials)
 
 
 def _ship(store: Store, job: Job) -> list[Shipped]:
@@ -95,7 +71,8 @@ def _ship(store: Store, job: Job) -> list[Shipped]:
 
 
 def _ship_trials(store: Store, job: Job, fresh: set[str] | None) -> list[dict[str, Any]]:
-    """A tuned cell's kept trials (with ``--rerun``, ``fresh``: only those this run kept)."""
+    """A tuned cell's kept trials (with ``--rerun``, ``fresh``: only those this run kept); none for a trial or
+    a cell with nothing to tune."""
     out = []
     for trial in job.trials:
         if fresh is not None and trial.trial_hash not in fresh:
@@ -148,19 +125,16 @@ def run_grid_on_ray(cells: list[CellConfig], env: RunEnv, opts: RayOptions, *,
     if not isinstance(store, ResultStore):
         raise MedftError("a Ray run writes into a results directory: give RunEnv.at(results_dir)")
     plan = plan_grid(cells, env)
-    summary = GridSummary(reused=plan.reused, skipped=list(plan.skipped))
-    failures = FailureLog(store.root)
+    summary = GridSummary(reused=plan.reused, skipped=list(plan.skipped), trials_reused=len(plan.reused_trials))
     progress = Progress(total=len(plan.jobs) + len(plan.reused) + len(plan.skipped), engine="ray",
+                        reused=len(plan.reused), skipped=len(plan.skipped),
                         **({"stream": stream} if stream is not None else {}))
-    summary.trials_reused = len(plan.reused_trials)
-    progress.reused, progress.skipped = len(plan.reused), len(plan.skipped)
     if not plan.jobs:
         progress.show(0, force=True)
         return summary
     started = connect(opts)
     try:
-        capacity = slots(opts)
-        if capacity < 1:
+        if slots(opts) < 1:
             have = ray.cluster_resources()
             raise MedftError(f"the Ray cluster cannot run one cell: each needs {opts.cpus_per_cell:g} CPU and "
                              f"{opts.gpus_per_cell:g} GPU, the cluster has {have.get('CPU', 0):g} CPU and "
@@ -169,157 +143,163 @@ def run_grid_on_ray(cells: list[CellConfig], env: RunEnv, opts: RayOptions, *,
         env = replace(env, threads=max(1, int(opts.cpus_per_cell)))
         # Per task, not per ray.init: the driver may join a Ray instance started before with other variables.
         env_vars = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        remote = ray.remote(_ray_cell).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell,
-                                               max_retries=0, retry_exceptions=False,
-                                               **({"runtime_env": {"env_vars": env_vars}} if env_vars else {}))
-        _drive(plan.jobs, remote, env, store, failures, summary, progress, opts)
+        remote = ray.remote(run_task).options(num_cpus=opts.cpus_per_cell, num_gpus=opts.gpus_per_cell,
+                                              max_retries=0, retry_exceptions=False,
+                                              **({"runtime_env": {"env_vars": env_vars}} if env_vars else {}))
+        Driver(plan.jobs, remote, env, opts, summary, progress).run()
     finally:
         if started:
             ray.shutdown()
     return summary
 
 
-def _drive(queue: list[Job], remote: Any, env: RunEnv, store: ResultStore, failures: FailureLog,
-           summary: GridSummary, progress: Progress, opts: RayOptions) -> None:
-    import ray
+class Driver:
+    """The loop of one run on Ray, one method per event: a task submitted when a slot is free and what it needs
+    has finished; its result collected; it finished (a cell's record written, a trial kept), its worker lost
+    (submitted again, or after the last attempt a failure), its code raised (a failure, not retried); the run
+    stopped (Ctrl-C, the time limit): what arrived meanwhile kept, the rest cancelled."""
 
-    lost = _lost_errors()
-    pending: dict[Any, tuple[Job, float]] = {}  # object ref -> (job, submitted at)
-    finished: set[str] = set()  # job keys
-    fresh: set[str] | None = set() if env.rerun else None  # with rerun: trial hashes kept by this run
-    deadline = None if opts.timeout_s is None else time.monotonic() + opts.timeout_s
-    capacity = slots(opts)
+    def __init__(self, queue: list[Job], remote: Any, env: RunEnv, opts: RayOptions, summary: GridSummary,
+                 progress: Progress) -> None:
+        assert isinstance(env.store, ResultStore)
+        self.queue, self.remote, self.env, self.opts = queue, remote, env, opts
+        self.store: ResultStore = env.store
+        self.failures = FailureLog(self.store.root)
+        self.summary, self.progress = summary, progress
+        self.pending: dict[Any, tuple[Job, float]] = {}  # object ref -> (job, submitted at)
+        self.finished: set[str] = set()  # job keys
+        self.fresh: set[str] | None = set() if env.rerun else None  # with rerun: trial hashes kept by this run
+        self.capacity = 0  # tasks at once: looked up on every submit
 
-    def submit() -> None:
-        nonlocal capacity
-        capacity = max(1, slots(opts))
-        while len(pending) < capacity:
-            job = next((j for j in queue if j.needs <= finished), None)
+    def run(self) -> None:
+        import ray
+
+        deadline = None if self.opts.timeout_s is None else time.monotonic() + self.opts.timeout_s
+        try:
+            self.submit()
+            while self.pending:
+                if deadline is not None and time.monotonic() > deadline:
+                    self.summary.timed_out = True
+                    break
+                ready, _ = ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
+                for ref in ready:
+                    self.collect(ref)
+                self.submit()
+                self.progress.show(self.capacity)
+        except KeyboardInterrupt:
+            self.summary.interrupted = True
+        self.stop()
+
+    def submit(self) -> None:
+        """Fill the cluster's free slots with the first queued jobs whose needs have finished."""
+        self.capacity = max(1, slots(self.opts))
+        while len(self.pending) < self.capacity:
+            job = next((j for j in self.queue if j.needs <= self.finished), None)
             if job is None:
                 return
-            queue.remove(job)
+            self.queue.remove(job)
             job.attempts += 1
-            lr = job.trial.lr if job.trial is not None else None
-            trials = _ship_trials(store, job, fresh) if job.trials else None
-            pending[remote.remote(job.cfg, _ship(store, job), env, lr, trials)] = (job, time.monotonic())
-            progress.running = len(pending)
+            ref = self.remote.remote(job.task, _ship(self.store, job), self.env,
+                                     _ship_trials(self.store, job, self.fresh))
+            self.pending[ref] = (job, time.monotonic())
+            self.progress.running = len(self.pending)
 
-    def collect(ref: Any) -> None:
-        job, t0 = pending.pop(ref)
-        cfg = job.cfg
+    def collect(self, ref: Any) -> None:
+        import ray
+
+        job, t0 = self.pending.pop(ref)
         try:
             result: Outcome = ray.get(ref, timeout=60)
-        except lost as exc:  # the worker process or its node is gone: the task never finished
-            if job.attempts <= opts.max_retries:
-                if job.trial is None:
-                    summary.retries.append((cfg, job.attempts, _reason(exc)))
-                else:
-                    summary.trial_retries.append((cfg, job.trial.lr, job.attempts, _reason(exc)))
-                print(f"[ray] {job.label}: worker lost on attempt {job.attempts} ({_reason(exc)[:120]}); "
-                      "submitting it again", file=progress.stream, flush=True)
-                queue.insert(0, job)
-                progress.running = len(pending)
-                return
-            _fail(job, _reason(exc), job.attempts)
+        except _lost_errors() as exc:  # the worker process or its node is gone: the task never finished
+            self.lost(job, exc)
         except ray.exceptions.RayError as exc:  # the task's code raised: it would raise again
-            _fail(job, _reason(getattr(exc, "cause", None) or exc), job.attempts)
+            self.finish(job, job.task.outcome(Kind.ERROR, _reason(getattr(exc, "cause", None) or exc)), job.attempts)
         else:
-            summary.overhead_s.append(max(0.0, time.monotonic() - t0 - result.seconds))
-            if job.trial is not None:
-                _handle_trial(job, result, store, summary, progress, fresh)
-            else:
-                _handle(cfg, result, store, failures, summary, progress)
-        finished.add(job.key)
-        progress.running = len(pending)
+            self.summary.overhead_s.append(max(0.0, time.monotonic() - t0 - result.seconds))
+            self.finish(job, result)
+        self.progress.running = len(self.pending)
 
-    def _fail(job: Job, reason: str, attempts: int) -> None:
-        if job.trial is not None:  # its cell runs it (as the pytest path's cell runs a trial not kept)
-            _trial_not_kept(job, reason, summary, progress)
+    def lost(self, job: Job, exc: BaseException) -> None:
+        """Its worker died: submitted again while attempts are left, else a failure."""
+        if job.attempts > self.opts.max_retries:
+            self.finish(job, job.task.outcome(Kind.ERROR, _reason(exc)), job.attempts)
             return
-        cfg = job.cfg
-        summary.failed.append((cfg, reason))
-        failures.add(cfg, reason, engine="ray", attempts=attempts)
-        progress.failed += 1
+        self.summary.retries.append((job.task, job.attempts, _reason(exc)))
+        print(f"[ray] {job.label}: worker lost on attempt {job.attempts} ({_reason(exc)[:120]}); "
+              "submitting it again", file=self.progress.stream, flush=True)
+        self.queue.insert(0, job)
 
-    try:
-        submit()
-        while pending:
-            if deadline is not None and time.monotonic() > deadline:
-                summary.timed_out = True
-                break
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+    def finish(self, job: Job, result: Outcome, attempts: int = 1) -> None:
+        """A task is over, with its outcome or the one it had (``attempts``: for the failure list)."""
+        if job.task.is_trial:
+            self.trial_finished(job, result)
+        else:
+            self.cell_finished(job.cfg, result, attempts)
+        self.finished.add(job.key)
+
+    def cell_finished(self, cfg: CellConfig, result: Outcome, attempts: int) -> None:
+        """A cell task's outcome into the summary: its record written here, the one writer."""
+        if result.kind.skipped:
+            self.summary.skipped.append((cfg, result.message))
+            self.progress.skipped += 1
+            return
+        if result.record is None or result.kind is Kind.ERROR:
+            self.cell_failed(cfg, result.message, attempts)
+            return
+        try:
+            self.store.write(result.record, cfg, result.head_state, predictions=result.predictions)
+        except ResultsWriteError as exc:
+            self.cell_failed(cfg, str(exc), 1)
+            return
+        self.failures.clear(cfg)
+        self.progress.cell_seconds.append(result.seconds)
+        if result.kind is Kind.FAILED:
+            self.summary.failed.append((cfg, result.message or "failed"))
+            self.progress.failed += 1
+        else:
+            self.summary.written.append(cfg)
+            self.progress.done += 1
+
+    def cell_failed(self, cfg: CellConfig, reason: str, attempts: int) -> None:
+        self.summary.failed.append((cfg, reason))
+        self.failures.add(cfg, reason, engine="ray", attempts=attempts)
+        self.progress.failed += 1
+
+    def trial_finished(self, job: Job, result: Outcome) -> None:
+        """Keep a trial task's summary (not a failed one) where the pytest path keeps it; its cell is shipped it.
+        A trial that left nothing to keep, its cell runs (as the pytest path's cell runs a trial not kept)."""
+        reason = result.message or result.kind.value
+        if job.task.keeps(result) and result.record is not None:
+            try:
+                self.store.write_trial(job.cfg, result.record)
+            except ResultsWriteError as exc:
+                reason = str(exc)
+            else:
+                if self.fresh is not None:
+                    self.fresh.add(job.task.trial_hash)
+                self.summary.trials_kept.append((job.cfg, job.task.lr))
+                self.progress.cell_seconds.append(result.seconds)
+                self.progress.done += 1
+                return
+        self.summary.trials_not_kept.append((job.cfg, job.task.lr, reason))
+        print(f"[ray] {job.label}: not kept ({reason[:200]}); its cell runs it", file=self.progress.stream,
+              flush=True)
+        self.progress.done += 1  # the task is over; its cell is what may fail
+
+    def stop(self) -> None:
+        """The run's end: when interrupted or out of time, what finished meanwhile kept, the rest cancelled (a
+        cancelled trial's cell is queued: it is the one listed)."""
+        import ray
+
+        if self.pending:
+            ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0)
             for ref in ready:
-                collect(ref)
-            submit()
-            progress.show(capacity)
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    if pending:  # interrupted or out of time: keep what finished meanwhile, cancel the rest
-        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
-        for ref in ready:
-            collect(ref)
-        cancelled = [job for job, _ in pending.values()]
-        for ref in list(pending):
+                self.collect(ref)
+        cancelled = [job for job, _ in self.pending.values()]
+        for ref in list(self.pending):
             ray.cancel(ref, force=True)
-        pending.clear()
-    else:
-        cancelled = []
-    cancelled += queue
-    summary.cancelled += [j.cfg for j in cancelled if j.trial is None]  # a cell's trials: its cell is listed
-    progress.running, progress.cancelled = 0, len(cancelled)
-    progress.show(capacity, force=True)
-
-
-def _handle(cfg: CellConfig, result: Outcome, store: ResultStore, failures: FailureLog, summary: GridSummary,
-            progress: Progress) -> None:
-    """A cell task's outcome into the summary: its record written here, the one writer."""
-    if result.kind.skipped:
-        summary.skipped.append((cfg, result.message))
-        progress.skipped += 1
-        return
-    if result.record is None or result.kind is Kind.ERROR:
-        summary.failed.append((cfg, result.message))
-        failures.add(cfg, result.message, engine="ray", attempts=1)
-        progress.failed += 1
-        return
-    try:
-        store.write(result.record, cfg, result.head_state, predictions=result.predictions)
-    except ResultsWriteError as exc:
-        summary.failed.append((cfg, str(exc)))
-        failures.add(cfg, str(exc), engine="ray", attempts=1)
-        progress.failed += 1
-        return
-    failures.clear(cfg)
-    progress.cell_seconds.append(result.seconds)
-    if result.kind is Kind.FAILED:
-        summary.failed.append((cfg, result.message or "failed"))
-        progress.failed += 1
-    else:
-        summary.written.append(cfg)
-        progress.done += 1
-
-
-def _handle_trial(job: Job, result: Outcome, store: ResultStore, summary: GridSummary, progress: Progress,
-                  fresh: set[str] | None) -> None:
-    """Keep a trial task's summary (not a failed one) where the pytest path keeps it; its cell is shipped it."""
-    assert job.trial is not None
-    if not result.kind.has_result or result.record is None:  # failed, bad input, skipped: its cell runs it
-        _trial_not_kept(job, result.message or result.kind.value, summary, progress)
-        return
-    try:
-        store.write_trial(job.cfg, result.record)
-    except ResultsWriteError as exc:
-        _trial_not_kept(job, str(exc), summary, progress)
-        return
-    if fresh is not None:
-        fresh.add(job.trial.trial_hash)
-    summary.trials_kept.append((job.cfg, job.trial.lr))
-    progress.cell_seconds.append(result.seconds)
-    progress.done += 1
-
-
-def _trial_not_kept(job: Job, reason: str, summary: GridSummary, progress: Progress) -> None:
-    assert job.trial is not None
-    summary.trials_not_kept.append((job.cfg, job.trial.lr, reason))
-    print(f"[ray] {job.label}: not kept ({reason[:200]}); its cell runs it", file=progress.stream, flush=True)
-    progress.done += 1  # the task is over; its cell is what may fail
+        self.pending.clear()
+        cancelled += self.queue
+        self.summary.cancelled += list({j.cfg.config_hash: j.cfg for j in cancelled}.values())
+        self.progress.running, self.progress.cancelled = 0, len(cancelled)
+        self.progress.show(self.capacity, force=True)

@@ -1,6 +1,7 @@
 """What one cluster task runs: one cell through :func:`medft_bench.runner.attempt`, its outcome (record and
 head) returned to the driver (which writes them), or one trial of a tuned cell, its summary returned to the
-driver (which keeps it with ``ResultStore.write_trial``, the file the pytest path keeps).
+driver (which keeps it with ``ResultStore.write_trial``, the file the pytest path keeps). :func:`enter` is a
+worker's setup, Ray's and a Slurm array task's.
 
 A Ray worker does not write to the results directory (the driver is the one writer, so the cluster needs no
 shared-filesystem locking); the records a cell reuses (LP-FT's probe) and a tuned cell's kept trials are
@@ -12,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medft_bench.cluster.plan import Task
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
 from medft_bench.run_env import RunEnv
@@ -45,7 +47,7 @@ class ShippedStore:
     summaries (the trials kept by the driver; one not shipped, the cell runs itself); no writes, no locks (a
     task is alone with what was shipped to it)."""
 
-    def __init__(self, shipped: list[Shipped], trials: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, shipped: list[Shipped], trials: Sequence[dict[str, Any]] | None = None) -> None:
         self._by_hash = {s.config_hash: s for s in shipped}
         self._trials = {t["trial_hash"]: t for t in trials or ()}
 
@@ -75,25 +77,30 @@ class ShippedStore:
         yield
 
 
-def run_task(cfg: CellConfig, shipped: list[Shipped], env: RunEnv, *, lr: float | None = None,
-             trials: list[dict[str, Any]] | None = None) -> Outcome:
-    """Run one cell on this worker (``cfg.data_id`` filled in by the driver), its kept ``trials`` reused; or,
-    with ``lr``, that one trial of the tuned cell. The outcome's record (or trial) is not written: the driver
-    writes it. ``env``: the driver's, its store swapped for what was shipped."""
-    from medft_bench.runner import attempt, attempt_trial
-    from medft_bench.training.tuning import trial_hash
+def enter(env: RunEnv, **settings: Any) -> RunEnv:
+    """A worker's run environment, Ray's or a Slurm array task's: the driver's with ``settings`` and no
+    per-epoch progress (nothing on a worker prints it), this process made ready (threads, folder datasets).
+    Raises :class:`MedftError` when it cannot be (a folder dataset missing on this node)."""
+    env = replace(env, progress=False, **settings)
+    env.enter_process()
+    return env
 
+
+def run_task(task: Task, shipped: list[Shipped], env: RunEnv,
+             trials: Sequence[dict[str, Any]] = ()) -> Outcome:
+    """Run one Ray task on this worker: a cell (``cfg.data_id`` filled in by the driver), its kept ``trials``
+    reused, or one trial of a tuned cell. The outcome's record (or trial) is not written: the driver writes it.
+    ``env``: the driver's, its store swapped for what was shipped."""
     t0 = time.perf_counter()
     # What the driver planned is what runs: the shipped trials are the ones to use (it already chose them under
-    # --rerun), and nothing on a worker prints per-epoch progress.
-    env = replace(env, store=ShippedStore(shipped, trials), rerun=False, rerun_trials=False, progress=False)
+    # --rerun).
     try:
-        env.enter_process()
+        env = enter(env, store=ShippedStore(shipped, trials), rerun=False, rerun_trials=False)
     except MedftError as exc:
-        return Outcome(Kind.ERROR, cfg, message=str(exc), lr=lr, seconds=time.perf_counter() - t0)
-    out = attempt(cfg, env) if lr is None else attempt_trial(cfg, lr, env)
+        return task.outcome(Kind.ERROR, str(exc), seconds=time.perf_counter() - t0)
+    out = task.attempt(env)
     if out.kind in (Kind.COMPUTED, Kind.DIVERGED, Kind.FAILED):
-        _exit_once(cfg.config_hash if lr is None else trial_hash(cfg, lr), out.label)
+        _exit_once(task.own_hash, out.label)
     out.seconds = time.perf_counter() - t0
     return out
 
