@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from medft_bench.cluster.plan import Task
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
+from medft_bench.results.view import RecordView
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import Kind, Outcome
 
@@ -57,7 +58,7 @@ class ShippedStore:
 
     def load_head(self, cfg: CellConfig) -> dict[str, torch.Tensor] | None:
         s = self._by_hash.get(cfg.config_hash)
-        return None if s is None or s.record["status"] != "ok" else s.head
+        return None if s is None or not RecordView(s.record).ok else s.head
 
     def read_trial(self, cfg: CellConfig, trial_hash: str) -> dict[str, Any] | None:
         return self._trials.get(trial_hash)
