@@ -14,7 +14,7 @@ from medft_bench.run_env import RunEnv
 from medft_bench.runner import compute_cell
 from medft_bench.strategies import EpochPlan, Strategy, register_strategy
 from medft_bench.strategies import registry as strategy_registry
-from medft_bench.training import engine
+from medft_bench.training import engine, tuning
 from medft_bench.training.engine import build_context
 from tests.helpers import tiny_cell
 
@@ -33,7 +33,7 @@ def _run_keeping_model(cfg, monkeypatch):
         seen["ctx"], seen["before"] = ctx, _snapshot(ctx.model)
         return ctx, strategy
 
-    monkeypatch.setattr(engine, "build_context", spy)
+    monkeypatch.setattr(tuning, "build_context", spy)  # the one setup of either protocol's sweep
     result = compute_cell(cfg, RunEnv(progress=False))
     return result, seen["ctx"], seen["before"], _snapshot(seen["ctx"].model)
 
