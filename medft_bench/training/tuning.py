@@ -12,10 +12,10 @@ trial's lock, read and keep (:func:`_run_or_reuse`) and the cell's outcome (:fun
 
 Trials share what does not depend on the learning rate: the data (loaded once), the backbone (built or loaded
 once; in a sweep of several, each trial starts from a copy of it and from the same random state, and a lone
-trial trains it, from the state it was built in) and the frozen features of that starting backbone. A finished trial (ok or diverged) is kept as a small JSON file next to the cell's record,
-keyed by its own hash: an interrupted tuning resumes after it. When the chosen trial finished in an earlier
-process its model is not in memory; it is trained again (same seed, same starting state) and the record says
-``model: retrained``.
+trial trains it, from the state it was built in) and the frozen features of that starting backbone. A finished
+trial (ok or diverged) is kept as a small JSON file next to the cell's record, keyed by its own hash: an
+interrupted tuning resumes after it. When the chosen trial finished in an earlier process its model is not in
+memory; it is trained again (same seed, same starting state) and the record says ``model: retrained``.
 
 Verbs, here and in :mod:`medft_bench.runner`: *attempt* (an outcome: an error becomes its kind), *run or reuse*
 (a result kept in the store, else computed and kept, under its lock), *compute* (a result, neither looked up nor
