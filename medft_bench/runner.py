@@ -1,9 +1,14 @@
 """The one front door onto the engine used by the CLI, the pytest cases and the cluster workers: reuse, or run
-and write. The engine returns a typed outcome (``training.outcome.CellRun``); this module makes it a record.
+and write. The protocol's sweep returns a typed outcome (``training.outcome.CellRun``); this module makes it a
+record.
 
-:func:`attempt` (a cell) and :func:`attempt_trial` (one trial of a tuned cell) are the one place that decides what
-an attempt's end means: an :class:`Outcome` of one :class:`Kind`. Every front end only translates the kind
-(pytest: pass, skip, xfail or fail; the CLI: a line and its exit code; Ray and Slurm: their summaries).
+One verb per layer (the same in :mod:`medft_bench.training.tuning`): :func:`attempt` (a cell) and
+:func:`attempt_trial` (one trial of a tuned cell) are the one place that decides what an attempt's end means:
+an :class:`Outcome` of one :class:`Kind`. Every front end only translates the kind (pytest: pass, skip, xfail or
+fail; the CLI: a line and its exit code; Ray and Slurm: their summaries). :func:`run_or_reuse` and
+:func:`run_trial_or_reuse`: the store's result, else computed and stored. :func:`compute_cell`: one cell's
+outcome with its record, neither looked up nor written (``training.tuning.sweep``: the cell under its
+protocol, the study's one trial or a tuned cell's grid).
 """
 
 from __future__ import annotations
@@ -156,12 +161,12 @@ def _store(env: RunEnv) -> Store:
 
 
 def run_trial_or_reuse(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any]:
-    """One trial of a tuned cell as its own task (``training.tuning.run_trial``): reused when kept, else run
-    and kept next to the cell's record, where the cell's own run finds it."""
-    from medft_bench.training.tuning import run_trial
+    """One trial of a tuned cell as its own task (``training.tuning.run_trial_or_reuse``): reused when kept, else
+    computed and kept next to the cell's record, where the cell's own sweep finds it."""
+    from medft_bench.training import tuning
 
     _store(env)
-    return run_trial(resolved(cfg, env), lr, env)
+    return tuning.run_trial_or_reuse(resolved(cfg, env), lr, env)
 
 
 def run_or_reuse(cfg: CellConfig, env: RunEnv) -> Outcome:
@@ -185,40 +190,22 @@ def run_or_reuse(cfg: CellConfig, env: RunEnv) -> Outcome:
     return out
 
 
-def compute_cell(cfg: CellConfig, env: RunEnv) -> Outcome:
-    """Run one cell (``cfg.data_id`` filled in) and return its outcome, not written: the caller writes it
-    through the store. ``env.store`` serves the records a strategy reuses (LP-FT's probe) and a tuned cell's
-    trials; a cluster worker's is a store of its own (:mod:`medft_bench.cluster.worker`)."""
+def compute_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
+    """One cell under its protocol (``training.tuning.sweep``) and its outcome (record, head, predictions),
+    neither looked up first nor written: the caller writes it through the store. ``env.store`` serves the
+    records a strategy reuses (LP-FT's probe) and keeps a tuned cell's trials as they finish, so that an
+    interruption resumes; a cluster worker's is a store of its own (:mod:`medft_bench.cluster.worker`). With
+    ``cfg.data_id`` filled in, a result of other data (the files changed meanwhile) is refused."""
     from medft_bench.data.sources import recorded_identity
-    from medft_bench.training.measurements import reset_host_peak
-
-    reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far (every path)
-    result = run_cell(cfg, env)
-    if recorded_identity(result.record["data"]) != cfg.data_id:  # never file a result under other data
-        raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
-                        "edited); nothing was recorded: run it again")
-    return result
-
-
-def run_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
-    """Run one cell under its protocol and return its outcome (record, head, predictions), neither written nor
-    looked up first: the study's (``training.engine.train_cell``) or the tuned one (``training.tuning.tune_cell``:
-    a sweep of trials, each kept in ``env.store`` as it finishes, so that an interruption resumes)."""
     from medft_bench.results import predictions
     from medft_bench.results.environment import code_version, environment
     from medft_bench.results.record import build_record
     from medft_bench.results.store import safe_name
+    from medft_bench.training.measurements import reset_host_peak
+    from medft_bench.training.tuning import sweep  # imported only to compute: a reuse is a lookup
 
-    env = env or RunEnv()
-    # Imported only to compute: a reuse is a lookup.
-    if cfg.protocol == "tuned":
-        from medft_bench.training.tuning import tune_cell
-
-        run = tune_cell(cfg, env)
-    else:
-        from medft_bench.training.engine import train_cell
-
-        run = train_cell(cfg, env)
+    reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far (every path)
+    run = sweep(cfg, env or RunEnv())
     record, files = build_record(run.facts(), environment(run.ctx.device), code_version()), None
     if run.scores:
         data = run.ctx.data
@@ -226,4 +213,7 @@ def run_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
         record["predictions"], files = predictions.build(
             flag, cfg.img_size, f"seed{cfg.seed}", record["metrics"], run.scores,
             {split: data.split(split).labels.numpy() for split in run.scores})
+    if cfg.data_id and recorded_identity(record["data"]) != cfg.data_id:  # never file a result under other data
+        raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
+                        "edited); nothing was recorded: run it again")
     return of_result(cfg, record, reused=False, head_state=run.head_state(), predictions=files)

@@ -12,7 +12,7 @@ from medft_bench.config import check_numbers
 from medft_bench.errors import MedftError
 from medft_bench.models.calibration import _training_batches, batch_norms, lsuv_layers
 from medft_bench.run_env import RunEnv
-from medft_bench.runner import run_cell
+from medft_bench.runner import compute_cell
 from medft_bench.training.engine import build_context
 from medft_bench.training.features import extract
 from tests.helpers import tiny_cell
@@ -80,7 +80,7 @@ def test_lsuv_lifts_vgg_features_to_unit_scale() -> None:
 
 
 def test_record_and_cost() -> None:
-    rec = run_cell(tiny_cell("resnet18", "lp"), RunEnv(progress=False)).record
+    rec = compute_cell(tiny_cell("resnet18", "lp"), RunEnv(progress=False)).record
     done = rec["weights"]["calibration"]
     assert done["method"] == "batchnorm" and done["batches"] == 2 and done["seconds"] > 0
     assert rec["costs"]["probe_s"] >= done["seconds"] + rec["head"]["seconds"] - 1e-3

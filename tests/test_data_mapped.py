@@ -218,7 +218,7 @@ def test_a_stopped_iteration_does_not_hang(tmp_path: Path, always_map: None) -> 
 @pytest.mark.slow
 def test_a_training_run_is_bit_identical_mapped_or_in_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The same cell, its data memory-mapped or in memory: the same losses, metrics and checkpoints choice."""
-    from medft_bench.runner import run_cell
+    from medft_bench.runner import compute_cell
     from tests.helpers import tiny_cell
 
     monkeypatch.setenv("MEDFT_CACHE_DIR", str(tmp_path))  # a fresh synthetic file: the first run converts it
@@ -227,7 +227,7 @@ def test_a_training_run_is_bit_identical_mapped_or_in_memory(monkeypatch: pytest
     records = {}
     for name, threshold in (("mapped", 0), ("memory", 1 << 62)):
         monkeypatch.setattr(mapped, "MIN_BYTES", threshold)
-        records[name] = run_cell(cfg, RunEnv(device="cpu")).record
+        records[name] = compute_cell(cfg, RunEnv(device="cpu")).record
     got, want = records["mapped"], records["memory"]
     assert got["costs"]["data_conversion_s"] > 0 and want["costs"]["data_conversion_s"] == 0
     assert [e.get("train_loss") for e in got["epochs"]] == [e.get("train_loss") for e in want["epochs"]]

@@ -11,10 +11,10 @@ import torch
 from medft_bench.errors import MedftError
 from medft_bench.results.record import validate
 from medft_bench.run_env import RunEnv
-from medft_bench.runner import run_cell
+from medft_bench.runner import compute_cell
 from medft_bench.strategies import EpochPlan, Strategy, register_strategy
 from medft_bench.strategies import registry as strategy_registry
-from medft_bench.training import engine
+from medft_bench.training import engine, tuning
 from medft_bench.training.engine import build_context
 from tests.helpers import tiny_cell
 
@@ -24,7 +24,7 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _run_keeping_model(cfg, monkeypatch):
-    """run_cell, also returning the model before and after training."""
+    """compute_cell, also returning the model before and after training."""
     seen = {}
     real = engine.build_context
 
@@ -33,8 +33,8 @@ def _run_keeping_model(cfg, monkeypatch):
         seen["ctx"], seen["before"] = ctx, _snapshot(ctx.model)
         return ctx, strategy
 
-    monkeypatch.setattr(engine, "build_context", spy)
-    result = run_cell(cfg, RunEnv(progress=False))
+    monkeypatch.setattr(tuning, "build_context", spy)  # the one setup of either protocol's sweep
+    result = compute_cell(cfg, RunEnv(progress=False))
     return result, seen["ctx"], seen["before"], _snapshot(seen["ctx"].model)
 
 
@@ -61,7 +61,7 @@ def test_ft_and_lp_on_study_backbones(backbone: str, monkeypatch: pytest.MonkeyP
 
 
 def test_record_contents() -> None:
-    rec = run_cell(tiny_cell("resnet18", "lp", epochs=2, params={"solver": "adam"}), RunEnv(progress=False)).record
+    rec = compute_cell(tiny_cell("resnet18", "lp", epochs=2, params={"solver": "adam"}), RunEnv(progress=False)).record
     assert rec["cell"] == {"tier": "unit", "dataset": "pneumoniamnist", "img_size": 32, "backbone": "resnet18",
                            "strategy": "lp", "seed": 0, "protocol": "study"}
     assert rec["data"]["synthetic"] is True and rec["data"]["splits"] == {"train": 32, "val": 16, "test": 16}
@@ -78,7 +78,7 @@ def test_record_contents() -> None:
 
 @pytest.mark.parametrize("strategy", ["auto_rgn", "auto_snr", "lp", "knn"])
 def test_probes_solves_and_votes_count_as_training(strategy: str) -> None:
-    rec = run_cell(tiny_cell("resnet18", strategy, epochs=1), RunEnv(progress=False)).record
+    rec = compute_cell(tiny_cell("resnet18", strategy, epochs=1), RunEnv(progress=False)).record
     costs = rec["costs"]
     seconds = costs["feature_cache"]["seconds"]  # rounded to 1e-4 s in the record: compare to that
     head_init_s = rec["head"]["seconds"]
@@ -96,11 +96,11 @@ def test_probes_solves_and_votes_count_as_training(strategy: str) -> None:
 
 
 def test_same_seed_same_metrics_on_cpu() -> None:
-    a = run_cell(tiny_cell("resnet18", "ft", epochs=2), RunEnv(progress=False)).record
-    b = run_cell(tiny_cell("resnet18", "ft", epochs=2), RunEnv(progress=False)).record
+    a = compute_cell(tiny_cell("resnet18", "ft", epochs=2), RunEnv(progress=False)).record
+    b = compute_cell(tiny_cell("resnet18", "ft", epochs=2), RunEnv(progress=False)).record
     assert a["metrics"] == b["metrics"]
     assert [e["train_loss"] for e in a["epochs"]] == [e["train_loss"] for e in b["epochs"]]
-    c = run_cell(tiny_cell("resnet18", "ft", epochs=2, seed=1), RunEnv(progress=False)).record
+    c = compute_cell(tiny_cell("resnet18", "ft", epochs=2, seed=1), RunEnv(progress=False)).record
     assert [e["train_loss"] for e in a["epochs"]] != [e["train_loss"] for e in c["epochs"]]
 
 
@@ -118,14 +118,14 @@ class _Explodes(Strategy):
 def test_nan_loss_is_recorded_as_diverged(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(strategy_registry, "_REGISTRY", dict(strategy_registry._REGISTRY))
     register_strategy(_Explodes)
-    rec = run_cell(tiny_cell("resnet18", "test_explodes", epochs=3), RunEnv(progress=False)).record
+    rec = compute_cell(tiny_cell("resnet18", "test_explodes", epochs=3), RunEnv(progress=False)).record
     validate(rec)
     assert rec["status"] == "diverged" and rec["diverged_epoch"] == 0
     assert rec["metrics"] is None and "non-finite" in rec["error"]
 
 
 def test_early_stopping_restores_best_checkpoint() -> None:
-    rec = run_cell(tiny_cell("resnet18", "lp", epochs=6, patience=1, lr=0.5, params={"solver": "adam"}),
+    rec = compute_cell(tiny_cell("resnet18", "lp", epochs=6, patience=1, lr=0.5, params={"solver": "adam"}),
                    RunEnv(progress=False)).record
     vals = [e["val"]["balanced_acc"] for e in rec["epochs"]]
     best = rec["costs"]["best_epoch"]
@@ -150,7 +150,7 @@ def test_selection_breaks_ties_by_auc() -> None:
 def test_selected_epoch_is_the_best_by_the_selection_key() -> None:
     from medft_bench.metrics import selection_key
 
-    rec = run_cell(tiny_cell("resnet18", "lp", epochs=4, patience=0, lr=0.5, params={"solver": "adam"}),
+    rec = compute_cell(tiny_cell("resnet18", "lp", epochs=4, patience=0, lr=0.5, params={"solver": "adam"}),
                    RunEnv(progress=False)).record
     keys = [selection_key(e["val"], rec["metrics"]["monitor"]) for e in rec["epochs"]]
     best = rec["costs"]["best_epoch"]
@@ -160,7 +160,7 @@ def test_selected_epoch_is_the_best_by_the_selection_key() -> None:
 
 def test_ft_beats_chance_on_learnable_synthetic_data() -> None:
     cfg = tiny_cell("resnet18", "ft", splits=(("train", 256), ("val", 64), ("test", 128)), epochs=4, batch_size=32)
-    rec = run_cell(cfg, RunEnv(progress=False)).record
+    rec = compute_cell(cfg, RunEnv(progress=False)).record
     assert rec["metrics"]["test"]["balanced_acc"] > 0.7, rec["metrics"]["test"]
 
 

@@ -7,13 +7,13 @@ import torch
 
 from medft_bench.results.record import validate
 from medft_bench.run_env import RunEnv
-from medft_bench.runner import run_cell
+from medft_bench.runner import compute_cell
 from medft_bench.training.engine import build_context
 from tests.helpers import tiny_cell
 
 
 def test_costs_report_early_stopping_and_no_compile() -> None:
-    rec = run_cell(tiny_cell("resnet18", "ft", epochs=2), RunEnv(progress=False)).record
+    rec = compute_cell(tiny_cell("resnet18", "ft", epochs=2), RunEnv(progress=False)).record
     validate(rec)
     assert rec["costs"]["early_stopping_s"] >= 0
     assert rec["costs"]["compile_s"] is None
@@ -28,7 +28,7 @@ def test_compile_keeps_names_and_reports_compile_time(monkeypatch: pytest.Monkey
     ctx, _ = build_context(tiny_cell("resnet18", "ft", compile=True))
     assert ctx.param_names == plain.param_names
     assert list(ctx.model.state_dict()) == list(plain.model.state_dict())
-    rec = run_cell(tiny_cell("resnet18", "ft", epochs=2, compile=True), RunEnv(progress=False)).record
+    rec = compute_cell(tiny_cell("resnet18", "ft", epochs=2, compile=True), RunEnv(progress=False)).record
     validate(rec)
     assert rec["status"] == "ok", rec["error"]
     assert rec["config"]["train"]["compile"] is True

@@ -8,7 +8,7 @@ import torch
 from medft_bench.errors import MedftError
 from medft_bench.results.record import validate
 from medft_bench.run_env import RunEnv
-from medft_bench.runner import run_cell
+from medft_bench.runner import compute_cell
 from medft_bench.training import features
 from medft_bench.training.engine import build_context
 from medft_bench.training.features import FeatureCache, extract
@@ -57,25 +57,25 @@ def test_key_tracks_weights_data_and_preprocessing(disk_cache) -> None:
 
 
 def test_lp_then_knn_and_lp_ft_reuse_features_from_disk(disk_cache) -> None:
-    lp = run_cell(tiny_cell("resnet18", "lp", epochs=2), RunEnv(progress=False)).record
+    lp = compute_cell(tiny_cell("resnet18", "lp", epochs=2), RunEnv(progress=False)).record
     validate(lp)
     assert lp["costs"]["feature_cache"]["extracted"] == ["train", "val", "test"]
-    knn = run_cell(tiny_cell("resnet18", "knn"), RunEnv(progress=False)).record
+    knn = compute_cell(tiny_cell("resnet18", "knn"), RunEnv(progress=False)).record
     validate(knn)
     assert knn["status"] == "ok"
     assert knn["costs"]["feature_cache"]["loaded"] == ["train", "val", "test"]
     assert knn["costs"]["feature_cache"]["extracted"] == []
-    lp_again = run_cell(tiny_cell("resnet18", "lp", epochs=2), RunEnv(progress=False)).record
+    lp_again = compute_cell(tiny_cell("resnet18", "lp", epochs=2), RunEnv(progress=False)).record
     assert lp_again["costs"]["feature_cache"]["extracted"] == []
     assert lp_again["metrics"]["test"] == lp["metrics"]["test"]  # the same features give the same head
-    lp_ft = run_cell(tiny_cell("resnet18", "lp_ft", epochs=2), RunEnv(progress=False)).record
+    lp_ft = compute_cell(tiny_cell("resnet18", "lp_ft", epochs=2), RunEnv(progress=False)).record
     assert lp_ft["status"] == "ok" and "train" in lp_ft["costs"]["feature_cache"]["loaded"]
     assert len(_files(disk_cache)) == 3
 
 
 def test_memory_mode_writes_nothing(disk_cache, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(features.MODE_ENV, "memory")
-    rec = run_cell(tiny_cell("resnet18", "lp"), RunEnv(progress=False)).record
+    rec = compute_cell(tiny_cell("resnet18", "lp"), RunEnv(progress=False)).record
     assert rec["costs"]["feature_cache"]["mode"] == "memory"
     assert _files(disk_cache) == []
 

@@ -14,7 +14,7 @@ from medft_bench.config import CellConfig, TrainSettings, freeze_params
 from medft_bench.data.batches import iterate
 from medft_bench.models.head_init import feature_stats
 from medft_bench.run_env import RunEnv
-from medft_bench.runner import run_cell
+from medft_bench.runner import compute_cell
 from medft_bench.training.engine import build_context
 from medft_bench.training.linear_probe import fit_linear_probe, fit_strength, objective, standardise, strengths
 
@@ -193,7 +193,7 @@ def extract_sample(ctx: Any) -> torch.Tensor:
 
 
 def test_lp_cell_is_solved_and_recorded() -> None:
-    rec = run_cell(_cfg("lp"), RunEnv(device="cpu")).record
+    rec = compute_cell(_cfg("lp"), RunEnv(device="cpu")).record
     [entry] = rec["epochs"]
     assert entry["stage"] == "lp" and entry["epochs"] == 0 and entry["solver"] == "newton-cg"
     assert entry["converged"] and entry["grad_max"] <= 1e-6 and len(entry["grid"]) == 17
@@ -202,5 +202,5 @@ def test_lp_cell_is_solved_and_recorded() -> None:
     assert rec["metrics"]["val"]["balanced_acc"] == pytest.approx(entry["val_key"][0])  # the chosen fit's score
     assert rec["costs"]["fit_s"] > 0 and rec["costs"]["train_s"] >= rec["costs"]["fit_s"]
     assert rec["strategy"]["hparams"]["solver"] == "lbfgs" and rec["head"]["init"] == "scaled"
-    study = run_cell(_cfg("lp").with_strategy("lp", {"solver": "adam"}), RunEnv(device="cpu")).record
+    study = compute_cell(_cfg("lp").with_strategy("lp", {"solver": "adam"}), RunEnv(device="cpu")).record
     assert study["epochs"][0]["epoch"] == 0 and study["costs"]["cached_feature_epochs"] == 1

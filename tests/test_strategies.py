@@ -22,7 +22,7 @@ from medft_bench.errors import MedftError
 from medft_bench.models.blocks import check_partition
 from medft_bench.results.store import ResultStore
 from medft_bench.run_env import RunEnv
-from medft_bench.runner import run_cell
+from medft_bench.runner import compute_cell
 from medft_bench.strategies import registry
 from medft_bench.strategies.auto_rgn import rgn_multipliers
 from medft_bench.strategies.auto_snr import AutoSNR
@@ -621,8 +621,8 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
     cfg = cfg_for("lp_ft", epochs=2)
     # On the CPU: "bit for bit" below needs deterministic kernels, and CUDA's backward passes are not (this test
     # failed on an H200 for that reason alone).
-    lp = run_cell(cfg.with_strategy("lp"), RunEnv(device="cpu"))
-    trained = run_cell(cfg, RunEnv(device="cpu"))
+    lp = compute_cell(cfg.with_strategy("lp"), RunEnv(device="cpu"))
+    trained = compute_cell(cfg, RunEnv(device="cpu"))
     rec = trained.record
     assert rec["status"] == "ok" and rec["strategy"]["log"]["lp"]["lp_head"] == "trained"
     for k, v in lp.head_state.items():  # stage 1 = the LP cell: stage 2 starts from exactly its head
@@ -656,7 +656,7 @@ def test_lp_ft_stage2_starts_from_lp_head_and_reuses_stored_lp(monkeypatch: pyte
 
 
 def test_lp_ft_stage2_keeps_its_start_when_no_epoch_beats_it() -> None:
-    rec = run_cell(cfg_for("lp_ft", epochs=2, params={"ft_lr_scale": 1000.0}),
+    rec = compute_cell(cfg_for("lp_ft", epochs=2, params={"ft_lr_scale": 1000.0}),
                    RunEnv(device="cpu")).record  # lr 1: wrecks
     start = next(e for e in rec["epochs"] if e.get("start"))
     assert rec["costs"]["best_epoch"] == -1 and rec["drift"]["ft"] == 0.0  # restored: the backbone is w0 again
@@ -721,7 +721,7 @@ def test_knn_cell_runs_without_training() -> None:
         assert isinstance(p, np.ndarray) and p.shape == (32, 2)
         np.testing.assert_allclose(p.sum(1), 1.0)
         assert set(np.round(p.ravel() * 5, 6)) <= {0, 1, 2, 3, 4, 5}
-    rec = run_cell(cfg_for("knn")).record
+    rec = compute_cell(cfg_for("knn")).record
     assert rec["status"] == "ok" and rec["costs"]["epochs_run"] == 0 and rec["costs"]["trainable_params"] == 0
     assert rec["strategy"]["hparams"]["k"] == 11
 
@@ -743,7 +743,7 @@ def test_strategy_defined_elsewhere_runs_through_run_cell(monkeypatch: pytest.Mo
     register_strategy(_HeadBiasOnly)
     assert "test_head_bias_only" in strategy_names()
     cfg = cfg_for("test_head_bias_only", epochs=1, params={"scale": 2.0})
-    rec = run_cell(cfg).record
+    rec = compute_cell(cfg).record
     assert rec["status"] == "ok", rec["error"]
     assert rec["costs"]["trainable_params"] == 2
     assert rec["strategy"]["hparams"] == {"scale": 2.0}
@@ -852,7 +852,7 @@ def test_ft_norm_mode_control_freezes_batchnorm_statistics() -> None:
                       weights="random", synthetic=True, synthetic_splits=(("train", 32), ("val", 16), ("test", 16)),
                       strategy_params=freeze_params({"norm_mode": "eval"}),
                       train=TrainSettings(epochs=1, batch_size=16, patience=0))
-    rec = run_cell(cell, RunEnv(progress=False)).record
+    rec = compute_cell(cell, RunEnv(progress=False)).record
     assert rec["status"] == "ok" and rec["strategy"]["hparams"]["norm_mode"] == "eval"
     assert {e["norm_mode"] for e in rec["epochs"] if "norm_mode" in e} == {"eval"}
 

@@ -9,7 +9,7 @@ import torch
 
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
 from medft_bench.results.record import validate
-from medft_bench.runner import run_cell
+from medft_bench.runner import compute_cell
 
 BUILTIN = ["ft", "lp", "gu_last_first", "gu_first_last", "lp_ft", "l2_sp", "l1_sp", "auto_rgn", "auto_snr",
            "surgical", "llrd", "bitfit", "norm_only", "lora", "knn"]
@@ -33,7 +33,7 @@ def test_every_strategy_gives_a_valid_record_on_resnet18(strategy: str) -> None:
                      synthetic=True, img_size=32, synthetic_splits=(("train", 64), ("val", 32), ("test", 32)),
                      strategy_params=freeze_params(PARAMS.get(strategy, {})),
                      train=TrainSettings(epochs=2, batch_size=16))
-    rec = run_cell(cfg).record
+    rec = compute_cell(cfg).record
     validate(rec)
     assert rec["status"] == "ok", rec["error"]
     assert rec["diverged_epoch"] is None

@@ -38,7 +38,8 @@ pytest_plugins = ["pytester"]
 # pytester's in-process runs forget the modules they were first to import, and an extension module such as torch
 # imported a second time crashes the process (a segfault): everything the suite's cells use is imported here, once.
 importlib.import_module("timm")
-for _module in ("medft_bench.data.folders", "medft_bench.gates", "medft_bench.runner", "medft_bench.training.engine"):
+for _module in ("medft_bench.data.folders", "medft_bench.gates", "medft_bench.runner", "medft_bench.training.engine",
+                "medft_bench.training.tuning"):
     importlib.import_module(_module)
 _validator()
 strategy_names()
@@ -84,13 +85,15 @@ KILLPOINT = textwrap.dedent('''
 
         os.replace = replace
     elif MODE == "slow":  # every computed cell takes a few seconds longer: concurrent runs overlap
-        _train_cell = engine.train_cell
+        from medft_bench.training import tuning
 
-        def train_cell(*args, **kwargs):
+        _sweep = tuning.sweep
+
+        def sweep(*args, **kwargs):
             time.sleep(float(os.environ.get("MEDFT_TEST_DELAY", "3")))
-            return _train_cell(*args, **kwargs)
+            return _sweep(*args, **kwargs)
 
-        engine.train_cell = train_cell
+        tuning.sweep = sweep
 ''')
 
 

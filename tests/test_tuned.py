@@ -9,7 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from medft_bench.config import CellConfig, parse_lr_grid
 from medft_bench.errors import MedftError
@@ -17,7 +19,7 @@ from medft_bench.grid import GridOptions, build_grid
 from medft_bench.results.record import validate
 from medft_bench.results.store import ResultStore, load_records
 from medft_bench.run_env import RunEnv
-from medft_bench.runner import run_cell, run_or_reuse, run_trial_or_reuse
+from medft_bench.runner import compute_cell, run_or_reuse, run_trial_or_reuse
 from medft_bench.tiers import get_tier
 from medft_bench.training import engine, tuning
 from tests.helpers import tiny_cell
@@ -75,7 +77,7 @@ def test_choice_on_validation_and_test_evaluated_once(monkeypatch: pytest.Monkey
         return _fake_metrics((val if split == "val" else test)[lr])
 
     monkeypatch.setattr(engine.Trainer, "evaluate", evaluate)
-    rec = run_cell(tuned(), RunEnv(progress=False)).record
+    rec = compute_cell(tuned(), RunEnv(progress=False)).record
     validate(rec)
     assert rec["status"] == "ok" and rec["tuning"]["chosen_lr"] == 1e-3 and rec["tuning"]["model"] == "kept"
     assert [c for c in calls if c[0] == "test"] == [("test", 1e-3)]
@@ -84,7 +86,7 @@ def test_choice_on_validation_and_test_evaluated_once(monkeypatch: pytest.Monkey
 
 
 def test_tuned_record_keeps_every_trial_and_the_whole_cost() -> None:
-    rec = run_cell(tuned(epochs=2), RunEnv(progress=False)).record
+    rec = compute_cell(tuned(epochs=2), RunEnv(progress=False)).record
     validate(rec)
     t = rec["tuning"]
     assert rec["cell"]["protocol"] == "tuned" and t["grid"] == list(GRID)
@@ -114,7 +116,7 @@ def test_trials_share_the_backbone_and_the_frozen_features(monkeypatch: pytest.M
 
     monkeypatch.setattr(factory, "create_backbone", spy)
     factory._LAST_BUILT.clear()
-    rec = run_cell(tuned("lp_ft", grid=(1e-3, 1e-2)), RunEnv(progress=False)).record
+    rec = compute_cell(tuned("lp_ft", grid=(1e-3, 1e-2)), RunEnv(progress=False)).record
     assert builds == ["resnet18"] and rec["status"] == "ok"
     first, second = (x["feature_cache"] for x in rec["tuning"]["trials"])
     assert first["extracted"] and set(second["shared"]) == set(first["extracted"]) and not second["extracted"]
@@ -126,7 +128,7 @@ def test_trials_share_the_backbone_and_the_frozen_features(monkeypatch: pytest.M
 def test_interrupted_tuning_resumes_after_its_finished_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:
     ran: list[float] = []
-    real = tuning._Sweep.run
+    real = tuning._Sweep.trial
 
     def interrupted(self: Any, lr: float) -> Any:
         if lr == GRID[1]:
@@ -135,7 +137,7 @@ def test_interrupted_tuning_resumes_after_its_finished_trials(tmp_path: Path, mo
         return real(self, lr)
 
     cfg = tuned()
-    monkeypatch.setattr(tuning._Sweep, "run", interrupted)
+    monkeypatch.setattr(tuning._Sweep, "trial", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_or_reuse(cfg, RunEnv.at(tmp_path, progress=False))
     store = ResultStore(tmp_path)
@@ -149,7 +151,7 @@ def test_interrupted_tuning_resumes_after_its_finished_trials(tmp_path: Path, mo
         return real(self, lr)
 
     ran.clear()
-    monkeypatch.setattr(tuning._Sweep, "run", counted)
+    monkeypatch.setattr(tuning._Sweep, "trial", counted)
     rec = run_or_reuse(cfg, RunEnv.at(tmp_path, progress=False)).record
     validate(rec)
     trials = rec["tuning"]["trials"]
@@ -168,13 +170,13 @@ def test_trials_as_tasks_of_their_own(tmp_path: Path, monkeypatch: pytest.Monkey
     """Each trial run by itself (as a pytest-xdist worker or a cluster task would), then the cell: the cell runs
     no trial again (only the chosen one's model, which lives in the other process, is retrained)."""
     ran: list[float] = []
-    real = tuning._Sweep.run
+    real = tuning._Sweep.trial
 
     def counted(self: Any, lr: float) -> Any:
         ran.append(lr)
         return real(self, lr)
 
-    monkeypatch.setattr(tuning._Sweep, "run", counted)
+    monkeypatch.setattr(tuning._Sweep, "trial", counted)
     cfg = tuned()
     first = [run_trial_or_reuse(cfg, lr, RunEnv.at(tmp_path, progress=False)) for lr in GRID]
     assert ran == list(GRID) and [t["resumed"] for t in first] == [False, False]
@@ -220,12 +222,35 @@ def run_data_id(cfg: CellConfig) -> str:
     return data_identity(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic)
 
 
+# -- one protocol path: a study cell is a sweep of one trial --------------------------------------------------
+
+
+def test_a_study_cell_is_a_tuned_cell_of_one_trial() -> None:
+    """A study cell and a tuned cell whose grid is the study's learning rate alone train the same model from the
+    same start (the same random sequence) and get the same metrics, scores and epochs; so does that rate's trial
+    within a sweep of two (each trial from a copy of the backbone); another rate trains another model."""
+    cfg = tiny_cell("resnet18", "ft", epochs=2)
+    lr, env = cfg.train.lr, RunEnv(progress=False)
+    study = tuning.sweep(cfg, env)
+    one = tuning.sweep(replace(cfg, protocol="tuned", lr_grid=(lr,)), env)
+    assert study.tuning is None and study.status == one.status == "ok"
+    assert one.tuning["grid"] == [lr] and one.tuning["chosen_lr"] == lr and one.tuning["model"] == "kept"
+    assert one.metrics == study.metrics and one.measured.epochs == study.measured.epochs
+    assert set(one.scores) == set(study.scores) == {"val", "test"}
+    assert all(np.array_equal(one.scores[k], study.scores[k]) for k in study.scores)
+    a, b = study.ctx.model.state_dict(), one.ctx.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    two = tuning.sweep(replace(cfg, protocol="tuned", lr_grid=(lr, lr * 10)), env).tuning["trials"]
+    assert two[0]["lr"] == lr and two[0]["val"] == study.metrics["val"]
+    assert two[1]["val"] != study.metrics["val"]
+
+
 # -- strategies without a learning rate -------------------------------------------------------------------
 
 
 def test_knn_runs_as_under_study_and_says_so() -> None:
-    study = run_cell(tiny_cell("resnet18", "knn"), RunEnv(progress=False)).record
-    rec = run_cell(tuned("knn"), RunEnv(progress=False)).record
+    study = compute_cell(tiny_cell("resnet18", "knn"), RunEnv(progress=False)).record
+    rec = compute_cell(tuned("knn"), RunEnv(progress=False)).record
     validate(rec)
     assert rec["tuning"]["grid"] == [] and "runs exactly as under the study's protocol" in rec["tuning"]["note"]
     assert rec["metrics"]["test"] == study["metrics"]["test"]

@@ -38,7 +38,7 @@ def main() -> None:
     from medft_bench.config import CellConfig
     from medft_bench.data.sources import load_dataset
     from medft_bench.run_env import RunEnv
-    from medft_bench.runner import run_cell
+    from medft_bench.runner import compute_cell
     from medft_bench.tiers import get_tier
 
     splits = {k: max(16, round(v * args.scale)) for k, v in OFFICIAL.items()}
@@ -52,7 +52,7 @@ def main() -> None:
                          img_size=28, weights="random", synthetic=True, synthetic_splits=tuple(sorted(splits.items())),
                          train=settings)
         t0 = time.perf_counter()
-        rec = run_cell(cfg, RunEnv(progress=False)).record
+        rec = compute_cell(cfg, RunEnv(progress=False)).record
         wall = time.perf_counter() - t0
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]

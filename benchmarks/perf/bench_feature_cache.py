@@ -40,7 +40,7 @@ def main() -> None:
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
     from medft_bench.run_env import RunEnv
-    from medft_bench.runner import run_cell
+    from medft_bench.runner import compute_cell
     from medft_bench.training import engine, features
 
     splits = {"train": args.train, "val": args.val, "test": args.test}
@@ -61,7 +61,7 @@ def main() -> None:
         engine.Trainer._head_only = real_head_only if cached else (lambda self, plan: False)
         try:
             t0 = time.perf_counter()
-            rec = run_cell(cell(strategy, seed), RunEnv(progress=False)).record
+            rec = compute_cell(cell(strategy, seed), RunEnv(progress=False)).record
             wall = time.perf_counter() - t0
         finally:
             engine.Trainer._head_only = real_head_only

@@ -4,7 +4,7 @@
 For resnet50, densenet121 and vgg19 at 224 px, batch 64, one FT pass of ``--steps`` steps over synthetic
 BloodMNIST-format data at 224 px (no resizing on either side):
 
-* ``suite``: ``run_cell`` (bf16 autocast and channels_last, the CUDA defaults; ``--compile`` adds
+* ``suite``: ``compute_cell`` (bf16 autocast and channels_last, the CUDA defaults; ``--compile`` adds
   torch.compile, whose compile time is reported apart as ``compile_s``, not in the throughput),
 * ``plain_fp32``: the same model trained by a plain timm/PyTorch loop, fp32, default memory format,
 * ``plain_bf16_cl``: the plain loop with bf16 autocast and channels_last, to separate the harness's
@@ -62,7 +62,7 @@ def main() -> None:
     from medft_bench.data.sources import load_dataset
     from medft_bench.models.factory import create_backbone
     from medft_bench.run_env import RunEnv
-    from medft_bench.runner import run_cell
+    from medft_bench.runner import compute_cell
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cuda = dev.type == "cuda"
@@ -86,7 +86,7 @@ def main() -> None:
                          img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits.items())), train=settings)
         reset_peak()
-        rec = run_cell(cfg, RunEnv(device=dev, progress=False)).record
+        rec = compute_cell(cfg, RunEnv(device=dev, progress=False)).record
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]
         compile_s = c.get("compile_s") or 0.0

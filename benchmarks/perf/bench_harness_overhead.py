@@ -3,7 +3,7 @@
 
 Both sides train the same model (timm, random init from the same seed), on the same uint8 tensors, with
 the same batch size, optimizer (Adam 1e-3), number of epochs and steps. The suite's side is
-``run_cell`` (its training throughput is the record's ``train_images_per_s``: training-loop time, with
+``compute_cell`` (its training throughput is the record's ``train_images_per_s``: training-loop time, with
 the per-epoch validation and the final evaluation reported apart, see bench_eval_cost.py); the bare side
 is the loop anyone would write: shuffle, index, convert/resize/normalise, forward, loss, backward, step.
 
@@ -42,7 +42,7 @@ def main() -> None:
     from medft_bench.data.sources import load_dataset
     from medft_bench.models.factory import create_backbone
     from medft_bench.run_env import RunEnv
-    from medft_bench.runner import run_cell
+    from medft_bench.runner import compute_cell
 
     splits = {"train": args.train, "val": 64, "test": 64}
     data = load_dataset(args.dataset, args.img_size, synthetic_data=True, synthetic_splits=splits)
@@ -55,7 +55,7 @@ def main() -> None:
                          img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits.items())), train=settings)
         t0 = time.perf_counter()
-        rec = run_cell(cfg, RunEnv(progress=False)).record
+        rec = compute_cell(cfg, RunEnv(progress=False)).record
         wall = time.perf_counter() - t0
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]

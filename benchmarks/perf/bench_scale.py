@@ -38,7 +38,7 @@ def main() -> None:
     from medft_bench.config import CellConfig, TrainSettings
     from medft_bench.data.sources import load_dataset
     from medft_bench.run_env import RunEnv
-    from medft_bench.runner import run_cell
+    from medft_bench.runner import compute_cell
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, eval_batch_size=256, patience=0)
@@ -54,7 +54,7 @@ def main() -> None:
                          seed=seed, img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits(n).items())), train=settings)
         t0 = time.perf_counter()
-        rec = run_cell(cfg, RunEnv(progress=False)).record
+        rec = compute_cell(cfg, RunEnv(progress=False)).record
         wall = time.perf_counter() - t0
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]

@@ -32,7 +32,7 @@ def main() -> None:
     C.wait_for_low_load(args.max_load, args.wait_s)
 
     from medft_bench.run_env import RunEnv
-    from medft_bench.runner import run_cell
+    from medft_bench.runner import compute_cell
     from medft_bench.tiers import get_tier
 
     tier = get_tier("real")
@@ -42,7 +42,7 @@ def main() -> None:
 
     def run(strategy: str, seed: int) -> dict[str, Any]:
         cfg = tier.cell(args.dataset, tier.img_sizes[0], tier.backbones[0], strategy, seed)
-        rec = run_cell(cfg, RunEnv(progress=False)).record
+        rec = compute_cell(cfg, RunEnv(progress=False)).record
         assert rec["status"] == "ok", rec["error"]
         c = rec["costs"]
         return {"train_s": c["train_s"], "probe_s": c["probe_s"], "fit_s": c["fit_s"],

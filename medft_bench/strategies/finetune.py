@@ -117,12 +117,12 @@ class LinearProbe(Strategy):
 
 def solve_head(ctx: CellContext, params: dict[str, Any]) -> dict[str, Any]:
     """Fit ``ctx``'s head by the L-BFGS probe (``params`` as ``LinearProbe``'s) and load it; return the log."""
-    from medft_bench.metrics import compute_metrics, primary_metric, selection_key
+    from medft_bench.metrics import compute_metrics, selection_key
     from medft_bench.training.linear_probe import fit_linear_probe, strengths
 
     cache = ctx.feature_cache
     data = ctx.data
-    monitor = ctx.settings.monitor if ctx.settings.monitor != "auto" else primary_metric(data.task)
+    monitor = ctx.monitor
     val_labels = data.val.labels.numpy()
 
     def score(logits: torch.Tensor) -> tuple[float, ...]:

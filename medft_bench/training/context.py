@@ -36,6 +36,14 @@ class CellContext:
     _initial: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
+    def monitor(self) -> str:
+        """The validation metric that selects checkpoints and trials: the settings' ``monitor``, "auto" the
+        task's primary metric (the one place it is resolved)."""
+        from medft_bench.vocabulary import primary_metric
+
+        return self.settings.monitor if self.settings.monitor != "auto" else primary_metric(self.data.task)
+
+    @property
     def model(self) -> nn.Module:
         return self.backbone.model
 

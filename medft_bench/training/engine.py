@@ -1,7 +1,9 @@
-"""``run_cell``: one benchmark cell from its configuration to a complete result record.
+"""The engine: :func:`build_context` (data, backbone, strategy: everything a cell needs before training) and
+:class:`Trainer` (*train*: the strategy's stages and epochs, early stopping, evaluation, measured as it goes).
 
-Data flows one way: data -> backbone -> strategy -> train/early-stop/evaluate -> record. The engine asks
-the strategy questions (stages, per-epoch plans, extra loss); it never asks which strategy it is.
+Data flows one way: data -> backbone -> strategy -> train/early-stop/evaluate -> a typed outcome
+(``training.outcome.CellRun``, put together by the protocol's sweep, :func:`medft_bench.training.tuning.sweep`).
+The engine asks the strategy questions (stages, per-epoch plans, extra loss); it never asks which strategy it is.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from medft_bench.config import CellConfig, effective_precision
 from medft_bench.data.batches import Preprocess, batch_indices, iterate
 from medft_bench.data.sources import load_dataset
 from medft_bench.errors import MedftError, NotApplicable
-from medft_bench.metrics import compute_metrics, primary_metric, selection_key, tie_break_metric
+from medft_bench.metrics import compute_metrics, selection_key, tie_break_metric
 from medft_bench.models.calibration import calibrate
 from medft_bench.models.factory import create_backbone_reusing
 from medft_bench.models.head_init import init_head
@@ -30,7 +31,6 @@ from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
 from medft_bench.training.features import FeatureCache
 from medft_bench.training.measurements import Measurements, sync_device
-from medft_bench.training.outcome import CellRun
 from medft_bench.training.progress import EpochProgress
 
 
@@ -73,11 +73,11 @@ class Trainer:
                  shared_features: dict[str, torch.Tensor] | None = None) -> None:
         self.ctx, self.strategy, self.progress = ctx, strategy, progress
         self.measured = Measurements()
-        self.monitor = (ctx.settings.monitor if ctx.settings.monitor != "auto" else primary_metric(ctx.data.task))
+        self.monitor = ctx.monitor
         self.opt: torch.optim.Optimizer | None = None
         self.opt_key: tuple | None = None
         self.cache = FeatureCache(ctx, shared=shared_features)
-        # Each split's probabilities at its latest evaluation: after ``run``, the kept model's (the record's
+        # Each split's probabilities at its latest evaluation: after training, the kept model's (the record's
         # per-image predictions)
         self.latest_scores: dict[str, np.ndarray] = {}
         ctx.feature_cache = self.cache  # shared with strategies that read features (the kNN probe)
@@ -241,11 +241,6 @@ class Trainer:
         setattr(self.measured, attr, getattr(self.measured, attr) + time.perf_counter() - t0)
         return out
 
-    def run(self) -> dict[str, Any]:
-        """Train every stage, then evaluate the kept model on validation and test."""
-        self.train()
-        return {"val": self.evaluate("val"), "test": self.evaluate("test")}
-
     def train(self) -> None:
         """Every stage of the strategy: epochs, early stopping, the best checkpoint restored. Touches the
         training and validation splits only (the tuned protocol's trials rely on it)."""
@@ -354,52 +349,3 @@ def preparation_s(ctx: CellContext) -> float:
     """Seconds of the forward passes that prepared the cell: a random backbone's calibration and the new
     head's scale (counted as probing, part of the training cost)."""
     return ctx.head_init.get("seconds", 0.0) + ctx.backbone.weights.get("calibration", {}).get("seconds", 0.0)
-
-
-def train_cell(cfg: CellConfig, env: RunEnv | None = None, *, tuning: dict[str, Any] | None = None) -> CellRun:
-    """Run one cell of the study protocol and return its outcome (``medft_bench.runner.run_cell`` makes it a
-    record; ``results.store`` is the one writer).
-
-    Bad input (unknown names, missing data or weights) raises :class:`MedftError`. A diverged loss or an
-    error during training gives an outcome with status ``diverged`` or ``failed``. ``tuning``: the record's
-    ``tuning`` entry for a tuned cell whose strategy has no learning rate to tune (it runs as a study cell).
-    """
-    started = datetime.now(timezone.utc)
-    env = env or RunEnv()
-    ctx, strategy = build_context(cfg, env)
-    if ctx.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(ctx.device)
-    strategy.setup(ctx)
-    total_epochs = sum(st.epochs for st in strategy.stages(ctx))
-    trainer = Trainer(ctx, strategy, EpochProgress(cfg.cell_id, total_epochs, env.progress))
-    measured = trainer.measured
-    measured.probe_s += preparation_s(ctx)
-    status, error, metrics, diverged_epoch, scores = "ok", None, None, None, None
-    with trainer.progress:
-        try:
-            t0 = time.perf_counter()
-            predicted = strategy.predict(ctx)
-            if predicted is None:
-                metrics = trainer.run()
-                scores = dict(trainer.latest_scores)
-            else:
-                scores = dict(predicted)
-                metrics = {split: compute_metrics(ctx.data.task, ctx.data.split(split).labels.numpy(), p)
-                           for split, p in predicted.items()}
-                # A prediction-only strategy (kNN): the training features and the vote are its "training"; the
-                # features of the evaluated splits are its evaluation.
-                seconds = trainer.cache.seconds
-                measured.feature_s = seconds.get("train", 0.0)
-                measured.eval_s = seconds.get("val", 0.0) + seconds.get("test", 0.0)
-                measured.fit_s = max(0.0, time.perf_counter() - t0 - sum(seconds.values()))
-        except Diverged as exc:
-            status, error, diverged_epoch = "diverged", str(exc), exc.epoch
-        except (MedftError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # recorded, so one crashed cell does not hide the others
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-    measured.feature_cache = trainer.cache.report()
-    return CellRun(cfg=cfg, ctx=ctx, strategy=strategy, measured=measured, metrics=metrics, status=status,
-                   error=error, diverged_epoch=diverged_epoch, started=started,
-                   finished=datetime.now(timezone.utc), monitor=trainer.monitor, tuning=tuning,
-                   scores=scores if status == "ok" else None)

@@ -1,16 +1,25 @@
-"""The tuned protocol: one cell as a sweep of learning rates, the choice made on validation.
+"""A cell under its protocol, one path for both: a sweep of trials (:func:`sweep`), the choice made on validation.
 
-Each trial trains the strategy on the training split at one learning rate (the settings' ``lr``; a strategy's
-other rates follow it, e.g. LP-FT's stage 2 at lr x 0.1) and is scored on the validation split by the engine's
-checkpoint key (:func:`medft_bench.metrics.selection_key`). The best trial's model is kept in memory and is
-the only one evaluated on the test split, once. Ties keep the lower learning rate.
+The study's protocol is a sweep of one trial at the cell's own learning rate whose model is kept (it trains the
+built backbone itself); so is a tuned cell whose strategy has no learning rate to tune (LP's solved head, kNN's
+vote: :func:`tuning_grid` is empty), and its record says so. A tuned cell sweeps its grid: each trial trains
+the strategy on the training split at one learning rate (the settings' ``lr``; a strategy's other rates follow
+it, e.g. LP-FT's stage 2 at lr x 0.1) and is scored on the validation split by the engine's checkpoint key
+(:func:`medft_bench.metrics.selection_key`). The best trial's model is kept in memory and is the only one
+evaluated on the test split, once. Ties keep the lower learning rate. One place each for the setup
+(:class:`_Sweep`), how a trial ends (:meth:`_Sweep.trial`: diverged, failed, or bad input raised), a kept
+trial's lock, read and keep (:func:`_run_or_reuse`) and the cell's outcome (:func:`_finish`).
 
 Trials share what does not depend on the learning rate: the data (loaded once), the backbone (built or loaded
-once, each trial starting from a copy of it and from the same random state) and the frozen features of that
-starting backbone. A finished trial (ok or diverged) is kept as a small JSON file next to the cell's record,
-keyed by its own hash: an interrupted tuning resumes after it. When the chosen trial finished in an earlier
-process its model is not in memory; it is trained again (same seed, same starting state) and the record says
-``model: retrained``.
+once; in a sweep of several, each trial starts from a copy of it and from the same random state, and a lone
+trial trains it, from the state it was built in) and the frozen features of that starting backbone. A finished
+trial (ok or diverged) is kept as a small JSON file next to the cell's record, keyed by its own hash: an
+interrupted tuning resumes after it. When the chosen trial finished in an earlier process its model is not in
+memory; it is trained again (same seed, same starting state) and the record says ``model: retrained``.
+
+Verbs, here and in :mod:`medft_bench.runner`: *attempt* (an outcome: an error becomes its kind), *run or reuse*
+(a result kept in the store, else computed and kept, under its lock), *compute* (a result, neither looked up nor
+kept), *sweep* (a cell's trials, the choice, the test split once), *train* (``engine.Trainer``: stages, epochs).
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -32,11 +42,12 @@ import torch
 from medft_bench.config import CellConfig
 from medft_bench.errors import MedftError
 from medft_bench.io import json_safe
-from medft_bench.metrics import selection_key, tie_break_metric
+from medft_bench.metrics import compute_metrics, selection_key, tie_break_metric
 from medft_bench.run_env import RunEnv
+from medft_bench.strategies.base import Strategy
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
-from medft_bench.training.engine import Diverged, Trainer, build_context, preparation_s, train_cell
+from medft_bench.training.engine import Diverged, Trainer, build_context, preparation_s
 from medft_bench.training.measurements import Measurements, sync_device
 from medft_bench.training.outcome import CellRun
 from medft_bench.training.progress import EpochProgress
@@ -82,8 +93,15 @@ class _Trial:
 
     summary: dict[str, Any]
     ctx: CellContext
-    strategy: Any
-    runner: Trainer
+    strategy: Strategy
+    trainer: Trainer
+    metrics: dict[str, Any] | None  # validation's (and test's, for a strategy that only predicts)
+    diverged_epoch: int | None = None
+    predicted: dict[str, np.ndarray] | None = None  # a strategy that only predicts (kNN): its scores per split
+
+    @property
+    def status(self) -> str:
+        return self.summary["status"]
 
 
 def key_of(summary: dict[str, Any]) -> tuple[float, ...]:
@@ -91,55 +109,81 @@ def key_of(summary: dict[str, Any]) -> tuple[float, ...]:
     return tuple(-math.inf if v is None else float(v) for v in summary["key"] or (None, None))
 
 
-def _monitor(ctx: CellContext) -> str:
-    from medft_bench.metrics import primary_metric
-
-    return ctx.settings.monitor if ctx.settings.monitor != "auto" else primary_metric(ctx.data.task)
-
-
 class _Sweep:
-    """The shared state of one tuned cell's trials."""
+    """One cell's setup, done once for all its trials: data, backbone and strategy built (``build_context``), and
+    the random state they leave, which every trial starts from. ``copies``: each trial trains a copy of the
+    backbone (a sweep of several trials); else the one trial trains the built backbone and strategy."""
 
-    def __init__(self, cfg: CellConfig, ctx: CellContext, progress: bool | str | None) -> None:
-        self.cfg, self.base, self.progress = cfg, ctx, progress
-        self.rng = _rng_state()  # every trial starts from the random state the backbone was built with
+    def __init__(self, cfg: CellConfig, env: RunEnv, *, copies: bool) -> None:
+        self.cfg, self.progress, self.copies = cfg, env.progress, copies
+        self.store, self.retrain = env.store, env.retrain_trials  # a swept grid's kept trials
+        self.base, self.strategy = build_context(cfg, env)
+        if self.base.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.base.device)
+        self.rng = _rng_state()
         self.features: dict[str, torch.Tensor] = {}  # the starting backbone's frozen features
 
-    def run(self, lr: float) -> _Trial:
-        """Train one trial at ``lr`` and score it on validation; the test split is not touched."""
+    def trial(self, lr: float | None) -> _Trial:
+        """Train one trial at ``lr`` and score it on validation; the test split is not touched. ``lr`` None: the
+        cell's own, its one trial, which is the whole cell: its model is evaluated on test too."""
         cfg, base = self.cfg, self.base
-        _set_rng_state(self.rng)
-        ctx = replace(base, settings=replace(base.settings, lr=lr), backbone=copy.deepcopy(base.backbone),
-                      epoch_generator=None, feature_cache=None, head_init=dict(base.head_init), _initial=None)
-        strategy = create_strategy(cfg.strategy, **cfg.params())
+        if self.copies:
+            _set_rng_state(self.rng)
+            ctx = replace(base, backbone=copy.deepcopy(base.backbone), epoch_generator=None, feature_cache=None,
+                          head_init=dict(base.head_init), _initial=None)
+            strategy = create_strategy(cfg.strategy, **cfg.params())
+        else:  # the only trial of this process: the base is not needed again
+            ctx, strategy = base, self.strategy
+        if lr is not None:
+            ctx = replace(ctx, settings=replace(ctx.settings, lr=lr))
         t0 = time.perf_counter()
         strategy.setup(ctx)
         total_epochs = sum(st.epochs for st in strategy.stages(ctx))
-        runner = Trainer(ctx, strategy, EpochProgress(f"{cfg.cell_id} lr={lr:g}", total_epochs, self.progress),
-                         shared_features=self.features)
-        status, error, val = "ok", None, None
-        with runner.progress:
+        label = cfg.cell_id if lr is None else f"{cfg.cell_id} lr={lr:g}"
+        trainer = Trainer(ctx, strategy, EpochProgress(label, total_epochs, self.progress),
+                          shared_features=self.features)
+        status, error, metrics, predicted, diverged_epoch = "ok", None, None, None, None
+        with trainer.progress:
             try:
-                runner.train()
-                val = runner.evaluate("val")
+                metrics, predicted = _train_or_predict(trainer, test=lr is None)
             except Diverged as exc:
-                status, error = "diverged", str(exc)
+                status, error, diverged_epoch = "diverged", str(exc), exc.epoch
             except (MedftError, KeyboardInterrupt):
                 raise
-            except Exception as exc:  # the cell fails with it; the trial is run again next time
+            except Exception as exc:  # recorded, so one crashed cell does not hide the others; run again next time
                 status, error = "failed", f"{type(exc).__name__}: {exc}"
         sync_device(ctx.device)
-        t = runner.measured
+        t, val = trainer.measured, metrics["val"] if metrics else None
         summary = {
-            "trial_hash": trial_hash(cfg, lr), "lr": lr, "status": status, "error": error, "val": val,
-            "key": list(selection_key(val, runner.monitor)) if val is not None else None,
-            "monitor": runner.monitor, "epochs_run": len(t.trained_epochs),
+            "trial_hash": trial_hash(cfg, ctx.settings.lr), "lr": ctx.settings.lr, "status": status,
+            "error": error, "val": val, "key": list(selection_key(val, trainer.monitor)) if val is not None else None,
+            "monitor": trainer.monitor, "epochs_run": len(t.trained_epochs),
             "best_epoch": t.best_epoch, "wall_s": time.perf_counter() - t0, "train_s": t.training_s,
             **{f"tracked_{k}": getattr(t, k) for k in _SUMMED},
-            "feature_cache": runner.cache.report(),
+            "feature_cache": trainer.cache.report(),
             "epochs": t.epochs,
         }
-        return _Trial(json_safe(summary), ctx, strategy, runner)
+        return _Trial(json_safe(summary), ctx, strategy, trainer, metrics, diverged_epoch, predicted)
+
+
+def _train_or_predict(trainer: Trainer, *, test: bool) -> tuple[dict[str, Any], dict[str, np.ndarray] | None]:
+    """The trained strategy's metrics on validation (and test, with ``test``). A strategy that only predicts
+    (kNN, never swept): its metrics and scores on validation and test, the training features and the vote its
+    "training", the evaluated splits' features its evaluation."""
+    ctx, measured = trainer.ctx, trainer.measured
+    t0 = time.perf_counter()
+    predicted = trainer.strategy.predict(ctx)
+    if predicted is None:
+        trainer.train()
+        val = trainer.evaluate("val")
+        return ({"val": val, "test": trainer.evaluate("test")} if test else {"val": val}), None
+    metrics = {split: compute_metrics(ctx.data.task, ctx.data.split(split).labels.numpy(), p)
+               for split, p in predicted.items()}
+    seconds = trainer.cache.seconds
+    measured.feature_s = seconds.get("train", 0.0)
+    measured.eval_s = seconds.get("val", 0.0) + seconds.get("test", 0.0)
+    measured.fit_s = max(0.0, time.perf_counter() - t0 - sum(seconds.values()))
+    return metrics, dict(predicted)
 
 
 def _no_grid_note(cfg: CellConfig) -> str:
@@ -151,22 +195,29 @@ def _trial_lock(store: Store | None, cfg: CellConfig, lr: float) -> contextlib.A
     return store.claim(cfg, trial_hash(cfg, lr)) if store is not None else contextlib.nullcontext()
 
 
-def run_trial(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any]:
+def _run_or_reuse(cfg: CellConfig, lr: float, store: Store | None, rerun: bool,
+                  train: Callable[[float], _Trial]) -> tuple[dict[str, Any], _Trial | None]:
+    """A trial under its lock (one running it elsewhere finishes it first): the one kept in ``store`` (unless
+    ``rerun``; the trial None), else ``train(lr)``'s, kept unless failed (a failed trial is run again next
+    time). Its summary says which (``resumed``)."""
+    with _trial_lock(store, cfg, lr):
+        done = None if rerun or store is None else store.read_trial(cfg, trial_hash(cfg, lr))
+        if done is not None:
+            return {**done, "resumed": True}, None
+        trial = train(lr)
+        if store is not None and trial.status != "failed":
+            store.write_trial(cfg, trial.summary)
+    return {**trial.summary, "resumed": False}, trial
+
+
+def run_trial_or_reuse(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any]:
     """One trial of a tuned cell as a task of its own (a pytest-xdist worker, a cluster task): trained at
-    ``lr`` from the cell's starting point, scored on validation, kept in ``store``. The cell then finds it
-    done; the test split is not touched. Returns the trial's summary (``resumed``: it was already kept); a
-    failed trial is not kept (the cell runs it again and fails with it)."""
-    th = trial_hash(cfg, _check_trial(cfg, lr))
-    store = env.store
-    if store is None:
+    ``lr`` from the cell's starting point, scored on validation, kept in ``env.store``. The cell then finds it
+    done; the test split is not touched. Returns the trial's summary (``resumed``: it was already kept)."""
+    _check_trial(cfg, lr)
+    if env.store is None:
         raise MedftError(f"{cfg.cell_id} lr={lr:g}: a trial task needs a results store to keep its trial")
-    with store.claim(cfg, th):
-        if not env.rerun and (done := store.read_trial(cfg, th)) is not None:
-            return {**done, "resumed": True}
-        summary = compute_trial(cfg, lr, env)
-        if summary["status"] != "failed":
-            store.write_trial(cfg, summary)
-    return {**summary, "resumed": False}
+    return _run_or_reuse(cfg, lr, env.store, env.rerun, lambda lr: _Sweep(cfg, env, copies=False).trial(lr))[0]
 
 
 def _check_trial(cfg: CellConfig, lr: float) -> float:
@@ -179,101 +230,115 @@ def _check_trial(cfg: CellConfig, lr: float) -> float:
 
 def compute_trial(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any]:
     """Train one trial (``cfg.data_id`` filled in) and return its summary, neither locked nor kept: the
-    caller keeps it (:func:`run_trial`, or a cluster driver through ``ResultStore.write_trial``) unless its
-    status is ``failed``. ``env.store`` serves the records the strategy reuses (LP-FT's probe)."""
+    caller keeps it (:func:`run_trial_or_reuse`, or a cluster driver through ``ResultStore.write_trial``) unless
+    its status is ``failed``. ``env.store`` serves the records the strategy reuses (LP-FT's probe)."""
     _check_trial(cfg, lr)
-    base, _ = build_context(cfg, env)
-    return _Sweep(cfg, base, env.progress).run(lr).summary
+    return _Sweep(cfg, env, copies=False).trial(lr).summary
 
 
-def tune_cell(cfg: CellConfig, env: RunEnv | None = None) -> CellRun:
-    """Run a tuned cell: every trial of its grid (finished ones kept in ``env.store`` are not run again, unless
-    ``env.retrain_trials``), the best on validation chosen, its model evaluated on test once. The record's
-    ``costs`` cover every trial; ``tuning`` lists them."""
-    if cfg.protocol != "tuned":
-        raise MedftError(f"{cfg.cell_id}: tune_cell needs protocol 'tuned', got {cfg.protocol!r}")
+def sweep(cfg: CellConfig, env: RunEnv | None = None) -> CellRun:
+    """One cell under its protocol, neither looked up nor recorded (``runner.compute_cell`` makes it a record):
+    the study's one trial, or a tuned cell's grid (trials kept in ``env.store`` are not run again, unless
+    ``env.retrain_trials``), the best on validation chosen, its model evaluated on test once. Bad input
+    (unknown names, missing data or weights) raises :class:`MedftError`; a diverged loss or an error during
+    training is the outcome's status (``diverged``, ``failed``)."""
     env = env or RunEnv()
-    store, rerun = env.store, env.retrain_trials
-    grid = tuning_grid(cfg)
-    if not grid:
-        return train_cell(cfg, env, tuning={"grid": [], "trials": [], "chosen_lr": None, "model": "single run",
-                                            "note": _no_grid_note(cfg)})
+    grid = tuning_grid(cfg) if cfg.protocol == "tuned" else ()
     started = datetime.now(timezone.utc)
-    base, _ = build_context(cfg, env)
-    if base.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(base.device)
-    sweep = _Sweep(cfg, base, env.progress)
+    s = _Sweep(cfg, env, copies=len(grid) > 1)
+    if grid:
+        kept, summaries, verdict, choice = _tune(s, grid)
+    else:  # the study's one trial, or a tuned cell with no learning rate to tune: the same, said so
+        kept = s.trial(None)
+        summaries, verdict = [kept.summary], (kept.status, kept.summary["error"], kept.diverged_epoch)
+        choice = None if cfg.protocol != "tuned" else {"grid": [], "trials": [], "chosen_lr": None,
+                                                       "model": "single run", "note": _no_grid_note(cfg)}
+    return _finish(s, started, kept, summaries, verdict, choice)
+
+
+def _tune(s: _Sweep, grid: tuple[float, ...]
+          ) -> tuple[_Trial | None, list[dict[str, Any]], tuple[str, str | None, int | None], dict[str, Any]]:
+    """Every trial of the grid (those kept in the store not run again, unless ``env.retrain_trials``), then the
+    choice: the trial whose model the record describes, every trial's summary, how the cell ended (status,
+    error, diverged epoch) and the choice for the ``tuning`` entry."""
     summaries: list[dict[str, Any]] = []
     best: _Trial | None = None  # the best trial run in this process, with its model
     last: _Trial | None = None  # the last trial run in this process (describes a cell without an ok trial)
     for lr in grid:
-        # Under the trial's lock: a trial task running it elsewhere (``run_trial``) finishes it first.
-        with _trial_lock(store, cfg, lr):
-            done = None if rerun or store is None else store.read_trial(cfg, trial_hash(cfg, lr))
-            if done is None:
-                trial = sweep.run(lr)
-                if store is not None and trial.summary["status"] != "failed":
-                    store.write_trial(cfg, trial.summary)
-        if done is not None:
-            summaries.append({**done, "resumed": True})
+        summary, trial = _run_or_reuse(s.cfg, lr, s.store, s.retrain, s.trial)
+        summaries.append(summary)
+        if trial is None:
             continue
-        summaries.append({**trial.summary, "resumed": False})
-        if trial.summary["status"] == "ok" and (best is None or key_of(trial.summary) > key_of(best.summary)):
+        if trial.status == "ok" and (best is None or key_of(trial.summary) > key_of(best.summary)):
             best = trial  # the previous best's model is dropped here: one extra model in memory at most
         last = trial if best is None else None  # needed only while no trial is ok
-
-    failed = [s for s in summaries if s["status"] == "failed"]
-    ok = [s for s in summaries if s["status"] == "ok"]
+    failed = [x for x in summaries if x["status"] == "failed"]
+    ok = [x for x in summaries if x["status"] == "ok"]
     # Ties keep the lower learning rate: the grid is ascending and max() keeps the first of equal keys.
     chosen = max(ok, key=key_of) if ok else None
-    status, error, metrics, diverged_epoch, model, retrain_s = "ok", None, None, None, None, None
-    final = best or last
+    verdict: tuple[str, str | None, int | None] = ("ok", None, None)
+    kept, model, retrain_s = best or last, None, None
     if failed:
-        status, error = "failed", "; ".join(f"trial lr={s['lr']:g}: {s['error']}" for s in failed)
+        verdict = ("failed", "; ".join(f"trial lr={x['lr']:g}: {x['error']}" for x in failed), None)
     elif chosen is None:
-        status = "diverged"
-        error = "every trial diverged (" + ", ".join(f"lr={s['lr']:g}" for s in summaries) + ")"
-        diverged_epoch = min(s["epochs_run"] for s in summaries)
+        verdict = ("diverged", "every trial diverged (" + ", ".join(f"lr={x['lr']:g}" for x in summaries) + ")",
+                   min(x["epochs_run"] for x in summaries))
     elif best is not None and best.summary["trial_hash"] == chosen["trial_hash"]:
         model = "kept"
     else:  # the chosen trial finished in an earlier process: train it again from the same start
-        final = sweep.run(chosen["lr"])
-        model, retrain_s = "retrained", final.summary["wall_s"]
-        if final.summary["status"] != "ok":
-            status, error = "failed", f"retraining the chosen trial lr={chosen['lr']:g}: {final.summary['error']}"
-    test_eval_s = 0.0
-    if status == "ok" and final is not None and final.runner is not None:
-        runner = final.runner
-        before = runner.measured.eval_s
-        # The test split, once, for the chosen trial's model; validation metrics are that model's.
-        metrics = {"val": final.summary["val"], "test": runner.evaluate("test")}
-        test_eval_s = runner.measured.eval_s - before
-    if final is not None:
-        ctx, strategy, runner = final.ctx, final.strategy, final.runner
-    else:  # every trial was resumed and none is ok: the record describes the cell as configured
-        ctx, strategy, runner = base, create_strategy(cfg.strategy, **cfg.params()), None
-    monitor = runner.monitor if runner is not None else _monitor(base)
-    measured = copy.copy(runner.measured) if runner is not None else Measurements()
+        kept = s.trial(chosen["lr"])
+        model, retrain_s = "retrained", kept.summary["wall_s"]
+        if kept.status != "ok":
+            verdict = ("failed", f"retraining the chosen trial lr={chosen['lr']:g}: {kept.summary['error']}", None)
+    return kept, summaries, verdict, {"grid": list(grid), "chosen_lr": chosen["lr"] if chosen else None,
+                                      "chosen_trial": chosen["trial_hash"] if chosen else None, "model": model,
+                                      "retrain_s": retrain_s}
+
+
+def _finish(s: _Sweep, started: datetime, kept: _Trial | None, summaries: list[dict[str, Any]],
+            verdict: tuple[str, str | None, int | None], choice: dict[str, Any] | None) -> CellRun:
+    """The cell's outcome, for either protocol: the kept trial's model (none: every trial was resumed and none
+    is ok, the cell as configured) evaluated on test once when ok, the whole sweep's cost, the ``tuning`` entry."""
+    cfg, (status, error, diverged_epoch) = s.cfg, verdict
+    if kept is not None:
+        ctx, strategy, trainer = kept.ctx, kept.strategy, kept.trainer
+    else:
+        ctx, strategy, trainer = s.base, create_strategy(cfg.strategy, **cfg.params()), None
+    metrics, scores, test_eval_s = None, None, 0.0
+    if status == "ok" and kept is not None:
+        metrics = dict(kept.metrics or {})
+        if "test" not in metrics:  # the test split, once, for the kept model; validation metrics are its own
+            before = kept.trainer.measured.eval_s
+            metrics["test"] = kept.trainer.evaluate("test")
+            test_eval_s = kept.trainer.measured.eval_s - before
+        scores = kept.predicted or dict(kept.trainer.latest_scores)
+    measured = copy.copy(trainer.measured) if trainer is not None else Measurements()
     for k in _SUMMED:  # the whole sweep's cost, each trial counted once, as it ran (not a retraining)
-        setattr(measured, k, sum(s[f"tracked_{k}"] for s in summaries))
-    measured.probe_s += preparation_s(base)  # done once, before the first trial
+        setattr(measured, k, sum(x[f"tracked_{k}"] for x in summaries))
+    measured.probe_s += preparation_s(s.base)  # done once, before the first trial
     measured.eval_s += test_eval_s
-    measured.feature_cache = runner.cache.report() if runner is not None else None
-    tuning = {
-        "grid": list(grid), "chosen_lr": chosen["lr"] if chosen else None,
-        "chosen_trial": chosen["trial_hash"] if chosen else None, "model": model,
+    measured.feature_cache = trainer.cache.report() if trainer is not None else None
+    monitor = trainer.monitor if trainer is not None else s.base.monitor
+    tuning = _tuning_entry(choice, summaries, monitor, measured) if choice and choice["grid"] else choice
+    return CellRun(cfg=cfg, ctx=ctx, strategy=strategy, measured=measured, metrics=metrics, status=status,
+                   error=error, diverged_epoch=diverged_epoch, started=started,
+                   finished=datetime.now(timezone.utc), monitor=monitor, tuning=tuning, scores=scores)
+
+
+def _tuning_entry(choice: dict[str, Any], summaries: list[dict[str, Any]], monitor: str,
+                  measured: Measurements) -> dict[str, Any]:
+    """A swept cell's ``tuning`` entry: its grid, the choice and how it was made, every trial, the whole cost."""
+    return {
+        "grid": choice["grid"], "chosen_lr": choice["chosen_lr"], "chosen_trial": choice["chosen_trial"],
+        "model": choice["model"],
         "selection": f"validation {monitor} of each trial's kept checkpoint (ties: validation "
                      f"{tie_break_metric(monitor)}, then the lower learning rate); the test split evaluated "
                      "once, for the chosen trial",
         "total_train_s": measured.training_s,
-        "retrain_s": retrain_s,
+        "retrain_s": choice["retrain_s"],
         "shared": "data loaded once; backbone built once, each trial from a copy and the same random state; "
                   "frozen features of the starting backbone extracted once",
-        "trials": [{**{k: s[k] for k in ("trial_hash", "lr", "status", "error", "val", "key", "epochs_run",
+        "trials": [{**{k: x[k] for k in ("trial_hash", "lr", "status", "error", "val", "key", "epochs_run",
                                          "best_epoch", "train_s", "wall_s", "resumed", "feature_cache")},
-                    "eval_s": s["tracked_eval_s"]} for s in summaries],
+                    "eval_s": x["tracked_eval_s"]} for x in summaries],
     }
-    return CellRun(cfg=cfg, ctx=ctx, strategy=strategy, measured=measured, metrics=metrics, status=status,
-                   error=error, diverged_epoch=diverged_epoch, started=started,
-                   finished=datetime.now(timezone.utc), monitor=monitor, tuning=tuning,
-                   scores=dict(runner.latest_scores) if status == "ok" and runner is not None else None)
