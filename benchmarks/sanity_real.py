@@ -48,7 +48,6 @@ def published_auc(dataset: str) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medft_bench.results.view import RecordView
     from medft_bench.run_env import RunEnv
     from medft_bench.runner import run_or_reuse
     from medft_bench.tiers import get_tier
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             if weights != cell.weights:
                 cell = replace(cell, weights=weights)
             out = run_or_reuse(cell, RunEnv.at(args.results_dir, data_root=args.data_root, progress=args.progress))
-            rec = RecordView(out.record)
+            rec = out.view
             if not rec.ok:
                 raise SystemExit(f"{cell.cell_id} ({weights}): {rec.status}: {rec.error}")
             test = rec.test

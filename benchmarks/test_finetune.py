@@ -45,8 +45,7 @@ def test_finetune(cell: CellConfig, benchmark, run_env: RunEnv, pytestconfig: py
     # after "During handling of the above exception, another exception occurred".
     skip_or_fail(outcome, pytestconfig, record_property)
     info = benchmark.extra_info
-    assert outcome.record is not None
-    record = RecordView(outcome.record)
+    record = outcome.view
     if outcome.kind is Kind.ERROR:  # computed, not stored
         info.update(record_path=None, reused=False, error=outcome.message)
         _extra_info(info, record)

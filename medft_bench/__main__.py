@@ -82,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
         rc = max(rc, _show(cfg.cell_id, out.record, str(out.path), out.reused, args.json, note))
         if grid is not None:
             status = "reused" if out.reused else "failed" if out.kind is Kind.FAILED else "computed"
-            grid.finish(cfg.cell_id, status, None if out.reused else RecordView(out.record).costs["wall_s"])
+            grid.finish(cfg.cell_id, status, None if out.reused else out.view.costs["wall_s"])
     if skipped:
         print(skipped_line(skipped, len(cells)), file=sys.stderr)
     return rc

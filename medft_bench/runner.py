@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import torch
 
     from medft_bench.results.store import Store
+    from medft_bench.results.view import RecordView
 
 
 class Kind(str, Enum):
@@ -75,6 +76,16 @@ class Outcome:
     @property
     def label(self) -> str:
         return self.cfg.cell_id if self.lr is None else f"{self.cfg.cell_id} lr={self.lr:g}"
+
+    @property
+    def view(self) -> RecordView:
+        """The cell's record, typed (:class:`~medft_bench.results.view.RecordView`); only for a cell's outcome
+        with a record (a trial's outcome holds its summary, not a record)."""
+        from medft_bench.results.view import RecordView
+
+        if self.record is None or self.lr is not None:
+            raise MedftError(f"{self.label}: this outcome ({self.kind.value}) holds no cell record")
+        return RecordView(self.record)
 
     @property
     def status(self) -> str | None:

@@ -52,10 +52,10 @@ def main() -> None:
                          img_size=28, weights="random", synthetic=True, synthetic_splits=tuple(sorted(splits.items())),
                          train=settings)
         t0 = time.perf_counter()
-        rec = compute_cell(cfg, RunEnv(progress=False)).record
+        rec = compute_cell(cfg, RunEnv(progress=False)).view
         wall = time.perf_counter() - t0
-        assert rec["status"] == "ok", rec["error"]
-        c = rec["costs"]
+        assert rec.ok, rec.error
+        c = rec.costs
         fc = (c.get("feature_cache") or {}).get("seconds", {})
         eval_features = fc.get("val", 0.0) + fc.get("test", 0.0)
         return {"wall_s": wall, "train_s": c["train_s"], "eval_s": c["eval_s"],

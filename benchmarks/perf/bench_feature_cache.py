@@ -61,12 +61,12 @@ def main() -> None:
         engine.Trainer._head_only = real_head_only if cached else (lambda self, plan: False)
         try:
             t0 = time.perf_counter()
-            rec = compute_cell(cell(strategy, seed), RunEnv(progress=False)).record
+            rec = compute_cell(cell(strategy, seed), RunEnv(progress=False)).view
             wall = time.perf_counter() - t0
         finally:
             engine.Trainer._head_only = real_head_only
-        assert rec["status"] == "ok", rec["error"]
-        c, test = rec["costs"], rec["metrics"]["test"]
+        assert rec.ok, rec.error
+        c, test = rec.costs, rec.test
         return {"wall_s": wall, "train_s": c["train_s"], "eval_s": c["eval_s"],
                 "feature_s": c["feature_extraction_s"], "cached_epochs": c["cached_feature_epochs"],
                 "test_acc": test["acc"], "test_bal_acc": test["balanced_acc"], "test_auc": test["auc"],

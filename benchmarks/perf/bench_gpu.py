@@ -86,14 +86,14 @@ def main() -> None:
                          img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits.items())), train=settings)
         reset_peak()
-        rec = compute_cell(cfg, RunEnv(device=dev, progress=False)).record
-        assert rec["status"] == "ok", rec["error"]
-        c = rec["costs"]
+        rec = compute_cell(cfg, RunEnv(device=dev, progress=False)).view
+        assert rec.ok, rec.error
+        c = rec.costs
         compile_s = c.get("compile_s") or 0.0
         train_s = c["train_s"] - compile_s  # compile time is reported apart, not in the throughput
         return {"images_per_s": n_train / train_s, "peak_mb": c["peak_gpu_allocated_mb"], "train_s": train_s,
-                "compile_s": c.get("compile_s"), "amp": rec["config"]["amp"],
-                "channels_last": rec["config"]["channels_last"]}
+                "compile_s": c.get("compile_s"), "amp": rec.config["amp"],
+                "channels_last": rec.config["channels_last"]}
 
     def plain(backbone: str, seed: int, fast: bool) -> dict[str, Any]:
         torch.manual_seed(seed)

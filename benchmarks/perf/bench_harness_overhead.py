@@ -55,10 +55,10 @@ def main() -> None:
                          img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits.items())), train=settings)
         t0 = time.perf_counter()
-        rec = compute_cell(cfg, RunEnv(progress=False)).record
+        rec = compute_cell(cfg, RunEnv(progress=False)).view
         wall = time.perf_counter() - t0
-        assert rec["status"] == "ok", rec["error"]
-        c = rec["costs"]
+        assert rec.ok, rec.error
+        c = rec.costs
         return {"images_per_s": c["train_images_per_s"], "train_s": c["train_s"], "eval_s": c["eval_s"],
                 "wall_s": wall}
 

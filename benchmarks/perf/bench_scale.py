@@ -54,10 +54,10 @@ def main() -> None:
                          seed=seed, img_size=args.img_size, weights="random", synthetic=True,
                          synthetic_splits=tuple(sorted(splits(n).items())), train=settings)
         t0 = time.perf_counter()
-        rec = compute_cell(cfg, RunEnv(progress=False)).record
+        rec = compute_cell(cfg, RunEnv(progress=False)).view
         wall = time.perf_counter() - t0
-        assert rec["status"] == "ok", rec["error"]
-        c = rec["costs"]
+        assert rec.ok, rec.error
+        c = rec.costs
         return {"n": n, "wall_s": wall, "train_s": c["train_s"], "eval_s": c["eval_s"],
                 "ms_per_train_image": 1000 * wall / n}
 

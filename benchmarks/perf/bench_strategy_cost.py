@@ -42,9 +42,9 @@ def main() -> None:
 
     def run(strategy: str, seed: int) -> dict[str, Any]:
         cfg = tier.cell(args.dataset, tier.img_sizes[0], tier.backbones[0], strategy, seed)
-        rec = compute_cell(cfg, RunEnv(progress=False)).record
-        assert rec["status"] == "ok", rec["error"]
-        c = rec["costs"]
+        rec = compute_cell(cfg, RunEnv(progress=False)).view
+        assert rec.ok, rec.error
+        c = rec.costs
         return {"train_s": c["train_s"], "probe_s": c["probe_s"], "fit_s": c["fit_s"],
                 "feature_s": c.get("feature_extraction_s", 0.0), "epochs_run": c["epochs_run"]}
 
