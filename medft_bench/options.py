@@ -84,6 +84,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--results-dir", "where cell records go; a cell with a record there is reused (default: results/)",
            {"default": "results", "metavar": "DIR"}),
     Option("--rerun", "recompute cells that have a record", {"action": "store_true", "default": False}),
+    Option("--save-model", "keep each computed ok cell's fine-tuned network next to its record (<record>.model.pt, "
+           "its state dict; a cell reused from its record keeps what it had: add --rerun to save its model)",
+           {"action": "store_true", "default": False}),
     Option("--progress", "per-epoch progress: auto (a live line on a terminal, one plain line per epoch "
            "otherwise), rich, plain or off (default: $MEDFT_PROGRESS, else auto; with pytest, shown with -s)",
            {"choices": ("auto", "rich", "plain", "off")}),

@@ -31,6 +31,7 @@ class RunEnv:
     progress: bool | str | None = None
     download: bool = True
     rerun: bool = False
+    save_model: bool = False  # keep each computed ok cell's network next to its record
     rerun_trials: bool | None = None
     folder_datasets: tuple[str, ...] = ()  # --folder-dataset options: registries are per process (cluster workers)
     threads: int | None = None  # torch CPU threads of a cluster task (its CPUs); None: torch's default
@@ -49,6 +50,7 @@ class RunEnv:
         settings: dict[str, Any] = {
             "data_root": ns.data_root, "device": getattr(ns, "device", None),
             "progress": getattr(ns, "progress", None), "download": not ns.no_download, "rerun": ns.rerun,
+            "save_model": getattr(ns, "save_model", False),
             "folder_datasets": tuple(getattr(ns, "folder_dataset", None) or ()),
             # With --trial-tasks the trials have just run as cases of their own (under --rerun too): reuse them.
             "rerun_trials": ns.rerun and not getattr(ns, "trial_tasks", False),

@@ -69,6 +69,7 @@ class Outcome:
     message: str = ""  # why it was skipped, the error, or a failed record's error
     lr: float | None = None
     head_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    model_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # with RunEnv.save_model
     predictions: dict[str, str] | None = field(default=None, repr=False)
     seconds: float = 0.0
     host: str = field(default_factory=socket.gethostname)
@@ -197,7 +198,8 @@ def run_or_reuse(cfg: CellConfig, env: RunEnv) -> Outcome:
         if not env.rerun and (record := store.lookup(cfg)) is not None:
             return of_result(cfg, record, reused=True, path=store.path_for(cfg))
         out = compute_cell(cfg, env)
-        out.path = store.write(out.record, cfg, out.head_state, predictions=out.predictions)
+        out.path = store.write(out.record, cfg, out.head_state, predictions=out.predictions,
+                               model_state=out.model_state)
     return out
 
 
@@ -216,7 +218,8 @@ def compute_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
     from medft_bench.training.tuning import sweep  # imported only to compute: a reuse is a lookup
 
     reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far (every path)
-    run = sweep(cfg, env or RunEnv())
+    env = env or RunEnv()
+    run = sweep(cfg, env)
     record, files = build_record(run.facts(), environment(run.ctx.device), code_version()), None
     if run.scores:
         data = run.ctx.data
@@ -227,4 +230,5 @@ def compute_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
     if cfg.data_id and recorded_identity(record["data"]) != cfg.data_id:  # never file a result under other data
         raise DataError(f"{cfg.dataset}: the data changed while {cfg.cell_id} ran (files replaced or "
                         "edited); nothing was recorded: run it again")
-    return of_result(cfg, record, reused=False, head_state=run.head_state(), predictions=files)
+    return of_result(cfg, record, reused=False, head_state=run.head_state(), predictions=files,
+                     model_state=run.model_state() if env.save_model else None)

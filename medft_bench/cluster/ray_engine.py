@@ -247,7 +247,8 @@ class Driver:
             self.cell_failed(cfg, result.message, attempts)
             return
         try:
-            self.store.write(result.record, cfg, result.head_state, predictions=result.predictions)
+            self.store.write(result.record, cfg, result.head_state, predictions=result.predictions,
+                             model_state=result.model_state)
         except ResultsWriteError as exc:
             self.cell_failed(cfg, str(exc), 1)
             return

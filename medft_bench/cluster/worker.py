@@ -67,7 +67,8 @@ class ShippedStore:
         return None  # the trial task's summary goes back to the driver, which keeps it
 
     def write(self, record: dict[str, Any], cfg: CellConfig, head_state: dict[str, torch.Tensor] | None = None,
-              predictions: dict[str, str] | None = None) -> None:
+              predictions: dict[str, str] | None = None,
+              model_state: dict[str, torch.Tensor] | None = None) -> None:
         return None  # the record goes back to the driver in the task's outcome, and the driver writes it
 
     def path_for(self, cfg: CellConfig) -> None:

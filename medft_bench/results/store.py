@@ -121,7 +121,8 @@ class Store(Protocol):
     def write_trial(self, cfg: CellConfig, trial: dict[str, Any]) -> Path | None: ...
 
     def write(self, record: dict[str, Any], cfg: CellConfig, head_state: dict[str, torch.Tensor] | None = None,
-              predictions: dict[str, str] | None = None) -> Path | None: ...
+              predictions: dict[str, str] | None = None,
+              model_state: dict[str, torch.Tensor] | None = None) -> Path | None: ...
 
     def path_for(self, cfg: CellConfig) -> Path | None: ...
 
@@ -144,6 +145,10 @@ class ResultStore:
 
     def head_path_for(self, cfg: CellConfig) -> Path:
         return self.path_for(cfg).with_suffix(".head.pt")
+
+    def model_path_for(self, cfg: CellConfig) -> Path:
+        """The fine-tuned network's state dict, kept with an ok record under ``--save-model``."""
+        return self.path_for(cfg).with_suffix(".model.pt")
 
     def attempt_path_for(self, cfg: CellConfig) -> Path:
         """Where a recomputed cell's attempt that is not ok goes when an ok record is in the way."""
@@ -209,9 +214,11 @@ class ResultStore:
             return None
 
     def write(self, record: dict[str, Any], cfg: CellConfig, head_state: dict[str, torch.Tensor] | None = None,
-              predictions: dict[str, str] | None = None) -> Path:
-        """Store ``record`` (with the trained head and the per-image predictions' files, by name) atomically;
-        :class:`ResultsWriteError` when it cannot be.
+              predictions: dict[str, str] | None = None,
+              model_state: dict[str, torch.Tensor] | None = None) -> Path:
+        """Store ``record`` (with the trained head, the per-image predictions' files, by name, and the network when
+        given) atomically; :class:`ResultsWriteError` when it cannot be. A record written without a network
+        removes an earlier computation's, which is not this record's model.
 
         Every file is written to a temporary file first and renamed into place only when all are complete:
         a full disk leaves none, never a record without the files it lists.
@@ -220,20 +227,23 @@ class ResultStore:
         path = self.path_for(cfg)
         if record["status"] != "ok" and self._holds_ok(path):
             # Never replace an ok result by a worse one (a --rerun that failed): the attempt goes beside it.
-            path, head_state, predictions = self.attempt_path_for(cfg), None, None
+            path, head_state, predictions, model_state = self.attempt_path_for(cfg), None, None, None
         predictions = predictions or {}
         pred_dir = prediction_folder(path)
         try:
             # The record is renamed into place last: a record on disk implies its head and predictions are too.
-            heads = [self.head_path_for(cfg)] if head_state is not None else []
-            with atomic_paths([*heads, *(pred_dir / name for name in predictions), path]) as tmps:
-                if head_state is not None:
-                    import torch
+            tensors = [(p, t) for p, t in ((self.head_path_for(cfg), head_state),
+                                           (self.model_path_for(cfg), model_state)) if t is not None]
+            with atomic_paths([*(p for p, _ in tensors), *(pred_dir / name for name in predictions), path]) as tmps:
+                for tmp, (_, state) in zip(tmps, tensors):
+                    import torch  # here: reading and writing records alone needs no torch
 
-                    torch.save(head_state, tmps[0])
-                for tmp, text in zip(tmps[len(heads):], predictions.values()):
+                    torch.save(state, tmp)
+                for tmp, text in zip(tmps[len(tensors):], predictions.values()):
                     tmp.write_text(text)
                 tmps[-1].write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+            if model_state is None and path == self.path_for(cfg):
+                self.model_path_for(cfg).unlink(missing_ok=True)
             if pred_dir.is_dir():  # an earlier computation's files (names carry the metrics) are no longer listed
                 for old in pred_dir.glob("*.csv"):
                     if old.name not in predictions:

@@ -43,6 +43,12 @@ class CellRun:
             return None
         return {k: v.detach().cpu().clone() for k, v in self.ctx.backbone.head.state_dict().items()}
 
+    def model_state(self) -> dict[str, torch.Tensor] | None:
+        """The kept network's weights on the CPU (``--save-model``: kept next to the record); None unless ok."""
+        if self.status != "ok":
+            return None
+        return {k: v.detach().cpu().clone() for k, v in self.ctx.model.state_dict().items()}
+
     def facts(self) -> CellFacts:
         """What the record says about this run, read off the live objects now: the cell's peak memory is read here,
         at its end (``measurements.host_peak``, CUDA's peak since the cell reset it)."""
