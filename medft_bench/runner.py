@@ -200,6 +200,8 @@ def run_or_reuse(cfg: CellConfig, env: RunEnv) -> Outcome:
         out = compute_cell(cfg, env)
         out.path = store.write(out.record, cfg, out.head_state, predictions=out.predictions,
                                model_state=out.model_state)
+    if out.path is not None:  # written here (a cluster worker's goes back to its driver): no copy of it held on
+        out.model_state = None
     return out
 
 
@@ -208,7 +210,8 @@ def compute_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
     neither looked up first nor written: the caller writes it through the store. ``env.store`` serves the
     records a strategy reuses (LP-FT's probe) and keeps a tuned cell's trials as they finish, so that an
     interruption resumes; a cluster worker's is a store of its own (:mod:`medft_bench.cluster.worker`). With
-    ``cfg.data_id`` filled in, a result of other data (the files changed meanwhile) is refused."""
+    ``cfg.data_id`` filled in (``run_or_reuse`` always fills it; a direct caller such as a perf script may not),
+    a result of other data (the files changed meanwhile) is refused."""
     from medft_bench.data.sources import recorded_identity
     from medft_bench.results import predictions
     from medft_bench.results.environment import code_version, environment

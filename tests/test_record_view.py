@@ -18,7 +18,7 @@ from medft_bench.results.upgrade import STEPS, upgrade
 from medft_bench.results.view import RecordView
 from medft_bench.training.measurements import Measurements
 from medft_bench.training.outcome import CellFacts
-from tests.test_leaderboard import make_record
+from tests.test_leaderboard import make_record, write
 
 
 def as_v1(record: dict) -> dict:
@@ -69,6 +69,28 @@ def test_the_upgrade_copies_and_leaves_what_it_does_not_know() -> None:
     assert damaged["cell"] == 3  # the wrong shape stays for the validator to name
     with pytest.raises(RecordError, match="cell"):
         validate(damaged)
+
+
+def test_the_leaderboard_of_v1_files_is_the_leaderboard_of_the_same_records_in_the_current_layout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medft_bench.leaderboard.publish import publish
+
+    for version in ("v1", "v2"):
+        for dataset, modality_known in (("pathmnist", True), ("dermamnist", False)):
+            for strategy, gain in (("ft", 0.0), ("lp", -0.05), ("lp_ft", 0.03)):
+                for seed in range(3):
+                    rec = make_record(dataset=dataset, strategy=strategy, seed=seed,
+                                      primary=0.7 + gain + 0.01 * seed)
+                    if not modality_known:
+                        rec["data"]["modality"] = ""
+                    write(tmp_path / version / "records", as_v1(rec) if version == "v1" else rec)
+    pages = {}
+    for version in ("v1", "v2"):
+        monkeypatch.chdir(tmp_path / version)  # the same relative input paths: only the layout differs
+        publish(["records"], out="board")
+        board = tmp_path / version / "board"
+        pages[version] = {p.relative_to(board): p.read_bytes() for p in sorted(board.rglob("*")) if p.is_file()}
+    assert pages["v1"] == pages["v2"] and len(pages["v1"]) >= 8
 
 
 def _facts(cfg: CellConfig, **over) -> CellFacts:

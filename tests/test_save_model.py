@@ -43,3 +43,36 @@ def test_the_option_reaches_the_run_environment_on_every_front_end() -> None:
     assert RunEnv.from_options(_parser().parse_args(["run"])).save_model is False
     grid = _parser().parse_args(["grid", "--save-model", "--ray-address", "local"])
     assert RunEnv.from_options(grid).save_model is True
+
+
+def test_a_cluster_workers_network_is_written_by_its_driver_and_an_attempt_beside_an_ok_record_keeps_it(
+        tmp_path: Path) -> None:
+    import io
+
+    from medft_bench.cluster.engine import GridSummary, RayOptions
+    from medft_bench.cluster.plan import Job, Task
+    from medft_bench.cluster.progress import Progress
+    from medft_bench.cluster.ray_engine import Driver
+    from medft_bench.runner import compute_cell
+
+    cfg = tiny_cell("resnet18", "ft")
+    out = compute_cell(cfg, RunEnv(progress=False, save_model=True))  # as on a worker: computed, not written
+    assert out.model_state is not None and out.path is None
+    progress = Progress(total=1, engine="ray", stream=io.StringIO())
+    driver = Driver([], None, RunEnv.at(tmp_path), RayOptions(), GridSummary(), progress)
+    driver.finish(Job(Task(cfg)), out)
+    store = ResultStore(tmp_path)
+    assert driver.summary.written == [cfg] and store.model_path_for(cfg).is_file()
+
+    failed = {**out.record, "status": "failed", "error": "RuntimeError: x", "metrics": None, "weak_result": None,
+              "predictions": None}
+    failed.pop("predictions")
+    where = store.write(failed, cfg)  # a --rerun that failed goes beside the ok record, which keeps its network
+    assert where == store.attempt_path_for(cfg) and store.model_path_for(cfg).is_file()
+
+
+def test_knn_trains_no_network_and_saves_none(tmp_path: Path) -> None:
+    cfg = tiny_cell("resnet18", "knn")
+    out = attempt(cfg, RunEnv.at(tmp_path, progress=False, save_model=True))
+    assert out.kind is Kind.COMPUTED, out.message
+    assert not ResultStore(tmp_path).model_path_for(cfg).exists()

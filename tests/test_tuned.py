@@ -122,6 +122,24 @@ def test_trials_share_the_backbone_and_the_frozen_features(monkeypatch: pytest.M
     assert first["extracted"] and set(second["shared"]) == set(first["extracted"]) and not second["extracted"]
 
 
+def test_only_a_grids_trials_hold_shared_features(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A study cell (one trial) keeps no frozen features beyond its trainer's own cache, which frees them before a
+    stage that trains the backbone: LP-FT's stage 2 must not hold its stage 1's features (GPU memory)."""
+    seen: list[Any] = []
+    real = tuning.Trainer
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        seen.append(kw.get("shared_features"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(tuning, "Trainer", spy)
+    assert compute_cell(tiny_cell("resnet18", "lp_ft"), RunEnv(progress=False)).status == "ok"
+    assert seen == [None]
+    seen.clear()
+    compute_cell(tuned("lp_ft", grid=(1e-3, 1e-2)), RunEnv(progress=False))
+    assert len(seen) == 2 and seen[0] is seen[1] and isinstance(seen[0], dict)
+
+
 # -- resume ----------------------------------------------------------------------------------------------------
 
 

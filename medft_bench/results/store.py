@@ -242,8 +242,6 @@ class ResultStore:
                 for tmp, text in zip(tmps[len(tensors):], predictions.values()):
                     tmp.write_text(text)
                 tmps[-1].write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-            if model_state is None and path == self.path_for(cfg):
-                self.model_path_for(cfg).unlink(missing_ok=True)
             if pred_dir.is_dir():  # an earlier computation's files (names carry the metrics) are no longer listed
                 for old in pred_dir.glob("*.csv"):
                     if old.name not in predictions:
@@ -255,7 +253,20 @@ class ResultStore:
                 "free space or fix the permissions of the results directory (--results-dir) and run again",
                 record=record,
             ) from None
+        if model_state is None and path == self.path_for(cfg):
+            self._remove_older_network(self.model_path_for(cfg))
         return path
+
+    @staticmethod
+    def _remove_older_network(stale: Path) -> None:
+        """A recomputed record without a network: the one beside it is an earlier computation's, not this one's."""
+        try:
+            stale.unlink(missing_ok=True)
+        except OSError as exc:
+            import warnings
+
+            warnings.warn(f"{stale} is an earlier computation's network, not its record's model, and could not be "
+                          f"removed ({exc.strerror or exc}): delete it", stacklevel=3)
 
     @contextlib.contextmanager
     def claim(self, cfg: CellConfig, trial_hash: str | None = None) -> Iterator[None]:

@@ -24,8 +24,8 @@ def _v1_to_v2(record: dict[str, Any]) -> None:
     cell, data = record.get("cell"), record.get("data")
     if isinstance(cell, dict):
         cell.setdefault("protocol", "study")
-    if isinstance(data, dict):
-        data.setdefault("modality", "")
+    if isinstance(data, dict) and not isinstance(data.get("modality"), str):  # absent, or null as v1 allowed
+        data["modality"] = ""
 
 
 # version -> the step that brings a record of that version to the next one (every version before the current)

@@ -44,8 +44,11 @@ class CellRun:
         return {k: v.detach().cpu().clone() for k, v in self.ctx.backbone.head.state_dict().items()}
 
     def model_state(self) -> dict[str, torch.Tensor] | None:
-        """The kept network's weights on the CPU (``--save-model``: kept next to the record); None unless ok."""
-        if self.status != "ok":
+        """The kept network's weights on the CPU (``--save-model``: kept next to the record); None unless ok, and
+        for a strategy that predicts without training a network (kNN: its head was never trained)."""
+        from medft_bench.strategies.base import Strategy
+
+        if self.status != "ok" or type(self.strategy).predict is not Strategy.predict:
             return None
         return {k: v.detach().cpu().clone() for k, v in self.ctx.model.state_dict().items()}
 

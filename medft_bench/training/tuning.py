@@ -140,8 +140,10 @@ class _Sweep:
         strategy.setup(ctx)
         total_epochs = sum(st.epochs for st in strategy.stages(ctx))
         label = cfg.cell_id if lr is None else f"{cfg.cell_id} lr={lr:g}"
+        # Trials of a grid share the starting backbone's features; the one trial keeps none beyond its own cache,
+        # which frees them before a stage that trains the backbone (LP-FT's stage 2 would otherwise hold them).
         trainer = Trainer(ctx, strategy, EpochProgress(label, total_epochs, self.progress),
-                          shared_features=self.features)
+                          shared_features=self.features if self.copies else None)
         status, error, metrics, predicted, diverged_epoch = "ok", None, None, None, None
         with trainer.progress:
             try:
