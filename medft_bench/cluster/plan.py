@@ -21,7 +21,7 @@ from medft_bench.runner import Kind, Outcome, failure, with_data_id, with_precis
 @dataclass(frozen=True)
 class Task:
     """A cell (``lr`` None), or one learning rate of a tuned cell run as a task of its own
-    (``training.tuning.compute_trial``; :meth:`of_trial`)."""
+    (``training.tuning.run_trial_or_reuse``; :meth:`of_trial`)."""
 
     cfg: CellConfig
     lr: float | None = None

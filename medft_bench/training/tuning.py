@@ -230,14 +230,6 @@ def _check_trial(cfg: CellConfig, lr: float) -> float:
     return lr
 
 
-def compute_trial(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any]:
-    """Train one trial (``cfg.data_id`` filled in) and return its summary, neither locked nor kept: the
-    caller keeps it (:func:`run_trial_or_reuse`, or a cluster driver through ``ResultStore.write_trial``) unless
-    its status is ``failed``. ``env.store`` serves the records the strategy reuses (LP-FT's probe)."""
-    _check_trial(cfg, lr)
-    return _Sweep(cfg, env, copies=False).trial(lr).summary
-
-
 def sweep(cfg: CellConfig, env: RunEnv | None = None) -> CellRun:
     """One cell under its protocol, neither looked up nor recorded (``runner.compute_cell`` makes it a record):
     the study's one trial, or a tuned cell's grid (trials kept in ``env.store`` are not run again, unless
