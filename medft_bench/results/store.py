@@ -101,7 +101,7 @@ class ReusedHead:
 def reused_head(store: Store | None, cfg: CellConfig) -> ReusedHead | None:
     """The head saved with ``cfg``'s ok record in ``store``, or None (no store, no record, no head file)."""
     record = store.lookup(cfg) if store is not None else None
-    head = store.load_head(cfg) if record is not None else None
+    head = store.load_head(cfg) if record is not None and record["status"] == "ok" else None
     if head is None:
         return None
     return ReusedHead(head, float(record["costs"]["train_s"]), str(record["config_hash"]))
@@ -201,10 +201,11 @@ class ResultStore:
         return record
 
     def load_head(self, cfg: CellConfig) -> dict[str, torch.Tensor] | None:
-        """The trained head saved with a cell's ok record, or None."""
-        record = self.lookup(cfg)
+        """The trained head saved with a cell's record, or None. Only an ok record is written with one, and a
+        record that is not ok never replaces an ok one (:meth:`write`), so the caller, who has looked the record
+        up already, is not made to read it a second time."""
         path = self.head_path_for(cfg)
-        if record is None or record["status"] != "ok" or not path.is_file():
+        if not path.is_file():
             return None
         import torch
 
