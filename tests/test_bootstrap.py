@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from medft_bench.leaderboard import bootstrap
+from medft_bench.leaderboard import bootstrap, separation
 from medft_bench.run_env import RunEnv
 
 
@@ -98,16 +98,18 @@ def test_the_answer_carries_intervals_only_from_predictions_that_match(tmp_path:
     (group,) = aggregate(load_inputs([tmp_path]).runs)
     for table in (recommendation_table(group), results_table(group)):  # 28.7: the split sizes beside the numbers
         assert "images train/val/test: pneumoniamnist 32/16/16" in table.caption
+    assert rec.noise == "seeds and test images"
     texts = [[str(c) for c in row] for row in recommendation_table(group).rows]
-    under_best = texts[[r[1] for r in texts].index("best") + 1]
-    assert under_best[3] == f"[{rec.images.best[0] * 100:.1f}, {rec.images.best[1] * 100:.1f}]"  # under its score
-    ci = rec.images
-    assert not ci.note and ci.images == {"pneumoniamnist": 16}
-    assert ci.best[0] <= rec.best.summary.mean <= ci.best[1]
-    assert ci.runner_up[0] <= rec.runner_up.summary.mean - rec.best.summary.mean <= ci.runner_up[1]
+    best_row = texts[[r[1] for r in texts].index("best")]
+    assert best_row[3] == f"{rec.best.mean * 100:.1f} ± {rec.best.score.half * 100:.1f}"
+    # the interval carries both sources: wider than the seeds' t interval alone, and than the images' alone
+    seeds_only = separation.score(separation.Evidence(np.array([rec.best.mean] * 3)))
+    assert rec.best.score.var > 0 and rec.best.score.half > (seeds_only.half or 0)
+    other = next(st for st in rec.standings if st is not rec.best)
+    assert other.versus.diff.interval[0] <= other.mean - rec.best.mean <= other.versus.diff.interval[1]
     # predictions that no longer reproduce their record (a hand-edited record) give no interval, and say why
     victim = next(o for o in outs if o.record["strategy"]["name"] == rec.best.strategy)
     entry = victim.record["predictions"]["splits"]["test"]
     labels = predictions.folder_for(victim.path) / entry["labels"]
     labels.unlink()
-    assert "cannot read" in answer().images.note
+    assert "cannot read" in answer().noise and answer().noise.startswith("seeds only")

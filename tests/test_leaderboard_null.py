@@ -69,7 +69,7 @@ def simulate(rng: np.random.Generator, plant: dict[str, float] | None = None,
                     rec["config_hash"] = hashlib.sha256(rec["cell_id"].encode()).hexdigest()[:16]
                     rec["strategy"] = {**_TEMPLATE["strategy"], "name": s, "label": s, "in_study": True}
                     rec["data"] = {**_TEMPLATE["data"], "modality": MODALITIES[d], "n_classes": 9}
-                    test = {**_TEMPLATE["metrics"]["test"], "balanced_acc": v, "acc": min(0.99, v + 0.1)}
+                    test = {**_TEMPLATE["metrics"]["test"], "auc": v, "balanced_acc": v, "acc": min(0.99, v + 0.1)}
                     rec["metrics"] = {**_TEMPLATE["metrics"], "test": test,
                                       "majority": {"acc": 0.2, "balanced_acc": 1 / 9}}
                     runs.append(Run(rec, f"/sim/{rec['cell_id']}.json"))

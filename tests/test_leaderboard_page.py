@@ -136,7 +136,9 @@ def test_summary_json_holds_the_analysis_the_pages_show(board) -> None:
 
     answer = next(t for t in _tables(pub, quick) if t.key == "recommendations")
     best = [r[2].text for r in answer.rows if r[1].text == "best"]
-    assert best == [quick.label(r["best"]["strategy"]) for r in js["recommendations"]]
+    assert best == [quick.label(r["best"]) for r in js["recommendations"]]
+    in_set = [r[2].text for r in answer.rows if r[1].text in ("best", "in set")]
+    assert in_set == [quick.label(s) for r in js["recommendations"] for s in r["not_separable"]]
 
 
 def _tables(pub, group):

@@ -22,7 +22,7 @@ from medft_bench.leaderboard.claims import compute_claims
 from medft_bench.leaderboard.group_key import GroupKey, group_key
 from medft_bench.leaderboard.load import Run
 from medft_bench.leaderboard.names import STUDY_ORDER, canonical_name, strategy_sort_key
-from medft_bench.vocabulary import METRICS, primary_metric
+from medft_bench.vocabulary import CLAIMS_METRIC, METRICS, RANKING_METRIC, primary_metric
 
 if TYPE_CHECKING:
     from medft_bench.leaderboard.analysis import Analysis
@@ -56,6 +56,9 @@ class Row:
     values_all: list[float] = field(default_factory=list)
     summary_all: stats.Summary = field(default_factory=lambda: stats.summarize([]))
     by_seed_all: dict[int, tuple[float | None, float | None]] = field(default_factory=dict)  # seed -> (test, val)
+    # seeds counted as failed: not ok, or an ok run whose test score is no better than the majority class's on
+    # this row's metric (stats.chance_score); they score the chance score in values_all and by_seed_all
+    failed_seeds: list[int] = field(default_factory=list)
 
     @property
     def case(self) -> tuple[str, str]:
@@ -141,10 +144,12 @@ class Group:
 
 
 def metric_for(run: Run, override: str | None) -> str:
-    """The metric a run's dataset is ranked by: ``override``, else the dataset's primary metric (AUC for
-    multi-label, balanced accuracy otherwise, :func:`medft_bench.vocabulary.primary_metric`)."""
+    """The metric a run's dataset is ranked by: ``override``, else :data:`medft_bench.vocabulary.RANKING_METRIC`
+    (AUC, threshold-free) when the run recorded it, else the record's primary metric."""
     if override:
         return override
+    if _test_value(run, RANKING_METRIC) is not None or run.status != "ok":
+        return RANKING_METRIC
     if run.metrics and run.metrics.get("primary") in METRICS:
         return str(run.metrics["primary"])
     return primary_metric(run.task)
@@ -204,8 +209,11 @@ def build_row(runs: list[Run], metric_override: str | None, dataset_majority: di
         why = stats.majority_flag(r.task, (r.metrics or {}).get("test", {}), (r.metrics or {}).get("majority", {}))
         if why:
             majority.append((r, "; ".join([why, *majority_causes(r)])))
-    failed_runs = [r for r in runs if r.status != "ok"]
     chance = stats.chance_score(metric, first.task, _n_classes(first), dataset_majority)
+    # no better than the majority class on this metric: a failure, scored as one
+    at_chance = [r for r in with_metric if _test_value(r, metric) <= chance + 1e-12]
+    failed_runs = [r for r in runs if r.status != "ok"] + at_chance
+    counted = [r for r in with_metric if r not in at_chance]
     return Row(
         dataset=first.dataset, backbone=first.backbone, strategy=first.strategy, metric=metric, task=first.task,
         modality=first.modality, summary=stats.summarize(values), seeds=[r.seed for r in with_metric],
@@ -213,10 +221,11 @@ def build_row(runs: list[Run], metric_override: str | None, dataset_majority: di
         failed=sorted((r for r in runs if r.status == "failed"), key=lambda r: r.seed),
         no_metric=[r for r in ok if _test_value(r, metric) is None], majority=majority, others=others,
         costs=_costs(ok), val_values=[_split_value(r, "val", metric) for r in with_metric],
-        values_all=(all_values := values + [chance for _ in failed_runs]),
+        values_all=(all_values := [_test_value(r, metric) for r in counted] + [chance for _ in failed_runs]),
         summary_all=stats.summarize(all_values),
-        by_seed_all={**{r.seed: (chance, chance) for r in failed_runs},
-                     **{r.seed: (_test_value(r, metric), _split_value(r, "val", metric)) for r in with_metric}},
+        by_seed_all={**{r.seed: (_test_value(r, metric), _split_value(r, "val", metric)) for r in counted},
+                     **{r.seed: (chance, chance) for r in failed_runs}},
+        failed_seeds=sorted(r.seed for r in failed_runs),
     )
 
 
@@ -250,10 +259,10 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
     cases = []
     for (dataset, backbone), rs in sorted(by_case.items()):
         measured = {r.strategy: r for r in rs if r.mean is not None}
-        ranks = stats.average_ranks({s: r.mean for s, r in measured.items()})
+        means_all = {r.strategy: r.summary_all.mean for r in rs if r.summary_all.mean is not None}
+        ranks = stats.average_ranks({s: means_all[s] for s in measured})  # failures counted
         base = next((r for s, r in measured.items() if canonical_name(s) == BASELINE), None)
         deltas = {s: r.mean - base.mean for s, r in measured.items()} if base else {}
-        means_all = {r.strategy: r.summary_all.mean for r in rs if r.summary_all.mean is not None}
         base_all = next((v for s, v in means_all.items() if canonical_name(s) == BASELINE), None)
         deltas_all = {s: v - base_all for s, v in means_all.items()} if base_all is not None else {}
         cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas, means_all,
@@ -268,7 +277,7 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
     if cases:
         group.common_strategies = [s for s in strategies if all(s in c.rows for c in cases)]
         if group.common_strategies:
-            rk_common = [stats.average_ranks({s: c.rows[s].mean for s in group.common_strategies}) for c in cases]
+            rk_common = [stats.average_ranks({s: c.means_all[s] for s in group.common_strategies}) for c in cases]
             group.avg_ranks_common = {s: sum(r[s] for r in rk_common) / len(rk_common)
                                       for s in group.common_strategies}
     base = group.baseline
@@ -281,7 +290,10 @@ def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = No
             adjusted = stats.holm({s: t["p"] for s, t in family.items() if t["p"] is not None})
             for s, t in family.items():
                 t["p_holm"] = adjusted.get(s)
-    group.claims = compute_claims(group)
+    # The study's claims keep the study's metric (macro accuracy): computed on the same runs ranked by it.
+    claims_source = group if metric_override is not None or RANKING_METRIC == CLAIMS_METRIC else build_group(
+        key, runs, CLAIMS_METRIC)
+    group.claims = compute_claims(claims_source)
     return group
 
 

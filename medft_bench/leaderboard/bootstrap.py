@@ -9,8 +9,10 @@ interval. A strategy's score under a draw is computed as the leaderboard compute
 seed), a failed seed at its chance score, then the mean over seeds and datasets. The interval is the 2.5th to
 97.5th percentile of ``B`` draws from a fixed random state, so a page is the same every time it is built.
 
-Bootstrapped metrics: balanced accuracy and accuracy (the ranking metric of every single-label task). AUC
-(multi-label's ranking metric) is not bootstrapped here, and the tables say so.
+Bootstrapped metrics: AUC (the ranking metric: medmnist's, a class's ROC AUC as the Mann-Whitney statistic with
+each image weighted by how often the draw took it, ties counting one half; the mean over classes for multi-class
+and multi-label tasks), balanced accuracy and accuracy (beside it). With every image drawn once each is exactly
+what :func:`medft_bench.metrics.compute_metrics` records.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
 B = 2000
 LEVEL = 0.95
 SEED = 20240501
-SUPPORTED = ("balanced_acc", "acc")
+SUPPORTED = ("auc", "balanced_acc", "acc")
 _CHUNK = 250  # resamples per block: bounds memory at _CHUNK x images
 
 
@@ -60,8 +62,10 @@ def weights(n: int, b: int = B, seed: int = SEED) -> np.ndarray:
 
 def metric_draws(metric: str, task: str, cell: Predicted, w: np.ndarray) -> np.ndarray:
     """The metric of ``cell`` under each resample (rows of ``w``); with ``w`` all ones, the metric itself."""
-    if metric not in SUPPORTED or task == MULTI_LABEL:
+    if metric not in SUPPORTED or (task == MULTI_LABEL and metric != "auc"):
         raise ValueError(f"{metric} on a {task} task is not bootstrapped")
+    if metric == "auc":
+        return _auc_draws(task, cell, w)
     y = cell.labels.reshape(-1).astype(np.int64)
     correct = (predicted_labels(task, cell.scores) == y).astype(np.float64)
     onehot = np.eye(cell.scores.shape[1])[y]
@@ -75,6 +79,40 @@ def metric_draws(metric: str, task: str, cell: Predicted, w: np.ndarray) -> np.n
         present = counts > 0  # sklearn's balanced accuracy: the mean recall over the classes in y_true
         recall = np.divide(hits, counts, out=np.zeros_like(hits), where=present)
         out[lo:lo + _CHUNK] = recall.sum(1) / present.sum(1)
+    return out
+
+
+def _auc_draws(task: str, cell: Predicted, w: np.ndarray) -> np.ndarray:
+    """medmnist's AUC under each resample: binary, P(positive) against the label; multi-class, the mean over
+    classes of one-vs-rest; multi-label, the mean over labels. A class without both outcomes in a draw is left
+    out of that draw's mean, as :func:`medft_bench.metrics.compute_metrics` leaves it out."""
+    scores = cell.scores
+    if task == MULTI_LABEL:
+        columns = [(cell.labels[:, j].astype(bool), scores[:, j]) for j in range(scores.shape[1])]
+    else:
+        y = cell.labels.reshape(-1).astype(np.int64)
+        columns = ([(y == 1, scores[:, -1])] if task == "binary-class"
+                   else [(y == c, scores[:, c]) for c in range(scores.shape[1])])
+    per_class = np.stack([_binary_auc_draws(pos, s, w) for pos, s in columns])
+    with np.errstate(invalid="ignore"):
+        valid = ~np.isnan(per_class)
+        return np.where(valid, per_class, 0.0).sum(0) / valid.sum(0)
+
+
+def _binary_auc_draws(positive: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The weighted Mann-Whitney AUC of one class under each row of counts ``w``: sum over (positive, negative)
+    pairs of w_i w_j [s_i > s_j] (1/2 on ties), divided by (weight of positives) x (weight of negatives)."""
+    order = np.argsort(score, kind="stable")
+    ranked, pos = score[order], positive[order]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # one group per distinct score (ties)
+    out = np.empty(len(w))
+    for lo in range(0, len(w), _CHUNK):
+        block = w[lo:lo + _CHUNK][:, order].astype(np.float64)
+        p = np.add.reduceat(block * pos, starts, axis=1)
+        n = np.add.reduceat(block * ~pos, starts, axis=1)
+        below = np.cumsum(n, axis=1) - n  # negatives scored strictly lower than the group
+        num, den = (p * (below + 0.5 * n)).sum(1), p.sum(1) * n.sum(1)
+        out[lo:lo + _CHUNK] = np.divide(num, den, out=np.full(len(num), np.nan), where=den > 0)
     return out
 
 
@@ -96,33 +134,41 @@ def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-_LOADED: dict[tuple[str, int], Predicted | str] = {}  # (record path, its mtime): a page reads each file once
+_LOADED: dict[tuple[str, str, int], Predicted | str] = {}  # (record path, split, mtime): each file read once
 
 
 def load_test(run: Run) -> Predicted | str:
-    """A record's test predictions (``run.path``: the record's file), checked to reproduce its test metrics; or why
-    there are none."""
+    """A record's test predictions, checked to reproduce its test metrics; or why there are none."""
+    return load_split(run, "test")
+
+
+def load_split(run: Run, split: str) -> Predicted | str:
+    """A record's ``split`` predictions (``run.path``: the record's file), checked to reproduce the record's metrics
+    of that split; or why there are none."""
     from medft_bench.results import predictions
 
     path = run.path
     try:
-        key = (str(path), Path(path).stat().st_mtime_ns)
+        key = (str(path), split, Path(path).stat().st_mtime_ns)
     except OSError:
-        key = (str(path), 0)
+        key = (str(path), split, 0)
     if key in _LOADED:
         return _LOADED[key]
     try:
-        loaded = predictions.load(Path(path), run.record, "test")
+        loaded = predictions.load(Path(path), run.record, split)
     except RecordError as exc:
         loaded = str(exc)
     if loaded is None:
-        out: Predicted | str = "no per-image predictions kept (an older record: run it again with --rerun)"
+        out: Predicted | str = (f"no per-image {split} predictions kept (an older record: run it again with "
+                                "--rerun)")
     elif isinstance(loaded, str):
         out = loaded
     else:
         labels, scores = loaded
         recomputed = compute_metrics(run.task, labels, scores)
-        same = all(recomputed.get(k) == run.test.get(k) for k in SUPPORTED)
-        out = (Predicted(labels, scores) if same else "its predictions do not reproduce the record's test metrics")
+        recorded = (run.metrics or {}).get(split) or {}
+        same = all(recomputed.get(k) == recorded.get(k) for k in SUPPORTED)
+        out = (Predicted(labels, scores) if same else
+               f"its {split} predictions do not reproduce the record's {split} metrics")
     _LOADED[key] = out
     return out

@@ -30,10 +30,11 @@ SURVIVAL = "Does it survive tuning?"
 INPUTS = "Inputs"
 
 RECOMMENDATIONS_INTRO = (
-    "For each modality and backbone: the best strategy (selected on validation) with its test mean ± half the 95% "
-    "CI, the runner-up, whether they differ significantly on test (paired over seeds), and the cheapest strategy "
-    "non-inferior to the best within the stated margin, at what training cost. Each group (tier, data, weights, "
-    "image size, protocol) is answered on its own.")
+    "For each modality and backbone: the strategy selected on validation, every strategy's test AUC with a 95% "
+    "interval that carries both the training seeds and the test images, and the strategies the data cannot "
+    "separate from the best (the answer is that set, not one winner), with how often validation picks each, "
+    "balanced accuracy beside, and the training cost. Each group (tier, data, weights, image size, protocol) is "
+    "answered on its own.")
 CLAIMS_INTRO = (
     "Davila, Colan & Hasegawa (2024) claim that LP-FT beats FT in more than half of the cases, that Auto-RGN gains "
     "up to 11% for specific modalities, and that DenseNet-121 gains most from the alternatives to FT. Each group "

@@ -11,6 +11,7 @@ from typing import Any
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.stats import pareto_front
 from medft_bench.leaderboard.tables.format import metric_desc
+from medft_bench.vocabulary import METRIC_NAMES
 
 PNG_METADATA = {"Software": None}
 STYLE = {"font.family": "DejaVu Sans", "font.size": 9, "axes.titlesize": 9, "figure.dpi": 100,
@@ -188,10 +189,90 @@ def pareto_plot(group: Group, path: Path) -> bool:
     return True
 
 
+MAX_ANSWER_PANELS = 6  # answers drawn one panel each; a group with more gets the averaged Pareto view
+
+
 def pareto_figure(group: Group) -> Any:
-    """The Pareto view as a matplotlib figure (None without a point); call inside ``rc_context(STYLE)``."""
+    """The cost view as a matplotlib figure (None without a point); call inside ``rc_context(STYLE)``. With up to
+    MAX_ANSWER_PANELS answers, one panel per answer draws exactly what its table says (:func:`answer_figure`);
+    otherwise the means over the cases with the Pareto frontier."""
+    recs = group.analysis.recommendations
+    if 0 < len(recs) <= MAX_ANSWER_PANELS:
+        return answer_figure(group)
+    return pareto_means_figure(group)
+
+
+def _log_x(ax: Any, xs: list[float]) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    if min(xs) > 0 and max(xs) / min(xs) > 20:
+        ax.set_xscale("log")
+        # labels on 1-2-5 ticks only: matplotlib's minor labels collide on spans of about a decade
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def answer_figure(group: Group) -> Any:
+    """One panel per answer: each strategy's test score against its training time, with the answer table's 95%
+    interval (seeds and test images) as a vertical bar; the best (selected on validation) a star, the rest of the
+    not-separable set filled, the strategies shown below the best hollow grey."""
+    recs = [r for r in group.analysis.recommendations if any(st.train_s is not None for st in r.standings)]
+    if not recs:
+        return None
+    cols = 1 if len(recs) == 1 else 2
+    nrows = (len(recs) + cols - 1) // cols
+    width, height = 6.4 * cols * 0.85 if cols > 1 else 6.4, 4.2 * nrows + 0.6
+    fig = _figure(width, height)
+    metric = metric_desc(group, splits=False)
+    title = _wrap(f"The answer against training cost — {group.key.label}\n{metric}; bars: 95% intervals over "
+                  "seeds and test images (the answer table's)", 100)
+    fig.suptitle(title, fontsize=8, y=0.995, va="top")
+    # the layout first: labels are placed in pixels, which a later adjustment would move
+    fig.subplots_adjust(top=1 - (0.16 * (title.count("\n") + 1) + 0.25) / height, bottom=0.55 / height + 0.08,
+                        hspace=0.45, wspace=0.28, left=0.09, right=0.97)
+    for i, rec in enumerate(recs):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        points = {}
+        for st in rec.standings:
+            if st.train_s is None:
+                continue
+            x, y = st.train_s, st.mean * 100
+            points[st.strategy] = (x, y)
+            inside = st.strategy in rec.not_separable
+            colour = "#d62728" if inside else "#7f7f7f"
+            if st.score.half is not None:
+                ax.errorbar([x], [y], yerr=[st.score.half * 100], fmt="none", ecolor=colour, elinewidth=0.9,
+                            capsize=2, zorder=2, alpha=0.8)
+            ax.scatter([x], [y], s=90 if st is rec.best else 34, marker="*" if st is rec.best else "o",
+                       color=colour if inside else "white", edgecolors=colour if not inside else "black",
+                       linewidths=0.7, zorder=3, clip_on=False,
+                       label=None if i else ("best (validation)" if st is rec.best else None))
+        ax.margins(x=0.18, y=0.12)
+        _log_x(ax, [p[0] for p in points.values()])
+        ax.autoscale_view()
+        low, high = ax.get_ylim()
+        if high > 100:  # a metric in % ends at 100
+            ax.set_ylim(low, 100.0)
+        ax.set_xlabel("mean training time per seed (s)", fontsize=8)
+        ax.set_ylabel(f"test {METRIC_NAMES.get(rec.metric, rec.metric)} (%)", fontsize=8)
+        ax.set_title(_wrap(f"{rec.modality} · {rec.backbone} · {', '.join(rec.datasets)}", 50), fontsize=8)
+        ax.grid(True, lw=0.3, alpha=0.6)
+        _place_labels(fig, ax, points, {s: group.label(s) for s in points})
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="*", ls="", color="#d62728", markeredgecolor="black", markersize=10,
+                      label="best (selected on validation)"),
+               Line2D([], [], marker="o", ls="", color="#d62728", markeredgecolor="black", markersize=6,
+                      label="not separable from the best"),
+               Line2D([], [], marker="o", ls="", color="white", markeredgecolor="#7f7f7f", markersize=6,
+                      label="shown below the best")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
+    return fig
+
+
+def pareto_means_figure(group: Group) -> Any:
+    """The Pareto view of means over the cases (no intervals: a group with more answers than panels)."""
     points, n_cases, common = pareto_points(group)
     if not points:
         return None
@@ -212,13 +293,7 @@ def pareto_figure(group: Group) -> Any:
     if len(fr) > 1:  # a frontier of one point is a point, not a line
         ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2)
     ax.margins(x=0.18, y=0.12)
-    xs = [p[0] for p in points.values()]
-    if min(xs) > 0 and max(xs) / min(xs) > 20:
-        ax.set_xscale("log")
-        # labels on 1-2-5 ticks only: matplotlib's minor labels collide on spans of about a decade
-        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+    _log_x(ax, [p[0] for p in points.values()])
     ax.autoscale_view()
     low, high = ax.get_ylim()
     if high > 100:  # a metric in % ends at 100

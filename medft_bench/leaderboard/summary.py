@@ -12,8 +12,8 @@ from medft_bench.leaderboard.aggregate import Group, Row
 from medft_bench.leaderboard.analysis import FROZEN_GAP
 from medft_bench.leaderboard.group_key import tier_slug
 from medft_bench.leaderboard.load import SUMMARY_SCHEMA, Inputs
-from medft_bench.leaderboard.recommend import MARGIN, Candidate
-from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
+from medft_bench.leaderboard.recommend import MARGIN, Standing
+from medft_bench.leaderboard.separation import Spread
 from medft_bench.leaderboard.stats import ALPHA, CI_LEVEL, MIN_DATASETS, MIN_SEEDS_CI
 from medft_bench.leaderboard.survival import protocol_pairs, survival
 
@@ -56,23 +56,26 @@ def _group(g: Group, plots: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _candidate(c: Candidate | None, g: Group) -> dict[str, Any] | None:
-    if c is None:
-        return None
-    s = c.summary
-    return {"strategy": c.strategy, "strategy_label": g.label(c.strategy), "n": s.n, "mean": s.mean, "std": s.std,
-            "ci95": list(s.ci) if s.ci else None, "train_s": c.train_s, "val": c.val, "peak_mem_mb": c.peak_mem_mb,
-            "peak_mem_kind": c.peak_mem_kind, "trainable_params": c.trainable_params}
+def _spread(sp: Spread) -> dict[str, Any]:
+    return {"value": sp.value, "ci95": list(sp.interval) if sp.interval else None, "df": sp.df}
+
+
+def _standing(st: Standing, g: Group) -> dict[str, Any]:
+    v = st.versus
+    return {"strategy": st.strategy, "strategy_label": g.label(st.strategy), "n": st.seeds, "failed": st.failed,
+            "mean": st.mean, "ci95": list(st.score.interval) if st.score.interval else None, "val": st.val,
+            "picked": st.picked, "balanced_acc": st.beside,
+            "minus_best": None if v is None else {**_spread(v.diff), "p": v.p, "below": v.below},
+            "train_s": st.train_s, "peak_mem_mb": st.peak_mem_mb, "peak_mem_kind": st.peak_mem_kind,
+            "trainable_params": st.trainable_params}
 
 
 def _recommendations(g: Group) -> list[dict[str, Any]]:
     return [{"modality": r.modality, "backbone": r.backbone, "datasets": r.datasets, "metric": r.metric,
-             "best": _candidate(r.best, g), "runner_up": _candidate(r.runner_up, g), "significant": r.significant,
-             "test": r.test, "p": r.p, "cheapest_non_inferior": _candidate(r.cheapest, g),
-             "cheapest_note": r.cheapest_note, "selected_on": r.selected_on, "margin": MARGIN,
-             "test_images": None if r.images is None else {
-                 "images": r.images.images, "best_ci95": r.images.best, "runner_up_minus_best_ci95": r.images.runner_up,
-                 "cheapest_minus_best_ci95": r.images.cheapest, "note": r.images.note or None}}
+             "best": r.best.strategy, "not_separable": r.not_separable, "selected_on": r.selected_on,
+             "noise": r.noise, "standings": [_standing(st, g) for st in r.standings],
+             "cheapest": None if r.cheapest is None else r.cheapest.strategy,
+             "cheapest_non_inferior": r.cheapest_shown, "cheapest_lower_bound": r.cheapest_lower, "margin": MARGIN}
             for r in g.analysis.recommendations]
 
 
@@ -104,14 +107,18 @@ def build_summary(groups: list[Group], inputs: Inputs, meta: dict[str, Any], met
                         "score: balanced accuracy 1/classes, AUC 0.5, ACC the majority share, F1/mAP 0; claims "
                         "also without failures",
             "recommendations": "per modality x backbone: strategies with a result on every dataset of the modality; "
-                               "score per seed = mean over the datasets; best and runner_up ranked by VALIDATION "
-                               "score (selected_on), compared on test; significant: two-sided paired t over seeds "
-                               f"(n >= {MIN_SEEDS_REC}, p < 0.05; null: not testable); cheapest_non_inferior: least "
-                               "train_s among strategies whose one-sided 95% lower bound of (strategy - best) over "
-                               f"seeds on test is above -margin ({MARGIN}); unit: seeds on these datasets; "
-                               "test_images: the test set's sampling error, models held fixed: 95% percentile "
-                               f"bootstrap over each dataset's test images ({bootstrap.B} draws shared by every "
-                               "strategy and seed) of the best's score and of the others' differences from it",
+                               "score per seed = mean over the datasets of the ranking metric (failed seeds at the "
+                               "chance score); best: the highest VALIDATION mean (selected_on); picked: share of "
+                               "resamples (seeds within each strategy, validation images) in which a strategy is "
+                               "that pick; ci95: mean +/- t(0.975, df) * sqrt(seed variance of the mean (Welch) + "
+                               "variance over a bootstrap of the test images (" + str(bootstrap.B) + " draws shared "
+                               "by every strategy)), df Welch-Satterthwaite; minus_best: strategy - best on test, "
+                               "minus_best.ci95 and p: Games-Howell's simultaneous interval and p over the case's "
+                               "strategies (studentized range, Welch-Satterthwaite df per pair), below: under the best "
+                               f"with p < {ALPHA}; not_separable: the best, then every strategy not below it, by "
+                               "test mean; cheapest: the least train_s in not_separable when it is not the best, "
+                               "cheapest_non_inferior: its one-sided 95% lower bound of (cheapest - best) above "
+                               f"-margin ({MARGIN}) (null: no interval); noise: what the intervals carry",
         },
         "metadata": meta,
         "problems": [asdict(p) for p in inputs.problems],

@@ -4,117 +4,110 @@ from __future__ import annotations
 
 from medft_bench.leaderboard import bootstrap
 from medft_bench.leaderboard.aggregate import Group
-from medft_bench.leaderboard.recommend import MARGIN, Candidate, Recommendation
-from medft_bench.leaderboard.recommend import MIN_SEEDS as MIN_SEEDS_REC
+from medft_bench.leaderboard.recommend import MARGIN, Recommendation, Standing
 from medft_bench.leaderboard.stats import ALPHA
-from medft_bench.leaderboard.tables.format import DASH, count, metric_desc, pct, pp, title
+from medft_bench.leaderboard.tables.format import DASH, count, metric_desc, title
 from medft_bench.leaderboard.tables.model import Cell, Table, cell, left, right
+from medft_bench.vocabulary import METRIC_NAMES
 
 
 def recommendation_table(group: Group) -> Table | None:
-    """Which strategy for each modality and backbone of the group, at what cost (see :mod:`recommend`): per
-    case three lines, the best (selected on validation), the runner-up with the test of their difference, and the
-    cheapest strategy non-inferior to the best, each with its test score and its cost (training time, peak memory,
-    trainable parameters). Narrow on purpose, the case stacked in its column (modality, backbone, then one dataset a
-    line), so that the answer fits a 100-column terminal."""
+    """Which strategy for each modality and backbone of the group, at what cost (see :mod:`recommend`): per case
+    every competing strategy, the best (selected on validation) first, then the rest of the set the data cannot
+    separate from it, then those shown below it; each with its test score and interval, its difference from the
+    best, how often validation picks it, balanced accuracy beside, and its cost; last, the cheapest of the set and
+    whether its non-inferiority is shown. The case is stacked in its column (modality, backbone, then one dataset
+    a line) so that the answer fits a 100-column terminal."""
     rows = []
     recs = group.analysis.recommendations
     kinds: set[str] = set()
-    notes_images: set[str] = set()
+    noises: set[str] = set()
     for rec in recs:
-        lines: list[tuple[str, Candidate | None, Cell]] = [("best", rec.best, cell(""))]
-        if rec.runner_up is not None:
-            diff = rec.runner_up.summary.mean - rec.best.summary.mean
-            verdict = "no test" if rec.p is None else f"p={rec.p:.2g}" + ("*" if rec.significant else "")
-            lines.append(("runner-up", rec.runner_up, cell(f"{pp(diff)} {verdict}",
-                                                           "neg" if rec.significant else "muted")))
-        if rec.cheapest is None:
-            lines.append(("cheapest", None, cell("not testable", "muted")))
-        elif rec.cheapest is rec.best:
-            lines.append(("cheapest", rec.best, cell("= best", "muted")))
-        else:
-            lines.append(("cheapest", rec.cheapest,
-                          cell(pp(rec.cheapest.summary.mean - rec.best.summary.mean), "muted")))
         case = [rec.modality, rec.backbone, *rec.datasets]
-        notes_images.add(rec.images.note if rec.images and rec.images.note else "")
-        # Each line: (role, candidate, its test % cell, its vs-best cell); under it, the test set's interval for
-        # the number it qualifies (the best's score, the others' difference), so that no column is added.
-        shown: list[tuple[str, Candidate | None, Cell, Cell]] = []
-        for (role, cand, versus), ci in zip(lines, _image_cells(rec, [role for role, _, _ in lines])):
-            shown.append((role, cand, cell(_score(cand)), versus))
-            if ci is not None:
-                shown.append(("", None, ci, cell("")) if role == "best" else ("", None, cell(""), ci))
-        shown += [("", None, cell(""), cell(""))] * (len(case) - len(shown))
-        for i, (role, cand, score, versus) in enumerate(shown):
-            cost, kind = _candidate_cost(cand)
+        noises.add(rec.noise)
+        lines: list[list[Cell]] = []
+        for st in rec.standings:
+            cost, kind = _candidate_cost(st)
             kinds |= {kind} if kind else set()
-            rows.append([cell(case[i] if i < len(case) else ""), cell(role),
-                         cell(group.label(cand.strategy) if cand else ("" if not role else DASH)), score,
-                         versus, cell(cost)])
+            lines.append([cell(_role(rec, st), "best" if st is rec.best else None if st.versus is None
+                               or not st.versus.below else "muted"),
+                          cell(group.label(st.strategy)), cell(_score(st)), cell(_versus(st)),
+                          cell(DASH if st.picked is None else f"{st.picked * 100:.0f}%"),
+                          cell(DASH if st.beside is None else f"{st.beside * 100:.1f}"), cell(cost)])
+        lines.append([cell("cheapest"), cell(group.label((rec.cheapest or rec.best).strategy)),
+                      cell(""), cell(_cheapest_verdict(rec), "muted"), cell(""), cell(""), cell("")])
+        lines += [[cell("")] * 7] * (len(case) - len(lines))
+        rows += [[cell(case[i] if i < len(case) else ""), *line] for i, line in enumerate(lines)]
     if not rows:
         return None
     selected = sorted({rec.selected_on for rec in recs})
     memory = " and ".join(sorted({"gpu": "GPU allocated", "host": "host resident (CPU runs)"}[k] for k in kinds))
+    metric = " / ".join(sorted({METRIC_NAMES.get(r.metric, r.metric) for r in recs}))
     return Table("recommendations", title(group, "Which strategy for my modality and backbone?"),
                  # answer and strategy repeat with the case: a part with the cost alone still says whose it is
                  [left("case", key=True), left("answer", key=True), left("strategy", key=True), right("test %"),
-                  left("vs best"), right("cost")], rows, caption=metric_desc(group),
-                 notes=["case: modality, backbone, datasets. Per modality and backbone, the strategies with a "
-                        "result on every dataset of the modality compete; score per seed = mean over those datasets; "
-                        "test %: the TEST score, mean ± half the 95% t interval over seeds (no ± below 3 seeds).",
-                        "best and runner-up: ranked by the VALIDATION score (selected on: " + ", ".join(selected)
-                        + "), so that the test comparisons do not test the numbers that chose the winner.",
-                        "vs best: the test difference from the best in pp; for the runner-up with the two-sided "
-                        f"paired t-test over seeds (>= {MIN_SEEDS_REC} seeds; * p < {ALPHA}). The unit is the seed: "
-                        "these datasets, not other datasets of the modality; the test set's sampling error is the "
-                        "[lo, hi] below.",
-                        f"[lo, hi] under a number: its 95% interval over the TEST IMAGES, the test set's sampling "
-                        f"error with the trained models held fixed (percentile bootstrap, {bootstrap.B} draws shared "
-                        "by every strategy and seed): under the best's test %, its score; under a vs-best difference, "
-                        "that difference (paired image by image). Where it and the seed test disagree, neither "
-                        "settles the ranking."
-                        + "".join(f" No interval: {n}." for n in sorted(notes_images - {""})),
-                        f"cheapest: the least training time per seed among the strategies non-inferior to the best "
-                        f"by {MARGIN * 100:g} pp (one-sided 95% lower bound of the paired difference over seeds above "
-                        f"−{MARGIN * 100:g} pp; the best itself qualifies; not testable below {MIN_SEEDS_REC} seeds).",
-                        "cost: train s · peak memory · trainable parameters. train s: mean training seconds per seed "
-                        "(tuned protocol: the whole learning-rate sweep); peak memory: the largest over the case's "
-                        f"cells ({memory or 'none recorded'})."])
+                  left("vs best [95%]"), right("picked"), right("bal.acc"), right("cost")], rows,
+                 caption=metric_desc(group),
+                 notes=["case: modality, backbone, datasets. Per modality and backbone, the strategies with a result "
+                        "on every dataset of the modality compete; score per seed = mean over those datasets; a seed "
+                        "that failed (not ok, or no better than the majority class on the metric) scores the chance "
+                        "score, and † n after a score counts such seeds.",
+                        f"test %: test {metric}, mean over seeds ± half its 95% interval; the interval carries "
+                        "the training noise (seeds, Welch) and the test images' sampling error (bootstrap over "
+                        f"images, {bootstrap.B} draws shared by every strategy), Welch-Satterthwaite degrees of "
+                        "freedom. This table's intervals carry: " + "; ".join(sorted(noises)) + ".",
+                        "best: the highest VALIDATION mean (selected on: " + ", ".join(selected) + "); picked: the "
+                        "share of resamples (seeds within each strategy, validation images) in which the strategy "
+                        "is that pick: the selection's own uncertainty.",
+                        "vs best: test difference from the best in pp with its SIMULTANEOUS 95% interval "
+                        "(Games-Howell over the case's strategies: the same two noise sources, images paired, seeds "
+                        "not; it holds for every pair at once, so the pick on validation cannot bias it). below: "
+                        f"that interval is below 0 (p < {ALPHA}; each p in the JSON summary). in set: not separable "
+                        "from the best; the answer is the best and the strategies in its set.",
+                        "bal.acc: test balanced accuracy at the argmax, %, beside the ranking metric (it moves with "
+                        "where the decision threshold falls; the study's claims use it).",
+                        f"cheapest: the least training time per seed in the set; 'non-inferior' only when the "
+                        f"one-sided 95% lower bound of (cheapest − best), shown as (≥ bound) in pp, is above "
+                        f"−{MARGIN * 100:g} pp; otherwise the data cannot tell.",
+                        "cost: train s · trainable parameters. train s: mean training seconds per seed (tuned "
+                        "protocol: the whole learning-rate sweep); peak memory "
+                        f"({memory or 'none recorded'}): the results tables."])
 
 
-def _image_cells(rec: Recommendation, roles: list[str]) -> list[Cell | None]:
-    """The bootstrap-over-images interval for each line of a recommendation (by role: best, runner-up, cheapest),
-    None where there is none (no predictions, the cheapest being the best)."""
-    ci = rec.images
-    out: list[Cell | None] = []
-    for role in roles:
-        diff = None if ci is None or ci.note else ci.best if role == "best" else (
-            ci.runner_up if role == "runner-up" else ci.cheapest)
-        if diff is None:
-            out.append(None)
-        elif role == "best":
-            out.append(cell(f"[{diff[0] * 100:.1f}, {diff[1] * 100:.1f}]", "muted"))
-        else:
-            lo, hi = diff
-            out.append(cell(f"[{lo * 100:+.1f}, {hi * 100:+.1f}]", "muted" if lo <= 0 <= hi else "neg"))
-    return out
+def _role(rec: Recommendation, st: Standing) -> str:
+    if st is rec.best:
+        return "best"
+    return "below" if st.versus is not None and st.versus.below else "in set"
 
 
-def _score(cand: Candidate | None) -> str:
-    if cand is None:
+def _versus(st: Standing) -> str:
+    if st.versus is None:
         return ""
-    s = cand.summary
-    return pct(s.mean) + (f" ± {s.ci_half * 100:.2f}" if s.ci_half is not None else "")
+    d = st.versus.diff
+    interval = "" if d.interval is None else f" [{d.interval[0] * 100:+.1f}, {d.interval[1] * 100:+.1f}]"
+    return f"{d.value * 100:+.1f}" + interval
 
 
-def _candidate_cost(cand: Candidate | None) -> tuple[str, str | None]:
-    """"train s · peak memory · trainable parameters" of a candidate, and the memory's kind."""
+def _cheapest_verdict(rec: Recommendation) -> str:
+    if rec.cheapest is None:
+        return "the best"
+    if rec.cheapest_shown is None:
+        return "cannot tell"
+    return ("non-inferior" if rec.cheapest_shown else "cannot tell") + f" (≥ {rec.cheapest_lower * 100:+.1f})"
+
+
+def _score(st: Standing) -> str:
+    s = st.score
+    return (f"{s.value * 100:.1f}" + (f" ± {s.half * 100:.1f}" if s.half is not None else "")
+            + (f" †{st.failed}" if st.failed else ""))
+
+
+def _candidate_cost(cand: Standing | None) -> tuple[str, str | None]:
+    """"train s · trainable parameters" of a candidate (peak memory: the results tables), and its memory's kind."""
     if cand is None:
         return "", None
-    value = cand.peak_mem_mb
-    mem = DASH if value is None else f"{value / 1024:.2f}GB" if value >= 1024 else f"{value:.0f}MB"
     train = DASH if cand.train_s is None else f"{cand.train_s:.1f}s"
-    return f"{train}·{mem}·{count(cand.trainable_params)}", cand.peak_mem_kind
+    return f"{train}·{count(cand.trainable_params)}", cand.peak_mem_kind
 
 
 def recommendation_tables(groups: list[Group]) -> list[Table]:
