@@ -225,6 +225,26 @@ def test_gradual_unfreezing_completes_within_a_short_budget(monkeypatch: pytest.
     assert [e.get("gu_phase_end") for e in runner.measured.epochs] == [3, 5]
 
 
+def test_every_strategy_says_whether_its_method_completed() -> None:
+    """``Strategy.incomplete``: the reference's 5 probe batches (fewer is a cut, and so is an epoch of fewer
+    batches), LP-FT's stage 2 run, GU's last phase reached; other strategies complete."""
+    for name in ("auto_rgn", "auto_snr"):
+        ctx, strat = context(name, params={"n_batches": 2})  # 64 images, batch 16: 4 batches an epoch
+        assert strat.incomplete(ctx) == "gradient probe on 2 batches, the reference's 5"
+        ctx, strat = context(name, n_train=96)  # 6 batches: the reference's 5 measured
+        assert strat.incomplete(ctx) is None
+        ctx, strat = context(name)  # 4 batches an epoch: only 4 can be measured
+        assert strat.incomplete(ctx) == "gradient probe on 4 batches, the reference's 5"
+    ctx, strat = context("lp_ft")
+    assert "stage 2" in (strat.incomplete(ctx) or "")
+    strat.plan(ctx, 1, 0)
+    assert strat.incomplete(ctx) is None
+    ctx, strat = context("gu_first_last", epochs=1, n_train=16)  # one step for six phases
+    assert "phases" in (strat.incomplete(ctx) or "")
+    ctx, strat = context("ft")
+    assert strat.incomplete(ctx) is None
+
+
 # -- surgical, llrd, sparse -------------------------------------------------------------------------------
 @pytest.mark.parametrize("block,expected", [(0, "group0"), ("group2", "group2"), (-1, "group4"), ("1", "group1")])
 def test_surgical_trains_one_block_and_head(block: Any, expected: str) -> None:
