@@ -325,7 +325,10 @@ def build_context(cfg: CellConfig, env: RunEnv | None = None) -> tuple[CellConte
     data = load_dataset(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic, root=env.data_root,
                         synthetic_splits=dict(cfg.synthetic_splits) or None, download=env.download)
     if s.max_train_samples:
-        data.train = data.train.subset(s.max_train_samples, seed=0)
+        # Each seed draws its own subset (subset_seed "cell"): which images train is part of the seed's noise.
+        data.train = data.train.subset(s.max_train_samples, seed=cfg.subset_seed)
+        data.train_subset = {"seed": cfg.subset_seed, "n": len(data.train),
+                             "indices_sha256": data.train.rows_sha256()}
     seed_everything(cfg.seed)
     backbone = create_backbone_reusing(cfg.backbone, data.n_classes, cfg.weights)
     dev = resolve_device(env.device)
