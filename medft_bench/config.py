@@ -35,6 +35,10 @@ class TrainSettings:
     patience: int = 3  # early stopping on the validation metric; 0 disables
     monitor: str = "auto"  # validation metric for early stopping; auto = balanced_acc, or auc for multi-label
     max_train_samples: int | None = None
+    # Which seed draws a capped training subset: "cell" (the cell's seed: each seed trains on its own images, so
+    # the draw of the training images is a source of noise the seeds carry) or a fixed seed ("0": every seed on
+    # the same images, how capped cells were made before this setting existed).
+    subset_seed: str = "cell"
     augment: bool = False
     preprocess: str = "resize"  # resize | pad: how images reach input_size
     # The size the backbone sees (0: the file's image size, at least the backbone's minimum). MedMNIST v2 shows
@@ -98,6 +102,8 @@ class CellConfig:
         d["synthetic_splits"] = {k: v for k, v in self.synthetic_splits}
         if not self.train.input_size:
             del d["train"]["input_size"]  # cells keep the hashes they had before input sizes existed
+        if not self.train.max_train_samples or self.train.subset_seed == "0":
+            del d["train"]["subset_seed"]  # uncapped cells and the old fixed draw keep their hashes
         if self.weights != "random":
             del d["train"]["random_calibration"]  # pretrained cells keep their hashes: the setting does not apply
         if not self.data_id:
@@ -109,6 +115,11 @@ class CellConfig:
         else:
             d["lr_grid"] = list(self.lr_grid)
         return d
+
+    @property
+    def subset_seed(self) -> int:
+        """The seed of the capped training subset's draw (``TrainSettings.subset_seed``)."""
+        return self.seed if self.train.subset_seed == "cell" else int(self.train.subset_seed)
 
     @property
     def config_hash(self) -> str:
@@ -160,6 +171,8 @@ _RANGES: dict[str, tuple[str, Any, str]] = {
     "lr": ("--lr", _positive, "a finite number > 0"),
     "max_train_samples": ("--max-train-samples", lambda v: v is None or _whole(v, 1),
                           "a whole number >= 1 (leave it out for every training image)"),
+    "subset_seed": ("subset_seed", lambda v: v == "cell" or isinstance(v, str) and v.isdigit()
+                    and int(v) <= SEED_MAX, f'"cell" (the cell\'s seed) or a seed from 0 to {SEED_MAX} as a string'),
     "patience": ("patience", lambda v: _whole(v, 0), "a whole number >= 0 (0: no early stopping)"),
     "weight_decay": ("weight_decay", lambda v: _positive(v) or v == 0, "a finite number >= 0"),
     "momentum": ("momentum", lambda v: _positive(v) and v < 1 or v == 0, "a number from 0 to below 1"),

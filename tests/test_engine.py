@@ -227,3 +227,43 @@ def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.
     records, problems = load_records([tmp_path])
     assert [r["status"] for r in records] == ["ok"] and not problems  # the attempt is not a record
     assert run_or_reuse(cfg, RunEnv.at(tmp_path)).reused  # and the ok record still serves
+
+
+def test_each_seed_of_a_capped_cell_draws_its_own_training_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every source of noise: a capped cell's seed draws its own subset (recorded), the draw is part of the cell's
+    identity, and nothing keyed on the training split (frozen features, LP's reused head) crosses subsets."""
+    from dataclasses import replace
+
+    from medft_bench.strategies.probed_head import ProbedHead
+    from medft_bench.training.features import FeatureCache
+
+    monkeypatch.setenv("MEDFT_FEATURE_CACHE", "memory")
+    capped = [tiny_cell(seed=s, max_train_samples=24) for s in (0, 1)]
+    ctxs = [build_context(cfg, RunEnv(device="cpu"))[0] for cfg in capped]
+    subsets = [ctx.data.train_subset for ctx in ctxs]
+    assert [s["seed"] for s in subsets] == [0, 1] and [s["n"] for s in subsets] == [24, 24]
+    assert subsets[0]["indices_sha256"] != subsets[1]["indices_sha256"]
+    assert not torch.equal(ctxs[0].data.train.images, ctxs[1].data.train.images)
+    # The frozen-feature cache's key names the rows, so the two seeds' training features are never shared.
+    ctxs[0].data.identity["md5"] = ctxs[1].data.identity["md5"] = "0" * 32
+    keys = [FeatureCache(ctx, mode="disk").key("train") for ctx in ctxs]
+    assert keys[0]["rows"] != keys[1]["rows"]
+    assert "rows" not in FeatureCache(ctxs[0], mode="disk").key("val")  # the whole split: keys as before
+    # LP-FT and Auto-SNR reuse the LP cell of their own seed and subset.
+    lp = ProbedHead().lp_cell(capped[1].with_strategy("lp_ft"))
+    assert lp is not None and lp.subset_seed == 1 and lp.config_hash == capped[1].with_strategy("lp").config_hash
+
+    # The fixed draw of old capped cells is an explicit setting: its cells keep their old hashes, same images.
+    fixed = [replace(cfg, train=replace(cfg.train, subset_seed="0")) for cfg in capped]
+    assert fixed[0].config_hash != capped[0].config_hash and fixed[1].config_hash != capped[1].config_hash
+    old = {**fixed[0].identity()}
+    assert "subset_seed" not in old["train"]
+    subsets = [build_context(cfg, RunEnv(device="cpu"))[0].data.train_subset for cfg in fixed]
+    assert subsets[0] == subsets[1] and subsets[0]["seed"] == 0
+    uncapped = tiny_cell(seed=1)
+    assert "subset_seed" not in uncapped.identity()["train"]
+    assert build_context(uncapped, RunEnv(device="cpu"))[0].data.train_subset is None
+    with pytest.raises(MedftError, match="subset_seed"):
+        from medft_bench.config import check_numbers
+
+        check_numbers(replace(capped[0], train=replace(capped[0].train, subset_seed="seven")))

@@ -73,7 +73,7 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
                    "amp": None, "channels_last": False},
         "strategy": {"name": strategy, "label": LABELS.get(strategy, strategy), "hparams": {},
                      "in_study": strategy in STUDY if in_study is None else in_study,
-                     "norm_modes": [], "log": {}},
+                     "norm_modes": [], "log": {}, "complete": True, "incomplete_reason": None},
         "weights": {"source": {"pretrained": "hub", "random": "random"}.get(weights, "file")},
         "data": {"source": "synthetic" if synthetic else "medmnist", "synthetic": synthetic, "task": task,
                  "n_classes": N_CLASSES.get(dataset, 2), "splits": {"train": 100, "val": 20, "test": 20},

@@ -57,6 +57,38 @@ def test_a_v1_file_is_read_in_the_current_layout_and_left_as_it_is(tmp_path: Pat
         assert getattr(view, name) == getattr(same, name), name
 
 
+def as_v2(record: dict) -> dict:
+    """``record`` as schema v2 wrote it: no statement of whether the method completed."""
+    old = copy.deepcopy(record)
+    old["schema_version"] = 2
+    del old["strategy"]["complete"], old["strategy"]["incomplete_reason"]
+    return old
+
+
+def test_every_record_states_whether_its_method_completed(tmp_path: Path) -> None:
+    """v3 records say whether the method ran as specified; v2 records get it derived when read: GU from its
+    schedule's log, Auto-RGN/Auto-SNR from their probe's batches, LP-FT from its stage-2 epochs, else complete."""
+    ft = make_record(strategy="ft")
+    assert RecordView(ft).method_complete and RecordView(ft).incomplete_reason is None
+    with pytest.raises(RecordError, match="complete"):
+        validate(as_v2(ft))
+    cases = {"ft": ({}, {}, True), "gu_first_last": ({}, {"complete": False}, False),
+             "gu_last_first": ({}, {"complete": True}, True), "auto_rgn": ({"n_batches": 2}, {}, False),
+             "auto_snr": ({"n_batches": 5}, {}, True), "lp_ft": ({}, {}, False)}
+    for name, (hparams, log, complete) in cases.items():
+        rec = as_v2(make_record(strategy=name))
+        rec["strategy"].update(hparams=hparams, log=log)
+        path = write(tmp_path, rec)
+        view = RecordView(read_record(path))
+        assert view.method_complete is complete, name
+        assert (view.incomplete_reason is None) is complete, name
+        if name == "auto_rgn":
+            assert view.incomplete_reason == "gradient probe on 2 batches, the reference's 5"
+    lp_ft = as_v2(make_record(strategy="lp_ft"))
+    lp_ft["epochs"] = [{"stage": "lp", "epochs": 0}, {"stage": "ft", "start": True}, {"stage": "ft", "epoch": 0}]
+    assert RecordView(upgrade(lp_ft)).method_complete  # stage 2 ran
+
+
 def test_the_upgrade_copies_and_leaves_what_it_does_not_know() -> None:
     old = as_v1(make_record(dataset="set0mnist"))
     snapshot = copy.deepcopy(old)
@@ -104,7 +136,8 @@ def _facts(cfg: CellConfig, **over) -> CellFacts:
     facts = dict(
         cfg=cfg, settings={"epochs": 1, "batch_size": 16, "lr": 1e-3, "optimizer": "adam", "scheduler": "cosine",
                            "patience": 0},
-        strategy={"name": "ft", "label": "FT", "hparams": {}, "in_study": True, "log": {}},
+        strategy={"name": "ft", "label": "FT", "hparams": {}, "in_study": True, "log": {}, "complete": True,
+                  "incomplete_reason": None},
         weights={"source": "random"}, head={"init": "scaled"},
         data={"source": "synthetic", "synthetic": True, "task": "binary-class", "n_classes": 2, "md5": "0" * 32,
               "file": "x.npz", "modality": "x-ray", "splits": {"train": 96, "val": 96, "test": 96}},

@@ -178,11 +178,71 @@ def test_gradual_unfreezing_follows_ulmfit_schedule() -> None:
     ctx, strat = context("gu_last_first", epochs=12, params={"epochs_per_block": 2})
     assert strat.stages(ctx)[0].min_epochs == 11
     assert [strat.plan(ctx, 0, e).note["gu_phase"] for e in range(12)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
-    ctx, strat = context("gu_first_last", epochs=2)  # fewer epochs than blocks: one epoch per phase
-    [stage] = strat.stages(ctx)
-    assert stage.min_epochs == 2 and strat.log["complete"] is False
+    assert strat.log["complete"] is True and strat.incomplete(ctx) is None
+    assert [s["step"] for s in strat.log["schedule"]] == [8, 16, 24, 32, 40]  # 4 steps an epoch, 2 epochs a block
+    # Fewer epochs than ULMFiT needs: 6 phases share the run's 16 steps (4 an epoch), 2 steps each, the last 6
     ctx, strat = context("gu_first_last", epochs=4, params={"epochs_per_block": 3})
-    assert [strat.plan(ctx, 0, e).note["gu_phase"] for e in range(4)] == [0, 0, 0, 1]
+    assert ctx.steps_per_epoch == 4 and strat.unfreeze_steps(ctx) == [2, 4, 6, 8, 10]
+    assert [strat.plan(ctx, 0, e).note["gu_phase"] for e in range(4)] == [0, 2, 4, 5]
+    [stage] = strat.stages(ctx)
+    assert (stage.min_epochs, stage.first_candidate) == (3, 2)  # the last phase begins at step 10, in epoch 2
+    assert strat.log["complete"] is True
+    assert [(s["step"], s["epoch"]) for s in strat.log["schedule"]] == [(2, 0), (4, 1), (6, 1), (8, 2), (10, 2)]
+
+
+def test_gradual_unfreezing_completes_within_a_short_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2 epochs for 6 phases: every block unfreezes at its step inside an epoch and trains before the budget ends,
+    the frozen blocks' BatchNorm statistics stay put until then, and no checkpoint before the last phase is kept."""
+    ctx, strat = context("gu_last_first", epochs=2)  # 64 images, batch 16: 4 steps an epoch, 8 in all
+    order = strat._order(ctx)
+    assert strat.unfreeze_steps(ctx) == [1, 2, 3, 4, 5] and strat.log.get("complete") is None
+    [stage] = strat.stages(ctx)
+    assert strat.log["complete"] is True and (stage.min_epochs, stage.first_candidate) == (2, 1)
+    plan = strat.plan(ctx, 0, 0)
+    assert [(k, q.note["gu_phase"]) for k, q in plan.switches] == [(1, 1), (2, 2), (3, 3)]
+    assert strat.plan(ctx, 0, 1).note["gu_phase"] == 4  # step 4 opens epoch 1; step 5 unfreezes the last block
+    assert [k for k, _ in strat.plan(ctx, 0, 1).switches] == [1]
+    pretrained_like(ctx)  # no zero BatchNorm scales: every unfrozen parameter gets a gradient
+    runner = runner_for(ctx, strat)
+    last_stats = all_bn_buffers_of(ctx, set(blocks_params(order[-1:])))
+    w0 = snapshot(ctx)
+    _, changed = run_epoch(ctx, strat, runner, 0, 0)
+    assert changed == set(strat.plan(ctx, 0, 0).switches[-1][1].trainable)  # head + 3 blocks by the epoch's end
+    after = buffers(ctx)
+    assert all(torch.equal(after[k], v) for k, v in last_stats.items())  # still frozen: eval-mode BatchNorm
+    _, changed = run_epoch(ctx, strat, runner, 0, 1)
+    assert blocks_params(order[-1:]) <= changed  # the last block (the stem) trained in the last phase
+    assert {n for n, w in snapshot(ctx).items() if not torch.equal(w, w0[n])} == set(ctx.param_names)
+    assert strat.incomplete(ctx) is None
+
+    # Checkpoint selection: epoch 0 (blocks still frozen) scores best on validation yet is not kept.
+    ctx, strat = context("gu_last_first", epochs=2)
+    runner = runner_for(ctx, strat)
+    scores = iter([0.9, 0.6])
+    monkeypatch.setattr(runner, "evaluate", lambda split: dict.fromkeys(("balanced_acc", "auc"), next(scores)))
+    runner.train()
+    assert runner.measured.best["gu"]["epoch"] == 1
+    assert [e.get("gu_phase_end") for e in runner.measured.epochs] == [3, 5]
+
+
+def test_every_strategy_says_whether_its_method_completed() -> None:
+    """``Strategy.incomplete``: the reference's 5 probe batches (fewer is a cut, and so is an epoch of fewer
+    batches), LP-FT's stage 2 run, GU's last phase reached; other strategies complete."""
+    for name in ("auto_rgn", "auto_snr"):
+        ctx, strat = context(name, params={"n_batches": 2})  # 64 images, batch 16: 4 batches an epoch
+        assert strat.incomplete(ctx) == "gradient probe on 2 batches, the reference's 5"
+        ctx, strat = context(name, n_train=96)  # 6 batches: the reference's 5 measured
+        assert strat.incomplete(ctx) is None
+        ctx, strat = context(name)  # 4 batches an epoch: only 4 can be measured
+        assert strat.incomplete(ctx) == "gradient probe on 4 batches, the reference's 5"
+    ctx, strat = context("lp_ft")
+    assert "stage 2" in (strat.incomplete(ctx) or "")
+    strat.plan(ctx, 1, 0)
+    assert strat.incomplete(ctx) is None
+    ctx, strat = context("gu_first_last", epochs=1, n_train=16)  # one step for six phases
+    assert "phases" in (strat.incomplete(ctx) or "")
+    ctx, strat = context("ft")
+    assert strat.incomplete(ctx) is None
 
 
 # -- surgical, llrd, sparse -------------------------------------------------------------------------------

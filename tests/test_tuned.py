@@ -348,3 +348,30 @@ def test_leaderboard_keeps_protocols_apart_and_shows_survival(tmp_path: Path) ->
     assert flips == {"lp_ft": True, "auto_rgn": False}
     tuned_group = summary["groups"][1]
     assert {r["strategy"]: r["costs"]["train_s"] for r in tuned_group["rows"]}["ft"] == 40.0
+
+
+def test_the_real_tier_tunes_every_strategy_on_the_same_multiples_of_its_own_default() -> None:
+    """Equal tuning: no rate hand-picked for one strategy; every trainable strategy sweeps the same multiples of
+    its own default rate (LP-FT's stage 2 of its lr x 0.1), selected on validation AUC; LP and kNN have no rate."""
+    from medft_bench.strategies.registry import create_strategy
+
+    tier = get_tier("real")
+    assert tier.train.monitor == "auc" and tier.train.subset_seed == "cell"
+    assert "lp_ft" not in tier.strategy_params and "auto_rgn" not in tier.strategy_params
+    multiples = None
+    for strategy in (*tier.strategies, "auto_snr", "ft_eval"):
+        cfg = tier.cell("breastmnist", 28, tier.backbones[0], strategy, 0, protocol="tuned")
+        grid = tuning.tuning_grid(cfg)
+        if strategy in ("lp", "knn"):
+            assert grid == (), strategy  # a solved head and a vote: they run as under the study
+            continue
+        own = create_strategy(strategy, **cfg.params()).params
+        default = cfg.train.lr * (own["ft_lr_scale"] if strategy == "lp_ft" else 1.0)  # its method's own rate
+        trained = [lr * (own["ft_lr_scale"] if strategy == "lp_ft" else 1.0) for lr in grid]
+        got = tuple(round(lr / default, 6) for lr in trained)
+        multiples = multiples or got
+        assert got == multiples, strategy
+    assert multiples == (0.1, 1.0, 10.0)
+    # The multiples follow the settings' rate (an --lr override moves the whole grid).
+    assert tier.cell("breastmnist", 28, tier.backbones[0], "ft", 0, {"lr": 1e-4}, protocol="tuned").lr_grid == (
+        1e-5, 1e-4, 1e-3)

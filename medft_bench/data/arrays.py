@@ -74,6 +74,15 @@ class Split:
         rows = idx.numpy() if self.rows is None else self.rows[idx.numpy()]
         return Split(self.pixels, self.labels[idx], rows)
 
+    def rows_sha256(self) -> str | None:
+        """SHA-256 of the positions in the pixel array this split holds (int64, in order): which images a
+        :meth:`subset` trained on; None for the whole array."""
+        if self.rows is None:
+            return None
+        import hashlib
+
+        return hashlib.sha256(np.ascontiguousarray(self.rows, dtype=np.int64).tobytes()).hexdigest()
+
     def gather(self, idx: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """The images at positions ``idx`` (in that order) as one (B, H, W[, C]) array, written to ``out`` when
         given (a pinned staging buffer, say).
@@ -130,6 +139,9 @@ class DataBundle:
     modality: str = ""
     label_names: dict[str, str] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
+    # The capped training subset the cell drew (seed, n, indices_sha256), recorded as data.train_subset; None:
+    # every training image.
+    train_subset: dict[str, Any] | None = None
 
     @property
     def multi_label(self) -> bool:

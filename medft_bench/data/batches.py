@@ -136,6 +136,15 @@ def batch_indices(n: int, batch_size: int, *, shuffle: bool, generator: torch.Ge
         yield order[start : starts[i + 1] if i + 1 < len(starts) else stop]
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """How many shuffled training batches :func:`batch_indices` makes of ``n`` items (a lone last item joins
+    the batch before it): the optimizer steps of one epoch."""
+    steps = -(-n // batch_size)
+    if batch_size > 1 and steps > 1 and n - (steps - 1) * batch_size == 1:
+        steps -= 1
+    return steps
+
+
 def iterate(split: Split, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
             device: torch.device | str = "cpu", drop_last: bool = False
             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -14,7 +14,7 @@ from medft_bench.io import json_safe
 if TYPE_CHECKING:
     from medft_bench.training.outcome import CellFacts
 
-SCHEMA_VERSION = 2  # bumped with a step in upgrade.py
+SCHEMA_VERSION = 3  # bumped with a step in upgrade.py
 
 
 @functools.lru_cache(maxsize=1)

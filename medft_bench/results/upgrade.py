@@ -28,8 +28,31 @@ def _v1_to_v2(record: dict[str, Any]) -> None:
         data["modality"] = ""
 
 
+def _v2_to_v3(record: dict[str, Any]) -> None:
+    """v3 states whether the method completed as specified (``strategy.complete``, ``incomplete_reason``),
+    derived from what a v2 record holds: gradual unfreezing's ``log.complete``; Auto-RGN's and Auto-SNR's
+    probe batches against the reference's 5; LP-FT's stage-2 epochs; any other strategy completed."""
+    from medft_bench.strategies.selection import probe_cut
+
+    strategy = record.get("strategy")
+    if not isinstance(strategy, dict):
+        return
+    name, log = strategy.get("name"), strategy.get("log")
+    hparams = strategy.get("hparams") if isinstance(strategy.get("hparams"), dict) else {}
+    reason = None
+    if isinstance(log, dict) and log.get("complete") is False:
+        reason = "not every block unfroze within the budget (strategy.log.complete)"
+    elif name in ("auto_rgn", "auto_snr") and isinstance(hparams.get("n_batches"), int):
+        reason = probe_cut(hparams["n_batches"])
+    elif name == "lp_ft" and isinstance(record.get("epochs"), list) and record.get("status") == "ok" and not any(
+            isinstance(e, dict) and e.get("stage") == "ft" and "epoch" in e for e in record["epochs"]):
+        reason = "stage 2 (fine-tuning) did not run: the cell is its linear probe"
+    strategy.setdefault("complete", reason is None)
+    strategy.setdefault("incomplete_reason", reason)
+
+
 # version -> the step that brings a record of that version to the next one (every version before the current)
-STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _v1_to_v2}
+STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def upgrade(record: Any) -> Any:

@@ -266,6 +266,17 @@ class RecordView:
         return None if not flags else all(flags)
 
     @property
+    def method_complete(self) -> bool:
+        """The strategy ran as its reference specifies (every block unfrozen, the reference's probe batches, both
+        LP-FT stages): ``strategy.complete``."""
+        return bool(self.record["strategy"].get("complete", True))
+
+    @property
+    def incomplete_reason(self) -> str | None:
+        """Why the method did not complete (``strategy.incomplete_reason``); None when it did."""
+        return self.record["strategy"].get("incomplete_reason")
+
+    @property
     def head_only_epochs(self) -> int:
         """Epochs in which an adaptive strategy (Auto-SNR) let no backbone tensor train: the epoch was a probe of
         the head alone (``adaptive_backbone_tensors`` 0 in the epoch's entry)."""

@@ -10,7 +10,7 @@ import torch
 
 from medft_bench.strategies.base import NORM_MODES, EpochPlan, Strategy
 from medft_bench.strategies.registry import register_strategy
-from medft_bench.strategies.selection import batch_gradients, candidate_names
+from medft_bench.strategies.selection import batch_gradients, candidate_names, probe_cut
 
 if TYPE_CHECKING:
     from medft_bench.training.context import CellContext
@@ -77,6 +77,9 @@ class AutoRGN(Strategy):
     description = "Auto-RGN: per-tensor lr = base lr x relative gradient norm / max, recomputed every epoch."
     in_study = True
     defaults = {"n_batches": 5, "norm_params": "frozen", "norm_mode": "eval"}
+
+    def incomplete(self, ctx: CellContext) -> str | None:
+        return probe_cut(min(int(self.params["n_batches"]), ctx.steps_per_epoch))
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         return {**self.params, "norm_params_by": "module type", "optimizer_reset": "every epoch",

@@ -12,7 +12,7 @@ import torch
 from medft_bench.strategies.base import EpochPlan, Stage, Strategy, check_norm_mode
 from medft_bench.strategies.probed_head import ProbedHead
 from medft_bench.strategies.registry import register_strategy
-from medft_bench.strategies.selection import apply_modes, batch_gradients, candidate_names
+from medft_bench.strategies.selection import apply_modes, batch_gradients, candidate_names, probe_cut
 
 if TYPE_CHECKING:
     from medft_bench.config import CellConfig
@@ -200,6 +200,9 @@ class AutoSNR(Strategy):
     version = 2  # 2: starts from the probe's head (head="probe")
     defaults = {"head": "probe", "n_batches": 5, "threshold": None, "variance": "first_dim", "chunk_size": 8,
                 "max_examples": None, "impl": "auto", "norm_params": "frozen", "norm_mode": "eval"}
+
+    def incomplete(self, ctx: CellContext) -> str | None:
+        return probe_cut(min(int(self.params["n_batches"]), ctx.steps_per_epoch))
 
     def hparams(self, ctx: CellContext) -> dict[str, Any]:
         p = self.params

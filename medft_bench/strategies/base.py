@@ -43,6 +43,10 @@ class Stage:
     # Evaluate (and log) the validation split before the first epoch; that starting state is then a candidate
     # for the stage's best checkpoint (kept as epoch -1 when no epoch beats it).
     eval_at_start: bool = False
+    # The first epoch (0-based) whose checkpoint may be kept: earlier epochs are evaluated and logged but are not
+    # candidates, because the method has not done what it says yet (gradual unfreezing before every block is
+    # trainable). 0: every epoch (and the start, with ``eval_at_start``).
+    first_candidate: int = 0
 
 
 def check_norm_mode(value: Any, what: str) -> None:
@@ -61,9 +65,20 @@ class EpochPlan:
     lr_scale: Mapping[str, float] = field(default_factory=dict)  # per parameter; 1.0 when absent
     reset_optimizer: bool = False  # rebuild the optimizer, dropping moment state (Auto-RGN reference)
     note: dict[str, Any] = field(default_factory=dict)  # recorded in the epoch log
+    # Plans that take over within the epoch, as (step of the epoch, plan from that step on) in step order: a
+    # schedule defined in optimizer steps (gradual unfreezing in fewer epochs than phases). The engine applies
+    # each at its step as it applies an epoch's plan (moments kept for tensors that keep training).
+    switches: tuple[tuple[int, EpochPlan], ...] = ()
 
     def __post_init__(self) -> None:
         check_norm_mode(self.norm_mode, "norm_mode")
+        steps = [k for k, _ in self.switches]
+        if steps != sorted(set(steps)) or any(k <= 0 for k in steps):
+            raise ValueError(f"switches must be at increasing steps > 0 of the epoch, got {steps}")
+
+    def plans(self) -> list[EpochPlan]:
+        """This plan and the plans that take over within its epoch, in order."""
+        return [self, *(p for _, p in self.switches)]
 
 
 class Strategy:
@@ -162,6 +177,11 @@ class Strategy:
         w0. A strategy that reparameterises weights (LoRA: W + BA) returns the merged ones under the original
         parameters' names and leaves out the extra parameters."""
         return {n: p.detach() for n, p in ctx.named_params().items()}
+
+    def incomplete(self, ctx: CellContext) -> str | None:
+        """Why the method did not run as its reference specifies in this cell (a schedule cut short, a probe on
+        fewer batches), or None when it did: the record's ``strategy.complete``. Asked after training."""
+        return None
 
     def predict(self, ctx: CellContext) -> dict[str, Any] | None:
         """Scores per split ("val", "test") as (N, C) probability arrays (numpy) for strategies that do not

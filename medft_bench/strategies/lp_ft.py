@@ -75,6 +75,7 @@ class LinearProbeThenFineTune(Strategy):
         check_norm_mode(self.params["ft_norm_mode"], "lp_ft: ft_norm_mode")
         self._head = ProbedHead(self.params["lp_solver"])
         self._lp = self._head.probe
+        self._ft_epochs_run = 0  # stage 2's epochs planned so far: none means LP-FT was LP
 
     def reused_cells(self, cfg: CellConfig) -> tuple[CellConfig, ...]:
         return self._head.reused_cells(cfg)
@@ -104,9 +105,13 @@ class LinearProbeThenFineTune(Strategy):
     def plan(self, ctx: CellContext, stage: int, epoch: int) -> EpochPlan:
         if stage == 0:
             return self._lp.plan(ctx, 0, epoch)
+        self._ft_epochs_run = max(self._ft_epochs_run, epoch + 1)
         # Stage 2 starts with a fresh optimizer: no moment state from probing, as with a reused head.
         return EpochPlan(trainable=frozenset(ctx.param_names), norm_mode=self.params["ft_norm_mode"],
                          reset_optimizer=epoch == 0)
+
+    def incomplete(self, ctx: CellContext) -> str | None:
+        return None if self._ft_epochs_run else "stage 2 (fine-tuning) did not run: the cell is its linear probe"
 
     def start_stage(self, ctx: CellContext, stage: int) -> bool:
         if stage == 1:

@@ -108,3 +108,15 @@ def batch_gradients(ctx: CellContext, names: list[str], n_batches: int, norm_mod
         yield [torch.zeros_like(p) if g is None else g.detach().float() for p, g in zip(params, grads)]
     for p in named.values():
         p.grad = None
+
+
+# Batches whose gradients Auto-RGN and Auto-SNR measure at each epoch's start in their reference
+# (anniesch/surgical-finetuning); fewer is a budget cut that the record states.
+REFERENCE_PROBE_BATCHES = 5
+
+
+def probe_cut(n_batches: int) -> str | None:
+    """Why a gradient probe on ``n_batches`` is not the reference's, or None when it measures as many."""
+    if n_batches >= REFERENCE_PROBE_BATCHES:
+        return None
+    return f"gradient probe on {n_batches} batches, the reference's {REFERENCE_PROBE_BATCHES}"

@@ -12,7 +12,7 @@ from torch import nn
 
 from medft_bench.config import CellConfig, TrainSettings
 from medft_bench.data.arrays import DataBundle
-from medft_bench.data.batches import Preprocess, iterate
+from medft_bench.data.batches import Preprocess, iterate, steps_per_epoch
 from medft_bench.models.factory import Backbone
 
 if TYPE_CHECKING:
@@ -46,6 +46,11 @@ class CellContext:
     @property
     def model(self) -> nn.Module:
         return self.backbone.model
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one training epoch (the batches the engine makes of the training split)."""
+        return steps_per_epoch(len(self.data.train), self.settings.batch_size)
 
     @property
     def param_names(self) -> list[str]:

@@ -113,10 +113,11 @@ class Trainer:
 
     # -- one epoch -------------------------------------------------------------------------------------
     def _head_only(self, plan: EpochPlan) -> bool:
-        return (plan.norm_mode == "backbone_eval" and not self.ctx.settings.augment
+        return (plan.norm_mode == "backbone_eval" and not self.ctx.settings.augment and not plan.switches
                 and set(plan.trainable) <= set(self.ctx.head_names))
 
-    def train_epoch(self, plan: EpochPlan, lr: float, gen: torch.Generator) -> float:
+    def _apply(self, plan: EpochPlan, lr: float) -> torch.optim.Optimizer:
+        """Make ``plan`` the one training: what requires gradients, the modules' modes, the optimizer at ``lr``."""
         ctx = self.ctx
         named = ctx.named_params()
         trainable = set(plan.trainable)
@@ -124,12 +125,18 @@ class Trainer:
             p.requires_grad_(n in trainable)
         ctx.apply_modes(plan.norm_mode)
         if not trainable <= set(ctx.head_names):
-            ctx.initial_params()  # theta0 for the drift; nothing before the head has trained before this epoch
+            ctx.initial_params()  # theta0 for the drift; nothing before the head has trained before this plan
         opt = self._optimizer(plan)
         for g in opt.param_groups:
             g["lr"] = lr * g["scale"]
         n_train = sum(p.numel() for n, p in named.items() if n in trainable)
         self.measured.max_trainable = max(self.measured.max_trainable, n_train)
+        return opt
+
+    def train_epoch(self, plan: EpochPlan, lr: float, gen: torch.Generator) -> float:
+        ctx = self.ctx
+        opt = self._apply(plan, lr)
+        switches = dict(plan.switches)  # plans that take over at a step of this epoch
         cached = self._head_only(plan)
         if cached and not self.cache.active:
             sync_device(ctx.device)
@@ -155,6 +162,8 @@ class Trainer:
             timing = ctx.settings.compile and len(self.measured.first_steps_s) < 2
             for images, labels in iterate(ctx.data.train, ctx.settings.batch_size, shuffle=True, generator=gen,
                                           device=ctx.device):
+                if steps in switches:
+                    opt = self._apply(switches[steps], lr)
                 if timing:  # the first two steps of a compiled cell only: their difference is compile time
                     sync_device(ctx.device)
                     ts = time.perf_counter()
@@ -261,7 +270,7 @@ class Trainer:
                 continue
             best_key: tuple[float, float] = (-math.inf, -math.inf)
             best_state, bad, best_epoch = None, 0, -1
-            if stage.eval_at_start:
+            if stage.eval_at_start and stage.first_candidate == 0:
                 # The state the stage starts from is a checkpoint of the run like any epoch's: when no epoch
                 # beats it on validation, it is the one kept (best epoch -1), and the record says so.
                 val = self.evaluate("val")
@@ -276,17 +285,20 @@ class Trainer:
                 loss = self.train_epoch(plan, lr, gen)
                 if not math.isfinite(loss):
                     raise Diverged(len(self.measured.epochs), stage.name)
+                named = ctx.named_params()
                 self.measured.trainable_per_stage[stage.name] = max(
                     self.measured.trainable_per_stage.get(stage.name, 0),
-                    sum(p.numel() for n, p in ctx.named_params().items() if n in plan.trainable))
+                    *(sum(p.numel() for n, p in named.items() if n in q.trainable) for q in plan.plans()))
                 val = self.evaluate("val")
                 key = selection_key(val, self.monitor)
                 self.measured.epochs.append({"stage": stage.name, "epoch": e, "lr": lr, "train_loss": loss,
-                                      "val": val, "trainable_tensors": len(plan.trainable),
+                                      "val": val, "trainable_tensors": len(plan.plans()[-1].trainable),
                                       "norm_mode": plan.norm_mode, "cached_features": self._head_only(plan),
                                       **plan.note})
                 self.progress.epoch(stage.name, loss, self.monitor, key[0], self.measured.train_images)
-                if key > best_key:
+                if e < stage.first_candidate:
+                    pass  # not a candidate yet (the method has not done what it says): neither best nor worse
+                elif key > best_key:
                     t0 = time.perf_counter()
                     best_key, bad, best_epoch = key, 0, e
                     best_state = {k: v.detach().clone() for k, v in ctx.model.state_dict().items()}
@@ -313,7 +325,10 @@ def build_context(cfg: CellConfig, env: RunEnv | None = None) -> tuple[CellConte
     data = load_dataset(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic, root=env.data_root,
                         synthetic_splits=dict(cfg.synthetic_splits) or None, download=env.download)
     if s.max_train_samples:
-        data.train = data.train.subset(s.max_train_samples, seed=0)
+        # Each seed draws its own subset (subset_seed "cell"): which images train is part of the seed's noise.
+        data.train = data.train.subset(s.max_train_samples, seed=cfg.subset_seed)
+        data.train_subset = {"seed": cfg.subset_seed, "n": len(data.train),
+                             "indices_sha256": data.train.rows_sha256()}
     seed_everything(cfg.seed)
     backbone = create_backbone_reusing(cfg.backbone, data.n_classes, cfg.weights)
     dev = resolve_device(env.device)

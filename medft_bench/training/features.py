@@ -5,13 +5,13 @@ image, then train the head (or vote) on the cached features. On disk, across cel
 split are saved under ``cache_dir()/features/`` keyed by everything they depend on, so that LP, LP-FT and
 kNN cells of the same data and backbone (and, with pretrained weights, every seed) extract them once.
 
-The disk key holds the dataset's identity (its file's MD5, which covers synthetic data's generator and
-seed), the split and its length (which pins a seeded ``max_train_samples`` subset), the source image size,
-the backbone's name, its weights' description and a hash of the backbone's tensors as they are when the
-features are taken (so random weights are keyed by their seed's values, and a strategy that changed the
-backbone before a head-only epoch gets its own entry), the preprocessing policy, the autocast dtype, the
-memory format, the device type and the torch version. Files are written atomically (temporary file, then
-rename); a file that does not load or does not match its key is ignored and rewritten.
+The disk key holds the dataset's identity (its file's MD5, which covers synthetic data's generator and seed),
+the split, its length and, for a seeded ``max_train_samples`` subset, the hash of its rows (each seed draws
+its own), the source image size, the backbone's name, its weights' description and a hash of the backbone's
+tensors as they are when the features are taken (so random weights are keyed by their seed's values, and a
+strategy that changed the backbone before a head-only epoch gets its own entry), the preprocessing policy, the
+autocast dtype, the memory format, the device type and the torch version. Files are written atomically
+(temporary file, then rename); a file that does not load or does not match its key is ignored and rewritten.
 
 ``MEDFT_FEATURE_CACHE`` picks the mode: ``auto`` (default: on disk unless the weights are random, the
 case of tests and the smoke tier, where features are cheap and differ per seed), ``disk`` or ``memory``.
@@ -148,7 +148,7 @@ class FeatureCache:
             self._fingerprint = backbone_fingerprint(ctx)
         pre = ctx.preprocess.describe()
         pre.pop("augment", None)  # features are taken without augmentation
-        return {
+        key = {
             "format": FORMAT_VERSION,
             "dataset": ctx.data.name,
             "data_md5": md5,
@@ -164,6 +164,10 @@ class FeatureCache:
             "device": ctx.device.type,
             "torch": torch.__version__.split("+")[0],
         }
+        rows = ctx.data.split(split).rows_sha256()
+        if rows is not None:  # a capped subset: each seed draws its own images, and one's features are not another's
+            key["rows"] = rows
+        return key
 
     def path(self, key: dict[str, Any]) -> Path:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:32]

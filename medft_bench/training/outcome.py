@@ -64,15 +64,17 @@ class CellRun:
         data, gpu = ctx.data, self.ctx.device.type == "cuda"
         peak_mb, peak_scope = host_peak()
         variant = strategy.variant()
+        incomplete = strategy.incomplete(ctx)
         return CellFacts(
             cfg=self.cfg, settings=asdict(ctx.settings),
             strategy={"name": strategy.name, "label": strategy.display_label(), "hparams": strategy.hparams(ctx),
                       "in_study": strategy.in_study, **({"variant": variant} if variant else {}),
-                      "log": strategy.log},
+                      "log": strategy.log, "complete": incomplete is None, "incomplete_reason": incomplete},
             weights=dict(ctx.backbone.weights), head=dict(ctx.head_init),
             data={**data.identity, "name": data.name, "task": data.task, "n_classes": data.n_classes,
                   "n_channels": data.n_channels, "modality": data.modality, "image_size": data.image_size,
-                  "splits": {s: len(data.split(s)) for s in ("train", "val", "test")}},
+                  "splits": {s: len(data.split(s)) for s in ("train", "val", "test")},
+                  "train_subset": data.train_subset},
             preprocess=ctx.preprocess.describe(),
             amp=str(ctx.amp_dtype).replace("torch.", "") if ctx.amp_dtype else None,
             channels_last=ctx.channels_last, device=str(dev), task=data.task, metrics=self.metrics,
@@ -94,7 +96,8 @@ class CellFacts:
 
     cfg: CellConfig
     settings: dict[str, Any]  # the effective training settings (a tuned cell's: its chosen trial's)
-    strategy: dict[str, Any]  # name, label, hparams, in_study, variant (when it has one), log
+    # name, label, hparams, in_study, variant (when it has one), log, complete, incomplete_reason
+    strategy: dict[str, Any]
     weights: dict[str, Any]
     head: dict[str, Any]
     data: dict[str, Any]
