@@ -1656,3 +1656,24 @@ def test_the_answer_table_shows_the_answer_in_its_first_part_at_80_and_100_colum
         head = out.split("part 2 of")[0]
         assert first in head and "answer" in head and max(len(line) for line in out.splitlines()) <= width
         assert out.count("GU last-to-first") == 4 * len(parts), out  # 2 cases x (in set, cheapest) x every part
+
+
+def test_a_method_that_did_not_complete_is_flagged_and_kept_out_of_the_answer(tmp_path: Path) -> None:
+    from medft_bench.leaderboard.tables.results import details_table, results_table
+
+    for seed in range(3):
+        write(tmp_path, make_record(strategy="ft", seed=seed, primary=0.80 + 0.01 * seed))
+        rec = make_record(strategy="gu_first_last", seed=seed, primary=0.90 + 0.01 * seed)
+        rec["strategy"].update(complete=False, incomplete_reason="2 of 8 blocks unfrozen")
+        write(tmp_path, rec)
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    (answer,) = group.analysis.recommendations
+    assert answer.best.strategy == "ft" and answer.not_separable == ["ft"]  # the higher, incomplete GU is out
+    assert answer.left_out == {"gu_first_last": "method incomplete: 2 of 8 blocks unfrozen"}
+    results = [str(c) for row in results_table(group).rows for c in row]
+    assert any(t.endswith("‡") and t.startswith("91.00") for t in results)
+    flags = [str(row[-1]) for row in details_table(group).rows if str(row[2]) == "GU first-to-last"]
+    assert flags and "‡ incomplete 3/3: 2 of 8 blocks unfrozen" in flags[0]
+    from medft_bench.leaderboard.tables.recommendations import recommendation_table
+
+    assert any("left out of the answer: GU first-to-last" in n for n in recommendation_table(group).notes)

@@ -67,8 +67,7 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--publish", action="store_true",
                        help="write into the repository's published leaderboard/ folder (same as --out leaderboard)")
     p.add_argument("--metric", choices=METRICS, default=None,
-                   help="rank every dataset by this test metric (default: AUC for multi-label datasets, "
-                        "balanced accuracy for the rest)")
+                   help="rank every dataset by this test metric (default: AUC, threshold-free)")
     p.add_argument("--all-metrics", action="store_true", help="show every metric in the details tables")
     _output_options(p)
     return p
@@ -84,7 +83,7 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("a", metavar="A", help="the first result directory (or record file)")
     p.add_argument("b", metavar="B", help="the second result directory (or record file)")
     p.add_argument("--metric", choices=METRICS, default=None,
-                   help="compare this test metric (default: each dataset's primary metric)")
+                   help="compare this test metric (default: AUC, the ranking metric)")
     p.add_argument("--all", action="store_true", dest="show_all",
                    help="list every matched cell, also those whose status and metric are the same in both")
     p.add_argument("--fail-on-drop", type=_percentage_points, default=None, metavar="PP",

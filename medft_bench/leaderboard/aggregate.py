@@ -59,6 +59,9 @@ class Row:
     # seeds counted as failed: not ok, or an ok run whose test score is no better than the majority class's on
     # this row's metric (stats.chance_score); they score the chance score in values_all and by_seed_all
     failed_seeds: list[int] = field(default_factory=list)
+    # ok runs whose method did not complete as specified (strategy.complete false), with the record's reason:
+    # flagged in every table and kept out of the answer
+    incomplete: list[tuple[Run, str]] = field(default_factory=list)
 
     @property
     def case(self) -> tuple[str, str]:
@@ -226,6 +229,7 @@ def build_row(runs: list[Run], metric_override: str | None, dataset_majority: di
         by_seed_all={**{r.seed: (_test_value(r, metric), _split_value(r, "val", metric)) for r in counted},
                      **{r.seed: (chance, chance) for r in failed_runs}},
         failed_seeds=sorted(r.seed for r in failed_runs),
+        incomplete=[(r, r.incomplete_reason or "method incomplete") for r in ok if not r.method_complete],
     )
 
 

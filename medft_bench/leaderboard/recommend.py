@@ -19,7 +19,7 @@ image, and never by seed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -69,6 +69,7 @@ class Recommendation:
     cheapest_lower: float | None  # the one-sided 95% lower bound of (cheapest - best)
     selected_on: str
     noise: str  # what the intervals carry ("seeds and test images", or seeds only and why)
+    left_out: dict[str, str] = field(default_factory=dict)  # strategy -> why it is not in the answer
 
     def standing(self, strategy: str) -> Standing:
         return next(s for s in self.standings if s.strategy == strategy)
@@ -148,6 +149,9 @@ def answer(cases: list[Case]) -> Recommendation | None:
     strategies = sorted(set.intersection(*(set(c.rows) for c in cases)), key=strategy_sort_key)
     rows = {s: [c.rows[s] for c in cases] for s in strategies}
     rows = {s: rs for s, rs in rows.items() if set.intersection(*(set(r.by_seed_all) for r in rs))}
+    # a method that did not complete as specified is another method: flagged in the tables, not an answer
+    left_out = {s: f"method incomplete: {why}" for s, rs in rows.items() for r in rs for _, why in r.incomplete[:1]}
+    rows = {s: rs for s, rs in rows.items() if s not in left_out}
     if not rows:
         return None
     sizes = _split_sizes(cases)
@@ -175,7 +179,7 @@ def answer(cases: list[Case]) -> Recommendation | None:
     noise = "seeds and test images" if sep.images else "seeds only: " + "; ".join(sorted(notes))
     return Recommendation(cases[0].modality, cases[0].backbone, sorted(c.dataset for c in cases),
                           "/".join(sorted({c.metric for c in cases})), best, [standings[s] for s in order],
-                          sep.not_separable, cheapest, shown, lower, sep.selected_on, noise)
+                          sep.not_separable, cheapest, shown, lower, sep.selected_on, noise, left_out)
 
 
 def _evidence_seeds(rows: list[Row]) -> Evidence:

@@ -75,7 +75,8 @@ def _recommendations(g: Group) -> list[dict[str, Any]]:
              "best": r.best.strategy, "not_separable": r.not_separable, "selected_on": r.selected_on,
              "noise": r.noise, "standings": [_standing(st, g) for st in r.standings],
              "cheapest": None if r.cheapest is None else r.cheapest.strategy,
-             "cheapest_non_inferior": r.cheapest_shown, "cheapest_lower_bound": r.cheapest_lower, "margin": MARGIN}
+             "cheapest_non_inferior": r.cheapest_shown, "cheapest_lower_bound": r.cheapest_lower, "margin": MARGIN,
+             "left_out": r.left_out}
             for r in g.analysis.recommendations]
 
 

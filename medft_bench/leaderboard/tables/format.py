@@ -10,6 +10,7 @@ from medft_bench.vocabulary import METRIC_NAMES
 
 DASH = "—"
 MAJORITY_MARK = "†"
+INCOMPLETE_MARK = "‡"  # the method did not complete as specified (record: strategy.complete false)
 
 
 UNCONVERGED_MARK = "‡"

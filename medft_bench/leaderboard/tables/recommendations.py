@@ -6,7 +6,7 @@ from medft_bench.leaderboard import bootstrap
 from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.recommend import MARGIN, Recommendation, Standing
 from medft_bench.leaderboard.stats import ALPHA
-from medft_bench.leaderboard.tables.format import DASH, count, metric_desc, title
+from medft_bench.leaderboard.tables.format import DASH, INCOMPLETE_MARK, count, metric_desc, title
 from medft_bench.leaderboard.tables.model import Cell, Table, cell, left, right
 from medft_bench.vocabulary import METRIC_NAMES
 
@@ -22,7 +22,9 @@ def recommendation_table(group: Group) -> Table | None:
     recs = group.analysis.recommendations
     kinds: set[str] = set()
     noises: set[str] = set()
+    left_out: dict[str, str] = {}
     for rec in recs:
+        left_out |= {group.label(s): why for s, why in rec.left_out.items()}
         case = [rec.modality, rec.backbone, *rec.datasets]
         noises.add(rec.noise)
         lines: list[list[Cell]] = []
@@ -69,6 +71,8 @@ def recommendation_table(group: Group) -> Table | None:
                         f"cheapest: the least training time per seed in the set; 'non-inferior' only when the "
                         f"one-sided 95% lower bound of (cheapest − best), shown as (≥ bound) in pp, is above "
                         f"−{MARGIN * 100:g} pp; otherwise the data cannot tell.",
+                        *([f"{INCOMPLETE_MARK} left out of the answer: " + "; ".join(
+                            f"{s} ({why})" for s, why in sorted(left_out.items()))] if left_out else []),
                         "cost: train s · trainable parameters. train s: mean training seconds per seed (tuned "
                         "protocol: the whole learning-rate sweep); peak memory "
                         f"({memory or 'none recorded'}): the results tables."])

@@ -9,6 +9,7 @@ from medft_bench.leaderboard.stats import same
 from medft_bench.leaderboard.tables.format import (
     CASE_KEYS,
     DASH,
+    INCOMPLETE_MARK,
     MAJORITY_MARK,
     UNCONVERGED_MARK,
     count,
@@ -42,11 +43,14 @@ def results_table(group: Group) -> Table:
                 cells.append(cell(_no_mean_reason(r), "warn"))
             else:
                 sd = DASH if r.summary.std is None else f"{r.summary.std * 100:.2f}"
-                text = f"{pct(r.mean)} ± {sd} ({r.summary.n})" + (f" {MAJORITY_MARK}" if r.majority else "")
+                text = (f"{pct(r.mean)} ± {sd} ({r.summary.n})" + (f" {MAJORITY_MARK}" if r.majority else "")
+                        + (f" {INCOMPLETE_MARK}" if r.incomplete else ""))
                 cells.append(cell(text, "best" if best is not None and same(r.mean, best) else None))
         rows.append(cells)
     notes = [f"Mean ± sample std (ddof=1; {DASH} for one seed) over seeds, (n) = seeds; best in row highlighted.",
-             f"{MAJORITY_MARK} at least one seed is no better than the majority-class baseline (see flags)."]
+             f"{MAJORITY_MARK} at least one seed is no better than the majority-class baseline (see flags).",
+             f"{INCOMPLETE_MARK} the method did not complete as specified in at least one seed (see flags): kept "
+             "out of the answer."]
     return Table("results", title(group, "Results by case"),
                  [*CASE_KEYS, *(right(group.label(s)) for s in strategies)], rows, caption=metric_desc(group),
                  notes=notes)
@@ -129,6 +133,8 @@ def details_table(group: Group, all_metrics: bool = False) -> Table:
         flags = []
         if r.majority:
             flags.append(f"{MAJORITY_MARK} majority {len(r.majority)}/{len(r.ok)}")
+        if r.incomplete:
+            flags.append(f"{INCOMPLETE_MARK} incomplete {len(r.incomplete)}/{len(r.ok)}: {r.incomplete[0][1]}")
         if r.no_metric:
             flags.append(f"no {r.metric} {len(r.no_metric)}")
         if r.costs.get("kept_start"):
