@@ -31,8 +31,7 @@ def recommendation_table(group: Group) -> Table | None:
         for st in rec.standings:
             cost, kind = _candidate_cost(st)
             kinds |= {kind} if kind else set()
-            lines.append([cell(_role(rec, st), "best" if st is rec.best else None if st.versus is None
-                               or not st.versus.below else "muted"),
+            lines.append([cell(_role(rec, st), "muted" if st.versus is not None and st.versus.below else None),
                           cell(group.label(st.strategy)), cell(_score(st)), cell(_versus(st)),
                           cell(DASH if st.picked is None else f"{st.picked * 100:.0f}%"),
                           cell(DASH if st.beside is None else f"{st.beside * 100:.1f}"), cell(cost)])
@@ -65,7 +64,8 @@ def recommendation_table(group: Group) -> Table | None:
                         "(Games-Howell over the case's strategies: the same two noise sources, images paired, seeds "
                         "not; it holds for every pair at once, so the pick on validation cannot bias it). below: "
                         f"that interval is below 0 (p < {ALPHA}; each p in the JSON summary). in set: not separable "
-                        "from the best; the answer is the best and the strategies in its set.",
+                        "from the best. above: shown above the best on test (the validation pick is contradicted); "
+                        "kept in the set. The answer is the best and the strategies in its set.",
                         "bal.acc: test balanced accuracy at the argmax, %, beside the ranking metric (it moves with "
                         "where the decision threshold falls; the study's claims use it).",
                         f"cheapest: the least training time per seed in the set; 'non-inferior' only when the "
@@ -81,7 +81,9 @@ def recommendation_table(group: Group) -> Table | None:
 def _role(rec: Recommendation, st: Standing) -> str:
     if st is rec.best:
         return "best"
-    return "below" if st.versus is not None and st.versus.below else "in set"
+    if st.versus is None or st.versus.p is None or st.versus.p >= ALPHA:
+        return "in set"
+    return "below" if st.versus.below else "above"  # above: test contradicts the pick on validation
 
 
 def _versus(st: Standing) -> str:
