@@ -227,3 +227,37 @@ def test_a_failed_rerun_keeps_the_ok_record(tmp_path: Path, monkeypatch: pytest.
     records, problems = load_records([tmp_path])
     assert [r["status"] for r in records] == ["ok"] and not problems  # the attempt is not a record
     assert run_or_reuse(cfg, RunEnv.at(tmp_path)).reused  # and the ok record still serves
+
+
+def test_two_thread_counts_never_share_a_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 43.1: a cell trains at its settings' ``threads`` whatever the process has (OMP_NUM_THREADS, a Ray or
+    Slurm task's CPUs), the record says so, and another count is another cell, never the first one's record."""
+    from dataclasses import replace
+
+    from medft_bench.runner import run_or_reuse
+
+    seen: list[int] = []
+    train_epoch = engine.Trainer.train_epoch
+
+    def spy(self, *args):  # the count the epoch trains at
+        seen.append(torch.get_num_threads())
+        return train_epoch(self, *args)
+
+    monkeypatch.setattr(engine.Trainer, "train_epoch", spy)
+    one = tiny_cell("resnet18", "ft")
+    two = replace(one, train=replace(one.train, threads=2))
+    assert one.train.threads == 1 and one.config_hash != two.config_hash
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # as a process with another default (a bigger machine, OMP_NUM_THREADS=3)
+        first = run_or_reuse(one, RunEnv.at(tmp_path, progress=False))
+        assert set(seen) == {1} and torch.get_num_threads() == 3  # pinned in the cell, restored after
+        assert first.record["environment"]["torch_threads"] == 1
+        torch.set_num_threads(2)  # as a two-CPU Ray task: the same cell, reused (computed at the same count)
+        assert run_or_reuse(one, RunEnv.at(tmp_path, progress=False)).reused
+        seen.clear()
+        other = run_or_reuse(two, RunEnv.at(tmp_path, progress=False))
+        assert not other.reused and set(seen) == {2} and other.record["environment"]["torch_threads"] == 2
+        assert other.record["config_hash"] != first.record["config_hash"]
+    finally:
+        torch.set_num_threads(before)
