@@ -261,3 +261,23 @@ def test_two_thread_counts_never_share_a_record(tmp_path: Path, monkeypatch: pyt
         assert other.record["config_hash"] != first.record["config_hash"]
     finally:
         torch.set_num_threads(before)
+
+
+def test_threads_and_memory_format_options_reach_the_cells_and_their_hashes() -> None:
+    """--threads, --channels-last and --eval-batch-size set the cells' settings (the old real-tier path stays one
+    option away), and a different thread count or memory format is a different cell."""
+    from medft_bench.__main__ import _parser
+    from medft_bench.options import build_cells
+
+    def cells(*extra: str) -> list[Any]:
+        return build_cells(_parser().parse_args(["run", "--tier", "real", "--datasets", "breastmnist",
+                                                 "--strategies", "ft", "--seeds", "0", *extra]))[1]
+
+    (new,), (old,) = cells(), cells("--channels-last", "off", "--eval-batch-size", "256", "--threads", "2")
+    assert (new.train.channels_last, new.train.eval_batch_size, new.train.threads) == ("on", 64, 1)
+    assert (old.train.channels_last, old.train.eval_batch_size, old.train.threads) == ("off", 256, 2)
+    assert len({new.config_hash, old.config_hash, cells("--threads", "2")[0].config_hash}) == 3
+    with pytest.raises(MedftError, match="threads 0 is out of range"):
+        from medft_bench.config import check_numbers
+
+        check_numbers(cells("--threads", "0")[0])
