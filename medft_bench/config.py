@@ -48,6 +48,11 @@ class TrainSettings:
     compile: bool = False
     amp: str = "auto"  # auto = bf16 on CUDA, off on CPU | bf16 | off
     channels_last: str = "auto"  # auto = on for CUDA | on | off
+    # torch's intra-op CPU threads, pinned for the cell (set on entry, restored after) on every front end (local,
+    # Ray, Slurm): oneDNN's reductions split by thread, so the count changes a cell's numbers, and it is part of
+    # the identity. One: what a one-CPU cluster task has, and on a shared 2-core machine the fastest (two threads
+    # stall on each other's barriers; docs/performance.md); use the cores with parallel cells (pytest -n).
+    threads: int = 1
     head_init: str = "scaled"  # scaled | zero | default: a new head starts neutral (models/head_init.py)
     # Random weights only: training batches that calibrate the network (models/calibration.py): BatchNorm
     # statistics, or unit-variance layer scaling (LSUV) for a network without BatchNorm
@@ -178,6 +183,7 @@ _RANGES: dict[str, tuple[str, Any, str]] = {
     "momentum": ("momentum", lambda v: _positive(v) and v < 1 or v == 0, "a number from 0 to below 1"),
     "input_size": ("--input-size", lambda v: v == 0 or _whole(v, MIN_IMG_SIZE, MAX_INPUT_SIZE),
                    f"a whole number from {MIN_IMG_SIZE} to {MAX_INPUT_SIZE} (0: the image size)"),
+    "threads": ("threads", lambda v: _whole(v, 1, 1024), "a whole number from 1 to 1024"),
     "random_calibration": ("random_calibration", lambda v: _whole(v, 0),
                            "a whole number >= 0 (0: keep a random network's initialisation uncalibrated)"),
 }

@@ -57,6 +57,11 @@ OPTIONS: tuple[Option, ...] = (
            "image size, at least the backbone's minimum)", {"type": int, "metavar": "PX"}),
     Option("--preprocess", "how images reach the input size: resize (MedMNIST v2's 28 -> 224) or pad "
            "(zero-padding, MedMNIST+'s) (default: the tier's)", {"choices": ("resize", "pad")}),
+    Option("--threads", "torch's intra-op CPU threads per cell, pinned and part of the cell's identity (default: "
+           "the tier's, 1)", {"type": int, "metavar": "N"}),
+    Option("--channels-last", "memory format of the network and its inputs: on, off, or auto (on for CUDA) "
+           "(default: the tier's; part of the identity)", {"choices": ("auto", "on", "off")}),
+    Option("--eval-batch-size", "images per evaluation batch (default: the tier's)", {"type": int, "metavar": "N"}),
     Option("--max-train-samples", "cap on training images, a seeded subset (default: the tier's)", {"type": int}),
     Option("--param", "a strategy parameter as KEY=VALUE (VALUE in JSON), e.g. --param block=2; applies to every "
            "selected strategy; repeatable", {"action": "append", "default": [], "metavar": "KEY=VALUE"}),
@@ -206,7 +211,8 @@ def grid_options(ns: Any) -> Any:
     from medft_bench.config import parse_lr_grid
     from medft_bench.grid import GridOptions, parse_shard, parse_splits
 
-    train = {k: v for k in ("epochs", "batch_size", "lr", "max_train_samples", "input_size", "preprocess")
+    train = {k: v for k in ("epochs", "batch_size", "lr", "max_train_samples", "input_size", "preprocess",
+                                "threads", "channels_last", "eval_batch_size")
              if (v := getattr(ns, k, None)) is not None}
     return GridOptions(
         datasets=_csv("--datasets", ns.datasets), backbones=_csv("--backbones", ns.backbones),

@@ -217,13 +217,15 @@ def compute_cell(cfg: CellConfig, env: RunEnv | None = None) -> Outcome:
     from medft_bench.results.environment import code_version, environment
     from medft_bench.results.record import build_record
     from medft_bench.results.store import safe_name
+    from medft_bench.training.engine import pinned_threads
     from medft_bench.training.measurements import reset_host_peak
     from medft_bench.training.tuning import sweep  # imported only to compute: a reuse is a lookup
 
     reset_host_peak()  # the record's peak host memory is this cell's, not the process's so far (every path)
     env = env or RunEnv()
-    run = sweep(cfg, env)
-    record, files = build_record(run.facts(), environment(run.ctx.device), code_version()), None
+    with pinned_threads(cfg.train.threads):  # also while the record is built: it records the count
+        run = sweep(cfg, env)
+        record, files = build_record(run.facts(), environment(run.ctx.device), code_version()), None
     if run.scores:
         data = run.ctx.data
         flag = safe_name(("synthetic-" if cfg.synthetic else "") + cfg.dataset)  # never a MedMNIST flag unless real

@@ -267,3 +267,57 @@ def test_each_seed_of_a_capped_cell_draws_its_own_training_images(monkeypatch: p
         from medft_bench.config import check_numbers
 
         check_numbers(replace(capped[0], train=replace(capped[0].train, subset_seed="seven")))
+
+
+def test_two_thread_counts_never_share_a_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 43.1: a cell trains at its settings' ``threads`` whatever the process has (OMP_NUM_THREADS, a Ray or
+    Slurm task's CPUs), the record says so, and another count is another cell, never the first one's record."""
+    from dataclasses import replace
+
+    from medft_bench.runner import run_or_reuse
+
+    seen: list[int] = []
+    train_epoch = engine.Trainer.train_epoch
+
+    def spy(self, *args):  # the count the epoch trains at
+        seen.append(torch.get_num_threads())
+        return train_epoch(self, *args)
+
+    monkeypatch.setattr(engine.Trainer, "train_epoch", spy)
+    one = tiny_cell("resnet18", "ft")
+    two = replace(one, train=replace(one.train, threads=2))
+    assert one.train.threads == 1 and one.config_hash != two.config_hash
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)  # as a process with another default (a bigger machine, OMP_NUM_THREADS=3)
+        first = run_or_reuse(one, RunEnv.at(tmp_path, progress=False))
+        assert set(seen) == {1} and torch.get_num_threads() == 3  # pinned in the cell, restored after
+        assert first.record["environment"]["torch_threads"] == 1
+        torch.set_num_threads(2)  # as a two-CPU Ray task: the same cell, reused (computed at the same count)
+        assert run_or_reuse(one, RunEnv.at(tmp_path, progress=False)).reused
+        seen.clear()
+        other = run_or_reuse(two, RunEnv.at(tmp_path, progress=False))
+        assert not other.reused and set(seen) == {2} and other.record["environment"]["torch_threads"] == 2
+        assert other.record["config_hash"] != first.record["config_hash"]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_and_memory_format_options_reach_the_cells_and_their_hashes() -> None:
+    """--threads, --channels-last and --eval-batch-size set the cells' settings (the old real-tier path stays one
+    option away), and a different thread count or memory format is a different cell."""
+    from medft_bench.__main__ import _parser
+    from medft_bench.options import build_cells
+
+    def cells(*extra: str) -> list[Any]:
+        return build_cells(_parser().parse_args(["run", "--tier", "real", "--datasets", "breastmnist",
+                                                 "--strategies", "ft", "--seeds", "0", *extra]))[1]
+
+    (new,), (old,) = cells(), cells("--channels-last", "off", "--eval-batch-size", "256", "--threads", "2")
+    assert (new.train.channels_last, new.train.eval_batch_size, new.train.threads) == ("on", 64, 1)
+    assert (old.train.channels_last, old.train.eval_batch_size, old.train.threads) == ("off", 256, 2)
+    assert len({new.config_hash, old.config_hash, cells("--threads", "2")[0].config_hash}) == 3
+    with pytest.raises(MedftError, match="threads 0 is out of range"):
+        from medft_bench.config import check_numbers
+
+        check_numbers(cells("--threads", "0")[0])

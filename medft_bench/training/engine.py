@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -50,6 +52,21 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` for the block, restored after. A cell's numbers depend on the
+    count (oneDNN splits its reductions by thread), so every front end computes a cell at its settings'
+    ``threads`` whatever the process had (a Ray or Slurm task's CPUs, OMP_NUM_THREADS, torch's default)."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _epoch_generator(seed: int, stage: int, epoch: int) -> torch.Generator:

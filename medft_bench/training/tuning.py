@@ -47,7 +47,7 @@ from medft_bench.run_env import RunEnv
 from medft_bench.strategies.base import Strategy
 from medft_bench.strategies.registry import create_strategy
 from medft_bench.training.context import CellContext
-from medft_bench.training.engine import Diverged, Trainer, build_context, preparation_s
+from medft_bench.training.engine import Diverged, Trainer, build_context, pinned_threads, preparation_s
 from medft_bench.training.measurements import Measurements, sync_device
 from medft_bench.training.outcome import CellRun
 from medft_bench.training.progress import EpochProgress
@@ -219,7 +219,11 @@ def run_trial_or_reuse(cfg: CellConfig, lr: float, env: RunEnv) -> dict[str, Any
     _check_trial(cfg, lr)
     if env.store is None:
         raise MedftError(f"{cfg.cell_id} lr={lr:g}: a trial task needs a results store to keep its trial")
-    return _run_or_reuse(cfg, lr, env.store, env.rerun, lambda lr: _Sweep(cfg, env, copies=False).trial(lr))[0]
+    def compute(lr: float) -> _Trial:
+        with pinned_threads(cfg.train.threads):
+            return _Sweep(cfg, env, copies=False).trial(lr)
+
+    return _run_or_reuse(cfg, lr, env.store, env.rerun, compute)[0]
 
 
 def _check_trial(cfg: CellConfig, lr: float) -> float:
@@ -236,7 +240,11 @@ def sweep(cfg: CellConfig, env: RunEnv | None = None) -> CellRun:
     ``env.retrain_trials``), the best on validation chosen, its model evaluated on test once. Bad input
     (unknown names, missing data or weights) raises :class:`MedftError`; a diverged loss or an error during
     training is the outcome's status (``diverged``, ``failed``)."""
-    env = env or RunEnv()
+    with pinned_threads(cfg.train.threads):
+        return _sweep(cfg, env or RunEnv())
+
+
+def _sweep(cfg: CellConfig, env: RunEnv) -> CellRun:
     grid = tuning_grid(cfg) if cfg.protocol == "tuned" else ()
     started = datetime.now(timezone.utc)
     s = _Sweep(cfg, env, copies=len(grid) > 1)
