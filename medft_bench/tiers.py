@@ -103,6 +103,21 @@ TIERS: dict[str, Tier] = {
         # multiples of its own default rate, chosen on validation by the same rule.
         tuned_lr_multipliers=(0.1, 1.0, 10.0),
     ),
+    "real_long": Tier(
+        name="real_long",
+        description="the real tier's BreastMNIST cells at three times the epochs with early stopping: does the "
+                    "answer at the real tier's 3 epochs survive a budget where the methods converge?",
+        datasets=("breastmnist",),
+        img_sizes=(28,),
+        seeds=(0, 1, 2, 3, 4),
+        weights="packaged",
+        backbones=("tf_efficientnet_lite0",),
+        strategies=("ft", "lp", "gu_last_first", "gu_first_last", "lp_ft", "auto_rgn"),
+        # The real tier's settings but 9 epochs (GU then unfreezes one block an epoch, ULMFiT's own schedule) and
+        # early stopping with the study's patience of 3 on validation AUC.
+        train=TrainSettings(epochs=9, batch_size=32, eval_batch_size=64, lr=1e-3, patience=3, input_size=48,
+                            max_train_samples=512, monitor="auc", channels_last="on"),
+    ),
     "smoke": Tier(
         name="smoke",
         description="synthetic MedMNIST-format data, random weights, 32 px, a few hundred images: CI's check",
