@@ -95,7 +95,7 @@ TIERS: dict[str, Tier] = {
         # channels_last on the CPU too, and evaluation in batches of 64: Lite0's depthwise convolutions at 48 px run
         # about 1.8x faster per training step channels_last, and 64 images' activations stay in cache where 256's
         # do not (benchmarks/perf/bench_real_cell.py; --channels-last off --eval-batch-size 256: the old path).
-        # bf16 autocast is not used: on this CPU it made a step about 10x slower (no fast bf16 depthwise kernels).
+        # bf16 autocast is not used: this CPU has AVX2 only (no AVX512_BF16); emulated bf16 made a step ~10x slower.
         train=TrainSettings(epochs=3, batch_size=32, eval_batch_size=64, lr=1e-3, patience=0, input_size=48,
                             max_train_samples=512, monitor="auc", channels_last="on"),
         # Every strategy runs at its method's defaults (LP-FT's stage 2 at lr x 0.1, Auto-RGN's 5 probe batches):
