@@ -21,6 +21,7 @@ from medft_bench.results.view import RecordView, is_unofficial_copy
 from medft_bench.runner import Kind
 from medft_bench.text import printable
 from medft_bench.training.progress import resolve_mode
+from medft_bench.vocabulary import RANKING_METRIC
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
@@ -113,7 +114,9 @@ def _show(cell_id: str, record: dict, where: str, reused: bool, as_json: bool, n
         _line(f"  data: NOT the official MedMNIST file (MD5 {rec.data['md5']}): grouped apart as an UNOFFICIAL copy")
     if rec.metrics:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in rec.test.items() if v is not None)
-        _line(f"  test: {shown}   (primary: {rec.primary}; majority-class acc {rec.metrics['majority']['acc']:.4f})")
+        selected = rec.metrics.get("monitor") or rec.primary
+        _line(f"  test: {shown}   (the leaderboard ranks by {RANKING_METRIC}; checkpoints selected on validation "
+              f"{selected}; majority-class acc {rec.metrics['majority']['acc']:.4f})")
     tuning = rec.tuning
     if tuning and tuning["grid"]:
         trials = ", ".join(f"{t['lr']:g}" + ("" if t["status"] == "ok" else f" ({t['status']})")

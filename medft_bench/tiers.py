@@ -109,7 +109,7 @@ TIERS: dict[str, Tier] = {
                     "answer at the real tier's 3 epochs survive a budget where the methods converge?",
         datasets=("breastmnist",),
         img_sizes=(28,),
-        seeds=(0, 1, 2, 3, 4),
+        seeds=(0, 1, 2),  # the study group's three seeds (the quick start's), compared seed for seed
         weights="packaged",
         backbones=("tf_efficientnet_lite0",),
         strategies=("ft", "lp", "gu_last_first", "gu_first_last", "lp_ft", "auto_rgn"),
