@@ -571,7 +571,7 @@ def test_publish_is_deterministic(grid, published):
     assert "Published reference numbers (not measured by this suite)" in quick
     assert "quick-dermamnist-resnet50-lp-seed3" in quick and "loss is NaN" in quick
     assert "quick-pathmnist-densenet121-auto_rgn-seed3" in quick and "CUDA out of memory" in quick
-    assert "**85.00 ± 1.00 (3)**" in quick  # best in row
+    assert "**85.00 ± 2.48 (3)**" in quick  # best in row
     summary = json.loads(first["summary.json"])
     assert {Path(p["path"]).name for p in summary["problems"]} == {"broken.json", "bad_schema.json"}
     g = next(g for g in summary["groups"] if g["slug"] == "quick-28px-real-pretrained")
@@ -649,7 +649,7 @@ def test_cli_plain_output(published):
     assert "\x1b[" not in out  # no colour codes
     assert "Results by case — quick tier, 28 px — real data, pretrained weights" in out
     assert "smoke tier, 28 px — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out
-    assert "85.00 ± 1.00 (3) *" in out and "* best in row" in out
+    assert "85.00 ± 2.48 (3) *" in out and "* best in row" in out
     assert "broken.json" in out and "macro F1" in out
     assert "LP-FT beats FT in 4 of 6 cases" in out and "not testable: n = 3 datasets" in out
 
@@ -1146,7 +1146,7 @@ def test_html_page_renders_in_headless_chromium(published, tmp_path):
     dom = subprocess.run([*args, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     assert dom.stdout.count("<table") == html.count("<table") > 10  # every table parsed into the DOM
-    assert "85.00 ± 1.00 (3)" in dom.stdout
+    assert "85.00 ± 2.48 (3)" in dom.stdout
     shot = tmp_path / "page.png"
     run = subprocess.run([*args, f"--screenshot={shot}", "--window-size=1400,2000", url], capture_output=True,
                          text=True, timeout=120)
@@ -1313,7 +1313,8 @@ def test_real_groups_show_the_literature_and_the_files_they_ran_on(tmp_path: Pat
     [group] = aggregate(load_inputs([tmp_path]).runs)
     rows = {str(r[1]): r for r in literature_table(group).rows}
     ours = rows["this suite: resnet50 FT (n=2)"]
-    assert (str(ours[2]), str(ours[3])) == ("82.0 ± 2.8", "92.0 ± 2.8")
+    # ACC: the mean; AUC, the ranking metric: ± half its 95% interval (two seeds: t(0.975, 1) = 12.7)
+    assert (str(ours[2]), str(ours[3])) == ("82.0", "92.0 ± 25.4")
     plus = rows["MedMNIST+ (pub.): DenseNet-121 E2E, 28→224 px padded"]
     assert (str(plus[2]), str(plus[3])) == ("83.5", "96.1") and plus[1].style == "muted"
     assert str(rows["MedMNIST v2 (pub.): ResNet-50 (224)"][3]) == "96.2"  # fractions shown as %

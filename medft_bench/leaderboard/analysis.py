@@ -5,7 +5,7 @@ against FT, and each case against its frozen-feature references."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
@@ -14,6 +14,7 @@ from medft_bench.leaderboard.stats import ALPHA, same
 if TYPE_CHECKING:  # aggregate imports this module when a group's analysis is first read
     from medft_bench.leaderboard.aggregate import Group, Row
     from medft_bench.leaderboard.recommend import Recommendation
+    from medft_bench.leaderboard.separation import Spread
 
 FROZEN_GAP = 0.05  # LP this far below kNN on the same features: the probe is suspect, not the features
 
@@ -59,6 +60,8 @@ class Analysis:
     recommendations: list[Recommendation]
     versus_ft: dict[str, VersusFT]
     frozen: list[FrozenReference]
+    # (dataset, backbone, strategy) -> test score, failures counted, with the answer's 95% interval
+    scores: dict[tuple[str, str, str], Spread] = field(default_factory=dict)
 
 
 def unconverged_probes(row: Row) -> int:
@@ -118,6 +121,6 @@ def _feature_cosine(rows: list[Any]) -> float | None:
 
 def analyze(group: Group) -> Analysis:
     """The group's analysis; read it as ``group.analysis`` (computed on first use, then kept)."""
-    from medft_bench.leaderboard.recommend import recommend  # recommend imports aggregate, which imports this
+    from medft_bench.leaderboard.recommend import recommend, row_scores  # they import aggregate, which imports this
 
-    return Analysis(recommend(group), versus_ft(group), frozen_references(group))
+    return Analysis(recommend(group), versus_ft(group), frozen_references(group), row_scores(group))

@@ -26,7 +26,15 @@ import numpy as np
 from medft_bench.leaderboard import bootstrap
 from medft_bench.leaderboard.aggregate import Case, Group, Row
 from medft_bench.leaderboard.names import strategy_sort_key
-from medft_bench.leaderboard.separation import Evidence, Separation, Spread, Versus, non_inferior, separate
+from medft_bench.leaderboard.separation import (
+    Evidence,
+    Separation,
+    Spread,
+    Versus,
+    non_inferior,
+    score,
+    separate,
+)
 from medft_bench.vocabulary import CLAIMS_METRIC
 
 MARGIN = 0.01  # non-inferiority margin: 1 percentage point of the metric
@@ -188,6 +196,22 @@ def _evidence_seeds(rows: list[Row]) -> Evidence:
     vals = [[r.by_seed_all[s][1] for r in rows] for s in seeds]
     val = None if any(v is None for vs in vals for v in vs) else np.array([np.mean(vs) for vs in vals])
     return Evidence(test, val)
+
+
+def row_scores(group: Group) -> dict[tuple[str, str, str], Spread]:
+    """(dataset, backbone, strategy) -> the row's test score (failures counted) with the answer's 95% interval
+    (seeds and test images), so that a strategy's number has one spread wherever it is shown."""
+    out = {}
+    for case in group.cases:
+        sizes = _split_sizes([case])
+        weights = {split: {d: bootstrap.weights(n) for d, n in sizes[split].items()} for split in sizes}
+        drawn = case.dataset in weights["test"] and case.dataset in weights["val"]
+        for s, row in case.rows.items():
+            if not row.by_seed_all:
+                continue
+            ev, why = _evidence([row], weights) if drawn else (_evidence_seeds([row]), "")
+            out[(case.dataset, case.backbone, s)] = score(ev)
+    return out
 
 
 def recommend(group: Group) -> list[Recommendation]:

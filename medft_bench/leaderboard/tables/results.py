@@ -29,10 +29,11 @@ def results_table(group: Group) -> Table:
     strategies = group.strategies
     rows = []
     by_key = {(r.dataset, r.backbone, r.strategy): r for r in group.rows}
+    spreads = group.analysis.scores
     for case in _all_cases(group):
         dataset, backbone = case
         present = [by_key.get((dataset, backbone, s)) for s in strategies]
-        means = [r.mean for r in present if r is not None and r.mean is not None]
+        means = [r.summary_all.mean for r in present if r is not None and r.mean is not None]
         best = max(means) if means else None
         metric = next(r.metric for r in present if r is not None)
         cells = [cell(dataset), cell(backbone), cell(METRIC_NAMES[metric])]
@@ -42,13 +43,18 @@ def results_table(group: Group) -> Table:
             elif r.mean is None:
                 cells.append(cell(_no_mean_reason(r), "warn"))
             else:
-                sd = DASH if r.summary.std is None else f"{r.summary.std * 100:.2f}"
-                text = (f"{pct(r.mean)} ± {sd} ({r.summary.n})" + (f" {MAJORITY_MARK}" if r.majority else "")
+                sp = spreads.get((dataset, backbone, r.strategy))
+                half = DASH if sp is None or sp.half is None else f"{sp.half * 100:.2f}"
+                text = (f"{pct(r.summary_all.mean)} ± {half} ({len(r.by_seed_all)})"
+                        + (f" {MAJORITY_MARK}" if r.majority or r.failed_seeds else "")
                         + (f" {INCOMPLETE_MARK}" if r.incomplete else ""))
-                cells.append(cell(text, "best" if best is not None and same(r.mean, best) else None))
+                cells.append(cell(text, "best" if best is not None and same(r.summary_all.mean, best) else None))
         rows.append(cells)
-    notes = [f"Mean ± sample std (ddof=1; {DASH} for one seed) over seeds, (n) = seeds; best in row highlighted.",
-             f"{MAJORITY_MARK} at least one seed is no better than the majority-class baseline (see flags).",
+    notes = [f"Mean over seeds ± half its 95% interval over the seeds and the test images ({DASH} for one seed), "
+             "(n) = seeds, a failed seed at the chance score: the answer's spread (docs/leaderboard.md); best in "
+             "row highlighted. The ok seeds' mean and sample std: the details table.",
+             f"{MAJORITY_MARK} at least one seed is no better than the majority-class baseline, or failed (see "
+             "flags).",
              f"{INCOMPLETE_MARK} the method did not complete as specified in at least one seed (see flags): kept "
              "out of the answer."]
     return Table("results", title(group, "Results by case"),
