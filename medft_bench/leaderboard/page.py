@@ -44,11 +44,14 @@ SURVIVAL_INTRO = (
     "included) runs at its own best learning rate on validation, on the same cases.")
 
 PLOT_ORDER = ("delta", "pareto")
-PLOT_TITLES = {"delta": "Δ against FT", "pareto": "Accuracy against training cost"}
+PLOT_TITLES = {"delta": "Δ against FT", "pareto": "The answer against training cost"}
 PLOT_CAPTIONS = {
     "delta": "Heatmap: Δ against FT in percentage points, strategies × cases (grey: no result).",
-    "pareto": "Pareto view: mean test metric against mean training time per seed; the red line joins strategies "
-              "that no other strategy beats on both."}
+    "pareto": "The answer against training cost, one panel per modality and backbone: each strategy's test score "
+              "with the answer table's 95% interval against its mean training time per seed; the star is the pick "
+              "on validation, filled points the rest of its set, hollow ones the strategies shown below it. A group "
+              "with more than six answers shows the means over its cases instead, the red line joining the "
+              "strategies no other beats on both."}
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,8 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 nav a { margin-right: 1rem; }
 nav.toc, nav.subtoc { font-size: 0.9rem; background: #fafafa; border: 1px solid #e3e3e3; padding: 0.4rem 1rem; }
 nav.toc a, nav.subtoc a { margin-right: 0; } nav.toc .sep, nav.subtoc .sep { color: #999; margin: 0 0.4rem; }
-.answer { display: flex; flex-wrap: wrap; gap: 1rem; align-items: flex-start; }
-.answer > div { flex: 0 1 48rem; min-width: 0; overflow-x: auto; } .answer figure { flex: 1 1 22rem; margin: 0; }
+.answer { display: flex; flex-direction: column; gap: 1rem; }  /* the table whole, its plot under it */
+.answer > div { min-width: 0; overflow-x: auto; } .answer figure { margin: 0; max-width: 60rem; }
 .answer td { white-space: nowrap; }  /* an answer row reads as one line: "-2.23 p=0.14", "GU last-to-first" */
 """
 
