@@ -202,6 +202,16 @@ def pareto_figure(group: Group) -> Any:
     return pareto_means_figure(group)
 
 
+def _cost_axes(ax: Any, xs: list[float]) -> None:
+    """Margins, a log cost axis when the costs span more than 20x, and the metric's axis ending at 100 %."""
+    ax.margins(x=0.18, y=0.12)
+    _log_x(ax, xs)
+    ax.autoscale_view()
+    low, high = ax.get_ylim()
+    if high > 100:  # a metric in % ends at 100
+        ax.set_ylim(low, 100.0)
+
+
 def _log_x(ax: Any, xs: list[float]) -> None:
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -248,12 +258,7 @@ def answer_figure(group: Group) -> Any:
                        color=colour if inside else "white", edgecolors=colour if not inside else "black",
                        linewidths=0.7, zorder=3, clip_on=False,
                        label=None if i else ("best (validation)" if st is rec.best else None))
-        ax.margins(x=0.18, y=0.12)
-        _log_x(ax, [p[0] for p in points.values()])
-        ax.autoscale_view()
-        low, high = ax.get_ylim()
-        if high > 100:  # a metric in % ends at 100
-            ax.set_ylim(low, 100.0)
+        _cost_axes(ax, [p[0] for p in points.values()])
         ax.set_xlabel("mean training time per seed (s)", fontsize=8)
         ax.set_ylabel(f"test {METRIC_NAMES.get(rec.metric, rec.metric)} (%)", fontsize=8)
         ax.set_title(_wrap(f"{rec.modality} · {rec.backbone} · {', '.join(rec.datasets)}", 50), fontsize=8)
@@ -292,12 +297,7 @@ def pareto_means_figure(group: Group) -> Any:
     fr = sorted(points[s] for s in front)
     if len(fr) > 1:  # a frontier of one point is a point, not a line
         ax.plot([p[0] for p in fr], [p[1] for p in fr], color="#d62728", lw=1.2, zorder=2)
-    ax.margins(x=0.18, y=0.12)
-    _log_x(ax, [p[0] for p in points.values()])
-    ax.autoscale_view()
-    low, high = ax.get_ylim()
-    if high > 100:  # a metric in % ends at 100
-        ax.set_ylim(low, 100.0)
+    _cost_axes(ax, [p[0] for p in points.values()])
     ax.set_xlabel("mean training time per seed (s)")
     ax.set_ylabel("mean test metric (%)")
     scope = (f"{n_cases} case{'s' if n_cases != 1 else ''} common to all strategies" if common
