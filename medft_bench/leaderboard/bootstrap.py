@@ -137,11 +137,6 @@ def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
 _LOADED: dict[tuple[str, str, int], Predicted | str] = {}  # (record path, split, mtime): each file read once
 
 
-def load_test(run: Run) -> Predicted | str:
-    """A record's test predictions, checked to reproduce its test metrics; or why there are none."""
-    return load_split(run, "test")
-
-
 def load_split(run: Run, split: str) -> Predicted | str:
     """A record's ``split`` predictions (``run.path``: the record's file), checked to reproduce the record's metrics
     of that split; or why there are none."""
