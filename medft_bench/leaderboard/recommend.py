@@ -20,11 +20,13 @@ image, and never by seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from medft_bench.leaderboard import bootstrap
 from medft_bench.leaderboard.aggregate import Case, Group, Row
+from medft_bench.leaderboard.load import Run
 from medft_bench.leaderboard.names import strategy_sort_key
 from medft_bench.leaderboard.separation import (
     Evidence,
@@ -107,7 +109,7 @@ def _evidence(rows: list[Row], weights: dict[str, dict[str, np.ndarray]]) -> tup
                 if len(got.labels) != w.shape[1]:
                     why = why or f"{row.strategy} on {row.dataset}: not the {split} set the others were scored on"
                     break
-                cols.append(bootstrap.metric_draws(row.metric, row.task, got, w))
+                cols.append(_metric_draws(ok[s], split, row.metric, row.task, got, w))
             if why:
                 break
             per_dataset.append(np.stack(cols, axis=1))
@@ -117,6 +119,23 @@ def _evidence(rows: list[Row], weights: dict[str, dict[str, np.ndarray]]) -> tup
     if why:
         return base, why
     return Evidence(base.test, base.val, draws["test"], draws["val"] if base.val is not None else None), ""
+
+
+_DRAWS: dict[tuple[str, int, str, str, tuple[int, ...]], np.ndarray] = {}
+
+
+def _metric_draws(run: Run, split: str, metric: str, task: str, got: bootstrap.Predicted,
+                  w: np.ndarray) -> np.ndarray:
+    """:func:`bootstrap.metric_draws` of one record's split, computed once per page: the answer and the
+    results table (:func:`row_scores`) read the same draws (``w`` is fixed by the split's size)."""
+    try:
+        mtime = Path(run.path).stat().st_mtime_ns
+    except OSError:
+        mtime = 0
+    key = (str(run.path), mtime, split, metric, w.shape)
+    if key not in _DRAWS:
+        _DRAWS[key] = bootstrap.metric_draws(metric, task, got, w)
+    return _DRAWS[key]
 
 
 def _split_sizes(cases: list[Case]) -> dict[str, dict[str, int]]:
