@@ -1678,3 +1678,22 @@ def test_a_method_that_did_not_complete_is_flagged_and_kept_out_of_the_answer(tm
     from medft_bench.leaderboard.tables.recommendations import recommendation_table
 
     assert any("left out of the answer: GU first-to-last" in n for n in recommendation_table(group).notes)
+
+
+def test_a_tuned_rate_at_its_grids_edge_in_most_seeds_is_named_under_the_answer(tmp_path: Path) -> None:
+    from medft_bench.leaderboard.tables.recommendations import recommendation_table
+
+    grid = [1e-4, 1e-3, 1e-2]
+    chosen = {"ft": [1e-3, 1e-3, 1e-2], "lp_ft": [1e-2, 1e-2, 1e-3], "auto_rgn": [1e-4, 1e-4, 1e-4]}
+    for strategy, lrs in chosen.items():
+        for seed, lr in enumerate(lrs):
+            rec = make_record(strategy=strategy, seed=seed, primary=0.80 + 0.01 * seed)
+            rec["tuning"] = {"grid": grid, "chosen_lr": lr}
+            write(tmp_path, rec)
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    rows = {r.strategy: r.grid_edges for r in group.rows}
+    assert rows == {"ft": {"of": 3, "highest": 1}, "lp_ft": {"of": 3, "highest": 2},
+                    "auto_rgn": {"of": 3, "lowest": 3}}
+    (note,) = [n for n in recommendation_table(group).notes if n.startswith("grid edge")]
+    # FT's one edge seed of three is not "most seeds"; LP-FT's two and Auto-RGN's three are
+    assert "LP-FT 2/3 at the highest" in note and "Auto-RGN 3/3 at the lowest" in note and " FT " not in note

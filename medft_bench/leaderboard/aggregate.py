@@ -68,6 +68,15 @@ class Row:
         return (self.dataset, self.backbone)
 
     @property
+    def grid_edges(self) -> dict[str, int]:
+        """How many ok seeds chose their tuning grid's lowest or highest rate (``RecordView.grid_edge``), by
+        edge; with ``"of"``, the ok seeds that swept a grid. Empty when none did."""
+        edges = [r.grid_edge for r in self.ok if len((r.tuning or {}).get("grid") or []) >= 3]
+        if not edges:
+            return {}
+        return {"of": len(edges), **{e: edges.count(e) for e in ("lowest", "highest") if edges.count(e)}}
+
+    @property
     def mean(self) -> float | None:
         return self.summary.mean
 

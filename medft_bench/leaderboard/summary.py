@@ -31,6 +31,7 @@ def _row(r: Row, g: Group) -> dict[str, Any]:
         "diverged": [x.cell_id for x in r.diverged], "failed": [x.cell_id for x in r.failed],
         "metric_missing": [x.cell_id for x in r.no_metric],
         "majority_flags": [{"cell_id": x.cell_id, "reason": why} for x, why in r.majority],
+        "grid_edges": r.grid_edges,  # tuned: seeds whose chosen rate was the grid's lowest/highest, of "of"
     }
 
 

@@ -215,6 +215,16 @@ class RecordView:
         lr = (self.tuning or {}).get("chosen_lr")
         return float(lr) if isinstance(lr, (int, float)) else None
 
+    @property
+    def grid_edge(self) -> str | None:
+        """Where the chosen learning rate sits in a tuned cell's grid of three or more rates: ``"lowest"`` or
+        ``"highest"`` (the best rate may lie outside the grid), else None (inside, or nothing swept)."""
+        grid = sorted(float(x) for x in (self.tuning or {}).get("grid") or [])
+        lr = self.chosen_lr
+        if lr is None or len(grid) < 3:  # with two rates every choice is an edge: nothing to say
+            return None
+        return "lowest" if lr == grid[0] else "highest" if lr == grid[-1] else None
+
     # -- costs and the run's course ---------------------------------------------------------------------------
     @property
     def costs(self) -> dict[str, Any]:

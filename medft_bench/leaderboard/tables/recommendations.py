@@ -71,11 +71,31 @@ def recommendation_table(group: Group) -> Table | None:
                         f"cheapest: the least training time per seed in the set; 'non-inferior' only when the "
                         f"one-sided 95% lower bound of (cheapest − best), shown as (≥ bound) in pp, is above "
                         f"−{MARGIN * 100:g} pp; otherwise the data cannot tell.",
+                        *_edge_notes(group),
                         *([f"{INCOMPLETE_MARK} left out of the answer: " + "; ".join(
                             f"{s} ({why})" for s, why in sorted(left_out.items()))] if left_out else []),
                         "cost: train s · trainable parameters. train s: mean training seconds per seed (tuned "
                         "protocol: the whole learning-rate sweep); peak memory "
                         f"({memory or 'none recorded'}): the results tables."])
+
+
+def _edge_notes(group: Group) -> list[str]:
+    """One note naming each answer's strategy whose tuned rate sat at its grid's edge in most seeds (the grid may
+    have stopped short of its best rate, so it may be under-tuned there)."""
+    parts = []
+    for rec in group.analysis.recommendations:
+        names = {st.strategy for st in rec.standings}
+        for row in sorted((r for r in group.rows if r.dataset in rec.datasets and r.backbone == rec.backbone
+                           and r.strategy in names), key=lambda r: (r.dataset, rec.not_separable.index(r.strategy)
+                                                                    if r.strategy in rec.not_separable else 99)):
+            e = row.grid_edges
+            for edge in ("lowest", "highest"):
+                if e.get(edge, 0) * 2 > e.get("of", 0):
+                    parts.append(f"{row.dataset} {group.label(row.strategy)} {e[edge]}/{e['of']} at the {edge}")
+    if not parts:
+        return []
+    return ["grid edge: the tuned rate (tuning.chosen_lr) was the grid's lowest or highest in most seeds, so the "
+            "best rate may lie outside the grid and the strategy may be under-tuned: " + "; ".join(parts) + "."]
 
 
 def _role(rec: Recommendation, st: Standing) -> str:
