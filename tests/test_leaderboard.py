@@ -1688,7 +1688,7 @@ def test_a_tuned_rate_at_its_grids_edge_in_most_seeds_is_named_under_the_answer(
     for strategy, lrs in chosen.items():
         for seed, lr in enumerate(lrs):
             rec = make_record(strategy=strategy, seed=seed, primary=0.80 + 0.01 * seed)
-            rec["tuning"] = {"grid": grid, "chosen_lr": lr}
+            rec["tuning"] = {"grid": grid, "chosen_lr": lr, "model": "kept", "trials": []}
             write(tmp_path, rec)
     (group,) = aggregate(load_inputs([tmp_path]).runs)
     rows = {r.strategy: r.grid_edges for r in group.rows}
