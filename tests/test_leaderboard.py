@@ -647,8 +647,8 @@ def test_cli_plain_output(published):
     _, rc, out, _ = published
     assert rc == 0
     assert "\x1b[" not in out  # no colour codes
-    assert "Results by case — quick tier, 28 px — real data, pretrained weights" in out
-    assert "smoke tier, 28 px — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out
+    assert "Results by case — quick tier, 28 px, study protocol (one fixed learning rate) — real data, pretrained weights" in out
+    assert "smoke tier, 28 px, study protocol (one fixed learning rate) — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out
     assert "85.00 ± 2.48 (3) *" in out and "* best in row" in out
     assert "broken.json" in out and "macro F1" in out
     assert "LP-FT beats FT in 4 of 6 cases" in out and "not testable: n = 3 datasets" in out
@@ -1178,7 +1178,8 @@ def test_recommendations_keep_study_and_tuned_apart(tmp_path):
     for s, study, tuned in (("ft", 0.70, 0.80), ("lp_ft", 0.75, 0.77)):
         write(tmp_path, make_record(strategy=s, primary=study))
         write(tmp_path, _tuned_record(strategy=s, primary=tuned, train_s=40.0))
-    study_group, tuned_group = aggregate(load_inputs([tmp_path]).runs)
+    tuned_group, study_group = aggregate(load_inputs([tmp_path]).runs)  # the tuned protocol's group first
+    assert (tuned_group.key.protocol, study_group.key.protocol) == ("tuned", "study")
     assert [r.best.strategy for r in recommend(study_group)] == ["lp_ft"]
     (tuned,) = recommend(tuned_group)
     assert tuned.best.strategy == "ft" and tuned.best.train_s == 40.0  # the whole sweep is the cost

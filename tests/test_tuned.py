@@ -324,7 +324,7 @@ def test_leaderboard_keeps_protocols_apart_and_shows_survival(tmp_path: Path) ->
             write(root, _tuned_record(backbone=backbone, strategy=s, primary=tuned_means[s], train_s=40.0))
     inputs = load_inputs([root])
     assert len(inputs.runs) == 12 and not inputs.notes  # a tuned cell never supersedes its study twin
-    groups = aggregate(inputs.runs)
+    groups = aggregate(inputs.runs)[::-1]  # published tuned first (the answer's protocol); here study, tuned
     assert [g.key.protocol for g in groups] == ["study", "tuned"]
     assert "TUNED protocol" in groups[1].key.label and groups[1].key.slug.endswith("-tuned")
     assert groups[0].rows[0].mean != groups[1].rows[0].mean  # never averaged together
@@ -343,10 +343,10 @@ def test_leaderboard_keeps_protocols_apart_and_shows_survival(tmp_path: Path) ->
         in page
     assert "lr 0.0001" in page  # the chosen learning rate in the details
     summary = json.loads((out / "summary.json").read_text())
-    assert [g["protocol"] for g in summary["groups"]] == ["study", "tuned"]
+    assert [g["protocol"] for g in summary["groups"]] == ["tuned", "study"]
     flips = {x["strategy"]: x["sign_flip"] for x in summary["survival"][0]["strategies"]}
     assert flips == {"lp_ft": True, "auto_rgn": False}
-    tuned_group = summary["groups"][1]
+    tuned_group = summary["groups"][0]
     assert {r["strategy"]: r["costs"]["train_s"] for r in tuned_group["rows"]}["ft"] == 40.0
 
 

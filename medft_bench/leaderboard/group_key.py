@@ -18,8 +18,9 @@ def tier_sort_key(tier: str) -> tuple[int, str]:
     return (order.index(tier), tier) if tier in order else (len(order), tier)
 
 
-PROTOCOL_ORDER = ("study", "tuned")
-PROTOCOL_LABELS = {"study": "study protocol (one learning rate)",
+# The tuned protocol first: equal tuning is the answer's protocol; the study's fixed rate is a group of its own.
+PROTOCOL_ORDER = ("tuned", "study")
+PROTOCOL_LABELS = {"study": "study protocol (one fixed learning rate)",
                    "tuned": "TUNED protocol (each strategy at its best learning rate on validation)"}
 
 
@@ -70,10 +71,9 @@ class GroupKey:
         weights = {"pretrained": "pretrained weights", "packaged": "pretrained weights (packaged)",
                    "random": "RANDOM weights",
                    "file": "weights from a local FILE"}.get(self.weights, self.weights)
-        # Only a tuned group names its protocol (study titles stay as they were: the study's is the default),
+        # Every group names its protocol (the study's fixed rate is a group of its own beside the tuned answer),
         # before the dash, so that the caveat stays next to the data and weights it is about.
-        shown = (", " + PROTOCOL_LABELS.get(self.protocol, f"{self.protocol} protocol")
-                 if protocol and self.protocol != "study" else "")
+        shown = ", " + PROTOCOL_LABELS.get(self.protocol, f"{self.protocol} protocol") if protocol else ""
         size = f"{self.img_size} px shown at {self.input_size} px" if self.input_size else f"{self.img_size} px"
         text = f"{self.tier} tier, {size}{shown} — {data}, {weights}"
         return f"{text}: {self.caveat}" if self.caveat else text
