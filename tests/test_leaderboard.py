@@ -647,8 +647,9 @@ def test_cli_plain_output(published):
     _, rc, out, _ = published
     assert rc == 0
     assert "\x1b[" not in out  # no colour codes
-    assert "Results by case — quick tier, 28 px, study protocol (one fixed learning rate) — real data, pretrained weights" in out
-    assert "smoke tier, 28 px, study protocol (one fixed learning rate) — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out
+    study = "study protocol (one fixed learning rate)"
+    assert f"Results by case — quick tier, 28 px, {study} — real data, pretrained weights" in out
+    assert f"smoke tier, 28 px, {study} — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out
     assert "85.00 ± 2.48 (3) *" in out and "* best in row" in out
     assert "broken.json" in out and "macro F1" in out
     assert "LP-FT beats FT in 4 of 6 cases" in out and "not testable: n = 3 datasets" in out
