@@ -1699,3 +1699,17 @@ def test_a_tuned_rate_at_its_grids_edge_in_most_seeds_is_named_under_the_answer(
     (note,) = [n for n in recommendation_table(group).notes if n.startswith("grid edge")]
     # FT's one edge seed of three is not "most seeds"; LP-FT's two and Auto-RGN's three are
     assert "LP-FT 2/3 at the highest" in note and "Auto-RGN 3/3 at the lowest" in note and " FT " not in note
+
+
+def test_the_heatmaps_dark_cells_print_their_numbers_in_white(tmp_path: Path, monkeypatch) -> None:
+    """Black numbers on the colour map's dark ends could not be read (issue 42, item 4)."""
+    from medft_bench.leaderboard import plots
+
+    for strategy, mean in (("ft", 0.80), ("lp", 0.70), ("lp_ft", 0.81), ("auto_rgn", 0.90)):
+        write(tmp_path, make_record(strategy=strategy, primary=mean))
+    (group,) = aggregate(load_inputs([tmp_path]).runs)
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    assert plots.delta_heatmap(group, tmp_path / "delta.png")
+    colours = {t.get_text(): t.get_color() for t in figures[0].axes[0].texts}
+    assert colours == {"-10.0": "white", "+1.0": "black", "+10.0": "white"}

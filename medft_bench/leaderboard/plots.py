@@ -83,7 +83,10 @@ def delta_heatmap(group: Group, path: Path) -> bool:
         for i in range(len(others)):
             for j in range(len(cases)):
                 if np.isfinite(data[i, j]):
-                    ax.text(j, i, f"{data[i, j]:+.1f}", ha="center", va="center", fontsize=8)
+                    # white on the colour map's dark ends (|Δ| past 70 % of the limit), black elsewhere
+                    dark = abs(data[i, j]) > 0.7 * lim
+                    ax.text(j, i, f"{data[i, j]:+.1f}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
         ax.set_xticks(range(len(cases)), labels, fontsize=7, rotation=30, ha="right")
         ax.set_yticks(range(len(others)), ylabels)
         fig.colorbar(im, ax=ax, label="Δ vs FT (pp)" + (f", colours end at ±{lim:.1f}" if clipped else ""),
