@@ -13,15 +13,20 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from medft_bench.cluster.cli import add_grid_arguments, run_grid
-from medft_bench.errors import MedftError
-from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
-from medft_bench.results.store import ATTEMPT_SUFFIX
-from medft_bench.results.view import RecordView, is_unofficial_copy
-from medft_bench.runner import Kind
-from medft_bench.text import printable
-from medft_bench.training.progress import resolve_mode
-from medft_bench.vocabulary import RANKING_METRIC
+from medft_bench.install import exit_if_not_installed
+
+COMMAND = ["python", "-m", "medft_bench", *sys.argv[1:]]
+
+with exit_if_not_installed(COMMAND):  # a Python without the dependencies: one line that says how to run it
+    from medft_bench.cluster.cli import add_grid_arguments, run_grid
+    from medft_bench.errors import MedftError
+    from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
+    from medft_bench.results.store import ATTEMPT_SUFFIX
+    from medft_bench.results.view import RecordView, is_unofficial_copy
+    from medft_bench.runner import Kind
+    from medft_bench.text import printable
+    from medft_bench.training.progress import resolve_mode
+    from medft_bench.vocabulary import RANKING_METRIC
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
@@ -231,4 +236,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_if_not_installed(COMMAND):
+        sys.exit(main())

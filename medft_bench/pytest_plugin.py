@@ -40,6 +40,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark's own pytest_configure reads its options
 def pytest_configure(config: pytest.Config) -> None:
+    from medft_bench.install import ENGINE_MODULES, missing_module, not_installed
+
+    if (missing := missing_module(ENGINE_MODULES)) is not None:  # a bare pytest, not the project's .venv
+        raise pytest.UsageError(not_installed(missing, ["pytest", *map(str, config.invocation_params.args)]))
     for line in MARKERS:
         config.addinivalue_line("markers", line)
     _benchmark_defaults(config)
