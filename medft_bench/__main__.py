@@ -45,10 +45,11 @@ def _add_list(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     """Each selected cell in turn. Exit code: 0 when every cell that ran is ok (skipped ones included: a missing
     data file or a strategy that does not apply skips that cell, reported, and the run goes on, as under pytest,
-    Ray and Slurm), 1 when a record is not ok, 2 at an error that leaves no record (it stops the run)."""
+    Ray and Slurm), 1 when a record is not ok or nothing was measured (``runner.measured_nothing``: every cell
+    skipped, some for missing data), 2 at an error that leaves no record (it stops the run)."""
     from medft_bench.data.folders import default_size_note, registry
     from medft_bench.run_env import RunEnv
-    from medft_bench.runner import attempt
+    from medft_bench.runner import attempt, measured_nothing
 
     register_folder_datasets(args)
     check_device(args.device)
@@ -91,6 +92,10 @@ def _run(args: argparse.Namespace) -> int:
             grid.finish(cfg.cell_id, status, None if out.reused else out.view.costs["wall_s"])
     if skipped:
         print(skipped_line(skipped, len(cells)), file=sys.stderr)
+    if len(skipped) == len(cells) and measured_nothing(skipped):
+        print("nothing was measured: every cell skipped, some for missing data, so the run fails (exit status 1)",
+              file=sys.stderr)
+        return 1
     return rc
 
 
