@@ -1,4 +1,4 @@
-"""Command line: run cells by hand (the options are pytest's: medft_bench.options), or list what exists.
+"""Run benchmark cells without pytest (the same options as `pytest benchmarks`), list what exists, fetch files.
 
     python -m medft_bench run --tier smoke --datasets pneumoniamnist --backbones resnet50 --strategies lp \\
         --seeds 0 --results-dir results
