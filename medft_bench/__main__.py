@@ -1,4 +1,4 @@
-"""Command line: run cells by hand (the options are pytest's: medft_bench.options), or list what exists.
+"""Run benchmark cells without pytest (the same options as `pytest benchmarks`), list what exists, fetch files.
 
     python -m medft_bench run --tier smoke --datasets pneumoniamnist --backbones resnet50 --strategies lp \\
         --seeds 0 --results-dir results
@@ -13,15 +13,20 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from medft_bench.cluster.cli import add_grid_arguments, run_grid
-from medft_bench.errors import MedftError
-from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
-from medft_bench.results.store import ATTEMPT_SUFFIX
-from medft_bench.results.view import RecordView, is_unofficial_copy
-from medft_bench.runner import Kind
-from medft_bench.text import printable
-from medft_bench.training.progress import resolve_mode
-from medft_bench.vocabulary import RANKING_METRIC
+from medft_bench.install import exit_if_not_installed
+
+COMMAND = ["python", "-m", "medft_bench", *sys.argv[1:]]
+
+with exit_if_not_installed(COMMAND):  # a Python without the dependencies: one line that says how to run it
+    from medft_bench.cluster.cli import add_grid_arguments, run_grid
+    from medft_bench.errors import MedftError
+    from medft_bench.options import add_options, build_cells, check_device, gpu_skip_reason, register_folder_datasets
+    from medft_bench.results.store import ATTEMPT_SUFFIX
+    from medft_bench.results.view import RecordView, is_unofficial_copy
+    from medft_bench.runner import Kind
+    from medft_bench.text import printable
+    from medft_bench.training.progress import resolve_mode
+    from medft_bench.vocabulary import RANKING_METRIC
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
@@ -40,10 +45,11 @@ def _add_list(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     """Each selected cell in turn. Exit code: 0 when every cell that ran is ok (skipped ones included: a missing
     data file or a strategy that does not apply skips that cell, reported, and the run goes on, as under pytest,
-    Ray and Slurm), 1 when a record is not ok, 2 at an error that leaves no record (it stops the run)."""
+    Ray and Slurm), 1 when a record is not ok or nothing was measured (``runner.measured_nothing``: every cell
+    skipped, some for missing data), 2 at an error that leaves no record (it stops the run)."""
     from medft_bench.data.folders import default_size_note, registry
     from medft_bench.run_env import RunEnv
-    from medft_bench.runner import attempt
+    from medft_bench.runner import attempt, measured_nothing
 
     register_folder_datasets(args)
     check_device(args.device)
@@ -86,6 +92,10 @@ def _run(args: argparse.Namespace) -> int:
             grid.finish(cfg.cell_id, status, None if out.reused else out.view.costs["wall_s"])
     if skipped:
         print(skipped_line(skipped, len(cells)), file=sys.stderr)
+    if len(skipped) == len(cells) and measured_nothing(skipped):
+        print("nothing was measured: every cell skipped, some for missing data, so the run fails (exit status 1)",
+              file=sys.stderr)
+        return 1
     return rc
 
 
@@ -231,4 +241,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with exit_if_not_installed(COMMAND):
+        sys.exit(main())

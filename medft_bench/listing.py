@@ -19,7 +19,10 @@ def dataset_rows(data_root: str | os.PathLike[str] | None = None) -> list[tuple[
     for flag in mm.flags():
         meta = mm.info(flag)
         sizes = [s for s in mm.SIZES if (root / mm.file_name(flag, s)).is_file()]
-        disk = f"{', '.join(f'{s} px' for s in sizes)} in {root}" if sizes else "no (downloaded when first run)"
+        bundled = [s for s in mm.SIZES if s not in sizes and mm.bundled_file(flag, s) is not None]
+        parts = ([f"{', '.join(f'{s} px' for s in sizes)} in {root}"] if sizes else []) + (
+            [f"{', '.join(f'{s} px' for s in bundled)} bundled with medft-bench"] if bundled else [])
+        disk = "; ".join(parts) or "no (downloaded when first run)"
         rows.append((flag, MODALITY.get(flag, ""), meta["task"], str(len(meta["label"])), disk))
     for name, spec in sorted(folders.registry().items()):
         try:

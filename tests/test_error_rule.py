@@ -128,17 +128,18 @@ def test_a_missing_file_skips_its_cell_and_the_run_goes_on_everywhere(
 
 def skipped_line(capsys: pytest.CaptureFixture[str], argv: list[str], cells: int = 1) -> str:
     """Run ``main(argv)`` for ``cells`` cells whose data is missing: each skipped, as pytest, Ray and Slurm skip it
-    (issue 29), in one line on stdout (the run goes on to the next), a count on stderr, and exit code 0; returns
-    the first line."""
+    (issue 29), in one line on stdout (the run goes on to the next), a count on stderr, and exit code 1: the run
+    measured nothing (issue 42); returns the first line."""
     rc = main(argv)
     out, err = capsys.readouterr()
-    assert rc == 0, (out, err)
+    assert rc == 1, (out, err)
     lines = out.strip().splitlines()
     assert len(lines) == cells and all(": skipped: " in ln for ln in lines), out
     assert len(set(ln.partition(": skipped: ")[2] for ln in lines)) == 1  # the same reason for each
     plural = "s" if cells != 1 else ""
-    assert err.strip().splitlines()[-1] == (f"skipped: {cells} of {cells} cell{plural} ({cells} data missing); a "
+    assert err.strip().splitlines()[-2] == (f"skipped: {cells} of {cells} cell{plural} ({cells} data missing); a "
                                             "skipped cell is not a failure (exit status as for the cells that ran)")
+    assert err.strip().splitlines()[-1].startswith("nothing was measured: every cell skipped, some for missing data")
     return lines[0]
 
 

@@ -225,3 +225,32 @@ def test_vgg19_file_that_does_not_fit_is_refused(tmp_path) -> None:
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "vgg19.pth")
     with pytest.raises(WeightsError, match=r"do not fit vgg19: .*missing from the file .*1 with another shape"):
         create_backbone("vgg19", 2, str(tmp_path))
+
+
+def test_hub_weights_that_do_not_load_are_asked_once_and_say_where_to_get_them(monkeypatch) -> None:
+    """Issue 42: a grid without a network fails each further cell of a backbone at once (not after the hub client's
+    retries, ~45 s a cell), with the file, where it comes from, and the two ways to bring it here."""
+    import timm
+
+    from medft_bench.models import factory
+
+    calls = []
+
+    def unreachable(name, pretrained=False, **kwargs):
+        if pretrained:
+            calls.append(name)
+            raise OSError("no network")
+        return real(name, pretrained=pretrained, **kwargs)
+
+    real = timm.create_model
+    monkeypatch.setattr(factory, "_HUB_FAILED", {})
+    monkeypatch.setattr(timm, "create_model", unreachable)
+    messages = []
+    for _ in range(2):
+        with pytest.raises(WeightsError) as err:
+            create_backbone("resnet18.a1_in1k", 2, "pretrained")
+        messages.append(str(err.value))
+    assert calls == ["resnet18.a1_in1k"] and messages[0] == messages[1]
+    assert "model.safetensors of https://huggingface.co/timm/resnet18.a1_in1k" in messages[0]
+    assert "python -m medft_bench download" in messages[0]
+    assert "DIR/resnet18.a1_in1k.safetensors and pass --weights DIR" in messages[0]

@@ -427,9 +427,10 @@ def test_full_disk_fails_the_case_and_keeps_its_numbers(run: Run, tmp_path: Path
 # -- 6. skips with instructions, not tracebacks ----------------------------------------------------------
 
 
-def _skip_reason(result: pytest.RunResult) -> str:
+def _skip_reason(result: pytest.RunResult, ret: int = 0) -> str:
+    """The one cell's skip reason; ``ret`` 1 where its data is missing (a run that measured nothing fails)."""
     text = output(result)
-    assert result.ret == 0, text
+    assert result.ret == ret, text
     result.assert_outcomes(skipped=1)
     assert "Traceback" not in text, text
     (line,) = [ln for ln in result.outlines if ln.startswith("SKIPPED")]
@@ -441,7 +442,7 @@ def test_missing_folder_dataset_skips_with_instructions(run: Run, tmp_path: Path
     empty.mkdir()
     reason = _skip_reason(run("-rs", "--tier=full", "--allow-cpu", "--datasets", "chest_xray_pneumonia",
                               "--backbones", "resnet18", "--strategies", "lp", "--seeds", "0",
-                              "--data-root", str(empty), "--results-dir", str(tmp_path / "results")))
+                              "--data-root", str(empty), "--results-dir", str(tmp_path / "results")), ret=1)
     assert "chest_xray_pneumonia" in reason
     assert "https://" in reason  # where to get it
     assert f"Place it at {empty / 'chest_xray_pneumonia'}" in reason  # the expected path
@@ -453,7 +454,7 @@ def test_missing_medmnist_file_skips_with_download_instructions(run: Run, tmp_pa
     empty.mkdir()
     reason = _skip_reason(run("-rs", "--tier=quick", "--datasets", "pneumoniamnist", "--backbones", "resnet18",
                               "--strategies", "lp", "--data-root", str(empty), "--no-download",
-                              "--results-dir", str(tmp_path / "results")))
+                              "--results-dir", str(tmp_path / "results")), ret=1)
     assert "https://zenodo.org/" in reason and "pneumoniamnist.npz" in reason
     assert str(empty / "pneumoniamnist.npz") in reason
     assert not list(empty.iterdir())  # nothing downloaded
@@ -814,3 +815,52 @@ def test_grid_config_on_the_command_line(tmp_path: Path) -> None:
     cfg.write_text("[param]\nwhen = 2024-01-01\n")
     with pytest.raises(MedftError, match=r"\[param\] takes numbers"):
         apply_grid_config(_parser().parse_args(["run", "--grid-config", str(cfg)]), [], "cli")
+
+
+# -- issue 42, item 1: a run says why on its first screen, and once in its summary -----------------------------
+
+
+def test_a_run_says_why_before_its_cells_and_once_in_its_summary(run: Run, tmp_path: Path) -> None:
+    """Weights that do not load and a data file that is missing: each said once before the cells run (the file,
+    why, the fix), the repeated failure one line in pytest's FAILURES, and the summary groups the cells by reason."""
+    weights, data = tmp_path / "weights", tmp_path / "data"
+    weights.mkdir()
+    data.mkdir()
+    bundled = REPO / "medft_bench" / "data" / "bundled" / "breastmnist.npz"
+    (data / "breastmnist.npz").symlink_to(bundled)  # present: its cells reach their weights
+    result = run("--tier=quick", "--datasets", "breastmnist,chestmnist", "--backbones", "resnet18", "--strategies",
+                 "lp,knn", "--seeds", "0", "--weights", str(weights), "--data-root", str(data), "--no-download",
+                 "--results-dir", str(tmp_path / "results"))
+    text, lines = output(result), result.outlines
+    assert result.ret == 1, text
+    result.assert_outcomes(failed=2, skipped=2)
+    flat = " ".join(" ".join(ln.split()) for ln in lines)  # the blocks are wrapped to the terminal's width
+    why = f"no weights for resnet18.a1_in1k in {weights}"
+    before = flat.index("medft-bench: 4 cells of 4 cannot run as things stand (found before any ran):")
+    assert before < flat.index("test_finetune.py ")  # before the first cell
+    assert flat.index(f"weights resnet18 ({weights}), 2 cells fail: {why}") > before
+    skip = flat.index("data chestmnist 28 px, 2 cells skip: MedMNIST chestmnist at 28 px is not available")
+    assert "https://zenodo.org/" in flat[skip:skip + 400] and str(data / "chestmnist.npz") in flat[skip:skip + 600]
+    assert flat.count(why) == 3  # before the cells, the first failure, the summary
+    assert flat.count("the same error as quick-breastmnist-resnet18-") == 1  # the second failure: one line
+    summary = flat.index("medft-bench: cells of this session")
+    assert summary > flat.index("FAILED")  # after pytest's short summary: on the last screen
+    assert flat[summary:].startswith(f"medft-bench: cells of this session cells status reason 2 failed {why}")
+    assert "2 skipped MedMNIST chestmnist at 28 px is not available" in flat[summary:]
+    assert "1 data file missing (chestmnist at 28 px)" in flat[summary:]
+
+
+def test_a_run_whose_every_cell_skipped_for_missing_data_fails(run: Run, tmp_path: Path) -> None:
+    empty = tmp_path / "data"
+    empty.mkdir()
+    args = ("--tier=quick", "--datasets", "chestmnist", "--backbones", "resnet18", "--strategies", "lp,knn",
+            "--seeds", "0", "--data-root", str(empty), "--no-download", "--results-dir", str(tmp_path / "results"))
+    result = run(*args)
+    assert result.ret == 1, output(result)
+    result.assert_outcomes(skipped=2)
+    assert "nothing was measured: every cell skipped, some for missing data, so the run fails (exit status 1)" in (
+        " ".join(ln.strip() for ln in result.outlines))
+    # A strategy that does not apply is an answer: such a run passes (norm-only on VGG-19 has no norm layer).
+    na = run("--tier=smoke", "--backbones", "vgg19", "--strategies", "norm_only", "--seeds", "0", "--synthetic",
+             "--results-dir", str(tmp_path / "results"))
+    assert na.ret == 0 and na.parseoutcomes().get("skipped"), output(na)

@@ -7,8 +7,7 @@ seeds, cases, ranks) with :mod:`.stats`, :mod:`.claims` and :mod:`.recommend` ->
 (display-neutral tables) -> :mod:`.render_markdown`, :mod:`.render_html`, :mod:`.render_rich` (fitted to the
 terminal), :mod:`.plots`, :mod:`.summary`, :mod:`.export` (CSV); :mod:`.publish` runs it all.
 :mod:`.compare` sets two result sets side by side.
+
+Nothing is imported here: ``python -m medft_bench.leaderboard`` imports this package before its ``__main__``,
+which says how to run it when the dependencies are missing (:mod:`medft_bench.install`) rather than failing here.
 """
-
-from medft_bench.leaderboard.publish import NoRecordsError, Published, publish
-
-__all__ = ["NoRecordsError", "Published", "publish"]

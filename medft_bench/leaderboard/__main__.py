@@ -185,4 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from medft_bench.install import exit_if_not_installed
+
+    with exit_if_not_installed(["python", "-m", "medft_bench.leaderboard", *sys.argv[1:]]):
+        sys.exit(main())

@@ -317,14 +317,51 @@ def check_backbone(name: str, weights: str) -> None:
         raise _no_such_path(Path(weights).expanduser())
 
 
+# Hub weights that did not load, by name, with the error: asked once per process. A grid without a network then
+# fails each further cell of that backbone at once, not after the hub client's retries (about 45 s a cell).
+_HUB_FAILED: dict[str, str] = {}
+
+
+def _hub_once(key: str, load: Callable[[], Any]) -> Any:
+    """``load()``, unless it raised a :class:`WeightsError` for ``key`` before in this process: that error again."""
+    if key in _HUB_FAILED:
+        raise WeightsError(_HUB_FAILED[key])
+    try:
+        return load()
+    except WeightsError as exc:
+        _HUB_FAILED[key] = str(exc)
+        raise
+
+
+def _hub_unreachable_why(exc: Exception) -> str:
+    """Why the hub did not serve a file, short: offline mode says so; another error its type and first line."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE=1 and not in the hub cache"
+    if type(exc).__name__ == "LocalEntryNotFoundError":  # huggingface_hub's "no connection, not in the cache"
+        return "the hub is unreachable and the file is not in its cache"
+    first = str(exc).splitlines()[0][:160] if str(exc) else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def _from_hub(full: str, exc: Exception) -> WeightsError:
-    why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    """The error of hub weights that did not load: which file, where it comes from, and the two ways to get it
+    onto a machine without a network (the hub cache filled by ``download``, or ``--weights DIR``)."""
+    why = _hub_unreachable_why(exc)
     if full.startswith(HUB_PREFIX):
         return WeightsError(f"cannot load {full} from the Hugging Face hub ({why}); a hub model needs the hub, or "
                             "huggingface_hub's cache, for its configuration even with random weights")
+    cfg = _pretrained_cfg(full)
+    repo = cfg.hf_hub_id if cfg is not None and cfg.hf_hub_id else f"timm/{full}"
+    file = cfg.hf_hub_filename if cfg is not None and cfg.hf_hub_filename else HUB_FILES[0]
+    from huggingface_hub import constants
+
     return WeightsError(
-        f"cannot load pretrained weights for {full} from the hub ({why}). Without a network, download "
-        f"the weights elsewhere and pass --weights DIR holding {full}.safetensors (or .pth)."
+        f"cannot load pretrained weights for {full} ({why}). The file: {file} of https://huggingface.co/{repo}. "
+        f"Either run `python -m medft_bench download` with this run's options on a machine with a network (it "
+        f"fills the hub cache, {constants.HF_HUB_CACHE}: copy that folder here), or save the file as "
+        f"DIR/{full}.safetensors and pass --weights DIR."
     )
 
 
@@ -361,10 +398,13 @@ def create_backbone(name: str, num_classes: int, weights: str = "random", *, dro
         model = timm.create_model(full, pretrained=False, **kwargs)
         info = load_packaged(arch, model, _head_prefixes(model.pretrained_cfg))
     elif weights == "pretrained":
-        try:
-            model = timm.create_model(full, pretrained=True, **kwargs)
-        except Exception as exc:  # hub errors vary by huggingface_hub version; all mean "not reachable"
-            raise _from_hub(full, exc) from None
+        def from_hub() -> nn.Module:
+            try:
+                return timm.create_model(full, pretrained=True, **kwargs)
+            except Exception as exc:  # hub errors vary by huggingface_hub version; all mean "not reachable"
+                raise _from_hub(full, exc) from None
+
+        model = _hub_once(full, from_hub)
         info = {"source": "hub", "tag": full, "hf_hub_id": model.pretrained_cfg.get("hf_hub_id")}
     else:
         file = find_weight_file(weights, arch, tag or None)
@@ -416,7 +456,7 @@ def _create_registered(arch: str, num_classes: int, weights: str) -> Backbone:
     if weights == "random":
         info = {"source": "random"}
     elif weights == "pretrained":
-        info = spec.hub_loader(model)
+        info = _hub_once(arch, lambda: spec.hub_loader(model))
     else:
         file = find_weight_file(weights, arch, None)
         loaded = load_fitting(model, _read_state_dict(file), (spec.head_prefix,), f"the weights in {file}", arch)
