@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from medft_bench.cache import cache_dir
+from medft_bench.cache import cache_dir, cache_write_error
 from medft_bench.data import folders, synthetic
 from medft_bench.data import medmnist as mm
 from medft_bench.data.arrays import DataBundle
@@ -24,17 +24,24 @@ def load_synthetic(flag: str, size: int, splits: dict[str, int] | None = None, s
     root = synthetic_root(splits, seed)
     path = root / mm.file_name(flag, size, official=False)
     if not path.is_file():
-        synthetic.write_synthetic_medmnist(flag, size, root, splits, seed)
+        _write_synthetic(flag, size, root, splits, seed, path)
     try:
         bundle = mm.read_file(flag, path, size)
     except DataError:  # a generated file, truncated or damaged in the cache: make it again, never "download" it
         path.unlink(missing_ok=True)
-        synthetic.write_synthetic_medmnist(flag, size, root, splits, seed)
+        _write_synthetic(flag, size, root, splits, seed, path)
         bundle = mm.read_file(flag, path, size)
     bundle.identity.update(
         source="synthetic", synthetic=True, generator_version=synthetic.GENERATOR_VERSION, data_seed=seed
     )
     return bundle
+
+
+def _write_synthetic(flag: str, size: int, root: Path, splits: dict[str, int], seed: int, path: Path) -> None:
+    try:
+        synthetic.write_synthetic_medmnist(flag, size, root, splits, seed)
+    except OSError as exc:  # a read-only or full cache: one line, not zipfile's traceback (nothing half-written stays)
+        raise cache_write_error("the synthetic data file", path, exc) from None
 
 
 def load_dataset(
