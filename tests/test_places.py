@@ -1,0 +1,107 @@
+"""Issue 43, item 4: a read-only or full place (the cache, the results folder, ``--out``, the data root) is one line
+naming the path, the cause and what to do, on the command line and under pytest, and nothing written before is
+lost. The places are real mounts where the tests may mount (root), a faked file system otherwise (tests/places.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medft_bench.__main__ import main
+from medft_bench.leaderboard.__main__ import main as leaderboard_main
+from medft_bench.pytest_plugin import skip_or_fail
+from medft_bench.run_env import RunEnv
+from medft_bench.runner import Kind, attempt
+from tests.helpers import tiny_cell
+from tests.places import MakePlace
+from tests.test_leaderboard import make_record, write
+
+pytest_plugins = ["tests.places"]  # the make_place fixture
+
+KINDS = ["read-only", "full"]
+CELL = ["--tier", "smoke", "--dataset", "pneumoniamnist", "--backbone", "resnet18", "--strategy", "lp", "--seed", "0"]
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MEDFT_OFFLINE", "1")
+    monkeypatch.delenv("MEDFT_DATA_ROOT", raising=False)
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cache_that_cannot_be_written_is_one_line_on_the_command_line(kind: str, make_place: MakePlace,
+                                                                      tmp_path: Path, monkeypatch, capsys) -> None:
+    place = make_place(kind)
+    monkeypatch.setenv("MEDFT_CACHE_DIR", str(place.path))
+    results = tmp_path / "results"
+    rc = main(["run", *CELL, "--results-dir", str(results)])
+    out, err = capsys.readouterr()
+    assert rc == 2, (out, err)
+    line = _one_line(err)
+    assert line.startswith(f"error: cannot write the synthetic data file {place.path / 'synthetic'}/"), line
+    assert f"({place.cause}): " in line and line.endswith(f"set MEDFT_CACHE_DIR to a writable folder with free "
+                                                           f"space (now {place.path})")
+    assert ("free space there, or" in line) == (kind == "full")
+    assert place.untouched()
+    assert not list(results.rglob("*.json"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cache_that_cannot_be_written_fails_the_pytest_case_with_that_line(kind: str, make_place: MakePlace,
+                                                                          tmp_path: Path, monkeypatch) -> None:
+    place = make_place(kind)
+    monkeypatch.setenv("MEDFT_CACHE_DIR", str(place.path))
+    out = attempt(tiny_cell(strategy="lp"), RunEnv.at(tmp_path / "results"))
+    assert out.kind is Kind.ERROR and out.record is None
+    with pytest.raises(pytest.fail.Exception) as failed:
+        skip_or_fail(out, config=None)
+    assert failed.value.pytrace is False and failed.value.msg == out.message  # FAILED with the line, no traceback
+    assert _one_line(out.message) and str(place.path) in out.message and f"({place.cause})" in out.message
+    assert place.untouched()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_results_folder_that_cannot_be_written_names_the_cause(kind: str, make_place: MakePlace) -> None:
+    """Under --save-model the first file written is a network (torch.save): a full disk was "enforce fail at
+    inline_container.cc"; it is now "No space left on device", and the computed record is kept to be shown."""
+    place = make_place(kind)
+    out = attempt(tiny_cell(strategy="lp"), RunEnv.at(place.path / "results", save_model=True))
+    assert out.kind is Kind.ERROR, out
+    assert _one_line(out.message) and f"{place.cause}" in out.message and "enforce fail" not in out.message
+    if kind == "full":  # found when the record is written: the result is computed, kept, shown
+        assert out.message.startswith(f"cannot write the record {place.path / 'results'}/")
+        assert out.record is not None and out.record["status"] == "ok"
+    else:  # found before anything is computed
+        assert out.message.startswith(f"cannot write to the results directory {place.path / 'results'} ")
+    assert place.untouched()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_out_folder_that_cannot_be_written_is_one_line_and_keeps_the_earlier_leaderboard(
+        kind: str, make_place: MakePlace, tmp_path: Path, capsys) -> None:
+    results = tmp_path / "results"
+    write(results, make_record(strategy="ft"))
+    write(results, make_record(strategy="lp", primary=0.7))
+
+    def earlier_leaderboard(folder: Path) -> None:
+        assert leaderboard_main([str(results), "--out", str(folder / "board"), "--quiet"]) == 0
+
+    place = make_place(kind, earlier_leaderboard)
+    write(results, make_record(strategy="lp_ft", primary=0.75))  # a new record: the pages would change
+    capsys.readouterr()
+    out = place.path / "board"
+    assert leaderboard_main([str(results), "--out", str(out), "--quiet"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"python -m medft_bench.leaderboard: error: cannot write the leaderboard into {out} "
+                           f"({place.cause}): "), line
+    assert line.endswith("choose another --out (a writable folder with free space); its earlier files are unchanged")
+    assert place.untouched()  # the earlier leaderboard, byte for byte, and no staged file left
