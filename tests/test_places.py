@@ -6,6 +6,7 @@ lost. The places are real mounts where the tests may mount (root), a faked file 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,8 +16,10 @@ from medft_bench.pytest_plugin import skip_or_fail
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import Kind, attempt
 from tests.helpers import tiny_cell
-from tests.places import MakePlace
 from tests.test_leaderboard import make_record, write
+
+if TYPE_CHECKING:
+    from tests.places import MakePlace
 
 pytest_plugins = ["tests.places"]  # the make_place fixture
 
