@@ -55,6 +55,8 @@ class ResultsWriteError(WriteError):
 # What a user does first: free space, or fix the permissions.
 _FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 _DENIED = (errno.EACCES, errno.EPERM)
+# An OSError with one of these says the place cannot be written (not that a file read or a network failed).
+WRITE_ERRNOS = (errno.EROFS, *_FULL, *_DENIED)
 
 
 def os_error_of(exc: BaseException) -> OSError | None:

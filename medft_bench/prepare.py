@@ -25,14 +25,14 @@ class Item:
     detail: str
 
 
-def data_items(cells: list, data_root: str | None, download: bool) -> list[Item]:
+def data_items(cells: list, data_root: str | None, download: bool, mirror: str | None = None) -> list[Item]:
     from medft_bench.data.medmnist import ensure_file, flags, is_bundled
 
     out = []
     for dataset, size in sorted({(c.dataset, c.img_size) for c in cells if not c.synthetic and c.dataset in flags()}):
         name = f"{dataset} {size} px"
         try:
-            path, verified = ensure_file(dataset, size, data_root, download_missing=download)
+            path, verified = ensure_file(dataset, size, data_root, download_missing=download, mirror=mirror)
         except MedftError as exc:
             out.append(Item("data", name, False, str(exc)))
             continue
@@ -69,7 +69,7 @@ def prepare(args: argparse.Namespace) -> int:
     tier, cells = build_cells(args)
     if not cells:
         raise MedftError("the options select no cell: nothing to prepare")
-    items = data_items(cells, args.data_root, not args.no_download) + weight_items(cells)
+    items = data_items(cells, args.data_root, not args.no_download, args.medmnist_url) + weight_items(cells)
     for it in items:
         print(printable(f"{'ready  ' if it.ready else 'MISSING'} {it.kind:7s} {it.name}: {it.detail}"))
     missing = sum(not it.ready for it in items)

@@ -108,3 +108,46 @@ def test_out_folder_that_cannot_be_written_is_one_line_and_keeps_the_earlier_lea
                            f"({place.cause}): "), line
     assert line.endswith("choose another --out (a writable folder with free space); its earlier files are unchanged")
     assert place.untouched()  # the earlier leaderboard, byte for byte, and no staged file left
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_data_root_that_cannot_take_a_download_skips_with_the_cause(kind: str, make_place: MakePlace,
+                                                                    monkeypatch, tmp_path: Path) -> None:
+    """A download into a read-only or full data root: the cell skips (data missing) naming the root, the cause and
+    what to do; no .part is left; and the file is not fetched again for the next cell."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from medft_bench.data import medmnist as mm
+    from medft_bench.errors import DatasetNotFoundError
+
+    body = b"x" * 300_000  # more than a nearly full tmpfs holds
+    requests: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            requests.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        monkeypatch.delenv("MEDFT_OFFLINE")
+        monkeypatch.setattr(mm, "_FAILED", {})
+        monkeypatch.setenv(mm.URL_ENV, f"http://127.0.0.1:{httpd.server_address[1]}")
+        place = make_place(kind)
+        for _ in range(2):
+            with pytest.raises(DatasetNotFoundError) as err:
+                mm.ensure_file("pneumoniamnist", 64, place.path)
+            assert f"cannot write into the data root {place.path} ({place.cause}): point --data-root" in str(err.value)
+        assert len(requests) <= 1  # read-only: refused before asking; full: asked once
+        assert place.untouched()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -19,7 +19,6 @@ lock file, so workers starting together convert once.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import logging
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from medft_bench.cache import cache_dir, cache_write_error
-from medft_bench.errors import WriteError, cannot_write
+from medft_bench.errors import WRITE_ERRNOS, WriteError, cannot_write
 from medft_bench.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -90,10 +89,6 @@ def open_converted(npz: Any, source: Path, names: list[str], key: str,
     if maps is None:
         raise OSError(f"{folder}: the arrays converted from {source} do not verify after writing them")
     return maps, seconds
-
-
-# A conversion that fails with one of these could not write: the place is at fault, not the source file.
-WRITE_ERRNOS = (errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EFBIG)
 
 
 def _write_error(source: Path, folder: Path, exc: OSError) -> WriteError:

@@ -52,8 +52,10 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     synthetic_splits: dict[str, int] | None = None,
     download: bool = True,
+    mirror: str | None = None,
 ) -> DataBundle:
-    """Load dataset ``name`` at ``size`` px: MedMNIST (real or synthetic) or a registered folder dataset."""
+    """Load dataset ``name`` at ``size`` px: MedMNIST (real or synthetic) or a registered folder dataset. ``mirror``:
+    where a missing MedMNIST file is downloaded from (``--medmnist-url``; :func:`medmnist.mirror_url`)."""
     if name in folders.registry():
         if synthetic_data:
             raise ValueError(f"{name} is a folder dataset; synthetic data exists only for MedMNIST flags")
@@ -62,11 +64,11 @@ def load_dataset(
         raise mm.UnknownDatasetError(*unknown("dataset", name, dataset_names()).args)
     if synthetic_data:
         return load_synthetic(name, size, synthetic_splits)
-    return mm.load_medmnist(name, size, root, download_missing=download)
+    return mm.load_medmnist(name, size, root, download_missing=download, mirror=mirror)
 
 
 def data_identity(name: str, size: int, *, synthetic_data: bool = False, root: str | os.PathLike[str] | None = None,
-                  download: bool = True) -> str:
+                  download: bool = True, mirror: str | None = None) -> str:
     """What identifies the data a cell would load, cheaply: ``md5:<MD5>`` of a MedMNIST file (remembered by size
     and mtime, so a file is hashed once), ``folder:<fingerprint>`` of a folder dataset (its file list), or ``""``
     for synthetic data (defined by the configuration). A missing MedMNIST file is downloaded first when allowed;
@@ -77,7 +79,7 @@ def data_identity(name: str, size: int, *, synthetic_data: bool = False, root: s
         return f"folder:{folders.fingerprint(folders.scan(name, root))}"
     if name not in mm.flags():
         raise mm.UnknownDatasetError(*unknown("dataset", name, dataset_names()).args)
-    return f"md5:{mm.file_md5(mm.local_file(name, size, root, download_missing=download))}"
+    return f"md5:{mm.file_md5(mm.local_file(name, size, root, download_missing=download, mirror=mirror))}"
 
 
 def recorded_identity(data: dict[str, Any]) -> str:
