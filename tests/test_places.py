@@ -151,3 +151,29 @@ def test_data_root_that_cannot_take_a_download_skips_with_the_cause(kind: str, m
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_memory_mapped_arrays_that_cannot_be_written_blame_the_place_not_the_file(make_place: MakePlace,
+                                                                                   monkeypatch) -> None:
+    """A large file's images are converted once into memory-mappable arrays: next to it, or in the cache when its
+    folder is read-only. A full cache said the data file was "truncated or corrupt"; it is now the cache's line."""
+    from medft_bench.data import mapped
+    from medft_bench.data import medmnist as mm
+    from medft_bench.data.synthetic import write_synthetic_medmnist
+    from medft_bench.errors import WriteError
+
+    data = make_place("read-only", lambda d: write_synthetic_medmnist(
+        "pneumoniamnist", 28, d, {"train": 24, "val": 12, "test": 12}, 0) and None)
+    cache = make_place("full")
+    monkeypatch.setenv("MEDFT_CACHE_DIR", str(cache.path))
+    monkeypatch.setattr(mapped, "MIN_BYTES", 0)  # convert even this small file
+    with pytest.raises(WriteError) as err:
+        mm.load_medmnist("pneumoniamnist", 28, data.path, download_missing=False)
+    msg = str(err.value)
+    assert msg.startswith("cannot write the memory-mappable arrays of pneumoniamnist.npz into "), msg
+    if data.real:  # a read-only folder sends the arrays to the cache, which is full
+        assert f"{cache.path / 'arrays'}/" in msg
+        assert f"({cache.cause}): free space there, or set MEDFT_CACHE_DIR" in msg
+    else:  # the fake cannot make os.access say read-only: the arrays go next to the file, refused there
+        assert f"({data.cause}): move the data root" in msg
+    assert "corrupt" not in msg and data.untouched() and cache.untouched()
