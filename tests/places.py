@@ -14,6 +14,7 @@ import functools
 import io
 import itertools
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -132,10 +133,31 @@ def _fake(monkeypatch: pytest.MonkeyPatch, root: Path, kind: str) -> None:
 
 
 MakePlace = Callable[..., Place]
+_LEFTOVER = re.compile(r"/pytest-\d+/[^/]+/place-\d+")
+
+
+def _unmount_leftovers(current: Path) -> None:
+    """Unmount the places an earlier session could not (killed before its teardown): mount points named like ours
+    under pytest's folders of this user, outside this session's."""
+    try:
+        points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return
+    own = current.parent  # /tmp/pytest-of-USER
+    for point in points:
+        point = point.encode().decode("unicode_escape")  # /proc/mounts escapes spaces as \040
+        if point.startswith(f"{own}/") and _LEFTOVER.search(point) and not point.startswith(f"{current}/"):
+            _umount(Path(point))
+
+
+@pytest.fixture(scope="session")
+def _no_leftover_mounts(tmp_path_factory: pytest.TempPathFactory) -> None:
+    if mounts_work():
+        _unmount_leftovers(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture
-def make_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MakePlace]:
+def make_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _no_leftover_mounts: None) -> Iterator[MakePlace]:
     """``make_place(kind, prepare=None)``: a folder that is ``kind`` ("read-only" or "full") and holds
     ``earlier.txt`` and whatever ``prepare(path)`` wrote before; unmounted after the test."""
     mounted: list[Path] = []
