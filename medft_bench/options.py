@@ -80,6 +80,9 @@ OPTIONS: tuple[Option, ...] = (
            {"nargs": "?", "const": "", "metavar": "train=N,val=N,test=N"}),
     Option("--no-download", "never download MedMNIST files (a missing file is reported with where to get it)",
            {"action": "store_true", "default": False}),
+    Option("--medmnist-url", "download MedMNIST files from this mirror instead of Zenodo: a folder URL (http, https or "
+           "file) holding the official file names; checked against the official MD5s (default: $MEDFT_MEDMNIST_URL)",
+           {"metavar": "URL"}),
     Option("--trial-tasks", "run each trial of a tuned cell as a case of its own, before the cells (with "
            "pytest-xdist the trials spread over the workers; each cell then reuses its kept trials)",
            {"action": "store_true", "default": False}, only="pytest"),

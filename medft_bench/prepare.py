@@ -38,7 +38,7 @@ def _ids(cells: list) -> tuple[str, ...]:
     return tuple(c.cell_id for c in cells)
 
 
-def data_items(cells: list, data_root: str | None, download: bool) -> list[Item]:
+def data_items(cells: list, data_root: str | None, download: bool, mirror: str | None = None) -> list[Item]:
     """Each MedMNIST file (present with its MD5, bundled, or downloaded now) and folder dataset the cells read."""
     from medft_bench.data import folders
     from medft_bench.data.medmnist import ensure_file, flags, is_bundled
@@ -48,7 +48,7 @@ def data_items(cells: list, data_root: str | None, download: bool) -> list[Item]
     for dataset, size in sorted({(c.dataset, c.img_size) for c in real if c.dataset in flags()}):
         name, ids = f"{dataset} {size} px", _ids([c for c in real if (c.dataset, c.img_size) == (dataset, size)])
         try:
-            path, verified = ensure_file(dataset, size, data_root, download_missing=download)
+            path, verified = ensure_file(dataset, size, data_root, download_missing=download, mirror=mirror)
         except MedftError as exc:
             out.append(Item("data", name, False, str(exc), ids, blocks=True))
             continue
@@ -100,8 +100,8 @@ def blockers(cells: list, env: RunEnv) -> list[Item]:
         except MedftError:  # the cell says what is wrong when it runs
             return False
 
-    data = [it for it in data_items(cells, None if env.data_root is None else str(env.data_root), env.download)
-            if it.blocks]
+    data = [it for it in data_items(cells, None if env.data_root is None else str(env.data_root), env.download,
+                                    env.medmnist_url) if it.blocks]
     missing = {i for it in data for i in it.cells}
     compute = [c for c in cells if c.cell_id not in missing and c.weights != "random" and not reused(c)]
     return data + [it for it in weight_items(compute) if it.blocks]
@@ -115,7 +115,7 @@ def prepare(args: argparse.Namespace) -> int:
     tier, cells = build_cells(args)
     if not cells:
         raise MedftError("the options select no cell: nothing to prepare")
-    items = data_items(cells, args.data_root, not args.no_download) + weight_items(cells)
+    items = data_items(cells, args.data_root, not args.no_download, args.medmnist_url) + weight_items(cells)
     for it in items:
         print(printable(f"{'ready  ' if it.ready else 'MISSING'} {it.kind:7s} {it.name}: {it.detail}"))
     missing = sum(not it.ready for it in items)

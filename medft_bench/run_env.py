@@ -30,6 +30,7 @@ class RunEnv:
     device: str | torch.device | None = None
     progress: bool | str | None = None
     download: bool = True
+    medmnist_url: str | None = None  # a mirror of the MedMNIST files (--medmnist-url), else $MEDFT_MEDMNIST_URL, Zenodo
     rerun: bool = False
     save_model: bool = False  # keep each computed ok cell's network next to its record
     rerun_trials: bool | None = None
@@ -50,6 +51,7 @@ class RunEnv:
         settings: dict[str, Any] = {
             "data_root": ns.data_root, "device": getattr(ns, "device", None),
             "progress": getattr(ns, "progress", None), "download": not ns.no_download, "rerun": ns.rerun,
+            "medmnist_url": getattr(ns, "medmnist_url", None),
             "save_model": getattr(ns, "save_model", False),
             "folder_datasets": tuple(getattr(ns, "folder_dataset", None) or ()),
             # With --trial-tasks the trials have just run as cases of their own (under --rerun too): reuse them.

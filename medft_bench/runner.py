@@ -157,7 +157,8 @@ def with_data_id(cfg: CellConfig, env: RunEnv | None = None) -> CellConfig:
         return cfg
     env = env or RunEnv()
     return replace(cfg, data_id=data_identity(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic,
-                                              root=env.data_root, download=env.download))
+                                              root=env.data_root, download=env.download,
+                                              mirror=env.medmnist_url))
 
 
 def with_precision(cfg: CellConfig, device: Any = None) -> CellConfig:

@@ -35,6 +35,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(mm.ROOT_ENV, raising=False)
     monkeypatch.delenv("MEDFT_OFFLINE", raising=False)
     monkeypatch.setenv("MEDFT_CACHE_DIR", str(tmp_path / "_cache"))
+    for name in (mm.URL_ENV, mm.DEADLINE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(mm, "_FAILED", {})  # one attempt per file and process: each test starts afresh
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
@@ -148,19 +151,26 @@ def test_loader_uses_env_root_unless_given_one(monkeypatch: pytest.MonkeyPatch, 
 
 
 class _Server:
-    """A loopback HTTP server: ``routes[path] = (mode, body)``; mode ok | short | 404. Counts requests."""
+    """A loopback HTTP server (127.0.0.1 only): ``routes[path] = (mode, body)``; mode ok | short (hangs up half-way) |
+    404 | 500 | stall (the headers and a few bytes, then silence) | trickle (a byte every ``TRICKLE_S``, never
+    idle for long). Counts requests. A stalled or trickling answer ends when the test does (``stop``) or after
+    ``SLOW_FOR_S``."""
+
+    TRICKLE_S = 0.1
+    SLOW_FOR_S = 20.0
 
     def __init__(self) -> None:
         self.routes: dict[str, tuple[str, bytes]] = {}
         self.requests: list[str] = []
+        self.stop = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 server.requests.append(self.path)
                 mode, body = server.routes.get(self.path, ("404", b""))
-                if mode == "404":
-                    self.send_error(404)
+                if mode in ("404", "500"):
+                    self.send_error(int(mode))
                     return
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
@@ -173,12 +183,31 @@ class _Server:
                     return
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if mode in ("stall", "trickle"):
+                    self._slowly(body, mode)
+                    return
                 self.wfile.write(body)
+
+            def _slowly(self, body: bytes, mode: str) -> None:
+                self.close_connection = True
+                self.wfile.write(body[:16])
+                self.wfile.flush()
+                until = time.monotonic() + server.SLOW_FOR_S
+                for i in range(16, len(body)):
+                    if server.stop.wait(server.TRICKLE_S) or time.monotonic() > until:
+                        return
+                    if mode == "trickle":
+                        try:
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                        except OSError:  # the client gave up
+                            return
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True  # a slow answer still running does not hold the test's end
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def url(self, path: str) -> str:
@@ -192,6 +221,7 @@ def server() -> Iterator[_Server]:
     try:
         yield srv
     finally:
+        srv.stop.set()
         srv.httpd.shutdown()
         srv.httpd.server_close()
         srv.thread.join(5)
@@ -247,25 +277,94 @@ def test_ensure_file_with_explicit_url(monkeypatch, tmp_path, server, payload) -
     assert server.requests == ["/mirror/p.npz"]
 
 
-@pytest.mark.parametrize("problem", ["interrupted", "md5", "404"])
-def test_failed_download_leaves_nothing(monkeypatch, tmp_path, server, payload, problem) -> None:
+# problem -> (the server's mode, what the reason says)
+PROBLEMS = {
+    "interrupted": ("short", "download failed: transfer interrupted: "),
+    "md5": ("ok", "download failed: MD5 mismatch: the server sent a file with MD5 "),
+    "404": ("404", "download failed: the server answered HTTP 404 Not Found"),
+    "500": ("500", "download failed: the server answered HTTP 500 Internal Server Error"),
+    "stalled": ("stall", "download failed: no data for 1 s"),  # the idle timeout
+    "trickling": ("trickle", "download failed: not complete after 1.5 s ("),  # never idle: the deadline
+}
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+def test_failed_download_leaves_nothing_and_is_tried_once(monkeypatch, tmp_path, server, payload, problem) -> None:
     body, md5 = payload
-    mode = {"interrupted": "short", "md5": "ok", "404": "404"}[problem]
+    mode, reason = PROBLEMS[problem]
     want_md5 = "0" * 32 if problem == "md5" else md5
     url = _serve_as_official(monkeypatch, server, body, want_md5, mode)
+    monkeypatch.setenv(mm.DEADLINE_ENV, "1.5")
     root = tmp_path / "root"
     root.mkdir()
     t0 = time.monotonic()
     with pytest.raises(DatasetNotFoundError) as err:
-        mm.ensure_file("pneumoniamnist", 28, root, timeout=5)
-    assert time.monotonic() - t0 < 10
+        mm.ensure_file("pneumoniamnist", 28, root, timeout=1)
+    assert time.monotonic() - t0 < 4  # the trickle ran on for 20 s (forever, with a longer file)
     msg = str(err.value)
-    assert {"interrupted": "interrupted", "md5": "MD5 mismatch", "404": "404"}[problem] in msg
+    assert f"({reason}" in msg, msg
     assert url in msg and want_md5 in msg and str(root / "pneumoniamnist.npz") in msg
-    assert os.listdir(root) == []  # neither the real name nor a temporary file
-    with pytest.raises(DatasetNotFoundError):
-        mm.load_medmnist("pneumoniamnist", 28, root)
+    assert os.listdir(root) == []  # neither the real name nor a temporary (.part) file
+    # Every later cell that needs the file skips at once with the first attempt's reason: one request a run.
+    for _ in range(2):
+        with pytest.raises(DatasetNotFoundError) as again:
+            mm.load_medmnist("pneumoniamnist", 28, root)
+        assert "download failed earlier in this run, not tried again: " + reason.removeprefix("download failed: ") \
+            in str(again.value)
+    assert server.requests == ["/pneumoniamnist.npz"]
     assert os.listdir(root) == []
+
+
+def test_a_slow_download_that_finishes_inside_the_deadline_is_kept(monkeypatch, tmp_path, server, payload) -> None:
+    """Neither limit cuts a download that is slow but alive and finishes in time (a trickle of a short file)."""
+    body, md5 = payload
+    monkeypatch.setattr(_Server, "TRICKLE_S", 0.001)
+    short = body[:64]
+    import hashlib
+
+    _serve_as_official(monkeypatch, server, short, hashlib.md5(short).hexdigest(), "trickle")
+    monkeypatch.setenv(mm.DEADLINE_ENV, "10")
+    assert mm.download_deadline(None) == 10.0  # read per download
+    mm.download(server.url("/pneumoniamnist.npz"), tmp_path / "f.npz", hashlib.md5(short).hexdigest(), timeout=1)
+    assert (tmp_path / "f.npz").read_bytes() == short
+
+
+def test_the_default_deadline_grows_with_the_announced_size(monkeypatch) -> None:
+    assert mm.download_deadline(None) == mm.DEADLINE_BASE_S
+    assert mm.download_deadline(8 << 30) == mm.DEADLINE_BASE_S + 8 * 1024  # 8 GiB at the 1 MiB/s floor
+    monkeypatch.setenv(mm.DEADLINE_ENV, "nope")
+    with pytest.raises(DataError, match="MEDFT_DOWNLOAD_DEADLINE"):
+        mm.download_deadline(None)
+
+
+def test_mirror_from_the_environment_or_the_run(monkeypatch, tmp_path, server, payload) -> None:
+    """$MEDFT_MEDMNIST_URL (or --medmnist-url, RunEnv.medmnist_url) is a folder holding the official names."""
+    from dataclasses import replace
+
+    from medft_bench.run_env import RunEnv
+    from medft_bench.runner import with_data_id
+    from tests.helpers import tiny_cell
+
+    body, md5 = payload
+    server.routes["/mirror/pneumoniamnist.npz"] = ("ok", body)
+    monkeypatch.setattr(mm, "url_and_md5", lambda flag, size: ("http://127.0.0.1:1/never-used", md5))
+    monkeypatch.setenv(mm.URL_ENV, server.url("/mirror/"))
+    path, verified = mm.ensure_file("pneumoniamnist", 28, tmp_path / "a")
+    assert verified and path.read_bytes() == body
+    monkeypatch.delenv(mm.URL_ENV)
+    cfg = replace(tiny_cell(), synthetic=False, img_size=28)
+    env = RunEnv(data_root=tmp_path / "b", medmnist_url=server.url("/mirror"))
+    assert with_data_id(cfg, env).data_id == f"md5:{md5}"
+    assert (tmp_path / "b" / "pneumoniamnist.npz").read_bytes() == body
+    assert server.requests == ["/mirror/pneumoniamnist.npz"] * 2
+    # The option, on the command line (pytest gets the same one from the option table).
+    from medft_bench.__main__ import main
+
+    assert main(["download", "--tier", "quick", "--datasets", "pneumoniamnist", "--img-size", "28", "--backbones",
+                 "resnet18", "--weights", "random", "--data-root", str(tmp_path / "c"),
+                 "--medmnist-url", server.url("/mirror")]) == 0
+    assert (tmp_path / "c" / "pneumoniamnist.npz").read_bytes() == body
+    assert server.requests == ["/mirror/pneumoniamnist.npz"] * 3
 
 
 def _assert_not_found_message(msg: str, flag: str, size: int, url: str, md5: str, path: Path) -> None:

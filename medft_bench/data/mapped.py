@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from medft_bench.cache import cache_dir
+from medft_bench.cache import cache_dir, cache_write_error
+from medft_bench.errors import WRITE_ERRNOS, WriteError, cannot_write
 from medft_bench.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,8 @@ def open_converted(npz: Any, source: Path, names: list[str], key: str,
     if maps is not None:
         return maps, 0.0
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder):
             maps = _open_valid(folder, names, key, expect)  # converted by another process meanwhile
             if maps is not None:
@@ -79,13 +80,23 @@ def open_converted(npz: Any, source: Path, names: list[str], key: str,
             _convert(npz, source, folder, names, key)
             seconds = time.perf_counter() - t0
         maps = _open_valid(folder, names, key, expect)
-    except BaseException:
+    except BaseException as exc:
         if created:  # a source that fails to convert leaves nothing behind
             shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full or read-only folder, not a bad source
+            raise _write_error(source, folder, exc) from None
         raise
     if maps is None:
         raise OSError(f"{folder}: the arrays converted from {source} do not verify after writing them")
     return maps, seconds
+
+
+def _write_error(source: Path, folder: Path, exc: OSError) -> WriteError:
+    what = f"the memory-mappable arrays of {source.name} into"
+    if folder.is_relative_to(cache_dir()):
+        return cache_write_error(what, folder, exc)
+    return cannot_write(what, folder, exc, f"move the data root (--data-root) holding {source.name} to a disk "
+                        "with free space")
 
 
 def _convert(npz: Any, source: Path, folder: Path, names: list[str], key: str) -> None:

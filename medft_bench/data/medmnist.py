@@ -12,14 +12,18 @@ import contextlib
 import hashlib
 import http.client
 import json
+import math
 import os
+import threading
+import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medft_bench.data.arrays import DataBundle, open_npz
-from medft_bench.errors import DataError, DatasetNotFoundError, UnknownNameError, unknown
+from medft_bench.errors import WRITE_ERRNOS, DataError, DatasetNotFoundError, UnknownNameError, unknown, write_cause
 from medft_bench.io import atomic_path, atomic_write
 from medft_bench.vocabulary import MODALITY
 
@@ -30,7 +34,15 @@ VERIFIED_CACHE = ".medft_verified.json"
 # unless $MEDFT_NO_BUNDLED is 1 (the unit tests set it: they test what a data root alone gives).
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 NO_BUNDLED_ENV = "MEDFT_NO_BUNDLED"
-DOWNLOAD_TIMEOUT_S = 20.0
+DOWNLOAD_TIMEOUT_S = 20.0  # idle: a download that receives no byte for this long ends
+# The whole download's deadline: $MEDFT_DOWNLOAD_DEADLINE seconds, else 10 minutes plus a second per MiB the server
+# announces (a floor of 1 MiB/s: the largest file, ~8 GB at 224 px, gets about 2.4 hours), so that a server that
+# trickles a byte now and then (never idle that long) cannot hold a run forever.
+DEADLINE_ENV = "MEDFT_DOWNLOAD_DEADLINE"
+DEADLINE_BASE_S = 600.0
+DEADLINE_RATE = 1 << 20
+URL_ENV = "MEDFT_MEDMNIST_URL"  # a mirror: a folder URL (http(s), file) holding the official file names
+CHUNK = 1 << 16
 
 class UnknownDatasetError(DataError, UnknownNameError):
     """An unknown MedMNIST flag: a :class:`DataError` that is also an :class:`UnknownNameError`."""
@@ -75,6 +87,27 @@ def url_and_md5(flag: str, size: int) -> tuple[str, str]:
     check_size(size)
     suffix = "" if size == 28 else f"_{size}"
     return meta[f"url{suffix}"], meta[f"MD5{suffix}"]
+
+
+def mirror_url(flag: str, size: int, mirror: str | None = None) -> str | None:
+    """The file's URL on a mirror: ``mirror`` (``--medmnist-url``), else ``$MEDFT_MEDMNIST_URL``, a folder URL
+    followed by the official file name (``<flag>.npz``, ``<flag>_<size>.npz``); None without a mirror."""
+    base = mirror or os.environ.get(URL_ENV)
+    return f"{base.rstrip('/')}/{file_name(flag, size)}" if base else None
+
+
+def download_deadline(length: int | None) -> float:
+    """Seconds a whole download may take (``length``: the bytes the server announces, if it does)."""
+    text = os.environ.get(DEADLINE_ENV)
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value <= 0:
+            raise DataError(f"${DEADLINE_ENV}={text!r}: expected a number of seconds > 0")
+        return value
+    return DEADLINE_BASE_S + (length or 0) / DEADLINE_RATE
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -144,22 +177,93 @@ def _remember(path: Path, digest: str, cache: dict[str, Any] | None = None) -> N
         atomic_write(path.parent / VERIFIED_CACHE, json.dumps(cache, indent=1, sort_keys=True), durable=False)
 
 
-def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Fetch ``url`` into ``dest`` atomically: stream to a temporary file, check the MD5, then rename."""
-    h = hashlib.md5()
+class DownloadError(Exception):
+    """A download that did not give the official file: its message says why, in words."""
+
+
+@dataclass
+class _Transfer:
+    """What the thread that streams a download shares with the one that waits for it."""
+
+    length: int | None = None
+    got: int = 0
+    digest: str | None = None
+    error: BaseException | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+def download(url: str, dest: Path, md5: str, *, timeout: float = DOWNLOAD_TIMEOUT_S,
+             deadline: float | None = None) -> None:
+    """Fetch ``url`` into ``dest`` atomically: stream to a temporary file, check the MD5, then rename; any failure
+    leaves neither ``dest`` nor the temporary file. ``timeout``: the most seconds without a byte; ``deadline``: the
+    most seconds for the whole (default :func:`download_deadline`)."""
     with atomic_path(dest, suffix=".part") as tmp:
-        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-            expected_len = resp.headers.get("Content-Length")
-            got = 0
-            while block := resp.read(1 << 20):
+        digest = _fetch(url, tmp, timeout, deadline)
+        if digest != md5:
+            raise DownloadError(f"MD5 mismatch: the server sent a file with MD5 {digest}, not the official {md5}")
+    _remember(dest, digest)  # hashed while streaming: the next load does not re-hash
+
+
+def _fetch(url: str, tmp: Path, idle: float, deadline: float | None) -> str:
+    """Stream ``url`` into the existing file ``tmp`` in a thread of its own, so that the deadline holds whatever the
+    network does (a socket timeout bounds one read, not a trickle, a slow name lookup or slow headers); the MD5."""
+    t = _Transfer()
+    worker = threading.Thread(target=_stream, args=(url, tmp, idle, t), name="medft-download", daemon=True)
+    start = time.monotonic()
+    worker.start()
+    while worker.is_alive():
+        limit = deadline if deadline is not None else download_deadline(t.length)
+        left = start + limit - time.monotonic()
+        if left <= 0:
+            # The thread stops at its next read (within `idle`); it writes to no file by then (removed by the caller).
+            t.cancel.set()
+            of = f" of {t.length:,}" if t.length is not None else ""
+            raise DownloadError(f"not complete after {limit:g} s ({t.got:,}{of} bytes received): the server is too "
+                                f"slow; set ${DEADLINE_ENV} to the seconds to allow")
+        worker.join(min(left, 0.25))
+    if t.error is not None:
+        raise t.error
+    assert t.digest is not None
+    return t.digest
+
+
+def _stream(url: str, tmp: Path, idle: float, t: _Transfer) -> None:
+    h = hashlib.md5()
+    try:
+        # "r+b": the file exists (the caller made it); once the caller has given up and removed it, nothing recreates it
+        with urllib.request.urlopen(url, timeout=idle) as resp, open(tmp, "r+b") as out:
+            length = resp.headers.get("Content-Length")
+            t.length = int(length) if length and length.isdigit() else None
+            read = getattr(resp, "read1", resp.read)  # read1: what has arrived, so the deadline is checked often
+            while not t.cancel.is_set() and (block := read(CHUNK)):
                 out.write(block)
                 h.update(block)
-                got += len(block)
-        if expected_len is not None and got != int(expected_len):
-            raise OSError(f"transfer interrupted: {got} of {expected_len} bytes")
-        if h.hexdigest() != md5:
-            raise OSError(f"MD5 mismatch: got {h.hexdigest()}, expected {md5}")
-    _remember(dest, h.hexdigest())  # hashed while streaming: the next load does not re-hash
+                t.got += len(block)
+        if t.length is not None and t.got != t.length and not t.cancel.is_set():
+            raise DownloadError(f"transfer interrupted: {t.got:,} of {t.length:,} bytes")
+        t.digest = h.hexdigest()
+    except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread, which raises it
+        t.error = exc
+
+
+def _why(exc: BaseException, root: Path, idle: float) -> str:
+    """A failed download's cause, in words."""
+    if isinstance(exc, DownloadError):
+        return str(exc)
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"the server answered HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"transfer interrupted: {len(exc.partial):,} bytes, {exc.expected:,} more expected"
+    if isinstance(exc, urllib.error.URLError):
+        exc = exc.reason if isinstance(exc.reason, BaseException) else exc
+        if not isinstance(exc, TimeoutError):
+            return f"cannot reach the server ({getattr(exc, 'strerror', None) or exc})"
+    if isinstance(exc, TimeoutError):
+        return f"no data for {idle:g} s"
+    if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+        return (f"cannot write into the data root {root} ({write_cause(exc)}): point --data-root / ${ROOT_ENV} at a "
+                "writable folder with free space")
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, OSError) else str(exc)
 
 
 def is_bundled(path: Path) -> bool:
@@ -183,8 +287,16 @@ def bundled_file(flag: str, size: int) -> Path | None:
 def _not_found(flag: str, size: int, path: Path, url: str, md5: str, why: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(
         f"MedMNIST {flag} at {size} px is not available ({why}). Download {url} (MD5 {md5}) and place it "
-        f"at {path}, or point --data-root / ${ROOT_ENV} at the folder that holds {path.name}."
+        f"at {path}, or point --data-root / ${ROOT_ENV} at the folder that holds {path.name}, or --medmnist-url / "
+        f"${URL_ENV} at a mirror."
     )
+
+
+# A file whose download failed in this process, by (path, URL): the first attempt's reason. Later cells that need it
+# skip with that reason instead of trying again (3 cells were 68 s; a quick tier's 270 cells, 100 minutes). Per
+# process, not shared through the cache: a pytest-xdist worker or cluster task tries once itself, so that one
+# worker's passing failure never skips another's cells and nothing stale outlives the run.
+_FAILED: dict[tuple[str, str], str] = {}
 
 
 def ensure_file(
@@ -195,15 +307,17 @@ def ensure_file(
     download_missing: bool = True,
     url: str | None = None,
     timeout: float = DOWNLOAD_TIMEOUT_S,
+    mirror: str | None = None,
 ) -> tuple[Path, bool]:
     """The path of ``flag`` at ``size`` px under the data root; else the bundled official copy (pneumoniamnist
-    and breastmnist at 28 px); else downloaded, if allowed.
+    and breastmnist at 28 px); else downloaded, if allowed: from ``url``, else the mirror (:func:`mirror_url`),
+    else Zenodo; once a process (a failed download is not tried again: :data:`_FAILED`).
 
     Returns the path and whether its MD5 matches the official one. A file with another MD5 (for example a
     synthetic file in MedMNIST format) is still returned, flagged as unverified, so it is never overwritten.
     """
     off_url, md5 = url_and_md5(flag, size)
-    url = url or off_url
+    url = url or mirror_url(flag, size, mirror) or off_url
     path = resolve_root(root) / file_name(flag, size)
     if path.is_file():
         return path, file_md5(path) == md5
@@ -212,20 +326,25 @@ def ensure_file(
         return bundled, True
     if not download_missing or os.environ.get("MEDFT_OFFLINE") == "1":
         raise _not_found(flag, size, path, url, md5, "the file is missing and downloading is off")
+    tried = (str(path), url)
+    if tried in _FAILED:
+        raise _not_found(flag, size, path, url, md5, f"download failed earlier in this run, not tried again: "
+                                                     f"{_FAILED[tried]}")
     try:
         download(url, path, md5, timeout=timeout)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        raise _not_found(flag, size, path, url, md5, f"download failed: {exc}") from None
+    except (DownloadError, http.client.HTTPException, OSError, ValueError) as exc:  # URLError is an OSError
+        _FAILED[tried] = _why(exc, path.parent, timeout)
+        raise _not_found(flag, size, path, url, md5, f"download failed: {_FAILED[tried]}") from None
     return path, True
 
 
 def local_file(flag: str, size: int = 28, root: str | os.PathLike[str] | None = None, *,
-               download_missing: bool = True, url: str | None = None) -> Path:
+               download_missing: bool = True, url: str | None = None, mirror: str | None = None) -> Path:
     """The path of ``flag`` at ``size`` px under the data root (not hashed here), else the bundled copy, else
     downloaded first when allowed."""
     path = resolve_root(root) / file_name(flag, size)
     if not path.is_file():
-        path, _ = ensure_file(flag, size, root, download_missing=download_missing, url=url)
+        path, _ = ensure_file(flag, size, root, download_missing=download_missing, url=url, mirror=mirror)
     return path
 
 
@@ -236,10 +355,11 @@ def load_medmnist(
     *,
     download_missing: bool = True,
     url: str | None = None,
+    mirror: str | None = None,
 ) -> DataBundle:
     """Load a MedMNIST 2D dataset into uint8 tensors, fetching and verifying the file as needed."""
     _, md5 = url_and_md5(flag, size)
-    path = local_file(flag, size, root, download_missing=download_missing, url=url)
+    path = local_file(flag, size, root, download_missing=download_missing, url=url, mirror=mirror)
     # Validate before hashing, so that a malformed file leaves no trace in the verified-MD5 cache.
     bundle = read_file(flag, path, size)
     bundle.identity["md5_verified"] = bundle.identity["md5"] == md5

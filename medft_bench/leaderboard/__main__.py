@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
-from medft_bench.errors import MedftError
+from medft_bench.errors import MedftError, cannot_write
 from medft_bench.text import printable
 from medft_bench.vocabulary import METRICS
 
@@ -146,24 +147,36 @@ def compare_main(argv: list[str]) -> int:
     return REGRESSION_EXIT if counted else 0
 
 
+def out_write_error(out: str | os.PathLike[str], exc: OSError) -> MedftError:
+    """A read-only or full ``--out`` folder as one line: the folder (every file is written inside it), the cause and
+    what to do. The new files are staged and renamed into place only once all are written, so the folder still
+    holds its earlier leaderboard."""
+    return cannot_write("the leaderboard into", out, exc,
+                        "choose another --out (a writable folder with free space); its earlier files are unchanged")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compare"]:
         return compare_main(argv[1:])
     args = parser().parse_args(argv)
     results = args.results if args.results else ([] if args.benchmark_json else ["results"])
-    from medft_bench.leaderboard.publish import PUBLISHED, NoRecordsError, publish
+    from medft_bench.leaderboard.publish import PUBLISHED, NoRecordsError, default_out, publish
 
+    out = PUBLISHED if args.publish else args.out
     try:
-        pub = publish(results, args.benchmark_json, out=PUBLISHED if args.publish else args.out, metric=args.metric,
-                      all_metrics=args.all_metrics)
+        pub = publish(results, args.benchmark_json, out=out, metric=args.metric, all_metrics=args.all_metrics)
     except NoRecordsError as exc:
         print(printable(f"{PROG}: error: {exc}"), file=sys.stderr)
         for p in exc.problems:
             print(printable(f"  - {p.path}: {p.reason}"), file=sys.stderr)
         return 1
-    except (MedftError, OSError) as exc:
+    except MedftError as exc:
         print(printable(f"{PROG}: error: {exc}"), file=sys.stderr)
+        return 1
+    except OSError as exc:  # the records are read before anything is written: this is the --out folder's
+        where = out if out is not None else default_out(results, args.benchmark_json)
+        print(printable(f"{PROG}: error: {out_write_error(where, exc)}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # one line, not a traceback: the folder changes as one unit (publish.py)
         print(f"{PROG}: interrupted: the output folder holds the previous leaderboard or this one whole, never a mix",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import RecordError, ResultsWriteError
+from medft_bench.errors import RecordError, ResultsWriteError, write_cause
 from medft_bench.io import atomic_paths, atomic_write
 from medft_bench.results.predictions import folder_for as prediction_folder
 from medft_bench.results.record import validate
@@ -239,7 +239,8 @@ class ResultStore:
                 for tmp, (_, state) in zip(tmps, tensors):
                     import torch  # here: reading and writing records alone needs no torch
 
-                    torch.save(state, tmp)
+                    with open(tmp, "wb") as fh:  # a file object: a failed write keeps its OSError (ENOSPC) as context
+                        torch.save(state, fh)
                 for tmp, text in zip(tmps[len(tensors):], predictions.values()):
                     tmp.write_text(text)
                 tmps[-1].write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
@@ -248,7 +249,7 @@ class ResultStore:
                     if old.name not in predictions:
                         old.unlink(missing_ok=True)
         except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())[:200]
+            reason = write_cause(exc)  # torch.save's RuntimeError says "enforce fail"; its context says why
             raise ResultsWriteError(
                 f"cannot write the record {path} ({reason}): the cell's result was computed but is not stored; "
                 "free space or fix the permissions of the results directory (--results-dir) and run again",

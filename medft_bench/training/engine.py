@@ -340,7 +340,8 @@ def build_context(cfg: CellConfig, env: RunEnv | None = None) -> tuple[CellConte
     s = cfg.train
     strategy = create_strategy(cfg.strategy, **cfg.params())
     data = load_dataset(cfg.dataset, cfg.img_size, synthetic_data=cfg.synthetic, root=env.data_root,
-                        synthetic_splits=dict(cfg.synthetic_splits) or None, download=env.download)
+                        synthetic_splits=dict(cfg.synthetic_splits) or None, download=env.download,
+                        mirror=env.medmnist_url)
     if s.max_train_samples:
         # Each seed draws its own subset (subset_seed "cell"): which images train is part of the seed's noise.
         data.train = data.train.subset(s.max_train_samples, seed=cfg.subset_seed)

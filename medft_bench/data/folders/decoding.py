@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from medft_bench.cache import cache_dir
+from medft_bench.cache import cache_dir, cache_write_error
 from medft_bench.data import mapped
 from medft_bench.data.arrays import SPLITS
 from medft_bench.data.folders.scanning import FolderScan
@@ -176,5 +176,8 @@ def decoded_cache(found: FolderScan, size: int, fp: str) -> tuple[Path, dict[str
     meta = {"fingerprint": fp, "dataset": spec.name, "size": size, "classes": list(found.classes),
             "content_md5": content_md5(arrays), "loader_version": LOADER_VERSION}
     arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    write_cache(cache, arrays)
+    try:
+        write_cache(cache, arrays)
+    except OSError as exc:  # a read-only or full cache: one line naming it (the images are decoded again next time)
+        raise cache_write_error(f"the decoded images of {spec.name} at {size} px", cache, exc) from None
     return cache, meta
