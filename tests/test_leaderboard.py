@@ -1720,3 +1720,31 @@ def test_a_method_that_did_not_complete_is_flagged_and_kept_out_of_the_answer(tm
     from medft_bench.leaderboard.tables.recommendations import recommendation_table
 
     assert any("left out of the answer: GU first-to-last" in n for n in recommendation_table(group).notes)
+
+
+def test_a_huge_field_is_shortened_in_the_terminal_and_kept_whole_in_the_pages() -> None:
+    """Issue 43: a 10 MB string in a record made the terminal table run for more than 10 minutes (tabulate's
+    wrapping is quadratic: 400 KB took 25 s) after the pages were written in seconds."""
+    import io
+    import time
+
+    from rich.console import Console
+
+    from medft_bench.leaderboard.render_markdown import table_md
+    from medft_bench.leaderboard.render_rich import plain_table, rich_captions, rich_tables
+    from medft_bench.leaderboard.tables.model import Table, cell, left
+    from medft_bench.text import DISPLAY_LIMIT
+
+    huge = "word " * 80_000  # 400 KB
+    table = Table("t", "Failures", [left("cell", key=True), left("error")], [[cell("c1"), cell(huge)]],
+                  notes=[huge])
+    t0 = time.perf_counter()
+    text = plain_table(table, 100)
+    console = Console(file=io.StringIO(), width=100)
+    for part in [*rich_tables(table, console), *filter(None, rich_captions(table, 1))]:
+        console.print(part)
+    assert time.perf_counter() - t0 < 10
+    more = f"[{len(huge) - DISPLAY_LIMIT:,} more characters: the whole text is in the record and the pages]"
+    assert more in " ".join(text.split()) and more in " ".join(console.file.getvalue().split())
+    assert len(text) < 3 * DISPLAY_LIMIT + 2000
+    assert huge in table_md(table)  # the page keeps the whole value

@@ -225,3 +225,20 @@ def test_vgg19_file_that_does_not_fit_is_refused(tmp_path) -> None:
     torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "vgg19.pth")
     with pytest.raises(WeightsError, match=r"do not fit vgg19: .*missing from the file .*1 with another shape"):
         create_backbone("vgg19", 2, str(tmp_path))
+
+
+def test_weights_with_nan_or_infinity_are_refused_naming_the_tensors(tmp_path) -> None:
+    """Issue 43: NaN weights trained to nothing and were refused only at the end, as a record that "does not match
+    result schema v2: head/feature_rms_norm: None is not of type 'number'"."""
+    sd = create_backbone("resnet18", 1000, "random").model.state_dict()
+    sd["layer1.0.conv1.weight"][0, 0] = float("nan")
+    sd["bn1.running_var"][:2] = float("inf")
+    sd["fc.weight"][:] = float("nan")  # the replaced head's: never loaded, so not the file's fault
+    path = tmp_path / "resnet18.pth"
+    torch.save(sd, path)
+    with pytest.raises(WeightsError) as err:
+        create_backbone("resnet18", 2, str(path))
+    assert str(err.value) == (
+        f"the weights in {path} hold NaN or infinite values: bn1.running_var (0 NaN, 2 infinite of 64), "
+        "layer1.0.conv1.weight (9 NaN, 0 infinite of 36864); the weights are damaged (or saved from a diverged "
+        "training): give finite weights")

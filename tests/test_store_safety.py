@@ -128,3 +128,27 @@ def test_a_rerun_killed_at_the_records_rename_is_finished_and_never_mixed(tmp_pa
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         [store.path_for(cfg).name, store.head_path_for(cfg).name, store.path_for(cfg).stem + ".predictions"])
     assert [p.name for p in (folder / (store.path_for(cfg).stem + ".predictions")).iterdir()] == ["new.csv"]
+
+
+def test_every_reader_skips_a_fifo_named_like_its_files(tmp_path: Path) -> None:
+    """A FIFO named ``*.json`` in the results folder hung ``run``, pytest and ``list tiers`` (the leaderboard
+    skipped it); named ``summary.json`` in ``--out``, or given as ``--benchmark-json``, it hung the leaderboard."""
+    from medft_bench.leaderboard.load import benchmark_record_paths, load_inputs
+    from medft_bench.leaderboard.publish import publish
+    from medft_bench.listing import tier_rows
+    from medft_bench.results.store import load_records
+    from tests.test_leaderboard import write
+
+    results, out = tmp_path / "results", tmp_path / "board"
+    path = write(results, make_record())
+    os.mkfifo(path.parent / "a_fifo.json")
+    os.mkfifo(results / "bench.json")
+    assert load_records([results]) == ([json.loads(path.read_text())], [])
+    assert len(load_inputs([results]).runs) == 1 and not load_inputs([results]).problems
+    assert tier_rows(results)  # read the records for its estimates without waiting on the FIFO
+    (problem,) = benchmark_record_paths(results / "bench.json")[1]
+    assert "not a regular file" in problem.reason
+    out.mkdir()
+    os.mkfifo(out / "summary.json")  # not this leaderboard's summary: a file it did not write, refused at once
+    with pytest.raises(Exception, match="holds summary.json, which this leaderboard did not write"):
+        publish([results], out=out)

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from medft_bench.errors import MedftError
-from medft_bench.io import atomic_paths, atomic_write, complete_commits, deferred_signals, pending_commits
+from medft_bench.io import (
+    atomic_paths,
+    atomic_write,
+    complete_commits,
+    deferred_signals,
+    pending_commits,
+    read_regular,
+)
 from medft_bench.leaderboard import export, page, render_html, render_markdown, summary
 from medft_bench.leaderboard.aggregate import Group, aggregate
 from medft_bench.leaderboard.group_key import tier_slug
@@ -66,7 +73,7 @@ def _previous_files(out: Path) -> list[str] | None:
     path = out / SUMMARY
     if not is_leaderboard_summary(path):
         return None
-    files = json.loads(path.read_bytes()).get("files", [])
+    files = json.loads(read_regular(path)).get("files", [])
     return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
