@@ -1,7 +1,10 @@
 """The results store: one JSON record per cell, keyed by the cell's config hash; the one writer.
 
 Writes are atomic (:mod:`medft_bench.io`: a temporary file in the same directory, then a rename), so an interrupted run
-never leaves a partial record, and two processes writing the same directory never corrupt one. A per-cell
+never leaves a partial record, and two processes writing the same directory never corrupt one. A record and its
+head, predictions and network are one unit, renamed under a journal that the next claim of the cell finishes if
+the writer was killed among the renames. A file this code cannot read as a record (a newer checkout's, damaged)
+is never replaced or deleted: its cell is blocked (:class:`~medft_bench.errors.RecordBlockedError`). A per-cell
 lock lets concurrent runs (pytest-xdist workers, two shells) compute each cell once. File names are made
 from the cell's id with anything but letters, digits and ``._+=-`` replaced, so a backbone named
 ``hf-hub:org/model`` or ``x/../../escaped`` never creates a file outside the results directory.
