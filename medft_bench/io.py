@@ -78,7 +78,7 @@ def atomic_paths(paths: Sequence[str | os.PathLike[str]], *, durable: bool = Tru
         steps = list(zip(tmps, targets))
         removals = [Path(p) for p in remove]
         if len(steps) + len(removals) > 1:
-            journal = _write_journal(targets[-1], steps, removals)
+            journal = _write_journal(targets[-1] if targets else removals[-1], steps, removals)
         _apply(steps, removals)
         if durable:
             for folder in dict.fromkeys(p.parent for p in [*targets, *removals]):
@@ -169,14 +169,30 @@ def complete_commits(folder: str | os.PathLike[str], name: str | None = None, *,
         try:
             steps = [(base / t, base / p) for t, p in doc["renames"]]
             removals = [base / p for p in doc.get("remove", [])]
+            # only this folder's own temporaries renamed, nothing outside it touched (a hand-made journal)
+            if not all(_TEMPORARY.fullmatch(t.name) for t, _ in steps) or not all(
+                    _inside(base, p) for p in [*(t for step in steps for t in step), *removals]):
+                continue
         except (KeyError, TypeError, ValueError):
             continue
-        _apply(steps, removals)
+        try:
+            _apply(steps, removals)
+        except OSError as exc:  # a rename that cannot be done (a folder where a file goes): never every write's
+            import warnings
+
+            warnings.warn(f"{mine}: an interrupted write cannot be finished ({exc.strerror or exc}: "
+                          f"{exc.filename}); fix that path, the next write into {base} finishes it", stacklevel=2)
+            continue
         with contextlib.suppress(OSError):
             _fsync(base)
         mine.unlink(missing_ok=True)
         done.append(journal)
     return done
+
+
+def _inside(base: Path, path: Path) -> bool:
+    rel = path.relative_to(base)  # joined from a relative path: absolute ones raise ValueError
+    return not rel.is_absolute() and ".." not in rel.parts
 
 
 def _may_be_live(journal: Path, doc: Any) -> bool:

@@ -192,3 +192,21 @@ def test_readers_refuse_a_fifo_at_once(tmp_path: Path) -> None:
         io.read_regular(fifo)
     assert not io.is_regular(fifo) and io.is_regular(atomic_write(tmp_path / "x.json", "{}"))
     assert io.read_regular(tmp_path / "x.json") == b"{}"
+
+
+def test_a_journal_never_touches_anything_outside_its_folder(tmp_path: Path) -> None:
+    """A hand-made (or hostile) journal in a shared results folder renames only that folder's temporaries."""
+    import json
+
+    from medft_bench import io
+
+    folder, outside = tmp_path / "results", tmp_path / "precious.txt"
+    folder.mkdir()
+    outside.write_text("keep")
+    (folder / "x.json").write_text("keep")
+    (folder / ".x.json.1.abc.journal").write_text(json.dumps(
+        {"host": "elsewhere", "pid": 1, "renames": [["x.json", "../precious.txt"]], "remove": []}))
+    (folder / ".y.json.1.abc.journal").write_text(json.dumps(
+        {"host": "elsewhere", "pid": 1, "renames": [], "remove": ["../precious.txt"]}))
+    assert io.complete_commits(folder, force=True) == []
+    assert outside.read_text() == "keep" and (folder / "x.json").read_text() == "keep"
