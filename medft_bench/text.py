@@ -55,7 +55,7 @@ def csv_value(value: Any) -> Any:
     return "'" + text if text.startswith(FORMULA_START) and not _is_number(text) else text
 
 
-DISPLAY_LIMIT = 400  # characters of one field in the terminal; the pages and CSV files keep every field whole
+DISPLAY_LIMIT = 4000  # characters of one text in the terminal (prose paragraphs fit); the pages and CSVs keep it whole
 
 
 def shortened(text: str, limit: int = DISPLAY_LIMIT) -> str:
