@@ -181,7 +181,7 @@ class ResultStore:
         try:
             return read_record(path)
         except RecordError as exc:
-            reason = str(exc).removeprefix(f"{path}: ")
+            reason = str(exc).removeprefix(str(path)).lstrip(": ")  # the path is named once, first
             todo = ("update medft-bench to read it, or move it out of the results directory to compute the cell "
                     "again" if isinstance(exc, NewerRecordError) else
                     "repair it (a newer medft-bench's record: update this one), or move it out of the results "
