@@ -91,6 +91,15 @@ def cannot_write(what: str, path: str | os.PathLike[str], exc: BaseException, el
     return cls(f"cannot write {what} {path} ({write_cause(exc)}): {fix}{elsewhere}")
 
 
+class NewerRecordError(RecordError):
+    """A record written by a newer medft-bench (a schema version this code does not know)."""
+
+
+class RecordBlockedError(ResultsWriteError):
+    """A file this code cannot read as a record (a newer schema, unknown fields, damaged, not a regular file)
+    holds a cell's place: it is never replaced or deleted, so the cell is neither reused nor computed."""
+
+
 def unknown(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> UnknownNameError:
     """An error for an unknown ``kind`` name that lists the valid ones."""
     return UnknownNameError(f"unknown {kind} {name!r}; valid names: {', '.join(sorted(valid))}")

@@ -205,7 +205,8 @@ def run_or_reuse(cfg: CellConfig, env: RunEnv) -> Outcome:
     if not env.rerun and (record := store.lookup(cfg)) is not None:
         return of_result(cfg, record, reused=True, path=store.path_for(cfg))
     with store.claim(cfg):
-        if not env.rerun and (record := store.lookup(cfg)) is not None:
+        record = store.lookup(cfg)  # with --rerun too: a file it cannot read blocks the cell before any training
+        if not env.rerun and record is not None:
             return of_result(cfg, record, reused=True, path=store.path_for(cfg))
         out = compute_cell(cfg, env)
         out.path = store.write(out.record, cfg, out.head_state, predictions=out.predictions,

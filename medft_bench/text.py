@@ -53,3 +53,15 @@ def csv_value(value: Any) -> Any:
         return value
     text = printable(value)
     return "'" + text if text.startswith(FORMULA_START) and not _is_number(text) else text
+
+
+DISPLAY_LIMIT = 4000  # characters of one text in the terminal (prose paragraphs fit); the pages and CSVs keep it whole
+
+
+def shortened(text: str, limit: int = DISPLAY_LIMIT) -> str:
+    """``text`` cut to ``limit`` characters for the terminal, saying how many were left out. Formatting time must
+    not grow with a field's length: tabulate's wrapping is quadratic (a 10 MB error in a record took the table
+    more than 10 minutes after the pages were written in seconds)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit:,} more characters: the whole text is in the record and the pages]"

@@ -1571,7 +1571,7 @@ def test_ctrl_c_during_the_renames_is_held_until_the_folder_is_whole(tmp_path: P
     calls = []
 
     def replace_then_ctrl_c(src, dst):
-        if Path(dst).parent == out:  # a staged file renamed into the folder (not a temporary file's rename)
+        if Path(dst).parent == out and not Path(dst).name.startswith("."):  # into place (not to a temporary)
             if not calls:
                 os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C at the first one
             calls.append(dst)
@@ -1583,6 +1583,48 @@ def test_ctrl_c_during_the_renames_is_held_until_the_folder_is_whole(tmp_path: P
     assert "interrupted" in capsys.readouterr().err
     assert Path(calls[-1]).name == "summary.json" and len(calls) == len(before)  # every file renamed, the list last
     assert _summary_records(out) == 3 and sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+_KILLED_AMONG_THE_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+from medft_bench.leaderboard.__main__ import main
+
+results, out, kill_at = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+real, done = os.replace, []
+
+def replace(src, dst):  # SIGKILL (no handler, nothing held) at one rename of a file into place
+    dst = Path(dst)
+    if dst.parent == out and not dst.name.startswith("."):
+        if str(len(done)) == kill_at or dst.name == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        done.append(dst)
+    real(src, dst)
+
+os.replace = replace
+main([results, "--out", str(out), "--quiet"])
+"""
+
+
+@pytest.mark.parametrize("kill_at", ["1", "summary.json"])
+def test_a_leaderboard_killed_among_its_renames_is_finished_by_the_next_run(tmp_path: Path, kill_at: str) -> None:
+    """Issue 43: SIGKILL between the commit's renames left a mix (README.md linking to a page not there, a new
+    page the old summary.json does not list), and every later run refused the folder ("holds smoke.md, which this
+    leaderboard did not write") until files were deleted by hand. The next run finishes the commit."""
+    import os
+    import signal
+
+    results, out, before = _board(tmp_path)
+    write(results, make_record(tier="smoke", strategy="ft", primary=0.6))  # a page the folder does not hold yet
+    proc = subprocess.run([sys.executable, "-c", _KILLED_AMONG_THE_RENAMES, str(results), str(out), kill_at],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    killed = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {k: v for k, v in killed.items() if not k.startswith(".")} != before  # a mix of two leaderboards
+
+    assert main([str(results), "--out", str(out), "--quiet"]) == 0
+    listed = json.loads((out / "summary.json").read_text())["files"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(listed) and _summary_records(out) == 4  # whole, alone
 
 
 def test_a_second_leaderboard_waits_for_the_first(tmp_path: Path) -> None:
@@ -1713,3 +1755,28 @@ def test_the_heatmaps_dark_cells_print_their_numbers_in_white(tmp_path: Path, mo
     assert plots.delta_heatmap(group, tmp_path / "delta.png")
     colours = {t.get_text(): t.get_color() for t in figures[0].axes[0].texts}
     assert colours == {"-10.0": "white", "+1.0": "black", "+10.0": "white"}
+
+
+def test_a_huge_field_is_shortened_in_the_terminal_and_kept_whole_in_the_pages() -> None:
+    """Issue 43: a 10 MB string in a record made the terminal table run for more than 10 minutes (tabulate's
+    wrapping is quadratic: 400 KB took 25 s) after the pages were written in seconds."""
+    import io
+
+    from rich.console import Console
+
+    from medft_bench.leaderboard.render_markdown import table_md
+    from medft_bench.leaderboard.render_rich import plain_table, rich_captions, rich_tables
+    from medft_bench.leaderboard.tables.model import Table, cell, left
+    from medft_bench.text import DISPLAY_LIMIT
+
+    huge = "word " * 80_000  # 400 KB
+    table = Table("t", "Failures", [left("cell", key=True), left("error")], [[cell("c1"), cell(huge)]],
+                  notes=[huge])
+    text = plain_table(table, 100)
+    console = Console(file=io.StringIO(), width=100)
+    for part in [*rich_tables(table, console), *filter(None, rich_captions(table, 1))]:
+        console.print(part)
+    more = f"[{len(huge) - DISPLAY_LIMIT:,} more characters: the whole text is in the record and the pages]"
+    assert more in " ".join(text.split()) and more in " ".join(console.file.getvalue().split())
+    assert len(text) < 3 * DISPLAY_LIMIT + 2000
+    assert huge in table_md(table)  # the page keeps the whole value

@@ -254,3 +254,20 @@ def test_hub_weights_that_do_not_load_are_asked_once_and_say_where_to_get_them(m
     assert "model.safetensors of https://huggingface.co/timm/resnet18.a1_in1k" in messages[0]
     assert "python -m medft_bench download" in messages[0]
     assert "DIR/resnet18.a1_in1k.safetensors and pass --weights DIR" in messages[0]
+
+
+def test_weights_with_nan_or_infinity_are_refused_naming_the_tensors(tmp_path) -> None:
+    """Issue 43: NaN weights trained to nothing and were refused only at the end, as a record that "does not match
+    result schema v2: head/feature_rms_norm: None is not of type 'number'"."""
+    sd = create_backbone("resnet18", 1000, "random").model.state_dict()
+    sd["layer1.0.conv1.weight"][0, 0] = float("nan")
+    sd["bn1.running_var"][:2] = float("inf")
+    sd["fc.weight"][:] = float("nan")  # the replaced head's: never loaded, so not the file's fault
+    path = tmp_path / "resnet18.pth"
+    torch.save(sd, path)
+    with pytest.raises(WeightsError) as err:
+        create_backbone("resnet18", 2, str(path))
+    assert str(err.value) == (
+        f"the weights in {path} hold NaN or infinite values: bn1.running_var (0 NaN, 2 infinite of 64), "
+        "layer1.0.conv1.weight (9 NaN, 0 infinite of 36864); the weights are damaged (or saved from a diverged "
+        "training): give finite weights")

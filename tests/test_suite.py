@@ -649,10 +649,12 @@ def test_resume_after_sigkill(killpoint_env: dict[str, str], run: Run, tmp_path:
     assert load_records([results]) == ([], [])
     assert store.lookup(cell) is None
 
-    # The next run computes the cell (the dead runs' locks are free) and writes a complete record.
+    # The next run (the dead runs' locks are free) finishes the killed write from its journal (issue 43): the
+    # record computed before the kill is kept, whole with its head, not computed again.
     result = run(*args, "--benchmark-json", str(tmp_path / "resume.json"))
     assert result.ret == 0, output(result)
-    assert bench_json(tmp_path / "resume.json")[cell.cell_id]["extra_info"]["reused"] is False
+    assert bench_json(tmp_path / "resume.json")[cell.cell_id]["extra_info"]["reused"] is True
+    assert not [p for p in store.path_for(cell).parent.iterdir() if p.name.startswith(".")]
     (rec,) = assert_one_valid_record_per_cell(results, [cell])
     assert rec["costs"]["epochs_run"] == 1 and store.load_head(cell) is not None
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from medft_bench.config import CellConfig
-from medft_bench.io import atomic_write
+from medft_bench.io import atomic_write, read_regular
 
 FILE_NAME = ".grid-failures.json"
 
@@ -25,7 +25,7 @@ class FailureLog:
         self.path = Path(results_dir) / FILE_NAME
         self.cells: dict[str, dict[str, Any]] = {}
         try:
-            loaded = json.loads(self.path.read_text())
+            loaded = json.loads(read_regular(self.path))
             if isinstance(loaded, dict) and isinstance(loaded.get("cells"), dict):
                 self.cells = loaded["cells"]
         except (OSError, ValueError):

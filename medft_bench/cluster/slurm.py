@@ -195,6 +195,13 @@ class _OnceSacct(logging.Filter):
         return first
 
 
+def _stored(store: ResultStore, cfg: CellConfig) -> bool:
+    """The cell's record is in ``store`` (a file that blocks it, unreadable, is not its record)."""
+    try:
+        return store.lookup(cfg) is not None
+    except MedftError:
+        return False
+
 def _wait(jobs: list[Any], parts: list[list[Task]], failures: FailureLog, engine: str) -> int:
     """Each task's outcomes; the cells left without a record go on the failure list. A trial's problem is
     reported only: its cell, in a later stage, runs a trial that was not kept itself."""
@@ -208,7 +215,7 @@ def _wait(jobs: list[Any], parts: list[list[Task]], failures: FailureLog, engine
             print(f"failed: {reason}", file=sys.stderr)
             done = ResultStore(failures.path.parent)
             for task in part:
-                if not task.is_trial and done.lookup(task.cfg) is None:
+                if not task.is_trial and not _stored(done, task.cfg):
                     failures.add(task.cfg, reason, engine=engine, attempts=1)
                     bad += 1
             continue

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medft_bench.io import read_regular
 from medft_bench.results.store import is_record_file, load_records
 from medft_bench.results.view import RecordView
 
@@ -64,7 +65,7 @@ def benchmark_record_paths(path: str | os.PathLike[str]) -> tuple[list[Path], li
     """
     path = Path(path)
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_regular(path).decode("utf-8"))  # a FIFO is refused, never waited on
     except OSError as exc:
         return [], [Problem(str(path), f"cannot read benchmark JSON ({exc.strerror or exc})")]
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -153,7 +154,7 @@ def is_leaderboard_summary(path: Path) -> bool:
     if path.name != "summary.json":
         return False
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(read_regular(path))
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(doc, dict) and doc.get("schema") == SUMMARY_SCHEMA

@@ -2,8 +2,11 @@
 
 The ``--out`` folder changes as one unit: under a lock file (a second leaderboard on the same folder waits), every
 file is written into a hidden staging folder inside it, then renamed into place with Ctrl-C and SIGTERM held
-until the last rename, ``summary.json`` (the list of what it wrote) last. An interruption before that leaves
-the folder as it was; the next run removes what an interrupted one (even by SIGKILL) left behind.
+until the last rename, ``summary.json`` (the list of what it wrote) last. The renames and removals are listed
+first in a journal (:func:`medft_bench.io.atomic_paths`): a leaderboard killed among them (SIGKILL, the OOM
+killer, a power cut) leaves it, and the next run into the folder finishes that commit before anything else, so
+the folder is never left half of one leaderboard and half of another. An interruption before the journal leaves
+the folder as it was; the next run removes what it left behind.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from medft_bench.errors import MedftError
-from medft_bench.io import atomic_write, deferred_signals
+from medft_bench.io import (
+    atomic_paths,
+    atomic_write,
+    complete_commits,
+    deferred_signals,
+    pending_commits,
+    read_regular,
+)
 from medft_bench.leaderboard import export, page, render_html, render_markdown, summary
 from medft_bench.leaderboard.aggregate import Group, aggregate
 from medft_bench.leaderboard.group_key import tier_slug
@@ -63,7 +73,7 @@ def _previous_files(out: Path) -> list[str] | None:
     path = out / SUMMARY
     if not is_leaderboard_summary(path):
         return None
-    files = json.loads(path.read_bytes()).get("files", [])
+    files = json.loads(read_regular(path)).get("files", [])
     return [f for f in files if isinstance(f, str)] if isinstance(files, list) else []
 
 
@@ -117,14 +127,19 @@ def _remove_leftovers(out: Path, names: set[str]) -> None:
             entry.unlink(missing_ok=True)
 
 
+def _rename_order(name: str) -> tuple[int, str]:
+    """The pages others link to first, then the pages that link (the index, the HTML), ``summary.json`` last."""
+    return (2 if name == SUMMARY else 1 if name in (render_markdown.INDEX, render_html.HTML) else 0, name)
+
+
 def _commit(stage: Path, out: Path, files: list[str], stale: list[str]) -> None:
-    """Rename every staged file into ``out``, ``summary.json`` last, then remove the stale ones: with Ctrl-C
-    and SIGTERM held, so that the folder never shows part of one leaderboard beside part of another."""
-    with deferred_signals():
-        for name in sorted(files, key=lambda n: n == SUMMARY):
-            os.replace(stage / name, out / name)
-        for name in stale:
-            (out / name).unlink(missing_ok=True)
+    """Rename every staged file into ``out``, ``summary.json`` last, then remove the stale ones, as one journaled
+    unit (a SIGKILL among the renames is finished by the next run) and with Ctrl-C and SIGTERM held, so that the
+    folder never shows part of one leaderboard beside part of another."""
+    names = sorted(files, key=_rename_order)
+    with deferred_signals(), atomic_paths([out / n for n in names], remove=[out / n for n in stale]) as tmps:
+        for tmp, name in zip(tmps, names):
+            os.replace(stage / name, tmp)  # already complete and flushed (atomic_write) in the staging folder
 
 
 def default_out(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | os.PathLike[str]] = ()) -> Path:
@@ -174,9 +189,13 @@ def publish(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str | o
     meta = run_metadata(inputs.runs)
     out = Path(out)
     planned = [*_planned_files(groups), SUMMARY]
-    _check_ownership(out, planned, _previous_files(out) if out.is_dir() else [])  # before creating anything
+    if not (out.is_dir() and pending_commits(out)):  # a killed commit is finished under the lock, then checked
+        _check_ownership(out, planned, _previous_files(out) if out.is_dir() else [])  # before creating anything
     out.mkdir(parents=True, exist_ok=True)
     with _locked(out):
+        # A leaderboard killed while renaming its files into place (the lock was free: it is gone) is finished
+        # first: then the folder is one leaderboard's again, and its summary.json says which files are ours.
+        complete_commits(out, force=True)
         previous = _previous_files(out)  # again under the lock: another leaderboard may have written meanwhile
         _check_ownership(out, planned, previous)
         _remove_leftovers(out, {*planned, *(previous or ())})

@@ -3,7 +3,8 @@ text tables (tabulate) when stdout is not a terminal or with ``--plain``.
 
 Both fit the terminal's width: a table too wide for it is split into parts, each repeating the table's key
 columns (dataset, backbone, ... : what names a row), and free text wraps. No column is ever left out; the
-Markdown pages keep every table whole.
+Markdown pages keep every table whole. A field longer than ``text.DISPLAY_LIMIT`` characters is shortened here
+(saying so), so that the output's time is bounded whatever a record holds; the pages and CSVs keep it whole.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from medft_bench.leaderboard.aggregate import Group
 from medft_bench.leaderboard.load import Inputs
 from medft_bench.leaderboard.metadata import metadata_lines
 from medft_bench.leaderboard.page import leaderboard_page
-from medft_bench.leaderboard.tables.model import FREE_TEXT, Table
-from medft_bench.text import printable
+from medft_bench.leaderboard.tables.model import FREE_TEXT, Cell, Table
+from medft_bench.text import printable, shortened
 
 RICH_STYLES = {"best": "bold green", "pos": "green", "neg": "red", "warn": "yellow", "muted": "dim"}
 BEST_MARK = " *"
@@ -30,6 +31,13 @@ MIN_WRAP = 20  # free text never wraps narrower than this
 def terminal_width() -> int:
     """The terminal's columns ($COLUMNS first), else DEFAULT_WIDTH."""
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+
+
+def for_terminal(table: Table) -> Table:
+    """``table`` with every text :func:`~medft_bench.text.shortened` (cells, title, caption, notes)."""
+    return Table(table.key, shortened(table.title), table.columns,
+                 [[Cell(shortened(c.text), c.style) for c in row] for row in table.rows], shortened(table.caption),
+                 [shortened(n) for n in table.notes])
 
 
 def _longest(table: Table, i: int) -> int:
@@ -99,12 +107,13 @@ def _plain_part(table: Table, cols: list[int], width: int, wraps: dict[int, int 
 
 
 def _wrap_lines(text: str, width: int, prefix: str = "", indent: str = "") -> list[str]:
-    return textwrap.wrap(text, width, initial_indent=prefix, subsequent_indent=indent or " " * len(prefix),
+    return textwrap.wrap(shortened(text), width, initial_indent=prefix, subsequent_indent=indent or " " * len(prefix),
                          break_on_hyphens=False) or [prefix.rstrip()]
 
 
 def plain_table(table: Table, width: int = DEFAULT_WIDTH) -> str:
     """The table as plain text no wider than ``width`` (split into parts when it must be)."""
+    table = for_terminal(table)
     wraps = {i: wrap_width(table, i) for i in range(len(table.columns))}
     parts = split_columns(table, lambda cols: _line_width(_plain_part(table, cols, width, wraps)) <= width)
     lines: list[str] = []
@@ -173,6 +182,7 @@ def rich_tables(table: Table, console: Any) -> list[Any]:
     captions and notes: :func:`rich_captions`)."""
     from rich.measure import Measurement
 
+    table = for_terminal(table)
     wide = console.options.update_width(10_000)  # measured unconstrained: rich measures a table already shrunk
 
     def fits(cols: list[int]) -> bool:
@@ -187,6 +197,7 @@ def rich_captions(table: Table, n_parts: int) -> list[Any]:
     text that wraps at the console's width (a rich table's own caption is cut to the table's width)."""
     from rich.text import Text
 
+    table = for_terminal(table)
     out = []
     for k in range(1, n_parts + 1):
         lines = [*([table.caption] if table.caption and k == 1 else []), *(table.notes if k == n_parts else [])]
@@ -203,15 +214,15 @@ def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_m
     page = leaderboard_page(groups, inputs, all_metrics)
     console.rule(Text(page.title, style="bold"))
     for label, text in metadata_lines(meta):
-        console.print(Text.assemble((f"{label}: ", "bold"), printable(text)))
+        console.print(Text.assemble((f"{label}: ", "bold"), printable(shortened(text))))
     for section in page.shown(groups_inline=True):
         heading = section.heading or ""
-        console.rule(Text(printable(heading), style="bold magenta" if "SYNTHETIC" in heading or "RANDOM" in heading
-                          else "bold"))
+        loud = "SYNTHETIC" in heading or "RANDOM" in heading
+        console.rule(Text(printable(shortened(heading)), style="bold magenta" if loud else "bold"))
         if section.caution:
-            console.print(Text(printable(f"Caution — {section.caution}."), style="bold magenta"))
+            console.print(Text(printable(shortened(f"Caution — {section.caution}.")), style="bold magenta"))
         if section.intro:
-            console.print(Text(section.intro, style="dim"))
+            console.print(Text(shortened(section.intro), style="dim"))
         for table in section.tables:
             _print_table(table, console)
     if written:

@@ -465,7 +465,24 @@ def _create_registered(arch: str, num_classes: int, weights: str) -> Backbone:
     return _finish(name=arch, model=model, head_prefix=spec.head_prefix, weights=info)
 
 
+def check_finite(model: nn.Module, where: str) -> None:
+    """:class:`WeightsError` naming the tensors that hold NaN or infinite values (a damaged file, or one saved from
+    a diverged training): such weights train to nothing, and the cell's record would fail only at the end."""
+    bad = []
+    for key, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            nan, n = int(torch.isnan(t).sum()), int((~torch.isfinite(t)).sum())
+            bad.append(f"{key} ({nan} NaN, {n - nan} infinite of {t.numel()})")
+    if bad:
+        more = f" and {len(bad) - 3} more tensors" if len(bad) > 3 else ""
+        raise WeightsError(f"{where} hold NaN or infinite values: {', '.join(bad[:3])}{more}; the weights are "
+                           "damaged (or saved from a diverged training): give finite weights")
+
+
 def _finish(*, name: str, model: nn.Module, head_prefix: str, weights: dict[str, Any], **kw: Any) -> Backbone:
+    if weights.get("source") != "random":  # a new head and random initialisation are finite by construction
+        check_finite(model, f"the weights in {weights['file']}" if weights.get("file") else
+                     f"the {weights.get('source')} weights of {weights.get('tag') or name}")
     head = [f"{head_prefix}.{n}" for n, _ in model.get_classifier().named_parameters()]
     return Backbone(name=name, model=model, head_prefix=head_prefix, blocks=partition(model, name, head),
                     weights=weights, **kw)

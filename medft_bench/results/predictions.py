@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from medft_bench.errors import RecordError
+from medft_bench.io import read_regular
 
 FOLDER_SUFFIX = ".predictions"
 SPLITS = ("val", "test")
@@ -76,7 +77,7 @@ def build(dataset: str, img_size: int, run: str, metrics: dict[str, dict[str, An
 
 def _read(path: Path, expected: str) -> np.ndarray:
     try:
-        text = path.read_text()
+        text = read_regular(path).decode("utf-8")  # a FIFO is refused, never waited on
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(f"{path}: cannot read the predictions ({exc})") from None
     if sha256(text) != expected:

@@ -1,7 +1,10 @@
 """The results store: one JSON record per cell, keyed by the cell's config hash; the one writer.
 
 Writes are atomic (:mod:`medft_bench.io`: a temporary file in the same directory, then a rename), so an interrupted run
-never leaves a partial record, and two processes writing the same directory never corrupt one. A per-cell
+never leaves a partial record, and two processes writing the same directory never corrupt one. A record and its
+head, predictions and network are one unit, renamed under a journal that the next claim of the cell finishes if
+the writer was killed among the renames. A file this code cannot read as a record (a newer checkout's, damaged)
+is never replaced or deleted: its cell is blocked (:class:`~medft_bench.errors.RecordBlockedError`). A per-cell
 lock lets concurrent runs (pytest-xdist workers, two shells) compute each cell once. File names are made
 from the cell's id with anything but letters, digits and ``._+=-`` replaced, so a backbone named
 ``hf-hub:org/model`` or ``x/../../escaped`` never creates a file outside the results directory.
@@ -20,10 +23,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from medft_bench.config import CellConfig
-from medft_bench.errors import RecordError, ResultsWriteError, write_cause
-from medft_bench.io import atomic_paths, atomic_write
+from medft_bench.errors import NewerRecordError, RecordBlockedError, RecordError, ResultsWriteError, write_cause
+from medft_bench.io import (
+    NotRegularFileError,
+    atomic_paths,
+    atomic_write,
+    complete_commits,
+    is_regular,
+    pending_commits,
+    read_regular,
+)
 from medft_bench.results.predictions import folder_for as prediction_folder
-from medft_bench.results.record import validate
+from medft_bench.results.record import SCHEMA_VERSION, validate
 from medft_bench.results.upgrade import upgrade
 
 if TYPE_CHECKING:  # torch is imported where used: reading records (the leaderboard) needs no torch
@@ -71,7 +82,9 @@ def read_record(path: Path) -> dict[str, Any]:
     """Read one record, upgraded to the current layout (:mod:`medft_bench.results.upgrade`) and validated;
     :class:`RecordError` names the file and the problem."""
     try:
-        record = json.loads(path.read_text(), parse_constant=_no_constant)
+        record = json.loads(read_regular(path).decode("utf-8"), parse_constant=_no_constant)
+    except NotRegularFileError:  # a FIFO would block the reader for ever
+        raise RecordError(f"{path}: not a record (not a regular file: a FIFO, socket or device)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RecordError(f"{path}: cannot read ({exc})") from None
     except json.JSONDecodeError as exc:
@@ -80,6 +93,10 @@ def read_record(path: Path) -> dict[str, Any]:
         raise RecordError(f"{path}: not valid JSON ({exc})") from None
     except RecursionError:
         raise RecordError(f"{path}: {TOO_DEEP}") from None
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise NewerRecordError(f"{path}: written by a newer medft-bench (record schema v{version}; this one reads "
+                               f"up to v{SCHEMA_VERSION})")
     try:
         record = upgrade(record)
         validate(record, str(path))
@@ -156,11 +173,22 @@ class ResultStore:
         return path.with_name(path.stem + ATTEMPT_SUFFIX)
 
     @staticmethod
-    def _holds_ok(path: Path) -> bool:
+    def _existing(path: Path, cell_id: str, computed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The record at a cell's ``path``, None when there is none; :class:`RecordBlockedError` when a file there
+        cannot be read as a record: it may be a newer checkout's result, and no data is ever replaced unread."""
+        if not os.path.lexists(path):
+            return None
         try:
-            return read_record(path)["status"] == "ok"
-        except (OSError, RecordError):
-            return False
+            return read_record(path)
+        except RecordError as exc:
+            reason = str(exc).removeprefix(str(path)).lstrip(": ")  # the path is named once, first
+            todo = ("update medft-bench to read it, or move it out of the results directory to compute the cell "
+                    "again" if isinstance(exc, NewerRecordError) else
+                    "repair it (a newer medft-bench's record: update this one), or move it out of the results "
+                    "directory to compute the cell again")
+            raise RecordBlockedError(f"{path} blocks {cell_id}: {reason}. It was left as it is, and the cell was "
+                                     f"{'computed but not stored' if computed else 'not run'}: {todo}",
+                                     record=computed) from None
 
     def trial_path(self, cfg: CellConfig, trial_hash: str) -> Path:
         """Where one trial of a tuned cell is kept: in a folder next to the cell's record, by trial hash."""
@@ -170,7 +198,7 @@ class ResultStore:
         """A finished trial (ok or diverged) of this exact configuration, or None (absent, broken, failed)."""
         path = self.trial_path(cfg, trial_hash)
         try:
-            trial = json.loads(path.read_text(), parse_constant=_no_constant)
+            trial = json.loads(read_regular(path).decode("utf-8"), parse_constant=_no_constant)
         except (OSError, UnicodeDecodeError, ValueError, RecursionError):
             return None
         if not isinstance(trial, dict) or trial.get("trial_hash") != trial_hash or trial.get("status") not in REUSABLE:
@@ -188,14 +216,17 @@ class ResultStore:
         return path
 
     def lookup(self, cfg: CellConfig) -> dict[str, Any] | None:
-        """The stored record for exactly this configuration, when it is valid and reusable."""
+        """The stored record for exactly this configuration, when it is valid and reusable;
+        :class:`RecordBlockedError` when a file this code cannot read holds its place (never replaced).
+
+        A record whose write was interrupted between its files' renames (its journal is there) is not served:
+        its head or predictions may be newer than it until :meth:`claim` completes it."""
         path = self.path_for(cfg)
-        if not path.is_file():
+        if pending_commits(path.parent, path.name):
             return None
-        try:
-            record = read_record(path)
-        except RecordError:
-            return None  # a broken file is recomputed and replaced atomically
+        record = self._existing(path, cfg.cell_id)
+        if record is None:
+            return None
         if record["config_hash"] != cfg.config_hash or record["status"] not in REUSABLE:
             return None
         return record
@@ -226,16 +257,25 @@ class ResultStore:
         """
         validate(record, cfg.cell_id)
         path = self.path_for(cfg)
-        if record["status"] != "ok" and self._holds_ok(path):
+        complete_commits(path.parent, path.name)  # a killed writer's unit of this cell is finished, then judged
+        existing = self._existing(path, cfg.cell_id, record)
+        if record["status"] != "ok" and existing is not None and existing["status"] == "ok":
             # Never replace an ok result by a worse one (a --rerun that failed): the attempt goes beside it.
             path, head_state, predictions, model_state = self.attempt_path_for(cfg), None, None, None
         predictions = predictions or {}
         pred_dir = prediction_folder(path)
+        # Part of the unit: an earlier computation's predictions (names carry the metrics) no longer listed, and
+        # its network when this record has none (not this record's model).
+        stale = sorted(p for p in pred_dir.glob("*.csv") if p.name not in predictions) if pred_dir.is_dir() else []
+        if model_state is None and path == self.path_for(cfg):
+            stale.append(self.model_path_for(cfg))
         try:
-            # The record is renamed into place last: a record on disk implies its head and predictions are too.
+            # The record is renamed into place last: a record on disk implies its head and predictions are too;
+            # the journal (medft_bench.io) finishes the unit if this process is killed between the renames.
             tensors = [(p, t) for p, t in ((self.head_path_for(cfg), head_state),
                                            (self.model_path_for(cfg), model_state)) if t is not None]
-            with atomic_paths([*(p for p, _ in tensors), *(pred_dir / name for name in predictions), path]) as tmps:
+            with atomic_paths([*(p for p, _ in tensors), *(pred_dir / name for name in predictions), path],
+                              remove=stale) as tmps:
                 for tmp, (_, state) in zip(tmps, tensors):
                     import torch  # here: reading and writing records alone needs no torch
 
@@ -244,10 +284,6 @@ class ResultStore:
                 for tmp, text in zip(tmps[len(tensors):], predictions.values()):
                     tmp.write_text(text)
                 tmps[-1].write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-            if pred_dir.is_dir():  # an earlier computation's files (names carry the metrics) are no longer listed
-                for old in pred_dir.glob("*.csv"):
-                    if old.name not in predictions:
-                        old.unlink(missing_ok=True)
         except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as a RuntimeError
             reason = write_cause(exc)  # torch.save's RuntimeError says "enforce fail"; its context says why
             raise ResultsWriteError(
@@ -255,20 +291,7 @@ class ResultStore:
                 "free space or fix the permissions of the results directory (--results-dir) and run again",
                 record=record,
             ) from None
-        if model_state is None and path == self.path_for(cfg):
-            self._remove_older_network(self.model_path_for(cfg))
         return path
-
-    @staticmethod
-    def _remove_older_network(stale: Path) -> None:
-        """A recomputed record without a network: the one beside it is an earlier computation's, not this one's."""
-        try:
-            stale.unlink(missing_ok=True)
-        except OSError as exc:
-            import warnings
-
-            warnings.warn(f"{stale} is an earlier computation's network, not its record's model, and could not be "
-                          f"removed ({exc.strerror or exc}): delete it", stacklevel=3)
 
     @contextlib.contextmanager
     def claim(self, cfg: CellConfig, trial_hash: str | None = None) -> Iterator[None]:
@@ -293,6 +316,9 @@ class ResultStore:
         with fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                if trial_hash is None:  # the cell's last writer is gone (the lock was free): finish its unit
+                    record = self.path_for(cfg)
+                    complete_commits(record.parent, record.name, force=True)
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
@@ -305,7 +331,8 @@ def load_records(roots: list[str | os.PathLike[str]]) -> tuple[list[dict[str, An
         if root.is_file():
             files.append(root)
         elif root.is_dir():
-            files += sorted(p for p in root.rglob("*.json") if is_record_file(p))
+            # a FIFO or socket named *.json is no record, and reading one would block for ever
+            files += sorted(p for p in root.rglob("*.json") if is_record_file(p) and is_regular(p))
         else:
             problems.append(LoadProblem(root, "no such file or directory"))
     for path in files:
