@@ -347,7 +347,7 @@ def answer_json(case: tuple[str, int, str], decision: Decision, tests: dict[str,
 # -- the command line ---------------------------------------------------------------------------------------------
 
 
-def _label(strategy: str) -> str:
+def strategy_label(strategy: str) -> str:
     from medft_bench.strategies.registry import get_strategy
 
     return get_strategy(strategy).display_label()
@@ -419,15 +419,18 @@ def _print(d: Decision, tests: dict[str, float | None], plan: Plan, line: Callab
     fidelity = f"{SCREEN_EPOCHS} of {epochs} epochs at the default rate" if epochs > 1 else "the default rate"
     line(f"screen, seed {plan.seeds[0]} ({fidelity}; no rate to tune: the full cell):")
     full_first = {st.strategy for st in d.runs(FULL) if st.seed == plan.seeds[0]}
+
+    def run_line(st: Step, mark: str) -> None:
+        line(f"  {strategy_label(st.strategy):18s} val {metric} {_pct(st.obs.val):>5s}  {st.obs.cost_s:7.1f} s  {mark}")
+
     for st in [*d.runs(SCREEN), *(s for s in d.runs(FULL) if s.strategy in plan.fixed and s.seed == plan.seeds[0])]:
-        mark = "fixed" if st.strategy in plan.fixed else "-> full cell" if st.strategy in full_first else "dropped"
-        line(f"  {_label(st.strategy):18s} val {metric} {_pct(st.obs.val):>5s}  {st.obs.cost_s:7.1f} s  {mark}")
+        run_line(st, "no rate: final" if st.strategy in plan.fixed else
+                 "-> full cell" if st.strategy in full_first else "dropped")
     sweep = "the learning-rate sweep" if max(plan.trials.values()) > 1 else "one run"
     line(f"full cells, seed {plan.seeds[0]} ({sweep}):")
     for st in d.runs(FULL):
         if st.seed == plan.seeds[0] and st.strategy not in plan.fixed:
-            mark = "finalist" if st.strategy in d.finalists else "dropped"
-            line(f"  {_label(st.strategy):18s} val {metric} {_pct(st.obs.val):>5s}  {st.obs.cost_s:7.1f} s  {mark}")
+            run_line(st, "finalist" if st.strategy in d.finalists else "dropped")
     sep = d.separation
     line(f"answer over {len(d.finalists)} finalists, seeds {','.join(map(str, plan.seeds))} (chosen on validation; "
          "the leaderboard's set: Games-Howell over seeds and validation images):")
@@ -441,11 +444,11 @@ def _print(d: Decision, tests: dict[str, float | None], plan: Plan, line: Callab
             text = f"{100 * vs.value:+.1f}" + ("" if lo is None else f" [{100 * lo:+.1f}, {100 * hi:+.1f}]")
         where = "" if s in d.recommended else " (below)"
         picked = "" if sep is None else f"{100 * sep.picked.get(s, 0):.0f}%"
-        line(f"  {_label(s):18s} {_pct(d.mean_val(s)):>5s} {text:>22s} {picked:>6s} {_pct(tests.get(s)):>6s} "
+        line(f"  {strategy_label(s):18s} {_pct(d.mean_val(s)):>5s} {text:>22s} {picked:>6s} {_pct(tests.get(s)):>6s} "
              f"{d.cell_cost_s[s]:8.1f}s{where}")
     if len(d.recommended) > 1 and not d.separated:
         line(f"the data cannot separate these {len(d.recommended)} at this budget: recommended the cheapest, "
-             f"{_label(d.recommended[0])}, not a winner")
+             f"{strategy_label(d.recommended[0])}, not a winner")
     line("recommended: " + ", ".join(d.recommended) + ("   (first pick first)" if len(d.recommended) > 1 else ""))
     reused = sum(st.obs.cost_s for st in d.steps if st.obs.reused)
     share = d.spent_s / d.grid_estimate_s if d.grid_estimate_s else float("nan")
