@@ -32,17 +32,24 @@ DATASETS = ("pneumoniamnist", "breastmnist")
 BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
 
 
-def _installed(backbone: str) -> bool:
+def _installed(backbone: str, weights: str) -> bool:
+    """Whether ``backbone``'s packaged weights are installed (other weights: assumed present)."""
     from medft_bench.models.packaged import PACKAGED
 
-    module = PACKAGED[backbone].module
-    return importlib.util.find_spec(module) is not None
+    if weights != "packaged" or backbone not in PACKAGED:
+        return True
+    return importlib.util.find_spec(PACKAGED[backbone].module) is not None
 
 
-def _advise_argv(dataset: str, backbone: str, seeds: str, strategies: str, work: Path) -> list[str]:
-    return ["advise", "--tier", "real", "--datasets", dataset, "--backbones", backbone, "--weights", "packaged",
-            "--strategies", strategies, "--seeds", seeds, "--protocol", "tuned", "--results-dir", str(work),
-            "--progress", "off"]
+def _advise_argv(args: argparse.Namespace, dataset: str, backbone: str) -> list[str]:
+    """advise's command line for one case: the grid's options (only those given: a tier's defaults stay)."""
+    argv = ["advise", "--tier", args.tier, "--datasets", dataset, "--backbones", backbone, "--weights", args.weights,
+            "--strategies", args.strategies, "--seeds", args.seeds, "--protocol", "tuned", "--results-dir",
+            str(args.work), "--progress", "off"]
+    for name in ("data_root", "lr_grid", "epochs", "max_train_samples"):
+        if getattr(args, name) is not None:
+            argv += ["--" + name.replace("_", "-"), str(getattr(args, name))]
+    return argv
 
 
 def _grid_cells(argv: list[str]) -> list[Any]:
@@ -53,7 +60,7 @@ def _grid_cells(argv: list[str]) -> list[Any]:
     return build_cells(args)[1]
 
 
-def copy_grid(grid: Path, work: Path, cells: list[Any]) -> dict[tuple[str, int], dict[str, Any]]:
+def copy_grid(grid: Path, work: Path, cells: list[Any], data_root: str | None) -> dict[tuple[str, int], dict[str, Any]]:
     """Copy each of ``cells``' records (with its head and predictions) from ``grid`` into ``work``; the records by
     (strategy, seed). Stops when one is missing."""
     from medft_bench.results.store import ResultStore
@@ -61,7 +68,7 @@ def copy_grid(grid: Path, work: Path, cells: list[Any]) -> dict[tuple[str, int],
     from medft_bench.runner import resolved
 
     src, dst = ResultStore(grid), ResultStore(work)
-    env = RunEnv.at(work)
+    env = RunEnv.at(work, data_root=data_root)  # the data's identity is part of each cell's hash
     out = {}
     for cfg in cells:
         cfg = resolved(cfg, env)
@@ -83,8 +90,8 @@ def copy_grid(grid: Path, work: Path, cells: list[Any]) -> dict[tuple[str, int],
     return out
 
 
-def grid_answers(grid: Path) -> dict[tuple[str, str], dict[str, Any]]:
-    """The leaderboard's answer of the grid's tuned real-tier group, by (dataset, backbone)."""
+def grid_answers(grid: Path, tier: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """The leaderboard's answer of the grid's tuned group of ``tier``, by (dataset, backbone)."""
     from medft_bench.leaderboard.__main__ import main as leaderboard
 
     with tempfile.TemporaryDirectory() as out:
@@ -93,7 +100,7 @@ def grid_answers(grid: Path) -> dict[tuple[str, str], dict[str, Any]]:
         summary = json.loads((Path(out) / "summary.json").read_text())
     answers = {}
     for group in summary["groups"]:
-        if group["tier"] != "real" or group["protocol"] != "tuned" or group["synthetic"]:
+        if group["tier"] != tier or group["protocol"] != "tuned" or group["synthetic"]:
             continue
         for rec in group["recommendations"]:
             if len(rec["datasets"]) == 1:
@@ -107,23 +114,23 @@ def _default_rate_trial_s(record: dict[str, Any], default_lr: float) -> float | 
     return float(hit[0]["train_s"]) if hit else None
 
 
-def measure(grid: Path, work: Path, dataset: str, backbone: str, seeds: str, strategies: str,
-            budget: float | None, answer: dict[str, Any]) -> dict[str, Any]:
+def measure(args: argparse.Namespace, dataset: str, backbone: str, answer: dict[str, Any]) -> dict[str, Any]:
     from medft_bench.__main__ import main
     from medft_bench.advise import SCREEN, SCREEN_EPOCHS
 
-    argv = _advise_argv(dataset, backbone, seeds, strategies, work)
+    argv = _advise_argv(args, dataset, backbone)
     cells = _grid_cells(argv)
-    records = copy_grid(grid, work, cells)
-    out_json = work / f"advise-{dataset}-{backbone}.json"
-    if main([*argv, "--json", str(out_json), *([] if budget is None else ["--budget", str(budget)])]) != 0:
+    records = copy_grid(args.grid, args.work, cells, args.data_root)
+    out_json = args.work / f"advise-{dataset}-{backbone}.json"
+    budget = [] if args.budget is None else ["--budget", str(args.budget)]
+    if main([*argv, "--json", str(out_json), *budget]) != 0:
         sys.exit(f"advise failed on {dataset} x {backbone}")
     got = json.loads(out_json.read_text())
     grid_s = sum(float(r["costs"]["train_s"]) for r in records.values())
     standings = {s["strategy"]: s for s in answer["standings"]}
     best = max(standings.values(), key=lambda s: s["mean"])
     pick = got["recommended"][0]
-    first_seed = int(seeds.split(",")[0])
+    first_seed = int(args.seeds.split(",")[0])
     # the screens at the grid's rate: the default-rate trial's seconds in the grid's seed-0 cell, per epoch
     at_grid_rate = got["spent_s"]
     for run in got["runs"]:
@@ -181,19 +188,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1,2,3,4", help="the grid's seeds (default 0-4, the published run's)")
     p.add_argument("--strategies", default=GRID_STRATEGIES, help="the grid's strategies (the published run's)")
     p.add_argument("--out", type=Path, help="also write the table (Markdown) and the rows (JSON beside it)")
+    # the grid's settings, when it is not the published one (a small grid to check this script)
+    p.add_argument("--tier", default="real")
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--backbones", default=",".join(BACKBONES))
+    p.add_argument("--weights", default="packaged")
+    p.add_argument("--data-root")
+    p.add_argument("--lr-grid")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-train-samples", type=int)
     args = p.parse_args(argv)
-    answers = grid_answers(args.grid)
+    answers = grid_answers(args.grid, args.tier)
     rows = []
-    for backbone in BACKBONES:
-        if not _installed(backbone):
+    for backbone in args.backbones.split(","):
+        if not _installed(backbone, args.weights):
             print(f"{backbone}: its packaged weights are not installed (the weights extra): not measured")
             continue
-        for dataset in DATASETS:
+        for dataset in args.datasets.split(","):
             if (dataset, backbone) not in answers:
                 print(f"{dataset} x {backbone}: no full grid in {args.grid}: not measured")
                 continue
-            rows.append(measure(args.grid, args.work, dataset, backbone, args.seeds, args.strategies, args.budget,
-                                answers[(dataset, backbone)]))
+            rows.append(measure(args, dataset, backbone, answers[(dataset, backbone)]))
     if not rows:
         print("no case measured")
         return 1
