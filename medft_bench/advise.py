@@ -190,6 +190,8 @@ def race(plan: Plan, evaluate: Evaluate) -> Decision:
         for s in finalists:
             run(s, seed, FULL)
     finalists = [s for s in finalists if s not in skipped]
+    if not finalists:
+        raise MedftError("no finalist ran all its seeds: " + "; ".join(f"{s}: {w}" for s, w in skipped.items()))
 
     # 4. the answer: the leaderboard's separation, validation in the role of test (cheapest first: ties)
     cost = {s: cell_cost(s) for s in alive if s not in skipped}
@@ -214,6 +216,10 @@ def race(plan: Plan, evaluate: Evaluate) -> Decision:
     else:
         recommended = list(kept)
     grid = sum(cost.values()) * len(plan.seeds)
+    if spent() > plan.budget * grid:
+        notes.append(f"spent {spent() / grid:.0%} of the grid's estimate, over the budget of {plan.budget:.0%}: the "
+                     "estimate changed once full cells were measured, or the race's least (every screen, one full "
+                     "cell, one finalist's seeds) costs more")
     return Decision(steps, finalists, sep, recommended, separated, spent(), grid, cost, notes, skipped)
 
 
@@ -272,8 +278,8 @@ def observe(out: Outcome) -> Observation:
     cost = float(view.costs.get("train_s") or 0.0)
     loaded = predictions.load(out.path, out.record, "val") if view.ok and out.path is not None else None
     w = None if loaded is None else bootstrap.weights(len(loaded[0]))
-    if not view.ok or value is None or value <= chance:
-        return Observation(chance, None if w is None else np.full(len(w), chance), cost, out.reused, True)
+    if not view.ok or value is None or value <= chance:  # chance under every resample: the others keep their draws
+        return Observation(chance, np.full(bootstrap.B, chance), cost, out.reused, True)
     draws = None if loaded is None else bootstrap.metric_draws(
         RANKING_METRIC, view.task, bootstrap.Predicted(*loaded), w)
     return Observation(float(value), draws, cost, out.reused)
