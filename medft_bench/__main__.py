@@ -4,6 +4,7 @@
         --seeds 0 --results-dir results
     python -m medft_bench list tiers
     python -m medft_bench grid --tier smoke --ray-address local   # a whole grid on Ray or Slurm
+    python -m medft_bench advise --folder-dataset mine=/data/us --datasets mine   # which strategy for my data
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ with exit_if_not_installed(COMMAND):  # a Python without the dependencies: one l
 
 def _add_run(p: argparse.ArgumentParser) -> None:
     add_options(p.add_argument, "cli")
+
+
+def _add_advise(p: argparse.ArgumentParser) -> None:
+    add_options(p.add_argument, "advise")
+    p.set_defaults(tier="real")  # a pretrained backbone on a CPU budget: the question is about real transfer
+
+
+def _advise(args: argparse.Namespace) -> int:
+    from medft_bench.advise import cli
+
+    return cli(args)
 
 
 def _add_list(p: argparse.ArgumentParser) -> None:
@@ -189,6 +201,8 @@ def _columns(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "run": ("run (or reuse) the cells the options select, one after another, and print each one's summary",
             _add_run, _run),
+    "advise": ("which strategy for my data: race the strategies on validation at a share of the full grid's "
+               "compute and print the set it cannot separate from the best (docs/advise.md)", _add_advise, _advise),
     "download": ("download and verify every data and weight file the selected cells need (the run options), so "
                  "that they then run offline; --no-download only checks", _add_run, lambda a: _prepare(a)),
     "list": ("list strategies, tiers, datasets or the study backbones", _add_list, _list),
@@ -230,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "grid_config"):
             from medft_bench.options import apply_grid_config
 
-            apply_grid_config(args, argv, "cli")
+            apply_grid_config(args, argv, "advise" if args.command == "advise" else "cli")
         return COMMANDS[args.command][2](args)
     except MedftError as exc:
         print(printable(f"error: {exc}"), file=sys.stderr)

@@ -23,7 +23,7 @@ class Option:
     help: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()  # accepted, not shown in --help
-    only: str | None = None  # "pytest" or "cli" when the option means something on one side only
+    only: str | None = None  # "pytest", "cli" (run) or "advise" when the option means something on one side only
 
     @property
     def dest(self) -> str:
@@ -32,8 +32,8 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     # -- what to run
-    Option("--tier", "tier preset: {tiers} (default: smoke; python -m medft_bench list tiers)",
-           {"default": "smoke"}),
+    Option("--tier", "tier preset: {tiers} (default: smoke, the synthetic pipeline check; advise's: real; "
+           "python -m medft_bench list tiers)", {"default": "smoke"}),
     Option("--datasets", "comma-separated MedMNIST flags or registered folder datasets (default: the tier's)",
            {"metavar": "NAME,..."}, aliases=("--dataset",)),
     Option("--backbones", "comma-separated timm model names, e.g. resnet50,densenet121 (default: the tier's)",
@@ -99,6 +99,10 @@ OPTIONS: tuple[Option, ...] = (
            "otherwise), rich, plain or off (default: $MEDFT_PROGRESS, else auto; with pytest, shown with -s)",
            {"choices": ("auto", "rich", "plain", "off")}),
     Option("--json", "print each whole record as JSON", {"action": "store_true", "default": False}, only="cli"),
+    Option("--budget", "the largest share of the full grid's estimated training time advise may spend, above 0 "
+           "and at most 1 (default 0.35; docs/advise.md)", {"type": float, "metavar": "F"}, only="advise"),
+    Option("--json", "write the answer as JSON: {\"recommended\": [...], \"spent_s\": ..., "
+           "\"grid_estimate_s\": ...} and the race's runs", {"metavar": "FILE"}, only="advise"),
     Option("--grid-config", "a TOML file of these options (keys as the option names: tier = \"quick\", "
            "datasets = [\"pneumoniamnist\"], seeds = [0, 1, 2], epochs = 10, [param] block = 2); an option given "
            "on the command line wins (docs/running.md)", {"metavar": "FILE.toml"}),
@@ -115,11 +119,12 @@ WEIGHT_SOURCES = {
 
 def help_text(opt: Option) -> str:
     """An option's help with the registries filled in: the tiers (``tiers.TIERS``) and the weight sources."""
-    if "{" not in opt.help:
+    if "{tiers}" not in opt.help and "{weights}" not in opt.help:
         return opt.help
     from medft_bench.tiers import TIERS
 
-    return opt.help.format(tiers=", ".join(TIERS), weights=" | ".join(
+    # replace, not str.format: another option's help may show JSON braces ({"recommended": ...})
+    return opt.help.replace("{tiers}", ", ".join(TIERS)).replace("{weights}", " | ".join(
         f"{name} ({what})" for name, what in WEIGHT_SOURCES.items()))
 
 
