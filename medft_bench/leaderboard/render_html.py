@@ -69,8 +69,8 @@ def _table(table: Table, prefix: str = "") -> str:
 def _figure(figure: Figure | None) -> str:
     if figure is None:
         return ""
-    return (f'<figure><img src="{escape(figure.file)}" alt="{escape(figure.caption)}">'
-            f"<figcaption class=\"notes\">{escape(figure.caption)}</figcaption></figure>")
+    return (f'<figure><img src="{escape(figure.file)}" alt="{escape(figure.title)}">'
+            f'<figcaption class="notes"><b>{escape(figure.title)}</b>. {escape(figure.caption)}</figcaption></figure>')
 
 
 def _toc(sections: list[tuple[str, str]], label: str = "Contents", cls: str = "toc") -> str:
