@@ -129,3 +129,15 @@ def test_mlflow_export_reads_back_with_mlflows_own_client(board: tuple[Path, Pat
     # again: nothing new to log, nothing doubled
     assert main(["export-mlflow", str(root / "results"), "--tracking-uri", uri]) == 0
     assert len(client.search_runs([exp.experiment_id])) == len(STRATEGIES) * 2
+
+
+def test_the_html_page_keeps_a_wide_tables_first_column_and_wraps_its_links(board: tuple[Path, Path]) -> None:
+    """Issue 42, item 4: a wide table scrolled sideways kept no row name in view, and the link bar ran off a
+    phone's screen."""
+    import re
+
+    _, out = board
+    css = (out / "leaderboard.html").read_text().split("<style>", 1)[1].split("</style>", 1)[0]
+    sticky = re.search(r"\.scroll th:first-child, \.scroll td:first-child \{([^}]*)\}", css)
+    assert sticky and "position: sticky" in sticky.group(1) and "left: 0" in sticky.group(1)
+    assert re.search(r"nav \{[^}]*flex-wrap: wrap", css)

@@ -99,7 +99,7 @@ def learning_curves(group: Group, case: Case, path: Path) -> bool:
         title = _wrap(f"Learning curves — {case.dataset}, {case.backbone}: validation "
                       f"{METRIC_NAMES.get(metric, metric)} after each epoch, one line per seed\n{group.key.label}",
                       int(3.2 * cols * 12))
-        height = 2.4 * rows + 0.6 + 0.2 * title.count("\n")
+        height = 2.4 * rows + 0.85 + 0.2 * title.count("\n")
         fig = _figure(3.2 * cols, height)
         fig.suptitle(title, fontsize=11)
         for i, s in enumerate(strategies):
@@ -119,7 +119,7 @@ def learning_curves(group: Group, case: Case, path: Path) -> bool:
         handles = {lab: h for ax in fig.axes for h, lab in zip(*ax.get_legend_handles_labels())}
         fig.legend([handles[f"seed {s}"] for s in seeds], [f"seed {s}" for s in seeds], loc="lower center",
                    ncol=len(seeds), frameon=False)
-        fig.subplots_adjust(left=0.9 / (3.2 * cols), right=0.98, top=1 - (0.35 + 0.2 * title.count("\n")) / height,
+        fig.subplots_adjust(left=0.9 / (3.2 * cols), right=0.98, top=1 - (0.6 + 0.2 * title.count("\n")) / height,
                             bottom=0.85 / height, hspace=0.55, wspace=0.25)
         _save(fig, path)
     return True
@@ -148,7 +148,7 @@ def confusion_figure(group: Group, case: Case, strategies: list[str], path: Path
         return False
     n = max(m.shape[0] for *_, m in panels)
     cell = 0.55 if n <= 6 else 0.3
-    side = max(2.6, cell * n + 1.2)
+    side = max(3.4, cell * n + 1.2)  # room for a class's "recall 63.8%, precision 63.5%" line
     with matplotlib.rc_context({**STYLE, "font.size": 10, "axes.titlesize": 10}):
         width = max(side * len(panels) + 0.4, 6.4)
         title = _wrap(f"Test confusion matrices at the argmax — {case.dataset}, {case.backbone}, summed over seeds "
