@@ -158,6 +158,8 @@ def main(argv: list[str], prog: str) -> int:
     except (MedftError, OSError) as exc:
         print(printable(f"{prog} export-mlflow: error: {exc}"), file=sys.stderr)
         return 1
-    print(f"MLflow: {done.created} run(s) logged, {done.skipped} already there, experiment {args.experiment!r} "
-          f"(id {done.experiment_id}) at {args.tracking_uri}")
+    # two short lines: a terminal of 80 columns wraps a long one inside the experiment's id or the URI
+    print(f"MLflow: {done.created} run(s) logged, {done.skipped} already there")
+    print(printable(f"  experiment {args.experiment!r}, id {done.experiment_id}"))
+    print(printable(f"  tracking URI {args.tracking_uri}"))
     return 0
