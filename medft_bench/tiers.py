@@ -52,12 +52,15 @@ class Tier:
 
     def cell(self, dataset: str, img_size: int, backbone: str, strategy: str, seed: int,
              overrides: dict[str, Any] | None = None, protocol: str = "study") -> CellConfig:
+        from medft_bench.data.folders.registration import is_user_dataset
         from medft_bench.data.medmnist import flags
+        from medft_bench.vocabulary import OWN_TIER
 
         train = replace(self.train, **(overrides or {}))
         synthetic = self.synthetic and dataset in flags()  # a folder dataset is the user's own data, never generated
         return CellConfig(
-            tier=self.name, dataset=dataset, backbone=backbone, strategy=strategy, seed=seed, img_size=img_size,
+            tier=OWN_TIER if is_user_dataset(dataset) else self.name,  # named and grouped as the user's own data
+            dataset=dataset, backbone=backbone, strategy=strategy, seed=seed, img_size=img_size,
             weights=self.weights, synthetic=synthetic, synthetic_splits=self.synthetic_splits if synthetic else (),
             strategy_params=freeze_params(self.strategy_params.get(strategy, {})), train=train, protocol=protocol,
             lr_grid=self.lr_grid(strategy, train.lr) if protocol == "tuned" else (),

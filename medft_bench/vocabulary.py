@@ -22,6 +22,24 @@ MODALITY = {
 }
 
 
+# The tier name of every cell on the user's own data (a --folder-dataset): whatever tier's settings it ran with,
+# it is real data of the user's, never the synthetic smoke tier's (the CLI's default) nor another tier's.
+OWN_TIER = "own"
+
+# Words (hyphens dropped) in a dataset's name or path that say its modality: --folder-dataset infers one from them
+# when modality= is not given
+MODALITY_WORDS = {
+    "x-ray": ("xray", "cxr", "radiograph", "chest", "pneumonia", "mammo", "mammography"),
+    "ct": ("ct", "tomography"),
+    "mri": ("mri", "mr"),
+    "ultrasound": ("ultrasound", "us", "sonography", "echo", "busi"),
+    "dermoscopy": ("derm", "dermoscopy", "skin", "melanoma", "isic", "ham10000"),
+    "histology": ("histology", "histo", "pathology", "slide", "wsi", "crc"),
+    "endoscopy": ("endoscopy", "endo", "colonoscopy", "polyp", "kvasir"),
+    "fundus": ("fundus", "retina", "retinal"),
+    "oct": ("oct",),
+}
+
 # The metric the leaderboard ranks strategies by, for every task: medmnist's AUC. It does not depend on where a
 # decision threshold falls; balanced accuracy at the argmax does, and on imbalanced data trained with unweighted
 # cross-entropy it ranks operating points (docs/leaderboard.md, "The ranking metric"). Shown beside it: balanced

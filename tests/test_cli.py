@@ -174,7 +174,8 @@ def test_huge_image_size_of_a_folder_dataset_is_one_error_line(tmp_path: Path, f
         for i in range(3):
             Image.new("L", (16, 16)).save(tmp_path / "d" / cls / f"{i}.png")
     proc = cli("run", "--dataset", "mine", "--backbone", "resnet18", "--strategy", "lp", "--folder-dataset",
-               f"mine={tmp_path / 'd'},channels=1", "--img-size", "1000000000", "--results-dir", str(tmp_path / "r"))
+               f"mine={tmp_path / 'd'},channels=1,modality=ultrasound", "--img-size", "1000000000", "--results-dir",
+               str(tmp_path / "r"))  # modality given: no warning of its own on stderr
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip() == "error: --img-size 1000000000 is out of range: use a whole number from 8 to 1024"
 
@@ -370,7 +371,7 @@ def test_reuse_requires_the_same_folder_dataset(tmp_path: Path, capsys: pytest.C
             str(tmp_path / "results")]
     assert main([*argv, "--folder-dataset", f"mine={tmp_path / 'one'},channels=1"]) == 0
     out = capsys.readouterr().out.splitlines()  # issue 13, item 9: its images' own size, and said so
-    assert out[0].startswith("smoke-mine-16-resnet18-lp-seed0: ok")
+    assert out[0].startswith("own-mine-16-resnet18-lp-seed0: ok")  # issue 42: the own data's group, not smoke's
     assert out[1] == "  data: mine at 16 px: its images' own size (at most 224); --img-size sets another"
     one = Path(out[-1].split("record: ", 1)[1])
     reused, two = _run_cell(capsys, [*argv, "--folder-dataset", f"mine={tmp_path / 'two'},channels=1"])

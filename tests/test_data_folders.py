@@ -903,7 +903,7 @@ def test_grid_gives_folder_datasets_their_own_size(tmp_path: Path) -> None:
     folders.register_folder_dataset("own64", tmp_path / "d")
     cells = build_grid(get_tier("quick"), GridOptions(datasets=["own64", "pneumoniamnist"], backbones=["resnet18"],
                                                       strategies=["lp"]))
-    assert [(c.cell_id, c.img_size) for c in cells] == [("quick-own64-64-resnet18-lp-seed0", 64),
+    assert [(c.cell_id, c.img_size) for c in cells] == [("own-own64-64-resnet18-lp-seed0", 64),
                                                         ("quick-pneumoniamnist-resnet18-lp-seed0", 28)]
     given = build_grid(get_tier("quick"), GridOptions(datasets=["own64"], backbones=["resnet18"], strategies=["lp"],
                                                       img_sizes=[32]))

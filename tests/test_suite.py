@@ -507,7 +507,7 @@ def test_folder_dataset_option_runs_the_users_data(run: Run, tmp_path: Path) -> 
     assert ("medft-bench: folder dataset mine at 40 px: its images' own size (at most 224); --img-size sets "
             "another") in result.outlines
     (rec,), _ = load_records([results])
-    assert rec["cell_id"] == "smoke-mine-40-resnet18-knn-seed0" and rec["data"]["image_size"] == 40
+    assert rec["cell_id"] == "own-mine-40-resnet18-knn-seed0" and rec["data"]["image_size"] == 40
     assert rec["data"]["source"] == "folder" and rec["data"]["synthetic"] is False
     assert rec["data"]["modality"] == "ultrasound" and rec["config"]["synthetic"] is False
 

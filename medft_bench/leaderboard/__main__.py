@@ -54,7 +54,8 @@ def parser() -> argparse.ArgumentParser:
         description="Aggregate medft-bench result records into Markdown pages, an HTML page, terminal tables, PNG "
                     "plots, CSV and summary.json. Records of different tiers, image sizes, weights, protocols or "
                     "synthetic/real data are never averaged together. "
-                    f"'{PROG} compare A/ B/' compares two result sets instead (see '{PROG} compare --help').")
+                    f"'{PROG} compare A/ B/' compares two result sets instead (see '{PROG} compare --help'); "
+                    f"'{PROG} export-mlflow RESULTS --tracking-uri URI' logs the records as MLflow runs.")
     p.add_argument("results", nargs="*", default=None, metavar="RESULTS",
                    help="result directories or record files (default: results/); several are merged, e.g. "
                         "shards from several machines")
@@ -159,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["compare"]:
         return compare_main(argv[1:])
+    if argv[:1] == ["export-mlflow"]:
+        from medft_bench.leaderboard.mlflow_export import main as export_main
+
+        return export_main(argv[1:], PROG)
     args = parser().parse_args(argv)
     results = args.results if args.results else ([] if args.benchmark_json else ["results"])
     from medft_bench.leaderboard.publish import PUBLISHED, NoRecordsError, default_out, publish

@@ -9,7 +9,7 @@ from typing import Any
 
 from medft_bench.leaderboard.load import Run
 from medft_bench.results.view import WEIGHTS_KINDS
-from medft_bench.vocabulary import tier_order
+from medft_bench.vocabulary import OWN_TIER, tier_order
 
 
 def tier_sort_key(tier: str) -> tuple[int, str]:
@@ -75,7 +75,8 @@ class GroupKey:
         # before the dash, so that the caveat stays next to the data and weights it is about.
         shown = ", " + PROTOCOL_LABELS.get(self.protocol, f"{self.protocol} protocol") if protocol else ""
         size = f"{self.img_size} px shown at {self.input_size} px" if self.input_size else f"{self.img_size} px"
-        text = f"{self.tier} tier, {size}{shown} — {data}, {weights}"
+        where = "own data" if self.tier == OWN_TIER else f"{self.tier} tier"  # --folder-dataset: the user's data
+        text = f"{where}, {size}{shown} — {data}, {weights}"
         return f"{text}: {self.caveat}" if self.caveat else text
 
     @property

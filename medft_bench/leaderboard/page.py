@@ -22,6 +22,7 @@ from medft_bench.leaderboard.tables.model import Table
 from medft_bench.leaderboard.tables.notes import notes_table, problems_table
 from medft_bench.leaderboard.tables.recommendations import recommendation_table
 from medft_bench.leaderboard.tables.strategy import survival_table
+from medft_bench.leaderboard.views import view_key
 
 TITLE = "medft-bench leaderboard"
 RECOMMENDATIONS = "Which strategy for my modality and backbone?"
@@ -52,6 +53,19 @@ PLOT_CAPTIONS = {
               "on validation, filled points the rest of its set, hollow ones the strategies shown below it. A group "
               "with more than six answers shows the means over its cases instead, the red line joining the "
               "strategies no other beats on both."}
+
+
+# The practitioner's views of each case (leaderboard/views.py): key "kind:dataset:backbone"
+VIEW_TITLES = {"curves": "Learning curves", "confusion": "Confusion matrices and per-class recall and precision",
+               "roc": "ROC curves"}
+VIEW_CAPTIONS = {
+    "curves": "Validation score after each epoch, one panel per strategy and one line per seed (the records' "
+              "epochs; stages joined in the order they ran): where a strategy was still rising, or peaked early.",
+    "confusion": "Test images at the argmax (binary: P(positive) > 0.5), summed over seeds, rows normalised: the "
+                 "answer's pick, FT, LP and kNN where present. Every record's per-class numbers are in "
+                 "per-class.csv.",
+    "roc": "Test ROC curves of the same strategies, one line per seed, from the per-image predictions kept beside "
+           "each record."}
 
 
 @dataclass(frozen=True)
@@ -109,8 +123,12 @@ class Page:
 
 def _figures(group: Group, plots: dict[str, dict[str, str]]) -> list[Figure]:
     files = plots.get(group.key.slug, {})
-    return [Figure(k, files[k], f"{PLOT_TITLES[k]} — {group.key.label}", PLOT_CAPTIONS[k]) for k in PLOT_ORDER
-            if k in files]
+    views = [Figure(kind, files[key], f"{VIEW_TITLES[kind]} — {cs.dataset}, {cs.backbone} — {group.key.label}",
+                    VIEW_CAPTIONS[kind])
+             for cs in group.cases for kind in VIEW_TITLES
+             if (key := view_key(kind, cs.dataset, cs.backbone)) in files]
+    return [*(Figure(k, files[k], f"{PLOT_TITLES[k]} — {group.key.label}", PLOT_CAPTIONS[k]) for k in PLOT_ORDER
+              if k in files), *views]
 
 
 def group_section(group: Group, all_metrics: bool = False, plots: dict[str, dict[str, str]] | None = None) -> Section:

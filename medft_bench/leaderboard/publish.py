@@ -30,7 +30,7 @@ from medft_bench.io import (
     pending_commits,
     read_regular,
 )
-from medft_bench.leaderboard import export, page, render_html, render_markdown, summary
+from medft_bench.leaderboard import export, page, render_html, render_markdown, summary, views
 from medft_bench.leaderboard.aggregate import Group, aggregate
 from medft_bench.leaderboard.group_key import tier_slug
 from medft_bench.leaderboard.load import Inputs, Problem, is_leaderboard_summary, load_inputs
@@ -81,8 +81,9 @@ def _planned_files(groups: list[Group]) -> list[str]:
     """Every name :func:`publish` may write for ``groups`` (both plots of every group, whether drawn or not)."""
     tiers = {tier_slug(g.key.tier) + ".md" for g in groups}
     plots = {f"{g.key.slug}-{kind}.png" for g in groups for kind in PLOT_KINDS}
+    plots |= {f for g in groups for f in views.planned_files(g, g.key.slug)}
     return sorted({*tiers, *plots, render_markdown.INDEX, render_markdown.REFERENCES, render_html.HTML,
-                   export.RECORDS_CSV, export.AGGREGATES_CSV})
+                   export.RECORDS_CSV, export.AGGREGATES_CSV, views.PER_CLASS_CSV})
 
 
 def _check_ownership(out: Path, files: list[str], previous: list[str] | None) -> None:
@@ -152,7 +153,8 @@ def default_out(sources: list[str | os.PathLike[str]], benchmark_jsons: list[str
 def _stage(stage: Path, groups: list[Group], inputs: Inputs, meta: dict[str, Any], metric: str | None,
            all_metrics: bool) -> tuple[list[str], dict[str, dict[str, str]]]:
     """Write every file of the leaderboard into ``stage``; the names written, and the plots by group."""
-    plots = {g.key.slug: plot_group(g, stage, g.key.slug) for g in groups}
+    plots = {g.key.slug: {**plot_group(g, stage, g.key.slug), **views.write_views(g, stage, g.key.slug)}
+             for g in groups}
     board = page.leaderboard_page(groups, inputs, all_metrics, plots)  # the one structure every page walks
     pages: dict[str, str] = {}
     for tier in dict.fromkeys(g.key.tier for g in groups):
@@ -164,6 +166,7 @@ def _stage(stage: Path, groups: list[Group], inputs: Inputs, meta: dict[str, Any
     pages[render_html.HTML] = render_html.html_page(board, meta)
     pages[export.RECORDS_CSV] = export.records_csv(groups)
     pages[export.AGGREGATES_CSV] = export.aggregates_csv(groups)
+    pages[views.PER_CLASS_CSV] = views.per_class_csv(groups)
     files = sorted([*pages, *(f for p in plots.values() for f in p.values()), SUMMARY])
     for name, text in sorted(pages.items()):
         _write(stage / name, text)

@@ -34,7 +34,10 @@ td.key { white-space: nowrap; }
 .caption { font-style: italic; color: #444; } .notes { font-size: 0.8rem; color: #555; }
 .caution { border-left: 4px solid #c0392b; background: #fdf0ef; padding: 0.4rem 0.8rem; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
-nav a { margin-right: 1rem; }
+nav a { margin-right: 1rem; } nav { display: flex; flex-wrap: wrap; gap: 0.2rem 0; }  /* a phone: links wrap */
+/* a table wider than its box scrolls under its first column, which stays put: a row keeps its name in view */
+.scroll th:first-child, .scroll td:first-child { position: sticky; left: 0; z-index: 1; background: #fff;
+  box-shadow: 1px 0 0 #e3e3e3; } .scroll th:first-child { background: #f4f4f4; }
 nav.toc, nav.subtoc { font-size: 0.9rem; background: #fafafa; border: 1px solid #e3e3e3; padding: 0.4rem 1rem; }
 nav.toc a, nav.subtoc a { margin-right: 0; } nav.toc .sep, nav.subtoc .sep { color: #999; margin: 0 0.4rem; }
 .answer { display: flex; flex-direction: column; gap: 1rem; }  /* the table whole, its plot under it */
@@ -69,8 +72,8 @@ def _table(table: Table, prefix: str = "") -> str:
 def _figure(figure: Figure | None) -> str:
     if figure is None:
         return ""
-    return (f'<figure><img src="{escape(figure.file)}" alt="{escape(figure.caption)}">'
-            f"<figcaption class=\"notes\">{escape(figure.caption)}</figcaption></figure>")
+    return (f'<figure><img src="{escape(figure.file)}" alt="{escape(figure.title)}">'
+            f'<figcaption class="notes"><b>{escape(figure.title)}</b>. {escape(figure.caption)}</figcaption></figure>')
 
 
 def _toc(sections: list[tuple[str, str]], label: str = "Contents", cls: str = "toc") -> str:

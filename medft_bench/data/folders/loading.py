@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 
 import numpy as np
 
@@ -17,6 +18,25 @@ from medft_bench.errors import DataError
 MAX_DEFAULT_SIZE = BACKBONE_SIZE  # larger images are reduced to the backbones' input size
 SIZE_SAMPLE = 64
 _DEFAULT_SIZES: dict[tuple[str, str], int] = {}
+
+
+MIN_SPLIT = 20  # images of a validation or test split below which its numbers are mostly noise
+MIN_PER_CLASS = 2  # images of each class in it
+PURPOSE = {"val": "select a checkpoint or a learning rate on", "test": "measure a result on"}
+
+
+def small_split(split: str, labels: np.ndarray, task: str, classes: tuple[str, ...] | list[str]) -> str | None:
+    """Why ``split`` is too small to :data:`PURPOSE` (fewer than :data:`MIN_SPLIT` images, or a class with fewer
+    than :data:`MIN_PER_CLASS`), or None. One image of 4 moves a validation score by 25 points."""
+    n = len(labels)
+    counts = (labels.sum(0) if labels.ndim == 2 else np.bincount(labels.astype(np.int64), minlength=len(classes)))
+    thin = [f"{c!r}: {int(k)}" for c, k in zip(classes, counts) if k < MIN_PER_CLASS]
+    if n >= MIN_SPLIT and not thin:
+        return None
+    what = f"{n} image{'s' if n != 1 else ''}" + (f" (class {', '.join(thin)})" if thin else "")
+    return (f"the {split} split has {what}: too few to {PURPOSE[split]} (one image moves a score by "
+            f"{100 / max(n, 1):.0f} points); give it at least {MIN_SPLIT} images and {MIN_PER_CLASS} of each class "
+            f"({split}_fraction=, or a {split}/ folder)")
 
 
 def default_size(name: str) -> int:
@@ -68,6 +88,9 @@ def load_folder_dataset(name: str, size: int, root: str | os.PathLike[str] | Non
     cache, meta = decoded_cache(found, size, fp)
     splits, conversion_s = open_npz(cache, task=task, n_labels=len(classes), n_channels=spec.channels, size=size,
                                     key=f"{fp}:{meta['content_md5']}")
+    for split in ("val", "test"):
+        if (why := small_split(split, splits[split].labels.numpy(), task, classes)) is not None:
+            warnings.warn(f"{name}: {why}", UserWarning, stacklevel=2)
     label_names = {str(i): spec.label_names.get(c, c) for i, c in enumerate(classes)}
     identity = {
         "source": "folder",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,24 @@ _USER: dict[str, FolderDatasetSpec] = {}
 def registry() -> dict[str, FolderDatasetSpec]:
     """Every folder dataset: the built-in ones and those registered with :func:`register_folder_dataset`."""
     return {**BUILTIN, **_USER}
+
+
+def is_user_dataset(name: str) -> bool:
+    """Whether ``name`` is the user's own dataset (registered in code or by ``--folder-dataset``)."""
+    return name in _USER
+
+
+def infer_modality(*texts: str) -> str:
+    """The modality the words of ``texts`` (a dataset's name, its path) name, when exactly one does; else ""."""
+    import re
+
+    from medft_bench.vocabulary import MODALITY_WORDS
+
+    words = {w for t in texts for w in re.split(r"[^a-z0-9]+", t.lower().replace("-", "")) if w}  # x-ray: xray
+    # a short word must stand alone ("us", "ct"); a longer one may sit inside a word ("chestxray", "isic2019")
+    found = [m for m, keys in MODALITY_WORDS.items() if any(w == k or (len(k) >= 4 and k in w)
+                                                             for w in words for k in keys)]
+    return found[0] if len(found) == 1 else ""
 
 
 def get_spec(name: str) -> FolderDatasetSpec:
@@ -136,7 +155,24 @@ def register_from_option(text: str) -> FolderDatasetSpec:
         path = path.parent
     elif (path / kwargs.get("manifest", "manifest.csv")).is_file():
         kwargs.setdefault("layout", "csv")
+    if not kwargs.get("modality"):
+        kwargs["modality"] = _modality_for(name.strip(), path)
     try:
         return register_folder_dataset(name.strip(), path, **kwargs)
     except ValueError as exc:
         raise DataError(f"--folder-dataset {text!r}: {exc}") from None
+
+
+def _modality_for(name: str, path: Path) -> str:
+    """The modality inferred from ``name`` and ``path`` when ``modality=`` was not given, said in a warning either
+    way: records, the leaderboard's answer and its groups are by modality, and "unknown" answers nobody."""
+    inferred = infer_modality(name, *path.parts[-3:])
+    if inferred:
+        warnings.warn(f"--folder-dataset {name}: no modality= given; inferred {inferred!r} from its name and path "
+                      f"(records and the leaderboard show it; add modality=... to set another)", UserWarning,
+                      stacklevel=3)
+    else:
+        warnings.warn(f"--folder-dataset {name}: no modality= given and none inferred from its name or path: its "
+                      "records and the leaderboard will say 'unknown'; add e.g. modality=ultrasound", UserWarning,
+                      stacklevel=3)
+    return inferred
