@@ -548,8 +548,10 @@ def test_weak_result_on_real_data_passes_with_a_warning_and_a_flag(run: Run, tmp
                  "resnet18", "--strategies", "ft", "--results-dir", str(results))
     text = output(result)
     assert result.ret == 0, text
-    result.assert_outcomes(passed=1, warnings=1)
-    assert "WeakResultWarning: smoke-same-24-resnet18-ft-seed0: weak result, no better than the majority class" in text
+    # the weak result, and the two small splits' warnings (2 validation and 12 test images)
+    result.assert_outcomes(passed=1, warnings=3)
+    assert "WeakResultWarning: own-same-24-resnet18-ft-seed0: weak result, no better than the majority class" in text
+    assert "the val split has 2 images" in text and "the test split has 12 images" in text
     (rec,), _ = load_records([results])
     assert rec["status"] == "ok" and rec["data"]["synthetic"] is False
     assert rec["weak_result"] == "acc 0.500 <= majority 0.500"
