@@ -1578,7 +1578,13 @@ def test_ctrl_c_during_the_renames_is_held_until_the_folder_is_whole(tmp_path: P
         real(src, dst)
 
     monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
-    assert main([str(results), "--out", str(out), "--quiet"]) == 130
+    # Python's own Ctrl-C handler even when pytest was started with SIGINT ignored (a background job: `cmd &`),
+    # where the process keeps an ignored signal ignored and the run would rightly not stop
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main([str(results), "--out", str(out), "--quiet"]) == 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.setattr(os, "replace", real)
     assert "interrupted" in capsys.readouterr().err
     assert Path(calls[-1]).name == "summary.json" and len(calls) == len(before)  # every file renamed, the list last
