@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
 from medft_bench.install import exit_if_not_installed
@@ -235,8 +236,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """A warning as the command line says it: ``warning: <message>`` (no source path and line, which a user of
+    the command does not need); a warning from outside medft-bench keeps Python's form."""
+    if "medft_bench" not in filename and not category.__module__.startswith("medft_bench"):
+        return _python_warning(message, category, filename, lineno, line)
+    return printable(f"warning: {message}") + "\n"
+
+
+_python_warning = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    previous, warnings.formatwarning = warnings.formatwarning, _one_line_warning
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    finally:
+        warnings.formatwarning = previous
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["leaderboard"]:  # every option, --help too, is the leaderboard's own
         return _leaderboard(argv[1:])
     args = _parser().parse_args(argv)

@@ -442,3 +442,21 @@ def test_download_prepares_and_checks_every_file_a_selection_needs(tmp_path: Pat
     assert "MISSING data    dermamnist 28 px" in out and "downloading is off" in out
     assert "MISSING data    pneumoniamnist 28 px" in out and "NOT the official file" in out
     assert "2 of 3 not ready" in out
+
+
+def test_the_command_lines_warnings_are_one_line_each(tmp_path: Path) -> None:
+    """Issue 42: own data's warnings came out in Python's form (the source file and line first, then the
+    code line), long and wrapped; the command line says ``warning: <message>``."""
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "tiny" / cls).mkdir(parents=True)
+        for i in range(20):
+            Image.new("L", (16, 16), 10 * i + (100 if cls == "b" else 0)).save(tmp_path / "tiny" / cls / f"{i}.png")
+    done = subprocess.run([sys.executable, "-m", "medft_bench", "run", "--folder-dataset", f"mine={tmp_path / 'tiny'}",
+                           "--datasets", "mine", "--strategies", "knn", "--backbones", "resnet18", "--results-dir",
+                           str(tmp_path / "results")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "warning" in line.lower()]
+    assert any(line.startswith("warning: mine: the val split has 4 images") for line in lines), done.stderr
+    assert all(line.startswith("warning: ") for line in lines) and "UserWarning" not in done.stderr, done.stderr
