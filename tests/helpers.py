@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from medft_bench.config import CellConfig, TrainSettings
 
 TINY_SPLITS = (("train", 32), ("val", 16), ("test", 16))
+# One smoke cell on the command line (LP on a random ResNet-18: seconds)
+SMOKE_CELL = ["--tier", "smoke", "--dataset", "pneumoniamnist", "--backbone", "resnet18", "--strategy", "lp",
+              "--seed", "0"]
+
+
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hub and no download: what a test of the command line runs under (and no user's data root)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MEDFT_OFFLINE", "1")
+    monkeypatch.delenv("MEDFT_DATA_ROOT", raising=False)
 
 
 def tiny_cell(backbone: str = "resnet18", strategy: str = "ft", *, dataset: str = "pneumoniamnist",

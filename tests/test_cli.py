@@ -18,16 +18,15 @@ from medft_bench.results.store import ResultStore, load_records, read_record
 from medft_bench.run_env import RunEnv
 from medft_bench.strategies.registry import strategy_names
 from medft_bench.tiers import TIERS, get_tier
+from tests.helpers import SMOKE_CELL, offline
 
 REPO = Path(__file__).resolve().parents[1]
-CELL = ["--tier", "smoke", "--dataset", "pneumoniamnist", "--backbone", "resnet18", "--strategy", "lp", "--seed", "0"]
+CELL = SMOKE_CELL
 
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("MEDFT_OFFLINE", "1")
-    monkeypatch.delenv("MEDFT_DATA_ROOT", raising=False)
+    offline(monkeypatch)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

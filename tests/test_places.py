@@ -15,7 +15,7 @@ from medft_bench.leaderboard.__main__ import main as leaderboard_main
 from medft_bench.pytest_plugin import skip_or_fail
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import Kind, attempt
-from tests.helpers import tiny_cell
+from tests.helpers import SMOKE_CELL, offline, tiny_cell
 from tests.test_leaderboard import make_record, write
 
 if TYPE_CHECKING:
@@ -24,14 +24,12 @@ if TYPE_CHECKING:
 pytest_plugins = ["tests.places"]  # the make_place fixture
 
 KINDS = ["read-only", "full"]
-CELL = ["--tier", "smoke", "--dataset", "pneumoniamnist", "--backbone", "resnet18", "--strategy", "lp", "--seed", "0"]
+CELL = SMOKE_CELL
 
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("MEDFT_OFFLINE", "1")
-    monkeypatch.delenv("MEDFT_DATA_ROOT", raising=False)
+    offline(monkeypatch)
 
 
 def _one_line(text: str) -> str:
