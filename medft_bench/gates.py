@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from medft_bench.vocabulary import MULTI_LABEL
+
 if TYPE_CHECKING:
     from medft_bench.results.view import RecordView
 
@@ -22,7 +24,6 @@ class WeakResultWarning(UserWarning):
 
 MUST_LEARN_ON_SYNTHETIC = ("ft", "lp_ft")
 AUC_MARGIN = 0.1
-MULTI_LABEL = "multi-label, binary-class"
 
 
 def learning_gate(record: RecordView) -> str | None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
-from medft_bench.errors import unknown
+from medft_bench.errors import MedftError, unknown
+from medft_bench.vocabulary import OWN_TIER, TIER_ORDER
 
 STUDY_BACKBONES = ("resnet50", "densenet121", "vgg19")
 STUDY_SEEDS = (684, 559, 629)  # the study's authors' seeds
@@ -52,9 +53,9 @@ class Tier:
 
     def cell(self, dataset: str, img_size: int, backbone: str, strategy: str, seed: int,
              overrides: dict[str, Any] | None = None, protocol: str = "study") -> CellConfig:
+        # Here, not on top: data/ imports torch, and the front ends import this module before they know they run
         from medft_bench.data.folders.registration import is_user_dataset
         from medft_bench.data.medmnist import flags
-        from medft_bench.vocabulary import OWN_TIER
 
         train = replace(self.train, **(overrides or {}))
         synthetic = self.synthetic and dataset in flags()  # a folder dataset is the user's own data, never generated
@@ -187,6 +188,10 @@ TIERS: dict[str, Tier] = {
         marks=("heavy", "gpu"),
     ),
 }
+
+# The leaderboard sorts tiers by vocabulary.TIER_ORDER (it never imports the suite): the two orders are one.
+if tuple(TIERS) != TIER_ORDER:
+    raise MedftError(f"tiers.TIERS {tuple(TIERS)} and vocabulary.TIER_ORDER {TIER_ORDER} differ: list a tier in both")
 
 
 def get_tier(name: str) -> Tier:

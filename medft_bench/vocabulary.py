@@ -1,13 +1,15 @@
-"""The names the engine and the leaderboard share: the metrics, the primary-metric rule, the tiers' order, the
-MedMNIST datasets' modalities.
+"""The names the engine and the leaderboard share: the metrics, the primary-metric rule, the multi-label task's
+name, the tiers' order, the MedMNIST datasets' modalities, the reference's gradient-probe budget.
 
-It imports nothing heavy (no torch, no scikit-learn) so that the leaderboard, which reads records and never the
-engine, runs where only its own dependencies are installed; ``metrics.py`` and the leaderboard both read it.
+Plain data at the bottom of the package's layers (docs/architecture.md): it imports nothing of medft_bench's and
+nothing heavy (no torch, no scikit-learn), so that the leaderboard, which reads records and never the engine, runs
+where only its own dependencies are installed; ``metrics.py``, ``gates.py``, ``data/`` and the leaderboard read it.
 """
 
 from __future__ import annotations
 
-from medft_bench.gates import MULTI_LABEL
+# MedMNIST's name of the multi-label task (ChestMNIST): a label per finding, each binary.
+MULTI_LABEL = "multi-label, binary-class"
 
 METRIC_NAMES = {"acc": "accuracy", "auc": "AUC", "balanced_acc": "balanced accuracy", "f1_macro": "macro F1",
                 "map": "mAP"}
@@ -54,8 +56,24 @@ def primary_metric(task: str) -> str:
     return "auc" if task == MULTI_LABEL else "balanced_acc"
 
 
+# The tiers in the order ``tiers.TIERS`` defines them (tiers.py refuses to load when the two differ): the
+# leaderboard sorts its groups by it without importing the suite.
+TIER_ORDER = ("real", "real_long", "smoke", "quick", "standard", "full")
+
+
 def tier_order() -> tuple[str, ...]:
     """The tiers in the order ``tiers.TIERS`` defines them: the leaderboard sorts its groups by it."""
-    from medft_bench.tiers import TIERS  # here, not on top: tiers imports config, which may import this module
+    return TIER_ORDER
 
-    return tuple(TIERS)
+
+# Batches whose gradients Auto-RGN and Auto-SNR measure at each epoch's start in their reference
+# (anniesch/surgical-finetuning); fewer is a budget cut that the record states (strategy.incomplete_reason, also
+# written by results/upgrade.py into records older than that field).
+REFERENCE_PROBE_BATCHES = 5
+
+
+def probe_cut(n_batches: int) -> str | None:
+    """Why a gradient probe on ``n_batches`` is not the reference's, or None when it measures as many."""
+    if n_batches >= REFERENCE_PROBE_BATCHES:
+        return None
+    return f"gradient probe on {n_batches} batches, the reference's {REFERENCE_PROBE_BATCHES}"

@@ -16,10 +16,10 @@ from numpy.lib import format as npformat
 
 from medft_bench.data import mapped
 from medft_bench.errors import DataError
+from medft_bench.vocabulary import MULTI_LABEL
 
 SPLITS = ("train", "val", "test")
 NPZ_KEYS = tuple(f"{s}_{kind}" for s in SPLITS for kind in ("images", "labels"))
-MULTI_LABEL = "multi-label, binary-class"
 TASKS = ("binary-class", "multi-class", "ordinal-regression", MULTI_LABEL)
 RELEASE_BYTES = 32 << 20  # mapped bytes a split reads between two releases of its pages (see Split._release)
 

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npformat
 
-from medft_bench.data.arrays import MULTI_LABEL, SPLITS
+from medft_bench.data.arrays import SPLITS
 from medft_bench.io import atomic_path
+from medft_bench.vocabulary import MULTI_LABEL
 
 DEFAULT_SPLITS = {"train": 256, "val": 128, "test": 128}
 LABEL_NOISE = 0.05

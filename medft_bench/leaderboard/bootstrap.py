@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medft_bench.errors import RecordError
-from medft_bench.gates import MULTI_LABEL
 from medft_bench.metrics import compute_metrics
+from medft_bench.vocabulary import MULTI_LABEL
 
 if TYPE_CHECKING:
     from medft_bench.leaderboard.load import Run

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 # One definition of the flag, shared with the record's weak_result and the pytest case's warning.
-from medft_bench.gates import MULTI_LABEL as MULTI_LABEL
 from medft_bench.gates import majority_flag as majority_flag
+from medft_bench.vocabulary import MULTI_LABEL as MULTI_LABEL
 
 MIN_SEEDS_CI = 3
 CI_LEVEL = 0.95

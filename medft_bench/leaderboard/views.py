@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medft_bench.gates import MULTI_LABEL
 from medft_bench.leaderboard.bootstrap import Predicted, load_split, predicted_labels
 from medft_bench.leaderboard.plots import STYLE, _figure, _save, _wrap
-from medft_bench.vocabulary import METRIC_NAMES
+from medft_bench.vocabulary import METRIC_NAMES, MULTI_LABEL
 
 if TYPE_CHECKING:
     from medft_bench.leaderboard.aggregate import Case, Group

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from medft_bench.results.record import SCHEMA_VERSION
+from medft_bench.vocabulary import probe_cut
 
 
 def _v1_to_v2(record: dict[str, Any]) -> None:
@@ -32,8 +33,6 @@ def _v2_to_v3(record: dict[str, Any]) -> None:
     """v3 states whether the method completed as specified (``strategy.complete``, ``incomplete_reason``),
     derived from what a v2 record holds: gradual unfreezing's ``log.complete``; Auto-RGN's and Auto-SNR's
     probe batches against the reference's 5; LP-FT's stage-2 epochs; any other strategy completed."""
-    from medft_bench.strategies.selection import probe_cut
-
     strategy = record.get("strategy")
     if not isinstance(strategy, dict):
         return

@@ -15,6 +15,11 @@ from torch import nn
 
 from medft_bench.errors import MedftError
 
+# The reference's probe budget and the reason a smaller one gives: one definition, in vocabulary.py (records read it
+# too: results/upgrade.py)
+from medft_bench.vocabulary import REFERENCE_PROBE_BATCHES as REFERENCE_PROBE_BATCHES
+from medft_bench.vocabulary import probe_cut as probe_cut
+
 if TYPE_CHECKING:
     from medft_bench.training.context import CellContext
 
@@ -109,14 +114,3 @@ def batch_gradients(ctx: CellContext, names: list[str], n_batches: int, norm_mod
     for p in named.values():
         p.grad = None
 
-
-# Batches whose gradients Auto-RGN and Auto-SNR measure at each epoch's start in their reference
-# (anniesch/surgical-finetuning); fewer is a budget cut that the record states.
-REFERENCE_PROBE_BATCHES = 5
-
-
-def probe_cut(n_batches: int) -> str | None:
-    """Why a gradient probe on ``n_batches`` is not the reference's, or None when it measures as many."""
-    if n_batches >= REFERENCE_PROBE_BATCHES:
-        return None
-    return f"gradient probe on {n_batches} batches, the reference's {REFERENCE_PROBE_BATCHES}"
