@@ -12,12 +12,11 @@ import pytest
 
 from medft_bench.config import CellConfig
 from medft_bench.errors import RecordError
+from medft_bench.results.facts import CellFacts, Measurements
 from medft_bench.results.record import SCHEMA_VERSION, build_record, validate
 from medft_bench.results.store import load_records, read_record
 from medft_bench.results.upgrade import STEPS, upgrade
 from medft_bench.results.view import RecordView
-from medft_bench.training.measurements import Measurements
-from medft_bench.training.outcome import CellFacts
 from tests.test_leaderboard import make_record, write
 
 

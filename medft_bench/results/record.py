@@ -12,7 +12,7 @@ from medft_bench.errors import RecordError
 from medft_bench.io import json_safe
 
 if TYPE_CHECKING:
-    from medft_bench.training.outcome import CellFacts
+    from medft_bench.results.facts import CellFacts
 
 SCHEMA_VERSION = 3  # bumped with a step in upgrade.py
 

@@ -1,6 +1,7 @@
-"""A cell's outcome as the engine returns it (:class:`CellRun`: the live model and strategy) and the plain facts
-a record is built from (:class:`CellFacts`: numbers, names and dicts, read off the run once, peak memory
-included; ``results.record.build_record`` is a pure function of them)."""
+"""A cell's outcome as the engine returns it (:class:`CellRun`: the live model and strategy), and the plain facts
+a record is built from read off it once (:meth:`CellRun.facts`, peak memory included): a
+:class:`~medft_bench.results.facts.CellFacts`, defined with the records (``results.record.build_record`` is a pure
+function of them), so that the records layer never imports the engine."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import torch
+
+from medft_bench.metrics import majority_baseline
+from medft_bench.results.facts import CellFacts, Measurements
+from medft_bench.strategies.base import Strategy
+from medft_bench.training.measurements import host_peak
+
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
     from medft_bench.config import CellConfig
-    from medft_bench.strategies.base import Strategy
     from medft_bench.training.context import CellContext
-    from medft_bench.training.measurements import Measurements
 
 
 @dataclass
@@ -46,8 +51,6 @@ class CellRun:
     def model_state(self) -> dict[str, torch.Tensor] | None:
         """The kept network's weights on the CPU (``--save-model``: kept next to the record); None unless ok, and
         for a strategy that predicts without training a network (kNN: its head was never trained)."""
-        from medft_bench.strategies.base import Strategy
-
         if self.status != "ok" or type(self.strategy).predict is not Strategy.predict:
             return None
         return {k: v.detach().cpu().clone() for k, v in self.ctx.model.state_dict().items()}
@@ -55,11 +58,6 @@ class CellRun:
     def facts(self) -> CellFacts:
         """What the record says about this run, read off the live objects now: the cell's peak memory is read here,
         at its end (``measurements.host_peak``, CUDA's peak since the cell reset it)."""
-        import torch
-
-        from medft_bench.metrics import majority_baseline
-        from medft_bench.training.measurements import host_peak
-
         ctx, strategy, dev = self.ctx, self.strategy, self.ctx.device
         data, gpu = ctx.data, self.ctx.device.type == "cuda"
         peak_mb, peak_scope = host_peak()
@@ -87,39 +85,3 @@ class CellRun:
             total_params=sum(p.numel() for p in ctx.model.parameters()), data_conversion_s=data.conversion_s,
             status=self.status, error=self.error, diverged_epoch=self.diverged_epoch, started=self.started,
             finished=self.finished, tuning=self.tuning)
-
-
-@dataclass(frozen=True)
-class CellFacts:
-    """Everything a cell's record holds that the engine measured or decided, as plain values (no model, no
-    device, no strategy object): ``results.record.build_record`` lays them out."""
-
-    cfg: CellConfig
-    settings: dict[str, Any]  # the effective training settings (a tuned cell's: its chosen trial's)
-    # name, label, hparams, in_study, variant (when it has one), log, complete, incomplete_reason
-    strategy: dict[str, Any]
-    weights: dict[str, Any]
-    head: dict[str, Any]
-    data: dict[str, Any]
-    preprocess: dict[str, Any]
-    amp: str | None
-    channels_last: bool
-    device: str
-    task: str
-    metrics: dict[str, Any] | None  # val and test
-    monitor: str
-    majority: dict[str, Any] | None  # the test split's majority-class baseline
-    measured: Measurements
-    reused_train_s: float
-    peak_gpu_allocated_mb: float | None
-    peak_gpu_reserved_mb: float | None
-    peak_host_rss_mb: float
-    peak_host_scope: str
-    total_params: int
-    data_conversion_s: float
-    status: str
-    error: str | None
-    diverged_epoch: int | None
-    started: datetime
-    finished: datetime
-    tuning: dict[str, Any] | None
