@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -141,17 +142,25 @@ def effective_precision(amp: str, device_type: str) -> str:
     return "bf16" if amp == "bf16" or (amp == "auto" and device_type == "cuda") else "fp32"
 
 
+# How a cell's identity learns a strategy's defaults and version. The strategies sit above this module (they import
+# torch and the engine's context), so it never imports them: medft_bench/__init__.py installs the strategy
+# registry's lookup (strategies.registry.strategy_identity) when the package is imported.
+StrategyLookup = Callable[[str], tuple[dict[str, Any], int]]
+_strategy_lookup: StrategyLookup | None = None
+
+
+def install_strategy_lookup(lookup: StrategyLookup) -> None:
+    """Make ``lookup`` (name -> the strategy's defaults and version) the one :meth:`CellConfig.identity` asks."""
+    global _strategy_lookup
+    _strategy_lookup = lookup
+
+
 def _strategy_identity(name: str) -> tuple[dict[str, Any], int]:
     """A registered strategy's defaults and version; ({}, 0) for a name the registry does not know (refused
     before any cell runs, but a configuration can be described without it)."""
-    from medft_bench.errors import UnknownNameError
-    from medft_bench.strategies.registry import get_strategy
-
-    try:
-        cls = get_strategy(name)
-    except UnknownNameError:
-        return {}, 0
-    return dict(cls.defaults), int(cls.version)
+    if _strategy_lookup is None:  # never silently: a hash without the defaults would be another configuration's
+        raise RuntimeError("no strategy lookup installed: import medft_bench (its __init__ installs the registry's)")
+    return _strategy_lookup(name)
 
 
 def freeze_params(params: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

@@ -7,7 +7,7 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-from medft_bench.errors import MedftError, unknown
+from medft_bench.errors import MedftError, UnknownNameError, unknown
 from medft_bench.strategies.base import Strategy
 
 ENTRY_POINT_GROUP = "medft_bench.strategies"
@@ -61,6 +61,17 @@ def get_strategy(name: str) -> type[Strategy]:
     if name not in _REGISTRY:
         raise unknown("strategy", name, list(_REGISTRY))
     return _REGISTRY[name]
+
+
+def strategy_identity(name: str) -> tuple[dict[str, Any], int]:
+    """A registered strategy's defaults and version, what a cell's identity includes (``config.CellConfig.identity``,
+    through ``config.install_strategy_lookup``); ({}, 0) for a name the registry does not know (refused before any
+    cell runs, but a configuration can be described without it)."""
+    try:
+        cls = get_strategy(name)
+    except UnknownNameError:
+        return {}, 0
+    return dict(cls.defaults), int(cls.version)
 
 
 def create_strategy(name: str, **params: Any) -> Strategy:
