@@ -22,6 +22,8 @@ from torch import nn
 
 from medft_bench.errors import WeightsError, unknown
 from medft_bench.models.blocks import Blocks, partition
+from medft_bench.models.fitting import load_fitting, sha256
+from medft_bench.models.packaged import load_packaged, packaged_spec
 
 # The study used torchvision's ImageNet weights; timm hosts the same tensors under these tags.
 DEFAULT_TAGS = {"resnet50": "tv2_in1k", "densenet121": "tv_in1k"}
@@ -128,14 +130,6 @@ def backbone_names(pretrained_only: bool = False) -> list[str]:
     import timm
 
     return sorted(set(_BUILDERS) | set(timm.list_models(pretrained=pretrained_only)))
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -256,38 +250,6 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return clean_state_dict(sd)  # without the prefixes of DDP and torch.compile wrappers
 
 
-def load_fitting(model: nn.Module, sd: dict[str, torch.Tensor], head: tuple[str, ...], what: str, full: str) -> int:
-    """Load ``sd`` into every tensor of ``model`` except its ``head`` (the replaced classifier); return how
-    many tensors were loaded.
-
-    Anything that does not fit is a :class:`WeightsError` (and the half-loaded model is never returned): a
-    tensor of the model missing from ``sd``, a tensor of ``sd`` the model does not have, or a shape that differs.
-    timm's own file loading is non-strict whenever the head is replaced, which would let a wrong file run on
-    random weights; its model-specific key converters are not applied either, so a file must use timm's names
-    (as the hub's files do).
-    """
-
-    def in_head(key: str) -> bool:
-        return any(key == h or key.startswith(h + ".") for h in head)
-
-    body = {k: v for k, v in sd.items() if not in_head(k)}
-    own = model.state_dict()
-    other = {k for k, v in body.items() if k in own and v.shape != own[k].shape}
-    shapes = [f"{k} {tuple(body[k].shape)} vs {tuple(own[k].shape)}" for k in body if k in other]
-    # torch's own rules decide what is missing (e.g. BatchNorm's step counter may be absent). On any misfit the
-    # model is discarded: the error is raised before it is returned.
-    result = model.load_state_dict({k: v for k, v in body.items() if k not in other}, strict=False)
-    missing = [k for k in result.missing_keys if not in_head(k) and k not in other]
-    unexpected = list(result.unexpected_keys)
-    if shapes or missing or unexpected:
-        parts = [f"{len(lst)} {label} ({', '.join(lst[:4])}{', ...' if len(lst) > 4 else ''})"
-                 for lst, label in ((missing, "missing from the file"), (unexpected, "unexpected"),
-                                    (shapes, "with another shape (file vs model)")) if lst]
-        raise WeightsError(f"{what} do not fit {full}: {'; '.join(parts)}. Every tensor except the head "
-                           f"({', '.join(head)}) must load from the file: give the weights of {full}")
-    return len(body)
-
-
 def _head_prefixes(cfg: dict[str, Any]) -> tuple[str, ...]:
     classifier = cfg.get("classifier", "fc")
     return tuple(classifier) if isinstance(classifier, (tuple, list)) else (classifier,)
@@ -306,8 +268,6 @@ def check_backbone(name: str, weights: str) -> None:
     if weights in ("pretrained", "random"):
         return
     if weights == "packaged":
-        from medft_bench.models.packaged import packaged_spec
-
         packaged_spec(arch)
         return
     if arch.startswith(HUB_PREFIX):
@@ -393,8 +353,6 @@ def create_backbone(name: str, num_classes: int, weights: str = "random", *, dro
             raise _from_hub(full, exc) from None
         info = {"source": "random"}
     elif weights == "packaged":
-        from medft_bench.models.packaged import load_packaged
-
         model = timm.create_model(full, pretrained=False, **kwargs)
         info = load_packaged(arch, model, _head_prefixes(model.pretrained_cfg))
     elif weights == "pretrained":

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from medft_bench.errors import WeightsError
+from medft_bench.models.fitting import load_fitting, sha256
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,6 @@ def map_by_position(source: dict[str, torch.Tensor], target: dict[str, torch.Ten
 def load_packaged(arch: str, model: nn.Module, head: tuple[str, ...]) -> dict[str, Any]:
     """Load ``arch``'s packaged checkpoint into every tensor of ``model`` but its ``head``; the record's
     ``weights`` entry."""
-    from medft_bench.models.factory import load_fitting, sha256
-
     spec = packaged_spec(arch)
     file = spec.file()
     try:
