@@ -149,6 +149,7 @@ def _tables(pub, group):
 
 
 def test_recommend_runs_once_per_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medft_bench.leaderboard import analysis
     from medft_bench.leaderboard import recommend as rec_module
     from medft_bench.leaderboard.publish import publish
     from medft_bench.leaderboard.render_rich import render_plain
@@ -162,6 +163,7 @@ def test_recommend_runs_once_per_group(tmp_path: Path, monkeypatch: pytest.Monke
         return original(group)
 
     monkeypatch.setattr(rec_module, "recommend", counted)
+    monkeypatch.setattr(analysis, "recommend", counted)  # analysis.analyze, the one caller, imports it on top
     pub = publish([tmp_path], out=tmp_path / "board")
     render_plain(pub.groups, pub.inputs, pub.meta)  # the terminal after the pages: the same analysis
     assert sorted(calls) == sorted(g.key.slug for g in pub.groups)

@@ -6,15 +6,14 @@ against FT, and each case against its frozen-feature references."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from medft_bench.leaderboard.groups import GroupData as Group
+from medft_bench.leaderboard.groups import Row
 from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
+from medft_bench.leaderboard.recommend import Recommendation, recommend, row_scores
+from medft_bench.leaderboard.separation import Spread
 from medft_bench.leaderboard.stats import ALPHA, same
-
-if TYPE_CHECKING:  # aggregate imports this module when a group's analysis is first read
-    from medft_bench.leaderboard.aggregate import Group, Row
-    from medft_bench.leaderboard.recommend import Recommendation
-    from medft_bench.leaderboard.separation import Spread
 
 FROZEN_GAP = 0.05  # LP this far below kNN on the same features: the probe is suspect, not the features
 
@@ -121,6 +120,4 @@ def _feature_cosine(rows: list[Any]) -> float | None:
 
 def analyze(group: Group) -> Analysis:
     """The group's analysis; read it as ``group.analysis`` (computed on first use, then kept)."""
-    from medft_bench.leaderboard.recommend import recommend, row_scores  # they import aggregate, which imports this
-
     return Analysis(recommend(group), versus_ft(group), frozen_references(group), row_scores(group))

@@ -19,14 +19,12 @@ metric; the study's "up to 11%" does not say whether pp or relative, so both are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medft_bench.leaderboard import stats
+from medft_bench.leaderboard.groups import GroupData as Group
 from medft_bench.leaderboard.names import canonical_name
 from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, same
-
-if TYPE_CHECKING:
-    from medft_bench.leaderboard.aggregate import Group
 
 SOURCE = "Davila, Colan & Hasegawa, Image and Vision Computing 146 (2024) 105012 (arXiv 2406.10050)"
 NOT_ENOUGH = "not enough results"

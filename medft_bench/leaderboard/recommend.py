@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from medft_bench.leaderboard import bootstrap
-from medft_bench.leaderboard.aggregate import Case, Group, Row
+from medft_bench.leaderboard.groups import Case, Row
+from medft_bench.leaderboard.groups import GroupData as Group
 from medft_bench.leaderboard.load import Run
 from medft_bench.leaderboard.names import strategy_sort_key
 from medft_bench.leaderboard.separation import (
