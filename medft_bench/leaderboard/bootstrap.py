@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medft_bench.errors import RecordError
-from medft_bench.metrics import compute_metrics
+from medft_bench.results import predictions
 from medft_bench.vocabulary import MULTI_LABEL
 
 if TYPE_CHECKING:
@@ -140,7 +140,9 @@ _LOADED: dict[tuple[str, str, int], Predicted | str] = {}  # (record path, split
 def load_split(run: Run, split: str) -> Predicted | str:
     """A record's ``split`` predictions (``run.path``: the record's file), checked to reproduce the record's metrics
     of that split; or why there are none."""
-    from medft_bench.results import predictions
+    # Here, not on top: metrics.py imports scikit-learn, which only checking kept predictions needs; the leaderboard's
+    # modules import without it (tests/test_layers.py)
+    from medft_bench.metrics import compute_metrics
 
     path = run.path
     try:
