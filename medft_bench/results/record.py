@@ -9,7 +9,9 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 from medft_bench.errors import RecordError
+from medft_bench.gates import weak_result
 from medft_bench.io import json_safe
+from medft_bench.vocabulary import primary_metric
 
 if TYPE_CHECKING:
     from medft_bench.results.facts import CellFacts
@@ -94,9 +96,6 @@ def build_record(facts: CellFacts, environment: dict[str, Any], code: dict[str, 
 
 def _metrics(facts: CellFacts) -> dict[str, Any]:
     """``metrics`` (with the majority-class baseline on the test split) and ``weak_result``."""
-    from medft_bench.gates import weak_result
-    from medft_bench.vocabulary import primary_metric
-
     if facts.metrics is None:
         return {"metrics": None, "weak_result": None}
     metrics = {**facts.metrics, "primary": primary_metric(facts.task), "monitor": facts.monitor,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from medft_bench.results.store import reused_head
 from medft_bench.strategies.base import Stage, Strategy
 from medft_bench.strategies.finetune import LinearProbe
 
@@ -51,8 +52,6 @@ class ProbedHead:
         """Put the probe's head in place: loaded from the LP cell's stored record (True: no epochs to run; its
         training time becomes ``owner.reused_train_s``) or solved here (the probe's own answer). What happened
         goes into ``owner.log["lp"]``."""
-        from medft_bench.results.store import reused_head
-
         lp_cfg = self.lp_cell(ctx.cfg)
         reused = reused_head(ctx.store, lp_cfg) if lp_cfg is not None else None
         if reused is None:

@@ -14,6 +14,7 @@ from medft_bench.config import CellConfig, TrainSettings
 from medft_bench.data.arrays import DataBundle
 from medft_bench.data.batches import Preprocess, iterate, steps_per_epoch
 from medft_bench.models.factory import Backbone
+from medft_bench.vocabulary import primary_metric
 
 if TYPE_CHECKING:
     from medft_bench.results.store import Store
@@ -39,8 +40,6 @@ class CellContext:
     def monitor(self) -> str:
         """The validation metric that selects checkpoints and trials: the settings' ``monitor``, "auto" the
         task's primary metric (the one place it is resolved)."""
-        from medft_bench.vocabulary import primary_metric
-
         return self.settings.monitor if self.settings.monitor != "auto" else primary_metric(self.data.task)
 
     @property

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ from medft_bench.data import medmnist as mm
 from medft_bench.data.folders.catalogue import BUILTIN
 from medft_bench.data.folders.spec import FolderDatasetSpec
 from medft_bench.errors import DataError, DatasetNotFoundError, unknown
+from medft_bench.vocabulary import MODALITY_WORDS
 
 # Split folder names recognised for user-registered datasets (first match wins).
 USER_SPLIT_DIRS = {
@@ -35,10 +37,6 @@ def is_user_dataset(name: str) -> bool:
 
 def infer_modality(*texts: str) -> str:
     """The modality the words of ``texts`` (a dataset's name, its path) name, when exactly one does; else ""."""
-    import re
-
-    from medft_bench.vocabulary import MODALITY_WORDS
-
     words = {w for t in texts for w in re.split(r"[^a-z0-9]+", t.lower().replace("-", "")) if w}  # x-ray: xray
     # a short word must stand alone ("us", "ct"); a longer one may sit inside a word ("chestxray", "isic2019")
     found = [m for m, keys in MODALITY_WORDS.items() if any(w == k or (len(k) >= 4 and k in w)
