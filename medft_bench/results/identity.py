@@ -17,7 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from medft_bench.config import ADDED_FIELDS, IDENTITY_VERSION, CellConfig, identity_hash, identity_value
+from medft_bench import config
+from medft_bench.config import CellConfig, identity_hash, identity_value
 
 
 def legacy_v1(identity: dict[str, Any]) -> dict[str, Any]:
@@ -43,10 +44,10 @@ def legacy_v1(identity: dict[str, Any]) -> dict[str, Any]:
 def identity_at(cfg: CellConfig, version: int) -> dict[str, Any] | None:
     """``cfg``'s identity as identity version ``version`` wrote it, or None where no cell of that version had
     this configuration (a setting added since holds another value than every cell had before it)."""
-    if not 1 <= version <= IDENTITY_VERSION:
-        raise ValueError(f"identity version {version}: this medft-bench knows 1 to {IDENTITY_VERSION}")
+    if not 1 <= version <= config.IDENTITY_VERSION:
+        raise ValueError(f"identity version {version}: this medft-bench knows 1 to {config.IDENTITY_VERSION}")
     identity = cfg.identity()
-    for name, since, before in ADDED_FIELDS:
+    for name, since, before in config.ADDED_FIELDS:
         if since <= version:
             continue
         if identity_value(cfg, name) != before:
@@ -65,7 +66,7 @@ def earlier_hashes(cfg: CellConfig) -> dict[int, str]:
     """The cell's hash under each earlier identity version where it has one, newest first: where the store looks
     for its record after ``cfg.config_hash``."""
     out = {}
-    for version in range(IDENTITY_VERSION - 1, 0, -1):
+    for version in range(config.IDENTITY_VERSION - 1, 0, -1):
         identity = identity_at(cfg, version)
         if identity is not None:
             out[version] = identity_hash(identity)
