@@ -104,8 +104,11 @@ class CellConfig:
         # The effective parameters, defaults included, and the strategy's algorithm version: a changed default or
         # a change of behaviour is another configuration, so that a record computed before it is never reused.
         defaults, version = _strategy_identity(self.strategy)
+        # A precision not resolved yet ("") is fp32, as it has always hashed: a grid's cell before the runner resolves
+        # it (listing, estimates, a direct compute_cell) has the hash of its CPU record.
         derived = {"strategy_params": {**defaults, **dict(self.strategy_params)}, "strategy_version": version,
-                   "synthetic_splits": dict(self.synthetic_splits), "lr_grid": list(self.lr_grid)}
+                   "synthetic_splits": dict(self.synthetic_splits), "lr_grid": list(self.lr_grid),
+                   "precision": self.precision or "fp32"}
         out: dict[str, Any] = {"identity_version": IDENTITY_VERSION, "train": {}}
         for name in identity_fields():
             if name.startswith("train."):

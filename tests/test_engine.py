@@ -189,7 +189,7 @@ def test_a_changed_default_or_version_is_never_served_an_old_record(tmp_path, mo
 
 def test_the_effective_precision_is_part_of_the_hash() -> None:
     """amp="auto" trains in bf16 on CUDA and fp32 on the CPU: the two runs of one cell are two configurations (and
-    a CPU cell's record written before precisions were resolved is still found: identity v1 had no fp32)."""
+    a CPU cell keeps the hash it had before precisions were resolved)."""
     from dataclasses import replace
 
     from medft_bench.config import TrainSettings
@@ -198,8 +198,8 @@ def test_the_effective_precision_is_part_of_the_hash() -> None:
     cell = tiny_cell("resnet18", "ft")
     cpu, gpu = with_precision(cell, "cpu"), with_precision(cell, "cuda")
     assert (cpu.precision, gpu.precision) == ("fp32", "bf16")
-    assert cpu.config_hash != gpu.config_hash
-    assert earlier_hashes(cpu)[1] == earlier_hashes(cell)[1] != earlier_hashes(gpu)[1]
+    assert cpu.config_hash == cell.config_hash != gpu.config_hash
+    assert earlier_hashes(cpu)[1] == earlier_hashes(cell)[1] != earlier_hashes(gpu)[1]  # records of identity v1
     forced = replace(cell, train=replace(cell.train, amp="bf16"))
     assert with_precision(forced, "cpu").config_hash == with_precision(forced, "cuda").config_hash
     assert with_precision(replace(cell, train=TrainSettings(amp="off")), "cuda").precision == "fp32"
@@ -255,7 +255,7 @@ def test_each_seed_of_a_capped_cell_draws_its_own_training_images(monkeypatch: p
     lp = ProbedHead().lp_cell(capped[1].with_strategy("lp_ft"))
     assert lp is not None and lp.subset_seed == 1 and lp.config_hash == capped[1].with_strategy("lp").config_hash
 
-    # The fixed draw of old capped cells is an explicit setting: its cells keep their old hashes, same images.
+    # The fixed draw of old capped cells is an explicit setting: their old records are still found, same images.
     fixed = [replace(cfg, train=replace(cfg.train, subset_seed="0")) for cfg in capped]
     assert fixed[0].config_hash != capped[0].config_hash and fixed[1].config_hash != capped[1].config_hash
     assert "subset_seed" not in identity_at(fixed[0], 1)["train"]  # identity v1: records of the fixed draw
