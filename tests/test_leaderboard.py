@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from scipy import stats as sps
 
+from medft_bench.config import IDENTITY_VERSION
 from medft_bench.leaderboard.__main__ import main
 from medft_bench.leaderboard.aggregate import aggregate
 from medft_bench.leaderboard.group_key import GroupKey
@@ -65,6 +66,7 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
         "schema_version": SCHEMA_VERSION,
         "cell_id": f"{tier}-{dataset}{size}-{backbone}-{strategy}-seed{seed}",
         "config_hash": config_hash,
+        "identity": {"version": IDENTITY_VERSION, "earlier_hashes": {}},
         "cell": cell,
         "config": {"train": {"epochs": 3, "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "scheduler": "cosine",
                              "patience": 3},
