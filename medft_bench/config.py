@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from medft_bench.errors import MedftError
@@ -98,29 +98,25 @@ class CellConfig:
 
     def identity(self) -> dict[str, Any]:
         """Everything that affects the result: the configuration and the data's identity (paths to data roots
-        and results do not count; the same file elsewhere is the same data)."""
-        d = asdict(self)
+        and results do not count; the same file elsewhere is the same data). Every field of
+        :data:`IDENTITY_FIELDS` and :data:`ADDED_FIELDS`, always, with its value (defaults included), and the
+        identity's version: a record written under an earlier version is found by the store through
+        :mod:`medft_bench.results.identity`, never by a rule here."""
         # The effective parameters, defaults included, and the strategy's algorithm version: a changed default or
         # a change of behaviour is another configuration, so that a record computed before it is never reused.
         defaults, version = _strategy_identity(self.strategy)
-        d["strategy_params"] = {**defaults, **dict(self.strategy_params)}
-        d["strategy_version"] = version
-        d["synthetic_splits"] = {k: v for k, v in self.synthetic_splits}
-        if not self.train.input_size:
-            del d["train"]["input_size"]  # cells keep the hashes they had before input sizes existed
-        if not self.train.max_train_samples or self.train.subset_seed == "0":
-            del d["train"]["subset_seed"]  # uncapped cells and the old fixed draw keep their hashes
-        if self.weights != "random":
-            del d["train"]["random_calibration"]  # pretrained cells keep their hashes: the setting does not apply
-        if not self.data_id:
-            del d["data_id"]  # synthetic cells keep the hashes they had before data identities existed
-        if self.precision in ("", "fp32"):
-            del d["precision"]  # fp32 cells keep the hashes they had before precisions were resolved
-        if self.protocol == "study" and not self.lr_grid:
-            del d["protocol"], d["lr_grid"]  # study cells keep the hashes they had before protocols existed
-        else:
-            d["lr_grid"] = list(self.lr_grid)
-        return d
+        # A precision not resolved yet ("") is fp32, as it has always hashed: a grid's cell before the runner resolves
+        # it (listing, estimates, a direct compute_cell) has the hash of its CPU record.
+        derived = {"strategy_params": {**defaults, **dict(self.strategy_params)}, "strategy_version": version,
+                   "synthetic_splits": dict(self.synthetic_splits), "lr_grid": list(self.lr_grid),
+                   "precision": self.precision or "fp32"}
+        out: dict[str, Any] = {"identity_version": IDENTITY_VERSION, "train": {}}
+        for name in identity_fields():
+            if name.startswith("train."):
+                out["train"][name[len("train."):]] = identity_value(self, name)
+            else:
+                out[name] = derived[name] if name in derived else identity_value(self, name)
+        return out
 
     @property
     def subset_seed(self) -> int:
@@ -129,11 +125,48 @@ class CellConfig:
 
     @property
     def config_hash(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """The hash of :meth:`identity` (:func:`identity_hash`): a record's file name and reuse key."""
+        return identity_hash(self.identity())
 
     def with_strategy(self, strategy: str, params: dict[str, Any] | None = None) -> CellConfig:
         return replace(self, strategy=strategy, strategy_params=freeze_params(params or {}))
+
+
+# A cell's identity (CellConfig.identity): every field that affects its result, listed once, each always present
+# with its value, defaults included ("train.x": TrainSettings.x; strategy_version: the strategy's algorithm
+# version). Version 2 is the first explicit list (version 1 was the whole configuration less the settings that
+# did not exist yet, deleted under conditions: frozen in medft_bench.results.identity, never extended).
+IDENTITY_VERSION = 2
+IDENTITY_FIELDS = (
+    "tier", "dataset", "img_size", "backbone", "strategy", "seed", "weights", "synthetic", "synthetic_splits",
+    "strategy_params", "strategy_version", "data_id", "protocol", "lr_grid", "precision",
+    "train.epochs", "train.batch_size", "train.eval_batch_size", "train.lr", "train.optimizer",
+    "train.optimizer_impl", "train.weight_decay", "train.momentum", "train.scheduler", "train.patience",
+    "train.monitor", "train.max_train_samples", "train.subset_seed", "train.augment", "train.preprocess",
+    "train.input_size", "train.interpolation", "train.compile", "train.amp", "train.channels_last",
+    "train.threads", "train.head_init", "train.random_calibration",
+)
+# A setting added later is appended here, never inserted above, and bumps IDENTITY_VERSION:
+# (field, the version that added it, its value in every cell computed before it existed). A cell that holds that
+# value is also found under the hashes it had before (medft_bench.results.identity); any other value is a new
+# configuration. E.g. ("train.label_smoothing", 3, 0.0).
+ADDED_FIELDS: tuple[tuple[str, int, Any], ...] = ()
+
+
+def identity_fields() -> tuple[str, ...]:
+    """The fields of the current identity, in order."""
+    return IDENTITY_FIELDS + tuple(name for name, _, _ in ADDED_FIELDS)
+
+
+def identity_value(cfg: CellConfig, name: str) -> Any:
+    """The value of one identity field (``"train.x"``: a training setting) as the cell holds it."""
+    return getattr(cfg.train, name[len("train."):]) if name.startswith("train.") else getattr(cfg, name)
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    """First 16 hex digits of the SHA-256 of ``identity`` as sorted JSON: every version's hash."""
+    blob = json.dumps(identity, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def effective_precision(amp: str, device_type: str) -> str:

@@ -11,7 +11,9 @@ from typing import Any
 def cell_estimates(cells: list[Any], records: list[dict[str, Any]]) -> dict[str, float | None]:
     """Seconds each cell will take: 0 for a cell with a record (reused), else the median wall time of the
     recorded cells of its tier and backbone, else of its tier; None when its tier has no record at all."""
-    have = {r["config_hash"] for r in records}
+    from medft_bench.results.identity import cell_hashes
+
+    have = {r["config_hash"] for r in records}  # a record found under any of a cell's hashes is reused
     walls: dict[tuple[str, ...], list[float]] = {}
     for r in records:
         if r["status"] in ("ok", "diverged") and r["costs"].get("wall_s"):
@@ -21,7 +23,7 @@ def cell_estimates(cells: list[Any], records: list[dict[str, Any]]) -> dict[str,
     out: dict[str, float | None] = {}
     for c in cells:
         known = walls.get((c.tier, c.backbone)) or walls.get((c.tier,))
-        out[c.cell_id] = 0.0 if c.config_hash in have else (statistics.median(known) if known else None)
+        out[c.cell_id] = 0.0 if have.intersection(cell_hashes(c)) else (statistics.median(known) if known else None)
     return out
 
 

@@ -203,11 +203,11 @@ def run_or_reuse(cfg: CellConfig, env: RunEnv) -> Outcome:
     # A reuse needs no lock (records are renamed into place whole), so a read-only results directory still
     # serves the records it holds; computing takes the lock, and looks again under it.
     if not env.rerun and (record := store.lookup(cfg)) is not None:
-        return of_result(cfg, record, reused=True, path=store.path_for(cfg))
+        return of_result(cfg, record, reused=True, path=store.record_path(cfg))
     with store.claim(cfg):
         record = store.lookup(cfg)  # with --rerun too: a file it cannot read blocks the cell before any training
         if not env.rerun and record is not None:
-            return of_result(cfg, record, reused=True, path=store.path_for(cfg))
+            return of_result(cfg, record, reused=True, path=store.record_path(cfg))
         out = compute_cell(cfg, env)
         out.path = store.write(out.record, cfg, out.head_state, predictions=out.predictions,
                                model_state=out.model_state)

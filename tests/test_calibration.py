@@ -11,6 +11,7 @@ import torch
 from medft_bench.config import check_numbers
 from medft_bench.errors import MedftError
 from medft_bench.models.calibration import _training_batches, batch_norms, lsuv_layers
+from medft_bench.results.identity import earlier_hashes, identity_at
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import compute_cell
 from medft_bench.training.engine import build_context
@@ -86,14 +87,16 @@ def test_record_and_cost() -> None:
     assert rec["costs"]["probe_s"] >= done["seconds"] + rec["head"]["seconds"] - 1e-3
 
 
-def test_setting_is_part_of_random_cells_identity_only() -> None:
+def test_setting_is_part_of_the_identity_and_old_pretrained_records_are_found() -> None:
     random_cell = tiny_cell("resnet18", "lp")
     assert replace(random_cell, train=replace(random_cell.train, random_calibration=0)).config_hash \
         != random_cell.config_hash
     pretrained = replace(random_cell, weights="pretrained")
-    assert "random_calibration" not in pretrained.identity()["train"]
-    assert replace(pretrained, train=replace(pretrained.train, random_calibration=0)).config_hash \
-        == pretrained.config_hash
+    assert pretrained.identity()["train"]["random_calibration"] == 4  # every field, always
+    # Identity v1 left it out for a pretrained cell: its records are found whatever the (inapplicable) setting.
+    assert "random_calibration" not in identity_at(pretrained, 1)["train"]
+    assert earlier_hashes(replace(pretrained, train=replace(pretrained.train, random_calibration=0)))[1] \
+        == earlier_hashes(pretrained)[1]
 
 
 def test_negative_batches_are_refused() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from medft_bench.errors import MedftError
+from medft_bench.results.identity import earlier_hashes, identity_at
 from medft_bench.results.record import validate
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import compute_cell
@@ -198,6 +199,7 @@ def test_the_effective_precision_is_part_of_the_hash() -> None:
     cpu, gpu = with_precision(cell, "cpu"), with_precision(cell, "cuda")
     assert (cpu.precision, gpu.precision) == ("fp32", "bf16")
     assert cpu.config_hash == cell.config_hash != gpu.config_hash
+    assert earlier_hashes(cpu)[1] == earlier_hashes(cell)[1] != earlier_hashes(gpu)[1]  # records of identity v1
     forced = replace(cell, train=replace(cell.train, amp="bf16"))
     assert with_precision(forced, "cpu").config_hash == with_precision(forced, "cuda").config_hash
     assert with_precision(replace(cell, train=TrainSettings(amp="off")), "cuda").precision == "fp32"
@@ -253,15 +255,14 @@ def test_each_seed_of_a_capped_cell_draws_its_own_training_images(monkeypatch: p
     lp = ProbedHead().lp_cell(capped[1].with_strategy("lp_ft"))
     assert lp is not None and lp.subset_seed == 1 and lp.config_hash == capped[1].with_strategy("lp").config_hash
 
-    # The fixed draw of old capped cells is an explicit setting: its cells keep their old hashes, same images.
+    # The fixed draw of old capped cells is an explicit setting: their old records are still found, same images.
     fixed = [replace(cfg, train=replace(cfg.train, subset_seed="0")) for cfg in capped]
     assert fixed[0].config_hash != capped[0].config_hash and fixed[1].config_hash != capped[1].config_hash
-    old = {**fixed[0].identity()}
-    assert "subset_seed" not in old["train"]
+    assert "subset_seed" not in identity_at(fixed[0], 1)["train"]  # identity v1: records of the fixed draw
     subsets = [build_context(cfg, RunEnv(device="cpu"))[0].data.train_subset for cfg in fixed]
     assert subsets[0] == subsets[1] and subsets[0]["seed"] == 0
     uncapped = tiny_cell(seed=1)
-    assert "subset_seed" not in uncapped.identity()["train"]
+    assert "subset_seed" not in identity_at(uncapped, 1)["train"] and uncapped.identity()["train"]["subset_seed"]
     assert build_context(uncapped, RunEnv(device="cpu"))[0].data.train_subset is None
     with pytest.raises(MedftError, match="subset_seed"):
         from medft_bench.config import check_numbers

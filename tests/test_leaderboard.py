@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from scipy import stats as sps
 
+from medft_bench.config import IDENTITY_VERSION
 from medft_bench.leaderboard.__main__ import main
 from medft_bench.leaderboard.aggregate import aggregate
 from medft_bench.leaderboard.group_key import GroupKey
@@ -65,6 +66,7 @@ def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: in
         "schema_version": SCHEMA_VERSION,
         "cell_id": f"{tier}-{dataset}{size}-{backbone}-{strategy}-seed{seed}",
         "config_hash": config_hash,
+        "identity": {"version": IDENTITY_VERSION, "earlier_hashes": {}},
         "cell": cell,
         "config": {"train": {"epochs": 3, "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "scheduler": "cosine",
                              "patience": 3},
@@ -571,7 +573,7 @@ def test_publish_is_deterministic(grid, published):
     assert "Published reference numbers (not measured by this suite)" in quick
     assert "quick-dermamnist-resnet50-lp-seed3" in quick and "loss is NaN" in quick
     assert "quick-pathmnist-densenet121-auto_rgn-seed3" in quick and "CUDA out of memory" in quick
-    assert "**85.00 ± 2.48 (3)**" in quick  # best in row
+    assert "**85.00 ± 2.48 (3)**" in quick  # best in its case
     summary = json.loads(first["summary.json"])
     assert {Path(p["path"]).name for p in summary["problems"]} == {"broken.json", "bad_schema.json"}
     g = next(g for g in summary["groups"] if g["slug"] == "quick-28px-real-pretrained")
@@ -650,7 +652,7 @@ def test_cli_plain_output(published):
     study = "study protocol (one fixed learning rate)"
     assert f"Results by case — quick tier, 28 px, {study} — real data, pretrained weights" in out
     assert f"smoke tier, 28 px, {study} — SYNTHETIC data, RANDOM weights: not a measure of real transfer" in out
-    assert "85.00 ± 2.48 (3) *" in out and "* best in row" in out
+    assert "85.00 ± 2.48 (3) *" in out and "* best in its case" in out
     assert "broken.json" in out and "macro F1" in out
     assert "LP-FT beats FT in 4 of 6 cases" in out and "not testable: n = 3 datasets" in out
 
@@ -764,7 +766,7 @@ def wide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("width", [100, 200])
+@pytest.mark.parametrize("width", [80, 100, 200])
 def test_terminal_tables_fit_the_width_and_keep_every_column(wide, width):
     import io
 
@@ -1160,7 +1162,7 @@ def test_html_page_has_contents_unique_ids_and_the_cost_plot_beside_the_answer(p
     html = published[3]["leaderboard.html"].decode()
     ids = re.findall(r'id="([^"]+)"', html)
     assert len(ids) == len(set(ids)) > 10  # every table of every group has an id of its own
-    toc = html[html.index('<nav class="toc"'):html.index("</nav>", html.index('<nav class="toc"'))]
+    toc = html[html.index('<nav class="toc wide"'):html.index("</nav>", html.index('<nav class="toc wide"'))]
     links = re.findall(r'href="#([^"]+)"', toc)
     assert links and set(links) <= set(ids) and "recommendations" in links
     assert "<ul" not in toc and len(links) <= 8  # sections only, so that the answer is on the first screen
@@ -1786,3 +1788,56 @@ def test_a_huge_field_is_shortened_in_the_terminal_and_kept_whole_in_the_pages()
     assert more in " ".join(text.split()) and more in " ".join(console.file.getvalue().split())
     assert len(text) < 3 * DISPLAY_LIMIT + 2000
     assert huge in table_md(table)  # the page keeps the whole value
+
+
+# ---------------------------------------------------------------------- issue 42, item 4: tables that read whole
+
+
+def test_few_cases_and_many_strategies_turn_their_tables_strategies_as_rows(tmp_path: Path) -> None:
+    from medft_bench.leaderboard.tables.results import delta_table, rank_table, results_table
+
+    def group_of(datasets: tuple[str, ...], strategies: tuple[str, ...]):
+        root = tmp_path / "-".join(datasets + strategies)
+        for dataset in datasets:
+            for i, s in enumerate(strategies):
+                write(root, make_record(dataset=dataset, strategy=s, primary=0.6 + 0.05 * i))
+        (group,) = aggregate(load_inputs([root]).runs)
+        return group
+
+    few_cases = group_of(("pathmnist", "dermamnist"), ("ft", "lp", "lp_ft"))
+    for table in (results_table(few_cases), delta_table(few_cases), rank_table(few_cases)):
+        assert table.headers[0] == "strategy" and table.columns[0].key, table.key
+        assert all(h.startswith(("dermamnist · resnet50", "pathmnist · resnet50", "average rank"))
+                   for h in table.headers[1:]), table.headers
+    results = results_table(few_cases)
+    assert [row[0].text for row in results.rows] == ["FT", "LP", "LP-FT"]
+    assert [c.style for c in results.rows[2][1:]] == ["best", "best"]  # LP-FT, the best of each case
+    many_cases = group_of(("pathmnist", "dermamnist", "bloodmnist"), ("ft", "lp"))
+    assert results_table(many_cases).headers[:3] == ["dataset", "backbone", "metric"]  # cases as rows
+
+
+def test_plain_text_never_breaks_a_word_and_fits_80_columns() -> None:
+    """Model names, hashes and cell ids stay whole; a table that cannot fit side by side is shown a block per row;
+    only a path longer than the whole width breaks, and then after a separator."""
+    from medft_bench.leaderboard.render_rich import plain_table
+    from medft_bench.leaderboard.tables.model import Table, cell, left
+
+    sha = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+    path = "/work/pub/results-published/real/real-breastmnist-tf_efficientnet_lite0-gu_first_last-tuned-seed1.json"
+    claim = "tf_efficientnet_lite0: +0.06 pp (mean of the 7 alternatives, n = 2 datasets; best: Auto-RGN)"
+    claims = Table("claims", "claims", [left("claim", key=True), left("verdict"), left("verdict without failures")],
+                   [[cell("DenseNet-121 benefits most from the alternatives to FT"), cell(claim), cell(claim)]])
+    hashes = Table("provenance", "Data and weights", [left("dataset", key=True), left("backbone", key=True),
+                                                      left("weights sha256"), left("file")],
+                   [[cell("breastmnist"), cell("tf_efficientnet_lite0"), cell(sha), cell(path)]])
+    for table in (claims, hashes):
+        out = plain_table(table, 80)
+        lines = out.splitlines()
+        assert max(map(len, lines)) <= 80, max(lines, key=len)
+        words = {w.strip(":·") for line in lines for w in line.split()}
+        assert "tf_efficientnet_lite0" in words and "tf_efficientnet_lite" not in words
+    out = plain_table(hashes, 80).splitlines()
+    assert "breastmnist · tf_efficientnet_lite0" in out and "    " + sha in out  # the block of the row
+    tail = out[out.index("  file:") + 1:]
+    pieces = [line.strip() for line in tail if line.startswith("    ")]
+    assert "".join(pieces) == path and len(pieces) == 2 and pieces[0][-1] in "/-_"

@@ -141,3 +141,24 @@ def test_the_html_page_keeps_a_wide_tables_first_column_and_wraps_its_links(boar
     sticky = re.search(r"\.scroll th:first-child, \.scroll td:first-child \{([^}]*)\}", css)
     assert sticky and "position: sticky" in sticky.group(1) and "left: 0" in sticky.group(1)
     assert re.search(r"nav \{[^}]*flex-wrap: wrap", css)
+
+
+def test_on_a_phone_the_contents_fold_to_one_line_and_plots_keep_their_size(board: tuple[Path, Path]) -> None:
+    """Issue 42, item 4: at 390 px the link bar and the contents filled the first screen before the answer, and the
+    plots shrunk to the width showed ~4 px text."""
+    import re
+
+    _, out = board
+    html = (out / "leaderboard.html").read_text()
+    css = html.split("<style>", 1)[1].split("</style>", 1)[0]
+    phone = re.search(r"@media \(max-width: 700px\) \{(.*?)\n\}", css, re.S)
+    assert phone, css
+    rules = phone.group(1)
+    assert ".wide { display: none; }" in rules and "details.phone { display: block; }" in rules
+    assert re.search(r"figure img \{ max-width: none; \}", rules) and "overflow-x: auto" in rules
+    folded = html.split('<details class="phone">', 1)[1].split("</details>", 1)[0]
+    wide_toc = html.split('<nav class="toc wide"', 1)[1].split("</nav>", 1)[0]
+    anchors = re.findall(r'href="#([^"]+)"', wide_toc)
+    assert anchors and anchors == re.findall(r'href="#([^"]+)"', folded)  # every section, in the same order
+    assert 'href="summary.json"' in folded and 'href="records.csv"' in folded
+    assert html.index('<details class="phone">') < html.index('id="recommendations"')

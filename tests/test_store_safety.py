@@ -49,7 +49,8 @@ def _fifo(path: Path) -> None:
 @pytest.mark.parametrize(("make", "why"), [
     (_newer, f"written by a newer medft-bench (record schema v{SCHEMA_VERSION + 1}; this one reads up to "
              f"v{SCHEMA_VERSION}). It was left as it is, and the cell was not run: update medft-bench"),
-    (_unknown_field, "does not match result schema v3: (top): Additional properties are not allowed ('added_later' "
+    (_unknown_field, f"does not match result schema v{SCHEMA_VERSION}: (top): Additional properties are not allowed "
+                     "('added_later' "
                      "was unexpected). It was left as it is, and the cell was not run: repair it"),
     (_damaged, "not valid JSON"),
     (_fifo, "not a record (not a regular file: a FIFO, socket or device)"),

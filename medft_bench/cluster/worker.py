@@ -74,6 +74,9 @@ class ShippedStore:
     def path_for(self, cfg: CellConfig) -> None:
         return None
 
+    def record_path(self, cfg: CellConfig) -> None:
+        return None
+
     @contextlib.contextmanager
     def claim(self, cfg: CellConfig, trial_hash: str | None = None) -> Iterator[None]:
         yield

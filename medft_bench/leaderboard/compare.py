@@ -1,9 +1,10 @@
 """``python -m medft_bench.leaderboard compare A/ B/``: two result sets side by side, by metric.
 
-Records are matched by cell (``cell_id``) and configuration (``config_hash``): a cell whose configuration is
-the same in both shows its test metric and training time in A and B and their differences; a cell present in
-both under different configurations is listed apart (its numbers are not a like-for-like comparison), as
-are cells only in A and only in B. Each side is read as the leaderboard reads it (schema validation,
+Records are matched by cell (``cell_id``) and configuration (``config_hash``; a record written under an earlier
+identity version by the hash a newer record names for it, ``RecordView.same_configuration``): a cell whose
+configuration is the same in both shows its test metric and training time in A and B and their differences; a
+cell present in both under different configurations is listed apart (its numbers are not a like-for-like
+comparison), as are cells only in A and only in B. Each side is read as the leaderboard reads it (schema validation,
 duplicates counted once, :func:`medft_bench.leaderboard.load.load_inputs`).
 
 For a cell under another configuration, :func:`differences` names the settings that differ (``config.train.lr:
@@ -45,8 +46,8 @@ def compare(a: list[str | os.PathLike[str]], b: list[str | os.PathLike[str]], me
     by_b = {r.cell_id: r for r in ins_b.runs}
     both = sorted(by_a.keys() & by_b.keys())
     return Comparison(ins_a, ins_b,
-                      matched=[(by_a[k], by_b[k]) for k in both if by_a[k].config_hash == by_b[k].config_hash],
-                      changed=[(by_a[k], by_b[k]) for k in both if by_a[k].config_hash != by_b[k].config_hash],
+                      matched=[(by_a[k], by_b[k]) for k in both if by_a[k].same_configuration(by_b[k])],
+                      changed=[(by_a[k], by_b[k]) for k in both if not by_a[k].same_configuration(by_b[k])],
                       only_a=[by_a[k] for k in sorted(by_a.keys() - by_b.keys())],
                       only_b=[by_b[k] for k in sorted(by_b.keys() - by_a.keys())], metric=metric)
 
@@ -179,7 +180,7 @@ def regressions(cmp: Comparison, max_drop_pp: float, allow_missing: bool = False
         va, vb = _value(ra, m), _value(rb, m)
         if va is None:
             continue
-        other = "" if ra.config_hash == rb.config_hash else " (another configuration)"
+        other = "" if ra.same_configuration(rb) else " (another configuration)"
         name = METRIC_NAMES[m]
         if vb is None:
             b_text = rb.status if rb.status != "ok" else f"no {name}"
@@ -267,8 +268,8 @@ def comparison_tables(cmp: Comparison, a_name: str, b_name: str, show_all: bool 
     tables.append(Table("matched", f"Same cell, same configuration: {len(cmp.matched)}"
                         + (f", {len(same_cells)} changed" if not show_all else ""),
                         [CELL, *values], _pair_rows(same_cells, cmp.metric, False), caption=unit,
-                        notes=["Matched by cell_id and config_hash; largest |B − A| first. A diverged or failed "
-                               "cell shows its status instead of a value."]
+                        notes=["Matched by cell_id and config_hash (or an earlier identity version's hash); largest "
+                               "|B − A| first. A diverged or failed cell shows its status instead of a value."]
                         + ([f"{hidden} cell(s) with the same status and metric in both are not listed (--all "
                             "lists them)."] if hidden else [])))
     if cmp.changed:

@@ -18,14 +18,17 @@ from medft_bench.leaderboard.render_markdown import INDEX, REFERENCES
 from medft_bench.leaderboard.tables.model import Table
 
 HTML = "leaderboard.html"
+FILES = (f'<a href="{INDEX}">Markdown pages</a><a href="{REFERENCES}">published reference numbers</a>'
+         '<a href="summary.json">summary.json</a><a href="records.csv">records.csv</a>'
+         '<a href="aggregates.csv">aggregates.csv</a>')
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem auto; max-width: 1400px;
        padding: 0 1rem; color: #1b1b1b; line-height: 1.4; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.3rem; margin-top: 2.2rem; border-bottom: 1px solid #ccc; }
 h3 { font-size: 1.05rem; margin-top: 1.6rem; }
 .scroll { overflow-x: auto; max-width: 100%; }
-table { border-collapse: collapse; font-size: 0.85rem; margin: 0.4rem 0; }
-th, td { border-bottom: 1px solid #e3e3e3; padding: 0.25rem 0.6rem; vertical-align: top; }
+table { border-collapse: collapse; font-size: 0.8rem; margin: 0.4rem 0; }
+th, td { border-bottom: 1px solid #e3e3e3; padding: 0.25rem 0.45rem; vertical-align: top; }
 th { background: #f4f4f4; text-align: left; white-space: normal; min-width: 3.5em; }
 td.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; } th.r { text-align: right; }
 td.key { white-space: nowrap; }
@@ -43,6 +46,15 @@ nav.toc a, nav.subtoc a { margin-right: 0; } nav.toc .sep, nav.subtoc .sep { col
 .answer { display: flex; flex-direction: column; gap: 1rem; }  /* the table whole, its plot under it */
 .answer > div { min-width: 0; overflow-x: auto; } .answer figure { margin: 0; max-width: 60rem; }
 .answer td { white-space: nowrap; }  /* an answer row reads as one line: "-2.23 p=0.14", "GU last-to-first" */
+details.phone { display: none; font-size: 0.9rem; border: 1px solid #e3e3e3; padding: 0.3rem 0.6rem; }
+details.phone nav { display: block; } details.phone a { display: block; margin: 0.2rem 0; }
+@media (max-width: 700px) {  /* a phone: links and contents fold into one line, so the answer is the first screen */
+  body { margin: 0.6rem auto; } h1 { font-size: 1.2rem; margin: 0.3rem 0; } h2 { font-size: 1.1rem; }
+  h3 { font-size: 0.95rem; } .wide { display: none; } details.phone { display: block; }
+  .intro, .caption { font-size: 0.85rem; } .caution { font-size: 0.85rem; padding: 0.2rem 0.5rem; }
+  /* a plot at its own size (its text 9 pt at 100 dpi), scrolled sideways: shrunk to 390 px its text is ~4 px */
+  figure { overflow-x: auto; margin: 0.5rem 0; } figure img { max-width: none; }
+}
 """
 
 
@@ -93,7 +105,7 @@ def _section(section: Section, pareto: dict[str, Figure]) -> list[str]:
     if section.caution:
         out.append(f'<p class="caution"><b>Caution — {escape(section.caution)}.</b></p>')
     if section.intro:
-        out.append(f"<p>{escape(section.intro)}</p>")
+        out.append(f'<p class="intro">{escape(section.intro)}</p>')
     if section.group is not None:
         slug = section.group.key.slug
         subs = [(_id(slug, t.key), t.title.split(" — ")[0]) for t in section.tables]
@@ -117,11 +129,7 @@ def html_page(page: Page, meta: dict[str, Any]) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>{escape(page.title)}</title>", f"<style>{CSS}</style></head><body>",
-           f"<h1>{escape(page.title)}</h1>",
-           f'<nav><a href="{INDEX}">Markdown pages</a><a href="{REFERENCES}">published reference numbers</a>'
-           '<a href="summary.json">summary.json</a><a href="records.csv">records.csv</a>'
-           '<a href="aggregates.csv">aggregates.csv</a></nav>',
-           "__TOC__"]
+           f"<h1>{escape(page.title)}</h1>", f'<nav class="wide">{FILES}</nav>', "__TOC__"]
     lines = metadata_lines(meta)
     out += [f'<p class="caution"><b>{escape(label)}</b>: {escape(text)}</p>' for label, text in lines
             if label == "warnings"]  # warnings stay on top; the rest of the metadata goes last
@@ -135,6 +143,10 @@ def html_page(page: Page, meta: dict[str, Any]) -> str:
     out += [f"<li><b>{escape(label)}</b>: {escape(text)}</li>" for label, text in lines if label != "warnings"]
     out.append("</ul>")
     toc.append(("metadata", "Run metadata"))
-    out[out.index("__TOC__")] = _toc(toc)
+    # The contents twice: a wide screen's paragraph, and a phone's one folded line (CSS picks; the page has no script)
+    phone = "".join(f'<a href="#{a}">{escape(t.split(" — ")[0] if " — " in t else t)}</a>' for a, t in toc)
+    out[out.index("__TOC__")] = (_toc(toc).replace('<nav class="toc"', '<nav class="toc wide"', 1)
+                                 + f'\n<details class="phone"><summary>Contents and files</summary><nav>{phone}'
+                                 f"{FILES}</nav></details>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"

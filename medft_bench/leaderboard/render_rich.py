@@ -1,4 +1,4 @@
-"""Terminal output: rich tables (best in row highlighted, Δ against FT green/red) on a terminal, plain
+"""Terminal output: rich tables (best in each case highlighted, Δ against FT green/red) on a terminal, plain
 text tables (tabulate) when stdout is not a terminal or with ``--plain``.
 
 Both fit the terminal's width: a table too wide for it is split into parts, each repeating the table's key
@@ -77,31 +77,48 @@ def _part_title(table: Table, k: int, n: int) -> str:
 # ---------------------------------------------------------------------------------------------- plain text
 
 
+def _wrapped(text: str, width: int | None) -> str:
+    """``text`` wrapped at spaces to ``width``; a word longer than that (a model name, a path) stays whole, so that
+    no identifier is broken mid-word: its column grows instead."""
+    if width is None:
+        return text
+    return "\n".join(textwrap.fill(line, width, break_long_words=False, break_on_hyphens=False) or line
+                     for line in text.split("\n"))
+
+
 def _tabulate(table: Table, cols: list[int], wraps: dict[int, int | None]) -> str:
     from tabulate import tabulate
 
-    rows = [[row[i].text + (BEST_MARK if row[i].style == "best" and row[i].text else "") for i in cols]
-            for row in table.rows]
-    return tabulate(rows, headers=[table.columns[i].header for i in cols], tablefmt="simple",
-                    colalign=["right" if table.columns[i].align == "r" else "left" for i in cols],
-                    disable_numparse=True, maxcolwidths=[wraps.get(i) for i in cols],
-                    maxheadercolwidths=[wraps.get(i) for i in cols])
+    rows = [[_wrapped(row[i].text + (BEST_MARK if row[i].style == "best" and row[i].text else ""), wraps.get(i))
+             for i in cols] for row in table.rows]
+    return tabulate(rows, headers=[_wrapped(table.columns[i].header, wraps.get(i)) for i in cols],
+                    tablefmt="simple", colalign=["right" if table.columns[i].align == "r" else "left" for i in cols],
+                    disable_numparse=True)
 
 
 def _line_width(text: str) -> int:
     return max((len(line) for line in text.split("\n")), default=0)
 
 
+def _floor(table: Table, i: int) -> int:
+    """The narrowest column ``i`` may wrap to: MIN_WRAP, or its longest word when that is longer."""
+    words = (w for row in table.rows for w in row[i].text.split())
+    return max(MIN_WRAP, max(map(len, words), default=0))
+
+
 def _plain_part(table: Table, cols: list[int], width: int, wraps: dict[int, int | None]) -> str:
-    """The part's text; wrapped columns narrow (down to MIN_WRAP) until it fits ``width``."""
+    """The part's text; its text columns (left-aligned: numbers never wrap) narrow, down to their floor, until it
+    fits ``width``."""
     wraps = dict(wraps)
     text = _tabulate(table, cols, wraps)
     while _line_width(text) > width:
-        narrowable = [i for i in cols if (wraps.get(i) or 0) > MIN_WRAP]
+        now = {i: wraps.get(i) or max(_longest(table, i), len(table.columns[i].header)) for i in cols
+               if table.columns[i].align == "l"}
+        narrowable = [i for i, w in now.items() if w > _floor(table, i)]
         if not narrowable:
             break
-        widest = max(narrowable, key=lambda i: wraps[i])
-        wraps[widest] = max(MIN_WRAP, wraps[widest] - (_line_width(text) - width))
+        widest = max(narrowable, key=lambda i: now[i])
+        wraps[widest] = max(_floor(table, widest), now[widest] - (_line_width(text) - width))
         text = _tabulate(table, cols, wraps)
     return text
 
@@ -116,6 +133,8 @@ def plain_table(table: Table, width: int = DEFAULT_WIDTH) -> str:
     table = for_terminal(table)
     wraps = {i: wrap_width(table, i) for i in range(len(table.columns))}
     parts = split_columns(table, lambda cols: _line_width(_plain_part(table, cols, width, wraps)) <= width)
+    if any(_line_width(_plain_part(table, cols, width, wraps)) > width for cols in parts):
+        return _plain_records(table, width)
     lines: list[str] = []
     for k, cols in enumerate(parts, 1):
         title = _part_title(table, k, len(parts))
@@ -127,7 +146,49 @@ def plain_table(table: Table, width: int = DEFAULT_WIDTH) -> str:
         if k < len(parts):
             lines.append("")
     if any(cell.style == "best" for row in table.rows for cell in row):
-        lines.append(f"{BEST_MARK.strip()} best in row")
+        lines.append(f"{BEST_MARK.strip()} best in its case")
+    for n in table.notes:
+        lines += _wrap_lines(n, width, "- ")
+    return "\n".join(lines) + "\n"
+
+
+def _fitted(text: str, width: int) -> list[str]:
+    """``text`` wrapped at spaces to ``width``; a word still longer (a path, a hash) is broken after a ``/``, ``-``
+    or ``_`` where it can be, and only where it has none of them at the width itself."""
+    lines = []
+    for line in textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False) or [""]:
+        while len(line) > width:
+            cut = max(line.rfind(sep, 0, width) for sep in "/-_") + 1 or width
+            lines.append(line[:cut])
+            line = line[cut:]
+        lines.append(line)
+    return lines
+
+
+def _plain_records(table: Table, width: int) -> str:
+    """A table whose columns do not fit side by side even one at a time (a 64-digit hash, a path, a long cell id
+    beside its key columns), as psql's expanded display shows one: a block a row, its key values on the first
+    line, then a line a field."""
+    keys = [i for i, col in enumerate(table.columns) if col.key]
+    title_lines = _wrap_lines(table.title, width)
+    lines = [*title_lines, "=" * min(max(map(len, title_lines)), width)]
+    if table.caption:
+        lines += _wrap_lines(f"[{table.caption}]", width)
+    for n, row in enumerate(table.rows, 1):
+        named = " · ".join(row[i].text for i in keys if row[i].text) or f"row {n}"
+        lines += ["", *_fitted(named, width)]
+        for i, col in enumerate(table.columns):
+            if i in keys or not row[i].text:
+                continue
+            value = row[i].text + (BEST_MARK if row[i].style == "best" else "")
+            label = f"  {col.header}: "
+            if len(label) + len(value) <= width and "\n" not in value:
+                lines.append(label + value)
+            else:
+                lines += [label.rstrip(), *("    " + x for x in _fitted(value, width - 4))]
+    lines.append("")
+    if any(cell.style == "best" for row in table.rows for cell in row):
+        lines.append(f"{BEST_MARK.strip()} best in its case")
     for n in table.notes:
         lines += _wrap_lines(n, width, "- ")
     return "\n".join(lines) + "\n"
@@ -212,13 +273,13 @@ def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_m
 
     console = console or Console()
     page = leaderboard_page(groups, inputs, all_metrics)
-    console.rule(Text(page.title, style="bold"))
+    _rule(console, page.title, "bold")
     for label, text in metadata_lines(meta):
         console.print(Text.assemble((f"{label}: ", "bold"), printable(shortened(text))))
     for section in page.shown(groups_inline=True):
         heading = section.heading or ""
         loud = "SYNTHETIC" in heading or "RANDOM" in heading
-        console.rule(Text(printable(shortened(heading)), style="bold magenta" if loud else "bold"))
+        _rule(console, printable(shortened(heading)), "bold magenta" if loud else "bold")
         if section.caution:
             console.print(Text(printable(shortened(f"Caution — {section.caution}.")), style="bold magenta"))
         if section.intro:
@@ -227,6 +288,18 @@ def render_rich(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_m
             _print_table(table, console)
     if written:
         console.print(Text(written, style="bold"))
+
+
+def _rule(console: Any, heading: str, style: str) -> None:
+    """A heading in a rule when it fits the width, else a rule over the heading wrapped whole (a rule's title is
+    cut with an ellipsis where it does not fit)."""
+    from rich.text import Text
+
+    if len(heading) + 4 <= console.width:
+        console.rule(Text(heading, style=style))
+    else:
+        console.rule()
+        console.print(Text(heading, style=style))
 
 
 def _print_table(table: Table, console: Any) -> None:

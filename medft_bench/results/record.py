@@ -8,15 +8,18 @@ import math
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
+from medft_bench.config import IDENTITY_VERSION
 from medft_bench.errors import RecordError
 from medft_bench.gates import weak_result
 from medft_bench.io import json_safe
+from medft_bench.results.identity import earlier_hashes
 from medft_bench.vocabulary import primary_metric
 
 if TYPE_CHECKING:
+    from medft_bench.config import CellConfig
     from medft_bench.results.facts import CellFacts
 
-SCHEMA_VERSION = 3  # bumped with a step in upgrade.py
+SCHEMA_VERSION = 4  # bumped with a step in upgrade.py
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,6 +59,7 @@ def build_record(facts: CellFacts, environment: dict[str, Any], code: dict[str, 
         "schema_version": SCHEMA_VERSION,
         "cell_id": cfg.cell_id,
         "config_hash": cfg.config_hash,
+        "identity": identity_of(cfg),
         "cell": {"tier": cfg.tier, "dataset": cfg.dataset, "img_size": cfg.img_size, "backbone": cfg.backbone,
                  "strategy": cfg.strategy, "seed": cfg.seed, "protocol": cfg.protocol},
         "config": {
@@ -92,6 +96,13 @@ def build_record(facts: CellFacts, environment: dict[str, Any], code: dict[str, 
     record = json_safe(record)
     validate(record, cfg.cell_id)
     return record
+
+
+def identity_of(cfg: CellConfig) -> dict[str, Any]:
+    """A record's ``identity``: the version its ``config_hash`` is computed under and the cell's hashes under
+    earlier versions (:mod:`medft_bench.results.identity`), so that a reader matches it with a record written
+    before the identity changed (``RecordView.same_configuration``)."""
+    return {"version": IDENTITY_VERSION, "earlier_hashes": {str(v): h for v, h in earlier_hashes(cfg).items()}}
 
 
 def _metrics(facts: CellFacts) -> dict[str, Any]:

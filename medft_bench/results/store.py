@@ -33,6 +33,7 @@ from medft_bench.io import (
     pending_commits,
     read_regular,
 )
+from medft_bench.results.identity import earlier_hashes
 from medft_bench.results.predictions import folder_for as prediction_folder
 from medft_bench.results.record import SCHEMA_VERSION, validate
 from medft_bench.results.upgrade import upgrade
@@ -143,6 +144,8 @@ class Store(Protocol):
 
     def path_for(self, cfg: CellConfig) -> Path | None: ...
 
+    def record_path(self, cfg: CellConfig) -> Path | None: ...
+
     def claim(self, cfg: CellConfig, trial_hash: str | None = None) -> contextlib.AbstractContextManager[None]: ...
 
 
@@ -158,10 +161,34 @@ class ResultStore:
         return f"{safe_name(cfg.cell_id)}__{cfg.config_hash}"
 
     def path_for(self, cfg: CellConfig) -> Path:
+        """Where the cell's record is written: under its current hash."""
         return self.root / safe_name(cfg.tier) / f"{self.stem_for(cfg)}.json"
+
+    def places(self, cfg: CellConfig) -> list[tuple[Path, str]]:
+        """Where a record of the cell may be, with the hash it holds there: under its current hash (where it is
+        written), then under the hashes of earlier identity versions (:mod:`medft_bench.results.identity`), where
+        a record written before the identity changed stays, found and reused but never rewritten."""
+        path = self.path_for(cfg)
+        return [(path, cfg.config_hash), *((path.with_name(f"{safe_name(cfg.cell_id)}__{h}.json"), h)
+                                           for h in earlier_hashes(cfg).values())]
+
+    def _found(self, cfg: CellConfig) -> tuple[Path, str]:
+        """The place of the cell's stored record: the first of :meth:`places` that holds a file (the current one
+        when none does)."""
+        places = self.places(cfg)
+        return next((p for p in places if os.path.lexists(p[0])), places[0])
+
+    def record_path(self, cfg: CellConfig) -> Path:
+        """The file of the cell's stored record (an earlier identity version's, when that is where it is), or where
+        it will be written."""
+        return self._found(cfg)[0]
 
     def head_path_for(self, cfg: CellConfig) -> Path:
         return self.path_for(cfg).with_suffix(".head.pt")
+
+    def _record_at(self, cfg: CellConfig, computed: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The record in the cell's place (:meth:`_found`), None when there is none; see :meth:`_existing`."""
+        return self._existing(self._found(cfg)[0], cfg.cell_id, computed)
 
     def model_path_for(self, cfg: CellConfig) -> Path:
         """The fine-tuned network's state dict, kept with an ok record under ``--save-model``."""
@@ -220,14 +247,17 @@ class ResultStore:
         :class:`RecordBlockedError` when a file this code cannot read holds its place (never replaced).
 
         A record whose write was interrupted between its files' renames (its journal is there) is not served:
-        its head or predictions may be newer than it until :meth:`claim` completes it."""
-        path = self.path_for(cfg)
+        its head or predictions may be newer than it until :meth:`claim` completes it.
+
+        The record is the one under the cell's current hash, else one written under an earlier identity version's
+        hash (:meth:`places`): the first file found decides."""
+        path, config_hash = self._found(cfg)
         if pending_commits(path.parent, path.name):
             return None
         record = self._existing(path, cfg.cell_id)
         if record is None:
             return None
-        if record["config_hash"] != cfg.config_hash or record["status"] not in REUSABLE:
+        if record["config_hash"] != config_hash or record["status"] not in REUSABLE:
             return None
         return record
 
@@ -235,7 +265,7 @@ class ResultStore:
         """The trained head saved with a cell's record, or None. Only an ok record is written with one, and a
         record that is not ok never replaces an ok one (:meth:`write`), so the caller, who has looked the record
         up already, is not made to read it a second time."""
-        path = self.head_path_for(cfg)
+        path = self.record_path(cfg).with_suffix(".head.pt")
         if not path.is_file():
             return None
         import torch
@@ -258,7 +288,8 @@ class ResultStore:
         validate(record, cfg.cell_id)
         path = self.path_for(cfg)
         complete_commits(path.parent, path.name)  # a killed writer's unit of this cell is finished, then judged
-        existing = self._existing(path, cfg.cell_id, record)
+        # The cell's stored record, an earlier identity version's included: a result never replaced by a worse one
+        existing = self._record_at(cfg, record)
         if record["status"] != "ok" and existing is not None and existing["status"] == "ok":
             # Never replace an ok result by a worse one (a --rerun that failed): the attempt goes beside it.
             path, head_state, predictions, model_state = self.attempt_path_for(cfg), None, None, None
@@ -317,8 +348,8 @@ class ResultStore:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 if trial_hash is None:  # the cell's last writer is gone (the lock was free): finish its unit
-                    record = self.path_for(cfg)
-                    complete_commits(record.parent, record.name, force=True)
+                    for record, _ in self.places(cfg):
+                        complete_commits(record.parent, record.name, force=True)
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)

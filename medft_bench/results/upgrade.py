@@ -50,8 +50,14 @@ def _v2_to_v3(record: dict[str, Any]) -> None:
     strategy.setdefault("incomplete_reason", reason)
 
 
+def _v3_to_v4(record: dict[str, Any]) -> None:
+    """v4 states the identity version of ``config_hash`` (``identity``): every record before v4 was hashed under
+    identity version 1, and names no earlier hashes."""
+    record.setdefault("identity", {"version": 1, "earlier_hashes": {}})
+
+
 # version -> the step that brings a record of that version to the next one (every version before the current)
-STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
+STEPS: dict[int, Callable[[dict[str, Any]], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def upgrade(record: Any) -> Any:

@@ -55,6 +55,26 @@ class RecordView:
         return str(self.record["config_hash"])
 
     @property
+    def identity_version(self) -> int:
+        """The identity version ``config_hash`` was computed under (1: before the explicit field list)."""
+        return int(self.record["identity"]["version"])
+
+    def hash_at(self, version: int) -> str | None:
+        """The cell's hash under identity version ``version``: ``config_hash`` at its own version, an earlier
+        version's as the record names it, None where it has none (a later version, or a setting added since that
+        holds another value than every cell had before it existed)."""
+        if version == self.identity_version:
+            return self.config_hash
+        return self.record["identity"]["earlier_hashes"].get(str(version))
+
+    def same_configuration(self, other: RecordView) -> bool:
+        """Whether two records are of one configuration: equal hashes under the newer identity version both
+        have (a record written before the identity changed keeps its hash; a newer record names its hash then)."""
+        version = min(self.identity_version, other.identity_version)
+        mine = self.hash_at(version)
+        return mine is not None and mine == other.hash_at(version)
+
+    @property
     def tier(self) -> str:
         return str(self.cell["tier"])
 

@@ -70,6 +70,17 @@ class Table:
     def headers(self) -> list[str]:
         return [col.header for col in self.columns]
 
+    def turned(self, corner: str) -> Table:
+        """The same cells with rows and columns swapped: each value column becomes a row named by its header (the
+        new key column, headed ``corner``), each row a column headed by its key cells. A table of few cases and many
+        strategies then reads down the page, every result in view, instead of past the screen's right edge."""
+        keys = [i for i, col in enumerate(self.columns) if col.key]
+        values = [i for i, col in enumerate(self.columns) if not col.key]
+        columns = [left(corner, key=True)]
+        columns += [right(" · ".join(row[i].text for i in keys if row[i].text)) for row in self.rows]
+        rows = [[Cell(self.columns[j].header), *(row[j] for row in self.rows)] for j in values]
+        return Table(self.key, self.title, columns, rows, self.caption, list(self.notes))
+
 
 def cell(value: Any, style: str | None = None) -> Cell:
     """A table cell showing ``value`` (None: empty) in ``style``."""
