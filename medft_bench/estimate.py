@@ -7,12 +7,13 @@ import time
 from collections import Counter
 from typing import Any
 
+from medft_bench.results.identity import cell_hashes
+from medft_bench.results.store import load_records
+
 
 def cell_estimates(cells: list[Any], records: list[dict[str, Any]]) -> dict[str, float | None]:
     """Seconds each cell will take: 0 for a cell with a record (reused), else the median wall time of the
     recorded cells of its tier and backbone, else of its tier; None when its tier has no record at all."""
-    from medft_bench.results.identity import cell_hashes
-
     have = {r["config_hash"] for r in records}  # a record found under any of a cell's hashes is reused
     walls: dict[tuple[str, ...], list[float]] = {}
     for r in records:
@@ -47,8 +48,6 @@ class GridCount:
     and, for cells without one, the mean time of the cells computed in this run."""
 
     def __init__(self, cells: list[Any], results_dir: Any) -> None:
-        from medft_bench.results.store import load_records
-
         try:
             records, _ = load_records([results_dir])
         except OSError:

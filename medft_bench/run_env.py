@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from medft_bench.results.store import ResultStore, Store
+
 if TYPE_CHECKING:
     import torch
-
-    from medft_bench.results.store import Store
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,6 @@ class RunEnv:
     @classmethod
     def at(cls, results_dir: str | Path, **settings: Any) -> RunEnv:
         """A run writing into ``results_dir`` through a :class:`~medft_bench.results.store.ResultStore`."""
-        from medft_bench.results.store import ResultStore
-
         return cls(store=ResultStore(results_dir), **settings)
 
     @classmethod

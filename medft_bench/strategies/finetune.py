@@ -9,6 +9,7 @@ from torch import nn
 
 from medft_bench.strategies.base import EpochPlan, Stage, Strategy
 from medft_bench.strategies.registry import register_strategy
+from medft_bench.training.linear_probe import fit_linear_probe, strengths
 
 if TYPE_CHECKING:
     from medft_bench.training.context import CellContext
@@ -117,8 +118,8 @@ class LinearProbe(Strategy):
 
 def solve_head(ctx: CellContext, params: dict[str, Any]) -> dict[str, Any]:
     """Fit ``ctx``'s head by the L-BFGS probe (``params`` as ``LinearProbe``'s) and load it; return the log."""
+    # Here, not on top: metrics.py imports scikit-learn, which only the probe's solve needs
     from medft_bench.metrics import compute_metrics, selection_key
-    from medft_bench.training.linear_probe import fit_linear_probe, strengths
 
     cache = ctx.feature_cache
     data = ctx.data

@@ -13,6 +13,7 @@ import torch
 
 from medft_bench.strategies.base import EpochPlan, Stage, Strategy
 from medft_bench.strategies.registry import register_strategy
+from medft_bench.training.features import FeatureCache
 
 if TYPE_CHECKING:
     from medft_bench.training.context import CellContext
@@ -88,8 +89,6 @@ class KNNProbe(Strategy):
         return EpochPlan(trainable=frozenset(), norm_mode="backbone_eval")
 
     def predict(self, ctx: CellContext) -> dict[str, np.ndarray]:
-        from medft_bench.training.features import FeatureCache
-
         # The engine's cache: features come from disk when an LP, LP-FT or kNN cell of the same data and
         # backbone has taken them already, and are taken once per image otherwise.
         cache = ctx.feature_cache if ctx.feature_cache is not None else FeatureCache(ctx)

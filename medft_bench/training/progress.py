@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
+from medft_bench.errors import MedftError
+
 MODES = ("auto", "rich", "plain", "off")
 PROGRESS_ENV = "MEDFT_PROGRESS"
 
@@ -64,8 +66,6 @@ def resolve_mode(progress: bool | str | None) -> str:
     else:
         mode = progress or os.environ.get(PROGRESS_ENV) or "auto"
     if mode not in MODES:
-        from medft_bench.errors import MedftError
-
         raise MedftError(f"progress mode {mode!r}: use one of {', '.join(MODES)} (--progress, ${PROGRESS_ENV})")
     if mode == "auto":
         mode = "rich" if sys.stderr.isatty() else "plain"
