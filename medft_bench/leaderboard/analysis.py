@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
+from medft_bench.leaderboard.names import canonical_name, lookup, strategy_sort_key
 from medft_bench.leaderboard.stats import ALPHA, same
 
 if TYPE_CHECKING:  # aggregate imports this module when a group's analysis is first read
@@ -92,9 +92,9 @@ def frozen_references(group: Group) -> list[FrozenReference]:
     """Each case that has LP or kNN, against them (see :class:`FrozenReference`)."""
     out = []
     for case in group.cases:
-        knn = next((r for s, r in case.rows.items() if canonical_name(s) == "knn"), None)
-        lp = next((r for s, r in case.rows.items() if canonical_name(s) == "lp"), None)
-        lpft = next((r for s, r in case.rows.items() if canonical_name(s) == "lp_ft"), None)
+        knn = lookup(case.rows, "knn")
+        lp = lookup(case.rows, "lp")
+        lpft = lookup(case.rows, "lp_ft")
         if lp is None and knn is None:
             continue
         gap = lp.mean - knn.mean if lp is not None and knn is not None else None
