@@ -12,11 +12,10 @@ from typing import Any
 
 from medft_bench.config import CellConfig, TrainSettings, freeze_params
 from medft_bench.errors import MedftError, unknown
-from medft_bench.vocabulary import OWN_TIER, TIER_ORDER
+from medft_bench.vocabulary import OWN_TIER, STUDY_STRATEGIES, TIER_ORDER
 
 STUDY_BACKBONES = ("resnet50", "densenet121", "vgg19")
 STUDY_SEEDS = (684, 559, 629)  # the study's authors' seeds
-STUDY_STRATEGIES = ("ft", "lp", "gu_last_first", "gu_first_last", "lp_ft", "l1_sp", "l2_sp", "auto_rgn")
 ALL_MEDMNIST = ("pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
                 "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist")
 FOLDER_DATASETS = ("chest_xray_pneumonia", "brain_tumor_mri", "nct_crc_he", "ham10000", "kvasir_v2")

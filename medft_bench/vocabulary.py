@@ -49,6 +49,10 @@ MODALITY_WORDS = {
 RANKING_METRIC = "auc"
 CLAIMS_METRIC = "balanced_acc"
 
+# The study's eight strategies, in the study's order: what the real tier runs, what the leaderboard's claims
+# compare and the order its tables list them in (then anything else alphabetically).
+STUDY_STRATEGIES = ("ft", "lp", "gu_first_last", "gu_last_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn")
+
 
 def primary_metric(task: str) -> str:
     """The metric a dataset is ranked by: AUC for multi-label (ACC is ~0.95 for all-negative), else

@@ -16,7 +16,6 @@ them, and is where the leaderboard's readers import ``Group`` (with its ``analys
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from typing import Any
 
 from medft_bench.gates import majority_causes
@@ -26,8 +25,8 @@ from medft_bench.leaderboard.claims import compute_claims
 from medft_bench.leaderboard.group_key import GroupKey, group_key
 from medft_bench.leaderboard.groups import BASELINE, Case, GroupData, Row
 from medft_bench.leaderboard.load import Run
-from medft_bench.leaderboard.names import STUDY_ORDER, canonical_name, strategy_sort_key
-from medft_bench.vocabulary import CLAIMS_METRIC, METRICS, RANKING_METRIC, primary_metric
+from medft_bench.leaderboard.names import canonical_name, lookup, strategy_sort_key
+from medft_bench.vocabulary import CLAIMS_METRIC, METRICS, RANKING_METRIC, STUDY_STRATEGIES, primary_metric
 
 
 class Group(GroupData):
@@ -143,31 +142,28 @@ def _majority(runs: list[Run]) -> dict[str, dict[str, Any]]:
 
 
 def build_group(key: GroupKey, runs: list[Run], metric_override: str | None = None) -> Group:
-    by_row: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
-    for run in runs:
-        by_row[(run.dataset, run.backbone, run.strategy)].append(run)
+    by_row = stats.group_by(runs, lambda run: (run.dataset, run.backbone, run.strategy))
     majority = _majority(runs)
     rows = [build_row(rs, metric_override, majority.get(rs[0].dataset)) for _, rs in sorted(
         by_row.items(), key=lambda kv: (kv[0][0], kv[0][1], strategy_sort_key(kv[0][2])))]
     strategies = sorted({r.strategy for r in rows}, key=strategy_sort_key)
 
-    by_case: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for row in rows:
-        by_case[row.case].append(row)
+    by_case = stats.group_by(rows, lambda row: row.case)
     cases = []
     for (dataset, backbone), rs in sorted(by_case.items()):
         measured = {r.strategy: r for r in rs if r.mean is not None}
         means_all = {r.strategy: r.summary_all.mean for r in rs if r.summary_all.mean is not None}
         ranks = stats.average_ranks({s: means_all[s] for s in measured})  # failures counted
-        base = next((r for s, r in measured.items() if canonical_name(s) == BASELINE), None)
+        base = lookup(measured, BASELINE)
         deltas = {s: r.mean - base.mean for s, r in measured.items()} if base else {}
-        base_all = next((v for s, v in means_all.items() if canonical_name(s) == BASELINE), None)
+        base_all = lookup(means_all, BASELINE)
         deltas_all = {s: v - base_all for s, v in means_all.items()} if base_all is not None else {}
         cases.append(Case(dataset, backbone, rs[0].metric, rs[0].modality, measured, ranks, deltas, means_all,
                           deltas_all))
 
     group = Group(key, rows, cases, strategies, sorted(runs, key=lambda r: r.cell_id),
-                  study_strategies=[s for s in strategies if canonical_name(s) in STUDY_ORDER], labels=_labels(runs))
+                  study_strategies=[s for s in strategies if canonical_name(s) in STUDY_STRATEGIES],
+                  labels=_labels(runs))
     for s in strategies:
         rk = [c.ranks[s] for c in cases if s in c.ranks]
         if rk:
@@ -233,7 +229,5 @@ def aggregate(runs: list[Run], metric_override: str | None = None) -> list[Group
     """Split runs into groups that are never averaged together, and aggregate each."""
     if metric_override is not None and metric_override not in METRICS:
         raise ValueError(f"unknown metric {metric_override!r}; choose one of {', '.join(METRICS)}")
-    by_group: dict[GroupKey, list[Run]] = defaultdict(list)
-    for run in runs:
-        by_group[group_key(run)].append(run)
+    by_group = stats.group_by(runs, group_key)
     return [build_group(k, by_group[k], metric_override) for k in sorted(by_group, key=GroupKey.sort_key)]

@@ -10,7 +10,7 @@ from typing import Any
 
 from medft_bench.leaderboard.groups import GroupData as Group
 from medft_bench.leaderboard.groups import Row
-from medft_bench.leaderboard.names import canonical_name, strategy_sort_key
+from medft_bench.leaderboard.names import canonical_name, lookup, strategy_sort_key
 from medft_bench.leaderboard.recommend import Recommendation, recommend, row_scores
 from medft_bench.leaderboard.separation import Spread
 from medft_bench.leaderboard.stats import ALPHA, same
@@ -91,9 +91,9 @@ def frozen_references(group: Group) -> list[FrozenReference]:
     """Each case that has LP or kNN, against them (see :class:`FrozenReference`)."""
     out = []
     for case in group.cases:
-        knn = next((r for s, r in case.rows.items() if canonical_name(s) == "knn"), None)
-        lp = next((r for s, r in case.rows.items() if canonical_name(s) == "lp"), None)
-        lpft = next((r for s, r in case.rows.items() if canonical_name(s) == "lp_ft"), None)
+        knn = lookup(case.rows, "knn")
+        lp = lookup(case.rows, "lp")
+        lpft = lookup(case.rows, "lp_ft")
         if lp is None and knn is None:
             continue
         gap = lp.mean - knn.mean if lp is not None and knn is not None else None

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medft_bench.errors import RecordError
+from medft_bench.leaderboard.stats import CI_LEVEL
 from medft_bench.results import predictions
 from medft_bench.vocabulary import MULTI_LABEL
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from medft_bench.leaderboard.load import Run
 
 B = 2000
-LEVEL = 0.95
 SEED = 20240501
 SUPPORTED = ("auc", "balanced_acc", "acc")
 _CHUNK = 250  # resamples per block: bounds memory at _CHUNK x images
@@ -128,7 +128,7 @@ def score_draws(metric: str, task: str, cells: Mapping[str, Sequence[Source]],
     return np.mean(per_dataset, axis=0)
 
 
-def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+def interval(draws: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float]:
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(draws, [tail, 100 - tail])
     return float(lo), float(hi)

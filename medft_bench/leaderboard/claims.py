@@ -23,7 +23,7 @@ from typing import Any
 
 from medft_bench.leaderboard import stats
 from medft_bench.leaderboard.groups import GroupData as Group
-from medft_bench.leaderboard.names import canonical_name
+from medft_bench.leaderboard.names import find
 from medft_bench.leaderboard.stats import ALPHA, MIN_DATASETS, same
 
 SOURCE = "Davila, Colan & Hasegawa, Image and Vision Computing 146 (2024) 105012 (arXiv 2406.10050)"
@@ -79,7 +79,7 @@ def rel(delta: float, base: float) -> str:
 
 
 def _find(group: Group, name: str) -> str | None:
-    return next((s for s in group.strategies if canonical_name(s) == name), None)
+    return find(group.strategies, name)
 
 
 def _is_densenet121(backbone: str) -> bool:
@@ -113,16 +113,15 @@ def _n(n: int, unit: str = "dataset") -> str:
 # --- Claim 1 ---------------------------------------------------------------------------------------------------
 
 def _lp_ft(cases: list[CaseView], lpft: str, ft: str) -> tuple[str, str, str, dict[str, Any]]:
-    by_dataset: dict[str, list[bool]] = {}
     per_case = []
     for c in cases:
         a, b = c.means[lpft], c.means[ft]
         win = a > b and not same(a, b)
-        by_dataset.setdefault(c.dataset, []).append(win)
         per_case.append({"dataset": c.dataset, "backbone": c.backbone, "lp_ft": a, "ft": b, "delta": a - b,
                          "lp_ft_wins": win})
     wins = sum(p["lp_ft_wins"] for p in per_case)
-    share_by_dataset = {d: sum(w) / len(w) for d, w in sorted(by_dataset.items())}
+    by_dataset = stats.group_by(per_case, lambda p: p["dataset"])
+    share_by_dataset = {d: sum(p["lp_ft_wins"] for p in ps) / len(ps) for d, ps in sorted(by_dataset.items())}
     n = len(share_by_dataset)
     share = sum(share_by_dataset.values()) / n
     test = stats.sign_flip_test([v - 0.5 for v in share_by_dataset.values()], "greater")
@@ -148,9 +147,7 @@ def _lp_ft(cases: list[CaseView], lpft: str, ft: str) -> tuple[str, str, str, di
 # --- Claim 2 ---------------------------------------------------------------------------------------------------
 
 def _auto_rgn(cases: list[CaseView], rgn: str, ft: str) -> tuple[str, str, str, dict[str, Any]]:
-    by_mod: dict[str, list[CaseView]] = {}
-    for c in cases:
-        by_mod.setdefault(c.modality, []).append(c)
+    by_mod = stats.group_by(cases, lambda c: c.modality)
     rows = []
     for mod in sorted(by_mod):
         gains = stats.dataset_means({(c.dataset, c.backbone): c.means[rgn] - c.means[ft] for c in by_mod[mod]})

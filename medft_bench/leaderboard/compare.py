@@ -21,7 +21,7 @@ from typing import Any
 from medft_bench.leaderboard.aggregate import metric_for
 from medft_bench.leaderboard.load import Inputs, Run, load_inputs
 from medft_bench.leaderboard.names import strategy_sort_key
-from medft_bench.leaderboard.stats import same
+from medft_bench.leaderboard.stats import group_by, same
 from medft_bench.leaderboard.tables.format import DASH, delta_style, pct, pp, seconds
 from medft_bench.leaderboard.tables.model import Cell, Table, cell, left, right
 from medft_bench.vocabulary import METRIC_NAMES
@@ -229,9 +229,7 @@ def _only_row(run: Run, metric: str | None) -> list[Cell]:
 
 
 def _by_strategy(cmp: Comparison, a_name: str, b_name: str) -> Table | None:
-    groups: dict[str, list[tuple[Run, Run]]] = {}
-    for ra, rb in cmp.matched:
-        groups.setdefault(ra.strategy, []).append((ra, rb))
+    groups = group_by(cmp.matched, lambda pair: pair[0].strategy)
     rows = []
     for s in sorted(groups, key=strategy_sort_key):
         deltas = [d for ra, rb in groups[s] if (d := delta(ra, rb, cmp.metric)) is not None]

@@ -12,7 +12,7 @@ from typing import Any
 from medft_bench.leaderboard import stats
 from medft_bench.leaderboard.group_key import GroupKey
 from medft_bench.leaderboard.load import Run
-from medft_bench.leaderboard.names import canonical_name
+from medft_bench.leaderboard.names import find, lookup
 
 BASELINE = "ft"
 
@@ -88,7 +88,7 @@ class Case:
 
     @property
     def baseline(self) -> Row | None:
-        return next((r for s, r in self.rows.items() if canonical_name(s) == BASELINE), None)
+        return lookup(self.rows, BASELINE)
 
 
 @dataclass
@@ -115,7 +115,7 @@ class GroupData:
 
     @property
     def baseline(self) -> str | None:
-        return next((s for s in self.strategies if canonical_name(s) == BASELINE), None)
+        return find(self.strategies, BASELINE)
 
     @property
     def metrics_used(self) -> dict[str, list[str]]:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from medft_bench.io import read_regular
+from medft_bench.leaderboard.stats import group_by
 from medft_bench.results.store import is_record_file, load_records
 from medft_bench.results.view import RecordView
 
@@ -120,9 +119,7 @@ def load_inputs(roots: list[str | os.PathLike[str]], benchmark_jsons: list[str |
         runs += [Run(rec, str(file)) for rec in records]
 
     notes: list[Note] = []
-    by_hash: dict[str, list[Run]] = defaultdict(list)
-    for run in runs:
-        by_hash[run.config_hash].append(run)
+    by_hash = group_by(runs, lambda run: run.config_hash)
     unique: list[Run] = []
     for _, same in sorted(by_hash.items()):
         kept = _pick(same)
@@ -130,11 +127,10 @@ def load_inputs(roots: list[str | os.PathLike[str]], benchmark_jsons: list[str |
         notes += [Note("duplicate", r.path, kept.path, r.cell_id) for r in same if r is not kept]
 
     # One record per cell and kind of run: a later configuration of the same cell supersedes an older one.
-    by_cell: dict[tuple[Any, ...], list[Run]] = defaultdict(list)
-    for run in unique:
-        # (an unofficial copy of a file never supersedes, nor is superseded by, the official file's record)
-        by_cell[(run.tier, run.synthetic, run.unofficial, run.weights_kind, run.img_size, run.input_size,
-                 run.protocol, run.dataset, run.backbone, run.strategy, run.seed)].append(run)
+    # (an unofficial copy of a file never supersedes, nor is superseded by, the official file's record)
+    by_cell = group_by(unique, lambda run: (run.tier, run.synthetic, run.unofficial, run.weights_kind, run.img_size,
+                                            run.input_size, run.protocol, run.dataset, run.backbone, run.strategy,
+                                            run.seed))
     counted: list[Run] = []
     for _, same in sorted(by_cell.items(), key=lambda kv: repr(kv[0])):
         kept = min(same, key=lambda r: (-r.finished_ts, STATUS_ORDER.get(r.status, 9), r.path))

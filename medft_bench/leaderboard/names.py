@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-# The study's eight first (in its order), then anything else alphabetically.
-STUDY_ORDER = ("ft", "lp", "gu_first_last", "gu_last_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn")
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
+from medft_bench.vocabulary import STUDY_STRATEGIES
+
+V = TypeVar("V")
 
 
 def canonical_name(name: str) -> str:
@@ -11,6 +15,18 @@ def canonical_name(name: str) -> str:
     return name.strip().lower().replace("-", "_").replace(" ", "_")
 
 
+def find(names: Iterable[str], name: str) -> str | None:
+    """The entry of ``names`` that spells the strategy ``name`` (:func:`canonical_name`), or None."""
+    return next((s for s in names if canonical_name(s) == name), None)
+
+
+def lookup(by_strategy: Mapping[str, V], name: str) -> V | None:
+    """The value of the strategy ``name`` in ``by_strategy`` however its key is spelled, or None."""
+    key = find(by_strategy, name)
+    return None if key is None else by_strategy[key]
+
+
 def strategy_sort_key(name: str) -> tuple[int, str]:
+    """The study's eight first (in its order), then anything else alphabetically."""
     n = canonical_name(name)
-    return (STUDY_ORDER.index(n), n) if n in STUDY_ORDER else (len(STUDY_ORDER), n)
+    return (STUDY_STRATEGIES.index(n), n) if n in STUDY_STRATEGIES else (len(STUDY_STRATEGIES), n)

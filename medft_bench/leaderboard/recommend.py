@@ -38,6 +38,7 @@ from medft_bench.leaderboard.separation import (
     score,
     separate,
 )
+from medft_bench.leaderboard.stats import group_by
 from medft_bench.vocabulary import CLAIMS_METRIC
 
 MARGIN = 0.01  # non-inferiority margin: 1 percentage point of the metric
@@ -236,7 +237,5 @@ def row_scores(group: Group) -> dict[tuple[str, str, str], Spread]:
 
 def recommend(group: Group) -> list[Recommendation]:
     """One answer per (modality, backbone) of the group that has at least one competing strategy."""
-    by_key: dict[tuple[str, str], list[Case]] = {}
-    for case in group.cases:
-        by_key.setdefault((case.modality, case.backbone), []).append(case)
+    by_key = group_by(group.cases, lambda c: (c.modality, c.backbone))
     return [rec for _, cases in sorted(by_key.items()) if (rec := answer(cases)) is not None]

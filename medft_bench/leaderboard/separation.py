@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
-from medft_bench.leaderboard.stats import ALPHA, CI_LEVEL
+from medft_bench.leaderboard.stats import ALPHA, CI_LEVEL, t_half
 
 PICK_DRAWS = 2000
 PICK_SEED = 20261207
@@ -112,8 +112,7 @@ def _spread(value: float, seed_terms: list[tuple[float | None, int]], image_var:
     var = sum(v for v, _ in seed_terms) + image_var  # type: ignore[misc]
     denom = sum(v * v / (n - 1) for v, n in seed_terms if v)  # type: ignore[operator]
     df = math.inf if denom == 0 else var * var / denom
-    q = float(sps.t.ppf(0.5 + CI_LEVEL / 2, df)) if math.isfinite(df) else float(sps.norm.ppf(0.5 + CI_LEVEL / 2))
-    return Spread(value, var, df, q * math.sqrt(var))
+    return Spread(value, var, df, t_half(math.sqrt(var), df))
 
 
 def _image_var(draws: np.ndarray | None) -> float:
@@ -208,6 +207,5 @@ def non_inferior(candidate: Evidence, best: Evidence, margin: float,
     d, _ = difference(candidate, best)
     if d.var is None:
         return None, None
-    q = float(sps.t.ppf(1 - alpha, d.df)) if math.isfinite(d.df or math.inf) else float(sps.norm.ppf(1 - alpha))
-    lower = d.value - q * math.sqrt(d.var)
+    lower = d.value - t_half(math.sqrt(d.var), d.df if d.df is not None else math.inf, level=1 - 2 * alpha)
     return lower > -margin, lower

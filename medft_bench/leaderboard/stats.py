@@ -1,11 +1,12 @@
 """The statistics of the leaderboard, each a small pure function (tested against hand-computed values).
 
 - mean over seeds, sample standard deviation (ddof=1; undefined for one seed), and a 95% confidence
-  interval for the mean from Student's t (``scipy.stats.t``), only when there are at least 3 seeds;
+  interval for the mean from Student's t (:func:`t_half`, also :mod:`separation`'s), only when there are at
+  least 3 seeds;
 - ranks within a case, higher metric = rank 1, ties share the average of the ranks they span;
 - tests at the independent unit, the dataset (:func:`dataset_means`, :func:`t_test`, :func:`sign_flip_test`),
-  within-case seed evidence (:func:`welch_within_case`) and the score a failed seed counts as
-  (:func:`chance_score`);
+  within-case seed evidence (:func:`welch_within_case`), all through ``scipy.stats``, and the score a failed
+  seed counts as (:func:`chance_score`);
 - Holm's step-down adjustment of those p-values within one table;
 - the majority-class flag (:func:`majority_flag`, from :mod:`medft_bench.gates`);
 - the Pareto frontier of (cost, score) points.
@@ -15,15 +16,21 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 # One definition of the flag, shared with the record's weak_result and the pytest case's warning.
 from medft_bench.gates import majority_flag as majority_flag
 from medft_bench.vocabulary import MULTI_LABEL as MULTI_LABEL
 
+T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+
 MIN_SEEDS_CI = 3
-CI_LEVEL = 0.95
+ALPHA = 0.05  # every test's level; every interval is its complement
+CI_LEVEL = 1 - ALPHA
 TIE_DECIMALS = 9  # means equal to this many decimals tie (float noise is not a difference)
 
 
@@ -39,6 +46,15 @@ class Summary:
         return None if self.ci is None else (self.ci[1] - self.ci[0]) / 2
 
 
+def group_by(items: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:
+    """``items`` by ``key``, each group in the items' order and the groups in the order first seen: the one
+    group-by of the leaderboard (records by cell, rows by case, cases by modality, ...)."""
+    out: dict[K, list[T]] = {}
+    for item in items:
+        out.setdefault(key(item), []).append(item)
+    return out
+
+
 def summarize(values: list[float]) -> Summary:
     """Mean, sample std (ddof=1) and a two-sided 95% t confidence interval (n >= 3) of ``values``."""
     vals = [float(v) for v in values]
@@ -51,24 +67,23 @@ def summarize(values: list[float]) -> Summary:
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1))
     ci = None
     if n >= MIN_SEEDS_CI:
-        half = t_quantile(0.5 + CI_LEVEL / 2, n - 1) * std / math.sqrt(n)
+        half = t_half(std, n - 1, n=n)
         ci = (mean - half, mean + half)
     return Summary(n, mean, std, ci)
 
 
 @functools.lru_cache(maxsize=4096)
-def t_quantile(q: float, df: float) -> float:
-    """Student's t quantile (``scipy.special.stdtrit``, the ufunc behind ``scipy.stats.t.ppf``), cached."""
-    from scipy.special import stdtrit
+def _quantile(q: float, df: float) -> float:
+    from scipy import stats as sps
 
-    return float(stdtrit(df, q))
+    return float(sps.t.ppf(q, df) if math.isfinite(df) else sps.norm.ppf(q))
 
 
-def t_sf(x: float, df: float) -> float:
-    """P(T > x) for Student's t with ``df`` degrees of freedom (``scipy.special.stdtr``)."""
-    from scipy.special import stdtr
-
-    return float(stdtr(df, -x))
+def t_half(sd: float, df: float, level: float = CI_LEVEL, n: int = 1) -> float:
+    """Half-width of the two-sided ``level`` interval of an estimate whose standard deviation is ``sd`` (over
+    ``sqrt(n)``: of a mean of ``n``): Student's t quantile (``scipy.stats.t``) at ``df`` degrees of freedom,
+    the normal's when they are infinite. One interval for the seed summaries and the answer's spreads."""
+    return _quantile(0.5 + level / 2, df) * sd / math.sqrt(n)
 
 
 def average_ranks(scores: dict[str, float]) -> dict[str, float]:
@@ -98,12 +113,6 @@ def holm(pvalues: dict[str, float]) -> dict[str, float]:
     return adjusted
 
 
-def _median(values: list[float]) -> float:
-    s = sorted(values)
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
-
-
 def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
     """Keys of the points (cost, score) that no other point dominates (cost <= and score >=, one strictly)."""
     front = set()
@@ -121,97 +130,89 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> set[str]:
 # strategy against FT, and every claim, therefore takes one number per dataset (the mean over its backbones of
 # the case differences, each a difference of means over seeds) and tests over datasets.
 
-ALPHA = 0.05
 MIN_DATASETS = 3  # a t-test over datasets needs at least this many (n = 2: one degree of freedom, no power)
 
 
 def dataset_means(per_case: dict[tuple[str, str], float]) -> dict[str, float]:
     """(dataset, backbone) -> value, averaged over each dataset's backbones: one value per dataset."""
-    by_dataset: dict[str, list[float]] = {}
-    for (dataset, _), v in sorted(per_case.items()):
-        by_dataset.setdefault(dataset, []).append(v)
-    return {d: math.fsum(vs) / len(vs) for d, vs in by_dataset.items()}
+    by_dataset = group_by(sorted(per_case.items()), lambda kv: kv[0][0])
+    return {d: math.fsum(v for _, v in kvs) / len(kvs) for d, kvs in by_dataset.items()}
 
 
 def t_test(values: list[float], alternative: str = "two-sided", min_n: int = MIN_DATASETS,
-           level: float = 1 - ALPHA, unit: str = "datasets") -> dict[str, Any]:
-    """One-sample t-test of ``values`` (one per independent unit) against 0, with a ``level`` t interval.
+           level: float = CI_LEVEL, unit: str = "datasets") -> dict[str, Any]:
+    """One-sample t-test of ``values`` (one per independent unit) against 0 (``scipy.stats.ttest_1samp``), with
+    its two-sided ``level`` t interval whatever the alternative.
 
     Every value counts, zeros included (the n reported is the n tested). ``note`` says why there is no p."""
     vals = [round(float(v), TIE_DECIMALS) for v in values]
     n = len(vals)
-    out: dict[str, Any] = {"n": n, "unit": unit, "mean": math.fsum(vals) / n if n else None, "std": None,
-                           "t": None, "p": None, "ci": None, "ci_level": level, "alternative": alternative,
-                           "note": None}
+    summary = summarize(vals)
+    out: dict[str, Any] = {"n": n, "unit": unit, "mean": summary.mean, "std": None, "t": None, "p": None,
+                           "ci": None, "ci_level": level, "alternative": alternative, "note": None}
     if n < min_n:
         shown = unit[:-1] if n == 1 and unit.endswith("s") else unit
         out["note"] = f"not testable: n = {n} {shown} (a test needs >= {min_n})"
         return out
-    std = math.sqrt(math.fsum((v - out["mean"]) ** 2 for v in vals) / (n - 1))
-    out["std"] = std
-    if same(std, 0.0):
-        out["note"] = ("all differences are zero" if same(out["mean"], 0.0)
+    out["std"] = summary.std
+    if same(summary.std, 0.0):
+        out["note"] = ("all differences are zero" if same(summary.mean, 0.0)
                        else f"no spread over the {n} {unit}: a t-test is undefined")
         return out
-    se = std / math.sqrt(n)
-    tstat = out["mean"] / se
-    p = _p_value(tstat, n - 1, alternative)
-    half = t_quantile(0.5 + level / 2, n - 1) * se
-    out.update(t=tstat, p=p, ci=(out["mean"] - half, out["mean"] + half))
+    from scipy import stats as sps
+
+    with warnings.catch_warnings():  # values close together: scipy's precision-loss warning, not a failure
+        warnings.simplefilter("ignore", RuntimeWarning)
+        test = sps.ttest_1samp(vals, 0.0, alternative=alternative)
+        ci = sps.ttest_1samp(vals, 0.0).confidence_interval(level)
+    out.update(t=float(test.statistic), p=float(test.pvalue), ci=(float(ci.low), float(ci.high)))
     return out
 
 
 def sign_flip_test(values: list[float], alternative: str = "greater", n_random: int = 20000,
                    seed: int = 0) -> dict[str, Any]:
     """Sign-flip permutation test of the mean of ``values`` (one per independent unit, symmetric about 0 under
-    the null): exact over every sign vector up to 16 units, else ``n_random`` seeded flips. ``min_p`` is the
-    smallest p the test can give (1 / 2^(non-zero values)): at or above ALPHA it cannot reject at all."""
+    the null): ``scipy.stats.permutation_test`` of one sample with ``permutation_type="samples"``, exact over
+    every sign vector up to 16 units, else ``n_random`` seeded flips. Means within 10^-TIE_DECIMALS of the
+    observed one count as reaching it (values of 1/3 and 2/6 rounded apart are a tie). ``min_p`` is the smallest
+    p the test can give (1 / 2^(non-zero values)): at or above ALPHA it cannot reject at all."""
     import numpy as np
+    from scipy import stats as sps
 
     vals = np.array([round(float(v), TIE_DECIMALS) for v in values], dtype=float)
     n = len(vals)
-    nonzero = int(np.count_nonzero(vals))
-    observed = float(vals.mean()) if n else 0.0
     if n == 0:
         return {"n": 0, "statistic": None, "p": None, "min_p": 1.0}
-    if n <= 16:
-        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
-    else:
-        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_random, n))
-    stats_ = (signs * vals).mean(axis=1)
+    nonzero = int(np.count_nonzero(vals))
+    observed = float(vals.mean())
+    # scipy needs two values; one value's sign vectors are +v and -v
+    null = np.array([observed, -observed]) if n == 1 else sps.permutation_test(
+        (vals,), lambda x, axis: np.mean(x, axis=axis), permutation_type="samples", vectorized=True,
+        n_resamples=2 ** n if n <= 16 else n_random, alternative=alternative, random_state=seed).null_distribution
     eps = 10.0 ** -TIE_DECIMALS
     if alternative == "greater":
-        p = float(np.mean(stats_ >= observed - eps))
+        p = float(np.mean(null >= observed - eps))
     elif alternative == "less":
-        p = float(np.mean(stats_ <= observed + eps))
+        p = float(np.mean(null <= observed + eps))
     else:
-        p = float(np.mean(np.abs(stats_) >= abs(observed) - eps))
+        p = float(np.mean(np.abs(null) >= abs(observed) - eps))
     return {"n": n, "statistic": observed, "p": p, "min_p": 2.0 ** -nonzero if alternative != "two-sided"
             else min(1.0, 2.0 ** (1 - nonzero))}
 
 
-def _p_value(tstat: float, df: float, alternative: str) -> float:
-    if alternative == "greater":
-        return t_sf(tstat, df)
-    if alternative == "less":
-        return t_sf(-tstat, df)
-    return min(1.0, 2 * t_sf(abs(tstat), df))
-
-
 def welch_within_case(x: list[float], y: list[float], alternative: str = "two-sided") -> float | None:
-    """Welch's t-test of one case's seeds (``x`` against ``y``; as ``scipy.stats.ttest_ind(equal_var=False)``):
+    """Welch's t-test of one case's seeds (``x`` against ``y``; ``scipy.stats.ttest_ind(equal_var=False)``):
     within-case evidence only, seeds being replicates of one (dataset, backbone) case; None with fewer than 2
     seeds a side or no spread in either."""
-    nx, ny = len(x), len(y)
-    if nx < 2 or ny < 2:
+    if len(x) < 2 or len(y) < 2:
         return None
-    mx, my = math.fsum(x) / nx, math.fsum(y) / ny
-    vx = math.fsum((v - mx) ** 2 for v in x) / (nx - 1) / nx
-    vy = math.fsum((v - my) ** 2 for v in y) / (ny - 1) / ny
-    if vx + vy <= 1e-2 * 10 ** (-2 * TIE_DECIMALS):
+    if summarize(x).std ** 2 / len(x) + summarize(y).std ** 2 / len(y) <= 1e-2 * 10 ** (-2 * TIE_DECIMALS):
         return None
-    df = (vx + vy) ** 2 / (vx ** 2 / (nx - 1) + vy ** 2 / (ny - 1))
-    p = _p_value((mx - my) / math.sqrt(vx + vy), df, alternative)
+    from scipy import stats as sps
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(sps.ttest_ind(x, y, equal_var=False, alternative=alternative).pvalue)
     return p if math.isfinite(p) else None
 
 
