@@ -22,7 +22,7 @@ from medft_bench.runner import resolved
 from medft_bench.tiers import get_tier
 from tests.helpers import make_record, tiny_cell
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARGS = ["--tier", "smoke", "--datasets", "pneumoniamnist", "--backbones", "resnet18", "--strategies", "lp",
         "--seeds", "0", "--progress", "off"]
 

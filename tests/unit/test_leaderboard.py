@@ -21,7 +21,7 @@ from medft_bench.leaderboard.stats import average_ranks, holm, majority_flag, pa
 from medft_bench.results.record import validate
 from tests.helpers import MULTI_LABEL, STUDY, make_record, tuned_record, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The main group (quick tier, 28 px, real data, pretrained): case means of the test metric, per strategy.
 MEANS = {
     ("pathmnist", "resnet50"): {"ft": .80, "lp": .70, "lp_ft": .82, "auto_rgn": .85},
@@ -855,10 +855,7 @@ def test_labels_come_from_the_records(tmp_path):
     write(tmp_path, make_record(strategy="ft", primary=0.7))
     (group,) = aggregate(load_inputs([tmp_path]).runs)
     assert [group.label(s) for s in group.strategies] == ["FT", "lp_ft", "My Plug-in"]
-
-    from medft_bench.strategies.registry import get_strategy
-
-    assert get_strategy("lp_ft").display_label() == "LP-FT" and get_strategy("knn").label == "kNN"
+    # the labels the built-in strategies declare (torch: tests/engine/test_strategies.py checks them)
 
 
 def test_pareto_labels_do_not_overlap_and_axis_ends_at_100(tmp_path):

@@ -17,7 +17,7 @@ from medft_bench.leaderboard.aggregate import aggregate
 from medft_bench.leaderboard.load import load_inputs
 from tests.helpers import make_record, tuned_record, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STRATEGIES = {"ft": 0.70, "lp": 0.72, "knn": 0.80, "lp_ft": 0.75, "l2_sp": 0.70}
 
 
