@@ -261,10 +261,11 @@ def build_cells(ns: Any) -> tuple[Any, list[Any]]:
 
 
 def register_folder_datasets(ns: Any) -> None:
-    """Register every ``--folder-dataset NAME=PATH,...`` (in each process that builds the grid)."""
-    from medft_bench.data.folders import register_from_option
-
+    """Register every ``--folder-dataset NAME=PATH,...`` (in each process that builds the grid). Imports the data
+    layer (and torch) only when there is one: a pytest session without it (the unit lane) stays without torch."""
     for text in ns.folder_dataset or ():
+        from medft_bench.data.folders import register_from_option
+
         register_from_option(text)
 
 

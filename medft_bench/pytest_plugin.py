@@ -111,12 +111,13 @@ def _benchmark_defaults(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    reason = gpu_skip_reason(("gpu",), config.getoption("allow_cpu"))
+    # torch is asked about CUDA only when a collected item needs it: a session of pure-logic tests stays without it
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    reason = gpu_skip_reason(("gpu",), config.getoption("allow_cpu")) if gpu_items else None
     if reason is None:
         return
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(pytest.mark.skip(reason=reason))
+    for item in gpu_items:
+        item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # -- the session summary -----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 # Test-only: a folder; the first attempt of each task (a cell: its config hash; a trial: its trial hash) without
 # a marker there creates one and kills its worker process after computing, before returning, so that the
-# engine's retry runs the task again (tests/test_cluster_ray.py; a marker made beforehand spares its task).
+# engine's retry runs the task again (tests/e2e/test_cluster_ray.py; a marker made beforehand spares its task).
 EXIT_ONCE_ENV = "MEDFT_TEST_WORKER_EXIT_ONCE"
 
 

@@ -141,7 +141,7 @@ def load_split(run: Run, split: str) -> Predicted | str:
     """A record's ``split`` predictions (``run.path``: the record's file), checked to reproduce the record's metrics
     of that split; or why there are none."""
     # Here, not on top: metrics.py imports scikit-learn, which only checking kept predictions needs; the leaderboard's
-    # modules import without it (tests/test_layers.py)
+    # modules import without it (tests/unit/test_layers.py)
     from medft_bench.metrics import compute_metrics
 
     path = run.path

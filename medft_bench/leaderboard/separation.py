@@ -22,7 +22,7 @@ checkpoints on). Every other strategy is compared with it on TEST, with Games-Ho
 degrees of freedom): its intervals and p-values hold for every pair at once, so they stay valid whichever
 strategy the validation split picked. A test against the pick alone (Holm over k - 1 comparisons) does not:
 the pick's networks are the ones whose training noise was lucky on validation, and the same networks are
-scored on test, so under a null the pick sits above the rest on test too (simulated in tests/test_separation.py:
+scored on test, so under a null the pick sits above the rest on test too (simulated in tests/e2e/test_separation.py:
 12.7 % of null answers excluded a strategy at a nominal 5 %). A strategy is separable when it is below the best
 and its simultaneous p is below ``ALPHA`` (its simultaneous 95% interval then excludes 0). ``not_separable`` is
 the best and every strategy not shown below it. The selection's own uncertainty is ``picked``: the share of

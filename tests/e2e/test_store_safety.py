@@ -20,10 +20,9 @@ from medft_bench.results.store import ResultStore
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import resolved
 from medft_bench.tiers import get_tier
-from tests.helpers import tiny_cell
-from tests.test_leaderboard import make_record
+from tests.helpers import make_record, tiny_cell
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARGS = ["--tier", "smoke", "--datasets", "pneumoniamnist", "--backbones", "resnet18", "--strategies", "lp",
         "--seeds", "0", "--progress", "off"]
 
@@ -138,7 +137,7 @@ def test_every_reader_skips_a_fifo_named_like_its_files(tmp_path: Path) -> None:
     from medft_bench.leaderboard.publish import publish
     from medft_bench.listing import tier_rows
     from medft_bench.results.store import load_records
-    from tests.test_leaderboard import write
+    from tests.helpers import write
 
     results, out = tmp_path / "results", tmp_path / "board"
     path = write(results, make_record())

@@ -4,7 +4,7 @@ small synthetic MedMNIST-format files).
 
 The simulated world has the real tier's shape (9 strategies that train with a rate, LP and kNN without one,
 5 seeds, the tuned sweep of 3 trials, 3 epochs): a strategy's quality, a seed's training effect shared by its
-validation score and its image resamples (as in tests/test_separation.py), and a 1-epoch screen that sees the
+validation score and its image resamples (as in tests/e2e/test_separation.py), and a 1-epoch screen that sees the
 quality through more noise.
 """
 
@@ -57,7 +57,7 @@ def test_a_planted_best_strategy_is_kept_and_picked() -> None:
     rng = np.random.default_rng(3)
     reps, kept, first = 40, 0, 0
     for _ in range(reps):
-        d = race(plan(), World(rng, {"t4": 0.90}))  # +5 pp, the size tests/test_separation.py finds
+        d = race(plan(), World(rng, {"t4": 0.90}))  # +5 pp, the size tests/e2e/test_separation.py finds
         kept += "t4" in d.recommended
         first += d.recommended[0] == "t4"
     # the one-epoch screen sees +5 pp through 3 pp of noise and keeps 5 of 9: about 1 in 20 it drops the best

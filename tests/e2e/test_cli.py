@@ -20,7 +20,7 @@ from medft_bench.strategies.registry import strategy_names
 from medft_bench.tiers import TIERS, get_tier
 from tests.helpers import SMOKE_CELL, offline
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CELL = SMOKE_CELL
 
 

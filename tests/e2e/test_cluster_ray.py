@@ -199,7 +199,7 @@ def test_ctrl_c_on_the_driver_keeps_finished_records_and_cancels_the_rest(tmp_pa
     import sys
     import time
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     cmd = [sys.executable, "-m", "medft_bench", "grid", "--tier", "smoke", "--backbones", "resnet50",
            "--strategies", "knn,ft", "--protocol", "study", "--ray-address", "local", "--ray-cpus", "1",
            "--results-dir", str(tmp_path)]

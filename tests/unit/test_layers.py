@@ -23,7 +23,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "medft_bench"
 # What core, records and the leaderboard import without: the engine's libraries, and scikit-learn (only metrics.py
 # imports it; the leaderboard imports metrics where it checks kept predictions, not on import)

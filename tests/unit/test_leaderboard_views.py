@@ -14,7 +14,7 @@ from medft_bench.leaderboard import bootstrap, views
 from medft_bench.leaderboard.publish import publish
 from medft_bench.metrics import compute_metrics
 from medft_bench.results import predictions
-from tests.test_leaderboard import make_record, write
+from tests.helpers import make_record, write
 
 N_TEST = 60
 STRATEGIES = {"ft": 1.5, "lp": 0.8, "knn": 0.3}  # signal: FT separates the classes best

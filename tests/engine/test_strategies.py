@@ -998,3 +998,10 @@ def test_surgical_names_its_block_as_a_variant_of_its_own() -> None:
     assert create_strategy("surgical").variant() == ""
     assert create_strategy("surgical", block="layer2").variant() == "block=layer2"
     assert create_strategy("ft", norm_mode="eval").variant() == ""  # an ordinary parameter: not a row of its own
+
+
+def test_built_in_strategies_declare_the_labels_records_carry() -> None:
+    """The labels the leaderboard shows (tests/unit/test_leaderboard.py reads them from records) come from here."""
+    from medft_bench.strategies.registry import get_strategy
+
+    assert get_strategy("lp_ft").display_label() == "LP-FT" and get_strategy("knn").label == "kNN"

@@ -4,111 +4,24 @@ determinism of every output file, the CLI's exit codes and plain output."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from scipy import stats as sps
 
-from medft_bench.config import IDENTITY_VERSION
 from medft_bench.leaderboard.__main__ import main
 from medft_bench.leaderboard.aggregate import aggregate
 from medft_bench.leaderboard.group_key import GroupKey
 from medft_bench.leaderboard.load import load_inputs
 from medft_bench.leaderboard.stats import average_ranks, holm, majority_flag, pareto_front, summarize
-from medft_bench.results.record import SCHEMA_VERSION, validate
+from medft_bench.results.record import validate
+from tests.helpers import MULTI_LABEL, STUDY, make_record, tuned_record, write
 
-ROOT = Path(__file__).resolve().parents[1]
-MULTI_LABEL = "multi-label, binary-class"
-STUDY = {"ft", "lp", "gu_first_last", "gu_last_first", "lp_ft", "l1_sp", "l2_sp", "auto_rgn"}
-TASKS = {"chestmnist": MULTI_LABEL, "pneumoniamnist": "binary-class", "breastmnist": "binary-class"}
-# The labels the built-in strategies declare (Strategy.label), as a record written today carries them.
-LABELS = {"ft": "FT", "lp": "LP", "lp_ft": "LP-FT", "auto_rgn": "Auto-RGN", "gu_first_last": "GU first-to-last",
-          "gu_last_first": "GU last-to-first", "l1_sp": "L1-SP", "l2_sp": "L2-SP", "knn": "kNN",
-          "bitfit": "BitFit"}
-MODALITY = {"pathmnist": "histology", "dermamnist": "dermoscopy", "chestmnist": "x-ray"}
-N_CLASSES = {"pathmnist": 9, "dermamnist": 7, "chestmnist": 14}
-MAJORITY = {"pathmnist": {"acc": 0.186, "balanced_acc": 1 / 9}, "dermamnist": {"acc": 0.67, "balanced_acc": 1 / 7},
-            "chestmnist": {"acc": 0.947, "balanced_acc": 0.5}}
-
-
-def make_record(*, tier: str = "quick", dataset: str = "pathmnist", img_size: int = 28, backbone: str = "resnet50",
-                strategy: str = "ft", seed: int = 0, primary: float | None = 0.8, acc: float | None = None,
-                status: str = "ok", weights: str = "pretrained", synthetic: bool = False, train_s: float = 10.0,
-                gpu_mb: float | None = None, rss_mb: float = 1500.0, trainable: int = 1000,
-                finished: str = "2025-03-01T12:00:00+00:00", commit: str = "0123456789abcdef0123",
-                dirty: bool = False, error: str | None = None, extra_hash: str = "", in_study: bool | None = None,
-                drift: dict[str, float] | None = None, best_epoch: int = 2) -> dict[str, Any]:
-    """A schema-valid result record for one cell; ``primary`` is the test value of the ranking metric (AUC) and,
-    single-label, of balanced accuracy (the claims' metric) too; ``acc`` the test ACC (default primary + 0.2)."""
-    task = TASKS.get(dataset, "multi-class")
-    primary_name = "auc" if task == MULTI_LABEL else "balanced_acc"
-    cell = {"tier": tier, "dataset": dataset, "img_size": img_size, "backbone": backbone, "strategy": strategy,
-            "seed": seed}
-    blob = json.dumps([cell, weights, synthetic, extra_hash], sort_keys=True)
-    cell["protocol"] = "study"
-    config_hash = hashlib.sha256(blob.encode()).hexdigest()[:16]
-    size = "" if img_size == 28 else f"-{img_size}"
-    metrics = None
-    if status == "ok" or (status == "diverged" and primary is not None):
-        test = {"acc": min(0.99, primary + 0.2) if acc is None else acc, "auc": primary, "balanced_acc": primary,
-                "f1_macro": 0.5, "map": 0.4}
-        if task == MULTI_LABEL:
-            test.update(acc=0.95 if acc is None else acc)
-        metrics = {"val": dict(test), "test": test, "primary": primary_name, "monitor": primary_name,
-                   "majority": MAJORITY.get(dataset, {"acc": 0.5, "balanced_acc": 0.5})}
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "cell_id": f"{tier}-{dataset}{size}-{backbone}-{strategy}-seed{seed}",
-        "config_hash": config_hash,
-        "identity": {"version": IDENTITY_VERSION, "earlier_hashes": {}},
-        "cell": cell,
-        "config": {"train": {"epochs": 3, "batch_size": 32, "lr": 1e-3, "optimizer": "adam", "scheduler": "cosine",
-                             "patience": 3},
-                   "weights": weights, "synthetic": synthetic, "strategy_params": {},
-                   "preprocess": {"target_size": 32, "policy": "resize", "mean": [0.5], "std": [0.5]},
-                   "amp": None, "channels_last": False},
-        "strategy": {"name": strategy, "label": LABELS.get(strategy, strategy), "hparams": {},
-                     "in_study": strategy in STUDY if in_study is None else in_study,
-                     "norm_modes": [], "log": {}, "complete": True, "incomplete_reason": None},
-        "weights": {"source": {"pretrained": "hub", "random": "random"}.get(weights, "file")},
-        "data": {"source": "synthetic" if synthetic else "medmnist", "synthetic": synthetic, "task": task,
-                 "n_classes": N_CLASSES.get(dataset, 2), "splits": {"train": 100, "val": 20, "test": 20},
-                 "md5": "0" * 32, "file": f"/data/{dataset}.npz", "modality": MODALITY.get(dataset, "")},
-        "metrics": metrics,
-        "costs": {"train_s": train_s, "eval_s": 1.0, "wall_s": train_s + 2.0, "train_images_per_s": 100.0,
-                  "peak_gpu_allocated_mb": gpu_mb, "peak_gpu_reserved_mb": gpu_mb, "peak_host_rss_mb": rss_mb,
-                  "trainable_params": trainable, "total_params": 25_000_000, "epochs_run": 3,
-                  "best_epoch": best_epoch},
-        "epochs": [],
-        "environment": {"python": "3.11.9", "packages": {"torch": "2.14.1", "timm": "1.0.31"}, "device": "cpu",
-                        "cpu": "Test CPU", "gpu": None},
-        "code": {"version": "0.1.0", "commit": commit, "dirty": dirty},
-        "status": status,
-        "error": error if status != "ok" else None,
-        "diverged_epoch": 2 if status == "diverged" else None,
-        "reused_from": None,
-        "started": "2025-03-01T11:00:00+00:00",
-        "finished": finished,
-    }
-    if drift is not None:
-        record["drift"] = drift
-    validate(record, record["cell_id"])
-    return record
-
-
-def write(root: Path, record: dict[str, Any]) -> Path:
-    path = root / record["cell"]["tier"] / f"{record['cell_id']}__{record['config_hash']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, sort_keys=True))
-    return path
-
-
+ROOT = Path(__file__).resolve().parents[2]
 # The main group (quick tier, 28 px, real data, pretrained): case means of the test metric, per strategy.
 MEANS = {
     ("pathmnist", "resnet50"): {"ft": .80, "lp": .70, "lp_ft": .82, "auto_rgn": .85},
@@ -942,10 +855,7 @@ def test_labels_come_from_the_records(tmp_path):
     write(tmp_path, make_record(strategy="ft", primary=0.7))
     (group,) = aggregate(load_inputs([tmp_path]).runs)
     assert [group.label(s) for s in group.strategies] == ["FT", "lp_ft", "My Plug-in"]
-
-    from medft_bench.strategies.registry import get_strategy
-
-    assert get_strategy("lp_ft").display_label() == "LP-FT" and get_strategy("knn").label == "kNN"
+    # the labels the built-in strategies declare (torch: tests/engine/test_strategies.py checks them)
 
 
 def test_pareto_labels_do_not_overlap_and_axis_ends_at_100(tmp_path):
@@ -1176,11 +1086,10 @@ def test_html_page_has_contents_unique_ids_and_the_cost_plot_beside_the_answer(p
 
 def test_recommendations_keep_study_and_tuned_apart(tmp_path):
     from medft_bench.leaderboard.recommend import recommend
-    from tests.test_tuned import _tuned_record
 
     for s, study, tuned in (("ft", 0.70, 0.80), ("lp_ft", 0.75, 0.77)):
         write(tmp_path, make_record(strategy=s, primary=study))
-        write(tmp_path, _tuned_record(strategy=s, primary=tuned, train_s=40.0))
+        write(tmp_path, tuned_record(strategy=s, primary=tuned, train_s=40.0))
     tuned_group, study_group = aggregate(load_inputs([tmp_path]).runs)  # the tuned protocol's group first
     assert (tuned_group.key.protocol, study_group.key.protocol) == ("tuned", "study")
     assert [r.best.strategy for r in recommend(study_group)] == ["lp_ft"]
@@ -1425,9 +1334,7 @@ def test_a_long_strategy_label_does_not_stop_the_heatmap(tmp_path: Path) -> None
 
 def test_a_deeply_nested_json_file_is_one_problem_and_the_rest_is_published(tmp_path: Path, capsys) -> None:
     """A .json nested deeper than the recursion limit raised RecursionError in the leaderboard, compare and
-    list tiers."""
-    from medft_bench.listing import tier_rows
-
+    list tiers (list tiers: tests/engine/test_listing.py)."""
     results = tmp_path / "results"
     write(results, make_record(strategy="ft", primary=0.7))
     write(results, make_record(strategy="lp", primary=0.6))
@@ -1446,7 +1353,6 @@ def test_a_deeply_nested_json_file_is_one_problem_and_the_rest_is_published(tmp_
     assert [Path(p["path"]).name for p in summary["problems"]] == ["deep.json"]
     assert main(["compare", str(results), str(results), "--plain"]) == 0
     assert "2 matched" in capsys.readouterr().out
-    assert "smoke" in [row[0] for row in tier_rows(results)]  # list tiers reads the records too
 
 
 # -- issue 27, item 12: free text is neutralised in every output ----------------------------------------------

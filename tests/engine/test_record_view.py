@@ -17,7 +17,7 @@ from medft_bench.results.record import SCHEMA_VERSION, build_record, validate
 from medft_bench.results.store import load_records, read_record
 from medft_bench.results.upgrade import STEPS, upgrade
 from medft_bench.results.view import RecordView
-from tests.test_leaderboard import make_record, write
+from tests.helpers import make_record, write
 
 
 def as_v1(record: dict) -> dict:

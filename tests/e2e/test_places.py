@@ -15,8 +15,7 @@ from medft_bench.leaderboard.__main__ import main as leaderboard_main
 from medft_bench.pytest_plugin import skip_or_fail
 from medft_bench.run_env import RunEnv
 from medft_bench.runner import Kind, attempt
-from tests.helpers import SMOKE_CELL, offline, tiny_cell
-from tests.test_leaderboard import make_record, write
+from tests.helpers import SMOKE_CELL, make_record, offline, tiny_cell, write
 
 if TYPE_CHECKING:
     from tests.places import MakePlace

@@ -146,7 +146,7 @@ def _killed_mid_unit(folder: Path, kill_after: int) -> None:
     for name in ("cell.head.pt", "cell.predictions/test.csv", "cell.json", "cell.model.pt"):
         (folder / name).parent.mkdir(exist_ok=True)
         (folder / name).write_text("old")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run([sys.executable, "-c", _KILLED_MID_UNIT, str(folder), str(kill_after)], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr

@@ -11,7 +11,7 @@ import pytest
 from medft_bench.gates import AUC_MARGIN, MUST_LEARN_ON_SYNTHETIC, learning_gate, weak_result
 from medft_bench.results.view import RecordView
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def record(*, synthetic: bool, strategy: str = "ft", task: str = "binary-class", acc: float = 0.5,

@@ -296,26 +296,13 @@ def test_cli_protocol(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
 # -- leaderboard ------------------------------------------------------------------------------------------
 
 
-def _tuned_record(**kw: Any) -> dict[str, Any]:
-    from tests.test_leaderboard import make_record
-
-    rec = make_record(extra_hash="tuned", **kw)
-    rec["cell"]["protocol"] = "tuned"
-    rec["cell_id"] = rec["cell_id"].replace(f"-seed{rec['cell']['seed']}", f"-tuned-seed{rec['cell']['seed']}")
-    rec["tuning"] = {"grid": [1e-4, 1e-3], "chosen_lr": 1e-4, "chosen_trial": "0" * 16, "model": "kept",
-                     "trials": [{"trial_hash": "0" * 16, "lr": 1e-4, "status": "ok", "val": None, "epochs_run": 3,
-                                 "train_s": kw.get("train_s", 10.0) / 2}]}
-    validate(rec)
-    return rec
-
-
 def test_leaderboard_keeps_protocols_apart_and_shows_survival(tmp_path: Path) -> None:
     from medft_bench.leaderboard.aggregate import aggregate
     from medft_bench.leaderboard.load import load_inputs
     from medft_bench.leaderboard.publish import publish
     from medft_bench.leaderboard.render_rich import render_plain
     from medft_bench.leaderboard.survival import survival
-    from tests.test_leaderboard import make_record, write
+    from tests.helpers import make_record, tuned_record, write
 
     study = {"ft": 0.70, "lp_ft": 0.75, "auto_rgn": 0.72}  # LP-FT +5 pp, Auto-RGN +2 pp at the study's lr
     tuned_means = {"ft": 0.80, "lp_ft": 0.77, "auto_rgn": 0.83}  # tuned: LP-FT -3 pp (a flip), Auto-RGN +3 pp
@@ -323,7 +310,7 @@ def test_leaderboard_keeps_protocols_apart_and_shows_survival(tmp_path: Path) ->
     for backbone in ("resnet50", "densenet121"):
         for s, m in study.items():
             write(root, make_record(backbone=backbone, strategy=s, primary=m))
-            write(root, _tuned_record(backbone=backbone, strategy=s, primary=tuned_means[s], train_s=40.0))
+            write(root, tuned_record(backbone=backbone, strategy=s, primary=tuned_means[s], train_s=40.0))
     inputs = load_inputs([root])
     assert len(inputs.runs) == 12 and not inputs.notes  # a tuned cell never supersedes its study twin
     groups = aggregate(inputs.runs)[::-1]  # published tuned first (the answer's protocol); here study, tuned

@@ -12,7 +12,7 @@ import pytest
 
 from medft_bench import install
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytest_plugins = ["pytester"]
 
 

@@ -15,10 +15,9 @@ import pytest
 
 from medft_bench.leaderboard.aggregate import aggregate
 from medft_bench.leaderboard.load import load_inputs
-from tests.test_leaderboard import make_record, write
-from tests.test_tuned import _tuned_record
+from tests.helpers import make_record, tuned_record, write
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STRATEGIES = {"ft": 0.70, "lp": 0.72, "knn": 0.80, "lp_ft": 0.75, "l2_sp": 0.70}
 
 
@@ -32,7 +31,7 @@ def _records(root: Path) -> None:
                     value = mean + 0.01 * seed - 0.06 * b * (s == "lp_ft")
                     write(root, make_record(dataset=dataset, backbone=backbone, strategy=s, seed=seed, primary=value))
             for s, mean in (("ft", 0.80), ("lp_ft", 0.77)):
-                write(root, _tuned_record(dataset=dataset, backbone=backbone, strategy=s, primary=mean))
+                write(root, tuned_record(dataset=dataset, backbone=backbone, strategy=s, primary=mean))
     for s in ("ft", "lp"):
         write(root, make_record(tier="smoke", synthetic=True, weights="random", strategy=s, primary=0.6))
     (root / "quick" / "broken.json").write_text("{not json")

@@ -30,7 +30,7 @@ from medft_bench.leaderboard.__main__ import main
 from medft_bench.leaderboard.aggregate import aggregate
 from medft_bench.leaderboard.load import Run, load_inputs
 from medft_bench.leaderboard.stats import holm
-from tests.test_leaderboard import make_record, write
+from tests.helpers import make_record, write
 
 STUDY = ("ft", "lp", "lp_ft", "l1_sp", "l2_sp", "gu_first_last", "gu_last_first", "auto_rgn")
 DATASETS = tuple(f"set{i}mnist" for i in range(6))

@@ -23,7 +23,7 @@ from medft_bench.run_env import RunEnv
 from medft_bench.runner import Kind, attempt, failure
 from medft_bench.tiers import get_tier
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 MISSING = "bloodmnist"  # its file is made to be missing; pneumoniamnist's is there (synthetic smoke data)
 ARGS = ["--tier", "smoke", "--datasets", f"pneumoniamnist,{MISSING}", "--backbones", "resnet18", "--strategies",
         "lp", "--seeds", "0"]

@@ -44,7 +44,7 @@ for _module in ("medft_bench.data.folders", "medft_bench.gates", "medft_bench.ru
 _validator()
 strategy_names()
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--backbones", "resnet18", "--strategies", "lp,knn", "--epochs", "1"]
 TIMEOUT = 600  # a hung lock or run fails the test instead of hanging the suite
 
