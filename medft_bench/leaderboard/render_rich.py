@@ -133,23 +133,31 @@ def plain_table(table: Table, width: int = DEFAULT_WIDTH) -> str:
     table = for_terminal(table)
     wraps = {i: wrap_width(table, i) for i in range(len(table.columns))}
     parts = split_columns(table, lambda cols: _line_width(_plain_part(table, cols, width, wraps)) <= width)
-    if any(_line_width(_plain_part(table, cols, width, wraps)) > width for cols in parts):
+    texts = [_plain_part(table, cols, width, wraps) for cols in parts]  # each part laid out once
+    if any(_line_width(text) > width for text in texts):
         return _plain_records(table, width)
     lines: list[str] = []
-    for k, cols in enumerate(parts, 1):
-        title = _part_title(table, k, len(parts))
-        title_lines = _wrap_lines(title, width)
-        lines += [*title_lines, "=" * min(max(map(len, title_lines)), width)]
-        if table.caption and k == 1:
-            lines += _wrap_lines(f"[{table.caption}]", width)
-        lines.append(_plain_part(table, cols, width, wraps))
+    for k, text in enumerate(texts, 1):
+        lines += _heading(_part_title(table, k, len(parts)), table.caption if k == 1 else "", width)
+        lines.append(text)
         if k < len(parts):
             lines.append("")
-    if any(cell.style == "best" for row in table.rows for cell in row):
-        lines.append(f"{BEST_MARK.strip()} best in its case")
+    return "\n".join(lines + _trailer(table, width)) + "\n"
+
+
+def _heading(title: str, caption: str, width: int) -> list[str]:
+    """A plain table's title, underlined, and its caption in brackets."""
+    title_lines = _wrap_lines(title, width)
+    return [*title_lines, "=" * min(max(map(len, title_lines)), width),
+            *(_wrap_lines(f"[{caption}]", width) if caption else [])]
+
+
+def _trailer(table: Table, width: int) -> list[str]:
+    """What follows a plain table: the best mark's meaning when a cell has it, then the notes."""
+    lines = [f"{BEST_MARK.strip()} best in its case"] if any(c.style == "best" for r in table.rows for c in r) else []
     for n in table.notes:
         lines += _wrap_lines(n, width, "- ")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _fitted(text: str, width: int) -> list[str]:
@@ -170,10 +178,7 @@ def _plain_records(table: Table, width: int) -> str:
     beside its key columns), as psql's expanded display shows one: a block a row, its key values on the first
     line, then a line a field."""
     keys = [i for i, col in enumerate(table.columns) if col.key]
-    title_lines = _wrap_lines(table.title, width)
-    lines = [*title_lines, "=" * min(max(map(len, title_lines)), width)]
-    if table.caption:
-        lines += _wrap_lines(f"[{table.caption}]", width)
+    lines = _heading(table.title, table.caption, width)
     for n, row in enumerate(table.rows, 1):
         named = " · ".join(row[i].text for i in keys if row[i].text) or f"row {n}"
         lines += ["", *_fitted(named, width)]
@@ -186,12 +191,7 @@ def _plain_records(table: Table, width: int) -> str:
                 lines.append(label + value)
             else:
                 lines += [label.rstrip(), *("    " + x for x in _fitted(value, width - 4))]
-    lines.append("")
-    if any(cell.style == "best" for row in table.rows for cell in row):
-        lines.append(f"{BEST_MARK.strip()} best in its case")
-    for n in table.notes:
-        lines += _wrap_lines(n, width, "- ")
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", *_trailer(table, width)]) + "\n"
 
 
 def render_plain(groups: list[Group], inputs: Inputs, meta: dict[str, Any], all_metrics: bool = False,
